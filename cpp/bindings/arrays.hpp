@@ -1,0 +1,61 @@
+// Checks and conversions between NumPy arrays and the driver's Strided views.
+// The Python layer has already normalized dtypes and axes; these checks guard
+// the C++ boundary so that no call can read or write out of bounds.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "fastsoftmax/driver.hpp"
+
+namespace fastsoftmax::bindings {
+
+namespace py = pybind11;
+
+inline std::string shape_str(const py::array& a) {
+    return py::str(py::tuple(py::cast(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()))));
+}
+
+template <class T>
+void check_dtype(const py::array& a, const char* what) {
+    if (!a.dtype().equal(py::dtype::of<T>()))
+        throw py::type_error(std::string(what) + " must have dtype " +
+                             std::string(py::str(py::dtype::of<T>())) + ", got " +
+                             std::string(py::str(a.dtype())));
+}
+
+// Strides in elements; the data must be aligned to the element size.
+template <class T>
+std::vector<std::ptrdiff_t> element_strides(const py::array& a, const char* what) {
+    if (reinterpret_cast<std::uintptr_t>(a.data()) % alignof(T) != 0)
+        throw py::value_error(std::string(what) + " is not aligned to its element size");
+    std::vector<std::ptrdiff_t> s(static_cast<std::size_t>(a.ndim()));
+    for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+        if (a.strides(d) % static_cast<py::ssize_t>(sizeof(T)) != 0)
+            throw py::value_error(std::string(what) + " has a stride that is not a multiple of its element size");
+        s[static_cast<std::size_t>(d)] = a.strides(d) / static_cast<py::ssize_t>(sizeof(T));
+    }
+    return s;
+}
+
+template <class T>
+Strided<const T> as_input(const py::array& a, const char* what) {
+    return {static_cast<const T*>(a.data()), element_strides<T>(a, what)};
+}
+
+template <class T>
+Strided<T> as_output(py::array& a, const char* what) {
+    if (!a.writeable()) throw py::value_error(std::string(what) + " is read-only");
+    return {static_cast<T*>(a.mutable_data()), element_strides<T>(a, what)};
+}
+
+inline std::vector<std::size_t> shape_of(const py::array& a) {
+    return std::vector<std::size_t>(a.shape(), a.shape() + a.ndim());
+}
+
+}  // namespace fastsoftmax::bindings

@@ -1,0 +1,15 @@
+// fastsoftmax._core: registration only; each area lives in its own file.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+namespace fastsoftmax::bindings {
+void register_softmax(py::module_& m);
+void register_config(py::module_& m);
+}  // namespace fastsoftmax::bindings
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "fastsoftmax's compiled kernels; use the functions of the fastsoftmax package instead";
+    fastsoftmax::bindings::register_softmax(m);
+    fastsoftmax::bindings::register_config(m);
+}

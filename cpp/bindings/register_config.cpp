@@ -1,0 +1,81 @@
+// _core.simd_target, targets, set_target, build_info and the element-wise
+// exp/log of the active target (for the tests of the vector math).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+
+#include "arrays.hpp"
+#include "build_info.hpp"
+#include "fastsoftmax/dispatch.hpp"
+
+namespace fastsoftmax::bindings {
+namespace {
+
+template <class T>
+py::array elementwise(const py::array& x, bool is_log) {
+    check_dtype<T>(x, "x");
+    if (x.ndim() != 1 || (x.shape(0) > 1 && x.strides(0) != static_cast<py::ssize_t>(sizeof(T))))
+        throw py::value_error("x must be a contiguous 1-d array");
+    py::array out(py::dtype::of<T>(), std::vector<py::ssize_t>{x.shape(0)});
+    const T* in = static_cast<const T*>(x.data());
+    T* o = static_cast<T*>(out.mutable_data());
+    const auto n = static_cast<std::size_t>(x.shape(0));
+    {
+        py::gil_scoped_release release;
+        const KernelTable& t = active_kernels();
+        if constexpr (sizeof(T) == 4)
+            (is_log ? t.f32.log : t.f32.exp)(in, o, n);
+        else
+            (is_log ? t.f64.log : t.f64.exp)(in, o, n);
+    }
+    return out;
+}
+
+py::array elementwise_any(const py::array& x, bool is_log) {
+    return x.dtype().equal(py::dtype::of<float>()) ? elementwise<float>(x, is_log)
+                                                   : elementwise<double>(x, is_log);
+}
+
+}  // namespace
+
+void register_config(py::module_& m) {
+    m.def("simd_target", [] { return std::string(active_kernels().name); },
+          "name of the SIMD target in use");
+    m.def(
+        "targets",
+        [] {
+            py::list out;
+            for (const TargetInfo& t : targets()) out.append(py::make_tuple(t.name, t.compiled, t.supported));
+            return out;
+        },
+        "(name, compiled, supported by this CPU) for every target, best first");
+    m.def(
+        "set_target",
+        [](const std::string& name) {
+            try {
+                set_target(name);
+            } catch (const std::invalid_argument& e) {
+                throw py::value_error(e.what());
+            }
+        },
+        py::arg("name"), "switch the SIMD target for the whole process");
+    m.def("env_warning", &env_warning, "problem with FASTSOFTMAX_SIMD, or ''");
+    m.def(
+        "build_info",
+        [] {
+            py::dict d;
+            d["compiler"] = FASTSOFTMAX_COMPILER;
+            d["build_type"] = FASTSOFTMAX_BUILD_TYPE;
+            d["target_flags"] = FASTSOFTMAX_TARGET_FLAGS;
+            return d;
+        },
+        "how this extension was built");
+    m.def("vexp", [](const py::array& x) { return elementwise_any(x, false); }, py::arg("x"),
+          "our vectorized exp on a contiguous 1-d float32/float64 array (active target)");
+    m.def("vlog", [](const py::array& x) { return elementwise_any(x, true); }, py::arg("x"),
+          "our vectorized log on a contiguous 1-d float32/float64 array (active target)");
+}
+
+}  // namespace fastsoftmax::bindings

@@ -1,0 +1,123 @@
+// _core.softmax, log_softmax, logsumexp and the two backward ops.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "arrays.hpp"
+#include "fastsoftmax/driver.hpp"
+
+namespace fastsoftmax::bindings {
+namespace {
+
+std::size_t checked_axis(const py::array& x, py::ssize_t axis) {
+    if (axis < 0 || axis >= x.ndim())
+        throw py::value_error("axis " + std::to_string(axis) + " is out of range for an array of " +
+                              std::to_string(x.ndim()) + " dimensions");
+    return static_cast<std::size_t>(axis);
+}
+
+void check_same_shape(const py::array& a, const py::array& b, const char* what) {
+    if (a.ndim() != b.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), b.shape()))
+        throw py::value_error(std::string(what) + " has shape " + shape_str(b) + ", expected " +
+                              shape_str(a));
+}
+
+// y = op(x) along axis; out=None allocates a C-contiguous result.
+template <class T>
+py::array unary(Op op, const py::array& x, py::ssize_t axis, py::object out_obj) {
+    check_dtype<T>(x, "x");
+    const std::size_t ax = checked_axis(x, axis);
+    py::array out = out_obj.is_none() ? py::array(py::dtype::of<T>(), std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()))
+                                      : out_obj.cast<py::array>();
+    check_dtype<T>(out, "out");
+    check_same_shape(x, out, "out");
+    const Strided<const T> in = as_input<T>(x, "x");
+    const Strided<T> o = as_output<T>(out, "out");
+    {
+        py::gil_scoped_release release;
+        apply<T>(op, shape_of(x), ax, in, nullptr, o);
+    }
+    return out;
+}
+
+// out = logsumexp(x) along axis; out has x's shape without the axis.
+template <class T>
+py::array reduce(const py::array& x, py::ssize_t axis, py::object out_obj) {
+    check_dtype<T>(x, "x");
+    const std::size_t ax = checked_axis(x, axis);
+    std::vector<py::ssize_t> rshape(x.shape(), x.shape() + x.ndim());
+    rshape.erase(rshape.begin() + static_cast<std::ptrdiff_t>(ax));
+    py::array out = out_obj.is_none() ? py::array(py::dtype::of<T>(), rshape) : out_obj.cast<py::array>();
+    check_dtype<T>(out, "out");
+    if (out.ndim() != static_cast<py::ssize_t>(rshape.size()) ||
+        !std::equal(rshape.begin(), rshape.end(), out.shape()))
+        throw py::value_error("out has shape " + shape_str(out) + ", expected " +
+                              std::string(py::str(py::tuple(py::cast(rshape)))));
+    const Strided<const T> in = as_input<T>(x, "x");
+    Strided<T> o = as_output<T>(out, "out");
+    o.strides.insert(o.strides.begin() + static_cast<std::ptrdiff_t>(ax), 0);
+    {
+        py::gil_scoped_release release;
+        apply<T>(Op::logsumexp, shape_of(x), ax, in, nullptr, o);
+    }
+    return out;
+}
+
+template <class T>
+py::array binary(Op op, const py::array& grad, const py::array& y, py::ssize_t axis,
+                  py::object out_obj) {
+    check_dtype<T>(grad, "grad");
+    check_dtype<T>(y, "y");
+    check_same_shape(grad, y, "y");
+    const std::size_t ax = checked_axis(grad, axis);
+    py::array out = out_obj.is_none() ? py::array(py::dtype::of<T>(), std::vector<py::ssize_t>(grad.shape(), grad.shape() + grad.ndim()))
+                                      : out_obj.cast<py::array>();
+    check_dtype<T>(out, "out");
+    check_same_shape(grad, out, "out");
+    const Strided<const T> g = as_input<T>(grad, "grad");
+    const Strided<const T> yy = as_input<T>(y, "y");
+    const Strided<T> o = as_output<T>(out, "out");
+    {
+        py::gil_scoped_release release;
+        apply<T>(op, shape_of(grad), ax, g, &yy, o);
+    }
+    return out;
+}
+
+bool is_f32(const py::array& a) { return a.dtype().equal(py::dtype::of<float>()); }
+
+}  // namespace
+
+void register_softmax(py::module_& m) {
+    const auto unary_op = [](Op op) {
+        return [op](const py::array& x, py::ssize_t axis, py::object out) {
+            return is_f32(x) ? unary<float>(op, x, axis, std::move(out))
+                             : unary<double>(op, x, axis, std::move(out));
+        };
+    };
+    const auto binary_op = [](Op op) {
+        return [op](const py::array& g, const py::array& y, py::ssize_t axis, py::object out) {
+            return is_f32(g) ? binary<float>(op, g, y, axis, std::move(out))
+                             : binary<double>(op, g, y, axis, std::move(out));
+        };
+    };
+    m.def("softmax", unary_op(Op::softmax), py::arg("x"), py::arg("axis"), py::arg("out") = py::none(),
+          "softmax along a non-negative axis; float32/float64 only (see fastsoftmax.softmax)");
+    m.def("log_softmax", unary_op(Op::log_softmax), py::arg("x"), py::arg("axis"),
+          py::arg("out") = py::none(), "log_softmax along a non-negative axis");
+    m.def(
+        "logsumexp",
+        [](const py::array& x, py::ssize_t axis, py::object out) {
+            return is_f32(x) ? reduce<float>(x, axis, std::move(out))
+                             : reduce<double>(x, axis, std::move(out));
+        },
+        py::arg("x"), py::arg("axis"), py::arg("out") = py::none(),
+        "logsumexp along a non-negative axis; the result drops that axis");
+    m.def("softmax_backward", binary_op(Op::softmax_backward), py::arg("grad"), py::arg("y"),
+          py::arg("axis"), py::arg("out") = py::none(), "y * (grad - sum(grad * y))");
+    m.def("log_softmax_backward", binary_op(Op::log_softmax_backward), py::arg("grad"), py::arg("y"),
+          py::arg("axis"), py::arg("out") = py::none(), "grad - exp(y) * sum(grad)");
+}
+
+}  // namespace fastsoftmax::bindings

@@ -1,0 +1,64 @@
+// ISA-free kernel interface: plain pointers, lengths and strides (in elements).
+//
+// Every SIMD target fills one KernelTable with the same generic algorithms
+// (cpp/src/generic/) compiled for its own instruction set. The driver
+// (cpp/src/driver.cpp) walks an N-d array and calls these on rows (the
+// reduction axis is contiguous) or on columns (the reduction axis is strided
+// and another axis is contiguous).
+#pragma once
+
+#include <cstddef>
+
+namespace fastsoftmax {
+
+using std::ptrdiff_t;
+using std::size_t;
+
+template <class T>
+struct Kernels {
+    // rows: `rows` rows of length n; row r starts at x + r*xs (resp. y + r*ys);
+    // elements of a row are contiguous.
+    void (*softmax_rows)(const T* x, ptrdiff_t xs, T* y, ptrdiff_t ys, size_t rows, size_t n);
+    void (*log_softmax_rows)(const T* x, ptrdiff_t xs, T* y, ptrdiff_t ys, size_t rows, size_t n);
+    // out[r * os] = logsumexp(row r)
+    void (*logsumexp_rows)(const T* x, ptrdiff_t xs, T* out, ptrdiff_t os, size_t rows, size_t n);
+    void (*softmax_backward_rows)(const T* g, ptrdiff_t gs, const T* y, ptrdiff_t ys, T* o,
+                                  ptrdiff_t os, size_t rows, size_t n);
+    void (*log_softmax_backward_rows)(const T* g, ptrdiff_t gs, const T* y, ptrdiff_t ys, T* o,
+                                      ptrdiff_t os, size_t rows, size_t n);
+
+    // cols: `inner` independent reductions of length n, contiguous across
+    // `inner`; step i of the reduction is at x + i*xs.
+    void (*softmax_cols)(const T* x, ptrdiff_t xs, T* y, ptrdiff_t ys, size_t n, size_t inner);
+    void (*log_softmax_cols)(const T* x, ptrdiff_t xs, T* y, ptrdiff_t ys, size_t n, size_t inner);
+    // out[0 .. inner) is contiguous
+    void (*logsumexp_cols)(const T* x, ptrdiff_t xs, T* out, size_t n, size_t inner);
+    void (*softmax_backward_cols)(const T* g, ptrdiff_t gs, const T* y, ptrdiff_t ys, T* o,
+                                  ptrdiff_t os, size_t n, size_t inner);
+    void (*log_softmax_backward_cols)(const T* g, ptrdiff_t gs, const T* y, ptrdiff_t ys, T* o,
+                                      ptrdiff_t os, size_t n, size_t inner);
+
+    // Element-wise vector math on contiguous arrays (exposed for the ULP tests).
+    void (*exp)(const T* x, T* y, size_t n);
+    void (*log)(const T* x, T* y, size_t n);
+};
+
+struct KernelTable {
+    const char* name;
+    Kernels<float> f32;
+    Kernels<double> f64;
+};
+
+// One per compiled target; defined in cpp/src/arch/<isa>/kernels.cpp.
+const KernelTable& baseline_kernels();
+#if defined(FASTSOFTMAX_HAVE_AVX2)
+const KernelTable& avx2_kernels();
+#endif
+#if defined(FASTSOFTMAX_HAVE_AVX512)
+const KernelTable& avx512_kernels();
+#endif
+#if defined(FASTSOFTMAX_HAVE_NEON)
+const KernelTable& neon_kernels();
+#endif
+
+}  // namespace fastsoftmax

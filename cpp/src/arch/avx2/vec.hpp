@@ -1,0 +1,199 @@
+// AVX2 + FMA vector wrappers (8 floats, 4 doubles) for the generic algorithms.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "generic/compensated.hpp"
+
+namespace fastsoftmax::avx2 {
+
+// Lane masks for partial loads and stores: lanes [0, n) set.
+inline __m256i mask32(std::size_t n) {
+    alignas(32) static const std::int32_t t[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                   0,  0,  0,  0,  0,  0,  0,  0};
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + 8 - n));
+}
+inline __m256i mask64(std::size_t n) {
+    alignas(32) static const std::int64_t t[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + 4 - n));
+}
+
+struct F32 {
+    using T = float;
+    using reg = __m256;
+    using mask = __m256;  // all-ones / all-zeros lanes
+    static constexpr std::size_t N = 8;
+
+    static reg load(const T* p) { return _mm256_loadu_ps(p); }
+    static reg load_partial(const T* p, std::size_t n, T fill) {
+        const __m256i m = mask32(n);
+        return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+    }
+    static void store(T* p, reg v) { _mm256_storeu_ps(p, v); }
+    static void store_partial(T* p, std::size_t n, reg v) { _mm256_maskstore_ps(p, mask32(n), v); }
+    static reg set1(T v) { return _mm256_set1_ps(v); }
+    static reg zero() { return _mm256_setzero_ps(); }
+    static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+    static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
+    static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+    static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
+    static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+    static reg fnmadd(reg a, reg b, reg c) { return _mm256_fnmadd_ps(a, b, c); }
+    static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+    static reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
+    static reg round_nearest(reg x) {
+        return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    }
+    // p * 2^n for integral n in [-252, 254]: two exact power-of-two factors,
+    // so subnormal results are rounded once and large n overflow to +inf.
+    static reg scale_pow2(reg p, reg n) {
+        const __m256i ni = _mm256_cvtps_epi32(n);
+        const __m256i n1 = _mm256_srai_epi32(ni, 1);
+        const __m256i n2 = _mm256_sub_epi32(ni, n1);
+        const __m256i bias = _mm256_set1_epi32(127);
+        const reg s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+        const reg s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+        return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    }
+    static void frexp12(reg x, reg& m, reg& e) {
+        // subnormals: scale by 2^23 first
+        const reg sub = _mm256_cmp_ps(x, _mm256_set1_ps(1.17549435e-38f), _CMP_LT_OQ);
+        x = _mm256_blendv_ps(x, _mm256_mul_ps(x, _mm256_set1_ps(8388608.0f)), sub);
+        const __m256i bits = _mm256_castps_si256(x);
+        const __m256i ebits = _mm256_and_si256(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(0xff));
+        e = _mm256_cvtepi32_ps(_mm256_sub_epi32(ebits, _mm256_set1_epi32(127)));
+        e = _mm256_sub_ps(e, _mm256_and_ps(sub, _mm256_set1_ps(23.0f)));
+        m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)),
+                                                _mm256_set1_epi32(0x3f800000)));
+    }
+    static mask lt(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+    static mask gt(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+    static mask eq(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+    static mask isnan(reg a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
+    static mask not_finite(reg a) {
+        return _mm256_cmp_ps(_mm256_sub_ps(a, a), _mm256_setzero_ps(), _CMP_NEQ_UQ);
+    }
+    static mask mask_or(mask a, mask b) { return _mm256_or_ps(a, b); }
+    static bool any(mask m) { return _mm256_movemask_ps(m) != 0; }
+    static reg select(mask m, reg a, reg b) { return _mm256_blendv_ps(b, a, m); }
+    static T hmax(reg v) {
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        return _mm_cvtss_f32(m);
+    }
+
+    struct Wide {
+        __m256d lo, hi;
+    };
+    static Wide wide_zero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
+    static void wide_add(Wide& w, reg v) {
+        w.lo = _mm256_add_pd(w.lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+        w.hi = _mm256_add_pd(w.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    }
+    static double wide_hsum(const Wide& w) {
+        const __m256d s = _mm256_add_pd(w.lo, w.hi);
+        __m128d t = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+        t = _mm_add_sd(t, _mm_unpackhi_pd(t, t));
+        return _mm_cvtsd_f64(t);
+    }
+    static reg wide_round(const Wide& w) {
+        return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(w.lo)),
+                                    _mm256_cvtpd_ps(w.hi), 1);
+    }
+};
+
+struct F64 {
+    using T = double;
+    using reg = __m256d;
+    using mask = __m256d;
+    static constexpr std::size_t N = 4;
+
+    static reg load(const T* p) { return _mm256_loadu_pd(p); }
+    static reg load_partial(const T* p, std::size_t n, T fill) {
+        const __m256i m = mask64(n);
+        return _mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
+    }
+    static void store(T* p, reg v) { _mm256_storeu_pd(p, v); }
+    static void store_partial(T* p, std::size_t n, reg v) { _mm256_maskstore_pd(p, mask64(n), v); }
+    static reg set1(T v) { return _mm256_set1_pd(v); }
+    static reg zero() { return _mm256_setzero_pd(); }
+    static reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
+    static reg sub(reg a, reg b) { return _mm256_sub_pd(a, b); }
+    static reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
+    static reg div(reg a, reg b) { return _mm256_div_pd(a, b); }
+    static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
+    static reg fnmadd(reg a, reg b, reg c) { return _mm256_fnmadd_pd(a, b, c); }
+    static reg max(reg a, reg b) { return _mm256_max_pd(a, b); }
+    static reg min(reg a, reg b) { return _mm256_min_pd(a, b); }
+    static reg round_nearest(reg x) {
+        return _mm256_round_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    }
+    // p * 2^n for integral n in [-2044, 2046].
+    static reg scale_pow2(reg p, reg n) {
+        const __m128i ni = _mm256_cvtpd_epi32(n);
+        const __m128i n1 = _mm_srai_epi32(ni, 1);
+        const __m128i n2 = _mm_sub_epi32(ni, n1);
+        const __m256i bias = _mm256_set1_epi64x(1023);
+        const reg s1 = _mm256_castsi256_pd(
+            _mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(n1), bias), 52));
+        const reg s2 = _mm256_castsi256_pd(
+            _mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(n2), bias), 52));
+        return _mm256_mul_pd(_mm256_mul_pd(p, s1), s2);
+    }
+    static void frexp12(reg x, reg& m, reg& e) {
+        const reg sub = _mm256_cmp_pd(x, _mm256_set1_pd(2.2250738585072014e-308), _CMP_LT_OQ);
+        x = _mm256_blendv_pd(x, _mm256_mul_pd(x, _mm256_set1_pd(4503599627370496.0)), sub);  // 2^52
+        const __m256i bits = _mm256_castpd_si256(x);
+        const __m256i ebits = _mm256_and_si256(_mm256_srli_epi64(bits, 52), _mm256_set1_epi64x(0x7ff));
+        // int64 -> double for small values: OR into the mantissa of 2^52, subtract 2^52
+        const reg magic = _mm256_set1_pd(4503599627370496.0);
+        e = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(ebits, _mm256_castpd_si256(magic))), magic);
+        e = _mm256_sub_pd(e, _mm256_set1_pd(1023.0));
+        e = _mm256_sub_pd(e, _mm256_and_pd(sub, _mm256_set1_pd(52.0)));
+        m = _mm256_castsi256_pd(
+            _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi64x(0x000fffffffffffffLL)),
+                            _mm256_set1_epi64x(0x3ff0000000000000LL)));
+    }
+    static mask lt(reg a, reg b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
+    static mask gt(reg a, reg b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
+    static mask eq(reg a, reg b) { return _mm256_cmp_pd(a, b, _CMP_EQ_OQ); }
+    static mask isnan(reg a) { return _mm256_cmp_pd(a, a, _CMP_UNORD_Q); }
+    static mask not_finite(reg a) {
+        return _mm256_cmp_pd(_mm256_sub_pd(a, a), _mm256_setzero_pd(), _CMP_NEQ_UQ);
+    }
+    static mask mask_or(mask a, mask b) { return _mm256_or_pd(a, b); }
+    static bool any(mask m) { return _mm256_movemask_pd(m) != 0; }
+    static reg select(mask m, reg a, reg b) { return _mm256_blendv_pd(b, a, m); }
+    static T hmax(reg v) {
+        __m128d m = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+        m = _mm_max_sd(m, _mm_unpackhi_pd(m, m));
+        return _mm_cvtsd_f64(m);
+    }
+
+    struct Wide {
+        reg sum, comp;
+    };
+    static Wide wide_zero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
+    static void wide_add(Wide& w, reg v) {
+        const reg sign = _mm256_set1_pd(-0.0);
+        const reg t = _mm256_add_pd(w.sum, v);
+        const reg big = _mm256_cmp_pd(_mm256_andnot_pd(sign, w.sum), _mm256_andnot_pd(sign, v), _CMP_GE_OQ);
+        const reg a = _mm256_blendv_pd(v, w.sum, big);  // the larger magnitude
+        const reg b = _mm256_blendv_pd(w.sum, v, big);
+        w.comp = _mm256_add_pd(w.comp, _mm256_add_pd(_mm256_sub_pd(a, t), b));
+        w.sum = t;
+    }
+    static double wide_hsum(const Wide& w) {
+        alignas(32) double s[N], c[N];
+        _mm256_store_pd(s, w.sum);
+        _mm256_store_pd(c, w.comp);
+        return neumaier_total(s, c, N);
+    }
+    static reg wide_round(const Wide& w) { return _mm256_add_pd(w.sum, w.comp); }
+};
+
+}  // namespace fastsoftmax::avx2

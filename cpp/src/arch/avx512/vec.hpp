@@ -1,0 +1,149 @@
+// AVX-512 (F, DQ, BW, VL) vector wrappers: the operations the generic
+// algorithms in cpp/src/generic/ need, for float (16 lanes) and double (8).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "generic/compensated.hpp"
+
+namespace fastsoftmax::avx512 {
+
+struct F32 {
+    using T = float;
+    using reg = __m512;
+    using mask = __mmask16;
+    static constexpr std::size_t N = 16;
+
+    static reg load(const T* p) { return _mm512_loadu_ps(p); }
+    static reg load_partial(const T* p, std::size_t n, T fill) {
+        const mask m = static_cast<mask>((1u << n) - 1u);
+        return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), m, p);
+    }
+    static void store(T* p, reg v) { _mm512_storeu_ps(p, v); }
+    static void store_partial(T* p, std::size_t n, reg v) {
+        _mm512_mask_storeu_ps(p, static_cast<mask>((1u << n) - 1u), v);
+    }
+    static reg set1(T v) { return _mm512_set1_ps(v); }
+    static reg zero() { return _mm512_setzero_ps(); }
+    static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+    static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
+    static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+    static reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
+    static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }    // a*b+c
+    static reg fnmadd(reg a, reg b, reg c) { return _mm512_fnmadd_ps(a, b, c); }  // c-a*b
+    // x86 max/min return the second operand when either is NaN.
+    static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+    static reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
+    static reg round_nearest(reg x) {
+        return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    }
+    // p * 2^n for integral n, with correct overflow, underflow and subnormals.
+    static reg scale_pow2(reg p, reg n) { return _mm512_scalef_ps(p, n); }
+    // x = m * 2^e with m in [1, 2), for finite x > 0 (subnormals included).
+    static void frexp12(reg x, reg& m, reg& e) {
+        m = _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+        e = _mm512_getexp_ps(x);
+    }
+    static mask lt(reg a, reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+    static mask gt(reg a, reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+    static mask eq(reg a, reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+    static mask isnan(reg a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
+    static mask not_finite(reg a) {  // NaN or +-inf
+        return _mm512_cmp_ps_mask(_mm512_sub_ps(a, a), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    }
+    static mask mask_or(mask a, mask b) { return static_cast<mask>(a | b); }
+    static bool any(mask m) { return m != 0; }
+    static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_ps(m, b, a); }  // m ? a : b
+    static T hmax(reg v) { return _mm512_reduce_max_ps(v); }
+
+    // Float sums are accumulated in double: a "wide" accumulator per lane.
+    struct Wide {
+        __m512d lo, hi;
+    };
+    static Wide wide_zero() { return {_mm512_setzero_pd(), _mm512_setzero_pd()}; }
+    static void wide_add(Wide& w, reg v) {
+        w.lo = _mm512_add_pd(w.lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+        w.hi = _mm512_add_pd(w.hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(
+                                       _mm512_castps_pd(v), 1))));
+    }
+    static double wide_hsum(const Wide& w) {
+        return _mm512_reduce_add_pd(_mm512_add_pd(w.lo, w.hi));
+    }
+    static reg wide_round(const Wide& w) {
+        const __m256 lo = _mm512_cvtpd_ps(w.lo);
+        const __m256 hi = _mm512_cvtpd_ps(w.hi);
+        return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+    }
+};
+
+struct F64 {
+    using T = double;
+    using reg = __m512d;
+    using mask = __mmask8;
+    static constexpr std::size_t N = 8;
+
+    static reg load(const T* p) { return _mm512_loadu_pd(p); }
+    static reg load_partial(const T* p, std::size_t n, T fill) {
+        const mask m = static_cast<mask>((1u << n) - 1u);
+        return _mm512_mask_loadu_pd(_mm512_set1_pd(fill), m, p);
+    }
+    static void store(T* p, reg v) { _mm512_storeu_pd(p, v); }
+    static void store_partial(T* p, std::size_t n, reg v) {
+        _mm512_mask_storeu_pd(p, static_cast<mask>((1u << n) - 1u), v);
+    }
+    static reg set1(T v) { return _mm512_set1_pd(v); }
+    static reg zero() { return _mm512_setzero_pd(); }
+    static reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
+    static reg sub(reg a, reg b) { return _mm512_sub_pd(a, b); }
+    static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
+    static reg div(reg a, reg b) { return _mm512_div_pd(a, b); }
+    static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
+    static reg fnmadd(reg a, reg b, reg c) { return _mm512_fnmadd_pd(a, b, c); }
+    static reg max(reg a, reg b) { return _mm512_max_pd(a, b); }
+    static reg min(reg a, reg b) { return _mm512_min_pd(a, b); }
+    static reg round_nearest(reg x) {
+        return _mm512_roundscale_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    }
+    static reg scale_pow2(reg p, reg n) { return _mm512_scalef_pd(p, n); }
+    static void frexp12(reg x, reg& m, reg& e) {
+        m = _mm512_getmant_pd(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+        e = _mm512_getexp_pd(x);
+    }
+    static mask lt(reg a, reg b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
+    static mask gt(reg a, reg b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
+    static mask eq(reg a, reg b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); }
+    static mask isnan(reg a) { return _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q); }
+    static mask not_finite(reg a) {
+        return _mm512_cmp_pd_mask(_mm512_sub_pd(a, a), _mm512_setzero_pd(), _CMP_NEQ_UQ);
+    }
+    static mask mask_or(mask a, mask b) { return static_cast<mask>(a | b); }
+    static bool any(mask m) { return m != 0; }
+    static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_pd(m, b, a); }
+    static T hmax(reg v) { return _mm512_reduce_max_pd(v); }
+
+    // Double sums use Neumaier's compensated summation per lane.
+    struct Wide {
+        reg sum, comp;
+    };
+    static Wide wide_zero() { return {_mm512_setzero_pd(), _mm512_setzero_pd()}; }
+    static void wide_add(Wide& w, reg v) {
+        const reg t = _mm512_add_pd(w.sum, v);
+        const __mmask8 big = _mm512_cmp_pd_mask(_mm512_abs_pd(w.sum), _mm512_abs_pd(v), _CMP_GE_OQ);
+        const reg a = _mm512_mask_blend_pd(big, v, w.sum);  // the larger magnitude
+        const reg b = _mm512_mask_blend_pd(big, w.sum, v);
+        w.comp = _mm512_add_pd(w.comp, _mm512_add_pd(_mm512_sub_pd(a, t), b));
+        w.sum = t;
+    }
+    static double wide_hsum(const Wide& w) {
+        alignas(64) double s[N], c[N];
+        _mm512_store_pd(s, w.sum);
+        _mm512_store_pd(c, w.comp);
+        return neumaier_total(s, c, N);
+    }
+    static reg wide_round(const Wide& w) { return _mm512_add_pd(w.sum, w.comp); }
+};
+
+}  // namespace fastsoftmax::avx512

@@ -1,0 +1,37 @@
+// Scalar Neumaier (improved Kahan) summation, used to fold per-lane partial
+// sums of doubles into one value without losing the low bits.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+
+#ifndef FASTSOFTMAX_TARGET
+#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
+#endif
+
+// Each target's translation unit gets its own copy in its own namespace, so
+// no inline function compiled with one target's flags is shared with another.
+namespace fastsoftmax::FASTSOFTMAX_TARGET {
+
+struct NeumaierSum {
+    double sum = 0.0;
+    double comp = 0.0;
+    void add(double v) {
+        const double t = sum + v;
+        comp += (std::fabs(sum) >= std::fabs(v)) ? (sum - t) + v : (v - t) + sum;
+        sum = t;
+    }
+    double value() const { return sum + comp; }
+};
+
+// Total of n lanes of (sum, compensation) pairs.
+inline double neumaier_total(const double* sums, const double* comps, std::size_t n) {
+    NeumaierSum acc;
+    for (std::size_t i = 0; i < n; ++i) {
+        acc.add(sums[i]);
+        acc.add(comps[i]);
+    }
+    return acc.value();
+}
+
+}  // namespace fastsoftmax::FASTSOFTMAX_TARGET

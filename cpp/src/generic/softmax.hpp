@@ -1,0 +1,479 @@
+// The softmax family, written once over a vector wrapper V and compiled per
+// target (cpp/src/arch/<isa>/kernels.cpp).
+//
+// Rows (reduction axis contiguous), in XNNPACK's terms:
+//   softmax     : rmax -> raddstoreexpminusmax -> vscale        (3 passes)
+//   log_softmax : online (max, sum) read pass -> (x - max) - log(sum)
+//   logsumexp   : online (max, sum) read pass, one read of the row
+// Columns (reduction axis strided, another axis contiguous): the same passes,
+// vectorized across the contiguous axis, one lane per independent reduction.
+//
+// Sums are accumulated in vector registers over blocks of at most kBlock
+// vectors per accumulator and then folded into a wide accumulator (double
+// for float, compensated double for double), so the error does not grow
+// with the row length. Rows whose maximum is not finite, or whose sum is NaN,
+// take the scalar path of special_rows.hpp (SciPy's answers).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <limits>
+
+#include "fastsoftmax/kernels.hpp"
+#include "generic/special_rows.hpp"
+#include "generic/vec_math.hpp"
+
+#ifndef FASTSOFTMAX_TARGET
+#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
+#endif
+
+// Each target's translation unit gets its own copy in its own namespace, so
+// no inline function compiled with one target's flags is shared with another.
+namespace fastsoftmax::FASTSOFTMAX_TARGET {
+
+constexpr std::size_t kBlock = 64;  // vectors per block of a row (4 KiB)
+
+template <class T>
+constexpr T neg_inf() {
+    return -std::numeric_limits<T>::infinity();
+}
+
+// ---------------------------------------------------------------- rows ----
+
+template <class V>
+typename V::T row_max(const typename V::T* x, std::size_t n) {
+    using T = typename V::T;
+    constexpr std::size_t N = V::N;
+    auto m0 = V::set1(neg_inf<T>()), m1 = m0, m2 = m0, m3 = m0;
+    std::size_t i = 0;
+    for (; i + 4 * N <= n; i += 4 * N) {
+        m0 = V::max(m0, V::load(x + i));
+        m1 = V::max(m1, V::load(x + i + N));
+        m2 = V::max(m2, V::load(x + i + 2 * N));
+        m3 = V::max(m3, V::load(x + i + 3 * N));
+    }
+    for (; i + N <= n; i += N) m0 = V::max(m0, V::load(x + i));
+    if (i < n) m1 = V::max(m1, V::load_partial(x + i, n - i, neg_inf<T>()));
+    return V::hmax(V::max(V::max(m0, m1), V::max(m2, m3)));
+}
+
+// Stores exp(x - m) into y (which may alias x) and returns the sum.
+template <class V>
+double row_store_exp_sum(const typename V::T* x, typename V::T* y, std::size_t n, typename V::T m) {
+    constexpr std::size_t N = V::N;
+    const auto vm = V::set1(m);
+    auto wide = V::wide_zero();
+    std::size_t i = 0;
+    while (i + N <= n) {
+        const std::size_t end = (n - i >= kBlock * N) ? i + kBlock * N : n;
+        auto s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
+        for (; i + 4 * N <= end; i += 4 * N) {
+            const auto e0 = vexp<V>(V::sub(V::load(x + i), vm));
+            const auto e1 = vexp<V>(V::sub(V::load(x + i + N), vm));
+            const auto e2 = vexp<V>(V::sub(V::load(x + i + 2 * N), vm));
+            const auto e3 = vexp<V>(V::sub(V::load(x + i + 3 * N), vm));
+            V::store(y + i, e0);
+            V::store(y + i + N, e1);
+            V::store(y + i + 2 * N, e2);
+            V::store(y + i + 3 * N, e3);
+            s0 = V::add(s0, e0);
+            s1 = V::add(s1, e1);
+            s2 = V::add(s2, e2);
+            s3 = V::add(s3, e3);
+        }
+        for (; i + N <= end; i += N) {
+            const auto e = vexp<V>(V::sub(V::load(x + i), vm));
+            V::store(y + i, e);
+            s0 = V::add(s0, e);
+        }
+        V::wide_add(wide, V::add(V::add(s0, s1), V::add(s2, s3)));
+    }
+    if (i < n) {
+        const auto e = vexp<V>(V::sub(V::load_partial(x + i, n - i, neg_inf<typename V::T>()), vm));
+        V::store_partial(y + i, n - i, e);
+        V::wide_add(wide, e);
+    }
+    return V::wide_hsum(wide);
+}
+
+template <class V>
+void row_scale(typename V::T* y, std::size_t n, typename V::T c) {
+    constexpr std::size_t N = V::N;
+    const auto vc = V::set1(c);
+    std::size_t i = 0;
+    for (; i + 4 * N <= n; i += 4 * N) {
+        V::store(y + i, V::mul(V::load(y + i), vc));
+        V::store(y + i + N, V::mul(V::load(y + i + N), vc));
+        V::store(y + i + 2 * N, V::mul(V::load(y + i + 2 * N), vc));
+        V::store(y + i + 3 * N, V::mul(V::load(y + i + 3 * N), vc));
+    }
+    for (; i + N <= n; i += N) V::store(y + i, V::mul(V::load(y + i), vc));
+    if (i < n) V::store_partial(y + i, n - i, V::mul(V::load_partial(y + i, n - i, 0), vc));
+}
+
+// sum(exp(x - m)) over a stretch of a row (at most kBlock*N elements, so
+// the float accumulators stay short), in the wide type.
+template <class V>
+double stretch_sum_exp(const typename V::T* x, std::size_t len, typename V::T m) {
+    constexpr std::size_t N = V::N;
+    const auto vm = V::set1(m);
+    auto s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
+    std::size_t i = 0;
+    for (; i + 4 * N <= len; i += 4 * N) {
+        s0 = V::add(s0, vexp<V>(V::sub(V::load(x + i), vm)));
+        s1 = V::add(s1, vexp<V>(V::sub(V::load(x + i + N), vm)));
+        s2 = V::add(s2, vexp<V>(V::sub(V::load(x + i + 2 * N), vm)));
+        s3 = V::add(s3, vexp<V>(V::sub(V::load(x + i + 3 * N), vm)));
+    }
+    for (; i + N <= len; i += N) s0 = V::add(s0, vexp<V>(V::sub(V::load(x + i), vm)));
+    if (i < len) {
+        s1 = V::add(s1, vexp<V>(V::sub(V::load_partial(x + i, len - i, neg_inf<typename V::T>()), vm)));
+    }
+    auto wide = V::wide_zero();
+    V::wide_add(wide, V::add(V::add(s0, s1), V::add(s2, s3)));
+    return V::wide_hsum(wide);
+}
+
+template <class T>
+bool has_nan(const T* x, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i)
+        if (x[i] != x[i]) return true;
+    return false;
+}
+
+struct MaxSum {
+    double max;  // the row maximum (exact: a value of the row)
+    double sum;  // sum(exp(x - max)), >= 1 for a finite max
+    bool special;  // the maximum is not finite or a NaN was seen: use special_rows.hpp
+};
+
+// One read of the row: per 4 KiB block, the block maximum (from memory), then
+// the block's sum of exp(x - running max) (from L1). The running sum is
+// rescaled only when the maximum grows.
+template <class V>
+MaxSum row_online_max_sum(const typename V::T* x, std::size_t n) {
+    using T = typename V::T;
+    constexpr std::size_t B = kBlock * V::N;
+    T m = neg_inf<T>();
+    NeumaierSum sum;
+    for (std::size_t i = 0; i < n; i += B) {
+        const std::size_t len = (n - i < B) ? n - i : B;
+        const T bm = row_max<V>(x + i, len);
+        if (!(bm > neg_inf<T>())) {  // block of -inf (or a NaN the max dropped)
+            if (bm != bm || has_nan(x + i, len)) return {0, 0, true};
+            continue;
+        }
+        if (!std::isfinite(bm)) return {0, 0, true};
+        if (bm > m) {
+            if (sum.value() != 0.0) {
+                const double f = std::exp(static_cast<double>(m) - static_cast<double>(bm));
+                sum.sum *= f;
+                sum.comp *= f;
+            }
+            m = bm;
+        }
+        sum.add(stretch_sum_exp<V>(x + i, len, m));
+    }
+    const double s = sum.value();
+    if (!std::isfinite(m) || s != s) return {0, 0, true};
+    return {static_cast<double>(m), s, false};
+}
+
+template <class V>
+void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
+                  std::size_t rows, std::size_t n) {
+    using T = typename V::T;
+    if (n == 0) return;
+    for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
+        const T m = row_max<V>(x, n);
+        if (!std::isfinite(m)) {
+            softmax_special(y, 1, n);
+            continue;
+        }
+        const double s = row_store_exp_sum<V>(x, y, n, m);
+        if (s != s) {  // a NaN in the row
+            softmax_special(y, 1, n);
+            continue;
+        }
+        row_scale<V>(y, n, static_cast<T>(1.0 / s));
+    }
+}
+
+template <class V>
+void log_softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+                      std::ptrdiff_t ys, std::size_t rows, std::size_t n) {
+    using T = typename V::T;
+    constexpr std::size_t N = V::N;
+    if (n == 0) return;
+    for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
+        const MaxSum ms = row_online_max_sum<V>(x, n);
+        if (ms.special) {
+            log_softmax_special(x, 1, y, 1, n);
+            continue;
+        }
+        // (x - max) - log(sum), in this order: x - max is exact for the
+        // entries that matter and the log is rounded once.
+        const auto vm = V::set1(static_cast<T>(ms.max));
+        const auto vl = V::set1(static_cast<T>(std::log(ms.sum)));
+        std::size_t i = 0;
+        for (; i + 2 * N <= n; i += 2 * N) {
+            V::store(y + i, V::sub(V::sub(V::load(x + i), vm), vl));
+            V::store(y + i + N, V::sub(V::sub(V::load(x + i + N), vm), vl));
+        }
+        for (; i + N <= n; i += N) V::store(y + i, V::sub(V::sub(V::load(x + i), vm), vl));
+        if (i < n)
+            V::store_partial(y + i, n - i, V::sub(V::sub(V::load_partial(x + i, n - i, 0), vm), vl));
+    }
+}
+
+template <class V>
+void logsumexp_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out,
+                    std::ptrdiff_t os, std::size_t rows, std::size_t n) {
+    using T = typename V::T;
+    for (std::size_t r = 0; r < rows; ++r, x += xs, out += os) {
+        if (n == 0) {
+            *out = neg_inf<T>();
+            continue;
+        }
+        const MaxSum ms = row_online_max_sum<V>(x, n);
+        *out = ms.special ? logsumexp_special(x, 1, n)
+                          : static_cast<T>(ms.max + std::log(ms.sum));
+    }
+}
+
+// o = y * (g - sum(g * y))
+template <class V>
+void softmax_backward_rows(const typename V::T* g, std::ptrdiff_t gs, const typename V::T* y,
+                           std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os,
+                           std::size_t rows, std::size_t n) {
+    using T = typename V::T;
+    constexpr std::size_t N = V::N;
+    for (std::size_t r = 0; r < rows; ++r, g += gs, y += ys, o += os) {
+        auto wide = V::wide_zero();
+        std::size_t i = 0;
+        while (i + N <= n) {
+            const std::size_t end = (n - i >= kBlock * N) ? i + kBlock * N : n;
+            auto s0 = V::zero(), s1 = V::zero();
+            for (; i + 2 * N <= end; i += 2 * N) {
+                s0 = V::fmadd(V::load(g + i), V::load(y + i), s0);
+                s1 = V::fmadd(V::load(g + i + N), V::load(y + i + N), s1);
+            }
+            for (; i + N <= end; i += N) s0 = V::fmadd(V::load(g + i), V::load(y + i), s0);
+            V::wide_add(wide, V::add(s0, s1));
+        }
+        if (i < n)
+            V::wide_add(wide, V::mul(V::load_partial(g + i, n - i, 0), V::load_partial(y + i, n - i, 0)));
+        const auto vs = V::set1(static_cast<T>(V::wide_hsum(wide)));
+        for (i = 0; i + N <= n; i += N)
+            V::store(o + i, V::mul(V::load(y + i), V::sub(V::load(g + i), vs)));
+        if (i < n)
+            V::store_partial(o + i, n - i,
+                             V::mul(V::load_partial(y + i, n - i, 0), V::sub(V::load_partial(g + i, n - i, 0), vs)));
+    }
+}
+
+// o = g - exp(y) * sum(g)
+template <class V>
+void log_softmax_backward_rows(const typename V::T* g, std::ptrdiff_t gs, const typename V::T* y,
+                               std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os,
+                               std::size_t rows, std::size_t n) {
+    using T = typename V::T;
+    constexpr std::size_t N = V::N;
+    for (std::size_t r = 0; r < rows; ++r, g += gs, y += ys, o += os) {
+        auto wide = V::wide_zero();
+        std::size_t i = 0;
+        while (i + N <= n) {
+            const std::size_t end = (n - i >= kBlock * N) ? i + kBlock * N : n;
+            auto s0 = V::zero(), s1 = V::zero();
+            for (; i + 2 * N <= end; i += 2 * N) {
+                s0 = V::add(s0, V::load(g + i));
+                s1 = V::add(s1, V::load(g + i + N));
+            }
+            for (; i + N <= end; i += N) s0 = V::add(s0, V::load(g + i));
+            V::wide_add(wide, V::add(s0, s1));
+        }
+        if (i < n) V::wide_add(wide, V::load_partial(g + i, n - i, 0));
+        const auto vs = V::set1(static_cast<T>(V::wide_hsum(wide)));
+        for (i = 0; i + N <= n; i += N)
+            V::store(o + i, V::fnmadd(vexp<V>(V::load(y + i)), vs, V::load(g + i)));
+        if (i < n)
+            V::store_partial(o + i, n - i,
+                             V::fnmadd(vexp<V>(V::load_partial(y + i, n - i, 0)), vs,
+                                       V::load_partial(g + i, n - i, 0)));
+    }
+}
+
+// ------------------------------------------------------------- columns ----
+//
+// A "chunk" is one vector of lanes across the contiguous axis, at column
+// offset c with `w` valid lanes (w == V::N except for the last chunk).
+
+template <class V>
+struct Chunk {
+    std::size_t w;
+    typename V::reg load(const typename V::T* p, typename V::T fill) const {
+        return (w == V::N) ? V::load(p) : V::load_partial(p, w, fill);
+    }
+    void store(typename V::T* p, typename V::reg v) const {
+        if (w == V::N)
+            V::store(p, v);
+        else
+            V::store_partial(p, w, v);
+    }
+};
+
+constexpr std::size_t kColBlock = 32;  // rows per float accumulator before folding
+
+template <class V>
+typename V::reg col_max(const typename V::T* x, std::ptrdiff_t xs, std::size_t n, Chunk<V> ch) {
+    using T = typename V::T;
+    auto m0 = V::set1(neg_inf<T>()), m1 = m0;
+    std::size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        m0 = V::max(m0, ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()));
+        m1 = V::max(m1, ch.load(x + static_cast<std::ptrdiff_t>(i + 1) * xs, neg_inf<T>()));
+    }
+    if (i < n) m0 = V::max(m0, ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()));
+    return V::max(m0, m1);
+}
+
+// sum over the column of exp(x - ref); stores the exponentials in y if y != nullptr.
+template <class V>
+typename V::reg col_sum_exp(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+                            std::ptrdiff_t ys, std::size_t n, typename V::reg ref, Chunk<V> ch) {
+    using T = typename V::T;
+    auto wide = V::wide_zero();
+    for (std::size_t i = 0; i < n;) {
+        const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
+        auto s = V::zero();
+        for (; i < end; ++i) {
+            const auto e = vexp<V>(V::sub(ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()), ref));
+            if (y) ch.store(y + static_cast<std::ptrdiff_t>(i) * ys, e);
+            s = V::add(s, e);
+        }
+        V::wide_add(wide, s);
+    }
+    return V::wide_round(wide);
+}
+
+// Column lanes need no scalar path: with ref = (max finite ? max : 0), as
+// SciPy does, a NaN anywhere makes the lane's sum NaN, a +inf makes it +inf,
+// and the formulas below give SciPy's answers lane by lane.
+
+template <class V>
+void softmax_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
+                  std::size_t n, std::size_t inner) {
+    using T = typename V::T;
+    if (n == 0) return;
+    for (std::size_t c = 0; c < inner; c += V::N) {
+        const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
+        const auto m = col_max<V>(x + c, xs, n, ch);
+        const auto bad = V::not_finite(m);
+        const auto s = col_sum_exp<V>(x + c, xs, y + c, ys, n, V::select(bad, V::zero(), m), ch);
+        // a non-finite max makes the whole lane NaN (SciPy); a NaN sum does by itself
+        const auto inv = V::select(bad, V::set1(std::numeric_limits<T>::quiet_NaN()),
+                                   V::div(V::set1(T(1)), s));
+        for (std::size_t i = 0; i < n; ++i) {
+            T* p = y + c + static_cast<std::ptrdiff_t>(i) * ys;
+            ch.store(p, V::mul(ch.load(p, 0), inv));
+        }
+    }
+}
+
+template <class V>
+void log_softmax_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+                      std::ptrdiff_t ys, std::size_t n, std::size_t inner) {
+    if (n == 0) return;
+    for (std::size_t c = 0; c < inner; c += V::N) {
+        const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
+        const auto m = col_max<V>(x + c, xs, n, ch);
+        const auto s = col_sum_exp<V>(x + c, xs, nullptr, 0, n,
+                                      V::select(V::not_finite(m), V::zero(), m), ch);
+        // max = +inf: s = +inf, so (x - max) - log(s) is NaN at +inf, -inf elsewhere;
+        // all -inf: x - max is NaN; a NaN: s is NaN. SciPy's answers in each case.
+        const auto ls = vlog<V>(s);
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto xv = ch.load(x + c + static_cast<std::ptrdiff_t>(i) * xs, 0);
+            ch.store(y + c + static_cast<std::ptrdiff_t>(i) * ys, V::sub(V::sub(xv, m), ls));
+        }
+    }
+}
+
+template <class V>
+void logsumexp_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out, std::size_t n,
+                    std::size_t inner) {
+    using T = typename V::T;
+    for (std::size_t c = 0; c < inner; c += V::N) {
+        const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
+        if (n == 0) {
+            ch.store(out + c, V::set1(neg_inf<T>()));
+            continue;
+        }
+        const auto m = col_max<V>(x + c, xs, n, ch);
+        const auto bad = V::not_finite(m);
+        const auto s = col_sum_exp<V>(x + c, xs, nullptr, 0, n, V::select(bad, V::zero(), m), ch);
+        // non-finite max: the max itself (+-inf), or NaN if a NaN was seen
+        const auto special = V::select(V::isnan(s), s, m);
+        ch.store(out + c, V::select(bad, special, V::add(m, vlog<V>(s))));
+    }
+}
+
+template <class V>
+void softmax_backward_cols(const typename V::T* g, std::ptrdiff_t gs, const typename V::T* y,
+                           std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os, std::size_t n,
+                           std::size_t inner) {
+    for (std::size_t c = 0; c < inner; c += V::N) {
+        const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
+        auto wide = V::wide_zero();
+        for (std::size_t i = 0; i < n;) {
+            const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
+            auto s = V::zero();
+            for (; i < end; ++i) {
+                s = V::fmadd(ch.load(g + c + static_cast<std::ptrdiff_t>(i) * gs, 0),
+                             ch.load(y + c + static_cast<std::ptrdiff_t>(i) * ys, 0), s);
+            }
+            V::wide_add(wide, s);
+        }
+        const auto vs = V::wide_round(wide);
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto gv = ch.load(g + c + static_cast<std::ptrdiff_t>(i) * gs, 0);
+            const auto yv = ch.load(y + c + static_cast<std::ptrdiff_t>(i) * ys, 0);
+            ch.store(o + c + static_cast<std::ptrdiff_t>(i) * os, V::mul(yv, V::sub(gv, vs)));
+        }
+    }
+}
+
+template <class V>
+void log_softmax_backward_cols(const typename V::T* g, std::ptrdiff_t gs, const typename V::T* y,
+                               std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os,
+                               std::size_t n, std::size_t inner) {
+    for (std::size_t c = 0; c < inner; c += V::N) {
+        const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
+        auto wide = V::wide_zero();
+        for (std::size_t i = 0; i < n;) {
+            const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
+            auto s = V::zero();
+            for (; i < end; ++i) s = V::add(s, ch.load(g + c + static_cast<std::ptrdiff_t>(i) * gs, 0));
+            V::wide_add(wide, s);
+        }
+        const auto vs = V::wide_round(wide);
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto gv = ch.load(g + c + static_cast<std::ptrdiff_t>(i) * gs, 0);
+            const auto yv = ch.load(y + c + static_cast<std::ptrdiff_t>(i) * ys, 0);
+            ch.store(o + c + static_cast<std::ptrdiff_t>(i) * os, V::fnmadd(vexp<V>(yv), vs, gv));
+        }
+    }
+}
+
+// All kernels of one element type, for the KernelTable.
+template <class V>
+constexpr Kernels<typename V::T> make_kernels() {
+    return Kernels<typename V::T>{
+        &softmax_rows<V>,          &log_softmax_rows<V>,          &logsumexp_rows<V>,
+        &softmax_backward_rows<V>, &log_softmax_backward_rows<V>, &softmax_cols<V>,
+        &log_softmax_cols<V>,      &logsumexp_cols<V>,            &softmax_backward_cols<V>,
+        &log_softmax_backward_cols<V>, &exp_array<V>,             &log_array<V>,
+    };
+}
+
+}  // namespace fastsoftmax::FASTSOFTMAX_TARGET

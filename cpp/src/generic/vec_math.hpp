@@ -1,0 +1,133 @@
+// Vectorized exp and log, written once over a vector wrapper V (see
+// cpp/src/arch/<isa>/vec.hpp) and compiled for every target.
+//
+// exp(x): n = round(x / ln2), r = x - n*ln2 with ln2 split in a short high
+//   part (n*ln2_hi is exact) and a low part, so |r| <= ln2/2 to within a few
+//   ulp; exp(r) by a polynomial; the result is p * 2^n, scaled in a way that
+//   gives correctly rounded subnormals and overflows to +inf.
+//   float : degree-6 minimax polynomial (relative error 2.0e-9 on the interval).
+//   double: degree-13 Taylor polynomial (truncation error < 5e-18).
+//   Valid for every input: x < -104 (float) / -746 (double) gives +0,
+//   x > 88.8 / 709.8 gives +inf, exp(-inf) = 0, exp(+inf) = +inf, NaN -> NaN.
+//   Measured maximum error (bench/ulp_exp_log.py, bench/RESULTS.md): see there;
+//   the tests assert <= 2 ulp where the result is a normal number.
+//
+// log(x): x = m * 2^e with m in [sqrt(1/2), sqrt(2)), f = m - 1 (exact),
+//   s = f / (2 + f), log(1+f) = f - (f^2/2 - s*(f^2/2 + R(s^2))) where R is the
+//   series of 2*atanh(s) - 2s (fdlibm's arrangement: f exact, the correction
+//   small). Taylor terms up to s^8 (float) and s^20 (double): truncation below
+//   3e-9 / 1e-18 relative. log(0) = -inf, log(x<0) = NaN, log(+inf) = +inf,
+//   NaN -> NaN, subnormal inputs are exact-scaled. Valid for every input.
+#pragma once
+
+#include <cstddef>
+#include <limits>
+
+#ifndef FASTSOFTMAX_TARGET
+#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
+#endif
+
+// Each target's translation unit gets its own copy in its own namespace, so
+// no inline function compiled with one target's flags is shared with another.
+namespace fastsoftmax::FASTSOFTMAX_TARGET {
+
+template <class T>
+struct MathConsts;
+
+template <>
+struct MathConsts<float> {
+    static constexpr float log2e = 1.44269504088896341f;
+    static constexpr float ln2_hi = 0.693359375f;        // 9 significant bits
+    static constexpr float ln2_lo = -2.12194440e-4f;     // ln2 - ln2_hi
+    static constexpr float exp_lo = -104.0f;             // exp(-104) rounds to 0
+    static constexpr float exp_hi = 88.8f;               // exp(88.8) overflows
+    static constexpr float exp_poly[] = {                // exp(r) ~ 1 + r*(c1 + r*(c2 + ...))
+        1.0f, 0.4999999403953552f, 0.16666431725025177f, 0.04166800528764725f,
+        0.008374178782105446f, 0.0013843626948073506f};
+    static constexpr float sqrt2 = 1.41421356237309505f;
+    static constexpr float log_poly[] = {                // 2/3, 2/5, 2/7, 2/9
+        0.666666666666666667f, 0.4f, 0.285714285714285714f, 0.222222222222222222f};
+};
+
+template <>
+struct MathConsts<double> {
+    static constexpr double log2e = 1.44269504088896338700e+00;
+    static constexpr double ln2_hi = 6.93147180369123816490e-01;  // 32 significant bits
+    static constexpr double ln2_lo = 1.90821492927058770002e-10;
+    static constexpr double exp_lo = -746.0;
+    static constexpr double exp_hi = 709.8;
+    static constexpr double exp_poly[] = {  // 1/k!, k = 1..13
+        1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+        1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800};
+    static constexpr double sqrt2 = 1.41421356237309505;
+    static constexpr double log_poly[] = {  // 2/(2k+1), k = 1..10
+        2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11, 2.0 / 13, 2.0 / 15, 2.0 / 17, 2.0 / 19,
+        2.0 / 21};
+};
+
+// Horner evaluation of c[0] + z*(c[1] + z*(...)) .
+template <class V, std::size_t K>
+inline typename V::reg horner(typename V::reg z, const typename V::T (&c)[K]) {
+    auto acc = V::set1(c[K - 1]);
+    for (std::size_t k = K - 1; k-- > 0;) acc = V::fmadd(acc, z, V::set1(c[k]));
+    return acc;
+}
+
+template <class V>
+inline typename V::reg vexp(typename V::reg x) {
+    using T = typename V::T;
+    using C = MathConsts<T>;
+    // Operand order keeps NaN: x86 max/min return the second operand on NaN.
+    x = V::max(V::set1(C::exp_lo), x);
+    x = V::min(V::set1(C::exp_hi), x);
+    const auto n = V::round_nearest(V::mul(x, V::set1(C::log2e)));
+    auto r = V::fnmadd(n, V::set1(C::ln2_hi), x);
+    r = V::fnmadd(n, V::set1(C::ln2_lo), r);
+    const auto q = horner<V>(r, C::exp_poly);  // exp(r) = 1 + r*q
+    const auto p = V::fmadd(r, q, V::set1(T(1)));
+    return V::scale_pow2(p, n);
+}
+
+template <class V>
+inline typename V::reg vlog(typename V::reg x) {
+    using T = typename V::T;
+    using C = MathConsts<T>;
+    typename V::reg m, e;
+    V::frexp12(x, m, e);  // garbage for x <= 0, inf, NaN: fixed below
+    const auto big = V::gt(m, V::set1(C::sqrt2));
+    m = V::select(big, V::mul(m, V::set1(T(0.5))), m);
+    e = V::select(big, V::add(e, V::set1(T(1))), e);
+    const auto f = V::sub(m, V::set1(T(1)));
+    const auto s = V::div(f, V::add(V::set1(T(2)), f));
+    const auto z = V::mul(s, s);
+    const auto R = V::mul(z, horner<V>(z, C::log_poly));
+    const auto hfsq = V::mul(V::mul(V::set1(T(0.5)), f), f);
+    // f - (hfsq - (s*(hfsq + R) + e*ln2_lo)) + e*ln2_hi
+    auto t = V::fmadd(s, V::add(hfsq, R), V::mul(e, V::set1(C::ln2_lo)));
+    t = V::sub(f, V::sub(hfsq, t));
+    auto res = V::fmadd(e, V::set1(C::ln2_hi), t);
+
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    constexpr T nan = std::numeric_limits<T>::quiet_NaN();
+    res = V::select(V::eq(x, V::set1(inf)), V::set1(inf), res);
+    res = V::select(V::eq(x, V::zero()), V::set1(-inf), res);
+    res = V::select(V::mask_or(V::lt(x, V::zero()), V::isnan(x)), V::set1(nan), res);
+    return res;
+}
+
+// Element-wise over contiguous arrays (used by the tests of the math itself).
+template <class V>
+void exp_array(const typename V::T* x, typename V::T* y, std::size_t n) {
+    std::size_t i = 0;
+    for (; i + V::N <= n; i += V::N) V::store(y + i, vexp<V>(V::load(x + i)));
+    if (i < n) V::store_partial(y + i, n - i, vexp<V>(V::load_partial(x + i, n - i, 0)));
+}
+
+template <class V>
+void log_array(const typename V::T* x, typename V::T* y, std::size_t n) {
+    std::size_t i = 0;
+    for (; i + V::N <= n; i += V::N) V::store(y + i, vlog<V>(V::load(x + i)));
+    if (i < n) V::store_partial(y + i, n - i, vlog<V>(V::load_partial(x + i, n - i, 1)));
+}
+
+}  // namespace fastsoftmax::FASTSOFTMAX_TARGET

@@ -1,0 +1,39 @@
+"""fastsoftmax: SIMD softmax, log_softmax and logsumexp for NumPy arrays.
+
+The compiled kernels live in the private module ``fastsoftmax._core``; use the
+functions exported here.
+"""
+
+from __future__ import annotations
+
+try:
+    from . import _core
+except ImportError as exc:  # pragma: no cover - only on a broken install
+    raise ImportError(
+        "fastsoftmax's compiled extension (fastsoftmax._core) could not be imported: "
+        f"{exc}. Reinstall with `pip install .` from a source checkout, or check that "
+        "the wheel matches this Python and platform."
+    ) from exc
+
+from ._api import (
+    log_softmax,
+    log_softmax_backward,
+    logsumexp,
+    softmax,
+    softmax_backward,
+)
+from ._config import show_config, simd_target, simd_targets
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "log_softmax",
+    "log_softmax_backward",
+    "logsumexp",
+    "show_config",
+    "simd_target",
+    "simd_targets",
+    "softmax",
+    "softmax_backward",
+]

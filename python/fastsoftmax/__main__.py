@@ -1,0 +1,5 @@
+"""`python -m fastsoftmax`: the SIMD target in use and a benchmark table against NumPy."""
+
+from .bench import main
+
+raise SystemExit(main())

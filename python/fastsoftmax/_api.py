@@ -1,0 +1,322 @@
+"""The NumPy-style API: argument checking, dtypes and axes; the work is in ``_core``."""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from typing import Any, Union
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
+
+from . import _core
+
+AxisLike = Union[int, "tuple[int, ...]", None]
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_F16 = np.dtype(np.float16)
+
+
+def _prepare(x: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.dtype]:
+    """Return (array to compute on, dtype of the result).
+
+    float32/float64 run natively; float16 is computed in float32 and longdouble
+    in float64, each returned in its own dtype; integers and bools are computed
+    and returned as float64 (as SciPy does). Anything else is a TypeError.
+    """
+    if type(x) is np.ndarray:
+        dt = x.dtype
+        if (dt is _F32 or dt is _F64) and x.flags.aligned:
+            return x, dt
+    else:
+        x = np.asarray(x)
+        dt = x.dtype
+    kind = dt.kind
+    if kind == "f":
+        if dt.itemsize <= 4:
+            work = _F32
+        else:
+            work = _F64
+        result = _F32 if dt.itemsize == 4 else (_F64 if dt.itemsize == 8 else dt.newbyteorder("="))
+    elif kind in "iub":
+        work = result = _F64
+    else:
+        raise TypeError(
+            f"{name} has dtype {dt}, which fastsoftmax does not support; "
+            "expected a real floating-point, integer or bool array"
+        )
+    return np.require(x, dtype=work, requirements="A"), result
+
+
+def _normalize_axis(axis: AxisLike, ndim: int) -> int | tuple[int, ...]:
+    """An int axis in [0, ndim), or a sorted tuple of several; numpy's AxisError if bad."""
+    if axis is None:
+        return tuple(range(ndim)) if ndim != 1 else 0
+    if isinstance(axis, tuple):
+        axes = tuple(sorted(normalize_axis_tuple(axis, ndim)))
+        return axes[0] if len(axes) == 1 else axes
+    try:
+        index = operator.index(axis)
+    except TypeError:
+        raise TypeError(
+            f"axis must be an integer, a tuple of integers or None, got {axis!r}"
+        ) from None
+    return normalize_axis_index(index, ndim)
+
+
+def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"out has shape {out.shape}, expected {shape}")
+    if out.dtype != dtype:
+        raise ValueError(f"out has dtype {out.dtype}, expected {dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    return out
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.strides == b.strides
+    )
+
+
+def _direct_out(out: np.ndarray, work: np.dtype, *inputs: np.ndarray) -> bool:
+    """Whether the kernel can write into out directly.
+
+    It can when out has the working dtype and is aligned, and each input
+    either does not overlap it or is exactly the same memory (in place).
+    Partial overlap is refused: the result would depend on the order of work.
+    """
+    for a in inputs:
+        if np.may_share_memory(a, out) and not _same_memory(a, out):
+            if np.shares_memory(a, out):
+                raise ValueError(
+                    "out overlaps an input partially; pass the input itself (in place) "
+                    "or an array that does not overlap it"
+                )
+    return out.dtype == work and bool(out.flags.aligned)
+
+
+def _flatten_axes(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Move `axes` to the end and merge them into one (a copy when needed)."""
+    keep = [d for d in range(a.ndim) if d not in axes]
+    t = a.transpose([*keep, *axes])
+    return t.reshape(t.shape[: len(keep)] + (math.prod(a.shape[d] for d in axes),))
+
+
+def _unflatten_axes(r: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
+    keep = [d for d in range(len(shape)) if d not in axes]
+    perm = [*keep, *axes]
+    t = r.reshape([shape[d] for d in perm])
+    return t.transpose(np.argsort(perm))
+
+
+def _elementwise(
+    kernel: Callable[..., np.ndarray],
+    inputs: tuple[npt.ArrayLike, ...],
+    names: tuple[str, ...],
+    axis: AxisLike,
+    out: np.ndarray | None,
+) -> np.ndarray:
+    """Shared body of the ops whose result has the shape of their input(s)."""
+    prepared = [_prepare(x, n) for x, n in zip(inputs, names)]
+    arrays = [p[0] for p in prepared]
+    if len(arrays) == 1:
+        work, result = arrays[0].dtype, prepared[0][1]
+    else:
+        if arrays[0].shape != arrays[1].shape:
+            raise ValueError(
+                f"{names[0]} and {names[1]} must have the same shape, "
+                f"got {arrays[0].shape} and {arrays[1].shape}"
+            )
+        work = np.result_type(*arrays)
+        result = np.result_type(*(p[1] for p in prepared))
+        arrays = [a.astype(work, copy=False) for a in arrays]
+    shape = arrays[0].shape
+    ax = _normalize_axis(axis, len(shape))
+
+    if isinstance(ax, tuple):  # several axes: merge them into one
+        flat = [_flatten_axes(a, ax) for a in arrays]
+        r = _unflatten_axes(kernel(*flat, len(flat[0].shape) - 1, None), shape, ax)
+        if out is None:
+            return np.ascontiguousarray(r, dtype=result)
+        _check_out(out, shape, result)
+        np.copyto(out, r, casting="unsafe")
+        return out
+
+    if out is None:
+        r = kernel(*arrays, ax, None)
+        return r if result == work else r.astype(result)
+    _check_out(out, shape, result)
+    if _direct_out(out, work, *arrays):
+        return kernel(*arrays, ax, out)  # type: ignore[no-any-return]
+    np.copyto(out, kernel(*arrays, ax, None), casting="unsafe")
+    return out
+
+
+def softmax(x: npt.ArrayLike, axis: AxisLike = -1, *, out: np.ndarray | None = None) -> np.ndarray:
+    r"""Softmax along an axis.
+
+    .. math:: \mathrm{softmax}(x)_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}},
+              \quad m = \max_j x_j
+
+    Parameters
+    ----------
+    x : array_like
+        Logits. float32 and float64 are computed natively; float16 in float32
+        and longdouble in float64 (each returned in its own dtype); integers
+        and bools are computed and returned as float64. Complex, object and
+        string inputs raise TypeError.
+    axis : int, tuple of ints or None, default -1
+        The axis (or axes, merged) to normalize over; None means all axes.
+        Negative values count from the end; a bad axis raises
+        :class:`numpy.exceptions.AxisError`.
+    out : ndarray, optional
+        Where to write the result: same shape as ``x`` and the result dtype
+        (ValueError otherwise). May be ``x`` itself (in place); must not
+        overlap ``x`` partially.
+
+    Returns
+    -------
+    ndarray
+        Same shape as ``x``; each slice along ``axis`` sums to 1.
+
+    Notes
+    -----
+    Edge cases follow :func:`scipy.special.softmax`: a slice containing a NaN,
+    a ``+inf`` or only ``-inf`` becomes all NaN. An empty axis gives an empty
+    result (SciPy raises). The input is never modified unless it is ``out``.
+    The GIL is released while the kernel runs.
+    """
+    return _elementwise(_core.softmax, (x,), ("x",), axis, out)
+
+
+def log_softmax(
+    x: npt.ArrayLike, axis: AxisLike = -1, *, out: np.ndarray | None = None
+) -> np.ndarray:
+    r"""Logarithm of the softmax along an axis.
+
+    .. math:: \mathrm{log\_softmax}(x)_i = (x_i - m) - \log \sum_j e^{x_j - m},
+              \quad m = \max_j x_j
+
+    computed in that order (never as ``log(softmax(x))`` nor ``x - logsumexp(x)``),
+    so large logits lose no accuracy.
+
+    Parameters and dtype rules are those of :func:`softmax`.
+
+    Notes
+    -----
+    Edge cases follow :func:`scipy.special.log_softmax`: a slice containing a
+    NaN, or only ``-inf``, becomes all NaN; a slice whose maximum is ``+inf``
+    gives NaN at the ``+inf`` entries and ``-inf`` elsewhere.
+    """
+    return _elementwise(_core.log_softmax, (x,), ("x",), axis, out)
+
+
+def softmax_backward(
+    grad: npt.ArrayLike,
+    y: npt.ArrayLike,
+    axis: AxisLike = -1,
+    *,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""Vector-Jacobian product of softmax: the gradient with respect to its input.
+
+    Given ``y = softmax(x, axis)`` and ``grad`` = dL/dy, returns dL/dx:
+
+    .. math:: \frac{\partial L}{\partial x_i} = y_i \Big(g_i - \sum_j g_j y_j\Big)
+
+    Parameters
+    ----------
+    grad, y : array_like
+        Same shape. The computation dtype is the common type of the two (after
+        the dtype rules of :func:`softmax`).
+    axis : int, tuple of ints or None, default -1
+        The axis ``y`` was normalized over.
+    out : ndarray, optional
+        Same shape and result dtype; may be ``grad`` or ``y`` itself.
+    """
+    return _elementwise(_core.softmax_backward, (grad, y), ("grad", "y"), axis, out)
+
+
+def log_softmax_backward(
+    grad: npt.ArrayLike,
+    y: npt.ArrayLike,
+    axis: AxisLike = -1,
+    *,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""Vector-Jacobian product of log_softmax: the gradient with respect to its input.
+
+    Given ``y = log_softmax(x, axis)`` and ``grad`` = dL/dy, returns dL/dx:
+
+    .. math:: \frac{\partial L}{\partial x_i} = g_i - e^{y_i} \sum_j g_j
+
+    Parameters are those of :func:`softmax_backward`.
+    """
+    return _elementwise(_core.log_softmax_backward, (grad, y), ("grad", "y"), axis, out)
+
+
+def logsumexp(
+    x: npt.ArrayLike,
+    axis: AxisLike = -1,
+    *,
+    keepdims: bool = False,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""Logarithm of the sum of exponentials along an axis, without overflow.
+
+    .. math:: \mathrm{logsumexp}(x) = m + \log \sum_j e^{x_j - m}, \quad m = \max_j x_j
+
+    The row is read once (a running maximum and a running sum).
+
+    Parameters
+    ----------
+    x : array_like
+        Dtype rules are those of :func:`softmax`.
+    axis : int, tuple of ints or None, default -1
+        The axis or axes to reduce; None reduces all of them.
+    keepdims : bool, default False
+        Keep the reduced axes with length 1, so the result broadcasts against ``x``.
+    out : ndarray, optional
+        Shape of the result (with or without the reduced axes, per ``keepdims``)
+        and the result dtype.
+
+    Returns
+    -------
+    ndarray
+        ``x``'s shape without ``axis`` (a 0-d array when every axis is reduced).
+
+    Notes
+    -----
+    Edge cases follow :func:`scipy.special.logsumexp`: NaN anywhere gives NaN,
+    else a ``+inf`` gives ``+inf``, only ``-inf`` entries give ``-inf``, and an
+    empty axis gives ``-inf``.
+    """
+    a, result = _prepare(x, "x")
+    shape = a.shape
+    ax = _normalize_axis(axis, a.ndim)
+    axes = ax if isinstance(ax, tuple) else (ax,)
+    kept = tuple(1 if d in axes else s for d, s in enumerate(shape))
+    reduced = tuple(s for d, s in enumerate(shape) if d not in axes)
+    if isinstance(ax, tuple):
+        a = _flatten_axes(a, ax)
+        ax = a.ndim - 1
+    if out is not None:
+        _check_out(out, kept if keepdims else reduced, result)
+    if out is not None and _direct_out(out, a.dtype, a):
+        _core.logsumexp(a, ax, np.squeeze(out, axis=axes) if keepdims else out)
+        return out
+    r = _core.logsumexp(a, ax, None)
+    if out is not None:
+        np.copyto(out, r.reshape(out.shape), casting="unsafe")
+        return out
+    if result != a.dtype:
+        r = r.astype(result)
+    return r.reshape(kept) if keepdims else r
