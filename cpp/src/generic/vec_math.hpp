@@ -41,6 +41,7 @@ struct MathConsts<float> {
     static constexpr float ln2_lo = -2.12194440e-4f;     // ln2 - ln2_hi
     static constexpr float exp_lo = -104.0f;             // exp(-104) rounds to 0
     static constexpr float exp_hi = 88.8f;               // exp(88.8) overflows
+    static constexpr float round_magic = 12582912.0f;    // 1.5 * 2^23
     static constexpr float exp_poly[] = {                // exp(r) ~ 1 + r*(c1 + r*(c2 + ...))
         1.0f, 0.4999999403953552f, 0.16666431725025177f, 0.04166800528764725f,
         0.008374178782105446f, 0.0013843626948073506f};
@@ -56,6 +57,7 @@ struct MathConsts<double> {
     static constexpr double ln2_lo = 1.90821492927058770002e-10;
     static constexpr double exp_lo = -746.0;
     static constexpr double exp_hi = 709.8;
+    static constexpr double round_magic = 6755399441055744.0;  // 1.5 * 2^52
     static constexpr double exp_poly[] = {  // 1/k!, k = 1..13
         1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
         1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800};
@@ -80,7 +82,10 @@ inline typename V::reg vexp(typename V::reg x) {
     // Operand order keeps NaN: x86 max/min return the second operand on NaN.
     x = V::max(V::set1(C::exp_lo), x);
     x = V::min(V::set1(C::exp_hi), x);
-    const auto n = V::round_nearest(V::mul(x, V::set1(C::log2e)));
+    // n = round(x / ln2): adding 1.5 * 2^mantissa_bits rounds to an integer
+    // (to nearest even) on the FMA itself; subtracting it back is exact.
+    const auto t = V::fmadd(x, V::set1(C::log2e), V::set1(C::round_magic));
+    const auto n = V::sub(t, V::set1(C::round_magic));
     auto r = V::fnmadd(n, V::set1(C::ln2_hi), x);
     r = V::fnmadd(n, V::set1(C::ln2_lo), r);
     const auto q = horner<V>(r, C::exp_poly);  // exp(r) = 1 + r*q
