@@ -179,11 +179,137 @@ MaxSum row_online_max_sum(const typename V::T* x, std::size_t n) {
     return {static_cast<double>(m), s, false};
 }
 
+// ------------------------------------------------------------ short rows --
+//
+// Rows of at most one vector (n <= V::N, e.g. 10 classes) are latency-bound
+// when done one at a time (max -> exp -> sum -> reciprocal is a chain), so
+// kShortGroup rows go through each step together, and their logs are taken
+// in one vector.
+
+constexpr std::size_t kShortGroup = 4;
+
+template <class V, std::size_t G>
+struct ShortGroup {
+    typename V::reg x[G];  // the rows, -inf past n
+    typename V::reg e[G];  // exp(x - max)
+    typename V::T max[G];
+    double sum[G];
+    bool special[G];  // max not finite, or a NaN: special_rows.hpp
+
+    ShortGroup(const typename V::T* p, std::ptrdiff_t ps, std::size_t n) {
+        using T = typename V::T;
+        for (std::size_t k = 0; k < G; ++k) x[k] = V::load_partial(p + static_cast<std::ptrdiff_t>(k) * ps, n, neg_inf<T>());
+        for (std::size_t k = 0; k < G; ++k) max[k] = V::hmax(x[k]);
+        for (std::size_t k = 0; k < G; ++k) e[k] = vexp<V>(V::sub(x[k], V::set1(max[k])));
+        for (std::size_t k = 0; k < G; ++k) {
+            auto w = V::wide_zero();
+            V::wide_add(w, e[k]);
+            sum[k] = V::wide_hsum(w);
+            special[k] = !std::isfinite(max[k]) || sum[k] != sum[k];
+        }
+    }
+};
+
+// out[k] = log(s[k]) for k < g, with the vectorized log (no libm call).
+template <class V>
+void logs_of(const double* s, typename V::T* out, std::size_t g) {
+    using T = typename V::T;
+    for (std::size_t i = 0; i < g; i += V::N) {
+        T buf[V::N];
+        for (std::size_t k = 0; k < V::N; ++k) buf[k] = (i + k < g) ? static_cast<T>(s[i + k]) : T(1);
+        V::store(buf, vlog<V>(V::load(buf)));
+        for (std::size_t k = 0; k < V::N && i + k < g; ++k) out[i + k] = buf[k];
+    }
+}
+
+template <class V, std::size_t G>
+void short_softmax_group(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+                         std::ptrdiff_t ys, std::size_t n) {
+    using T = typename V::T;
+    const ShortGroup<V, G> g(x, xs, n);
+    for (std::size_t k = 0; k < G; ++k) {
+        T* yk = y + static_cast<std::ptrdiff_t>(k) * ys;
+        if (g.special[k])
+            softmax_special(yk, 1, n);
+        else
+            V::store_partial(yk, n, V::mul(g.e[k], V::set1(static_cast<T>(1.0 / g.sum[k]))));
+    }
+}
+
+template <class V, std::size_t G>
+void short_log_softmax_group(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+                             std::ptrdiff_t ys, std::size_t n) {
+    using T = typename V::T;
+    const ShortGroup<V, G> g(x, xs, n);
+    T logs[G];
+    logs_of<V>(g.sum, logs, G);
+    for (std::size_t k = 0; k < G; ++k) {
+        const std::ptrdiff_t kk = static_cast<std::ptrdiff_t>(k);
+        if (g.special[k])
+            log_softmax_special(x + kk * xs, 1, y + kk * ys, 1, n);
+        else
+            V::store_partial(y + kk * ys, n,
+                             V::sub(V::sub(g.x[k], V::set1(g.max[k])), V::set1(logs[k])));
+    }
+}
+
+template <class V, std::size_t G>
+void short_logsumexp_group(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out,
+                           std::ptrdiff_t os, std::size_t n) {
+    using T = typename V::T;
+    const ShortGroup<V, G> g(x, xs, n);
+    T logs[G];
+    logs_of<V>(g.sum, logs, G);
+    for (std::size_t k = 0; k < G; ++k) {
+        const std::ptrdiff_t kk = static_cast<std::ptrdiff_t>(k);
+        out[kk * os] = g.special[k] ? logsumexp_special(x + kk * xs, 1, n) : g.max[k] + logs[k];
+    }
+}
+
+// Runs Group<G> over whole groups of rows, then Group<1> over the rest.
+template <template <std::size_t> class Group, class In, class Out>
+void short_rows(const In* x, std::ptrdiff_t xs, Out* y, std::ptrdiff_t ys, std::size_t rows,
+                std::size_t n) {
+    std::size_t r = 0;
+    for (; r + kShortGroup <= rows; r += kShortGroup) {
+        Group<kShortGroup>::run(x, xs, y, ys, n);
+        x += static_cast<std::ptrdiff_t>(kShortGroup) * xs;
+        y += static_cast<std::ptrdiff_t>(kShortGroup) * ys;
+    }
+    for (; r < rows; ++r, x += xs, y += ys) Group<1>::run(x, xs, y, ys, n);
+}
+
+template <class V>
+struct ShortOps {
+    template <std::size_t G>
+    struct Softmax {
+        static void run(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
+                        std::size_t n) {
+            short_softmax_group<V, G>(x, xs, y, ys, n);
+        }
+    };
+    template <std::size_t G>
+    struct LogSoftmax {
+        static void run(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
+                        std::size_t n) {
+            short_log_softmax_group<V, G>(x, xs, y, ys, n);
+        }
+    };
+    template <std::size_t G>
+    struct LogSumExp {
+        static void run(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
+                        std::size_t n) {
+            short_logsumexp_group<V, G>(x, xs, y, ys, n);
+        }
+    };
+};
+
 template <class V>
 void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
                   std::size_t rows, std::size_t n) {
     using T = typename V::T;
     if (n == 0) return;
+    if (n <= V::N) return short_rows<ShortOps<V>::template Softmax>(x, xs, y, ys, rows, n);
     for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
         const T m = row_max<V>(x, n);
         if (!std::isfinite(m)) {
@@ -205,6 +331,7 @@ void log_softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* 
     using T = typename V::T;
     constexpr std::size_t N = V::N;
     if (n == 0) return;
+    if (n <= V::N) return short_rows<ShortOps<V>::template LogSoftmax>(x, xs, y, ys, rows, n);
     for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
         const MaxSum ms = row_online_max_sum<V>(x, n);
         if (ms.special) {
@@ -230,6 +357,7 @@ template <class V>
 void logsumexp_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out,
                     std::ptrdiff_t os, std::size_t rows, std::size_t n) {
     using T = typename V::T;
+    if (n >= 1 && n <= V::N) return short_rows<ShortOps<V>::template LogSumExp>(x, xs, out, os, rows, n);
     for (std::size_t r = 0; r < rows; ++r, x += xs, out += os) {
         if (n == 0) {
             *out = neg_inf<T>();

@@ -80,8 +80,18 @@ inline typename V::reg vexp(typename V::reg x) {
     using T = typename V::T;
     using C = MathConsts<T>;
     // Operand order keeps NaN: x86 max/min return the second operand on NaN.
-    x = V::max(V::set1(C::exp_lo), x);
     x = V::min(V::set1(C::exp_hi), x);
+    typename V::mask zero{};
+    if constexpr (V::kSlowSubnormals) {
+        // x <= exp_lo (e.g. -inf: masked logits, the fill of a row's tail)
+        // gives exactly 0 without an underflowing multiply, which costs a
+        // microcode assist on such targets. Real subnormal results still
+        // take the (correct, slower) multiply.
+        zero = V::lt(x, V::set1(C::exp_lo));  // false for NaN
+        x = V::select(zero, V::zero(), x);
+    } else {
+        x = V::max(V::set1(C::exp_lo), x);
+    }
     // n = round(x / ln2): adding 1.5 * 2^mantissa_bits rounds to an integer
     // (to nearest even) on the FMA itself; subtracting it back is exact.
     const auto t = V::fmadd(x, V::set1(C::log2e), V::set1(C::round_magic));
@@ -90,7 +100,9 @@ inline typename V::reg vexp(typename V::reg x) {
     r = V::fnmadd(n, V::set1(C::ln2_lo), r);
     const auto q = horner<V>(r, C::exp_poly);  // exp(r) = 1 + r*q
     const auto p = V::fmadd(r, q, V::set1(T(1)));
-    return V::scale_pow2(p, n);
+    const auto y = V::scale_pow2(p, n);
+    if constexpr (V::kSlowSubnormals) return V::select(zero, V::zero(), y);
+    return y;
 }
 
 template <class V>

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "generic/compensated.hpp"
 
@@ -26,6 +27,8 @@ struct F32 {
     using reg = __m256;
     using mask = __m256;  // all-ones / all-zeros lanes
     static constexpr std::size_t N = 8;
+    // an underflowing multiply costs a microcode assist (see vexp)
+    static constexpr bool kSlowSubnormals = true;
 
     static reg load(const T* p) { return _mm256_loadu_ps(p); }
     static reg load_partial(const T* p, std::size_t n, T fill) {
@@ -33,7 +36,12 @@ struct F32 {
         return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
     }
     static void store(T* p, reg v) { _mm256_storeu_ps(p, v); }
-    static void store_partial(T* p, std::size_t n, reg v) { _mm256_maskstore_ps(p, mask32(n), v); }
+    // vmaskmovps stores are microcoded and slow on AMD cores: go through the stack.
+    static void store_partial(T* p, std::size_t n, reg v) {
+        alignas(32) T buf[N];
+        _mm256_store_ps(buf, v);
+        std::memcpy(p, buf, n * sizeof(T));
+    }
     static reg set1(T v) { return _mm256_set1_ps(v); }
     static reg zero() { return _mm256_setzero_ps(); }
     static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
@@ -44,9 +52,6 @@ struct F32 {
     static reg fnmadd(reg a, reg b, reg c) { return _mm256_fnmadd_ps(a, b, c); }
     static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
     static reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
-    static reg round_nearest(reg x) {
-        return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    }
     // p * 2^n for integral n in [-252, 254]: two exact power-of-two factors,
     // so subnormal results are rounded once and large n overflow to +inf.
     static reg scale_pow2(reg p, reg n) {
@@ -111,6 +116,8 @@ struct F64 {
     using reg = __m256d;
     using mask = __m256d;
     static constexpr std::size_t N = 4;
+    // an underflowing multiply costs a microcode assist (see vexp)
+    static constexpr bool kSlowSubnormals = true;
 
     static reg load(const T* p) { return _mm256_loadu_pd(p); }
     static reg load_partial(const T* p, std::size_t n, T fill) {
@@ -118,7 +125,11 @@ struct F64 {
         return _mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
     }
     static void store(T* p, reg v) { _mm256_storeu_pd(p, v); }
-    static void store_partial(T* p, std::size_t n, reg v) { _mm256_maskstore_pd(p, mask64(n), v); }
+    static void store_partial(T* p, std::size_t n, reg v) {
+        alignas(32) T buf[N];
+        _mm256_store_pd(buf, v);
+        std::memcpy(p, buf, n * sizeof(T));
+    }
     static reg set1(T v) { return _mm256_set1_pd(v); }
     static reg zero() { return _mm256_setzero_pd(); }
     static reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
@@ -129,9 +140,6 @@ struct F64 {
     static reg fnmadd(reg a, reg b, reg c) { return _mm256_fnmadd_pd(a, b, c); }
     static reg max(reg a, reg b) { return _mm256_max_pd(a, b); }
     static reg min(reg a, reg b) { return _mm256_min_pd(a, b); }
-    static reg round_nearest(reg x) {
-        return _mm256_round_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    }
     // p * 2^n for integral n in [-2044, 2046].
     static reg scale_pow2(reg p, reg n) {
         const __m128i ni = _mm256_cvtpd_epi32(n);

@@ -16,6 +16,8 @@ struct F32 {
     using reg = __m512;
     using mask = __mmask16;
     static constexpr std::size_t N = 16;
+    // vscalefps produces subnormals without a penalty
+    static constexpr bool kSlowSubnormals = false;
 
     static reg load(const T* p) { return _mm512_loadu_ps(p); }
     static reg load_partial(const T* p, std::size_t n, T fill) {
@@ -37,9 +39,6 @@ struct F32 {
     // x86 max/min return the second operand when either is NaN.
     static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
     static reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
-    static reg round_nearest(reg x) {
-        return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    }
     // p * 2^n for integral n, with correct overflow, underflow and subnormals.
     static reg scale_pow2(reg p, reg n) { return _mm512_scalef_ps(p, n); }
     // x = m * 2^e with m in [1, 2), for finite x > 0 (subnormals included).
@@ -84,6 +83,8 @@ struct F64 {
     using reg = __m512d;
     using mask = __mmask8;
     static constexpr std::size_t N = 8;
+    // vscalefps produces subnormals without a penalty
+    static constexpr bool kSlowSubnormals = false;
 
     static reg load(const T* p) { return _mm512_loadu_pd(p); }
     static reg load_partial(const T* p, std::size_t n, T fill) {
@@ -104,9 +105,6 @@ struct F64 {
     static reg fnmadd(reg a, reg b, reg c) { return _mm512_fnmadd_pd(a, b, c); }
     static reg max(reg a, reg b) { return _mm512_max_pd(a, b); }
     static reg min(reg a, reg b) { return _mm512_min_pd(a, b); }
-    static reg round_nearest(reg x) {
-        return _mm512_roundscale_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    }
     static reg scale_pow2(reg p, reg n) { return _mm512_scalef_pd(p, n); }
     static void frexp12(reg x, reg& m, reg& e) {
         m = _mm512_getmant_pd(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);

@@ -18,6 +18,8 @@ struct Scalar {
     using reg = T;
     using mask = bool;
     static constexpr std::size_t N = 1;
+    // an underflowing multiply costs a microcode assist (see vexp)
+    static constexpr bool kSlowSubnormals = true;
 
     static reg load(const T* p) { return *p; }
     static reg load_partial(const T* p, std::size_t n, T fill) { return n ? *p : fill; }
@@ -36,12 +38,6 @@ struct Scalar {
     // x86 semantics: the second operand when either is NaN.
     static reg max(reg a, reg b) { return a > b ? a : b; }
     static reg min(reg a, reg b) { return a < b ? a : b; }
-    // Round half to even by adding and subtracting 1.5 * 2^mantissa bits
-    // (valid for |x| < 2^(MantBits-1), which covers every use in vec_math).
-    static reg round_nearest(reg x) {
-        const T magic = T(1.5) * std::ldexp(T(1), MantBits);
-        return (x + magic) - magic;  // not folded: no -ffast-math
-    }
     static Bits pow2_bits(Bits e) { return (e + Bias) << MantBits; }
     static reg scale_pow2(reg p, reg n) {
         if (n != n) return n;
