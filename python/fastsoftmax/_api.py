@@ -15,9 +15,8 @@ from . import _core
 
 AxisLike = Union[int, "tuple[int, ...]", None]
 
-_F32 = np.dtype(np.float32)
-_F64 = np.dtype(np.float64)
-_F16 = np.dtype(np.float16)
+_F32: np.dtype[Any] = np.dtype(np.float32)
+_F64: np.dtype[Any] = np.dtype(np.float64)
 
 
 def _prepare(x: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.dtype]:
@@ -35,6 +34,8 @@ def _prepare(x: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.dtype]:
         x = np.asarray(x)
         dt = x.dtype
     kind = dt.kind
+    work: np.dtype[Any]
+    result: np.dtype[Any]
     if kind == "f":
         if dt.itemsize <= 4:
             work = _F32
@@ -155,7 +156,7 @@ def _elementwise(
         return r if result == work else r.astype(result)
     _check_out(out, shape, result)
     if _direct_out(out, work, *arrays):
-        return kernel(*arrays, ax, out)  # type: ignore[no-any-return]
+        return kernel(*arrays, ax, out)
     np.copyto(out, kernel(*arrays, ax, None), casting="unsafe")
     return out
 

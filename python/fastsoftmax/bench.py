@@ -70,15 +70,18 @@ NUMPY_IMPLS = {
 def reference(op: str, x: np.ndarray) -> np.ndarray:
     """float64 reference (longdouble for float64 inputs)."""
     wide = np.longdouble if x.dtype == np.float64 else np.float64
-    r = x.astype(wide)
+    r: np.ndarray = x.astype(wide)
     m = r.max(axis=-1, keepdims=True)
     e = np.exp(r - m)
     s = e.sum(axis=-1, keepdims=True)
+    out: np.ndarray
     if op == "softmax":
-        return e / s
-    if op == "log_softmax":
-        return (r - m) - np.log(s)
-    return (m + np.log(s))[..., 0]
+        out = e / s
+    elif op == "log_softmax":
+        out = (r - m) - np.log(s)
+    else:
+        out = (m + np.log(s))[..., 0]
+    return out
 
 
 def max_error(op: str, got: np.ndarray, ref: np.ndarray) -> float:
@@ -140,7 +143,12 @@ def run(
             else:
                 fs_out = np.empty_like(x)
             t_fs, t_np = time_interleaved(
-                [lambda: ours(x, out=fs_out), lambda: np_impl(x, o, m, s)], rounds, min_time
+                [
+                    lambda f=ours, a=x, r=fs_out: f(a, out=r),
+                    lambda f=np_impl, a=x, b=o, c=m, d=s: f(a, b, c, d),
+                ],
+                rounds,
+                min_time,
             )
             ref = reference(op, x)
             rows.append(
