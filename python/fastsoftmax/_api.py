@@ -118,6 +118,34 @@ def _unflatten_axes(r: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...]
     return t.transpose(np.argsort(perm))
 
 
+def _fast(x: Any, axis: Any, out: Any) -> bool:
+    """Whether (x, axis, out) can go straight to the kernel: the common case, kept cheap.
+
+    x is an aligned float32/float64 ndarray and axis an in-range int; out is None,
+    x itself, or an aligned array of x's shape and dtype that does not overlap x.
+    Everything else takes the general path, which checks and converts.
+    """
+    if type(x) is not np.ndarray:
+        return False
+    dt = x.dtype
+    if not (
+        (dt is _F32 or dt is _F64)
+        and type(axis) is int
+        and -x.ndim <= axis < x.ndim
+        and x.flags.aligned
+    ):
+        return False
+    if out is None or out is x:
+        return True
+    return (
+        type(out) is np.ndarray
+        and out.dtype is dt
+        and out.shape == x.shape
+        and bool(out.flags.aligned)
+        and not np.may_share_memory(x, out)
+    )
+
+
 def _elementwise(
     kernel: Callable[..., np.ndarray],
     inputs: tuple[npt.ArrayLike, ...],
@@ -195,6 +223,8 @@ def softmax(x: npt.ArrayLike, axis: AxisLike = -1, *, out: np.ndarray | None = N
     result (SciPy raises). The input is never modified unless it is ``out``.
     The GIL is released while the kernel runs.
     """
+    if _fast(x, axis, out):
+        return _core.softmax(x, axis % x.ndim, out)
     return _elementwise(_core.softmax, (x,), ("x",), axis, out)
 
 
@@ -217,6 +247,8 @@ def log_softmax(
     NaN, or only ``-inf``, becomes all NaN; a slice whose maximum is ``+inf``
     gives NaN at the ``+inf`` entries and ``-inf`` elsewhere.
     """
+    if _fast(x, axis, out):
+        return _core.log_softmax(x, axis % x.ndim, out)
     return _elementwise(_core.log_softmax, (x,), ("x",), axis, out)
 
 
@@ -300,6 +332,8 @@ def logsumexp(
     else a ``+inf`` gives ``+inf``, only ``-inf`` entries give ``-inf``, and an
     empty axis gives ``-inf``.
     """
+    if out is None and not keepdims and _fast(x, axis, None):
+        return _core.logsumexp(x, axis % x.ndim, None)
     a, result = _prepare(x, "x")
     shape = a.shape
     ax = _normalize_axis(axis, a.ndim)
