@@ -17,7 +17,10 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
+#include <cstdlib>
+#include <new>
 
 #include "fastsoftmax/kernels.hpp"
 #include "generic/special_rows.hpp"
@@ -96,19 +99,54 @@ double row_store_exp_sum(const typename V::T* x, typename V::T* y, std::size_t n
     return V::wide_hsum(wide);
 }
 
-template <class V>
-void row_scale(typename V::T* y, std::size_t n, typename V::T c) {
-    constexpr std::size_t N = V::N;
-    const auto vc = V::set1(c);
-    std::size_t i = 0;
-    for (; i + 4 * N <= n; i += 4 * N) {
-        V::store(y + i, V::mul(V::load(y + i), vc));
-        V::store(y + i + N, V::mul(V::load(y + i + N), vc));
-        V::store(y + i + 2 * N, V::mul(V::load(y + i + 2 * N), vc));
-        V::store(y + i + 3 * N, V::mul(V::load(y + i + 3 * N), vc));
+// A heap buffer. Not std::vector: its out-of-line members would be compiled
+// with this target's flags yet shared (one copy per program) with the other
+// targets' code, so a baseline CPU could run AVX-512 instructions.
+template <class T>
+struct Scratch {
+    T* data;
+    explicit Scratch(std::size_t n) : data(n ? static_cast<T*>(std::malloc(n * sizeof(T))) : nullptr) {
+        if (n && !data) throw std::bad_alloc();
     }
-    for (; i + N <= n; i += N) V::store(y + i, V::mul(V::load(y + i), vc));
-    if (i < n) V::store_partial(y + i, n - i, V::mul(V::load_partial(y + i, n - i, 0), vc));
+    ~Scratch() { std::free(data); }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+};
+
+// Outputs of at least this many bytes are written with non-temporal
+// (streaming) stores: they would not stay in cache anyway, and streaming
+// saves reading each destination line before writing it.
+constexpr std::size_t kStreamBytes = std::size_t(8) << 20;
+
+// y[i] = op(src[i]) for i < n; src may be y. With `stream`, the aligned
+// middle of y is written with non-temporal stores (call V::stream_fence()
+// before the data is used by another thread).
+template <class V, class Op>
+void map_row(const typename V::T* src, typename V::T* y, std::size_t n, Op op, bool stream) {
+    using T = typename V::T;
+    constexpr std::size_t N = V::N;
+    std::size_t i = 0;
+    if (stream) {
+        constexpr std::size_t A = N * sizeof(T);  // the alignment streaming stores need
+        const auto addr = reinterpret_cast<std::uintptr_t>(y);
+        std::size_t head = (addr % sizeof(T) == 0) ? ((A - addr % A) % A) / sizeof(T) : n;
+        if (head > n) head = n;
+        if (head > 0) V::store_partial(y, head, op(V::load_partial(src, head, 0)));
+        for (i = head; i + 2 * N <= n; i += 2 * N) {
+            V::stream(y + i, op(V::load(src + i)));
+            V::stream(y + i + N, op(V::load(src + i + N)));
+        }
+        for (; i + N <= n; i += N) V::stream(y + i, op(V::load(src + i)));
+    } else {
+        for (; i + 4 * N <= n; i += 4 * N) {
+            V::store(y + i, op(V::load(src + i)));
+            V::store(y + i + N, op(V::load(src + i + N)));
+            V::store(y + i + 2 * N, op(V::load(src + i + 2 * N)));
+            V::store(y + i + 3 * N, op(V::load(src + i + 3 * N)));
+        }
+        for (; i + N <= n; i += N) V::store(y + i, op(V::load(src + i)));
+    }
+    if (i < n) V::store_partial(y + i, n - i, op(V::load_partial(src + i, n - i, 0)));
 }
 
 // sum(exp(x - m)) over a stretch of a row (at most kBlock*N elements, so
@@ -304,12 +342,66 @@ struct ShortOps {
     };
 };
 
+// Rows longer than this (about L1) are done block by block, so x is read
+// from memory once: per block, its maximum and then exp(x - running max)
+// while the block is in L1; a second pass scales each block by
+// exp(block's reference - row max) / sum.
+constexpr std::size_t kLongRowBytes = std::size_t(32) << 10;
+
+template <class V>
+void softmax_long_row(const typename V::T* x, typename V::T* y, std::size_t n) {
+    using T = typename V::T;
+    constexpr std::size_t B = kBlock * V::N;
+    const std::size_t blocks = (n + B - 1) / B;
+    Scratch<T> refs(blocks);  // the running max each block's exp was taken against
+    T m = neg_inf<T>();
+    NeumaierSum sum;
+    for (std::size_t b = 0, i = 0; b < blocks; ++b, i += B) {
+        const std::size_t len = (n - i < B) ? n - i : B;
+        const T bm = row_max<V>(x + i, len);
+        if (!(bm > neg_inf<T>())) {  // a block of -inf (or a NaN the max dropped)
+            if (bm != bm || has_nan(x + i, len)) return softmax_special(y, 1, n);
+            refs.data[b] = neg_inf<T>();
+            continue;  // its exponentials are 0: written in the second pass
+        }
+        if (!std::isfinite(bm)) return softmax_special(y, 1, n);  // +inf
+        if (bm > m) {
+            if (sum.value() != 0.0) {
+                const double f = std::exp(static_cast<double>(m) - static_cast<double>(bm));
+                sum.sum *= f;
+                sum.comp *= f;
+            }
+            m = bm;
+        }
+        refs.data[b] = m;
+        sum.add(row_store_exp_sum<V>(x + i, y + i, len, m));
+    }
+    const double s = sum.value();
+    if (s != s || m == neg_inf<T>()) return softmax_special(y, 1, n);  // a NaN, or only -inf
+    for (std::size_t b = 0, i = 0; b < blocks; ++b, i += B) {
+        const std::size_t len = (n - i < B) ? n - i : B;
+        const T ref = refs.data[b];
+        const double f = (ref == neg_inf<T>())
+                             ? 0.0
+                             : std::exp(static_cast<double>(ref) - static_cast<double>(m)) / s;
+        const auto vf = V::set1(static_cast<T>(f));
+        if (ref == neg_inf<T>())
+            map_row<V>(y + i, y + i, len, [vf](typename V::reg) { return vf; }, false);
+        else
+            map_row<V>(y + i, y + i, len, [vf](typename V::reg v) { return V::mul(v, vf); }, false);
+    }
+}
+
 template <class V>
 void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
                   std::size_t rows, std::size_t n) {
     using T = typename V::T;
     if (n == 0) return;
     if (n <= V::N) return short_rows<ShortOps<V>::template Softmax>(x, xs, y, ys, rows, n);
+    if (n * sizeof(T) > kLongRowBytes) {
+        for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) softmax_long_row<V>(x, y, n);
+        return;
+    }
     for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
         const T m = row_max<V>(x, n);
         if (!std::isfinite(m)) {
@@ -321,7 +413,8 @@ void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, s
             softmax_special(y, 1, n);
             continue;
         }
-        row_scale<V>(y, n, static_cast<T>(1.0 / s));
+        const auto inv = V::set1(static_cast<T>(1.0 / s));
+        map_row<V>(y, y, n, [inv](typename V::reg v) { return V::mul(v, inv); }, false);
     }
 }
 
@@ -329,9 +422,9 @@ template <class V>
 void log_softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
                       std::ptrdiff_t ys, std::size_t rows, std::size_t n) {
     using T = typename V::T;
-    constexpr std::size_t N = V::N;
     if (n == 0) return;
     if (n <= V::N) return short_rows<ShortOps<V>::template LogSoftmax>(x, xs, y, ys, rows, n);
+    const bool stream = rows * n * sizeof(T) >= kStreamBytes;
     for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
         const MaxSum ms = row_online_max_sum<V>(x, n);
         if (ms.special) {
@@ -342,15 +435,9 @@ void log_softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* 
         // entries that matter and the log is rounded once.
         const auto vm = V::set1(static_cast<T>(ms.max));
         const auto vl = V::set1(static_cast<T>(std::log(ms.sum)));
-        std::size_t i = 0;
-        for (; i + 2 * N <= n; i += 2 * N) {
-            V::store(y + i, V::sub(V::sub(V::load(x + i), vm), vl));
-            V::store(y + i + N, V::sub(V::sub(V::load(x + i + N), vm), vl));
-        }
-        for (; i + N <= n; i += N) V::store(y + i, V::sub(V::sub(V::load(x + i), vm), vl));
-        if (i < n)
-            V::store_partial(y + i, n - i, V::sub(V::sub(V::load_partial(x + i, n - i, 0), vm), vl));
+        map_row<V>(x, y, n, [vm, vl](typename V::reg v) { return V::sub(V::sub(v, vm), vl); }, stream);
     }
+    if (stream) V::stream_fence();
 }
 
 template <class V>

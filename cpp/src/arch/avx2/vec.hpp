@@ -42,6 +42,9 @@ struct F32 {
         _mm256_store_ps(buf, v);
         std::memcpy(p, buf, n * sizeof(T));
     }
+    // non-temporal store; p aligned to sizeof(reg)
+    static void stream(T* p, reg v) { _mm256_stream_ps(p, v); }
+    static void stream_fence() { _mm_sfence(); }
     static reg set1(T v) { return _mm256_set1_ps(v); }
     static reg zero() { return _mm256_setzero_ps(); }
     static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
@@ -130,6 +133,8 @@ struct F64 {
         _mm256_store_pd(buf, v);
         std::memcpy(p, buf, n * sizeof(T));
     }
+    static void stream(T* p, reg v) { _mm256_stream_pd(p, v); }
+    static void stream_fence() { _mm_sfence(); }
     static reg set1(T v) { return _mm256_set1_pd(v); }
     static reg zero() { return _mm256_setzero_pd(); }
     static reg add(reg a, reg b) { return _mm256_add_pd(a, b); }

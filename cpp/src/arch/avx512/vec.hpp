@@ -28,6 +28,9 @@ struct F32 {
     static void store_partial(T* p, std::size_t n, reg v) {
         _mm512_mask_storeu_ps(p, static_cast<mask>((1u << n) - 1u), v);
     }
+    // non-temporal store; p aligned to sizeof(reg)
+    static void stream(T* p, reg v) { _mm512_stream_ps(p, v); }
+    static void stream_fence() { _mm_sfence(); }
     static reg set1(T v) { return _mm512_set1_ps(v); }
     static reg zero() { return _mm512_setzero_ps(); }
     static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
@@ -95,6 +98,8 @@ struct F64 {
     static void store_partial(T* p, std::size_t n, reg v) {
         _mm512_mask_storeu_pd(p, static_cast<mask>((1u << n) - 1u), v);
     }
+    static void stream(T* p, reg v) { _mm512_stream_pd(p, v); }
+    static void stream_fence() { _mm_sfence(); }
     static reg set1(T v) { return _mm512_set1_pd(v); }
     static reg zero() { return _mm512_setzero_pd(); }
     static reg add(reg a, reg b) { return _mm512_add_pd(a, b); }

@@ -27,6 +27,8 @@ struct Scalar {
     static void store_partial(T* p, std::size_t n, reg v) {
         if (n) *p = v;
     }
+    static void stream(T* p, reg v) { *p = v; }  // no portable non-temporal store
+    static void stream_fence() {}
     static reg set1(T v) { return v; }
     static reg zero() { return T(0); }
     static reg add(reg a, reg b) { return a + b; }
