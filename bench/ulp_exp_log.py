@@ -16,9 +16,8 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 import fastsoftmax
+import numpy as np
 from fastsoftmax import _core
 
 

@@ -392,6 +392,76 @@ void softmax_long_row(const typename V::T* x, typename V::T* y, std::size_t n) {
     }
 }
 
+// Rows that fit in L1, in arrays that fit in cache, software-pipelined: one loop over the columns does
+// the exp-store-sum pass of row r (bound by the FMA units) together with the
+// max pass of row r+1 and the scale pass of row r-1 (bound by loads and
+// stores), so the two kinds of work overlap instead of taking turns.
+template <class V>
+void softmax_rows_pipelined(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+                            std::ptrdiff_t ys, std::size_t rows, std::size_t n) {
+    using T = typename V::T;
+    using reg = typename V::reg;
+    constexpr std::size_t N = V::N;
+    const std::size_t tail = n % N;
+    const std::size_t full = n - tail;
+    T m = row_max<V>(x, n);  // of the current row
+    T* prev = nullptr;       // the previous row, still to be scaled by inv_prev
+    reg inv_prev = V::zero();
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* xr = x + static_cast<std::ptrdiff_t>(r) * xs;
+        T* yr = y + static_cast<std::ptrdiff_t>(r) * ys;
+        const T* xn = (r + 1 < rows) ? xr + xs : xr;  // the next row (the last row re-reads itself)
+        const bool ok = std::isfinite(m);
+        const reg vm = V::set1(ok ? m : T(0));
+        reg mx0 = V::set1(neg_inf<T>()), mx1 = mx0;
+        auto wide = V::wide_zero();
+        reg s0 = V::zero(), s1 = V::zero();
+        std::size_t i = 0, since_fold = 0;
+        for (; i + 2 * N <= full; i += 2 * N) {
+            mx0 = V::max(mx0, V::load(xn + i));
+            mx1 = V::max(mx1, V::load(xn + i + N));
+            if (ok) {
+                const reg e0 = vexp<V>(V::sub(V::load(xr + i), vm));
+                const reg e1 = vexp<V>(V::sub(V::load(xr + i + N), vm));
+                V::store(yr + i, e0);
+                V::store(yr + i + N, e1);
+                s0 = V::add(s0, e0);
+                s1 = V::add(s1, e1);
+            }
+            if (prev) {
+                V::store(prev + i, V::mul(V::load(prev + i), inv_prev));
+                V::store(prev + i + N, V::mul(V::load(prev + i + N), inv_prev));
+            }
+            if (++since_fold == kBlock / 2) {
+                V::wide_add(wide, V::add(s0, s1));
+                s0 = s1 = V::zero();
+                since_fold = 0;
+            }
+        }
+        for (; i < n; i += N) {
+            const std::size_t w = (n - i < N) ? n - i : N;
+            mx0 = V::max(mx0, V::load_partial(xn + i, w, neg_inf<T>()));
+            if (ok) {
+                const reg e = vexp<V>(V::sub(V::load_partial(xr + i, w, neg_inf<T>()), vm));
+                V::store_partial(yr + i, w, e);
+                s0 = V::add(s0, e);
+            }
+            if (prev) V::store_partial(prev + i, w, V::mul(V::load_partial(prev + i, w, 0), inv_prev));
+        }
+        V::wide_add(wide, V::add(s0, s1));
+        const double sum = V::wide_hsum(wide);
+        if (!ok || sum != sum) {  // max not finite, or a NaN in the row
+            softmax_special(yr, 1, n);
+            prev = nullptr;
+        } else {
+            prev = yr;
+            inv_prev = V::set1(static_cast<T>(1.0 / sum));
+        }
+        m = V::hmax(V::max(mx0, mx1));
+    }
+    if (prev) map_row<V>(prev, prev, n, [inv_prev](reg v) { return V::mul(v, inv_prev); }, false);
+}
+
 template <class V>
 void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
                   std::size_t rows, std::size_t n) {
@@ -402,6 +472,10 @@ void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, s
         for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) softmax_long_row<V>(x, y, n);
         return;
     }
+    // Pipelining pays while the data is in cache; on arrays that stream from
+    // memory it measured slower than three plain passes (8192x1024 float32:
+    // 3.8 vs 3.1 ms), which give the hardware prefetchers one stream at a time.
+    if (rows * n * sizeof(T) < kStreamBytes) return softmax_rows_pipelined<V>(x, xs, y, ys, rows, n);
     for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
         const T m = row_max<V>(x, n);
         if (!std::isfinite(m)) {
