@@ -20,10 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-
-import numpy as np
+from functools import partial
 
 import fastsoftmax
+import numpy as np
 from fastsoftmax.bench import (
     DEFAULT_SHAPES,
     NUMPY_IMPLS,
@@ -49,12 +49,20 @@ def main() -> None:
 
     dtype = np.dtype(args.dtype)
     ours = getattr(fastsoftmax, args.op)
-    print(f"fastsoftmax {fastsoftmax.__version__} ({fastsoftmax.simd_target()}), numpy {np.__version__}"
-          + (f", torch {torch.__version__} (1 thread)" if torch else ", torch not installed"))
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; op={args.op}, "
-          f"dtype={args.dtype}; medians of {args.rounds} interleaved rounds\n")
+    print(
+        f"fastsoftmax {fastsoftmax.__version__} ({fastsoftmax.simd_target()}), numpy {np.__version__}"
+        + (f", torch {torch.__version__} (1 thread)" if torch else ", torch not installed")
+    )
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; op={args.op}, "
+        f"dtype={args.dtype}; medians of {args.rounds} interleaved rounds\n"
+    )
     cols = ["fs", "fs out=", "numpy", "torch", "copy", "np.exp"]
-    print("| shape | " + " | ".join(cols) + " | numpy/fs out= | torch/fs | fs out=/copy | fs/np.exp | err fs | err torch |")
+    print(
+        "| shape | "
+        + " | ".join(cols)
+        + " | numpy/fs out= | torch/fs | fs out=/copy | fs/np.exp | err fs | err torch |"
+    )
     print("|---" * (len(cols) + 7) + "|")
     rng = np.random.default_rng(0)
     for shape in DEFAULT_SHAPES:
@@ -64,17 +72,16 @@ def main() -> None:
         s = np.empty_like(m)
         fs_out = np.empty(shape[:-1], dtype) if args.op == "logsumexp" else np.empty_like(x)
         np_impl = NUMPY_IMPLS[args.op]
-        fns = [
-            lambda: ours(x),
-            lambda: ours(x, out=fs_out),
-            lambda: np_impl(x, o, m, s),
-        ]
+        fns = [partial(ours, x), partial(ours, x, out=fs_out), partial(np_impl, x, o, m, s)]
         if torch is not None:
             t = torch.from_numpy(x)
-            tfn = {"softmax": torch.softmax, "log_softmax": torch.log_softmax,
-                   "logsumexp": torch.logsumexp}[args.op]
-            fns.append(lambda: tfn(t, -1))
-        fns += [lambda: np.copyto(o, x), lambda: np.exp(x)]
+            tfn = {
+                "softmax": torch.softmax,
+                "log_softmax": torch.log_softmax,
+                "logsumexp": torch.logsumexp,
+            }[args.op]
+            fns.append(partial(tfn, t, -1))
+        fns += [partial(np.copyto, o, x), partial(np.exp, x)]
         times = time_interleaved(fns, args.rounds, args.min_time)
         if torch is None:
             times.insert(3, float("nan"))
@@ -86,9 +93,13 @@ def main() -> None:
         def us(v: float) -> str:
             return f"{v * 1e6:.1f} us" if v < 1e-3 else f"{v * 1e3:.3f} ms"
 
-        print(f"| {shape[0]}x{shape[1]} | " + " | ".join(us(v) for v in times)
-              + f" | {np_t / fso_t:.2f} | {th_t / fs_t:.2f} | {fso_t / cp_t:.2f} | {fs_t / exp_t:.2f}"
-              + f" | {err_fs:.1e} | {err_th:.1e} |", flush=True)
+        print(
+            f"| {shape[0]}x{shape[1]} | "
+            + " | ".join(us(v) for v in times)
+            + f" | {np_t / fso_t:.2f} | {th_t / fs_t:.2f} | {fso_t / cp_t:.2f} | {fs_t / exp_t:.2f}"
+            + f" | {err_fs:.1e} | {err_th:.1e} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

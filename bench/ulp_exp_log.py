@@ -33,7 +33,6 @@ def ulp_error(got: np.ndarray, ref: np.ndarray, dtype: type) -> np.ndarray:
     return np.where(same, 0.0, err)
 
 
-
 def exp_f32_all(chunk: int = 1 << 24) -> tuple[float, float, float]:
     """Max ulp error of float32 exp over every float32 in [-104, 0]: (normal results, all, x at max)."""
     # negative floats: bit patterns from 0x80000000 (-0.0) up to the bits of -104.0
@@ -78,7 +77,9 @@ def main() -> None:
     args = p.parse_args()
     rng = np.random.default_rng(0)
     print(f"fastsoftmax {fastsoftmax.__version__}, numpy {np.__version__}")
-    print(f"{'target':<9} {'f32 exp [-104,0]':>22} {'f32 exp':>8} {'f32 log':>8} {'f64 exp':>8} {'f64 log':>8}")
+    print(
+        f"{'target':<9} {'f32 exp [-104,0]':>22} {'f32 exp':>8} {'f32 log':>8} {'f64 exp':>8} {'f64 log':>8}"
+    )
     for target, usable in fastsoftmax.simd_targets().items():
         if not usable:
             continue
@@ -100,8 +101,10 @@ def main() -> None:
             f"{sampled('exp', np.float64, 10**7, rng):.2f}",
             f"{sampled('log', np.float64, 10**7, rng):.2f}",
         ]
-        print(f"{target:<9} {row[0]:>22} {row[1]:>8} {row[2]:>8} {row[3]:>8} {row[4]:>8}"
-              f"   ({time.perf_counter() - t0:.0f} s)")
+        print(
+            f"{target:<9} {row[0]:>22} {row[1]:>8} {row[2]:>8} {row[3]:>8} {row[4]:>8}"
+            f"   ({time.perf_counter() - t0:.0f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ functions exported here.
 from __future__ import annotations
 
 try:
-    from . import _core
+    from . import _core  # noqa: F401  (fail early, with a helpful message)
 except ImportError as exc:  # pragma: no cover - only on a broken install
     raise ImportError(
         "fastsoftmax's compiled extension (fastsoftmax._core) could not be imported: "

@@ -37,10 +37,7 @@ def _prepare(x: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.dtype]:
     work: np.dtype[Any]
     result: np.dtype[Any]
     if kind == "f":
-        if dt.itemsize <= 4:
-            work = _F32
-        else:
-            work = _F64
+        work = _F32 if dt.itemsize <= 4 else _F64
         result = _F32 if dt.itemsize == 4 else (_F64 if dt.itemsize == 8 else dt.newbyteorder("="))
     elif kind in "iub":
         work = result = _F64
@@ -95,12 +92,11 @@ def _direct_out(out: np.ndarray, work: np.dtype, *inputs: np.ndarray) -> bool:
     Partial overlap is refused: the result would depend on the order of work.
     """
     for a in inputs:
-        if np.may_share_memory(a, out) and not _same_memory(a, out):
-            if np.shares_memory(a, out):
-                raise ValueError(
-                    "out overlaps an input partially; pass the input itself (in place) "
-                    "or an array that does not overlap it"
-                )
+        if np.may_share_memory(a, out) and not _same_memory(a, out) and np.shares_memory(a, out):
+            raise ValueError(
+                "out overlaps an input partially; pass the input itself (in place) "
+                "or an array that does not overlap it"
+            )
     return out.dtype == work and bool(out.flags.aligned)
 
 
@@ -108,7 +104,7 @@ def _flatten_axes(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """Move `axes` to the end and merge them into one (a copy when needed)."""
     keep = [d for d in range(a.ndim) if d not in axes]
     t = a.transpose([*keep, *axes])
-    return t.reshape(t.shape[: len(keep)] + (math.prod(a.shape[d] for d in axes),))
+    return t.reshape((*t.shape[: len(keep)], math.prod(a.shape[d] for d in axes)))
 
 
 def _unflatten_axes(r: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
@@ -118,32 +114,33 @@ def _unflatten_axes(r: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...]
     return t.transpose(np.argsort(perm))
 
 
-def _fast(x: Any, axis: Any, out: Any) -> bool:
-    """Whether (x, axis, out) can go straight to the kernel: the common case, kept cheap.
+def _fast_axis(x: np.ndarray, axis: Any, out: Any) -> int:
+    """The non-negative axis when (x, axis, out) can go straight to the kernel, else -1.
 
-    x is an aligned float32/float64 ndarray and axis an in-range int; out is None,
+    That is the common case, kept cheap: x (an ndarray: callers check its exact
+    type first) is aligned float32/float64, axis an in-range int, and out is None,
     x itself, or an aligned array of x's shape and dtype that does not overlap x.
     Everything else takes the general path, which checks and converts.
     """
-    if type(x) is not np.ndarray:
-        return False
     dt = x.dtype
-    if not (
-        (dt is _F32 or dt is _F64)
-        and type(axis) is int
-        and -x.ndim <= axis < x.ndim
-        and x.flags.aligned
+    if not ((dt is _F32 or dt is _F64) and type(axis) is int and x.flags.aligned):
+        return -1
+    ndim = x.ndim
+    if not -ndim <= axis < ndim:
+        return -1
+    if (
+        out is None
+        or out is x
+        or (
+            type(out) is np.ndarray
+            and out.dtype is dt
+            and out.shape == x.shape
+            and out.flags.aligned
+            and not np.may_share_memory(x, out)
+        )
     ):
-        return False
-    if out is None or out is x:
-        return True
-    return (
-        type(out) is np.ndarray
-        and out.dtype is dt
-        and out.shape == x.shape
-        and bool(out.flags.aligned)
-        and not np.may_share_memory(x, out)
-    )
+        return axis % ndim
+    return -1
 
 
 def _elementwise(
@@ -223,8 +220,8 @@ def softmax(x: npt.ArrayLike, axis: AxisLike = -1, *, out: np.ndarray | None = N
     result (SciPy raises). The input is never modified unless it is ``out``.
     The GIL is released while the kernel runs.
     """
-    if _fast(x, axis, out):
-        return _core.softmax(x, axis % x.ndim, out)
+    if type(x) is np.ndarray and (ax := _fast_axis(x, axis, out)) >= 0:
+        return _core.softmax(x, ax, out)
     return _elementwise(_core.softmax, (x,), ("x",), axis, out)
 
 
@@ -247,8 +244,8 @@ def log_softmax(
     NaN, or only ``-inf``, becomes all NaN; a slice whose maximum is ``+inf``
     gives NaN at the ``+inf`` entries and ``-inf`` elsewhere.
     """
-    if _fast(x, axis, out):
-        return _core.log_softmax(x, axis % x.ndim, out)
+    if type(x) is np.ndarray and (ax := _fast_axis(x, axis, out)) >= 0:
+        return _core.log_softmax(x, ax, out)
     return _elementwise(_core.log_softmax, (x,), ("x",), axis, out)
 
 
@@ -332,8 +329,13 @@ def logsumexp(
     else a ``+inf`` gives ``+inf``, only ``-inf`` entries give ``-inf``, and an
     empty axis gives ``-inf``.
     """
-    if out is None and not keepdims and _fast(x, axis, None):
-        return _core.logsumexp(x, axis % x.ndim, None)
+    if (
+        out is None
+        and not keepdims
+        and type(x) is np.ndarray
+        and (fast := _fast_axis(x, axis, None)) >= 0
+    ):
+        return _core.logsumexp(x, fast, None)
     a, result = _prepare(x, "x")
     shape = a.shape
     ax = _normalize_axis(axis, a.ndim)

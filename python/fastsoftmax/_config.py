@@ -50,7 +50,11 @@ def show_config() -> None:
         "  targets     :",
     ]
     for name, compiled, supported in _core.targets():
-        state = "not compiled" if not compiled else ("usable" if supported else "not supported by this CPU")
+        state = (
+            "not compiled"
+            if not compiled
+            else ("usable" if supported else "not supported by this CPU")
+        )
         mark = "*" if name == simd_target() else " "
         lines.append(f"   {mark} {name:<9} {state}")
     lines.append(f"  target flags: {info['target_flags']}")

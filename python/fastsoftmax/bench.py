@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 
@@ -133,22 +134,14 @@ def run(
     for shape in shapes:
         x = (rng.standard_normal(shape) * 3).astype(dtype)
         o = np.empty_like(x)
-        m = np.empty(shape[:-1] + (1,), dtype)
+        m = np.empty((*shape[:-1], 1), dtype)
         s = np.empty_like(m)
         for op in ops:
             ours = getattr(_api, op)
             np_impl = NUMPY_IMPLS[op]
-            if op == "logsumexp":
-                fs_out = np.empty(shape[:-1], dtype)
-            else:
-                fs_out = np.empty_like(x)
+            fs_out = np.empty(shape[:-1], dtype) if op == "logsumexp" else np.empty_like(x)
             t_fs, t_np = time_interleaved(
-                [
-                    lambda f=ours, a=x, r=fs_out: f(a, out=r),
-                    lambda f=np_impl, a=x, b=o, c=m, d=s: f(a, b, c, d),
-                ],
-                rounds,
-                min_time,
+                [partial(ours, x, out=fs_out), partial(np_impl, x, o, m, s)], rounds, min_time
             )
             ref = reference(op, x)
             rows.append(
@@ -193,7 +186,9 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fastsoftmax", description=__doc__.splitlines()[0])
-    p.add_argument("--shape", type=_parse_shape, action="append", help="e.g. 512x50257 (repeatable)")
+    p.add_argument(
+        "--shape", type=_parse_shape, action="append", help="e.g. 512x50257 (repeatable)"
+    )
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per measurement")
     p.add_argument("--min-time", type=float, default=0.02, help="seconds per timed sample")
@@ -202,8 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.rounds, args.min_time = 3, 0.005
     print(f"fastsoftmax SIMD target: {simd_target()}   numpy {np.__version__}   dtype {args.dtype}")
-    print(f"median of {args.rounds} interleaved rounds; errors: softmax max relative "
-          "(outputs > 1e-30), log ops max |err| / max(1, |ref|), vs a float64 reference\n")
+    print(
+        f"median of {args.rounds} interleaved rounds; errors: softmax max relative "
+        "(outputs > 1e-30), log ops max |err| / max(1, |ref|), vs a float64 reference\n"
+    )
     rows = run(args.shape or DEFAULT_SHAPES, np.dtype(args.dtype), args.rounds, args.min_time)
     print(format_table(rows))
     return 0
