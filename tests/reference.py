@@ -1,0 +1,169 @@
+"""Plain NumPy references and error measures for the tests.
+
+The references are written the textbook way (m = max, e = exp(x - m), ...) in
+a wider type than the input: float64 for float32/float16 inputs and
+np.longdouble for float64 inputs, so their own rounding is negligible next to
+the tolerances. They are meant for finite inputs (the edge cases are checked
+against SciPy instead); warnings from inf arithmetic are silenced so that
+pytest's ``filterwarnings = error`` does not trip on them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.special
+
+FLOATS = (np.float32, np.float64)
+
+
+def wide_dtype(dtype: np.dtype | type) -> type:
+    """The dtype a reference for `dtype` is computed in."""
+    return np.longdouble if np.dtype(dtype).itemsize >= 8 else np.float64
+
+
+def widen(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    return x.astype(wide_dtype(x.dtype))
+
+
+def ref_softmax(x: np.ndarray, axis=-1) -> np.ndarray:
+    """softmax in the wide dtype: exp(x - max) / sum."""
+    w = widen(x)
+    with np.errstate(all="ignore"):
+        m = np.max(w, axis=axis, keepdims=True)
+        e = np.exp(w - m)
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def ref_log_softmax(x: np.ndarray, axis=-1) -> np.ndarray:
+    """(x - max) - log(sum(exp(x - max))) in the wide dtype."""
+    w = widen(x)
+    with np.errstate(all="ignore"):
+        m = np.max(w, axis=axis, keepdims=True)
+        return (w - m) - np.log(np.sum(np.exp(w - m), axis=axis, keepdims=True))
+
+
+def ref_logsumexp(x: np.ndarray, axis=-1, keepdims: bool = False) -> np.ndarray:
+    """max + log(sum(exp(x - max))) in the wide dtype."""
+    w = widen(x)
+    with np.errstate(all="ignore"):
+        m = np.max(w, axis=axis, keepdims=True)
+        r = m + np.log(np.sum(np.exp(w - m), axis=axis, keepdims=True))
+    return r if keepdims else np.squeeze(r, axis=axis)
+
+
+def ref_softmax_backward(grad: np.ndarray, y: np.ndarray, axis=-1) -> np.ndarray:
+    """y * (grad - sum(grad * y)) in the wide dtype."""
+    g, yy = widen(grad), widen(y)
+    return yy * (g - np.sum(g * yy, axis=axis, keepdims=True))
+
+
+def ref_log_softmax_backward(grad: np.ndarray, y: np.ndarray, axis=-1) -> np.ndarray:
+    """grad - exp(y) * sum(grad) in the wide dtype."""
+    g, yy = widen(grad), widen(y)
+    return g - np.exp(yy) * np.sum(g, axis=axis, keepdims=True)
+
+
+REFERENCES = {
+    "softmax": ref_softmax,
+    "log_softmax": ref_log_softmax,
+    "logsumexp": ref_logsumexp,
+}
+
+
+def scipy_op(name: str, x: np.ndarray, axis=-1) -> np.ndarray:
+    """SciPy's softmax / log_softmax / logsumexp, with NumPy's warnings silenced."""
+    with np.errstate(all="ignore"):
+        return np.asarray(getattr(scipy.special, name)(x, axis=axis))
+
+
+def ulp_error(got: np.ndarray, ref: np.ndarray, dtype: type) -> np.ndarray:
+    """|got - ref| in units of the spacing of `dtype` at ref (subnormal spacing below).
+
+    `ref` is the exact (wide) value; equal values, including equal infinities,
+    count as 0.
+    """
+    info = np.finfo(dtype)
+    ref = np.asarray(ref)
+    got = np.asarray(got).astype(ref.dtype)
+    with np.errstate(all="ignore"):
+        r = np.abs(ref)
+        e = np.floor(np.log2(np.maximum(r, ref.dtype.type(info.smallest_subnormal))))
+        spacing = np.maximum(np.exp2(e - info.nmant), ref.dtype.type(info.smallest_subnormal))
+        err = np.abs(got - ref) / spacing
+    return np.where(got == ref, 0.0, err).astype(np.float64)
+
+
+def describe_worst(err: np.ndarray, *arrays: tuple[str, np.ndarray]) -> str:
+    """A message naming the worst element of `err` and the arrays' values there."""
+    flat = np.nan_to_num(np.asarray(err, dtype=np.float64), nan=np.inf)
+    i = np.unravel_index(int(np.argmax(flat)), flat.shape)
+    parts = [f"worst at index {tuple(int(k) for k in i)}: error {flat[i]!r}"]
+    for name, a in arrays:
+        parts.append(f"{name}={np.asarray(a)[i]!r}")
+    return ", ".join(parts)
+
+
+def assert_softmax_close(got, ref, rtol: float, tiny: float, context: str = "") -> None:
+    """Relative error <= rtol wherever ref > tiny; absolute error <= rtol * tiny elsewhere."""
+    got = np.asarray(got)
+    ref = np.asarray(ref)
+    assert got.shape == ref.shape, f"shape {got.shape}, expected {ref.shape} {context}"
+    with np.errstate(all="ignore"):
+        diff = np.abs(got.astype(ref.dtype) - ref)
+        rel = np.where(ref > tiny, diff / np.where(ref > tiny, ref, 1), diff / tiny)
+    bad = ~(rel <= rtol)
+    assert not bad.any(), (
+        f"{int(bad.sum())} of {bad.size} elements off by more than rtol={rtol} "
+        f"(relative where ref > {tiny}, else absolute / {tiny}); "
+        + describe_worst(rel, ("got", got), ("ref", ref))
+        + f" {context}"
+    )
+
+
+def assert_log_close(got, ref, atol: float, context: str = "") -> None:
+    """|got - ref| <= atol * max(1, |ref|) elementwise, or got == ref rounded to got's dtype."""
+    got = np.asarray(got)
+    ref = np.asarray(ref)
+    assert got.shape == ref.shape, f"shape {got.shape}, expected {ref.shape} {context}"
+    with np.errstate(all="ignore"):
+        # equal to the reference rounded to got's dtype: exact (covers overflow to -inf)
+        same = got == ref.astype(got.dtype)
+        err = np.abs(got.astype(ref.dtype) - ref) / np.maximum(1, np.abs(ref))
+    err = np.where(same, 0, err)
+    bad = ~(err <= atol)
+    assert not bad.any(), (
+        f"{int(bad.sum())} of {bad.size} elements off by more than {atol} * max(1, |ref|); "
+        + describe_worst(err, ("got", got), ("ref", ref))
+        + f" {context}"
+    )
+
+
+# Row shapes (rows, length) for the accuracy tests: lengths from 1 up to
+# 200,000, crossing vector widths (4, 8, 16 lanes), the 4-vector unroll and
+# the 64-vector blocks; about 200,000 elements at most per case.
+ACCURACY_SHAPES = [
+    (50, 1),
+    (40, 2),
+    (30, 3),
+    (20, 15),
+    (20, 16),
+    (20, 17),
+    (10, 100),
+    (8, 1000),
+    (4, 1025),
+    (3, 4097),
+    (2, 16385),
+    (1, 65537),
+    (1, 200000),
+]
+
+SCALES = ["1", "10", "100", "equal"]
+
+
+def make_logits(rng: np.random.Generator, shape, scale: str, dtype) -> np.ndarray:
+    """Random logits: standard normal times `scale`, or rows whose entries are all equal."""
+    if scale == "equal":
+        row_values = rng.normal(0, 10, size=(*shape[:-1], 1))
+        return np.broadcast_to(row_values, shape).astype(dtype)
+    return (rng.standard_normal(shape) * float(scale)).astype(dtype)
