@@ -84,19 +84,27 @@ def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
     )
 
 
-def _direct_out(out: np.ndarray, work: np.dtype, *inputs: np.ndarray) -> bool:
-    """Whether the kernel can write into out directly.
+def _check_overlap(out: np.ndarray, *inputs: Any) -> None:
+    """Refuse an out that overlaps an input (as the caller passed it) partially.
 
-    It can when out has the working dtype and is aligned, and each input
-    either does not overlap it or is exactly the same memory (in place).
-    Partial overlap is refused: the result would depend on the order of work.
+    The same memory (in place) is fine; a partial overlap would make the result
+    depend on the order of the work.
     """
     for a in inputs:
-        if np.may_share_memory(a, out) and not _same_memory(a, out) and np.shares_memory(a, out):
+        if (
+            isinstance(a, np.ndarray)
+            and np.may_share_memory(a, out)
+            and not (_same_memory(a, out) and a.shape == out.shape)
+            and np.shares_memory(a, out)
+        ):
             raise ValueError(
                 "out overlaps an input partially; pass the input itself (in place) "
                 "or an array that does not overlap it"
             )
+
+
+def _direct_out(out: np.ndarray, work: np.dtype) -> bool:
+    """Whether the kernel can write into out directly (else: a temporary, then a copy)."""
     return out.dtype == work and bool(out.flags.aligned)
 
 
@@ -151,6 +159,8 @@ def _elementwise(
     out: np.ndarray | None,
 ) -> np.ndarray:
     """Shared body of the ops whose result has the shape of their input(s)."""
+    if out is not None:
+        _check_overlap(out, *inputs)
     prepared = [_prepare(x, n) for x, n in zip(inputs, names)]
     arrays = [p[0] for p in prepared]
     if len(arrays) == 1:
@@ -171,7 +181,7 @@ def _elementwise(
         flat = [_flatten_axes(a, ax) for a in arrays]
         r = _unflatten_axes(kernel(*flat, len(flat[0].shape) - 1, None), shape, ax)
         if out is None:
-            return np.ascontiguousarray(r, dtype=result)
+            return np.asarray(r, dtype=result, order="C")  # (ascontiguousarray makes 0-d 1-d)
         _check_out(out, shape, result)
         np.copyto(out, r, casting="unsafe")
         return out
@@ -180,7 +190,7 @@ def _elementwise(
         r = kernel(*arrays, ax, None)
         return r if result == work else r.astype(result)
     _check_out(out, shape, result)
-    if _direct_out(out, work, *arrays):
+    if _direct_out(out, work):
         return kernel(*arrays, ax, out)
     np.copyto(out, kernel(*arrays, ax, None), casting="unsafe")
     return out
@@ -336,6 +346,8 @@ def logsumexp(
         and (fast := _fast_axis(x, axis, None)) >= 0
     ):
         return _core.logsumexp(x, fast, None)
+    if out is not None:
+        _check_overlap(out, x)
     a, result = _prepare(x, "x")
     shape = a.shape
     ax = _normalize_axis(axis, a.ndim)
@@ -347,7 +359,7 @@ def logsumexp(
         ax = a.ndim - 1
     if out is not None:
         _check_out(out, kept if keepdims else reduced, result)
-    if out is not None and _direct_out(out, a.dtype, a):
+    if out is not None and _direct_out(out, a.dtype):
         _core.logsumexp(a, ax, np.squeeze(out, axis=axes) if keepdims else out)
         return out
     r = _core.logsumexp(a, ax, None)

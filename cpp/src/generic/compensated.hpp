@@ -21,7 +21,8 @@ struct NeumaierSum {
         comp += (std::fabs(sum) >= std::fabs(v)) ? (sum - t) + v : (v - t) + sum;
         sum = t;
     }
-    double value() const { return sum + comp; }
+    // An infinite sum makes the compensation NaN (inf - inf): ignore it then.
+    double value() const { return std::isfinite(sum) ? sum + comp : sum; }
 };
 
 // Total of n lanes of (sum, compensation) pairs.
@@ -29,7 +30,7 @@ inline double neumaier_total(const double* sums, const double* comps, std::size_
     NeumaierSum acc;
     for (std::size_t i = 0; i < n; ++i) {
         acc.add(sums[i]);
-        acc.add(comps[i]);
+        if (std::isfinite(sums[i])) acc.add(comps[i]);
     }
     return acc.value();
 }

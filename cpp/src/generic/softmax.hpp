@@ -41,6 +41,25 @@ constexpr T neg_inf() {
     return -std::numeric_limits<T>::infinity();
 }
 
+// A double factor (1/sum, for the final scaling of softmax) applied to T
+// vectors. For float it is kept as hi + lo (two floats), and e * f =
+// fma(e, hi, e * lo) is rounded once, as a division by the sum would be, but
+// without a division per element.
+template <class V>
+struct Factor {
+    typename V::reg hi, lo;
+    static Factor of(double f) {
+        using T = typename V::T;
+        const T hi = static_cast<T>(f);
+        return {V::set1(hi), V::set1(static_cast<T>(f - static_cast<double>(hi)))};
+    }
+    static Factor reciprocal(double s) { return of(1.0 / s); }
+    typename V::reg apply(typename V::reg e) const {
+        if constexpr (sizeof(typename V::T) == 4) return V::fmadd(e, hi, V::mul(e, lo));
+        return V::mul(e, hi);  // double: rounding 1/s costs far less than the tolerance
+    }
+};
+
 // ---------------------------------------------------------------- rows ----
 
 template <class V>
@@ -60,43 +79,61 @@ typename V::T row_max(const typename V::T* x, std::size_t n) {
     return V::hmax(V::max(V::max(m0, m1), V::max(m2, m3)));
 }
 
+// The sum of the exponentials that softmax divides by, per lane. A plain
+// float accumulator holding the row maximum's exp(0) = 1 rounds every small
+// term it adds to 2^-24: a bias of up to several ulp on the whole row. So
+// float runs are Kahan-compensated (four additions, on the adder ports that
+// exp leaves idle), and every kBlock vectors folded into the wide (double /
+// compensated double) accumulator.
+template <class V>
+struct ExpSum {
+    using reg = typename V::reg;
+    typename V::Wide wide = V::wide_zero();
+    reg run = V::zero();
+    reg comp = V::zero();  // Kahan: minus the low part lost by `run`
+    std::size_t count = 0;
+    void add(reg e) {
+        const reg y = V::sub(e, comp);
+        const reg t = V::add(run, y);
+        comp = V::sub(V::sub(t, run), y);
+        run = t;
+        if (++count == kBlock) flush();
+    }
+    void flush() {
+        V::wide_add(wide, run);
+        V::wide_add(wide, V::sub(V::zero(), comp));
+        run = comp = V::zero();
+        count = 0;
+    }
+    double total() {
+        flush();
+        return V::wide_hsum(wide);
+    }
+};
+
 // Stores exp(x - m) into y (which may alias x) and returns the sum.
 template <class V>
 double row_store_exp_sum(const typename V::T* x, typename V::T* y, std::size_t n, typename V::T m) {
     constexpr std::size_t N = V::N;
     const auto vm = V::set1(m);
-    auto wide = V::wide_zero();
+    const auto vlo = V::set1(m + MathConsts<typename V::T>::exp_lo);
+    ExpSum<V> s0, s1;
     std::size_t i = 0;
-    while (i + N <= n) {
-        const std::size_t end = (n - i >= kBlock * N) ? i + kBlock * N : n;
-        auto s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
-        for (; i + 4 * N <= end; i += 4 * N) {
-            const auto e0 = vexp<V>(V::sub(V::load(x + i), vm));
-            const auto e1 = vexp<V>(V::sub(V::load(x + i + N), vm));
-            const auto e2 = vexp<V>(V::sub(V::load(x + i + 2 * N), vm));
-            const auto e3 = vexp<V>(V::sub(V::load(x + i + 3 * N), vm));
-            V::store(y + i, e0);
-            V::store(y + i + N, e1);
-            V::store(y + i + 2 * N, e2);
-            V::store(y + i + 3 * N, e3);
-            s0 = V::add(s0, e0);
-            s1 = V::add(s1, e1);
-            s2 = V::add(s2, e2);
-            s3 = V::add(s3, e3);
-        }
-        for (; i + N <= end; i += N) {
-            const auto e = vexp<V>(V::sub(V::load(x + i), vm));
-            V::store(y + i, e);
-            s0 = V::add(s0, e);
-        }
-        V::wide_add(wide, V::add(V::add(s0, s1), V::add(s2, s3)));
+    for (; i + 2 * N <= n; i += 2 * N) {
+        const auto e0 = vexp_sub<V>(V::load(x + i), vm, vlo);
+        const auto e1 = vexp_sub<V>(V::load(x + i + N), vm, vlo);
+        V::store(y + i, e0);
+        V::store(y + i + N, e1);
+        s0.add(e0);
+        s1.add(e1);
     }
-    if (i < n) {
-        const auto e = vexp<V>(V::sub(V::load_partial(x + i, n - i, neg_inf<typename V::T>()), vm));
-        V::store_partial(y + i, n - i, e);
-        V::wide_add(wide, e);
+    for (; i < n; i += N) {
+        const std::size_t w = (n - i < N) ? n - i : N;
+        const auto e = vexp_sub<V>(V::load_partial(x + i, w, neg_inf<typename V::T>()), vm, vlo);
+        V::store_partial(y + i, w, e);
+        s0.add(e);
     }
-    return V::wide_hsum(wide);
+    return s0.total() + s1.total();
 }
 
 // A heap buffer. Not std::vector: its out-of-line members would be compiled
@@ -238,7 +275,8 @@ struct ShortGroup {
         using T = typename V::T;
         for (std::size_t k = 0; k < G; ++k) x[k] = V::load_partial(p + static_cast<std::ptrdiff_t>(k) * ps, n, neg_inf<T>());
         for (std::size_t k = 0; k < G; ++k) max[k] = V::hmax(x[k]);
-        for (std::size_t k = 0; k < G; ++k) e[k] = vexp<V>(V::sub(x[k], V::set1(max[k])));
+        for (std::size_t k = 0; k < G; ++k)
+            e[k] = vexp_sub<V>(x[k], V::set1(max[k]), V::set1(max[k] + MathConsts<T>::exp_lo));
         for (std::size_t k = 0; k < G; ++k) {
             auto w = V::wide_zero();
             V::wide_add(w, e[k]);
@@ -270,7 +308,7 @@ void short_softmax_group(const typename V::T* x, std::ptrdiff_t xs, typename V::
         if (g.special[k])
             softmax_special(yk, 1, n);
         else
-            V::store_partial(yk, n, V::mul(g.e[k], V::set1(static_cast<T>(1.0 / g.sum[k]))));
+            V::store_partial(yk, n, Factor<V>::reciprocal(g.sum[k]).apply(g.e[k]));
     }
 }
 
@@ -384,11 +422,11 @@ void softmax_long_row(const typename V::T* x, typename V::T* y, std::size_t n) {
         const double f = (ref == neg_inf<T>())
                              ? 0.0
                              : std::exp(static_cast<double>(ref) - static_cast<double>(m)) / s;
-        const auto vf = V::set1(static_cast<T>(f));
+        const auto vf = Factor<V>::of(f);
         if (ref == neg_inf<T>())
-            map_row<V>(y + i, y + i, len, [vf](typename V::reg) { return vf; }, false);
+            map_row<V>(y + i, y + i, len, [](typename V::reg) { return V::zero(); }, false);
         else
-            map_row<V>(y + i, y + i, len, [vf](typename V::reg v) { return V::mul(v, vf); }, false);
+            map_row<V>(y + i, y + i, len, [vf](typename V::reg v) { return vf.apply(v); }, false);
     }
 }
 
@@ -406,60 +444,54 @@ void softmax_rows_pipelined(const typename V::T* x, std::ptrdiff_t xs, typename 
     const std::size_t full = n - tail;
     T m = row_max<V>(x, n);  // of the current row
     T* prev = nullptr;       // the previous row, still to be scaled by inv_prev
-    reg inv_prev = V::zero();
+    Factor<V> inv_prev{V::zero(), V::zero()};
     for (std::size_t r = 0; r < rows; ++r) {
         const T* xr = x + static_cast<std::ptrdiff_t>(r) * xs;
         T* yr = y + static_cast<std::ptrdiff_t>(r) * ys;
         const T* xn = (r + 1 < rows) ? xr + xs : xr;  // the next row (the last row re-reads itself)
         const bool ok = std::isfinite(m);
         const reg vm = V::set1(ok ? m : T(0));
+        const reg vlo = V::set1((ok ? m : T(0)) + MathConsts<T>::exp_lo);
         reg mx0 = V::set1(neg_inf<T>()), mx1 = mx0;
-        auto wide = V::wide_zero();
-        reg s0 = V::zero(), s1 = V::zero();
-        std::size_t i = 0, since_fold = 0;
+        ExpSum<V> s0, s1;
+        std::size_t i = 0;
         for (; i + 2 * N <= full; i += 2 * N) {
             mx0 = V::max(mx0, V::load(xn + i));
             mx1 = V::max(mx1, V::load(xn + i + N));
             if (ok) {
-                const reg e0 = vexp<V>(V::sub(V::load(xr + i), vm));
-                const reg e1 = vexp<V>(V::sub(V::load(xr + i + N), vm));
+                const reg e0 = vexp_sub<V>(V::load(xr + i), vm, vlo);
+                const reg e1 = vexp_sub<V>(V::load(xr + i + N), vm, vlo);
                 V::store(yr + i, e0);
                 V::store(yr + i + N, e1);
-                s0 = V::add(s0, e0);
-                s1 = V::add(s1, e1);
+                s0.add(e0);
+                s1.add(e1);
             }
             if (prev) {
-                V::store(prev + i, V::mul(V::load(prev + i), inv_prev));
-                V::store(prev + i + N, V::mul(V::load(prev + i + N), inv_prev));
-            }
-            if (++since_fold == kBlock / 2) {
-                V::wide_add(wide, V::add(s0, s1));
-                s0 = s1 = V::zero();
-                since_fold = 0;
+                V::store(prev + i, inv_prev.apply(V::load(prev + i)));
+                V::store(prev + i + N, inv_prev.apply(V::load(prev + i + N)));
             }
         }
         for (; i < n; i += N) {
             const std::size_t w = (n - i < N) ? n - i : N;
             mx0 = V::max(mx0, V::load_partial(xn + i, w, neg_inf<T>()));
             if (ok) {
-                const reg e = vexp<V>(V::sub(V::load_partial(xr + i, w, neg_inf<T>()), vm));
+                const reg e = vexp_sub<V>(V::load_partial(xr + i, w, neg_inf<T>()), vm, vlo);
                 V::store_partial(yr + i, w, e);
-                s0 = V::add(s0, e);
+                s0.add(e);
             }
-            if (prev) V::store_partial(prev + i, w, V::mul(V::load_partial(prev + i, w, 0), inv_prev));
+            if (prev) V::store_partial(prev + i, w, inv_prev.apply(V::load_partial(prev + i, w, 0)));
         }
-        V::wide_add(wide, V::add(s0, s1));
-        const double sum = V::wide_hsum(wide);
+        const double sum = s0.total() + s1.total();
         if (!ok || sum != sum) {  // max not finite, or a NaN in the row
             softmax_special(yr, 1, n);
             prev = nullptr;
         } else {
             prev = yr;
-            inv_prev = V::set1(static_cast<T>(1.0 / sum));
+            inv_prev = Factor<V>::reciprocal(sum);
         }
         m = V::hmax(V::max(mx0, mx1));
     }
-    if (prev) map_row<V>(prev, prev, n, [inv_prev](reg v) { return V::mul(v, inv_prev); }, false);
+    if (prev) map_row<V>(prev, prev, n, [inv_prev](reg v) { return inv_prev.apply(v); }, false);
 }
 
 template <class V>
@@ -487,8 +519,8 @@ void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, s
             softmax_special(y, 1, n);
             continue;
         }
-        const auto inv = V::set1(static_cast<T>(1.0 / s));
-        map_row<V>(y, y, n, [inv](typename V::reg v) { return V::mul(v, inv); }, false);
+        const auto inv = Factor<V>::reciprocal(s);
+        map_row<V>(y, y, n, [inv](typename V::reg v) { return inv.apply(v); }, false);
     }
 }
 
@@ -626,23 +658,34 @@ typename V::reg col_max(const typename V::T* x, std::ptrdiff_t xs, std::size_t n
     return V::max(m0, m1);
 }
 
-// sum over the column of exp(x - ref); stores the exponentials in y if y != nullptr.
-template <class V>
-typename V::reg col_sum_exp(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
-                            std::ptrdiff_t ys, std::size_t n, typename V::reg ref, Chunk<V> ch) {
+// Sum over the column of exp(x - ref), per lane. kStore: also store the
+// exponentials in y, computed with vexp_sub (softmax outputs).
+template <class V, bool kStore>
+typename V::Wide col_sum_exp(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+                             std::ptrdiff_t ys, std::size_t n, typename V::reg ref, Chunk<V> ch) {
     using T = typename V::T;
-    auto wide = V::wide_zero();
-    for (std::size_t i = 0; i < n;) {
-        const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
-        auto s = V::zero();
-        for (; i < end; ++i) {
-            const auto e = vexp<V>(V::sub(ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()), ref));
-            if (y) ch.store(y + static_cast<std::ptrdiff_t>(i) * ys, e);
-            s = V::add(s, e);
+    const auto ref_lo = V::add(ref, V::set1(MathConsts<T>::exp_lo));
+    if constexpr (kStore) {
+        ExpSum<V> sum;
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto xv = ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>());
+            const auto e = vexp_sub<V>(xv, ref, ref_lo);
+            ch.store(y + static_cast<std::ptrdiff_t>(i) * ys, e);
+            sum.add(e);
         }
-        V::wide_add(wide, s);
+        sum.flush();
+        return sum.wide;
+    } else {
+        auto wide = V::wide_zero();
+        for (std::size_t i = 0; i < n;) {
+            const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
+            auto s = V::zero();
+            for (; i < end; ++i)
+                s = V::add(s, vexp<V>(V::sub(ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()), ref)));
+            V::wide_add(wide, s);
+        }
+        return wide;
     }
-    return V::wide_round(wide);
 }
 
 // Column lanes need no scalar path: with ref = (max finite ? max : 0), as
@@ -658,13 +701,22 @@ void softmax_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, s
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
         const auto m = col_max<V>(x + c, xs, n, ch);
         const auto bad = V::not_finite(m);
-        const auto s = col_sum_exp<V>(x + c, xs, y + c, ys, n, V::select(bad, V::zero(), m), ch);
-        // a non-finite max makes the whole lane NaN (SciPy); a NaN sum does by itself
-        const auto inv = V::select(bad, V::set1(std::numeric_limits<T>::quiet_NaN()),
-                                   V::div(V::set1(T(1)), s));
+        const auto wide = col_sum_exp<V, true>(x + c, xs, y + c, ys, n, V::select(bad, V::zero(), m), ch);
+        // per lane 1/sum as hi + lo (see Factor); a non-finite max makes the
+        // whole lane NaN (SciPy), a NaN sum does by itself
+        double sums[V::N];
+        V::wide_store(wide, sums);
+        T hi[V::N], lo[V::N], maxes[V::N];
+        V::store(maxes, m);
+        for (std::size_t l = 0; l < V::N; ++l) {
+            const double inv = 1.0 / sums[l];
+            hi[l] = std::isfinite(maxes[l]) ? static_cast<T>(inv) : std::numeric_limits<T>::quiet_NaN();
+            lo[l] = static_cast<T>(inv - static_cast<double>(hi[l]));
+        }
+        const Factor<V> inv{V::load(hi), V::load(lo)};
         for (std::size_t i = 0; i < n; ++i) {
             T* p = y + c + static_cast<std::ptrdiff_t>(i) * ys;
-            ch.store(p, V::mul(ch.load(p, 0), inv));
+            ch.store(p, inv.apply(ch.load(p, 0)));
         }
     }
 }
@@ -676,8 +728,8 @@ void log_softmax_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* 
     for (std::size_t c = 0; c < inner; c += V::N) {
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
         const auto m = col_max<V>(x + c, xs, n, ch);
-        const auto s = col_sum_exp<V>(x + c, xs, nullptr, 0, n,
-                                      V::select(V::not_finite(m), V::zero(), m), ch);
+        const auto s = V::wide_round(col_sum_exp<V, false>(
+            x + c, xs, nullptr, 0, n, V::select(V::not_finite(m), V::zero(), m), ch));
         // max = +inf: s = +inf, so (x - max) - log(s) is NaN at +inf, -inf elsewhere;
         // all -inf: x - max is NaN; a NaN: s is NaN. SciPy's answers in each case.
         const auto ls = vlog<V>(s);
@@ -700,7 +752,8 @@ void logsumexp_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* ou
         }
         const auto m = col_max<V>(x + c, xs, n, ch);
         const auto bad = V::not_finite(m);
-        const auto s = col_sum_exp<V>(x + c, xs, nullptr, 0, n, V::select(bad, V::zero(), m), ch);
+        const auto s = V::wide_round(
+            col_sum_exp<V, false>(x + c, xs, nullptr, 0, n, V::select(bad, V::zero(), m), ch));
         // non-finite max: the max itself (+-inf), or NaN if a NaN was seen
         const auto special = V::select(V::isnan(s), s, m);
         ch.store(out + c, V::select(bad, special, V::add(m, vlog<V>(s))));

@@ -75,34 +75,56 @@ inline typename V::reg horner(typename V::reg z, const typename V::T (&c)[K]) {
     return acc;
 }
 
-template <class V>
-inline typename V::reg vexp(typename V::reg x) {
+// exp(x + err) for x in [exp_lo, exp_hi] (or NaN) and |err| tiny: the
+// reduction, the polynomial and the scaling shared by vexp and vexp_sub.
+template <class V, bool kErr>
+inline typename V::reg exp_clamped(typename V::reg x, typename V::reg err) {
     using T = typename V::T;
     using C = MathConsts<T>;
-    // Operand order keeps NaN: x86 max/min return the second operand on NaN.
-    x = V::min(V::set1(C::exp_hi), x);
-    typename V::mask zero{};
-    if constexpr (V::kSlowSubnormals) {
-        // x <= exp_lo (e.g. -inf: masked logits, the fill of a row's tail)
-        // gives exactly 0 without an underflowing multiply, which costs a
-        // microcode assist on such targets. Real subnormal results still
-        // take the (correct, slower) multiply.
-        zero = V::lt(x, V::set1(C::exp_lo));  // false for NaN
-        x = V::select(zero, V::zero(), x);
-    } else {
-        x = V::max(V::set1(C::exp_lo), x);
-    }
     // n = round(x / ln2): adding 1.5 * 2^mantissa_bits rounds to an integer
     // (to nearest even) on the FMA itself; subtracting it back is exact.
     const auto t = V::fmadd(x, V::set1(C::log2e), V::set1(C::round_magic));
     const auto n = V::sub(t, V::set1(C::round_magic));
     auto r = V::fnmadd(n, V::set1(C::ln2_hi), x);
     r = V::fnmadd(n, V::set1(C::ln2_lo), r);
+    if constexpr (kErr) r = V::add(r, err);
     const auto q = horner<V>(r, C::exp_poly);  // exp(r) = 1 + r*q
     const auto p = V::fmadd(r, q, V::set1(T(1)));
-    const auto y = V::scale_pow2(p, n);
-    if constexpr (V::kSlowSubnormals) return V::select(zero, V::zero(), y);
-    return y;
+    return V::scale_pow2(p, n);
+}
+
+template <class V>
+inline typename V::reg vexp(typename V::reg x) {
+    using C = MathConsts<typename V::T>;
+    // Operand order keeps NaN: x86 max/min return the second operand on NaN.
+    x = V::min(V::set1(C::exp_hi), x);
+    if constexpr (V::kSlowSubnormals) {
+        // x < exp_lo (e.g. -inf: masked logits, the fill of a row's tail)
+        // gives exactly 0 without an underflowing multiply, which costs a
+        // microcode assist on such targets. Real subnormal results still
+        // take the (correct, slower) multiply.
+        const auto zero = V::lt(x, V::set1(C::exp_lo));  // false for NaN
+        const auto y = exp_clamped<V, false>(V::select(zero, V::zero(), x), x);
+        return V::select(zero, V::zero(), y);
+    } else {
+        return exp_clamped<V, false>(V::max(V::set1(C::exp_lo), x), x);
+    }
+}
+
+// exp(x - m) for x <= m (the row maximum, or a running one), as accurate as
+// exp of the exact difference: the rounding error of x - m (which alone can
+// cost |x - m| * 6e-8 relative in float) is recovered with TwoSum and added
+// to the reduced argument. m_lo = m + exp_lo, rounded: x below it gives 0
+// (also when m is so large that m_lo == m: then exp(x - m) underflows anyway).
+template <class V>
+inline typename V::reg vexp_sub(typename V::reg x, typename V::reg m, typename V::reg m_lo) {
+    const auto zero = V::lt(x, m_lo);       // false for NaN; true for -inf
+    const auto xc = V::select(zero, m, x);  // lanes set to 0 at the end compute exp(0)
+    const auto d = V::sub(xc, m);
+    const auto bb = V::sub(d, xc);  // TwoSum(xc, -m): err = (xc - m) - d exactly
+    const auto err = V::sub(V::sub(xc, V::sub(d, bb)), V::add(m, bb));
+    const auto dc = V::max(V::set1(MathConsts<typename V::T>::exp_lo), d);  // keeps NaN
+    return V::select(zero, V::zero(), exp_clamped<V, true>(dc, err));
 }
 
 template <class V>

@@ -108,6 +108,10 @@ struct F32 {
         t = _mm_add_sd(t, _mm_unpackhi_pd(t, t));
         return _mm_cvtsd_f64(t);
     }
+    static void wide_store(const Wide& w, double* lanes) {
+        _mm256_storeu_pd(lanes, w.lo);
+        _mm256_storeu_pd(lanes + 4, w.hi);
+    }
     static reg wide_round(const Wide& w) {
         return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(w.lo)),
                                     _mm256_cvtpd_ps(w.hi), 1);
@@ -206,7 +210,11 @@ struct F64 {
         _mm256_store_pd(c, w.comp);
         return neumaier_total(s, c, N);
     }
-    static reg wide_round(const Wide& w) { return _mm256_add_pd(w.sum, w.comp); }
+    // an infinite lane makes its compensation NaN (inf - inf): ignore it then
+    static reg wide_round(const Wide& w) {
+        return _mm256_blendv_pd(_mm256_add_pd(w.sum, w.comp), w.sum, not_finite(w.sum));
+    }
+    static void wide_store(const Wide& w, double* lanes) { _mm256_storeu_pd(lanes, wide_round(w)); }
 };
 
 }  // namespace fastsoftmax::avx2

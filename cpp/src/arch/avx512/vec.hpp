@@ -74,6 +74,10 @@ struct F32 {
     static double wide_hsum(const Wide& w) {
         return _mm512_reduce_add_pd(_mm512_add_pd(w.lo, w.hi));
     }
+    static void wide_store(const Wide& w, double* lanes) {
+        _mm512_storeu_pd(lanes, w.lo);
+        _mm512_storeu_pd(lanes + 8, w.hi);
+    }
     static reg wide_round(const Wide& w) {
         const __m256 lo = _mm512_cvtpd_ps(w.lo);
         const __m256 hi = _mm512_cvtpd_ps(w.hi);
@@ -146,7 +150,11 @@ struct F64 {
         _mm512_store_pd(c, w.comp);
         return neumaier_total(s, c, N);
     }
-    static reg wide_round(const Wide& w) { return _mm512_add_pd(w.sum, w.comp); }
+    // an infinite lane makes its compensation NaN (inf - inf): ignore it then
+    static reg wide_round(const Wide& w) {
+        return _mm512_mask_blend_pd(not_finite(w.sum), _mm512_add_pd(w.sum, w.comp), w.sum);
+    }
+    static void wide_store(const Wide& w, double* lanes) { _mm512_storeu_pd(lanes, wide_round(w)); }
 };
 
 }  // namespace fastsoftmax::avx512

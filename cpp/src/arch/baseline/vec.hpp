@@ -74,6 +74,7 @@ struct F32 : Scalar<float, std::uint32_t, 23, 127> {
     static void wide_add(Wide& w, reg v) { w += v; }
     static double wide_hsum(const Wide& w) { return w; }
     static reg wide_round(const Wide& w) { return static_cast<float>(w); }
+    static void wide_store(const Wide& w, double* lanes) { lanes[0] = w; }
 };
 
 struct F64 : Scalar<double, std::uint64_t, 52, 1023> {
@@ -82,6 +83,7 @@ struct F64 : Scalar<double, std::uint64_t, 52, 1023> {
     static void wide_add(Wide& w, reg v) { w.add(v); }
     static double wide_hsum(const Wide& w) { return w.value(); }
     static reg wide_round(const Wide& w) { return w.value(); }
+    static void wide_store(const Wide& w, double* lanes) { lanes[0] = w.value(); }
 };
 
 }  // namespace fastsoftmax::baseline

@@ -1,0 +1,209 @@
+// AArch64 NEON (Advanced SIMD) vector wrappers (4 floats, 2 doubles) for the
+// generic algorithms. NEON is part of every AArch64 CPU: no extra flags.
+//
+// NaN: vmaxq/vminq (FMAX/FMIN) and vmaxvq (FMAXV) return NaN when either
+// operand is NaN, unlike x86 (the second operand). Every use in the generic
+// code still gives NaN in -> NaN out, and the special cases are unchanged:
+//   vexp   : min(exp_hi, NaN) and max(exp_lo, NaN) are NaN, so p and the
+//            result are NaN; -inf is clamped to exp_lo, whose exp rounds to
+//            +0; +inf to exp_hi, whose exp overflows to +inf.
+//   row_max, ShortGroup, pipelined rows (max, hmax): a NaN makes the row
+//            maximum NaN, which the callers send to special_rows.hpp (on x86
+//            they find it through has_nan() or the NaN sum instead).
+//   col_max: a NaN lane makes the lane's max NaN, so not_finite(max) holds
+//            and the formulas give NaN (softmax, log_softmax: x - NaN;
+//            logsumexp: the sum is NaN too, since exp(NaN - 0) is NaN).
+#pragma once
+
+#include <arm_neon.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "generic/compensated.hpp"
+
+namespace fastsoftmax::neon {
+
+// Bitwise not of a 64-bit lane mask (there is no vmvnq_u64).
+inline uint64x2_t not64(uint64x2_t m) { return vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(m))); }
+
+struct F32 {
+    using T = float;
+    using reg = float32x4_t;
+    using mask = uint32x4_t;  // all-ones / all-zeros lanes
+    static constexpr std::size_t N = 4;
+    // subnormal results cost nothing extra on AArch64 cores (see vexp)
+    static constexpr bool kSlowSubnormals = false;
+
+    static reg load(const T* p) { return vld1q_f32(p); }
+    // No masked load in NEON: go through the stack so nothing past p + n is read.
+    static reg load_partial(const T* p, std::size_t n, T fill) {
+        T buf[N] = {fill, fill, fill, fill};
+        std::memcpy(buf, p, n * sizeof(T));
+        return vld1q_f32(buf);
+    }
+    static void store(T* p, reg v) { vst1q_f32(p, v); }
+    static void store_partial(T* p, std::size_t n, reg v) {
+        T buf[N];
+        vst1q_f32(buf, v);
+        std::memcpy(p, buf, n * sizeof(T));
+    }
+    // A plain store: NEON's only non-temporal store (STNP) is a pair-store
+    // hint; no fence is needed.
+    static void stream(T* p, reg v) { vst1q_f32(p, v); }
+    static void stream_fence() {}
+    static reg set1(T v) { return vdupq_n_f32(v); }
+    static reg zero() { return vdupq_n_f32(0.0f); }
+    static reg add(reg a, reg b) { return vaddq_f32(a, b); }
+    static reg sub(reg a, reg b) { return vsubq_f32(a, b); }
+    static reg mul(reg a, reg b) { return vmulq_f32(a, b); }
+    static reg div(reg a, reg b) { return vdivq_f32(a, b); }
+    static reg fmadd(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }   // a*b+c
+    static reg fnmadd(reg a, reg b, reg c) { return vfmsq_f32(c, a, b); }  // c-a*b
+    // NaN if either operand is NaN (see the top of this file).
+    static reg max(reg a, reg b) { return vmaxq_f32(a, b); }
+    static reg min(reg a, reg b) { return vminq_f32(a, b); }
+    // p * 2^n for integral n in [-252, 254]: two exact power-of-two factors,
+    // so subnormal results are rounded once and large n overflow to +inf.
+    static reg scale_pow2(reg p, reg n) {
+        const int32x4_t ni = vcvtnq_s32_f32(n);
+        const int32x4_t n1 = vshrq_n_s32(ni, 1);  // arithmetic: floor(n / 2)
+        const int32x4_t n2 = vsubq_s32(ni, n1);
+        const int32x4_t bias = vdupq_n_s32(127);
+        const reg s1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n1, bias), 23));
+        const reg s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n2, bias), 23));
+        return vmulq_f32(vmulq_f32(p, s1), s2);
+    }
+    // x = m * 2^e, m in [1, 2), for finite x > 0; subnormals are scaled by
+    // 2^23 first. Other inputs give garbage that vlog replaces.
+    static void frexp12(reg x, reg& m, reg& e) {
+        const mask sub = vcltq_f32(x, vdupq_n_f32(1.17549435e-38f));
+        x = vbslq_f32(sub, vmulq_f32(x, vdupq_n_f32(8388608.0f)), x);
+        const uint32x4_t bits = vreinterpretq_u32_f32(x);
+        const int32x4_t ebits = vreinterpretq_s32_u32(vandq_u32(vshrq_n_u32(bits, 23), vdupq_n_u32(0xff)));
+        // subtract 127, and 23 more in scaled lanes
+        const int32x4_t adj = vbslq_s32(sub, vdupq_n_s32(127 + 23), vdupq_n_s32(127));
+        e = vcvtq_f32_s32(vsubq_s32(ebits, adj));
+        m = vreinterpretq_f32_u32(
+            vorrq_u32(vandq_u32(bits, vdupq_n_u32(0x007fffff)), vdupq_n_u32(0x3f800000)));
+    }
+    // Ordered comparisons: false when either operand is NaN.
+    static mask lt(reg a, reg b) { return vcltq_f32(a, b); }
+    static mask gt(reg a, reg b) { return vcgtq_f32(a, b); }
+    static mask eq(reg a, reg b) { return vceqq_f32(a, b); }
+    static mask isnan(reg a) { return vmvnq_u32(vceqq_f32(a, a)); }
+    // a - a is 0 for finite a, NaN for +-inf and NaN
+    static mask not_finite(reg a) { return vmvnq_u32(vceqq_f32(vsubq_f32(a, a), vdupq_n_f32(0.0f))); }
+    static mask mask_or(mask a, mask b) { return vorrq_u32(a, b); }
+    static bool any(mask m) { return vmaxvq_u32(m) != 0; }
+    static reg select(mask m, reg a, reg b) { return vbslq_f32(m, a, b); }  // m ? a : b
+    static T hmax(reg v) { return vmaxvq_f32(v); }  // NaN if any lane is NaN
+
+    // Float sums are accumulated in double: two lanes of double per half.
+    struct Wide {
+        float64x2_t lo, hi;
+    };
+    static Wide wide_zero() { return {vdupq_n_f64(0.0), vdupq_n_f64(0.0)}; }
+    static void wide_add(Wide& w, reg v) {
+        w.lo = vaddq_f64(w.lo, vcvt_f64_f32(vget_low_f32(v)));
+        w.hi = vaddq_f64(w.hi, vcvt_high_f64_f32(v));
+    }
+    static double wide_hsum(const Wide& w) { return vaddvq_f64(vaddq_f64(w.lo, w.hi)); }
+    // the per-lane sums, lanes in order
+    static void wide_store(const Wide& w, double* lanes) {
+        vst1q_f64(lanes, w.lo);
+        vst1q_f64(lanes + 2, w.hi);
+    }
+    static reg wide_round(const Wide& w) { return vcvt_high_f32_f64(vcvt_f32_f64(w.lo), w.hi); }
+};
+
+struct F64 {
+    using T = double;
+    using reg = float64x2_t;
+    using mask = uint64x2_t;
+    static constexpr std::size_t N = 2;
+    // subnormal results cost nothing extra on AArch64 cores (see vexp)
+    static constexpr bool kSlowSubnormals = false;
+
+    static reg load(const T* p) { return vld1q_f64(p); }
+    static reg load_partial(const T* p, std::size_t n, T fill) {
+        T buf[N] = {fill, fill};
+        std::memcpy(buf, p, n * sizeof(T));
+        return vld1q_f64(buf);
+    }
+    static void store(T* p, reg v) { vst1q_f64(p, v); }
+    static void store_partial(T* p, std::size_t n, reg v) {
+        T buf[N];
+        vst1q_f64(buf, v);
+        std::memcpy(p, buf, n * sizeof(T));
+    }
+    static void stream(T* p, reg v) { vst1q_f64(p, v); }
+    static void stream_fence() {}
+    static reg set1(T v) { return vdupq_n_f64(v); }
+    static reg zero() { return vdupq_n_f64(0.0); }
+    static reg add(reg a, reg b) { return vaddq_f64(a, b); }
+    static reg sub(reg a, reg b) { return vsubq_f64(a, b); }
+    static reg mul(reg a, reg b) { return vmulq_f64(a, b); }
+    static reg div(reg a, reg b) { return vdivq_f64(a, b); }
+    static reg fmadd(reg a, reg b, reg c) { return vfmaq_f64(c, a, b); }
+    static reg fnmadd(reg a, reg b, reg c) { return vfmsq_f64(c, a, b); }
+    static reg max(reg a, reg b) { return vmaxq_f64(a, b); }
+    static reg min(reg a, reg b) { return vminq_f64(a, b); }
+    // p * 2^n for integral n in [-2044, 2046].
+    static reg scale_pow2(reg p, reg n) {
+        const int64x2_t ni = vcvtnq_s64_f64(n);
+        const int64x2_t n1 = vshrq_n_s64(ni, 1);
+        const int64x2_t n2 = vsubq_s64(ni, n1);
+        const int64x2_t bias = vdupq_n_s64(1023);
+        const reg s1 = vreinterpretq_f64_s64(vshlq_n_s64(vaddq_s64(n1, bias), 52));
+        const reg s2 = vreinterpretq_f64_s64(vshlq_n_s64(vaddq_s64(n2, bias), 52));
+        return vmulq_f64(vmulq_f64(p, s1), s2);
+    }
+    static void frexp12(reg x, reg& m, reg& e) {
+        const mask sub = vcltq_f64(x, vdupq_n_f64(2.2250738585072014e-308));
+        x = vbslq_f64(sub, vmulq_f64(x, vdupq_n_f64(4503599627370496.0)), x);  // 2^52
+        const uint64x2_t bits = vreinterpretq_u64_f64(x);
+        const int64x2_t ebits = vreinterpretq_s64_u64(vandq_u64(vshrq_n_u64(bits, 52), vdupq_n_u64(0x7ff)));
+        const int64x2_t adj = vbslq_s64(sub, vdupq_n_s64(1023 + 52), vdupq_n_s64(1023));
+        e = vcvtq_f64_s64(vsubq_s64(ebits, adj));
+        m = vreinterpretq_f64_u64(vorrq_u64(vandq_u64(bits, vdupq_n_u64(0x000fffffffffffffULL)),
+                                            vdupq_n_u64(0x3ff0000000000000ULL)));
+    }
+    static mask lt(reg a, reg b) { return vcltq_f64(a, b); }
+    static mask gt(reg a, reg b) { return vcgtq_f64(a, b); }
+    static mask eq(reg a, reg b) { return vceqq_f64(a, b); }
+    static mask isnan(reg a) { return not64(vceqq_f64(a, a)); }
+    static mask not_finite(reg a) { return not64(vceqq_f64(vsubq_f64(a, a), vdupq_n_f64(0.0))); }
+    static mask mask_or(mask a, mask b) { return vorrq_u64(a, b); }
+    static bool any(mask m) { return vmaxvq_u32(vreinterpretq_u32_u64(m)) != 0; }
+    static reg select(mask m, reg a, reg b) { return vbslq_f64(m, a, b); }
+    static T hmax(reg v) { return vmaxvq_f64(v); }
+
+    // Double sums use Neumaier's compensated summation per lane.
+    struct Wide {
+        reg sum, comp;
+    };
+    static Wide wide_zero() { return {vdupq_n_f64(0.0), vdupq_n_f64(0.0)}; }
+    static void wide_add(Wide& w, reg v) {
+        const reg t = vaddq_f64(w.sum, v);
+        const mask big = vcgeq_f64(vabsq_f64(w.sum), vabsq_f64(v));
+        const reg a = vbslq_f64(big, w.sum, v);  // the larger magnitude
+        const reg b = vbslq_f64(big, v, w.sum);
+        w.comp = vaddq_f64(w.comp, vaddq_f64(vsubq_f64(a, t), b));
+        w.sum = t;
+    }
+    static double wide_hsum(const Wide& w) {
+        double s[N], c[N];
+        vst1q_f64(s, w.sum);
+        vst1q_f64(c, w.comp);
+        return neumaier_total(s, c, N);
+    }
+    // an infinite lane makes its compensation NaN (inf - inf): ignore it then
+    static reg wide_round(const Wide& w) {
+        return vbslq_f64(not_finite(w.sum), w.sum, vaddq_f64(w.sum, w.comp));
+    }
+    static void wide_store(const Wide& w, double* lanes) { vst1q_f64(lanes, wide_round(w)); }
+};
+
+}  // namespace fastsoftmax::neon
