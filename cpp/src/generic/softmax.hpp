@@ -116,7 +116,7 @@ template <class V>
 double row_store_exp_sum(const typename V::T* x, typename V::T* y, std::size_t n, typename V::T m) {
     constexpr std::size_t N = V::N;
     const auto vm = V::set1(m);
-    const auto vlo = V::set1(m + MathConsts<typename V::T>::exp_lo);
+    const auto vlo = V::set1(exp_floor(m));
     ExpSum<V> s0, s1;
     std::size_t i = 0;
     for (; i + 2 * N <= n; i += 2 * N) {
@@ -276,7 +276,7 @@ struct ShortGroup {
         for (std::size_t k = 0; k < G; ++k) x[k] = V::load_partial(p + static_cast<std::ptrdiff_t>(k) * ps, n, neg_inf<T>());
         for (std::size_t k = 0; k < G; ++k) max[k] = V::hmax(x[k]);
         for (std::size_t k = 0; k < G; ++k)
-            e[k] = vexp_sub<V>(x[k], V::set1(max[k]), V::set1(max[k] + MathConsts<T>::exp_lo));
+            e[k] = vexp_sub<V>(x[k], V::set1(max[k]), V::set1(exp_floor(max[k])));
         for (std::size_t k = 0; k < G; ++k) {
             auto w = V::wide_zero();
             V::wide_add(w, e[k]);
@@ -451,7 +451,7 @@ void softmax_rows_pipelined(const typename V::T* x, std::ptrdiff_t xs, typename 
         const T* xn = (r + 1 < rows) ? xr + xs : xr;  // the next row (the last row re-reads itself)
         const bool ok = std::isfinite(m);
         const reg vm = V::set1(ok ? m : T(0));
-        const reg vlo = V::set1((ok ? m : T(0)) + MathConsts<T>::exp_lo);
+        const reg vlo = V::set1(exp_floor(ok ? m : T(0)));
         reg mx0 = V::set1(neg_inf<T>()), mx1 = mx0;
         ExpSum<V> s0, s1;
         std::size_t i = 0;
@@ -664,7 +664,7 @@ template <class V, bool kStore>
 typename V::Wide col_sum_exp(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
                              std::ptrdiff_t ys, std::size_t n, typename V::reg ref, Chunk<V> ch) {
     using T = typename V::T;
-    const auto ref_lo = V::add(ref, V::set1(MathConsts<T>::exp_lo));
+    const auto ref_lo = exp_floor<V>(ref);
     if constexpr (kStore) {
         ExpSum<V> sum;
         for (std::size_t i = 0; i < n; ++i) {

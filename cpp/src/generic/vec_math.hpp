@@ -20,6 +20,7 @@
 //   NaN -> NaN, subnormal inputs are exact-scaled. Valid for every input.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <limits>
 
@@ -111,20 +112,41 @@ inline typename V::reg vexp(typename V::reg x) {
     }
 }
 
+// The floor below which vexp_sub returns 0: m + exp_lo, or further below m
+// when |m| is so large that m + exp_lo would round to m itself; never below
+// the lowest finite value (so -inf stays below it).
+template <class T>
+inline T exp_floor(T m) {
+    constexpr T rel = T(1) / T(1 << 20);
+    const T gap = std::fabs(m) * rel;
+    const T lo = m - (gap > -MathConsts<T>::exp_lo ? gap : -MathConsts<T>::exp_lo);
+    return lo > std::numeric_limits<T>::lowest() ? lo : std::numeric_limits<T>::lowest();
+}
+
+template <class V>
+inline typename V::reg exp_floor(typename V::reg m) {  // per lane, for finite m
+    using T = typename V::T;
+    constexpr T rel = T(1) / T(1 << 20);
+    const auto gap = V::max(V::mul(m, V::set1(rel)), V::mul(m, V::set1(-rel)));
+    const auto lo = V::sub(m, V::max(gap, V::set1(-MathConsts<T>::exp_lo)));
+    return V::max(V::set1(std::numeric_limits<T>::lowest()), lo);
+}
+
 // exp(x - m) for x <= m (the row maximum, or a running one), as accurate as
 // exp of the exact difference: the rounding error of x - m (which alone can
 // cost |x - m| * 6e-8 relative in float) is recovered with TwoSum and added
-// to the reduced argument. m_lo = m + exp_lo, rounded: x below it gives 0
-// (also when m is so large that m_lo == m: then exp(x - m) underflows anyway).
+// to the reduced argument. m_lo = exp_floor(m): x below it (-inf included:
+// masked logits, the fill of row tails) gives exactly 0.
 template <class V>
 inline typename V::reg vexp_sub(typename V::reg x, typename V::reg m, typename V::reg m_lo) {
-    const auto zero = V::lt(x, m_lo);       // false for NaN; true for -inf
-    const auto xc = V::select(zero, m, x);  // lanes set to 0 at the end compute exp(0)
+    using C = MathConsts<typename V::T>;
+    const auto zero = V::lt(x, m_lo);       // false for NaN
+    const auto xc = V::select(zero, m, x);  // such lanes compute exp(0), then give 0
     const auto d = V::sub(xc, m);
     const auto bb = V::sub(d, xc);  // TwoSum(xc, -m): err = (xc - m) - d exactly
     const auto err = V::sub(V::sub(xc, V::sub(d, bb)), V::add(m, bb));
-    const auto dc = V::max(V::set1(MathConsts<typename V::T>::exp_lo), d);  // keeps NaN
-    return V::select(zero, V::zero(), exp_clamped<V, true>(dc, err));
+    const auto y = exp_clamped<V, true>(V::max(V::set1(C::exp_lo), d), err);  // max keeps NaN
+    return V::select(zero, V::zero(), y);
 }
 
 template <class V>
