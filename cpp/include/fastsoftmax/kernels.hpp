@@ -1,5 +1,6 @@
 // ISA-free kernel interface: plain pointers, lengths and strides (in elements).
 //
+// Pointers must be aligned to the element size (the bindings check it).
 // Every SIMD target fills one KernelTable with the same generic algorithms
 // (cpp/src/generic/) compiled for its own instruction set. The driver
 // (cpp/src/driver.cpp) walks an N-d array and calls these on rows (the
@@ -49,7 +50,7 @@ struct KernelTable {
     Kernels<double> f64;
 };
 
-// One per compiled target; defined in cpp/src/arch/<isa>/kernels.cpp.
+// One per compiled target; cpp/src/arch/instantiate.cpp, compiled once per target.
 const KernelTable& baseline_kernels();
 #if defined(FASTSOFTMAX_HAVE_AVX2)
 const KernelTable& avx2_kernels();

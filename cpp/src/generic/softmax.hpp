@@ -1,5 +1,5 @@
 // The softmax family, written once over a vector wrapper V and compiled per
-// target (cpp/src/arch/<isa>/kernels.cpp).
+// target (cpp/src/arch/instantiate.cpp).
 //
 // Rows (reduction axis contiguous), in XNNPACK's terms:
 //   softmax     : rmax -> raddstoreexpminusmax -> vscale        (3 passes)
@@ -15,6 +15,7 @@
 // take the scalar path of special_rows.hpp (SciPy's answers).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -79,30 +80,34 @@ typename V::T row_max(const typename V::T* x, std::size_t n) {
     return V::hmax(V::max(V::max(m0, m1), V::max(m2, m3)));
 }
 
-// The sum of the exponentials that softmax divides by, per lane. A plain
-// float accumulator holding the row maximum's exp(0) = 1 rounds every small
-// term it adds to 2^-24: a bias of up to several ulp on the whole row. So
-// float runs are Kahan-compensated (four additions, on the adder ports that
-// exp leaves idle), and every kBlock vectors folded into the wide (double /
-// compensated double) accumulator.
+// The sum of the exponentials that softmax divides by, per lane. A float
+// accumulator holding the row maximum's exp(0) = 1 would round every small
+// term it adds to 2^-24 (a bias of several ulp on the whole row), so in float
+// each pair of vectors is added once and goes straight into the double
+// accumulator. Double runs are summed in a register for up to kBlock vectors
+// and folded into the compensated sum.
 template <class V>
 struct ExpSum {
     using reg = typename V::reg;
+    static constexpr bool kPairs = sizeof(typename V::T) == 4;
     typename V::Wide wide = V::wide_zero();
     reg run = V::zero();
-    reg comp = V::zero();  // Kahan: minus the low part lost by `run`
-    std::size_t count = 0;
+    std::size_t count = 0;  // vectors in run
+    void add2(reg e0, reg e1) {
+        if constexpr (kPairs) {
+            V::wide_add(wide, V::add(e0, e1));
+        } else {
+            run = V::add(run, V::add(e0, e1));
+            if ((count += 2) >= kBlock) flush();
+        }
+    }
     void add(reg e) {
-        const reg y = V::sub(e, comp);
-        const reg t = V::add(run, y);
-        comp = V::sub(V::sub(t, run), y);
-        run = t;
-        if (++count == kBlock) flush();
+        run = V::add(run, e);
+        if (++count >= (kPairs ? 2 : kBlock)) flush();
     }
     void flush() {
         V::wide_add(wide, run);
-        V::wide_add(wide, V::sub(V::zero(), comp));
-        run = comp = V::zero();
+        run = V::zero();
         count = 0;
     }
     double total() {
@@ -117,15 +122,14 @@ double row_store_exp_sum(const typename V::T* x, typename V::T* y, std::size_t n
     constexpr std::size_t N = V::N;
     const auto vm = V::set1(m);
     const auto vlo = V::set1(exp_floor(m));
-    ExpSum<V> s0, s1;
+    ExpSum<V> s0;
     std::size_t i = 0;
     for (; i + 2 * N <= n; i += 2 * N) {
         const auto e0 = vexp_sub<V>(V::load(x + i), vm, vlo);
         const auto e1 = vexp_sub<V>(V::load(x + i + N), vm, vlo);
         V::store(y + i, e0);
         V::store(y + i + N, e1);
-        s0.add(e0);
-        s1.add(e1);
+        s0.add2(e0, e1);
     }
     for (; i < n; i += N) {
         const std::size_t w = (n - i < N) ? n - i : N;
@@ -133,7 +137,7 @@ double row_store_exp_sum(const typename V::T* x, typename V::T* y, std::size_t n
         V::store_partial(y + i, w, e);
         s0.add(e);
     }
-    return s0.total() + s1.total();
+    return s0.total();
 }
 
 // A heap buffer. Not std::vector: its out-of-line members would be compiled
@@ -165,9 +169,8 @@ void map_row(const typename V::T* src, typename V::T* y, std::size_t n, Op op, b
     std::size_t i = 0;
     if (stream) {
         constexpr std::size_t A = N * sizeof(T);  // the alignment streaming stores need
-        const auto addr = reinterpret_cast<std::uintptr_t>(y);
-        std::size_t head = (addr % sizeof(T) == 0) ? ((A - addr % A) % A) / sizeof(T) : n;
-        if (head > n) head = n;
+        const auto addr = reinterpret_cast<std::uintptr_t>(y);  // aligned to sizeof(T)
+        const std::size_t head = std::min(((A - addr % A) % A) / sizeof(T), n);  // < N
         if (head > 0) V::store_partial(y, head, op(V::load_partial(src, head, 0)));
         for (i = head; i + 2 * N <= n; i += 2 * N) {
             V::stream(y + i, op(V::load(src + i)));
@@ -453,7 +456,7 @@ void softmax_rows_pipelined(const typename V::T* x, std::ptrdiff_t xs, typename 
         const reg vm = V::set1(ok ? m : T(0));
         const reg vlo = V::set1(exp_floor(ok ? m : T(0)));
         reg mx0 = V::set1(neg_inf<T>()), mx1 = mx0;
-        ExpSum<V> s0, s1;
+        ExpSum<V> s0;
         std::size_t i = 0;
         for (; i + 2 * N <= full; i += 2 * N) {
             mx0 = V::max(mx0, V::load(xn + i));
@@ -463,8 +466,7 @@ void softmax_rows_pipelined(const typename V::T* x, std::ptrdiff_t xs, typename 
                 const reg e1 = vexp_sub<V>(V::load(xr + i + N), vm, vlo);
                 V::store(yr + i, e0);
                 V::store(yr + i + N, e1);
-                s0.add(e0);
-                s1.add(e1);
+                s0.add2(e0, e1);
             }
             if (prev) {
                 V::store(prev + i, inv_prev.apply(V::load(prev + i)));
@@ -481,7 +483,7 @@ void softmax_rows_pipelined(const typename V::T* x, std::ptrdiff_t xs, typename 
             }
             if (prev) V::store_partial(prev + i, w, inv_prev.apply(V::load_partial(prev + i, w, 0)));
         }
-        const double sum = s0.total() + s1.total();
+        const double sum = s0.total();
         if (!ok || sum != sum) {  // max not finite, or a NaN in the row
             softmax_special(yr, 1, n);
             prev = nullptr;
