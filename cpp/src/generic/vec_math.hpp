@@ -76,10 +76,12 @@ inline typename V::reg horner(typename V::reg z, const typename V::T (&c)[K]) {
     return acc;
 }
 
-// exp(x + err) for x in [exp_lo, exp_hi] (or NaN) and |err| tiny: the
-// reduction, the polynomial and the scaling shared by vexp and vexp_sub.
+// exp(x + err) for x in [exp_lo, exp_hi] (or NaN) and |err| tiny, or 0 in
+// the lanes of `zero`: the reduction, the polynomial and the scaling shared
+// by vexp and vexp_sub.
 template <class V, bool kErr>
-inline typename V::reg exp_clamped(typename V::reg x, typename V::reg err) {
+inline typename V::reg exp_clamped(typename V::reg x, typename V::reg err,
+                                   typename V::mask zero = typename V::mask{}) {
     using T = typename V::T;
     using C = MathConsts<T>;
     // n = round(x / ln2): adding 1.5 * 2^mantissa_bits rounds to an integer
@@ -91,7 +93,7 @@ inline typename V::reg exp_clamped(typename V::reg x, typename V::reg err) {
     if constexpr (kErr) r = V::add(r, err);
     const auto q = horner<V>(r, C::exp_poly);  // exp(r) = 1 + r*q
     const auto p = V::fmadd(r, q, V::set1(T(1)));
-    return V::scale_pow2(p, n);
+    return V::scale_pow2_or_zero(p, n, zero);  // 0 where `zero` is set
 }
 
 template <class V>
@@ -105,8 +107,7 @@ inline typename V::reg vexp(typename V::reg x) {
         // microcode assist on such targets. Real subnormal results still
         // take the (correct, slower) multiply.
         const auto zero = V::lt(x, V::set1(C::exp_lo));  // false for NaN
-        const auto y = exp_clamped<V, false>(V::select(zero, V::zero(), x), x);
-        return V::select(zero, V::zero(), y);
+        return exp_clamped<V, false>(V::select(zero, V::zero(), x), x, zero);
     } else {
         return exp_clamped<V, false>(V::max(V::set1(C::exp_lo), x), x);
     }
@@ -140,13 +141,15 @@ inline typename V::reg exp_floor(typename V::reg m) {  // per lane, for finite m
 template <class V>
 inline typename V::reg vexp_sub(typename V::reg x, typename V::reg m, typename V::reg m_lo) {
     using C = MathConsts<typename V::T>;
-    const auto zero = V::lt(x, m_lo);       // false for NaN
-    const auto xc = V::select(zero, m, x);  // such lanes compute exp(0), then give 0
+    const auto zero = V::lt(x, m_lo);  // false for NaN
+    // Lanes below the floor (-inf included) are zeroed at the end; whatever
+    // they compute meanwhile (NaN for -inf) is discarded. Where an underflowing
+    // multiply costs an assist, they compute exp(0) instead.
+    const auto xc = V::kSlowSubnormals ? V::select(zero, m, x) : x;
     const auto d = V::sub(xc, m);
     const auto bb = V::sub(d, xc);  // TwoSum(xc, -m): err = (xc - m) - d exactly
     const auto err = V::sub(V::sub(xc, V::sub(d, bb)), V::add(m, bb));
-    const auto y = exp_clamped<V, true>(V::max(V::set1(C::exp_lo), d), err);  // max keeps NaN
-    return V::select(zero, V::zero(), y);
+    return exp_clamped<V, true>(V::max(V::set1(C::exp_lo), d), err, zero);  // max keeps NaN
 }
 
 template <class V>

@@ -66,6 +66,9 @@ struct F32 {
         const reg s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
         return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
     }
+    static reg scale_pow2_or_zero(reg p, reg n, mask z) {  // 0 in the lanes of z
+        return select(z, zero(), scale_pow2(p, n));
+    }
     static void frexp12(reg x, reg& m, reg& e) {
         // subnormals: scale by 2^23 first
         const reg sub = _mm256_cmp_ps(x, _mm256_set1_ps(1.17549435e-38f), _CMP_LT_OQ);
@@ -160,6 +163,9 @@ struct F64 {
         const reg s2 = _mm256_castsi256_pd(
             _mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(n2), bias), 52));
         return _mm256_mul_pd(_mm256_mul_pd(p, s1), s2);
+    }
+    static reg scale_pow2_or_zero(reg p, reg n, mask z) {  // 0 in the lanes of z
+        return select(z, zero(), scale_pow2(p, n));
     }
     static void frexp12(reg x, reg& m, reg& e) {
         const reg sub = _mm256_cmp_pd(x, _mm256_set1_pd(2.2250738585072014e-308), _CMP_LT_OQ);

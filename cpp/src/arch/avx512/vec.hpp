@@ -44,6 +44,9 @@ struct F32 {
     static reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
     // p * 2^n for integral n, with correct overflow, underflow and subnormals.
     static reg scale_pow2(reg p, reg n) { return _mm512_scalef_ps(p, n); }
+    static reg scale_pow2_or_zero(reg p, reg n, mask zero) {  // 0 in the lanes of zero
+        return _mm512_maskz_scalef_ps(static_cast<mask>(~zero), p, n);
+    }
     // x = m * 2^e with m in [1, 2), for finite x > 0 (subnormals included).
     static void frexp12(reg x, reg& m, reg& e) {
         m = _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
@@ -115,6 +118,9 @@ struct F64 {
     static reg max(reg a, reg b) { return _mm512_max_pd(a, b); }
     static reg min(reg a, reg b) { return _mm512_min_pd(a, b); }
     static reg scale_pow2(reg p, reg n) { return _mm512_scalef_pd(p, n); }
+    static reg scale_pow2_or_zero(reg p, reg n, mask zero) {
+        return _mm512_maskz_scalef_pd(static_cast<mask>(~zero), p, n);
+    }
     static void frexp12(reg x, reg& m, reg& e) {
         m = _mm512_getmant_pd(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
         e = _mm512_getexp_pd(x);

@@ -52,6 +52,9 @@ struct Scalar {
         std::memcpy(&s2, &b2, sizeof(T));
         return p * s1 * s2;
     }
+    static reg scale_pow2_or_zero(reg p, reg n, mask z) {  // 0 in the lanes of z
+        return select(z, zero(), scale_pow2(p, n));
+    }
     static void frexp12(reg x, reg& m, reg& e) {
         int ei = 0;
         m = std::frexp(x, &ei) * T(2);  // [0.5, 1) -> [1, 2)

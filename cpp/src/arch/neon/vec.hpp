@@ -75,6 +75,9 @@ struct F32 {
         const reg s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n2, bias), 23));
         return vmulq_f32(vmulq_f32(p, s1), s2);
     }
+    static reg scale_pow2_or_zero(reg p, reg n, mask z) {  // 0 in the lanes of z
+        return select(z, zero(), scale_pow2(p, n));
+    }
     // x = m * 2^e, m in [1, 2), for finite x > 0; subnormals are scaled by
     // 2^23 first. Other inputs give garbage that vlog replaces.
     static void frexp12(reg x, reg& m, reg& e) {
@@ -159,6 +162,9 @@ struct F64 {
         const reg s1 = vreinterpretq_f64_s64(vshlq_n_s64(vaddq_s64(n1, bias), 52));
         const reg s2 = vreinterpretq_f64_s64(vshlq_n_s64(vaddq_s64(n2, bias), 52));
         return vmulq_f64(vmulq_f64(p, s1), s2);
+    }
+    static reg scale_pow2_or_zero(reg p, reg n, mask z) {  // 0 in the lanes of z
+        return select(z, zero(), scale_pow2(p, n));
     }
     static void frexp12(reg x, reg& m, reg& e) {
         const mask sub = vcltq_f64(x, vdupq_n_f64(2.2250738585072014e-308));
