@@ -10,6 +10,8 @@ process (medians of several rounds, so machine drift cancels out of the ratios):
 - ``copy``     np.copyto(o, x): reading the input once and writing the output once,
                the memory-bandwidth floor of any softmax with out=
 - ``np.exp``   np.exp(x) (for the per-call overhead target at (1, 1000))
+- ``our exp``  fastsoftmax's own vectorized exp of x into a preallocated array: the
+               exp-throughput floor of any softmax built on it (one exp per element)
 
     python bench/bench_softmax.py                 # the table in bench/RESULTS.md
     python bench/bench_softmax.py --op log_softmax
@@ -24,6 +26,7 @@ from functools import partial
 
 import fastsoftmax
 import numpy as np
+from fastsoftmax import _core
 from fastsoftmax.bench import (
     DEFAULT_SHAPES,
     NUMPY_IMPLS,
@@ -57,13 +60,14 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; op={args.op}, "
         f"dtype={args.dtype}; medians of {args.rounds} interleaved rounds\n"
     )
-    cols = ["fs", "fs out=", "numpy", "torch", "copy", "np.exp"]
+    cols = ["fs", "fs out=", "numpy", "torch", "copy", "np.exp", "our exp"]
     print(
         "| shape | "
         + " | ".join(cols)
-        + " | numpy/fs out= | torch/fs | fs out=/copy | fs/np.exp | err fs | err torch |"
+        + " | numpy/fs out= | torch/fs | fs out=/copy | fs out=/our exp | fs/np.exp"
+        + " | err fs | err numpy | err torch |"
     )
-    print("|---" * (len(cols) + 7) + "|")
+    print("|---" * (len(cols) + 9) + "|")
     rng = np.random.default_rng(0)
     for shape in DEFAULT_SHAPES:
         x = (rng.standard_normal(shape) * 3).astype(dtype)
@@ -81,13 +85,15 @@ def main() -> None:
                 "logsumexp": torch.logsumexp,
             }[args.op]
             fns.append(partial(tfn, t, -1))
-        fns += [partial(np.copyto, o, x), partial(np.exp, x)]
+        flat, flat_out = x.reshape(-1), o.reshape(-1)
+        fns += [partial(np.copyto, o, x), partial(np.exp, x), partial(_core.vexp, flat, flat_out)]
         times = time_interleaved(fns, args.rounds, args.min_time)
         if torch is None:
             times.insert(3, float("nan"))
-        fs_t, fso_t, np_t, th_t, cp_t, exp_t = times
+        fs_t, fso_t, np_t, th_t, cp_t, exp_t, vexp_t = times
         ref = reference(args.op, x)
         err_fs = max_error(args.op, ours(x), ref)
+        err_np = max_error(args.op, np_impl(x, o, m, s).copy(), ref)
         err_th = max_error(args.op, tfn(t, -1).numpy(), ref) if torch is not None else float("nan")
 
         def us(v: float) -> str:
@@ -96,8 +102,9 @@ def main() -> None:
         print(
             f"| {shape[0]}x{shape[1]} | "
             + " | ".join(us(v) for v in times)
-            + f" | {np_t / fso_t:.2f} | {th_t / fs_t:.2f} | {fso_t / cp_t:.2f} | {fs_t / exp_t:.2f}"
-            + f" | {err_fs:.1e} | {err_th:.1e} |",
+            + f" | {np_t / fso_t:.2f} | {th_t / fs_t:.2f} | {fso_t / cp_t:.2f}"
+            + f" | {fso_t / vexp_t:.2f} | {fs_t / exp_t:.2f}"
+            + f" | {err_fs:.1e} | {err_np:.1e} | {err_th:.1e} |",
             flush=True,
         )
 

@@ -14,11 +14,17 @@ namespace fastsoftmax::bindings {
 namespace {
 
 template <class T>
-py::array elementwise(const py::array& x, bool is_log) {
+py::array elementwise(const py::array& x, bool is_log, py::object out_obj) {
     check_dtype<T>(x, "x");
-    if (x.ndim() != 1 || (x.shape(0) > 1 && x.strides(0) != static_cast<py::ssize_t>(sizeof(T))))
-        throw py::value_error("x must be a contiguous 1-d array");
-    py::array out(py::dtype::of<T>(), std::vector<py::ssize_t>{x.shape(0)});
+    const auto contiguous_1d = [](const py::array& a) {
+        return a.ndim() == 1 && (a.shape(0) <= 1 || a.strides(0) == static_cast<py::ssize_t>(sizeof(T)));
+    };
+    if (!contiguous_1d(x)) throw py::value_error("x must be a contiguous 1-d array");
+    py::array out = out_obj.is_none() ? py::array(py::dtype::of<T>(), std::vector<py::ssize_t>{x.shape(0)})
+                                      : out_obj.cast<py::array>();
+    check_dtype<T>(out, "out");
+    if (!contiguous_1d(out) || out.shape(0) != x.shape(0) || !out.writeable())
+        throw py::value_error("out must be a writeable contiguous 1-d array of x's length");
     const T* in = static_cast<const T*>(x.data());
     T* o = static_cast<T*>(out.mutable_data());
     const auto n = static_cast<std::size_t>(x.shape(0));
@@ -33,9 +39,9 @@ py::array elementwise(const py::array& x, bool is_log) {
     return out;
 }
 
-py::array elementwise_any(const py::array& x, bool is_log) {
-    return x.dtype().equal(py::dtype::of<float>()) ? elementwise<float>(x, is_log)
-                                                   : elementwise<double>(x, is_log);
+py::array elementwise_any(const py::array& x, bool is_log, py::object out) {
+    return x.dtype().equal(py::dtype::of<float>()) ? elementwise<float>(x, is_log, std::move(out))
+                                                   : elementwise<double>(x, is_log, std::move(out));
 }
 
 }  // namespace
@@ -72,10 +78,14 @@ void register_config(py::module_& m) {
             return d;
         },
         "how this extension was built");
-    m.def("vexp", [](const py::array& x) { return elementwise_any(x, false); }, py::arg("x"),
-          "our vectorized exp on a contiguous 1-d float32/float64 array (active target)");
-    m.def("vlog", [](const py::array& x) { return elementwise_any(x, true); }, py::arg("x"),
-          "our vectorized log on a contiguous 1-d float32/float64 array (active target)");
+    m.def(
+        "vexp", [](const py::array& x, py::object out) { return elementwise_any(x, false, std::move(out)); },
+        py::arg("x"), py::arg("out") = py::none(),
+        "our vectorized exp on a contiguous 1-d float32/float64 array (active target)");
+    m.def(
+        "vlog", [](const py::array& x, py::object out) { return elementwise_any(x, true, std::move(out)); },
+        py::arg("x"), py::arg("out") = py::none(),
+        "our vectorized log on a contiguous 1-d float32/float64 array (active target)");
 }
 
 }  // namespace fastsoftmax::bindings
