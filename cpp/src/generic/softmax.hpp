@@ -266,7 +266,9 @@ MaxSum row_online_max_sum(const typename V::T* x, std::size_t n) {
 
 constexpr std::size_t kShortGroup = 4;
 
-template <class V, std::size_t G>
+// kExact: the exponentials are softmax outputs (vexp_sub, exact x - max);
+// the log ops only need their sum.
+template <class V, std::size_t G, bool kExact>
 struct ShortGroup {
     typename V::reg x[G];  // the rows, -inf past n
     typename V::reg e[G];  // exp(x - max)
@@ -278,8 +280,12 @@ struct ShortGroup {
         using T = typename V::T;
         for (std::size_t k = 0; k < G; ++k) x[k] = V::load_partial(p + static_cast<std::ptrdiff_t>(k) * ps, n, neg_inf<T>());
         for (std::size_t k = 0; k < G; ++k) max[k] = V::hmax(x[k]);
-        for (std::size_t k = 0; k < G; ++k)
-            e[k] = vexp_sub<V>(x[k], V::set1(max[k]), V::set1(exp_floor(max[k])));
+        for (std::size_t k = 0; k < G; ++k) {
+            if constexpr (kExact)
+                e[k] = vexp_sub<V>(x[k], V::set1(max[k]), V::set1(exp_floor(max[k])));
+            else
+                e[k] = vexp<V>(V::sub(x[k], V::set1(max[k])));
+        }
         for (std::size_t k = 0; k < G; ++k) {
             auto w = V::wide_zero();
             V::wide_add(w, e[k]);
@@ -305,7 +311,7 @@ template <class V, std::size_t G>
 void short_softmax_group(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
                          std::ptrdiff_t ys, std::size_t n) {
     using T = typename V::T;
-    const ShortGroup<V, G> g(x, xs, n);
+    const ShortGroup<V, G, true> g(x, xs, n);
     for (std::size_t k = 0; k < G; ++k) {
         T* yk = y + static_cast<std::ptrdiff_t>(k) * ys;
         if (g.special[k])
@@ -319,7 +325,7 @@ template <class V, std::size_t G>
 void short_log_softmax_group(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
                              std::ptrdiff_t ys, std::size_t n) {
     using T = typename V::T;
-    const ShortGroup<V, G> g(x, xs, n);
+    const ShortGroup<V, G, false> g(x, xs, n);
     T logs[G];
     logs_of<V>(g.sum, logs, G);
     for (std::size_t k = 0; k < G; ++k) {
@@ -336,7 +342,7 @@ template <class V, std::size_t G>
 void short_logsumexp_group(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out,
                            std::ptrdiff_t os, std::size_t n) {
     using T = typename V::T;
-    const ShortGroup<V, G> g(x, xs, n);
+    const ShortGroup<V, G, false> g(x, xs, n);
     T logs[G];
     logs_of<V>(g.sum, logs, G);
     for (std::size_t k = 0; k < G; ++k) {
