@@ -339,13 +339,17 @@ def logsumexp(
     else a ``+inf`` gives ``+inf``, only ``-inf`` entries give ``-inf``, and an
     empty axis gives ``-inf``.
     """
-    if (
-        out is None
-        and not keepdims
-        and type(x) is np.ndarray
-        and (fast := _fast_axis(x, axis, None)) >= 0
-    ):
-        return _core.logsumexp(x, fast, None)
+    if not keepdims and type(x) is np.ndarray and (fast := _fast_axis(x, axis, None)) >= 0:
+        if out is None:
+            return _core.logsumexp(x, fast, None)
+        if (
+            type(out) is np.ndarray
+            and out.dtype is x.dtype
+            and out.shape == x.shape[:fast] + x.shape[fast + 1 :]
+            and out.flags.aligned
+            and not np.may_share_memory(x, out)
+        ):
+            return _core.logsumexp(x, fast, out)
     if out is not None:
         _check_overlap(out, x)
     a, result = _prepare(x, "x")
