@@ -3,24 +3,31 @@
 //
 // Rows (reduction axis contiguous), in XNNPACK's terms:
 //   softmax     : rmax -> raddstoreexpminusmax -> vscale        (3 passes)
+//                 - rows of one vector: four rows at a time (short rows)
+//                 - arrays in cache: the three passes software-pipelined
+//                   over consecutive rows
+//                 - rows longer than L1: block by block, one read of x
 //   log_softmax : online (max, sum) read pass -> (x - max) - log(sum)
 //   logsumexp   : online (max, sum) read pass, one read of the row
 // Columns (reduction axis strided, another axis contiguous): the same passes,
 // vectorized across the contiguous axis, one lane per independent reduction.
 //
-// Sums are accumulated in vector registers over blocks of at most kBlock
-// vectors per accumulator and then folded into a wide accumulator (double
-// for float, compensated double for double), so the error does not grow
-// with the row length. Rows whose maximum is not finite, or whose sum is NaN,
-// take the scalar path of special_rows.hpp (SciPy's answers).
+// Softmax outputs are exp of the exact x - max (vexp_sub), summed in double
+// (ExpSum) and scaled by 1/sum as two floats (Factor): about 2 ulp from the
+// exact value. Sums that only feed a log are accumulated in vector registers
+// over blocks of at most kBlock vectors and then folded into a wide
+// accumulator (double for float, compensated double for double), so the
+// error does not grow with the row length. Rows whose maximum is not finite,
+// or whose sum is NaN, take the scalar path of special_rows.hpp (SciPy's
+// answers).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <limits>
 #include <cstdlib>
+#include <limits>
 #include <new>
 
 #include "fastsoftmax/kernels.hpp"
