@@ -37,7 +37,8 @@ std::vector<std::ptrdiff_t> element_strides(const py::array& a, const char* what
     std::vector<std::ptrdiff_t> s(static_cast<std::size_t>(a.ndim()));
     for (py::ssize_t d = 0; d < a.ndim(); ++d) {
         if (a.strides(d) % static_cast<py::ssize_t>(sizeof(T)) != 0)
-            throw py::value_error(std::string(what) + " has a stride that is not a multiple of its element size");
+            throw py::value_error(std::string(what) +
+                                  " has a stride that is not a multiple of its element size");
         s[static_cast<std::size_t>(d)] = a.strides(d) / static_cast<py::ssize_t>(sizeof(T));
     }
     return s;

@@ -9,7 +9,8 @@ void register_config(py::module_& m);
 }  // namespace fastsoftmax::bindings
 
 PYBIND11_MODULE(_core, m) {
-    m.doc() = "fastsoftmax's compiled kernels; use the functions of the fastsoftmax package instead";
+    m.doc() =
+        "fastsoftmax's compiled kernels; use the functions of the fastsoftmax package instead";
     fastsoftmax::bindings::register_softmax(m);
     fastsoftmax::bindings::register_config(m);
 }

@@ -17,11 +17,13 @@ template <class T>
 py::array elementwise(const py::array& x, bool is_log, py::object out_obj) {
     check_dtype<T>(x, "x");
     const auto contiguous_1d = [](const py::array& a) {
-        return a.ndim() == 1 && (a.shape(0) <= 1 || a.strides(0) == static_cast<py::ssize_t>(sizeof(T)));
+        return a.ndim() == 1 &&
+               (a.shape(0) <= 1 || a.strides(0) == static_cast<py::ssize_t>(sizeof(T)));
     };
     if (!contiguous_1d(x)) throw py::value_error("x must be a contiguous 1-d array");
-    py::array out = out_obj.is_none() ? py::array(py::dtype::of<T>(), std::vector<py::ssize_t>{x.shape(0)})
-                                      : out_obj.cast<py::array>();
+    py::array out = out_obj.is_none()
+                        ? py::array(py::dtype::of<T>(), std::vector<py::ssize_t>{x.shape(0)})
+                        : out_obj.cast<py::array>();
     check_dtype<T>(out, "out");
     if (!contiguous_1d(out) || out.shape(0) != x.shape(0) || !out.writeable())
         throw py::value_error("out must be a writeable contiguous 1-d array of x's length");
@@ -47,13 +49,15 @@ py::array elementwise_any(const py::array& x, bool is_log, py::object out) {
 }  // namespace
 
 void register_config(py::module_& m) {
-    m.def("simd_target", [] { return std::string(active_kernels().name); },
-          "name of the SIMD target in use");
+    m.def(
+        "simd_target", [] { return std::string(active_kernels().name); },
+        "name of the SIMD target in use");
     m.def(
         "targets",
         [] {
             py::list out;
-            for (const TargetInfo& t : targets()) out.append(py::make_tuple(t.name, t.compiled, t.supported));
+            for (const TargetInfo& t : targets())
+                out.append(py::make_tuple(t.name, t.compiled, t.supported));
             return out;
         },
         "(name, compiled, supported by this CPU) for every target, best first");
@@ -79,11 +83,15 @@ void register_config(py::module_& m) {
         },
         "how this extension was built");
     m.def(
-        "vexp", [](const py::array& x, py::object out) { return elementwise_any(x, false, std::move(out)); },
+        "vexp",
+        [](const py::array& x, py::object out) {
+            return elementwise_any(x, false, std::move(out));
+        },
         py::arg("x"), py::arg("out") = py::none(),
         "our vectorized exp on a contiguous 1-d float32/float64 array (active target)");
     m.def(
-        "vlog", [](const py::array& x, py::object out) { return elementwise_any(x, true, std::move(out)); },
+        "vlog",
+        [](const py::array& x, py::object out) { return elementwise_any(x, true, std::move(out)); },
         py::arg("x"), py::arg("out") = py::none(),
         "our vectorized log on a contiguous 1-d float32/float64 array (active target)");
 }

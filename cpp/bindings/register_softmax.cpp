@@ -28,8 +28,10 @@ template <class T>
 py::array unary(Op op, const py::array& x, py::ssize_t axis, py::object out_obj) {
     check_dtype<T>(x, "x");
     const std::size_t ax = checked_axis(x, axis);
-    py::array out = out_obj.is_none() ? py::array(py::dtype::of<T>(), std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()))
-                                      : out_obj.cast<py::array>();
+    py::array out = out_obj.is_none()
+                        ? py::array(py::dtype::of<T>(),
+                                    std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()))
+                        : out_obj.cast<py::array>();
     check_dtype<T>(out, "out");
     check_same_shape(x, out, "out");
     const Strided<const T> in = as_input<T>(x, "x");
@@ -48,7 +50,8 @@ py::array reduce(const py::array& x, py::ssize_t axis, py::object out_obj) {
     const std::size_t ax = checked_axis(x, axis);
     std::vector<py::ssize_t> rshape(x.shape(), x.shape() + x.ndim());
     rshape.erase(rshape.begin() + static_cast<std::ptrdiff_t>(ax));
-    py::array out = out_obj.is_none() ? py::array(py::dtype::of<T>(), rshape) : out_obj.cast<py::array>();
+    py::array out =
+        out_obj.is_none() ? py::array(py::dtype::of<T>(), rshape) : out_obj.cast<py::array>();
     check_dtype<T>(out, "out");
     if (out.ndim() != static_cast<py::ssize_t>(rshape.size()) ||
         !std::equal(rshape.begin(), rshape.end(), out.shape()))
@@ -66,13 +69,16 @@ py::array reduce(const py::array& x, py::ssize_t axis, py::object out_obj) {
 
 template <class T>
 py::array binary(Op op, const py::array& grad, const py::array& y, py::ssize_t axis,
-                  py::object out_obj) {
+                 py::object out_obj) {
     check_dtype<T>(grad, "grad");
     check_dtype<T>(y, "y");
     check_same_shape(grad, y, "y");
     const std::size_t ax = checked_axis(grad, axis);
-    py::array out = out_obj.is_none() ? py::array(py::dtype::of<T>(), std::vector<py::ssize_t>(grad.shape(), grad.shape() + grad.ndim()))
-                                      : out_obj.cast<py::array>();
+    py::array out =
+        out_obj.is_none()
+            ? py::array(py::dtype::of<T>(),
+                        std::vector<py::ssize_t>(grad.shape(), grad.shape() + grad.ndim()))
+            : out_obj.cast<py::array>();
     check_dtype<T>(out, "out");
     check_same_shape(grad, out, "out");
     const Strided<const T> g = as_input<T>(grad, "grad");
@@ -102,7 +108,8 @@ void register_softmax(py::module_& m) {
                              : binary<double>(op, g, y, axis, std::move(out));
         };
     };
-    m.def("softmax", unary_op(Op::softmax), py::arg("x"), py::arg("axis"), py::arg("out") = py::none(),
+    m.def("softmax", unary_op(Op::softmax), py::arg("x"), py::arg("axis"),
+          py::arg("out") = py::none(),
           "softmax along a non-negative axis; float32/float64 only (see fastsoftmax.softmax)");
     m.def("log_softmax", unary_op(Op::log_softmax), py::arg("x"), py::arg("axis"),
           py::arg("out") = py::none(), "log_softmax along a non-negative axis");
@@ -116,8 +123,8 @@ void register_softmax(py::module_& m) {
         "logsumexp along a non-negative axis; the result drops that axis");
     m.def("softmax_backward", binary_op(Op::softmax_backward), py::arg("grad"), py::arg("y"),
           py::arg("axis"), py::arg("out") = py::none(), "y * (grad - sum(grad * y))");
-    m.def("log_softmax_backward", binary_op(Op::log_softmax_backward), py::arg("grad"), py::arg("y"),
-          py::arg("axis"), py::arg("out") = py::none(), "grad - exp(y) * sum(grad)");
+    m.def("log_softmax_backward", binary_op(Op::log_softmax_backward), py::arg("grad"),
+          py::arg("y"), py::arg("axis"), py::arg("out") = py::none(), "grad - exp(y) * sum(grad)");
 }
 
 }  // namespace fastsoftmax::bindings

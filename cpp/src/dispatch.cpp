@@ -113,8 +113,9 @@ void set_target(const std::string& name) {
     const Entry* e = find(name);
     if (e == nullptr) throw std::invalid_argument("unknown SIMD target '" + name + "'");
     if (!usable(*e))
-        throw std::invalid_argument("SIMD target '" + name + "' is not " +
-                                    (e->table ? "supported by this CPU" : "compiled into this build"));
+        throw std::invalid_argument(
+            "SIMD target '" + name + "' is not " +
+            (e->table ? "supported by this CPU" : "compiled into this build"));
     g_active.store(e->table());
 }
 

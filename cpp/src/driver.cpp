@@ -33,7 +33,8 @@ std::vector<Dim> coalesce(const std::vector<Dim>& dims, std::size_t k) {
             Dim& prev = out.back();
             bool merge = true;
             for (std::size_t a = 0; a < k; ++a)
-                merge = merge && prev.stride[a] == d.stride[a] * static_cast<std::ptrdiff_t>(d.size);
+                merge =
+                    merge && prev.stride[a] == d.stride[a] * static_cast<std::ptrdiff_t>(d.size);
             if (merge) {
                 prev.size *= d.size;
                 for (std::size_t a = 0; a < k; ++a) prev.stride[a] = d.stride[a];
@@ -82,10 +83,14 @@ template <class T>
 void call_rows(const Kernels<T>& k, Op op, const T* a, std::ptrdiff_t as, const T* b,
                std::ptrdiff_t bs, T* o, std::ptrdiff_t os, std::size_t rows, std::size_t n) {
     switch (op) {
-        case Op::softmax: return k.softmax_rows(a, as, o, os, rows, n);
-        case Op::log_softmax: return k.log_softmax_rows(a, as, o, os, rows, n);
-        case Op::logsumexp: return k.logsumexp_rows(a, as, o, os, rows, n);
-        case Op::softmax_backward: return k.softmax_backward_rows(a, as, b, bs, o, os, rows, n);
+        case Op::softmax:
+            return k.softmax_rows(a, as, o, os, rows, n);
+        case Op::log_softmax:
+            return k.log_softmax_rows(a, as, o, os, rows, n);
+        case Op::logsumexp:
+            return k.logsumexp_rows(a, as, o, os, rows, n);
+        case Op::softmax_backward:
+            return k.softmax_backward_rows(a, as, b, bs, o, os, rows, n);
         case Op::log_softmax_backward:
             return k.log_softmax_backward_rows(a, as, b, bs, o, os, rows, n);
     }
@@ -95,10 +100,14 @@ template <class T>
 void call_cols(const Kernels<T>& k, Op op, const T* a, std::ptrdiff_t as, const T* b,
                std::ptrdiff_t bs, T* o, std::ptrdiff_t os, std::size_t n, std::size_t inner) {
     switch (op) {
-        case Op::softmax: return k.softmax_cols(a, as, o, os, n, inner);
-        case Op::log_softmax: return k.log_softmax_cols(a, as, o, os, n, inner);
-        case Op::logsumexp: return k.logsumexp_cols(a, as, o, n, inner);
-        case Op::softmax_backward: return k.softmax_backward_cols(a, as, b, bs, o, os, n, inner);
+        case Op::softmax:
+            return k.softmax_cols(a, as, o, os, n, inner);
+        case Op::log_softmax:
+            return k.log_softmax_cols(a, as, o, os, n, inner);
+        case Op::logsumexp:
+            return k.logsumexp_cols(a, as, o, n, inner);
+        case Op::softmax_backward:
+            return k.softmax_backward_cols(a, as, b, bs, o, os, n, inner);
         case Op::log_softmax_backward:
             return k.log_softmax_backward_cols(a, as, b, bs, o, os, n, inner);
     }
@@ -107,8 +116,8 @@ void call_cols(const Kernels<T>& k, Op op, const T* a, std::ptrdiff_t as, const 
 }  // namespace
 
 template <class T>
-void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis, const Strided<const T>& in0,
-           const Strided<const T>* in1, const Strided<T>& out) {
+void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
+           const Strided<const T>& in0, const Strided<const T>* in1, const Strided<T>& out) {
     const std::size_t ndim = shape.size();
     if (axis >= ndim) throw std::invalid_argument("axis out of range");
     const bool reduce = (op == Op::logsumexp);
@@ -175,8 +184,7 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis, const
             buf_a[i] = a[off[0] + static_cast<std::ptrdiff_t>(i) * axis_stride[0]];
             if (b) buf_b[i] = b[off[1] + static_cast<std::ptrdiff_t>(i) * axis_stride[1]];
         }
-        call_rows(kern, op, buf_a.data(), 0, b ? buf_b.data() : nullptr, 0, buf_y.data(), 0,
-                  1, n);
+        call_rows(kern, op, buf_a.data(), 0, b ? buf_b.data() : nullptr, 0, buf_y.data(), 0, 1, n);
         if (reduce) {
             y[off[o]] = buf_y[0];
         } else {

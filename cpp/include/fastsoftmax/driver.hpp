@@ -21,7 +21,7 @@ struct Strided {
 //   ignored (the reduced axis). out may alias an input exactly (same data and
 //   strides), never partially.
 template <class T>
-void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis, const Strided<const T>& in0,
-           const Strided<const T>* in1, const Strided<T>& out);
+void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
+           const Strided<const T>& in0, const Strided<const T>* in1, const Strided<T>& out);
 
 }  // namespace fastsoftmax

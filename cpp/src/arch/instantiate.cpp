@@ -11,7 +11,9 @@
 #define FASTSOFTMAX_CAT2(a, b) a##b
 #define FASTSOFTMAX_CAT(a, b) FASTSOFTMAX_CAT2(a, b)
 
+// clang-format off
 #include FASTSOFTMAX_STR(arch/FASTSOFTMAX_TARGET/vec.hpp)
+// clang-format on
 #include "generic/softmax.hpp"
 
 namespace fastsoftmax {

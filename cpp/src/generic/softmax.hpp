@@ -153,7 +153,8 @@ double row_store_exp_sum(const typename V::T* x, typename V::T* y, std::size_t n
 template <class T>
 struct Scratch {
     T* data;
-    explicit Scratch(std::size_t n) : data(n ? static_cast<T*>(std::malloc(n * sizeof(T))) : nullptr) {
+    explicit Scratch(std::size_t n)
+        : data(n ? static_cast<T*>(std::malloc(n * sizeof(T))) : nullptr) {
         if (n && !data) throw std::bad_alloc();
     }
     ~Scratch() { std::free(data); }
@@ -212,7 +213,8 @@ double stretch_sum_exp(const typename V::T* x, std::size_t len, typename V::T m)
     }
     for (; i + N <= len; i += N) s0 = V::add(s0, vexp<V>(V::sub(V::load(x + i), vm)));
     if (i < len) {
-        s1 = V::add(s1, vexp<V>(V::sub(V::load_partial(x + i, len - i, neg_inf<typename V::T>()), vm)));
+        s1 = V::add(s1,
+                    vexp<V>(V::sub(V::load_partial(x + i, len - i, neg_inf<typename V::T>()), vm)));
     }
     auto wide = V::wide_zero();
     V::wide_add(wide, V::add(V::add(s0, s1), V::add(s2, s3)));
@@ -227,8 +229,8 @@ bool has_nan(const T* x, std::size_t n) {
 }
 
 struct MaxSum {
-    double max;  // the row maximum (exact: a value of the row)
-    double sum;  // sum(exp(x - max)), >= 1 for a finite max
+    double max;    // the row maximum (exact: a value of the row)
+    double sum;    // sum(exp(x - max)), >= 1 for a finite max
     bool special;  // the maximum is not finite or a NaN was seen: use special_rows.hpp
 };
 
@@ -285,7 +287,8 @@ struct ShortGroup {
 
     ShortGroup(const typename V::T* p, std::ptrdiff_t ps, std::size_t n) {
         using T = typename V::T;
-        for (std::size_t k = 0; k < G; ++k) x[k] = V::load_partial(p + static_cast<std::ptrdiff_t>(k) * ps, n, neg_inf<T>());
+        for (std::size_t k = 0; k < G; ++k)
+            x[k] = V::load_partial(p + static_cast<std::ptrdiff_t>(k) * ps, n, neg_inf<T>());
         for (std::size_t k = 0; k < G; ++k) max[k] = V::hmax(x[k]);
         for (std::size_t k = 0; k < G; ++k) {
             if constexpr (kExact)
@@ -308,93 +311,78 @@ void logs_of(const double* s, typename V::T* out, std::size_t g) {
     using T = typename V::T;
     for (std::size_t i = 0; i < g; i += V::N) {
         T buf[V::N];
-        for (std::size_t k = 0; k < V::N; ++k) buf[k] = (i + k < g) ? static_cast<T>(s[i + k]) : T(1);
+        for (std::size_t k = 0; k < V::N; ++k)
+            buf[k] = (i + k < g) ? static_cast<T>(s[i + k]) : T(1);
         V::store(buf, vlog<V>(V::load(buf)));
         for (std::size_t k = 0; k < V::N && i + k < g; ++k) out[i + k] = buf[k];
     }
 }
 
-template <class V, std::size_t G>
-void short_softmax_group(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
-                         std::ptrdiff_t ys, std::size_t n) {
-    using T = typename V::T;
-    const ShortGroup<V, G, true> g(x, xs, n);
-    for (std::size_t k = 0; k < G; ++k) {
-        T* yk = y + static_cast<std::ptrdiff_t>(k) * ys;
-        if (g.special[k])
-            softmax_special(yk, 1, n);
-        else
-            V::store_partial(yk, n, Factor<V>::reciprocal(g.sum[k]).apply(g.e[k]));
+template <class V>
+struct ShortSoftmax {
+    template <std::size_t G>
+    static void run(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
+                    std::size_t n) {
+        using T = typename V::T;
+        const ShortGroup<V, G, true> g(x, xs, n);
+        for (std::size_t k = 0; k < G; ++k) {
+            T* yk = y + static_cast<std::ptrdiff_t>(k) * ys;
+            if (g.special[k])
+                softmax_special(yk, 1, n);
+            else
+                V::store_partial(yk, n, Factor<V>::reciprocal(g.sum[k]).apply(g.e[k]));
+        }
     }
-}
+};
 
-template <class V, std::size_t G>
-void short_log_softmax_group(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
-                             std::ptrdiff_t ys, std::size_t n) {
-    using T = typename V::T;
-    const ShortGroup<V, G, false> g(x, xs, n);
-    T logs[G];
-    logs_of<V>(g.sum, logs, G);
-    for (std::size_t k = 0; k < G; ++k) {
-        const std::ptrdiff_t kk = static_cast<std::ptrdiff_t>(k);
-        if (g.special[k])
-            log_softmax_special(x + kk * xs, 1, y + kk * ys, 1, n);
-        else
-            V::store_partial(y + kk * ys, n,
-                             V::sub(V::sub(g.x[k], V::set1(g.max[k])), V::set1(logs[k])));
+template <class V>
+struct ShortLogSoftmax {
+    template <std::size_t G>
+    static void run(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
+                    std::size_t n) {
+        using T = typename V::T;
+        const ShortGroup<V, G, false> g(x, xs, n);
+        T logs[G];
+        logs_of<V>(g.sum, logs, G);
+        for (std::size_t k = 0; k < G; ++k) {
+            const std::ptrdiff_t kk = static_cast<std::ptrdiff_t>(k);
+            if (g.special[k])
+                log_softmax_special(x + kk * xs, 1, y + kk * ys, 1, n);
+            else
+                V::store_partial(y + kk * ys, n,
+                                 V::sub(V::sub(g.x[k], V::set1(g.max[k])), V::set1(logs[k])));
+        }
     }
-}
+};
 
-template <class V, std::size_t G>
-void short_logsumexp_group(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out,
-                           std::ptrdiff_t os, std::size_t n) {
-    using T = typename V::T;
-    const ShortGroup<V, G, false> g(x, xs, n);
-    T logs[G];
-    logs_of<V>(g.sum, logs, G);
-    for (std::size_t k = 0; k < G; ++k) {
-        const std::ptrdiff_t kk = static_cast<std::ptrdiff_t>(k);
-        out[kk * os] = g.special[k] ? logsumexp_special(x + kk * xs, 1, n) : g.max[k] + logs[k];
+template <class V>
+struct ShortLogSumExp {
+    template <std::size_t G>
+    static void run(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out,
+                    std::ptrdiff_t os, std::size_t n) {
+        using T = typename V::T;
+        const ShortGroup<V, G, false> g(x, xs, n);
+        T logs[G];
+        logs_of<V>(g.sum, logs, G);
+        for (std::size_t k = 0; k < G; ++k) {
+            const std::ptrdiff_t kk = static_cast<std::ptrdiff_t>(k);
+            out[kk * os] = g.special[k] ? logsumexp_special(x + kk * xs, 1, n) : g.max[k] + logs[k];
+        }
     }
-}
+};
 
-// Runs Group<G> over whole groups of rows, then Group<1> over the rest.
-template <template <std::size_t> class Group, class In, class Out>
+// Runs Op::run<kShortGroup> over whole groups of rows, then Op::run<1> over the rest.
+template <class Op, class In, class Out>
 void short_rows(const In* x, std::ptrdiff_t xs, Out* y, std::ptrdiff_t ys, std::size_t rows,
                 std::size_t n) {
     std::size_t r = 0;
     for (; r + kShortGroup <= rows; r += kShortGroup) {
-        Group<kShortGroup>::run(x, xs, y, ys, n);
+        Op::template run<kShortGroup>(x, xs, y, ys, n);
         x += static_cast<std::ptrdiff_t>(kShortGroup) * xs;
         y += static_cast<std::ptrdiff_t>(kShortGroup) * ys;
     }
-    for (; r < rows; ++r, x += xs, y += ys) Group<1>::run(x, xs, y, ys, n);
+    for (; r < rows; ++r, x += xs, y += ys) Op::template run<1>(x, xs, y, ys, n);
 }
-
-template <class V>
-struct ShortOps {
-    template <std::size_t G>
-    struct Softmax {
-        static void run(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
-                        std::size_t n) {
-            short_softmax_group<V, G>(x, xs, y, ys, n);
-        }
-    };
-    template <std::size_t G>
-    struct LogSoftmax {
-        static void run(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
-                        std::size_t n) {
-            short_log_softmax_group<V, G>(x, xs, y, ys, n);
-        }
-    };
-    template <std::size_t G>
-    struct LogSumExp {
-        static void run(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
-                        std::size_t n) {
-            short_logsumexp_group<V, G>(x, xs, y, ys, n);
-        }
-    };
-};
 
 // Rows longer than this (about L1) are done block by block, so x is read
 // from memory once: per block, its maximum and then exp(x - running max)
@@ -446,10 +434,10 @@ void softmax_long_row(const typename V::T* x, typename V::T* y, std::size_t n) {
     }
 }
 
-// Rows that fit in L1, in arrays that fit in cache, software-pipelined: one loop over the columns does
-// the exp-store-sum pass of row r (bound by the FMA units) together with the
-// max pass of row r+1 and the scale pass of row r-1 (bound by loads and
-// stores), so the two kinds of work overlap instead of taking turns.
+// Rows that fit in L1, in arrays that fit in cache, software-pipelined: one loop over the columns
+// does the exp-store-sum pass of row r (bound by the FMA units) together with the max pass of row
+// r+1 and the scale pass of row r-1 (bound by loads and stores), so the two kinds of work overlap
+// instead of taking turns.
 template <class V>
 void softmax_rows_pipelined(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
                             std::ptrdiff_t ys, std::size_t rows, std::size_t n) {
@@ -494,7 +482,8 @@ void softmax_rows_pipelined(const typename V::T* x, std::ptrdiff_t xs, typename 
                 V::store_partial(yr + i, w, e);
                 s0.add(e);
             }
-            if (prev) V::store_partial(prev + i, w, inv_prev.apply(V::load_partial(prev + i, w, 0)));
+            if (prev)
+                V::store_partial(prev + i, w, inv_prev.apply(V::load_partial(prev + i, w, 0)));
         }
         const double sum = s0.total();
         if (!ok || sum != sum) {  // max not finite, or a NaN in the row
@@ -514,7 +503,7 @@ void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, s
                   std::size_t rows, std::size_t n) {
     using T = typename V::T;
     if (n == 0) return;
-    if (n <= V::N) return short_rows<ShortOps<V>::template Softmax>(x, xs, y, ys, rows, n);
+    if (n <= V::N) return short_rows<ShortSoftmax<V>>(x, xs, y, ys, rows, n);
     if (n * sizeof(T) > kLongRowBytes) {
         for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) softmax_long_row<V>(x, y, n);
         return;
@@ -522,7 +511,8 @@ void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, s
     // Pipelining pays while the data is in cache; on arrays that stream from
     // memory it measured slower than three plain passes (8192x1024 float32:
     // 3.8 vs 3.1 ms), which give the hardware prefetchers one stream at a time.
-    if (rows * n * sizeof(T) < kStreamBytes) return softmax_rows_pipelined<V>(x, xs, y, ys, rows, n);
+    if (rows * n * sizeof(T) < kStreamBytes)
+        return softmax_rows_pipelined<V>(x, xs, y, ys, rows, n);
     for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
         const T m = row_max<V>(x, n);
         if (!std::isfinite(m)) {
@@ -544,7 +534,7 @@ void log_softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* 
                       std::ptrdiff_t ys, std::size_t rows, std::size_t n) {
     using T = typename V::T;
     if (n == 0) return;
-    if (n <= V::N) return short_rows<ShortOps<V>::template LogSoftmax>(x, xs, y, ys, rows, n);
+    if (n <= V::N) return short_rows<ShortLogSoftmax<V>>(x, xs, y, ys, rows, n);
     const bool stream = rows * n * sizeof(T) >= kStreamBytes;
     for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
         const MaxSum ms = row_online_max_sum<V>(x, n);
@@ -556,7 +546,8 @@ void log_softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* 
         // entries that matter and the log is rounded once.
         const auto vm = V::set1(static_cast<T>(ms.max));
         const auto vl = V::set1(static_cast<T>(std::log(ms.sum)));
-        map_row<V>(x, y, n, [vm, vl](typename V::reg v) { return V::sub(V::sub(v, vm), vl); }, stream);
+        map_row<V>(
+            x, y, n, [vm, vl](typename V::reg v) { return V::sub(V::sub(v, vm), vl); }, stream);
     }
     if (stream) V::stream_fence();
 }
@@ -565,23 +556,22 @@ template <class V>
 void logsumexp_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out,
                     std::ptrdiff_t os, std::size_t rows, std::size_t n) {
     using T = typename V::T;
-    if (n >= 1 && n <= V::N) return short_rows<ShortOps<V>::template LogSumExp>(x, xs, out, os, rows, n);
+    if (n >= 1 && n <= V::N) return short_rows<ShortLogSumExp<V>>(x, xs, out, os, rows, n);
     for (std::size_t r = 0; r < rows; ++r, x += xs, out += os) {
         if (n == 0) {
             *out = neg_inf<T>();
             continue;
         }
         const MaxSum ms = row_online_max_sum<V>(x, n);
-        *out = ms.special ? logsumexp_special(x, 1, n)
-                          : static_cast<T>(ms.max + std::log(ms.sum));
+        *out = ms.special ? logsumexp_special(x, 1, n) : static_cast<T>(ms.max + std::log(ms.sum));
     }
 }
 
 // o = y * (g - sum(g * y))
 template <class V>
 void softmax_backward_rows(const typename V::T* g, std::ptrdiff_t gs, const typename V::T* y,
-                           std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os,
-                           std::size_t rows, std::size_t n) {
+                           std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os, std::size_t rows,
+                           std::size_t n) {
     using T = typename V::T;
     constexpr std::size_t N = V::N;
     for (std::size_t r = 0; r < rows; ++r, g += gs, y += ys, o += os) {
@@ -598,13 +588,15 @@ void softmax_backward_rows(const typename V::T* g, std::ptrdiff_t gs, const type
             V::wide_add(wide, V::add(s0, s1));
         }
         if (i < n)
-            V::wide_add(wide, V::mul(V::load_partial(g + i, n - i, 0), V::load_partial(y + i, n - i, 0)));
+            V::wide_add(wide,
+                        V::mul(V::load_partial(g + i, n - i, 0), V::load_partial(y + i, n - i, 0)));
         const auto vs = V::set1(static_cast<T>(V::wide_hsum(wide)));
         for (i = 0; i + N <= n; i += N)
             V::store(o + i, V::mul(V::load(y + i), V::sub(V::load(g + i), vs)));
         if (i < n)
             V::store_partial(o + i, n - i,
-                             V::mul(V::load_partial(y + i, n - i, 0), V::sub(V::load_partial(g + i, n - i, 0), vs)));
+                             V::mul(V::load_partial(y + i, n - i, 0),
+                                    V::sub(V::load_partial(g + i, n - i, 0), vs)));
     }
 }
 
@@ -696,7 +688,9 @@ typename V::Wide col_sum_exp(const typename V::T* x, std::ptrdiff_t xs, typename
             const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
             auto s = V::zero();
             for (; i < end; ++i)
-                s = V::add(s, vexp<V>(V::sub(ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()), ref)));
+                s = V::add(
+                    s, vexp<V>(V::sub(
+                           ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()), ref)));
             V::wide_add(wide, s);
         }
         return wide;
@@ -716,7 +710,8 @@ void softmax_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, s
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
         const auto m = col_max<V>(x + c, xs, n, ch);
         const auto bad = V::not_finite(m);
-        const auto wide = col_sum_exp<V, true>(x + c, xs, y + c, ys, n, V::select(bad, V::zero(), m), ch);
+        const auto wide =
+            col_sum_exp<V, true>(x + c, xs, y + c, ys, n, V::select(bad, V::zero(), m), ch);
         // per lane 1/sum as hi + lo (see Factor); a non-finite max makes the
         // whole lane NaN (SciPy), a NaN sum does by itself
         double sums[V::N];
@@ -725,7 +720,8 @@ void softmax_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, s
         V::store(maxes, m);
         for (std::size_t l = 0; l < V::N; ++l) {
             const double inv = 1.0 / sums[l];
-            hi[l] = std::isfinite(maxes[l]) ? static_cast<T>(inv) : std::numeric_limits<T>::quiet_NaN();
+            hi[l] =
+                std::isfinite(maxes[l]) ? static_cast<T>(inv) : std::numeric_limits<T>::quiet_NaN();
             lo[l] = static_cast<T>(inv - static_cast<double>(hi[l]));
         }
         const Factor<V> inv{V::load(hi), V::load(lo)};
@@ -810,7 +806,8 @@ void log_softmax_backward_cols(const typename V::T* g, std::ptrdiff_t gs, const 
         for (std::size_t i = 0; i < n;) {
             const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
             auto s = V::zero();
-            for (; i < end; ++i) s = V::add(s, ch.load(g + c + static_cast<std::ptrdiff_t>(i) * gs, 0));
+            for (; i < end; ++i)
+                s = V::add(s, ch.load(g + c + static_cast<std::ptrdiff_t>(i) * gs, 0));
             V::wide_add(wide, s);
         }
         const auto vs = V::wide_round(wide);
@@ -826,10 +823,18 @@ void log_softmax_backward_cols(const typename V::T* g, std::ptrdiff_t gs, const 
 template <class V>
 constexpr Kernels<typename V::T> make_kernels() {
     return Kernels<typename V::T>{
-        &softmax_rows<V>,          &log_softmax_rows<V>,          &logsumexp_rows<V>,
-        &softmax_backward_rows<V>, &log_softmax_backward_rows<V>, &softmax_cols<V>,
-        &log_softmax_cols<V>,      &logsumexp_cols<V>,            &softmax_backward_cols<V>,
-        &log_softmax_backward_cols<V>, &exp_array<V>,             &log_array<V>,
+        &softmax_rows<V>,
+        &log_softmax_rows<V>,
+        &logsumexp_rows<V>,
+        &softmax_backward_rows<V>,
+        &log_softmax_backward_rows<V>,
+        &softmax_cols<V>,
+        &log_softmax_cols<V>,
+        &logsumexp_cols<V>,
+        &softmax_backward_cols<V>,
+        &log_softmax_backward_cols<V>,
+        &exp_array<V>,
+        &log_array<V>,
     };
 }
 

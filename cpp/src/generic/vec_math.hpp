@@ -38,16 +38,21 @@ struct MathConsts;
 template <>
 struct MathConsts<float> {
     static constexpr float log2e = 1.44269504088896341f;
-    static constexpr float ln2_hi = 0.693359375f;        // 9 significant bits
-    static constexpr float ln2_lo = -2.12194440e-4f;     // ln2 - ln2_hi
-    static constexpr float exp_lo = -104.0f;             // exp(-104) rounds to 0
-    static constexpr float exp_hi = 88.8f;               // exp(88.8) overflows
-    static constexpr float round_magic = 12582912.0f;    // 1.5 * 2^23
-    static constexpr float exp_poly[] = {                // exp(r) ~ 1 + r*(c1 + r*(c2 + ...))
-        1.0f, 0.4999999403953552f, 0.16666431725025177f, 0.04166800528764725f,
-        0.008374178782105446f, 0.0013843626948073506f};
+    static constexpr float ln2_hi = 0.693359375f;      // 9 significant bits
+    static constexpr float ln2_lo = -2.12194440e-4f;   // ln2 - ln2_hi
+    static constexpr float exp_lo = -104.0f;           // exp(-104) rounds to 0
+    static constexpr float exp_hi = 88.8f;             // exp(88.8) overflows
+    static constexpr float round_magic = 12582912.0f;  // 1.5 * 2^23
+    static constexpr float exp_poly[] = {              // exp(r) ~ 1 + r*(c1 + r*(c2 + ...))
+                                         1.0f,
+                                         0.4999999403953552f,
+                                         0.16666431725025177f,
+                                         0.04166800528764725f,
+                                         0.008374178782105446f,
+                                         0.0013843626948073506f};
     static constexpr float sqrt2 = 1.41421356237309505f;
-    static constexpr float log_poly[] = {                // 2/3, 2/5, 2/7, 2/9
+    static constexpr float log_poly[] = {
+        // 2/3, 2/5, 2/7, 2/9
         0.666666666666666667f, 0.4f, 0.285714285714285714f, 0.222222222222222222f};
 };
 
@@ -59,13 +64,24 @@ struct MathConsts<double> {
     static constexpr double exp_lo = -746.0;
     static constexpr double exp_hi = 709.8;
     static constexpr double round_magic = 6755399441055744.0;  // 1.5 * 2^52
-    static constexpr double exp_poly[] = {  // 1/k!, k = 1..13
-        1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
-        1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800};
+    static constexpr double exp_poly[] = {                     // 1/k!, k = 1..13
+                                          1.0,
+                                          1.0 / 2,
+                                          1.0 / 6,
+                                          1.0 / 24,
+                                          1.0 / 120,
+                                          1.0 / 720,
+                                          1.0 / 5040,
+                                          1.0 / 40320,
+                                          1.0 / 362880,
+                                          1.0 / 3628800,
+                                          1.0 / 39916800,
+                                          1.0 / 479001600,
+                                          1.0 / 6227020800};
     static constexpr double sqrt2 = 1.41421356237309505;
-    static constexpr double log_poly[] = {  // 2/(2k+1), k = 1..10
-        2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11, 2.0 / 13, 2.0 / 15, 2.0 / 17, 2.0 / 19,
-        2.0 / 21};
+    static constexpr double log_poly[] = {// 2/(2k+1), k = 1..10
+                                          2.0 / 3,  2.0 / 5,  2.0 / 7,  2.0 / 9,  2.0 / 11,
+                                          2.0 / 13, 2.0 / 15, 2.0 / 17, 2.0 / 19, 2.0 / 21};
 };
 
 // Horner evaluation of c[0] + z*(c[1] + z*(...)) .

@@ -33,7 +33,8 @@ struct F32 {
     static reg load(const T* p) { return _mm256_loadu_ps(p); }
     static reg load_partial(const T* p, std::size_t n, T fill) {
         const __m256i m = mask32(n);
-        return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+        return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m),
+                                _mm256_castsi256_ps(m));
     }
     static void store(T* p, reg v) { _mm256_storeu_ps(p, v); }
     // vmaskmovps stores are microcoded and slow on AMD cores: go through the stack.
@@ -74,11 +75,12 @@ struct F32 {
         const reg sub = _mm256_cmp_ps(x, _mm256_set1_ps(1.17549435e-38f), _CMP_LT_OQ);
         x = _mm256_blendv_ps(x, _mm256_mul_ps(x, _mm256_set1_ps(8388608.0f)), sub);
         const __m256i bits = _mm256_castps_si256(x);
-        const __m256i ebits = _mm256_and_si256(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(0xff));
+        const __m256i ebits =
+            _mm256_and_si256(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(0xff));
         e = _mm256_cvtepi32_ps(_mm256_sub_epi32(ebits, _mm256_set1_epi32(127)));
         e = _mm256_sub_ps(e, _mm256_and_ps(sub, _mm256_set1_ps(23.0f)));
-        m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)),
-                                                _mm256_set1_epi32(0x3f800000)));
+        m = _mm256_castsi256_ps(_mm256_or_si256(
+            _mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f800000)));
     }
     static mask lt(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
     static mask gt(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
@@ -132,7 +134,8 @@ struct F64 {
     static reg load(const T* p) { return _mm256_loadu_pd(p); }
     static reg load_partial(const T* p, std::size_t n, T fill) {
         const __m256i m = mask64(n);
-        return _mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
+        return _mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m),
+                                _mm256_castsi256_pd(m));
     }
     static void store(T* p, reg v) { _mm256_storeu_pd(p, v); }
     static void store_partial(T* p, std::size_t n, reg v) {
@@ -171,10 +174,12 @@ struct F64 {
         const reg sub = _mm256_cmp_pd(x, _mm256_set1_pd(2.2250738585072014e-308), _CMP_LT_OQ);
         x = _mm256_blendv_pd(x, _mm256_mul_pd(x, _mm256_set1_pd(4503599627370496.0)), sub);  // 2^52
         const __m256i bits = _mm256_castpd_si256(x);
-        const __m256i ebits = _mm256_and_si256(_mm256_srli_epi64(bits, 52), _mm256_set1_epi64x(0x7ff));
+        const __m256i ebits =
+            _mm256_and_si256(_mm256_srli_epi64(bits, 52), _mm256_set1_epi64x(0x7ff));
         // int64 -> double for small values: OR into the mantissa of 2^52, subtract 2^52
         const reg magic = _mm256_set1_pd(4503599627370496.0);
-        e = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(ebits, _mm256_castpd_si256(magic))), magic);
+        e = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(ebits, _mm256_castpd_si256(magic))),
+                          magic);
         e = _mm256_sub_pd(e, _mm256_set1_pd(1023.0));
         e = _mm256_sub_pd(e, _mm256_and_pd(sub, _mm256_set1_pd(52.0)));
         m = _mm256_castsi256_pd(
@@ -204,7 +209,8 @@ struct F64 {
     static void wide_add(Wide& w, reg v) {
         const reg sign = _mm256_set1_pd(-0.0);
         const reg t = _mm256_add_pd(w.sum, v);
-        const reg big = _mm256_cmp_pd(_mm256_andnot_pd(sign, w.sum), _mm256_andnot_pd(sign, v), _CMP_GE_OQ);
+        const reg big =
+            _mm256_cmp_pd(_mm256_andnot_pd(sign, w.sum), _mm256_andnot_pd(sign, v), _CMP_GE_OQ);
         const reg a = _mm256_blendv_pd(v, w.sum, big);  // the larger magnitude
         const reg b = _mm256_blendv_pd(w.sum, v, big);
         w.comp = _mm256_add_pd(w.comp, _mm256_add_pd(_mm256_sub_pd(a, t), b));

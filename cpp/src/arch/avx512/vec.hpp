@@ -71,8 +71,9 @@ struct F32 {
     static Wide wide_zero() { return {_mm512_setzero_pd(), _mm512_setzero_pd()}; }
     static void wide_add(Wide& w, reg v) {
         w.lo = _mm512_add_pd(w.lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
-        w.hi = _mm512_add_pd(w.hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(
-                                       _mm512_castps_pd(v), 1))));
+        w.hi = _mm512_add_pd(
+            w.hi,
+            _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
     }
     static double wide_hsum(const Wide& w) {
         return _mm512_reduce_add_pd(_mm512_add_pd(w.lo, w.hi));

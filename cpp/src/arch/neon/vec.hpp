@@ -26,7 +26,9 @@
 namespace fastsoftmax::neon {
 
 // Bitwise not of a 64-bit lane mask (there is no vmvnq_u64).
-inline uint64x2_t not64(uint64x2_t m) { return vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(m))); }
+inline uint64x2_t not64(uint64x2_t m) {
+    return vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(m)));
+}
 
 struct F32 {
     using T = float;
@@ -84,7 +86,8 @@ struct F32 {
         const mask sub = vcltq_f32(x, vdupq_n_f32(1.17549435e-38f));
         x = vbslq_f32(sub, vmulq_f32(x, vdupq_n_f32(8388608.0f)), x);
         const uint32x4_t bits = vreinterpretq_u32_f32(x);
-        const int32x4_t ebits = vreinterpretq_s32_u32(vandq_u32(vshrq_n_u32(bits, 23), vdupq_n_u32(0xff)));
+        const int32x4_t ebits =
+            vreinterpretq_s32_u32(vandq_u32(vshrq_n_u32(bits, 23), vdupq_n_u32(0xff)));
         // subtract 127, and 23 more in scaled lanes
         const int32x4_t adj = vbslq_s32(sub, vdupq_n_s32(127 + 23), vdupq_n_s32(127));
         e = vcvtq_f32_s32(vsubq_s32(ebits, adj));
@@ -97,7 +100,9 @@ struct F32 {
     static mask eq(reg a, reg b) { return vceqq_f32(a, b); }
     static mask isnan(reg a) { return vmvnq_u32(vceqq_f32(a, a)); }
     // a - a is 0 for finite a, NaN for +-inf and NaN
-    static mask not_finite(reg a) { return vmvnq_u32(vceqq_f32(vsubq_f32(a, a), vdupq_n_f32(0.0f))); }
+    static mask not_finite(reg a) {
+        return vmvnq_u32(vceqq_f32(vsubq_f32(a, a), vdupq_n_f32(0.0f)));
+    }
     static mask mask_or(mask a, mask b) { return vorrq_u32(a, b); }
     static bool any(mask m) { return vmaxvq_u32(m) != 0; }
     static reg select(mask m, reg a, reg b) { return vbslq_f32(m, a, b); }  // m ? a : b
@@ -170,7 +175,8 @@ struct F64 {
         const mask sub = vcltq_f64(x, vdupq_n_f64(2.2250738585072014e-308));
         x = vbslq_f64(sub, vmulq_f64(x, vdupq_n_f64(4503599627370496.0)), x);  // 2^52
         const uint64x2_t bits = vreinterpretq_u64_f64(x);
-        const int64x2_t ebits = vreinterpretq_s64_u64(vandq_u64(vshrq_n_u64(bits, 52), vdupq_n_u64(0x7ff)));
+        const int64x2_t ebits =
+            vreinterpretq_s64_u64(vandq_u64(vshrq_n_u64(bits, 52), vdupq_n_u64(0x7ff)));
         const int64x2_t adj = vbslq_s64(sub, vdupq_n_s64(1023 + 52), vdupq_n_s64(1023));
         e = vcvtq_f64_s64(vsubq_s64(ebits, adj));
         m = vreinterpretq_f64_u64(vorrq_u64(vandq_u64(bits, vdupq_n_u64(0x000fffffffffffffULL)),
