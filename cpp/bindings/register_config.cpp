@@ -21,12 +21,14 @@ py::array elementwise(const py::array& x, bool is_log, py::object out_obj) {
                (a.shape(0) <= 1 || a.strides(0) == static_cast<py::ssize_t>(sizeof(T)));
     };
     if (!contiguous_1d(x)) throw py::value_error("x must be a contiguous 1-d array");
+    element_strides<T>(x, "x");  // checks the alignment
     py::array out = out_obj.is_none()
                         ? py::array(py::dtype::of<T>(), std::vector<py::ssize_t>{x.shape(0)})
                         : out_obj.cast<py::array>();
     check_dtype<T>(out, "out");
     if (!contiguous_1d(out) || out.shape(0) != x.shape(0) || !out.writeable())
         throw py::value_error("out must be a writeable contiguous 1-d array of x's length");
+    element_strides<T>(out, "out");
     const T* in = static_cast<const T*>(x.data());
     T* o = static_cast<T*>(out.mutable_data());
     const auto n = static_cast<std::size_t>(x.shape(0));

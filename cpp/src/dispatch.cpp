@@ -24,8 +24,10 @@ const KernelTable* avx512_table() { return &avx512_kernels(); }
 bool cpu_avx512() {
     __builtin_cpu_init();
     // libgcc also checks that the OS saves the ZMM state (XGETBV).
+    // FMA and AVX2 too: the target is compiled with -mfma, and a VM may mask them
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2");
 }
 #endif
 #if defined(FASTSOFTMAX_HAVE_AVX2)

@@ -6,6 +6,8 @@ functions exported here.
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
+
 try:
     from . import _core  # noqa: F401  (fail early, with a helpful message)
 except ImportError as exc:  # pragma: no cover - only on a broken install
@@ -24,7 +26,10 @@ from ._api import (
 )
 from ._config import show_config, simd_target, simd_targets
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("fastsoftmax")
+except _metadata.PackageNotFoundError:  # pragma: no cover - not installed
+    __version__ = "unknown"
 
 __all__ = [
     "__version__",

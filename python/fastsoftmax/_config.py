@@ -6,6 +6,7 @@ import os
 import platform
 import sys
 import warnings
+from importlib import metadata as _metadata
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def show_config() -> None:
     """
     info = _core.build_info()
     lines = [
-        f"fastsoftmax {_version()}",
+        f"fastsoftmax {_metadata.version('fastsoftmax')}",
         f"  python      : {sys.version.split()[0]} ({platform.machine()})",
         f"  numpy       : {np.__version__}",
         f"  compiler    : {info['compiler']} ({info['build_type']})",
@@ -59,9 +60,3 @@ def show_config() -> None:
         lines.append(f"   {mark} {name:<9} {state}")
     lines.append(f"  target flags: {info['target_flags']}")
     print("\n".join(lines))
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

@@ -162,9 +162,9 @@ struct Scratch {
     Scratch& operator=(const Scratch&) = delete;
 };
 
-// Outputs of at least this many bytes are written with non-temporal
-// (streaming) stores: they would not stay in cache anyway, and streaming
-// saves reading each destination line before writing it.
+// Arrays of at least this many bytes come from and go to memory: log_softmax
+// writes them with non-temporal (streaming) stores, which saves reading each
+// destination line before writing it, and softmax does not pipeline them.
 constexpr std::size_t kStreamBytes = std::size_t(8) << 20;
 
 // y[i] = op(src[i]) for i < n; src may be y. With `stream`, the aligned
@@ -423,14 +423,13 @@ void softmax_long_row(const typename V::T* x, typename V::T* y, std::size_t n) {
     for (std::size_t b = 0, i = 0; b < blocks; ++b, i += B) {
         const std::size_t len = (n - i < B) ? n - i : B;
         const T ref = refs.data[b];
-        const double f = (ref == neg_inf<T>())
-                             ? 0.0
-                             : std::exp(static_cast<double>(ref) - static_cast<double>(m)) / s;
-        const auto vf = Factor<V>::of(f);
-        if (ref == neg_inf<T>())
-            map_row<V>(y + i, y + i, len, [](typename V::reg) { return V::zero(); }, false);
-        else
-            map_row<V>(y + i, y + i, len, [vf](typename V::reg v) { return vf.apply(v); }, false);
+        if (ref == neg_inf<T>()) {
+            fill_strided(y + i, 1, len, T(0));
+            continue;
+        }
+        const auto vf =
+            Factor<V>::of(std::exp(static_cast<double>(ref) - static_cast<double>(m)) / s);
+        map_row<V>(y + i, y + i, len, [vf](typename V::reg v) { return vf.apply(v); }, false);
     }
 }
 

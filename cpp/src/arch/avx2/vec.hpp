@@ -90,7 +90,6 @@ struct F32 {
         return _mm256_cmp_ps(_mm256_sub_ps(a, a), _mm256_setzero_ps(), _CMP_NEQ_UQ);
     }
     static mask mask_or(mask a, mask b) { return _mm256_or_ps(a, b); }
-    static bool any(mask m) { return _mm256_movemask_ps(m) != 0; }
     static reg select(mask m, reg a, reg b) { return _mm256_blendv_ps(b, a, m); }
     static T hmax(reg v) {
         __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -194,7 +193,6 @@ struct F64 {
         return _mm256_cmp_pd(_mm256_sub_pd(a, a), _mm256_setzero_pd(), _CMP_NEQ_UQ);
     }
     static mask mask_or(mask a, mask b) { return _mm256_or_pd(a, b); }
-    static bool any(mask m) { return _mm256_movemask_pd(m) != 0; }
     static reg select(mask m, reg a, reg b) { return _mm256_blendv_pd(b, a, m); }
     static T hmax(reg v) {
         __m128d m = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));

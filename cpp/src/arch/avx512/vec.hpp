@@ -43,7 +43,6 @@ struct F32 {
     static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
     static reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
     // p * 2^n for integral n, with correct overflow, underflow and subnormals.
-    static reg scale_pow2(reg p, reg n) { return _mm512_scalef_ps(p, n); }
     static reg scale_pow2_or_zero(reg p, reg n, mask zero) {  // 0 in the lanes of zero
         return _mm512_maskz_scalef_ps(static_cast<mask>(~zero), p, n);
     }
@@ -60,7 +59,6 @@ struct F32 {
         return _mm512_cmp_ps_mask(_mm512_sub_ps(a, a), _mm512_setzero_ps(), _CMP_NEQ_UQ);
     }
     static mask mask_or(mask a, mask b) { return static_cast<mask>(a | b); }
-    static bool any(mask m) { return m != 0; }
     static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_ps(m, b, a); }  // m ? a : b
     static T hmax(reg v) { return _mm512_reduce_max_ps(v); }
 
@@ -118,7 +116,6 @@ struct F64 {
     static reg fnmadd(reg a, reg b, reg c) { return _mm512_fnmadd_pd(a, b, c); }
     static reg max(reg a, reg b) { return _mm512_max_pd(a, b); }
     static reg min(reg a, reg b) { return _mm512_min_pd(a, b); }
-    static reg scale_pow2(reg p, reg n) { return _mm512_scalef_pd(p, n); }
     static reg scale_pow2_or_zero(reg p, reg n, mask zero) {
         return _mm512_maskz_scalef_pd(static_cast<mask>(~zero), p, n);
     }
@@ -134,7 +131,6 @@ struct F64 {
         return _mm512_cmp_pd_mask(_mm512_sub_pd(a, a), _mm512_setzero_pd(), _CMP_NEQ_UQ);
     }
     static mask mask_or(mask a, mask b) { return static_cast<mask>(a | b); }
-    static bool any(mask m) { return m != 0; }
     static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_pd(m, b, a); }
     static T hmax(reg v) { return _mm512_reduce_max_pd(v); }
 

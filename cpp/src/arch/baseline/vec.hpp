@@ -66,7 +66,6 @@ struct Scalar {
     static mask isnan(reg a) { return a != a; }
     static mask not_finite(reg a) { return !std::isfinite(a); }
     static mask mask_or(mask a, mask b) { return a || b; }
-    static bool any(mask m) { return m; }
     static reg select(mask m, reg a, reg b) { return m ? a : b; }
     static T hmax(reg v) { return v; }
 };

@@ -104,7 +104,6 @@ struct F32 {
         return vmvnq_u32(vceqq_f32(vsubq_f32(a, a), vdupq_n_f32(0.0f)));
     }
     static mask mask_or(mask a, mask b) { return vorrq_u32(a, b); }
-    static bool any(mask m) { return vmaxvq_u32(m) != 0; }
     static reg select(mask m, reg a, reg b) { return vbslq_f32(m, a, b); }  // m ? a : b
     static T hmax(reg v) { return vmaxvq_f32(v); }  // NaN if any lane is NaN
 
@@ -188,7 +187,6 @@ struct F64 {
     static mask isnan(reg a) { return not64(vceqq_f64(a, a)); }
     static mask not_finite(reg a) { return not64(vceqq_f64(vsubq_f64(a, a), vdupq_n_f64(0.0))); }
     static mask mask_or(mask a, mask b) { return vorrq_u64(a, b); }
-    static bool any(mask m) { return vmaxvq_u32(vreinterpretq_u32_u64(m)) != 0; }
     static reg select(mask m, reg a, reg b) { return vbslq_f64(m, a, b); }
     static T hmax(reg v) { return vmaxvq_f64(v); }
 
