@@ -566,44 +566,26 @@ void logsumexp_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* ou
     }
 }
 
-// o = y * (g - sum(g * y))
+// The two backward ops, o = out(g, y, s) with s the sum over the reduction of
+// the terms accumulated by acc:
 template <class V>
-void softmax_backward_rows(const typename V::T* g, std::ptrdiff_t gs, const typename V::T* y,
-                           std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os, std::size_t rows,
-                           std::size_t n) {
-    using T = typename V::T;
-    constexpr std::size_t N = V::N;
-    for (std::size_t r = 0; r < rows; ++r, g += gs, y += ys, o += os) {
-        auto wide = V::wide_zero();
-        std::size_t i = 0;
-        while (i + N <= n) {
-            const std::size_t end = (n - i >= kBlock * N) ? i + kBlock * N : n;
-            auto s0 = V::zero(), s1 = V::zero();
-            for (; i + 2 * N <= end; i += 2 * N) {
-                s0 = V::fmadd(V::load(g + i), V::load(y + i), s0);
-                s1 = V::fmadd(V::load(g + i + N), V::load(y + i + N), s1);
-            }
-            for (; i + N <= end; i += N) s0 = V::fmadd(V::load(g + i), V::load(y + i), s0);
-            V::wide_add(wide, V::add(s0, s1));
-        }
-        if (i < n)
-            V::wide_add(wide,
-                        V::mul(V::load_partial(g + i, n - i, 0), V::load_partial(y + i, n - i, 0)));
-        const auto vs = V::set1(static_cast<T>(V::wide_hsum(wide)));
-        for (i = 0; i + N <= n; i += N)
-            V::store(o + i, V::mul(V::load(y + i), V::sub(V::load(g + i), vs)));
-        if (i < n)
-            V::store_partial(o + i, n - i,
-                             V::mul(V::load_partial(y + i, n - i, 0),
-                                    V::sub(V::load_partial(g + i, n - i, 0), vs)));
-    }
-}
+struct SoftmaxGrad {  // o = y * (g - sum(g * y))
+    using reg = typename V::reg;
+    static reg acc(reg s, reg g, reg y) { return V::fmadd(g, y, s); }
+    static reg out(reg g, reg y, reg s) { return V::mul(y, V::sub(g, s)); }
+};
 
-// o = g - exp(y) * sum(g)
 template <class V>
-void log_softmax_backward_rows(const typename V::T* g, std::ptrdiff_t gs, const typename V::T* y,
-                               std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os,
-                               std::size_t rows, std::size_t n) {
+struct LogSoftmaxGrad {  // o = g - exp(y) * sum(g)
+    using reg = typename V::reg;
+    static reg acc(reg s, reg g, reg) { return V::add(s, g); }
+    static reg out(reg g, reg y, reg s) { return V::fnmadd(vexp<V>(y), s, g); }
+};
+
+template <class V, class Op>
+void backward_rows(const typename V::T* g, std::ptrdiff_t gs, const typename V::T* y,
+                   std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os, std::size_t rows,
+                   std::size_t n) {
     using T = typename V::T;
     constexpr std::size_t N = V::N;
     for (std::size_t r = 0; r < rows; ++r, g += gs, y += ys, o += os) {
@@ -613,20 +595,22 @@ void log_softmax_backward_rows(const typename V::T* g, std::ptrdiff_t gs, const 
             const std::size_t end = (n - i >= kBlock * N) ? i + kBlock * N : n;
             auto s0 = V::zero(), s1 = V::zero();
             for (; i + 2 * N <= end; i += 2 * N) {
-                s0 = V::add(s0, V::load(g + i));
-                s1 = V::add(s1, V::load(g + i + N));
+                s0 = Op::acc(s0, V::load(g + i), V::load(y + i));
+                s1 = Op::acc(s1, V::load(g + i + N), V::load(y + i + N));
             }
-            for (; i + N <= end; i += N) s0 = V::add(s0, V::load(g + i));
+            for (; i + N <= end; i += N) s0 = Op::acc(s0, V::load(g + i), V::load(y + i));
             V::wide_add(wide, V::add(s0, s1));
         }
-        if (i < n) V::wide_add(wide, V::load_partial(g + i, n - i, 0));
+        if (i < n)  // zero fill: the missing lanes add nothing
+            V::wide_add(wide, Op::acc(V::zero(), V::load_partial(g + i, n - i, 0),
+                                      V::load_partial(y + i, n - i, 0)));
         const auto vs = V::set1(static_cast<T>(V::wide_hsum(wide)));
         for (i = 0; i + N <= n; i += N)
-            V::store(o + i, V::fnmadd(vexp<V>(V::load(y + i)), vs, V::load(g + i)));
+            V::store(o + i, Op::out(V::load(g + i), V::load(y + i), vs));
         if (i < n)
-            V::store_partial(o + i, n - i,
-                             V::fnmadd(vexp<V>(V::load_partial(y + i, n - i, 0)), vs,
-                                       V::load_partial(g + i, n - i, 0)));
+            V::store_partial(
+                o + i, n - i,
+                Op::out(V::load_partial(g + i, n - i, 0), V::load_partial(y + i, n - i, 0), vs));
     }
 }
 
@@ -770,51 +754,26 @@ void logsumexp_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* ou
     }
 }
 
-template <class V>
-void softmax_backward_cols(const typename V::T* g, std::ptrdiff_t gs, const typename V::T* y,
-                           std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os, std::size_t n,
-                           std::size_t inner) {
+template <class V, class Op>
+void backward_cols(const typename V::T* g, std::ptrdiff_t gs, const typename V::T* y,
+                   std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os, std::size_t n,
+                   std::size_t inner) {
     for (std::size_t c = 0; c < inner; c += V::N) {
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
+        const auto at = [&](const typename V::T* p, std::ptrdiff_t ps, std::size_t i) {
+            return ch.load(p + c + static_cast<std::ptrdiff_t>(i) * ps, 0);
+        };
         auto wide = V::wide_zero();
         for (std::size_t i = 0; i < n;) {
             const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
             auto s = V::zero();
-            for (; i < end; ++i) {
-                s = V::fmadd(ch.load(g + c + static_cast<std::ptrdiff_t>(i) * gs, 0),
-                             ch.load(y + c + static_cast<std::ptrdiff_t>(i) * ys, 0), s);
-            }
+            for (; i < end; ++i) s = Op::acc(s, at(g, gs, i), at(y, ys, i));
             V::wide_add(wide, s);
         }
         const auto vs = V::wide_round(wide);
-        for (std::size_t i = 0; i < n; ++i) {
-            const auto gv = ch.load(g + c + static_cast<std::ptrdiff_t>(i) * gs, 0);
-            const auto yv = ch.load(y + c + static_cast<std::ptrdiff_t>(i) * ys, 0);
-            ch.store(o + c + static_cast<std::ptrdiff_t>(i) * os, V::mul(yv, V::sub(gv, vs)));
-        }
-    }
-}
-
-template <class V>
-void log_softmax_backward_cols(const typename V::T* g, std::ptrdiff_t gs, const typename V::T* y,
-                               std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os,
-                               std::size_t n, std::size_t inner) {
-    for (std::size_t c = 0; c < inner; c += V::N) {
-        const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
-        auto wide = V::wide_zero();
-        for (std::size_t i = 0; i < n;) {
-            const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
-            auto s = V::zero();
-            for (; i < end; ++i)
-                s = V::add(s, ch.load(g + c + static_cast<std::ptrdiff_t>(i) * gs, 0));
-            V::wide_add(wide, s);
-        }
-        const auto vs = V::wide_round(wide);
-        for (std::size_t i = 0; i < n; ++i) {
-            const auto gv = ch.load(g + c + static_cast<std::ptrdiff_t>(i) * gs, 0);
-            const auto yv = ch.load(y + c + static_cast<std::ptrdiff_t>(i) * ys, 0);
-            ch.store(o + c + static_cast<std::ptrdiff_t>(i) * os, V::fnmadd(vexp<V>(yv), vs, gv));
-        }
+        for (std::size_t i = 0; i < n; ++i)
+            ch.store(o + c + static_cast<std::ptrdiff_t>(i) * os,
+                     Op::out(at(g, gs, i), at(y, ys, i), vs));
     }
 }
 
@@ -825,13 +784,13 @@ constexpr Kernels<typename V::T> make_kernels() {
         &softmax_rows<V>,
         &log_softmax_rows<V>,
         &logsumexp_rows<V>,
-        &softmax_backward_rows<V>,
-        &log_softmax_backward_rows<V>,
+        &backward_rows<V, SoftmaxGrad<V>>,
+        &backward_rows<V, LogSoftmaxGrad<V>>,
         &softmax_cols<V>,
         &log_softmax_cols<V>,
         &logsumexp_cols<V>,
-        &softmax_backward_cols<V>,
-        &log_softmax_backward_cols<V>,
+        &backward_cols<V, SoftmaxGrad<V>>,
+        &backward_cols<V, LogSoftmaxGrad<V>>,
         &exp_array<V>,
         &log_array<V>,
     };
