@@ -6,6 +6,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -16,6 +17,39 @@
 namespace fastsoftmax::bindings {
 
 namespace py = pybind11;
+
+// Raised (as fastsoftmax._core.Fallback, a ValueError) when an array needs
+// the Python layer's general path: it is not aligned to its element size, or
+// out may overlap an input. The fast path of the Python API catches it and
+// retries there, where the exact checks and conversions are done.
+struct Fallback : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// Throws Fallback when out's memory may overlap a's, unless they are the same
+// elements (same data pointer and strides: in place).
+inline void check_no_partial_overlap(const py::array& a, const py::array& out) {
+    const auto extent = [](const py::array& v, std::intptr_t& lo, std::intptr_t& hi) {
+        lo = hi = reinterpret_cast<std::intptr_t>(v.data());
+        for (py::ssize_t d = 0; d < v.ndim(); ++d) {
+            if (v.shape(d) == 0) {
+                hi = lo;  // empty: no memory
+                return;
+            }
+            const std::intptr_t span = (v.shape(d) - 1) * v.strides(d);
+            (span < 0 ? lo : hi) += span;
+        }
+        hi += v.itemsize();
+    };
+    if (a.data() == out.data() && a.ndim() == out.ndim() &&
+        std::equal(a.strides(), a.strides() + a.ndim(), out.strides()))
+        return;
+    std::intptr_t alo, ahi, olo, ohi;
+    extent(a, alo, ahi);
+    extent(out, olo, ohi);
+    if (alo < ohi && olo < ahi && alo < ahi && olo < ohi)
+        throw Fallback("out may overlap an input partially");
+}
 
 inline std::string shape_str(const py::array& a) {
     return py::str(py::tuple(py::cast(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()))));
@@ -33,7 +67,7 @@ void check_dtype(const py::array& a, const char* what) {
 template <class T>
 std::vector<std::ptrdiff_t> element_strides(const py::array& a, const char* what) {
     if (reinterpret_cast<std::uintptr_t>(a.data()) % alignof(T) != 0)
-        throw py::value_error(std::string(what) + " is not aligned to its element size");
+        throw Fallback(std::string(what) + " is not aligned to its element size");
     std::vector<std::ptrdiff_t> s(static_cast<std::size_t>(a.ndim()));
     for (py::ssize_t d = 0; d < a.ndim(); ++d) {
         if (a.strides(d) % static_cast<py::ssize_t>(sizeof(T)) != 0)

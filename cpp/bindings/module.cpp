@@ -1,6 +1,8 @@
 // fastsoftmax._core: registration only; each area lives in its own file.
 #include <pybind11/pybind11.h>
 
+#include "arrays.hpp"
+
 namespace py = pybind11;
 
 namespace fastsoftmax::bindings {
@@ -11,6 +13,7 @@ void register_config(py::module_& m);
 PYBIND11_MODULE(_core, m) {
     m.doc() =
         "fastsoftmax's compiled kernels; use the functions of the fastsoftmax package instead";
+    py::register_exception<fastsoftmax::bindings::Fallback>(m, "Fallback", PyExc_ValueError);
     fastsoftmax::bindings::register_softmax(m);
     fastsoftmax::bindings::register_config(m);
 }

@@ -25,7 +25,7 @@ void check_same_shape(const py::array& a, const py::array& b, const char* what) 
 
 // y = op(x) along axis; out=None allocates a C-contiguous result.
 template <class T>
-py::array unary(Op op, const py::array& x, py::ssize_t axis, py::object out_obj) {
+py::array unary(Op op, const py::array& x, py::ssize_t axis, py::object out_obj, bool checked) {
     check_dtype<T>(x, "x");
     const std::size_t ax = checked_axis(x, axis);
     py::array out = out_obj.is_none()
@@ -34,6 +34,7 @@ py::array unary(Op op, const py::array& x, py::ssize_t axis, py::object out_obj)
                         : out_obj.cast<py::array>();
     check_dtype<T>(out, "out");
     check_same_shape(x, out, "out");
+    if (!checked) check_no_partial_overlap(x, out);
     const Strided<const T> in = as_input<T>(x, "x");
     const Strided<T> o = as_output<T>(out, "out");
     {
@@ -45,7 +46,7 @@ py::array unary(Op op, const py::array& x, py::ssize_t axis, py::object out_obj)
 
 // out = logsumexp(x) along axis; out has x's shape without the axis.
 template <class T>
-py::array reduce(const py::array& x, py::ssize_t axis, py::object out_obj) {
+py::array reduce(const py::array& x, py::ssize_t axis, py::object out_obj, bool checked) {
     check_dtype<T>(x, "x");
     const std::size_t ax = checked_axis(x, axis);
     std::vector<py::ssize_t> rshape(x.shape(), x.shape() + x.ndim());
@@ -57,6 +58,7 @@ py::array reduce(const py::array& x, py::ssize_t axis, py::object out_obj) {
         !std::equal(rshape.begin(), rshape.end(), out.shape()))
         throw py::value_error("out has shape " + shape_str(out) + ", expected " +
                               std::string(py::str(py::tuple(py::cast(rshape)))));
+    if (!checked) check_no_partial_overlap(x, out);
     const Strided<const T> in = as_input<T>(x, "x");
     Strided<T> o = as_output<T>(out, "out");
     o.strides.insert(o.strides.begin() + static_cast<std::ptrdiff_t>(ax), 0);
@@ -69,7 +71,7 @@ py::array reduce(const py::array& x, py::ssize_t axis, py::object out_obj) {
 
 template <class T>
 py::array binary(Op op, const py::array& grad, const py::array& y, py::ssize_t axis,
-                 py::object out_obj) {
+                 py::object out_obj, bool checked) {
     check_dtype<T>(grad, "grad");
     check_dtype<T>(y, "y");
     check_same_shape(grad, y, "y");
@@ -81,6 +83,10 @@ py::array binary(Op op, const py::array& grad, const py::array& y, py::ssize_t a
             : out_obj.cast<py::array>();
     check_dtype<T>(out, "out");
     check_same_shape(grad, out, "out");
+    if (!checked) {
+        check_no_partial_overlap(grad, out);
+        check_no_partial_overlap(y, out);
+    }
     const Strided<const T> g = as_input<T>(grad, "grad");
     const Strided<const T> yy = as_input<T>(y, "y");
     const Strided<T> o = as_output<T>(out, "out");
@@ -97,34 +103,39 @@ bool is_f32(const py::array& a) { return a.dtype().equal(py::dtype::of<float>())
 
 void register_softmax(py::module_& m) {
     const auto unary_op = [](Op op) {
-        return [op](const py::array& x, py::ssize_t axis, py::object out) {
-            return is_f32(x) ? unary<float>(op, x, axis, std::move(out))
-                             : unary<double>(op, x, axis, std::move(out));
+        return [op](const py::array& x, py::ssize_t axis, py::object out, bool checked) {
+            return is_f32(x) ? unary<float>(op, x, axis, std::move(out), checked)
+                             : unary<double>(op, x, axis, std::move(out), checked);
         };
     };
     const auto binary_op = [](Op op) {
-        return [op](const py::array& g, const py::array& y, py::ssize_t axis, py::object out) {
-            return is_f32(g) ? binary<float>(op, g, y, axis, std::move(out))
-                             : binary<double>(op, g, y, axis, std::move(out));
+        return [op](const py::array& g, const py::array& y, py::ssize_t axis, py::object out,
+                    bool checked) {
+            return is_f32(g) ? binary<float>(op, g, y, axis, std::move(out), checked)
+                             : binary<double>(op, g, y, axis, std::move(out), checked);
         };
     };
     m.def("softmax", unary_op(Op::softmax), py::arg("x"), py::arg("axis"),
-          py::arg("out") = py::none(),
+          py::arg("out") = py::none(), py::arg("overlap_checked") = false,
           "softmax along a non-negative axis; float32/float64 only (see fastsoftmax.softmax)");
     m.def("log_softmax", unary_op(Op::log_softmax), py::arg("x"), py::arg("axis"),
-          py::arg("out") = py::none(), "log_softmax along a non-negative axis");
+          py::arg("out") = py::none(), py::arg("overlap_checked") = false,
+          "log_softmax along a non-negative axis");
     m.def(
         "logsumexp",
-        [](const py::array& x, py::ssize_t axis, py::object out) {
-            return is_f32(x) ? reduce<float>(x, axis, std::move(out))
-                             : reduce<double>(x, axis, std::move(out));
+        [](const py::array& x, py::ssize_t axis, py::object out, bool checked) {
+            return is_f32(x) ? reduce<float>(x, axis, std::move(out), checked)
+                             : reduce<double>(x, axis, std::move(out), checked);
         },
         py::arg("x"), py::arg("axis"), py::arg("out") = py::none(),
+        py::arg("overlap_checked") = false,
         "logsumexp along a non-negative axis; the result drops that axis");
     m.def("softmax_backward", binary_op(Op::softmax_backward), py::arg("grad"), py::arg("y"),
-          py::arg("axis"), py::arg("out") = py::none(), "y * (grad - sum(grad * y))");
+          py::arg("axis"), py::arg("out") = py::none(), py::arg("overlap_checked") = false,
+          "y * (grad - sum(grad * y))");
     m.def("log_softmax_backward", binary_op(Op::log_softmax_backward), py::arg("grad"),
-          py::arg("y"), py::arg("axis"), py::arg("out") = py::none(), "grad - exp(y) * sum(grad)");
+          py::arg("y"), py::arg("axis"), py::arg("out") = py::none(),
+          py::arg("overlap_checked") = false, "grad - exp(y) * sum(grad)");
 }
 
 }  // namespace fastsoftmax::bindings

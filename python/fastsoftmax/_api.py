@@ -136,30 +136,20 @@ def _unflatten_axes(r: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...]
 
 
 def _fast_axis(x: np.ndarray, axis: Any, out: Any) -> int:
-    """The non-negative axis when (x, axis, out) can go straight to the kernel, else -1.
+    """The non-negative axis when (x, axis, out) may go straight to the kernel, else -1.
 
     That is the common case, kept cheap: x (an ndarray: callers check its exact
-    type first) is aligned float32/float64, axis an in-range int, and out is None,
-    x itself, or an aligned array of x's shape and dtype that does not overlap x.
-    Everything else takes the general path, which checks and converts.
+    type first) is float32/float64, axis an in-range int, and out is None or an
+    array of x's shape and dtype. The binding checks the rest (alignment, overlap)
+    and raises _core.Fallback when the general path must take over.
     """
     dt = x.dtype
-    if not ((dt is _F32 or dt is _F64) and type(axis) is int and x.flags.aligned):
+    if not ((dt is _F32 or dt is _F64) and type(axis) is int):
         return -1
     ndim = x.ndim
     if not -ndim <= axis < ndim:
         return -1
-    if (
-        out is None
-        or out is x
-        or (
-            type(out) is np.ndarray
-            and out.dtype is dt
-            and out.shape == x.shape
-            and out.flags.aligned
-            and not np.may_share_memory(x, out)
-        )
-    ):
+    if out is None or (type(out) is np.ndarray and out.dtype is dt and out.shape == x.shape):
         return axis % ndim
     return -1
 
@@ -203,8 +193,8 @@ def _elementwise(
     if out is None:
         r = kernel(*arrays, ax, None)
         return r if result == work else r.astype(result)
-    if _direct_out(out, work):
-        return kernel(*arrays, ax, out)
+    if _direct_out(out, work):  # (_check_overlap has proven that out overlaps no input)
+        return kernel(*arrays, ax, out, True)
     np.copyto(out, kernel(*arrays, ax, None), casting="unsafe")
     return out
 
@@ -244,7 +234,10 @@ def softmax(x: npt.ArrayLike, axis: AxisLike = -1, *, out: np.ndarray | None = N
     The GIL is released while the kernel runs.
     """
     if type(x) is np.ndarray and (ax := _fast_axis(x, axis, out)) >= 0:
-        return _core.softmax(x, ax, out)
+        try:
+            return _core.softmax(x, ax, out)
+        except _core.Fallback:
+            pass
     return _elementwise(_core.softmax, (x,), ("x",), axis, out)
 
 
@@ -268,7 +261,10 @@ def log_softmax(
     gives NaN at the ``+inf`` entries and ``-inf`` elsewhere.
     """
     if type(x) is np.ndarray and (ax := _fast_axis(x, axis, out)) >= 0:
-        return _core.log_softmax(x, ax, out)
+        try:
+            return _core.log_softmax(x, ax, out)
+        except _core.Fallback:
+            pass
     return _elementwise(_core.log_softmax, (x,), ("x",), axis, out)
 
 
@@ -352,17 +348,23 @@ def logsumexp(
     else a ``+inf`` gives ``+inf``, only ``-inf`` entries give ``-inf``, and an
     empty axis gives ``-inf``.
     """
-    if not keepdims and type(x) is np.ndarray and (fast := _fast_axis(x, axis, None)) >= 0:
-        if out is None:
-            return _core.logsumexp(x, fast, None)
-        if (
-            type(out) is np.ndarray
-            and out.dtype is x.dtype
-            and out.shape == x.shape[:fast] + x.shape[fast + 1 :]
-            and out.flags.aligned
-            and not np.may_share_memory(x, out)
-        ):
+    if (
+        not keepdims
+        and type(x) is np.ndarray
+        and (fast := _fast_axis(x, axis, None)) >= 0
+        and (
+            out is None
+            or (
+                type(out) is np.ndarray
+                and out.dtype is x.dtype
+                and out.shape == x.shape[:fast] + x.shape[fast + 1 :]
+            )
+        )
+    ):
+        try:
             return _core.logsumexp(x, fast, out)
+        except _core.Fallback:
+            pass
     if out is not None:
         _check_overlap(out, x)
     a, result = _prepare(x, "x")
@@ -377,7 +379,7 @@ def logsumexp(
     if out is not None:
         _check_out(out, kept if keepdims else reduced, result)
     if out is not None and _direct_out(out, a.dtype):
-        _core.logsumexp(a, ax, np.squeeze(out, axis=axes) if keepdims else out)
+        _core.logsumexp(a, ax, np.squeeze(out, axis=axes) if keepdims else out, True)
         return out
     r = _core.logsumexp(a, ax, None)
     if out is not None:

@@ -1,15 +1,34 @@
 # Hand-written stubs for the compiled module (cpp/bindings/). Axes are
 # non-negative and dtypes float32/float64 here: fastsoftmax._api normalizes them.
+# overlap_checked=True: the caller has proven that out overlaps no input exactly;
+# otherwise a possible overlap (by address ranges) or a misaligned array raises
+# Fallback, and the Python layer's general path takes over.
 import numpy as np
 
-def softmax(x: np.ndarray, axis: int, out: np.ndarray | None = None) -> np.ndarray: ...
-def log_softmax(x: np.ndarray, axis: int, out: np.ndarray | None = None) -> np.ndarray: ...
-def logsumexp(x: np.ndarray, axis: int, out: np.ndarray | None = None) -> np.ndarray: ...
+class Fallback(ValueError): ...
+
+def softmax(
+    x: np.ndarray, axis: int, out: np.ndarray | None = None, overlap_checked: bool = False
+) -> np.ndarray: ...
+def log_softmax(
+    x: np.ndarray, axis: int, out: np.ndarray | None = None, overlap_checked: bool = False
+) -> np.ndarray: ...
+def logsumexp(
+    x: np.ndarray, axis: int, out: np.ndarray | None = None, overlap_checked: bool = False
+) -> np.ndarray: ...
 def softmax_backward(
-    grad: np.ndarray, y: np.ndarray, axis: int, out: np.ndarray | None = None
+    grad: np.ndarray,
+    y: np.ndarray,
+    axis: int,
+    out: np.ndarray | None = None,
+    overlap_checked: bool = False,
 ) -> np.ndarray: ...
 def log_softmax_backward(
-    grad: np.ndarray, y: np.ndarray, axis: int, out: np.ndarray | None = None
+    grad: np.ndarray,
+    y: np.ndarray,
+    axis: int,
+    out: np.ndarray | None = None,
+    overlap_checked: bool = False,
 ) -> np.ndarray: ...
 def simd_target() -> str: ...
 def targets() -> list[tuple[str, bool, bool]]: ...
