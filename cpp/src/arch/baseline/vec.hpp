@@ -41,8 +41,11 @@ struct Scalar {
     static reg max(reg a, reg b) { return a > b ? a : b; }
     static reg min(reg a, reg b) { return a < b ? a : b; }
     static Bits pow2_bits(Bits e) { return (e + Bias) << MantBits; }
+    // p * 2^n for integral n in [-2 * Bias, 2 * Bias]; outside it (n infinite or
+    // NaN: then p is NaN too, and so is the result) no integer conversion is
+    // attempted, which would be undefined behaviour.
     static reg scale_pow2(reg p, reg n) {
-        if (n != n) return n;
+        if (!(std::fabs(n) <= T(2 * Bias))) return p * n;
         const auto ni = static_cast<std::int64_t>(n);
         const auto n1 = ni >= 0 ? ni / 2 : -((-ni + 1) / 2);  // floor(n / 2)
         const auto n2 = ni - n1;
