@@ -235,19 +235,22 @@ struct MaxSum {
 };
 
 // One read of the row: per 4 KiB block, the block maximum (from memory), then
-// the block's sum of exp(x - running max) (from L1). The running sum is
-// rescaled only when the maximum grows.
-template <class V>
-MaxSum row_online_max_sum(const typename V::T* x, std::size_t n) {
+// block(b, i, len, ref) (from L1), which returns the block's sum of
+// exp(x - ref) against the running maximum ref (-inf for a block of -inf
+// entries, whose exponentials are 0). The running sum is rescaled only when
+// the maximum grows. special: the maximum is not finite or a NaN was seen.
+template <class V, class Block>
+MaxSum online_max_sum(const typename V::T* x, std::size_t n, Block&& block) {
     using T = typename V::T;
     constexpr std::size_t B = kBlock * V::N;
     T m = neg_inf<T>();
     NeumaierSum sum;
-    for (std::size_t i = 0; i < n; i += B) {
+    for (std::size_t b = 0, i = 0; i < n; ++b, i += B) {
         const std::size_t len = (n - i < B) ? n - i : B;
         const T bm = row_max<V>(x + i, len);
         if (!(bm > neg_inf<T>())) {  // block of -inf (or a NaN the max dropped)
             if (bm != bm || has_nan(x + i, len)) return {0, 0, true};
+            block(b, i, len, neg_inf<T>());
             continue;
         }
         if (!std::isfinite(bm)) return {0, 0, true};
@@ -259,11 +262,19 @@ MaxSum row_online_max_sum(const typename V::T* x, std::size_t n) {
             }
             m = bm;
         }
-        sum.add(stretch_sum_exp<V>(x + i, len, m));
+        sum.add(block(b, i, len, m));
     }
     const double s = sum.value();
     if (!std::isfinite(m) || s != s) return {0, 0, true};
     return {static_cast<double>(m), s, false};
+}
+
+template <class V>
+MaxSum row_online_max_sum(const typename V::T* x, std::size_t n) {
+    return online_max_sum<V>(
+        x, n, [x](std::size_t, std::size_t i, std::size_t len, typename V::T ref) {
+            return ref == neg_inf<typename V::T>() ? 0.0 : stretch_sum_exp<V>(x + i, len, ref);
+        });
 }
 
 // ------------------------------------------------------------ short rows --
@@ -396,30 +407,13 @@ void softmax_long_row(const typename V::T* x, typename V::T* y, std::size_t n) {
     constexpr std::size_t B = kBlock * V::N;
     const std::size_t blocks = (n + B - 1) / B;
     Scratch<T> refs(blocks);  // the running max each block's exp was taken against
-    T m = neg_inf<T>();
-    NeumaierSum sum;
-    for (std::size_t b = 0, i = 0; b < blocks; ++b, i += B) {
-        const std::size_t len = (n - i < B) ? n - i : B;
-        const T bm = row_max<V>(x + i, len);
-        if (!(bm > neg_inf<T>())) {  // a block of -inf (or a NaN the max dropped)
-            if (bm != bm || has_nan(x + i, len)) return softmax_special(y, 1, n);
-            refs.data[b] = neg_inf<T>();
-            continue;  // its exponentials are 0: written in the second pass
-        }
-        if (!std::isfinite(bm)) return softmax_special(y, 1, n);  // +inf
-        if (bm > m) {
-            if (sum.value() != 0.0) {
-                const double f = std::exp(static_cast<double>(m) - static_cast<double>(bm));
-                sum.sum *= f;
-                sum.comp *= f;
-            }
-            m = bm;
-        }
-        refs.data[b] = m;
-        sum.add(row_store_exp_sum<V>(x + i, y + i, len, m));
-    }
-    const double s = sum.value();
-    if (s != s || m == neg_inf<T>()) return softmax_special(y, 1, n);  // a NaN, or only -inf
+    const MaxSum ms =
+        online_max_sum<V>(x, n, [&](std::size_t b, std::size_t i, std::size_t len, T ref) {
+            refs.data[b] = ref;  // -inf: its exponentials are 0, written below
+            return ref == neg_inf<T>() ? 0.0 : row_store_exp_sum<V>(x + i, y + i, len, ref);
+        });
+    if (ms.special) return softmax_special(y, 1, n);
+    const double m = ms.max, s = ms.sum;
     for (std::size_t b = 0, i = 0; b < blocks; ++b, i += B) {
         const std::size_t len = (n - i < B) ? n - i : B;
         const T ref = refs.data[b];
@@ -427,8 +421,7 @@ void softmax_long_row(const typename V::T* x, typename V::T* y, std::size_t n) {
             fill_strided(y + i, 1, len, T(0));
             continue;
         }
-        const auto vf =
-            Factor<V>::of(std::exp(static_cast<double>(ref) - static_cast<double>(m)) / s);
+        const auto vf = Factor<V>::of(std::exp(static_cast<double>(ref) - m) / s);
         map_row<V>(y + i, y + i, len, [vf](typename V::reg v) { return vf.apply(v); }, false);
     }
 }
