@@ -8,6 +8,7 @@ namespace py = pybind11;
 namespace fastsoftmax::bindings {
 void register_softmax(py::module_& m);
 void register_config(py::module_& m);
+void register_cross_entropy(py::module_& m);
 }  // namespace fastsoftmax::bindings
 
 PYBIND11_MODULE(_core, m) {
@@ -15,5 +16,6 @@ PYBIND11_MODULE(_core, m) {
         "fastsoftmax's compiled kernels; use the functions of the fastsoftmax package instead";
     py::register_exception<fastsoftmax::bindings::Fallback>(m, "Fallback", PyExc_ValueError);
     fastsoftmax::bindings::register_softmax(m);
+    fastsoftmax::bindings::register_cross_entropy(m);
     fastsoftmax::bindings::register_config(m);
 }

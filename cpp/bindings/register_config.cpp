@@ -1,5 +1,5 @@
 // _core.simd_target, targets, set_target, build_info and the element-wise
-// exp/log of the active target (for the tests of the vector math).
+// exp/log/tanh of the active target (for the tests of the vector math).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -9,12 +9,15 @@
 #include "arrays.hpp"
 #include "build_info.hpp"
 #include "fastsoftmax/dispatch.hpp"
+#include "fastsoftmax/kernels.hpp"
 
 namespace fastsoftmax::bindings {
 namespace {
 
+enum class Fn { exp, log, tanh };
+
 template <class T>
-py::array elementwise(const py::array& x, bool is_log, py::object out_obj) {
+py::array elementwise(const py::array& x, Fn fn, py::object out_obj) {
     check_dtype<T>(x, "x");
     const auto contiguous_1d = [](const py::array& a) {
         return a.ndim() == 1 &&
@@ -34,18 +37,15 @@ py::array elementwise(const py::array& x, bool is_log, py::object out_obj) {
     const auto n = static_cast<std::size_t>(x.shape(0));
     {
         py::gil_scoped_release release;
-        const KernelTable& t = active_kernels();
-        if constexpr (sizeof(T) == 4)
-            (is_log ? t.f32.log : t.f32.exp)(in, o, n);
-        else
-            (is_log ? t.f64.log : t.f64.exp)(in, o, n);
+        const Kernels<T>& k = kernels_of<T>(active_kernels());
+        (fn == Fn::exp ? k.exp : fn == Fn::log ? k.log : k.tanh)(in, o, n);
     }
     return out;
 }
 
-py::array elementwise_any(const py::array& x, bool is_log, py::object out) {
-    return x.dtype().equal(py::dtype::of<float>()) ? elementwise<float>(x, is_log, std::move(out))
-                                                   : elementwise<double>(x, is_log, std::move(out));
+py::array elementwise_any(const py::array& x, Fn fn, py::object out) {
+    return x.dtype().equal(py::dtype::of<float>()) ? elementwise<float>(x, fn, std::move(out))
+                                                   : elementwise<double>(x, fn, std::move(out));
 }
 
 }  // namespace
@@ -87,15 +87,22 @@ void register_config(py::module_& m) {
     m.def(
         "vexp",
         [](const py::array& x, py::object out) {
-            return elementwise_any(x, false, std::move(out));
+            return elementwise_any(x, Fn::exp, std::move(out));
         },
         py::arg("x"), py::arg("out") = py::none(),
         "our vectorized exp on a contiguous 1-d float32/float64 array (active target)");
     m.def(
         "vlog",
-        [](const py::array& x, py::object out) { return elementwise_any(x, true, std::move(out)); },
+        [](const py::array& x, py::object out) { return elementwise_any(x, Fn::log, std::move(out)); },
         py::arg("x"), py::arg("out") = py::none(),
         "our vectorized log on a contiguous 1-d float32/float64 array (active target)");
+    m.def(
+        "vtanh",
+        [](const py::array& x, py::object out) {
+            return elementwise_any(x, Fn::tanh, std::move(out));
+        },
+        py::arg("x"), py::arg("out") = py::none(),
+        "our vectorized tanh (softcap) on a contiguous 1-d float32/float64 array (active target)");
 }
 
 }  // namespace fastsoftmax::bindings

@@ -13,71 +13,15 @@
 
 #include "fastsoftmax/dispatch.hpp"
 #include "fastsoftmax/kernels.hpp"
+#include "nd_walk.hpp"
 
 namespace fastsoftmax {
 namespace {
 
-constexpr std::size_t kMaxOperands = 3;
-
-// The axes other than the reduction axis, with one stride per operand.
-struct Dim {
-    std::size_t size;
-    std::ptrdiff_t stride[kMaxOperands];
-};
-
-// Merge neighbouring axes that step through memory as one (C order).
-std::vector<Dim> coalesce(const std::vector<Dim>& dims, std::size_t k) {
-    std::vector<Dim> out;
-    for (const Dim& d : dims) {
-        if (!out.empty()) {
-            Dim& prev = out.back();
-            bool merge = true;
-            for (std::size_t a = 0; a < k; ++a)
-                merge =
-                    merge && prev.stride[a] == d.stride[a] * static_cast<std::ptrdiff_t>(d.size);
-            if (merge) {
-                prev.size *= d.size;
-                for (std::size_t a = 0; a < k; ++a) prev.stride[a] = d.stride[a];
-                continue;
-            }
-        }
-        out.push_back(d);
-    }
-    return out;
-}
-
-// Calls f(offsets) for every index of `dims` (C order); offsets in elements.
-template <class F>
-void for_each_index(const std::vector<Dim>& dims, std::size_t k, F&& f) {
-    std::vector<std::size_t> idx(dims.size(), 0);
-    std::ptrdiff_t off[kMaxOperands] = {0, 0, 0};
-    for (;;) {
-        f(off);
-        std::size_t d = dims.size();
-        for (;;) {
-            if (d == 0) return;
-            --d;
-            if (++idx[d] < dims[d].size) {
-                for (std::size_t a = 0; a < k; ++a) off[a] += dims[d].stride[a];
-                break;
-            }
-            for (std::size_t a = 0; a < k; ++a)
-                off[a] -= dims[d].stride[a] * static_cast<std::ptrdiff_t>(dims[d].size - 1);
-            idx[d] = 0;
-        }
-    }
-}
-
-template <class T>
-const Kernels<T>& kernels_for(const KernelTable& t);
-template <>
-const Kernels<float>& kernels_for<float>(const KernelTable& t) {
-    return t.f32;
-}
-template <>
-const Kernels<double>& kernels_for<double>(const KernelTable& t) {
-    return t.f64;
-}
+using nd::coalesce;
+using nd::Dim;
+using nd::for_each_index;
+using nd::kMaxOperands;
 
 template <class T>
 void call_rows(const Kernels<T>& k, Op op, const T* a, std::ptrdiff_t as, const T* b,
@@ -124,7 +68,7 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
     const std::size_t k = in1 ? 3 : 2;  // operands: in0, [in1], out (last)
     const std::size_t o = k - 1;
     const std::size_t n = shape[axis];
-    const Kernels<T>& kern = kernels_for<T>(active_kernels());
+    const Kernels<T>& kern = kernels_of<T>(active_kernels());
 
     std::ptrdiff_t axis_stride[kMaxOperands] = {in0.strides[axis], in1 ? in1->strides[axis] : 0, 0};
     axis_stride[o] = reduce ? 0 : out.strides[axis];

@@ -1,4 +1,4 @@
-"""fastsoftmax: SIMD softmax, log_softmax and logsumexp for NumPy arrays.
+"""fastsoftmax: SIMD softmax, log_softmax, logsumexp and cross-entropy for NumPy arrays.
 
 The compiled kernels live in the private module ``fastsoftmax._core``; use the
 functions exported here.
@@ -24,6 +24,7 @@ from ._api import (
     softmax,
     softmax_backward,
 )
+from ._cross_entropy import cross_entropy, cross_entropy_backward
 from ._config import show_config, simd_target, simd_targets
 
 try:
@@ -33,6 +34,8 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - not installed
 
 __all__ = [
     "__version__",
+    "cross_entropy",
+    "cross_entropy_backward",
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",

@@ -10,6 +10,8 @@
 
 #include <cstddef>
 
+#include "fastsoftmax/cross_entropy.hpp"
+
 namespace fastsoftmax {
 
 using std::ptrdiff_t;
@@ -39,9 +41,14 @@ struct Kernels {
     void (*log_softmax_backward_cols)(const T* g, ptrdiff_t gs, const T* y, ptrdiff_t ys, T* o,
                                       ptrdiff_t os, size_t n, size_t inner);
 
+    // cross-entropy over a batch of contiguous rows (see cross_entropy.hpp);
+    // labels in range, n >= 1
+    CeSums (*cross_entropy_rows)(const CeRows<T>& rows, const CeOptions<T>& options);
+
     // Element-wise vector math on contiguous arrays (exposed for the ULP tests).
     void (*exp)(const T* x, T* y, size_t n);
     void (*log)(const T* x, T* y, size_t n);
+    void (*tanh)(const T* x, T* y, size_t n);
 };
 
 struct KernelTable {
@@ -49,6 +56,15 @@ struct KernelTable {
     Kernels<float> f32;
     Kernels<double> f64;
 };
+
+// The table's kernels for element type T.
+template <class T>
+const Kernels<T>& kernels_of(const KernelTable& t) {
+    if constexpr (sizeof(T) == sizeof(float))
+        return t.f32;
+    else
+        return t.f64;
+}
 
 // One per compiled target; cpp/src/arch/instantiate.cpp, compiled once per target.
 const KernelTable& baseline_kernels();

@@ -14,9 +14,35 @@
 // clang-format off
 #include FASTSOFTMAX_STR(arch/FASTSOFTMAX_TARGET/vec.hpp)
 // clang-format on
+#include "generic/cross_entropy.hpp"
 #include "generic/softmax.hpp"
 
 namespace fastsoftmax {
+
+namespace FASTSOFTMAX_TARGET {
+
+// All kernels of one element type, for the KernelTable.
+template <class V>
+constexpr Kernels<typename V::T> make_kernels() {
+    return Kernels<typename V::T>{
+        &softmax_rows<V>,
+        &log_softmax_rows<V>,
+        &logsumexp_rows<V>,
+        &backward_rows<V, SoftmaxGrad<V>>,
+        &backward_rows<V, LogSoftmaxGrad<V>>,
+        &softmax_cols<V>,
+        &log_softmax_cols<V>,
+        &logsumexp_cols<V>,
+        &backward_cols<V, SoftmaxGrad<V>>,
+        &backward_cols<V, LogSoftmaxGrad<V>>,
+        &cross_entropy_rows<V>,
+        &exp_array<V>,
+        &log_array<V>,
+        &tanh_array<V>,
+    };
+}
+
+}  // namespace FASTSOFTMAX_TARGET
 
 const KernelTable& FASTSOFTMAX_CAT(FASTSOFTMAX_TARGET, _kernels)() {
     namespace isa = FASTSOFTMAX_TARGET;

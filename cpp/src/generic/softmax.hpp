@@ -234,20 +234,29 @@ struct MaxSum {
     bool special;  // the maximum is not finite or a NaN was seen: use special_rows.hpp
 };
 
+struct SameMax {
+    template <class T>
+    T operator()(T m) const {
+        return m;
+    }
+};
+
 // One read of the row: per 4 KiB block, the block maximum (from memory), then
 // block(b, i, len, ref) (from L1), which returns the block's sum of
 // exp(x - ref) against the running maximum ref (-inf for a block of -inf
 // entries, whose exponentials are 0). The running sum is rescaled only when
 // the maximum grows. special: the maximum is not finite or a NaN was seen.
-template <class V, class Block>
-MaxSum online_max_sum(const typename V::T* x, std::size_t n, Block&& block) {
+// map_max: the block's values are f(x) for an increasing f (cross_entropy's
+// soft-capping), so their maximum is f(max x).
+template <class V, class Block, class MapMax = SameMax>
+MaxSum online_max_sum(const typename V::T* x, std::size_t n, Block&& block, MapMax map_max = {}) {
     using T = typename V::T;
     constexpr std::size_t B = kBlock * V::N;
     T m = neg_inf<T>();
     NeumaierSum sum;
     for (std::size_t b = 0, i = 0; i < n; ++b, i += B) {
         const std::size_t len = (n - i < B) ? n - i : B;
-        const T bm = row_max<V>(x + i, len);
+        const T bm = map_max(row_max<V>(x + i, len));
         if (!(bm > neg_inf<T>())) {  // block of -inf (or a NaN the max dropped)
             if (bm != bm || has_nan(x + i, len)) return {0, 0, true};
             block(b, i, len, neg_inf<T>());
@@ -768,25 +777,6 @@ void backward_cols(const typename V::T* g, std::ptrdiff_t gs, const typename V::
             ch.store(o + c + static_cast<std::ptrdiff_t>(i) * os,
                      Op::out(at(g, gs, i), at(y, ys, i), vs));
     }
-}
-
-// All kernels of one element type, for the KernelTable.
-template <class V>
-constexpr Kernels<typename V::T> make_kernels() {
-    return Kernels<typename V::T>{
-        &softmax_rows<V>,
-        &log_softmax_rows<V>,
-        &logsumexp_rows<V>,
-        &backward_rows<V, SoftmaxGrad<V>>,
-        &backward_rows<V, LogSoftmaxGrad<V>>,
-        &softmax_cols<V>,
-        &log_softmax_cols<V>,
-        &logsumexp_cols<V>,
-        &backward_cols<V, SoftmaxGrad<V>>,
-        &backward_cols<V, LogSoftmaxGrad<V>>,
-        &exp_array<V>,
-        &log_array<V>,
-    };
 }
 
 }  // namespace fastsoftmax::FASTSOFTMAX_TARGET

@@ -1,0 +1,189 @@
+// _core.cross_entropy: the fused loss and gradient. The Python layer
+// (fastsoftmax/_cross_entropy.py) has normalized every argument; the checks
+// here guard the C++ boundary (shapes, dtypes, lengths), so that no call can
+// read or write out of bounds.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+#include "arrays.hpp"
+#include "fastsoftmax/cross_entropy.hpp"
+
+namespace fastsoftmax::bindings {
+namespace {
+
+std::vector<py::ssize_t> dims_of(const py::array& a) {
+    return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
+}
+
+void expect_shape(const py::array& a, const std::vector<py::ssize_t>& shape, const char* what) {
+    if (dims_of(a) != shape)
+        throw py::value_error(std::string(what) + " has shape " + shape_str(a) + ", expected " +
+                              std::string(py::str(py::tuple(py::cast(shape)))));
+}
+
+// A per-example operand (labels, lse): its strides, with 0 inserted at the class axis.
+template <class E>
+CeArray<const E> per_example(const py::array& a, std::size_t axis, const char* what) {
+    CeArray<const E> c{static_cast<const E*>(a.data()), element_strides<E>(a, what)};
+    c.strides.insert(c.strides.begin() + static_cast<std::ptrdiff_t>(axis), 0);
+    return c;
+}
+
+// A C-contiguous float64 array of `count` elements (the per-example losses and scales).
+double* contiguous_f64(const py::array& a, std::size_t count, const char* what) {
+    if (!a.dtype().equal(py::dtype::of<double>()) || !(a.flags() & py::array::c_style) ||
+        static_cast<std::size_t>(a.size()) != count)
+        throw py::value_error(std::string(what) + " must be a C-contiguous float64 array of " +
+                              std::to_string(count) + " elements");
+    return static_cast<double*>(const_cast<void*>(a.data()));
+}
+
+std::string index_str(const std::vector<std::size_t>& idx) {
+    std::string s = "(";
+    for (std::size_t i = 0; i < idx.size(); ++i)
+        s += std::to_string(idx[i]) + (idx.size() == 1 ? "," : i + 1 < idx.size() ? ", " : "");
+    return s + ")";
+}
+
+template <class T>
+double run(const py::array& logits, std::size_t axis, const py::object& labels_obj,
+           const py::object& target_obj, const py::object& lse_obj, const py::object& grad_obj,
+           const py::object& scale_obj, const py::object& loss_obj, Reduction reduction,
+           const py::object& weight_obj, double smoothing, double z_loss, double softcap,
+           std::int64_t ignore_index) {
+    check_dtype<T>(logits, "logits");
+    if (axis >= static_cast<std::size_t>(logits.ndim()))
+        throw py::value_error("axis " + std::to_string(axis) + " is out of range");
+    const std::vector<py::ssize_t> shape = dims_of(logits);
+    std::vector<py::ssize_t> ex_shape = shape;
+    ex_shape.erase(ex_shape.begin() + static_cast<std::ptrdiff_t>(axis));
+    std::size_t examples = 1;
+    for (py::ssize_t s : ex_shape) examples *= static_cast<std::size_t>(s);
+    const auto n = static_cast<std::size_t>(shape[axis]);
+
+    CeOptions<T> o;
+    o.smoothing = smoothing;
+    o.z_loss = z_loss;
+    o.softcap = static_cast<T>(softcap);
+    o.ignore_index = ignore_index;
+    o.weight_sum = static_cast<double>(n);
+    py::array weight;
+    if (!weight_obj.is_none()) {
+        weight = weight_obj.cast<py::array>();
+        check_dtype<T>(weight, "weight");
+        if (weight.ndim() != 1 || static_cast<std::size_t>(weight.shape(0)) != n ||
+            !(weight.flags() & py::array::c_style))
+            throw py::value_error("weight must be a contiguous array of " + std::to_string(n) +
+                                  " class weights");
+        element_strides<T>(weight, "weight");
+        o.weight = static_cast<const T*>(weight.data());
+        double w = 0;
+        for (std::size_t c = 0; c < n; ++c) w += static_cast<double>(o.weight[c]);
+        o.weight_sum = w;
+    }
+
+    const CeArray<const T> x{static_cast<const T*>(logits.data()),
+                             element_strides<T>(logits, "logits")};
+    // (a default py::array is an empty array, not None: keep the flags apart)
+    const bool has_labels = !labels_obj.is_none(), has_target = !has_labels;
+    const bool has_lse = !lse_obj.is_none();
+    py::array labels, target, lse, grad, scale, loss;
+    CeArray<const std::int64_t> lab;
+    CeArray<const T> tgt, ls;
+    if (has_labels) {
+        labels = labels_obj.cast<py::array>();
+        check_dtype<std::int64_t>(labels, "labels");
+        expect_shape(labels, ex_shape, "labels");
+        lab = per_example<std::int64_t>(labels, axis, "labels");
+    } else {
+        target = target_obj.cast<py::array>();
+        check_dtype<T>(target, "target");
+        expect_shape(target, shape, "target");
+        tgt = CeArray<const T>{static_cast<const T*>(target.data()),
+                               element_strides<T>(target, "target")};
+    }
+    if (has_lse) {
+        lse = lse_obj.cast<py::array>();
+        check_dtype<T>(lse, "lse");
+        expect_shape(lse, ex_shape, "lse");
+        ls = per_example<T>(lse, axis, "lse");
+    }
+    CeArray<T> g;
+    if (!grad_obj.is_none()) {
+        grad = grad_obj.cast<py::array>();
+        check_dtype<T>(grad, "grad");
+        expect_shape(grad, shape, "grad");
+        const Strided<T> gs = as_output<T>(grad, "grad");
+        g = CeArray<T>{gs.data, gs.strides};
+        if (!(grad.data() == logits.data() &&
+              std::equal(grad.strides(), grad.strides() + grad.ndim(), logits.strides())))
+            check_no_partial_overlap(logits, grad);
+        if (has_target) check_no_partial_overlap(target, grad);
+        if (has_labels) check_no_partial_overlap(labels, grad);
+        if (o.weight) check_no_partial_overlap(weight, grad);
+        if (has_lse) check_no_partial_overlap(lse, grad);
+    }
+    const double* sc = nullptr;
+    double* lo = nullptr;
+    if (!scale_obj.is_none()) {
+        scale = scale_obj.cast<py::array>();
+        sc = contiguous_f64(scale, examples, "grad_scale");
+    }
+    if (!loss_obj.is_none()) {
+        loss = loss_obj.cast<py::array>();
+        if (!loss.writeable()) throw py::value_error("loss is read-only");
+        lo = contiguous_f64(loss, examples, "loss");
+    }
+
+    const std::vector<std::size_t> ushape = shape_of(logits);
+    double result = 0;
+    try {
+        py::gil_scoped_release release;
+        result = cross_entropy<T>(ushape, axis, x, has_labels ? &lab : nullptr,
+                                  has_target ? &tgt : nullptr, has_lse ? &ls : nullptr, g, sc, lo,
+                                  reduction, o);
+    } catch (const BadLabel& bad) {
+        throw py::value_error("label " + std::to_string(bad.value) + " at position " +
+                              index_str(bad.index) + " is outside [0, " + std::to_string(n) +
+                              ") and is not ignore_index (" + std::to_string(ignore_index) + ")");
+    } catch (const std::invalid_argument& e) {
+        throw py::value_error(e.what());
+    }
+    return result;
+}
+
+}  // namespace
+
+void register_cross_entropy(py::module_& m) {
+    m.def(
+        "cross_entropy",
+        [](const py::array& logits, std::size_t axis, py::object labels, py::object target,
+           py::object lse, py::object grad, py::object grad_scale, py::object loss,
+           const std::string& reduction, py::object weight, double smoothing, double z_loss,
+           double softcap, std::int64_t ignore_index) {
+            Reduction red;
+            if (reduction == "none")
+                red = Reduction::none;
+            else if (reduction == "sum")
+                red = Reduction::sum;
+            else if (reduction == "mean")
+                red = Reduction::mean;
+            else
+                throw py::value_error("unknown reduction '" + reduction + "'");
+            const bool f32 = logits.dtype().equal(py::dtype::of<float>());
+            return f32 ? run<float>(logits, axis, labels, target, lse, grad, grad_scale, loss, red,
+                                    weight, smoothing, z_loss, softcap, ignore_index)
+                       : run<double>(logits, axis, labels, target, lse, grad, grad_scale, loss,
+                                     red, weight, smoothing, z_loss, softcap, ignore_index);
+        },
+        py::arg("logits"), py::arg("axis"), py::arg("labels"), py::arg("target"), py::arg("lse"),
+        py::arg("grad"), py::arg("grad_scale"), py::arg("loss"), py::arg("reduction"),
+        py::arg("weight"), py::arg("label_smoothing"), py::arg("z_loss"), py::arg("softcap"),
+        py::arg("ignore_index"),
+        "fused softmax cross-entropy (see fastsoftmax.cross_entropy); returns the reduced loss");
+}
+
+}  // namespace fastsoftmax::bindings

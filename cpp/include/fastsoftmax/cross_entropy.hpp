@@ -1,0 +1,88 @@
+// The fused softmax cross-entropy: the ISA-free interface between the N-d
+// driver (cpp/src/cross_entropy.cpp) and the per-target row kernels
+// (cpp/src/generic/cross_entropy.hpp).
+//
+// Per example (a row x of n logits; x' = softcap * tanh(x / softcap) when
+// soft-capping, else x; lse = logsumexp(x'); eps = label_smoothing; w the
+// class weights, all 1 without them, W = sum(w)):
+//   integer label y: ce = (1 - eps) * w[y] * (lse - x'[y])
+//                        + eps / n * sum_c w[c] * (lse - x'[c])
+//   probabilities t: ce = sum_c w[c] * t'[c] * (lse - x'[c]),  t' = (1 - eps) t + eps / n
+//   z-loss         :  z = z_loss * lse^2
+// and the gradient with respect to x, scaled by s_ce (ce) and s_z (z):
+//   d/dx'[c] = s_ce * (dce/dx'[c]) + s_z * 2 * z_loss * lse * softmax(x')[c],
+//   d/dx[c]  = d/dx'[c] * (1 - tanh(x[c] / softcap)^2)    (soft-capping)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace fastsoftmax {
+
+// Options shared by every row of a call.
+template <class T>
+struct CeOptions {
+    const T* weight = nullptr;  // n class weights (contiguous), or nullptr: all 1
+    double weight_sum = 0;      // W
+    double smoothing = 0;       // eps
+    double z_loss = 0;
+    T softcap = 0;  // 0: none
+    std::int64_t ignore_index = -100;
+};
+
+// A batch of `rows` rows of n contiguous logits, row r at x + r * xs (every
+// other pointer likewise, with its own stride in elements).
+template <class T>
+struct CeRows {
+    const T* x = nullptr;
+    std::ptrdiff_t xs = 0;
+    const std::int64_t* label = nullptr;  // integer labels, already validated ...
+    std::ptrdiff_t ls = 0;
+    const T* target = nullptr;  // ... or probabilities (when label is nullptr)
+    std::ptrdiff_t ts = 0;
+    const T* lse = nullptr;  // saved logsumexp(x') per row (backward only), or nullptr
+    std::ptrdiff_t lses = 0;
+    T* grad = nullptr;  // nullptr: no gradient; may be x itself (in place)
+    std::ptrdiff_t gs = 0;
+    const double* grad_scale = nullptr;  // per-row factor of the gradient, or nullptr: 1
+    double* loss = nullptr;              // per-row loss ce + z (contiguous), or nullptr
+    double s_ce = 1, s_z = 1;            // gradient factors of the two terms (the reduction)
+    std::size_t rows = 0, n = 0;
+};
+
+// Totals over the non-ignored rows of a batch.
+struct CeSums {
+    double ce = 0, z = 0;
+};
+
+// One N-d operand of the driver: data and strides in elements.
+template <class T>
+struct CeArray {
+    T* data = nullptr;
+    std::vector<std::ptrdiff_t> strides;  // one per logits dimension (0 on the class axis
+                                          // for per-example arrays)
+};
+
+enum class Reduction { none, sum, mean };
+
+// A label outside [0, n) that is not ignore_index, found before anything was
+// written: `index` is its position in the labels array.
+struct BadLabel {
+    std::vector<std::size_t> index;
+    std::int64_t value;
+};
+
+// The whole call: validates the labels (throws BadLabel), then computes the
+// loss (`loss_rows` gets per-example losses in C order for Reduction::none)
+// and, when grad.data is set, the gradient. lse (per example) given: the
+// gradient is computed from it and no loss is returned. Returns the reduced
+// loss (sum or mean; 0 for none).
+template <class T>
+double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
+                     const CeArray<const T>& x, const CeArray<const std::int64_t>* labels,
+                     const CeArray<const T>* target, const CeArray<const T>* lse,
+                     const CeArray<T>& grad, const double* grad_scale, double* loss_rows,
+                     Reduction reduction, const CeOptions<T>& options);
+
+}  // namespace fastsoftmax

@@ -1,0 +1,188 @@
+// The N-d driver of the fused cross-entropy: validates the labels, works out
+// the reduction's denominators, then feeds the active target's row kernel
+// with batches of rows (the class axis contiguous in every operand) or, for
+// any other layout (e.g. (N, C, d1..dk) with axis=1), one row at a time
+// through contiguous buffers.
+#include "fastsoftmax/cross_entropy.hpp"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "fastsoftmax/dispatch.hpp"
+#include "fastsoftmax/kernels.hpp"
+#include "nd_walk.hpp"
+
+namespace fastsoftmax {
+namespace {
+
+using nd::coalesce;
+using nd::Dim;
+using nd::for_each_index;
+
+// The multi-index (in `shape`, C order) of flat position `flat`.
+std::vector<std::size_t> unravel(std::size_t flat, const std::vector<std::size_t>& shape) {
+    std::vector<std::size_t> idx(shape.size());
+    for (std::size_t d = shape.size(); d-- > 0;) {
+        idx[d] = flat % shape[d];
+        flat /= shape[d];
+    }
+    return idx;
+}
+
+// Checks every label; returns the reduction's denominators: the sum of the
+// weights of the non-ignored labels and their number.
+template <class T>
+void check_labels(const std::vector<std::size_t>& ex_shape, const std::vector<Dim>& dims,
+                  const std::int64_t* labels, std::size_t n, const CeOptions<T>& o, double& wsum,
+                  double& count) {
+    std::vector<Dim> c = coalesce(dims, 1);
+    Dim last{1, {0, 0, 0, 0}};
+    if (!c.empty()) {
+        last = c.back();
+        c.pop_back();
+    }
+    const std::int64_t cls = static_cast<std::int64_t>(n);
+    std::size_t flat = 0;
+    double ws = 0, cnt = 0;
+    for_each_index(c, 1, [&](const std::ptrdiff_t* off) {
+        const std::int64_t* p = labels + off[0];
+        for (std::size_t i = 0; i < last.size; ++i, ++flat) {
+            const std::int64_t v = p[static_cast<std::ptrdiff_t>(i) * last.stride[0]];
+            if (v == o.ignore_index) continue;
+            if (v < 0 || v >= cls) throw BadLabel{unravel(flat, ex_shape), v};
+            ws += o.weight ? static_cast<double>(o.weight[v]) : 1.0;
+            cnt += 1;
+        }
+    });
+    wsum = ws;
+    count = cnt;
+}
+
+}  // namespace
+
+template <class T>
+double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
+                     const CeArray<const T>& x, const CeArray<const std::int64_t>* labels,
+                     const CeArray<const T>* target, const CeArray<const T>* lse,
+                     const CeArray<T>& grad, const double* grad_scale, double* loss_rows,
+                     Reduction reduction, const CeOptions<T>& options) {
+    if (axis >= shape.size()) throw std::invalid_argument("axis out of range");
+    if ((labels == nullptr) == (target == nullptr))
+        throw std::invalid_argument("pass exactly one of labels and target");
+    const std::size_t n = shape[axis];
+    if (n == 0) throw std::invalid_argument("cross_entropy needs at least one class");
+
+    // operands: 0 logits, 1 labels or target, 2 grad, 3 lse
+    std::vector<std::size_t> ex_shape;
+    std::vector<Dim> dims, label_dims;
+    std::size_t examples = 1;
+    for (std::size_t d = 0; d < shape.size(); ++d) {
+        if (d == axis) continue;
+        ex_shape.push_back(shape[d]);
+        examples *= shape[d];
+        if (shape[d] == 1) continue;
+        Dim dim{shape[d],
+                {x.strides[d], labels ? labels->strides[d] : target->strides[d],
+                 grad.data ? grad.strides[d] : 0, lse ? lse->strides[d] : 0}};
+        dims.push_back(dim);
+        label_dims.push_back(Dim{shape[d], {dim.stride[1], 0, 0, 0}});
+    }
+
+    double wsum = static_cast<double>(examples), count = wsum;
+    if (labels && examples > 0)
+        check_labels(ex_shape, label_dims, labels->data, n, options, wsum, count);
+    CeRows<T> base;
+    base.n = n;
+    if (reduction == Reduction::mean) {
+        base.s_ce = 1.0 / wsum;
+        base.s_z = 1.0 / count;
+    }
+    CeSums total;
+    if (examples > 0) {
+        const Kernels<T>& kern = kernels_of<T>(active_kernels());
+        const std::ptrdiff_t xa = x.strides[axis];
+        const std::ptrdiff_t ta = target ? target->strides[axis] : 1;
+        const std::ptrdiff_t ga = grad.data ? grad.strides[axis] : 1;
+        std::size_t ex = 0;  // examples done, C order
+        const auto run = [&](CeRows<T> rows) {
+            rows.grad_scale = grad_scale ? grad_scale + ex : nullptr;
+            rows.loss = loss_rows ? loss_rows + ex : nullptr;
+            const CeSums s = kern.cross_entropy_rows(rows, options);
+            total.ce += s.ce;
+            total.z += s.z;
+            ex += rows.rows;
+        };
+        const auto point = [&](CeRows<T>& r, const std::ptrdiff_t* off) {
+            if (labels) r.label = labels->data + off[1];
+            if (lse) r.lse = lse->data + off[3];
+        };
+        if (n == 1 || (xa == 1 && ta == 1 && ga == 1)) {
+            std::vector<Dim> c = coalesce(dims, 4);
+            Dim last{1, {0, 0, 0, 0}};
+            if (!c.empty()) {
+                last = c.back();
+                c.pop_back();
+            }
+            for_each_index(c, 4, [&](const std::ptrdiff_t* off) {
+                CeRows<T> r = base;
+                r.rows = last.size;
+                r.x = x.data + off[0];
+                r.xs = last.stride[0];
+                point(r, off);
+                r.ls = last.stride[1];
+                if (target) r.target = target->data + off[1];
+                r.ts = last.stride[1];
+                if (grad.data) r.grad = grad.data + off[2];
+                r.gs = last.stride[2];
+                r.lses = last.stride[3];
+                run(r);
+            });
+        } else {  // one row at a time through contiguous buffers
+            std::vector<T> xb(n), tb(target ? n : 0), gb(grad.data ? n : 0);
+            for_each_index(coalesce(dims, 4), 4, [&](const std::ptrdiff_t* off) {
+                const T* xp = x.data + off[0];
+                for (std::size_t i = 0; i < n; ++i) xb[i] = xp[static_cast<std::ptrdiff_t>(i) * xa];
+                CeRows<T> r = base;
+                r.rows = 1;
+                r.x = xb.data();
+                point(r, off);
+                if (target) {
+                    const T* tp = target->data + off[1];
+                    for (std::size_t i = 0; i < n; ++i)
+                        tb[i] = tp[static_cast<std::ptrdiff_t>(i) * ta];
+                    r.target = tb.data();
+                }
+                if (grad.data) r.grad = gb.data();
+                run(r);
+                if (grad.data) {
+                    T* gp = grad.data + off[2];
+                    for (std::size_t i = 0; i < n; ++i) gp[static_cast<std::ptrdiff_t>(i) * ga] = gb[i];
+                }
+            });
+        }
+    }
+    switch (reduction) {
+        case Reduction::none:
+            return 0;
+        case Reduction::sum:
+            return total.ce + total.z;
+        case Reduction::mean:
+            return total.ce / wsum + (options.z_loss != 0 ? total.z / count : 0.0);
+    }
+    return 0;
+}
+
+template double cross_entropy<float>(const std::vector<std::size_t>&, std::size_t,
+                                     const CeArray<const float>&,
+                                     const CeArray<const std::int64_t>*,
+                                     const CeArray<const float>*, const CeArray<const float>*,
+                                     const CeArray<float>&, const double*, double*, Reduction,
+                                     const CeOptions<float>&);
+template double cross_entropy<double>(const std::vector<std::size_t>&, std::size_t,
+                                      const CeArray<const double>&,
+                                      const CeArray<const std::int64_t>*,
+                                      const CeArray<const double>*, const CeArray<const double>*,
+                                      const CeArray<double>&, const double*, double*, Reduction,
+                                      const CeOptions<double>&);
+
+}  // namespace fastsoftmax

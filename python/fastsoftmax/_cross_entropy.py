@@ -1,0 +1,437 @@
+"""The fused softmax cross-entropy: argument checking; the work is in ``_core``."""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, Literal, Union, overload
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from ._api import _normalize_axis, _prepare, _shares_memory
+
+Reduction = Literal["none", "sum", "mean"]
+_REDUCTIONS = ("none", "sum", "mean")
+_LossLike = Union[np.ndarray, np.floating]
+
+
+def _check_float_option(value: Any, name: str, low: float, high: float = math.inf) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    if not low <= v <= high:
+        bounds = f"[{low}, {high}]" if high != math.inf else f">= {low}"
+        raise ValueError(f"{name} must be {bounds}, got {value!r}")
+    return v
+
+
+class _Call:
+    """The checked, converted arguments of one cross-entropy call."""
+
+    def __init__(
+        self,
+        logits: npt.ArrayLike,
+        labels: npt.ArrayLike,
+        axis: int,
+        weight: npt.ArrayLike | None,
+        ignore_index: int,
+        reduction: str,
+        label_smoothing: float,
+        z_loss: float,
+        softcap: float | None,
+    ) -> None:
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be 'none', 'sum' or 'mean', got {reduction!r}")
+        self.reduction = reduction
+        self.smoothing = _check_float_option(label_smoothing, "label_smoothing", 0.0, 1.0)
+        self.z_loss = _check_float_option(z_loss, "z_loss", 0.0)
+        if math.isinf(self.z_loss):
+            raise ValueError(f"z_loss must be finite, got {z_loss!r}")
+        self.softcap = 0.0
+        if softcap is not None:
+            self.softcap = _check_float_option(softcap, "softcap", -math.inf)
+            if not (0 < self.softcap < math.inf):
+                raise ValueError(f"softcap must be a positive finite number or None, got {softcap!r}")
+        try:
+            self.ignore_index = operator.index(ignore_index)
+        except TypeError:
+            raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from None
+
+        self.x, self.result = _prepare(logits, "logits")
+        if self.x.ndim == 0:
+            raise ValueError("logits must have at least one dimension (the classes)")
+        ax = _normalize_axis(axis, self.x.ndim)
+        if isinstance(ax, tuple):
+            raise TypeError(f"axis must be an integer, got {axis!r}")
+        self.axis = ax
+        shape = self.x.shape
+        self.n_classes = shape[ax]
+        if self.n_classes == 0:
+            raise ValueError(f"logits have 0 classes along axis {ax} (shape {shape})")
+        self.example_shape = shape[:ax] + shape[ax + 1 :]
+        work = self.x.dtype
+
+        lab = np.asarray(labels)
+        self.labels: np.ndarray | None = None
+        self.target: np.ndarray | None = None
+        if lab.dtype.kind in "iu":
+            if lab.shape != self.example_shape:
+                raise ValueError(
+                    f"integer labels must have the shape of logits without axis {ax}, "
+                    f"{self.example_shape}, got {lab.shape}"
+                )
+            if lab.dtype == np.uint64 and lab.size and lab.max() > np.iinfo(np.int64).max:
+                big = np.unravel_index(int(np.argmax(lab)), lab.shape)
+                raise ValueError(
+                    f"label {lab.max()} at position {big} is outside [0, {self.n_classes}) "
+                    f"and is not ignore_index ({self.ignore_index})"
+                )
+            self.labels = lab.astype(np.int64, copy=False)
+        elif lab.dtype.kind == "f":
+            if lab.shape != shape:
+                raise ValueError(
+                    f"probability labels must have the shape of logits, {shape}, got {lab.shape}"
+                )
+            self.target = np.require(lab, dtype=work, requirements="A")
+        else:
+            raise TypeError(
+                f"labels have dtype {lab.dtype}; expected integer class indices "
+                "or floating-point probabilities"
+            )
+
+        self.weight: np.ndarray | None = None
+        if weight is not None:
+            w = np.asarray(weight)
+            if w.dtype.kind not in "fiu":
+                raise TypeError(f"weight must be real numbers, got dtype {w.dtype}")
+            if w.shape != (self.n_classes,):
+                raise ValueError(
+                    f"weight must have one entry per class, shape ({self.n_classes},), "
+                    f"got {w.shape}"
+                )
+            bad = np.flatnonzero(~(w >= 0) | ~np.isfinite(w))
+            if bad.size:
+                raise ValueError(
+                    f"weight must be finite and non-negative, got {w[bad[0]]!r} at class {bad[0]}"
+                )
+            self.weight = np.ascontiguousarray(w, dtype=work)
+
+    def grad_scale(self, grad_out: Any) -> tuple[float, np.ndarray | None]:
+        """(scalar factor, per-example factors or None) of the gradient."""
+        if grad_out is None:
+            return 1.0, None
+        g = np.asarray(grad_out)
+        if g.dtype.kind not in "fiub":
+            raise TypeError(f"grad_out must be real numbers, got dtype {g.dtype}")
+        if g.ndim == 0:
+            return float(g), None
+        if self.reduction != "none":
+            raise ValueError(
+                f"grad_out must be a scalar for reduction={self.reduction!r}, got shape {g.shape}"
+            )
+        try:
+            per = np.broadcast_to(g, self.example_shape)
+        except ValueError:
+            raise ValueError(
+                f"grad_out of shape {g.shape} does not broadcast to the per-example "
+                f"losses' shape {self.example_shape}"
+            ) from None
+        return 1.0, np.ascontiguousarray(per, dtype=np.float64)
+
+    def run(
+        self,
+        grad: np.ndarray | None,
+        grad_out: Any = None,
+        lse: np.ndarray | None = None,
+    ) -> tuple[_LossLike, np.ndarray | None]:
+        scalar, per = self.grad_scale(grad_out) if grad is not None else (1.0, None)
+        rows = np.empty(self.example_shape, np.float64) if self.reduction == "none" else None
+        if per is not None and scalar != 1.0:
+            per = per * scalar
+        elif per is None and scalar != 1.0:
+            per = np.full(self.example_shape, scalar, np.float64)
+        total = _core.cross_entropy(
+            self.x,
+            self.axis,
+            self.labels,
+            self.target,
+            lse,
+            grad,
+            per,
+            rows,
+            self.reduction,
+            self.weight,
+            self.smoothing,
+            self.z_loss,
+            self.softcap,
+            self.ignore_index,
+        )
+        loss: _LossLike
+        if rows is not None:
+            loss = rows.astype(self.result)
+        else:
+            loss = self.result.type(total)
+        return loss, grad
+
+
+@overload
+def cross_entropy(
+    logits: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    *,
+    axis: int = ...,
+    weight: npt.ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduction = ...,
+    label_smoothing: float = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_grad: Literal[False] = ...,
+    grad_out: npt.ArrayLike | None = ...,
+    inplace_grad: Literal[False] = ...,
+) -> Any: ...
+@overload
+def cross_entropy(
+    logits: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    *,
+    axis: int = ...,
+    weight: npt.ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: Reduction = ...,
+    label_smoothing: float = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_grad: Literal[True],
+    grad_out: npt.ArrayLike | None = ...,
+    inplace_grad: bool = ...,
+) -> tuple[Any, np.ndarray]: ...
+def cross_entropy(
+    logits: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    *,
+    axis: int = -1,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_grad: bool = False,
+    grad_out: npt.ArrayLike | None = None,
+    inplace_grad: bool = False,
+) -> Any:
+    r"""Softmax cross-entropy from logits, with its gradient computed in the same pass.
+
+    For each example (a slice ``x`` of ``logits`` along ``axis``, with ``C``
+    classes), with :math:`x' = \mathrm{softcap}\cdot\tanh(x / \mathrm{softcap})`
+    when ``softcap`` is set (else :math:`x' = x`),
+    :math:`\mathrm{lse} = \log\sum_c e^{x'_c}`, class weights :math:`w`
+    (all 1 without ``weight``) and :math:`\varepsilon` = ``label_smoothing``:
+
+    * integer label :math:`y`:
+
+      .. math:: \ell = (1-\varepsilon)\, w_y (\mathrm{lse} - x'_y)
+                + \frac{\varepsilon}{C} \sum_c w_c (\mathrm{lse} - x'_c)
+                + \zeta\,\mathrm{lse}^2
+
+    * probabilities :math:`t` (soft labels), :math:`t' = (1-\varepsilon)\,t + \varepsilon / C`:
+
+      .. math:: \ell = \sum_c w_c\, t'_c (\mathrm{lse} - x'_c) + \zeta\,\mathrm{lse}^2
+
+    where :math:`\zeta` = ``z_loss``. The cross-entropy part is exactly
+    :func:`torch.nn.functional.cross_entropy` with the same ``weight``,
+    ``ignore_index``, ``reduction`` and ``label_smoothing``; the z-loss term is
+    PaLM's auxiliary loss (Liger-Kernel's ``lse_square_scale``), and ``softcap``
+    is Gemma 2's logit soft-capping, the gradient flowing through it.
+
+    Reductions: ``"none"`` returns the per-example losses (``labels``' shape for
+    integer labels, ``logits``' shape without ``axis`` for probabilities;
+    ignored examples give 0); ``"sum"`` their sum; ``"mean"`` divides the
+    cross-entropy part by :math:`\sum_i w_{y_i}` over the non-ignored examples
+    (PyTorch's weighted mean; the number of examples for probabilities) and the
+    z-loss part by the number of non-ignored examples. A mean over no example
+    is NaN.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalized scores. float32 and float64 are computed natively,
+        float16 in float32 (returned as float16), integers as float64.
+    labels : array_like
+        Either integer class indices (any integer dtype) with the shape of
+        ``logits`` without ``axis`` -- ``(N,)`` for ``(N, C)`` logits,
+        ``(N, d1, ..., dk)`` for ``(N, C, d1, ..., dk)`` with ``axis=1`` -- or
+        floating-point probabilities with the shape of ``logits``.
+    axis : int, default -1
+        The class axis.
+    weight : array_like, optional
+        ``C`` finite, non-negative class weights.
+    ignore_index : int, default -100
+        Integer labels equal to it contribute no loss and a zero gradient (and
+        do not count in the mean). Not used with probabilities.
+    reduction : {"mean", "sum", "none"}, default "mean"
+    label_smoothing : float in [0, 1], default 0
+    z_loss : float >= 0, default 0
+    softcap : float > 0, optional
+    return_grad : bool, default False
+        Also return :math:`\partial\,\mathrm{loss} / \partial\,\mathrm{logits}`,
+        computed in the same pass as the loss.
+    grad_out : float or array_like, optional
+        The gradient of the final objective with respect to the returned loss
+        (default 1): a scalar, or for ``reduction="none"`` an array that
+        broadcasts to the per-example losses. Only with ``return_grad``.
+    inplace_grad : bool, default False
+        Write the gradient into ``logits`` (which must then be a writeable
+        floating-point ndarray) instead of a new array: no second array of the
+        logits' size is allocated. Requires ``return_grad=True``. The logits are
+        left untouched when the call raises.
+
+    Returns
+    -------
+    loss : numpy scalar or ndarray
+        In the logits' result dtype.
+    grad : ndarray
+        With ``return_grad=True``: the gradient, shaped like ``logits``
+        (``logits`` itself with ``inplace_grad=True``).
+
+    Raises
+    ------
+    ValueError
+        A label outside ``[0, C)`` that is not ``ignore_index`` (the message
+        names the label and its position), labels or weights of the wrong
+        shape, negative or non-finite weights, an unknown ``reduction``,
+        ``label_smoothing`` outside [0, 1], a negative ``z_loss``, a
+        non-positive ``softcap``, ``inplace_grad`` on a read-only array.
+    TypeError
+        Labels that are neither integers nor floats, ``inplace_grad`` on a
+        non-ndarray or non-floating-point array.
+
+    Notes
+    -----
+    NaN and infinities propagate as in PyTorch: an example whose logits hold a
+    NaN, a ``+inf``, or only ``-inf`` has a NaN loss and gradient; a ``-inf``
+    logit (a masked class) is fine unless its label, the smoothing term or a
+    non-zero probability needs its log-probability (then the loss is ``+inf``;
+    a zero probability on it gives NaN, as ``0 * -inf`` does in PyTorch).
+    With ``softcap``, infinite logits become finite.
+    The GIL is released while the kernel runs.
+    """
+    if inplace_grad:
+        if not return_grad:
+            raise ValueError("inplace_grad=True requires return_grad=True")
+        if not isinstance(logits, np.ndarray):
+            raise TypeError(
+                f"inplace_grad=True needs logits to be a numpy.ndarray, got {type(logits).__name__}"
+            )
+        if logits.dtype.kind != "f":
+            raise TypeError(
+                f"inplace_grad=True needs floating-point logits, got dtype {logits.dtype}"
+            )
+        if not logits.flags.writeable:
+            raise ValueError("inplace_grad=True needs writeable logits; these are read-only")
+    if grad_out is not None and not return_grad:
+        raise ValueError("grad_out is only used with return_grad=True")
+    call = _Call(
+        logits, labels, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
+    )
+    if not return_grad:
+        return call.run(None)[0]
+    x = call.x
+    if inplace_grad:
+        assert isinstance(logits, np.ndarray)
+        if x is logits:
+            loss, _ = call.run(x, grad_out)
+            return loss, logits
+        # computed in another dtype (or logits are misaligned): x is a private
+        # copy; it takes the gradient, which then goes back into logits
+        loss, _ = call.run(x, grad_out)
+        np.copyto(logits, x, casting="unsafe")
+        return loss, logits
+    grad = np.empty(x.shape, x.dtype)
+    loss, _ = call.run(grad, grad_out)
+    return loss, grad if grad.dtype == call.result else grad.astype(call.result)
+
+
+def cross_entropy_backward(
+    logits: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    *,
+    axis: int = -1,
+    lse: npt.ArrayLike | None = None,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    grad_out: npt.ArrayLike | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""The gradient of :func:`cross_entropy` with respect to the logits, on its own.
+
+    For users who keep the forward and the backward apart. With ``lse``, the
+    log-sum-exp of each example saved from the forward pass
+    (``fastsoftmax.logsumexp(logits, axis)``, of the soft-capped logits when
+    ``softcap`` is set), the logits are read once:
+
+    .. math:: \frac{\partial \ell}{\partial x'_c} = a\, e^{x'_c - \mathrm{lse}}
+              - \frac{\varepsilon}{C} w_c - (1-\varepsilon)\, w_y [c = y],
+              \quad a = (1-\varepsilon) w_y + \frac{\varepsilon}{C}\sum_c w_c
+              + 2\zeta\,\mathrm{lse}
+
+    for integer labels (:math:`a\,e^{x'_c-\mathrm{lse}} - w_c t'_c`, with
+    :math:`a = \sum_c w_c t'_c + 2\zeta\,\mathrm{lse}`, for probabilities),
+    scaled by the reduction and ``grad_out``, times
+    :math:`1 - \tanh^2(x_c/\mathrm{softcap})` with soft-capping. Without
+    ``lse`` it is recomputed (one more read of the logits, and slightly more
+    accurate: the softmax is then formed from the row's exact maximum).
+
+    Parameters are those of :func:`cross_entropy`, plus ``lse`` (the
+    per-example shape) and ``out`` (an array of the logits' shape and result
+    dtype to write the gradient into; it may be ``logits`` itself).
+    """
+    call = _Call(
+        logits, labels, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
+    )
+    x = call.x
+    saved = None
+    if lse is not None:
+        saved = np.asarray(lse)
+        if saved.shape != call.example_shape:
+            raise ValueError(
+                f"lse must have the per-example shape {call.example_shape}, got {saved.shape}"
+            )
+        saved = np.require(saved, dtype=x.dtype, requirements="A")
+    if out is None:
+        grad = np.empty(x.shape, x.dtype)
+    else:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        if out.shape != x.shape or out.dtype != call.result:
+            raise ValueError(
+                f"out must have shape {x.shape} and dtype {call.result}, "
+                f"got {out.shape} and {out.dtype}"
+            )
+        if not out.flags.writeable:
+            raise ValueError("out is read-only")
+        same = out is x or (
+            out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
+            and out.strides == x.strides
+        )
+        direct = out.dtype == x.dtype and out.flags.aligned
+        if direct and same:
+            grad = out
+        elif direct and not _shares_memory(out, x):
+            grad = out
+        else:
+            grad = np.empty(x.shape, x.dtype)
+    call.run(grad, grad_out, saved)
+    if out is not None:
+        if grad is not out:
+            np.copyto(out, grad, casting="unsafe")
+        return out
+    return grad if grad.dtype == call.result else grad.astype(call.result)
