@@ -1,4 +1,4 @@
-"""The package's own vectorized exp and log (``_core.vexp`` / ``_core.vlog``) on the active target.
+"""The package's own vectorized exp, log and tanh (``_core.vexp`` / ``vlog`` / ``vtanh``) on the active target.
 
 Accuracy in ulp against NumPy's float64 (for float32) or np.longdouble (for
 float64) functions, over at least 10^6 inputs per function and dtype, plus
@@ -184,8 +184,39 @@ def test_log_of_extremes(dtype):
     assert_ulp(_core.vlog(x), exact_log(x), dtype, np.ones(5, dtype=bool), 2.0, "log of extremes")
 
 
+def tanh_inputs(rng, dtype) -> np.ndarray:
+    parts = [
+        rng.uniform(-20, 20, N // 4),
+        rng.uniform(-1, 1, N // 4),
+        rng.uniform(0.5, 0.6, N // 8),  # around the switch between the two formulas
+        -rng.uniform(0.5, 0.6, N // 8),
+        np.sign(rng.uniform(-1, 1, N // 4)) * 10.0 ** rng.uniform(-30, 1.5, N // 4),
+    ]
+    return np.concatenate(parts).astype(dtype)
+
+
 @dtypes
-@pytest.mark.parametrize("fn", ["vexp", "vlog"])
+def test_tanh_within_4_ulp(rng, dtype):
+    x = tanh_inputs(rng, dtype)
+    got = _core.vtanh(x)
+    err = ulp_error(got, np.tanh(x.astype(WIDE[dtype])), dtype)
+    assert err.max() <= 4.0, describe_worst(err, ("x", x), ("got", got))
+    assert np.all(np.abs(got) <= 1)
+
+
+@dtypes
+def test_tanh_special_values(dtype):
+    info = np.finfo(dtype)
+    x = np.array([0.0, np.inf, -np.inf, np.nan, info.max, -info.max, info.tiny], dtype)
+    got = _core.vtanh(x)
+    np.testing.assert_array_equal(got[:3], [0.0, 1.0, -1.0])
+    assert np.isnan(got[3])
+    np.testing.assert_array_equal(got[4:6], [1.0, -1.0])
+    assert got[6] == info.tiny  # tanh(x) = x for tiny x
+
+
+@dtypes
+@pytest.mark.parametrize("fn", ["vexp", "vlog", "vtanh"])
 def test_lengths_and_tails_give_the_same_values(rng, dtype, fn):
     """Every length 0..70 (partial vectors): each element as in a long array, nothing past the end."""
     f = getattr(_core, fn)
@@ -205,7 +236,7 @@ def test_lengths_and_tails_give_the_same_values(rng, dtype, fn):
         )
 
 
-@pytest.mark.parametrize("fn", ["vexp", "vlog"])
+@pytest.mark.parametrize("fn", ["vexp", "vlog", "vtanh"])
 def test_rejects_what_it_cannot_take(fn):
     f = getattr(_core, fn)
     with pytest.raises(ValueError, match="contiguous 1-d"):

@@ -24,8 +24,8 @@ from ._api import (
     softmax,
     softmax_backward,
 )
-from ._cross_entropy import cross_entropy, cross_entropy_backward
 from ._config import show_config, simd_target, simd_targets
+from ._cross_entropy import cross_entropy, cross_entropy_backward
 
 try:
     __version__ = _metadata.version("fastsoftmax")

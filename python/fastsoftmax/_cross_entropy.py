@@ -54,7 +54,9 @@ class _Call:
         if softcap is not None:
             self.softcap = _check_float_option(softcap, "softcap", -math.inf)
             if not (0 < self.softcap < math.inf):
-                raise ValueError(f"softcap must be a positive finite number or None, got {softcap!r}")
+                raise ValueError(
+                    f"softcap must be a positive finite number or None, got {softcap!r}"
+                )
         try:
             self.ignore_index = operator.index(ignore_index)
         except TypeError:
@@ -115,7 +117,7 @@ class _Call:
             bad = np.flatnonzero(~(w >= 0) | ~np.isfinite(w))
             if bad.size:
                 raise ValueError(
-                    f"weight must be finite and non-negative, got {w[bad[0]]!r} at class {bad[0]}"
+                    f"weight must be finite and non-negative, got {w[bad[0]].item()!r} at class {bad[0]}"
                 )
             self.weight = np.ascontiguousarray(w, dtype=work)
 
@@ -169,11 +171,7 @@ class _Call:
             self.softcap,
             self.ignore_index,
         )
-        loss: _LossLike
-        if rows is not None:
-            loss = rows.astype(self.result)
-        else:
-            loss = self.result.type(total)
+        loss: _LossLike = rows.astype(self.result) if rows is not None else self.result.type(total)
         return loss, grad
 
 
@@ -423,9 +421,7 @@ def cross_entropy_backward(
             and out.strides == x.strides
         )
         direct = out.dtype == x.dtype and out.flags.aligned
-        if direct and same:
-            grad = out
-        elif direct and not _shares_memory(out, x):
+        if direct and (same or not _shares_memory(out, x)):
             grad = out
         else:
             grad = np.empty(x.shape, x.dtype)

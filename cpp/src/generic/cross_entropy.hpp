@@ -126,32 +126,44 @@ struct TargetCoef {  // probabilities t: w * t', t' = (1 - eps) * t + eps / n
 // What the read pass found in a row.
 struct CeStats {
     double max = 0, sum = 0;  // m = max x', s = sum exp(x' - m)
+    double log_sum = 0;       // log(s), accurate also when s is close to 1
     double lin = 0, cs = 0;   // sum coef * (m - x'), sum coef
     bool special = false;     // a NaN, or a maximum that is not finite
 };
 
+// sum exp(x' - ref) over a stretch, split as ties + rest: ties counts the
+// entries equal to ref (whose exponentials are exactly 1) and rest sums the
+// others. A confident row's loss is log(1 + rest) with a tiny rest, which a
+// float accumulator holding the 1 would round away.
+struct ExpSplit {
+    double ties = 0, rest = 0;
+};
+
 // One stretch of a row, inside one block (so the float accumulators stay
-// short): returns sum exp(x' - ref) (0 for ref = -inf, an all -inf stretch)
-// and adds the stretch's sum coef * (ref - x') to lin (coef * +inf when
-// ref = -inf) and sum coef to cs.
+// short): the exponentials against ref (none for ref = -inf, an all -inf
+// stretch), and adds the stretch's sum coef * (ref - x') to lin (coef * +inf
+// when ref = -inf) and sum coef to cs.
 template <class V, bool kCap, class Coef>
-double ce_stretch(const typename V::T* x, std::size_t len, typename V::T ref,
-                  const Cap<V, kCap>& cap, const Coef& coef, std::size_t base, double& lin,
-                  double& cs) {
+ExpSplit ce_stretch(const typename V::T* x, std::size_t len, typename V::T ref,
+                    const Cap<V, kCap>& cap, const Coef& coef, std::size_t base, double& lin,
+                    double& cs) {
     using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
     const bool live = ref != neg_inf<T>();
     const reg vref = V::set1(live ? ref : T(0));
     const reg inf = V::set1(std::numeric_limits<T>::infinity());
-    reg s0 = V::zero(), s1 = V::zero();
+    const reg one = V::set1(T(1));
+    reg s0 = V::zero(), s1 = V::zero(), t0 = V::zero();
     ExpSum<V> l, c;
     std::size_t i = 0;
     for (; i + 2 * N <= len; i += 2 * N) {
         const reg x0 = cap(V::load(x + i)), x1 = cap(V::load(x + i + N));
         if (live) {
-            s0 = V::add(s0, vexp<V>(V::sub(x0, vref)));
-            s1 = V::add(s1, vexp<V>(V::sub(x1, vref)));
+            const auto at0 = V::eq(x0, vref), at1 = V::eq(x1, vref);
+            s0 = V::add(s0, V::select(at0, V::zero(), vexp<V>(V::sub(x0, vref))));
+            s1 = V::add(s1, V::select(at1, V::zero(), vexp<V>(V::sub(x1, vref))));
+            t0 = V::add(t0, V::add(V::select(at0, one, V::zero()), V::select(at1, one, V::zero())));
         }
         if constexpr (!Coef::kNone) {
             const reg c0 = coef.load(base + i), c1 = coef.load(base + i + N);
@@ -166,7 +178,12 @@ double ce_stretch(const typename V::T* x, std::size_t len, typename V::T ref,
         const std::size_t w = (len - i < N) ? len - i : N;
         const auto in = first_lanes<V>(w);
         const reg xv = cap(V::load_partial(x + i, w, 0));
-        if (live) s0 = V::add(s0, V::select(in, vexp<V>(V::sub(xv, vref)), V::zero()));
+        if (live) {
+            const reg at = V::select(in, V::select(V::eq(xv, vref), one, V::zero()), V::zero());
+            const reg e = vexp<V>(V::sub(xv, vref));
+            s0 = V::add(s0, V::select(in, V::select(V::eq(xv, vref), V::zero(), e), V::zero()));
+            t0 = V::add(t0, at);
+        }
         if constexpr (!Coef::kNone) {
             const reg cv = V::select(in, coef.load_partial(base + i, w), V::zero());
             l.add(V::select(in, V::mul(cv, live ? V::sub(vref, xv) : inf), V::zero()));
@@ -177,9 +194,10 @@ double ce_stretch(const typename V::T* x, std::size_t len, typename V::T ref,
         lin += l.total();
         cs += c.total();
     }
-    auto wide = V::wide_zero();
-    V::wide_add(wide, V::add(s0, s1));
-    return V::wide_hsum(wide);
+    auto rest = V::wide_zero(), ties = V::wide_zero();
+    V::wide_add(rest, V::add(s0, s1));
+    V::wide_add(ties, t0);
+    return {V::wide_hsum(ties), V::wide_hsum(rest)};
 }
 
 // The read pass: one read of the row, block by block (online_max_sum).
@@ -188,31 +206,35 @@ CeStats ce_row_stats(const typename V::T* x, std::size_t n, const Cap<V, kCap>& 
                      const Coef& coef) {
     using T = typename V::T;
     CeStats st;
-    MaxSum ms;
-    if constexpr (!kCap && Coef::kNone) {
-        ms = row_online_max_sum<V>(x, n);
-    } else {
-        double seen = 0;      // sum of coef so far
-        T last = neg_inf<T>();  // the reference st.lin is taken against
-        const auto block = [&](std::size_t, std::size_t i, std::size_t len, T ref) {
-            if (ref != neg_inf<T>()) {
-                if (last != neg_inf<T>() && ref > last)  // move lin to the new maximum
-                    st.lin += (static_cast<double>(ref) - static_cast<double>(last)) * seen;
-                last = ref;
+    double seen = 0;        // sum of coef so far
+    T last = neg_inf<T>();  // the reference st.lin, ties and rest are taken against
+    ExpSplit sum;
+    const auto block = [&](std::size_t, std::size_t i, std::size_t len, T ref) {
+        if (ref != neg_inf<T>()) {
+            if (last != neg_inf<T>() && ref > last) {  // move the sums to the new maximum
+                const double d = static_cast<double>(ref) - static_cast<double>(last);
+                st.lin += d * seen;
+                sum.rest = (sum.rest + sum.ties) * std::exp(-d);
+                sum.ties = 0;
             }
-            const double before = st.cs;
-            const double s = ce_stretch<V>(x + i, len, ref, cap, coef, i, st.lin, st.cs);
-            seen += st.cs - before;
-            return s;
-        };
-        if constexpr (kCap)
-            ms = online_max_sum<V>(x, n, block, [&cap](T m) { return cap.scalar(m); });
-        else
-            ms = online_max_sum<V>(x, n, block);
-    }
+            last = ref;
+        }
+        const double before = st.cs;
+        const ExpSplit b = ce_stretch<V>(x + i, len, ref, cap, coef, i, st.lin, st.cs);
+        seen += st.cs - before;
+        sum.ties += b.ties;
+        sum.rest += b.rest;
+        return b.ties + b.rest;
+    };
+    MaxSum ms;
+    if constexpr (kCap)
+        ms = online_max_sum<V>(x, n, block, [&cap](T m) { return cap.scalar(m); });
+    else
+        ms = online_max_sum<V>(x, n, block);
     st.max = ms.max;
-    st.sum = ms.sum;
     st.special = ms.special;
+    st.sum = sum.ties + sum.rest;
+    st.log_sum = std::log1p((sum.ties - 1) + sum.rest);  // ties >= 1: the maximum itself
     return st;
 }
 
@@ -292,12 +314,13 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
         if (a.lse) {
             st.max = static_cast<double>(a.lse[rr * a.lses]);
             st.sum = 1;
+            st.log_sum = 0;
             st.special = !std::isfinite(st.max);
             if constexpr (!Coef::kNone) st.cs = coef_sum<V>(coef, n);
         } else {
             st = ce_row_stats<V>(x, n, cap, coef);
         }
-        const double log_s = std::log(st.sum), lse = st.max + log_s;
+        const double log_s = st.log_sum, lse = st.max + log_s;
         if (!a.lse) {
             double ce = nan, zl = z != 0 ? nan : 0;
             if (!st.special) {

@@ -1,0 +1,554 @@
+"""fastsoftmax.cross_entropy and cross_entropy_backward against a plain NumPy reference.
+
+The reference below is written the textbook way (log_softmax, then the
+weighted sums), in float64 for float32 inputs and np.longdouble for float64
+inputs; every option of the API is covered, alone and combined, on random and
+adversarial data, for every layout, and the gradient is also checked against
+finite differences of the loss. PyTorch cross-checks: test_cross_entropy_peers.py.
+"""
+
+from __future__ import annotations
+
+import fastsoftmax as fs
+import numpy as np
+import pytest
+from reference import widen
+
+F32, F64 = np.float32, np.float64
+dtypes = pytest.mark.parametrize("dtype", [F32, F64])
+# loss: relative; gradient: absolute, relative to max |grad|
+TOL = {F32: 2e-6, F64: 1e-13}
+
+
+def ref_cross_entropy(
+    x,
+    labels,
+    axis=-1,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    grad_out=None,
+):
+    """(loss, grad) by the formulas of the docstring, in the wide dtype."""
+    xw = np.moveaxis(widen(x), axis, -1)
+    wide = xw.dtype.type
+    n = xw.shape[-1]
+    eps = wide(label_smoothing)
+    w = np.ones(n, wide) if weight is None else np.asarray(weight).astype(wide)
+    with np.errstate(all="ignore"):
+        if softcap is not None:
+            u = np.tanh(xw / wide(softcap))
+            xp = wide(softcap) * u
+        else:
+            xp = xw
+        m = np.max(xp, axis=-1, keepdims=True)
+        lse = m + np.log(np.sum(np.exp(xp - m), axis=-1, keepdims=True))
+        logp = xp - lse
+        p = np.exp(logp)
+        lse = lse[..., 0]
+        labels = np.asarray(labels)
+        if labels.dtype.kind in "iu":
+            keep = labels != ignore_index
+            y = np.where(keep, labels, 0)
+            wy = w[y]
+            logp_y = np.take_along_axis(logp, y[..., None], axis=-1)[..., 0]
+            ce = (1 - eps) * wy * -logp_y
+            onehot = np.zeros_like(xp)
+            np.put_along_axis(onehot, y[..., None], 1, axis=-1)
+            dce = (1 - eps) * wy[..., None] * (p - onehot)
+            if eps != 0:
+                ce = ce + eps / n * -(w * logp).sum(-1)
+                dce = dce + eps / n * (w.sum() * p - w)
+            denom, count = (wy * keep).sum(), keep.sum()
+        else:
+            keep = np.ones(xp.shape[:-1], bool)
+            tp = (1 - eps) * np.moveaxis(np.asarray(labels).astype(wide), axis, -1) + eps / n
+            ce = -(w * tp * logp).sum(-1)
+            dce = (w * tp).sum(-1, keepdims=True) * p - w * tp
+            denom = count = keep.size
+        zl = z_loss * lse**2 if z_loss else np.zeros_like(lse)
+        dz = 2 * z_loss * lse[..., None] * p
+        ce, zl = np.where(keep, ce, 0), np.where(keep, zl, 0)
+        g = np.broadcast_to(np.asarray(1.0 if grad_out is None else grad_out), keep.shape)
+        if reduction == "none":
+            loss = ce + zl
+            s_ce = s_z = g
+        elif reduction == "sum":
+            loss = ce.sum() + zl.sum()
+            s_ce = s_z = g
+        else:
+            loss = ce.sum() / denom + (zl.sum() / count if z_loss else 0)
+            s_ce, s_z = g / denom, g / count
+        grad = s_ce[..., None] * dce + (s_z[..., None] * dz if z_loss else 0)
+        grad = np.where(keep[..., None], grad, 0)
+        if softcap is not None:
+            grad = grad * (1 - u) * (1 + u)
+    return loss, np.moveaxis(grad, -1, axis)
+
+
+def assert_close(got, ref, dtype, what="", scale=None):
+    ref = np.asarray(ref, dtype=np.float64)
+    got = np.asarray(got, dtype=np.float64)
+    tol = TOL[dtype]
+    if scale is None:
+        np.testing.assert_allclose(got, ref, rtol=tol, atol=0, equal_nan=True, err_msg=what)
+    else:
+        np.testing.assert_allclose(got, ref, rtol=0, atol=tol * scale, equal_nan=True, err_msg=what)
+
+
+def check(x, labels, dtype, what="", **kw):
+    """cross_entropy (loss and gradient) against the reference."""
+    grad_out = kw.pop("grad_out", None)
+    ref_loss, ref_grad = ref_cross_entropy(x, labels, grad_out=grad_out, **kw)
+    loss, grad = fs.cross_entropy(x, labels, return_grad=True, grad_out=grad_out, **kw)
+    assert grad.shape == x.shape
+    assert grad.dtype == x.dtype
+    assert np.asarray(loss).dtype == x.dtype
+    assert_close(loss, ref_loss, dtype, f"loss {what} {kw}")
+    scale = float(np.nanmax(np.abs(ref_grad), initial=0)) or 1.0
+    assert_close(grad, ref_grad, dtype, f"grad {what} {kw}", scale=max(scale, 1e-30))
+    # the loss alone is the same
+    assert_close(fs.cross_entropy(x, labels, **kw), ref_loss, dtype, f"forward only {what}")
+
+
+def random_options(rng, n, dtype, soft):
+    kw = {"reduction": rng.choice(["none", "sum", "mean"])}
+    if rng.random() < 0.5:
+        w = rng.random(n) * 2
+        if n > 1 and rng.random() < 0.3:
+            w[rng.integers(n)] = 0
+        kw["weight"] = w.astype(dtype)
+    if rng.random() < 0.5:
+        kw["label_smoothing"] = float(rng.choice([0.05, 0.3, 1.0]))
+    if rng.random() < 0.3:
+        kw["z_loss"] = float(rng.choice([1e-4, 0.1]))
+    if rng.random() < 0.3:
+        kw["softcap"] = float(rng.choice([2.0, 30.0]))
+    if not soft and rng.random() < 0.5:
+        kw["ignore_index"] = int(rng.integers(0, n)) if rng.random() < 0.5 else -100
+    return kw
+
+
+def random_labels(rng, shape, axis, soft, dtype, ignore_index=-100):
+    n = shape[axis]
+    if soft:
+        t = rng.random(shape) ** 3
+        return (t / t.sum(axis=axis, keepdims=True)).astype(dtype)
+    ex = shape[:axis] + shape[axis + 1 :] if axis >= 0 else shape[:axis]
+    y = rng.integers(0, n, ex)
+    if y.size > 1:
+        y.flat[rng.integers(y.size)] = ignore_index
+    return y
+
+
+SHAPES = [(1, 1), (3, 2), (7, 10), (16, 17), (33, 64), (4, 1000), (3, 5000), (2, 40000)]
+
+
+@dtypes
+@pytest.mark.parametrize("soft", [False, True], ids=["indices", "probabilities"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_random_options_match_the_reference(rng, dtype, soft, shape):
+    for trial in range(6):
+        kw = random_options(rng, shape[-1], dtype, soft)
+        x = (rng.standard_normal(shape) * 4).astype(dtype)
+        labels = random_labels(rng, shape, -1, soft, dtype, kw.get("ignore_index", -100))
+        if kw["reduction"] == "none" and rng.random() < 0.5:
+            kw["grad_out"] = rng.standard_normal(shape[:-1])
+        elif rng.random() < 0.5:
+            kw["grad_out"] = float(rng.uniform(0.5, 2))
+        check(x, labels, dtype, f"trial {trial}", **kw)
+
+
+@dtypes
+@pytest.mark.parametrize("soft", [False, True], ids=["indices", "probabilities"])
+def test_every_option_alone(rng, dtype, soft):
+    shape = (9, 37)
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    labels = random_labels(rng, shape, -1, soft, dtype)
+    options = [
+        {},
+        {"weight": rng.random(37).astype(dtype)},
+        {"label_smoothing": 0.2},
+        {"label_smoothing": 1.0},
+        {"z_loss": 0.01},
+        {"softcap": 3.0},
+        {"reduction": "sum"},
+        {"reduction": "none"},
+        {"grad_out": 2.5},
+    ]
+    for kw in options:
+        check(x, labels, dtype, **kw)
+
+
+@dtypes
+def test_ignore_index_and_a_custom_one(rng, dtype):
+    x = rng.standard_normal((12, 5)).astype(dtype)
+    y = rng.integers(0, 5, 12)
+    y[[1, 4, 7]] = 3
+    for ignore in (3, -100, -1):
+        for reduction in ("none", "sum", "mean"):
+            check(x, y, dtype, ignore_index=ignore, reduction=reduction)
+    loss, grad = fs.cross_entropy(x, y, ignore_index=3, reduction="none", return_grad=True)
+    assert np.all(loss[[1, 4, 7]] == 0)
+    assert np.all(grad[[1, 4, 7]] == 0)
+
+
+def test_mean_over_no_example_is_nan_and_sum_is_zero():
+    x = np.ones((3, 4), F32)
+    y = np.full(3, -100)
+    assert np.isnan(fs.cross_entropy(x, y))
+    assert fs.cross_entropy(x, y, reduction="sum") == 0
+    np.testing.assert_array_equal(fs.cross_entropy(x, y, reduction="none"), np.zeros(3))
+    assert np.isnan(fs.cross_entropy(np.ones((0, 4), F32), np.zeros(0, np.int64)))
+    assert fs.cross_entropy(np.ones((0, 4), F32), np.zeros(0, np.int64), reduction="sum") == 0
+    assert fs.cross_entropy(np.ones((0, 4)), np.zeros(0, np.int64), reduction="none").shape == (0,)
+
+
+@dtypes
+def test_k_dimensional_inputs_with_axis_1(rng, dtype):
+    for shape in [(4, 6, 5), (3, 7, 4, 2), (2, 20, 33)]:
+        x = rng.standard_normal(shape).astype(dtype)
+        y = random_labels(rng, shape, 1, False, dtype)
+        t = random_labels(rng, shape, 1, True, dtype)
+        for labels in (y, t):
+            for reduction in ("none", "mean"):
+                check(x, labels, dtype, axis=1, reduction=reduction, label_smoothing=0.1)
+
+
+@dtypes
+def test_every_axis_and_layout_gives_the_contiguous_answer(rng, dtype):
+    base = rng.standard_normal((6, 40, 5)).astype(dtype) * 3
+    for axis in range(3):
+        xs = {
+            "contiguous": base,
+            "fortran": np.asfortranarray(base),
+            "reversed": base[::-1, ::-1, ::-1],
+            "strided": np.repeat(base, 2, axis=axis)[
+                (slice(None),) * axis + (slice(None, None, 2),)
+            ],
+            "transposed": base.transpose(2, 1, 0).copy().transpose(2, 1, 0),
+        }
+        for soft in (False, True):
+            labels = random_labels(rng, base.shape, axis, soft, dtype)
+            for name, x in xs.items():
+                lab = labels
+                if name == "reversed":
+                    lab = labels[::-1, ::-1, ::-1] if soft else labels[::-1, ::-1]
+                    ref_x = base[::-1, ::-1, ::-1]
+                else:
+                    ref_x = base
+                assert np.array_equal(x, ref_x)
+                check(
+                    x, lab, dtype, f"axis {axis} {name}", axis=axis, reduction="none", weight=None
+                )
+
+
+@dtypes
+def test_one_class_and_one_example(rng, dtype):
+    check(np.array([[2.5]], dtype), np.array([0]), dtype)
+    check(np.array([[2.5]], dtype), np.array([[1.0]], dtype), dtype, label_smoothing=0.3)
+    x = rng.standard_normal(7).astype(dtype)  # 1-d logits: one example, a 0-d label
+    check(x, np.int64(3), dtype)
+    check(x, np.array(3), dtype, reduction="none")
+    loss = fs.cross_entropy(x, 3, reduction="none")
+    assert np.shape(loss) == ()
+
+
+@dtypes
+def test_adversarial_logits(rng, dtype):
+    big = 1e4 if dtype == F32 else 1e6
+    n = 50
+    rows = [
+        rng.standard_normal(n) * big,  # one-hot softmax
+        rng.standard_normal(n) * 1e-30,  # tiny
+        np.full(n, 7.0),  # all equal
+        np.full(n, -3e4),
+        np.full(n, 1e30) + np.arange(n) * 1e24,  # huge, distinct
+        np.where(np.arange(n) % 3 == 0, -np.inf, rng.standard_normal(n)),  # masked classes
+    ]
+    x = np.array(rows).astype(dtype)
+    y = np.array([0, 1, 2, 3, 4, 1])  # label 1 of the last row is a finite logit
+    for kw in ({}, {"reduction": "none"}, {"weight": rng.random(n).astype(dtype)}):
+        check(x, y, dtype, **kw)
+    # smoothing over masked classes: +inf, as PyTorch's
+    loss = fs.cross_entropy(x, y, reduction="none", label_smoothing=0.1)
+    assert np.all(np.isfinite(loss[:5]))
+    assert loss[5] == np.inf
+
+
+@dtypes
+def test_nan_and_inf_rows_propagate_as_in_pytorch(dtype):
+    inf, nan = np.inf, np.nan
+    x = np.array(
+        [
+            [1.0, 2.0, 3.0],
+            [nan, 1.0, 2.0],  # NaN anywhere: NaN
+            [inf, 1.0, 2.0],  # +inf: NaN
+            [-inf, -inf, -inf],  # only -inf: NaN
+            [-inf, 1.0, 2.0],  # label at -inf: +inf loss, finite gradient
+            [-inf, 1.0, 2.0],  # label elsewhere: finite
+        ],
+        dtype,
+    )
+    y = np.array([0, 1, 1, 0, 0, 1])
+    loss, grad = fs.cross_entropy(x, y, reduction="none", return_grad=True)
+    assert np.all(np.isfinite(loss[[0, 5]]))
+    assert loss[4] == inf
+    assert np.all(np.isnan(loss[1:4]))
+    assert np.all(np.isnan(grad[1:4]))
+    assert np.all(np.isfinite(grad[[0, 4, 5]]))
+    np.testing.assert_allclose(grad[4], [-1, 1 / (1 + np.e), np.e / (1 + np.e)], rtol=1e-6)
+    assert np.isnan(fs.cross_entropy(x, y))
+    # ignored rows contribute nothing, whatever their logits
+    y_ign = np.array([0, -100, -100, -100, -100, 1])
+    loss, grad = fs.cross_entropy(x, y_ign, reduction="none", return_grad=True)
+    assert np.all(loss[1:5] == 0)
+    assert np.all(grad[1:5] == 0)
+    assert np.isfinite(fs.cross_entropy(x, y_ign))
+    # soft-capping makes infinities finite
+    loss = fs.cross_entropy(x[[2, 3]], y[[2, 3]], reduction="none", softcap=5.0)
+    ref, _ = ref_cross_entropy(x[[2, 3]], y[[2, 3]], reduction="none", softcap=5.0)
+    np.testing.assert_allclose(loss, ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int32, np.int64])
+def test_dtype_rules(rng, dtype):
+    x = (rng.standard_normal((5, 8)) * 3).astype(dtype)
+    y = rng.integers(0, 8, 5)
+    result = {np.float16: np.float16, np.int32: np.float64, np.int64: np.float64}[dtype]
+    work = F32 if dtype == np.float16 else F64
+    loss, grad = fs.cross_entropy(x, y, return_grad=True)
+    assert np.asarray(loss).dtype == result
+    assert grad.dtype == result
+    ref_loss, ref_grad = fs.cross_entropy(x.astype(work), y, return_grad=True)
+    np.testing.assert_array_equal(loss, ref_loss.astype(result))
+    np.testing.assert_array_equal(grad, ref_grad.astype(result))
+
+
+@pytest.mark.parametrize("label_dtype", [np.int8, np.uint8, np.int16, np.int32, np.uint64])
+def test_any_integer_label_dtype(rng, label_dtype):
+    x = rng.standard_normal((6, 9)).astype(F32)
+    y = rng.integers(0, 9, 6)
+    np.testing.assert_array_equal(
+        fs.cross_entropy(x, y.astype(label_dtype), reduction="none"),
+        fs.cross_entropy(x, y, reduction="none"),
+    )
+
+
+def test_probabilities_in_another_float_dtype_are_converted(rng):
+    x = rng.standard_normal((4, 6)).astype(F32)
+    t = rng.random((4, 6))
+    t /= t.sum(1, keepdims=True)
+    np.testing.assert_array_equal(
+        fs.cross_entropy(x, t, reduction="none"),
+        fs.cross_entropy(x, t.astype(F32), reduction="none"),
+    )
+
+
+@dtypes
+def test_gradient_matches_finite_differences(rng, dtype):
+    """Independent of the reference: d loss / d logits by central differences (float64)."""
+    x = rng.standard_normal((3, 6))
+    w = rng.random(6) + 0.2
+    for labels in (np.array([1, 5, -100]), random_labels(rng, (3, 6), -1, True, F64)):
+        kw = {
+            "weight": w,
+            "label_smoothing": 0.2,
+            "z_loss": 0.05,
+            "softcap": 2.0,
+            "reduction": "mean",
+        }
+        _, grad = fs.cross_entropy(x, labels, return_grad=True, **kw)
+        h = 1e-6
+        num = np.zeros_like(x)
+        for i in np.ndindex(x.shape):
+            xp, xm = x.copy(), x.copy()
+            xp[i] += h
+            xm[i] -= h
+            num[i] = (fs.cross_entropy(xp, labels, **kw) - fs.cross_entropy(xm, labels, **kw)) / (
+                2 * h
+            )
+        np.testing.assert_allclose(grad, num, atol=1e-8)
+
+
+@dtypes
+def test_grad_out_scales_the_gradient(rng, dtype):
+    x = rng.standard_normal((5, 7)).astype(dtype)
+    y = rng.integers(0, 7, 5)
+    g = rng.standard_normal(5)
+    check(x, y, dtype, reduction="none", grad_out=g)
+    check(x, y, dtype, reduction="none", grad_out=g[:1])  # broadcasts
+    check(x, y, dtype, reduction="mean", grad_out=-3.0)
+    check(x, y, dtype, reduction="sum", grad_out=np.float32(0.5))
+    with pytest.raises(ValueError, match="must be a scalar"):
+        fs.cross_entropy(x, y, return_grad=True, grad_out=g)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        fs.cross_entropy(x, y, reduction="none", return_grad=True, grad_out=g[:3])
+    with pytest.raises(ValueError, match="only used with return_grad"):
+        fs.cross_entropy(x, y, grad_out=1.0)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64, np.float16])
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "axis0"])
+def test_inplace_grad_writes_the_gradient_into_the_logits(rng, dtype, layout):
+    base = (rng.standard_normal((8, 30)) * 2).astype(dtype)
+    axis = 0 if layout == "axis0" else -1
+    y = rng.integers(0, base.shape[axis], base.shape[1 - axis % 2] if axis == 0 else 8)
+    if layout == "strided":
+        holder = np.repeat(base, 2, axis=1)
+        x = holder[:, ::2]
+    else:
+        x = base.copy()
+    kw = {"axis": axis, "label_smoothing": 0.1, "weight": rng.random(base.shape[axis])}
+    loss, grad = fs.cross_entropy(base, y, return_grad=True, **kw)
+    loss2, same = fs.cross_entropy(x, y, return_grad=True, inplace_grad=True, **kw)
+    assert same is x
+    np.testing.assert_array_equal(x, grad)
+    assert loss2 == loss
+    if layout == "strided":  # the other columns are untouched
+        np.testing.assert_array_equal(holder[:, 1::2], base)
+
+
+def test_inplace_grad_leaves_the_logits_alone_when_the_call_fails(rng):
+    x = rng.standard_normal((1000, 10)).astype(F32)
+    before = x.copy()
+    y = rng.integers(0, 10, 1000)
+    y[-1] = 10  # the last label is bad: found before any row is written
+    with pytest.raises(ValueError, match=r"label 10 at position \(999,\)"):
+        fs.cross_entropy(x, y, return_grad=True, inplace_grad=True)
+    np.testing.assert_array_equal(x, before)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        fs.cross_entropy(x, y, return_grad=True, inplace_grad=True, label_smoothing=2)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_inplace_grad_refuses_what_it_cannot_write(rng):
+    y = np.array([0, 1])
+    ro = np.ones((2, 3), F32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        fs.cross_entropy(ro, y, return_grad=True, inplace_grad=True)
+    with pytest.raises(TypeError, match="floating-point"):
+        fs.cross_entropy(np.ones((2, 3), np.int64), y, return_grad=True, inplace_grad=True)
+    with pytest.raises(TypeError, match=r"numpy\.ndarray"):
+        fs.cross_entropy([[1.0, 2.0, 3.0]] * 2, y, return_grad=True, inplace_grad=True)
+    with pytest.raises(ValueError, match="requires return_grad"):
+        fs.cross_entropy(np.ones((2, 3)), y, inplace_grad=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            {"labels": np.array([0, 3])},
+            ValueError,
+            r"label 3 at position \(1,\) is outside \[0, 3\)",
+        ),
+        ({"labels": np.array([-1, 0])}, ValueError, r"label -1 at position \(0,\)"),
+        ({"labels": np.array([0, 1, 2])}, ValueError, r"shape of logits without axis"),
+        ({"labels": np.ones((2, 4))}, ValueError, r"probability labels must have the shape"),
+        ({"labels": np.array(["a", "b"])}, TypeError, "labels have dtype"),
+        ({"labels": np.array([True, False])}, TypeError, "labels have dtype"),
+        ({"weight": np.ones(4)}, ValueError, r"one entry per class, shape \(3,\)"),
+        ({"weight": np.array([1.0, -0.5, 1.0])}, ValueError, r"non-negative, got -0.5 at class 1"),
+        ({"weight": np.array([1.0, np.nan, 1.0])}, ValueError, "finite and non-negative"),
+        ({"reduction": "avg"}, ValueError, "reduction must be 'none', 'sum' or 'mean', got 'avg'"),
+        ({"label_smoothing": 1.5}, ValueError, r"label_smoothing must be \[0.0, 1.0\], got 1.5"),
+        ({"label_smoothing": -0.1}, ValueError, "label_smoothing"),
+        ({"label_smoothing": float("nan")}, ValueError, "label_smoothing"),
+        ({"softcap": 0.0}, ValueError, "softcap must be a positive finite number or None, got 0.0"),
+        ({"softcap": -2}, ValueError, "softcap"),
+        ({"softcap": float("inf")}, ValueError, "softcap"),
+        ({"z_loss": -1.0}, ValueError, "z_loss"),
+        ({"axis": 2}, np.exceptions.AxisError, "axis 2"),
+        ({"axis": (0, 1)}, TypeError, "axis must be an integer"),
+        ({"ignore_index": 1.5}, TypeError, "ignore_index must be an integer"),
+        ({"logits": np.ones((2, 3), complex)}, TypeError, "logits has dtype complex128"),
+        ({"logits": np.ones((2, 0))}, ValueError, "0 classes"),
+        ({"logits": np.float32(1.0)}, ValueError, "at least one dimension"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, error, match):
+    args = {"logits": np.ones((2, 3), F32), "labels": np.array([0, 1])}
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        fs.cross_entropy(args.pop("logits"), args.pop("labels"), **args)
+
+
+def test_bad_label_position_in_k_dimensional_labels(rng):
+    x = rng.standard_normal((2, 4, 3, 5)).astype(F32)
+    y = rng.integers(0, 4, (2, 3, 5))
+    y[1, 2, 3] = 7
+    with pytest.raises(ValueError, match=r"label 7 at position \(1, 2, 3\)"):
+        fs.cross_entropy(x, y, axis=1)
+
+
+@dtypes
+@pytest.mark.parametrize("soft", [False, True], ids=["indices", "probabilities"])
+def test_backward_from_a_saved_logsumexp(rng, dtype, soft):
+    shape = (6, 300)
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    labels = random_labels(rng, shape, -1, soft, dtype)
+    for kw in (
+        {},
+        {"weight": rng.random(300), "label_smoothing": 0.2, "z_loss": 0.01},
+        {"softcap": 4.0, "reduction": "none", "grad_out": rng.standard_normal(6)},
+    ):
+        _, ref_grad = ref_cross_entropy(x, labels, **kw)
+        scale = float(np.max(np.abs(ref_grad)))
+        _, grad = fs.cross_entropy(x, labels, return_grad=True, **kw)
+        capped = x if "softcap" not in kw else (4.0 * np.tanh(x.astype(F64) / 4.0)).astype(dtype)
+        lse = fs.logsumexp(capped)
+        got = fs.cross_entropy_backward(x, labels, lse=lse, **kw)
+        # the saved lse is rounded to the dtype: about |lse| ulp of error in the softmax
+        tol = 50 * TOL[dtype] if dtype == F32 else 1e-12
+        np.testing.assert_allclose(got, ref_grad, rtol=0, atol=tol * scale, err_msg=str(kw))
+        np.testing.assert_array_equal(fs.cross_entropy_backward(x, labels, **kw), grad)
+        out = np.empty_like(x)
+        assert fs.cross_entropy_backward(x, labels, out=out, **kw) is out
+        np.testing.assert_array_equal(out, grad)
+        inplace = x.copy()
+        fs.cross_entropy_backward(inplace, labels, out=inplace, **kw)
+        np.testing.assert_array_equal(inplace, grad)
+
+
+def test_backward_checks_its_own_arguments(rng):
+    x = rng.standard_normal((3, 4)).astype(F32)
+    y = np.array([0, 1, 2])
+    with pytest.raises(ValueError, match=r"lse must have the per-example shape \(3,\)"):
+        fs.cross_entropy_backward(x, y, lse=np.zeros(4))
+    with pytest.raises(ValueError, match="out must have shape"):
+        fs.cross_entropy_backward(x, y, out=np.empty((3, 4), F64))
+    with pytest.raises(ValueError, match="label 9"):
+        fs.cross_entropy_backward(x, np.array([0, 9, 1]))
+
+
+def test_inputs_are_not_modified(rng):
+    x = rng.standard_normal((5, 6)).astype(F32)
+    t = random_labels(rng, (5, 6), -1, True, F32)
+    w = rng.random(6)
+    copies = [a.copy() for a in (x, t, w)]
+    fs.cross_entropy(x, t, weight=w, return_grad=True, softcap=3.0)
+    for a, c in zip((x, t, w), copies):
+        np.testing.assert_array_equal(a, c)
+
+
+@dtypes
+def test_confident_rows_keep_their_small_loss_accurate(rng, dtype):
+    """Label at the maximum with a large margin: loss = log(1 + tiny), relative accuracy kept."""
+    for n in (3, 16, 100, 5000):
+        x = rng.standard_normal((20, n)) - 14.0 - np.log(n)
+        y = rng.integers(0, n, 20)
+        x[np.arange(20), y] = rng.uniform(0, 5, 20)
+        x = x.astype(dtype)
+        loss = fs.cross_entropy(x, y, reduction="none")
+        # log(1 + sum of the others' exp(x - x_y)), with no cancellation in the reference
+        w = widen(x)
+        xy = w[np.arange(20), y][:, None]
+        others = np.where(np.arange(n) == y[:, None], 0, np.exp(w - xy)).sum(1)
+        ref = np.log1p(others)
+        assert np.all(ref < 1e-5)
+        np.testing.assert_allclose(loss, ref, rtol=TOL[dtype], atol=0, err_msg=f"n={n}")
