@@ -6,6 +6,7 @@
 #include "fastsoftmax/cross_entropy.hpp"
 
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 
 #include "fastsoftmax/dispatch.hpp"
@@ -167,6 +168,9 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
         case Reduction::sum:
             return total.ce + total.z;
         case Reduction::mean:
+            // no weight to divide by: NaN, as PyTorch's 0/0 (also when the
+            // smoothing part alone would be finite over 0)
+            if (wsum == 0) return std::numeric_limits<double>::quiet_NaN();
             return total.ce / wsum + (options.z_loss != 0 ? total.z / count : 0.0);
     }
     return 0;

@@ -142,9 +142,11 @@ struct ExpSplit {
 // One stretch of a row, inside one block (so the float accumulators stay
 // short): the exponentials against ref (none for ref = -inf, an all -inf
 // stretch), and adds the stretch's sum coef * (ref - x') to lin (coef * +inf
-// when ref = -inf) and sum coef to cs.
-template <class V, bool kCap, class Coef>
-ExpSplit ce_stretch(const typename V::T* x, std::size_t len, typename V::T ref,
+// when ref = -inf) and sum coef to cs. With a destination e (kStore), also
+// stores exp(x' - ref) there, computed from the exact difference (vexp_sub:
+// they become the softmax of the gradient); e may be x.
+template <class V, bool kCap, class Coef, bool kStore>
+ExpSplit ce_stretch(const typename V::T* x, typename V::T* e, std::size_t len, typename V::T ref,
                     const Cap<V, kCap>& cap, const Coef& coef, std::size_t base, double& lin,
                     double& cs) {
     using T = typename V::T;
@@ -154,16 +156,25 @@ ExpSplit ce_stretch(const typename V::T* x, std::size_t len, typename V::T ref,
     const reg vref = V::set1(live ? ref : T(0));
     const reg inf = V::set1(std::numeric_limits<T>::infinity());
     const reg one = V::set1(T(1));
+    const auto ex = [&](reg xv) { return vexp<V>(V::sub(xv, vref)); };
     reg s0 = V::zero(), s1 = V::zero(), t0 = V::zero();
     ExpSum<V> l, c;
     std::size_t i = 0;
     for (; i + 2 * N <= len; i += 2 * N) {
         const reg x0 = cap(V::load(x + i)), x1 = cap(V::load(x + i + N));
         if (live) {
+            const reg e0 = ex(x0), e1 = ex(x1);
+            if constexpr (kStore) {
+                V::store(e + i, e0);
+                V::store(e + i + N, e1);
+            }
             const auto at0 = V::eq(x0, vref), at1 = V::eq(x1, vref);
-            s0 = V::add(s0, V::select(at0, V::zero(), vexp<V>(V::sub(x0, vref))));
-            s1 = V::add(s1, V::select(at1, V::zero(), vexp<V>(V::sub(x1, vref))));
+            s0 = V::add(s0, V::select(at0, V::zero(), e0));
+            s1 = V::add(s1, V::select(at1, V::zero(), e1));
             t0 = V::add(t0, V::add(V::select(at0, one, V::zero()), V::select(at1, one, V::zero())));
+        } else if constexpr (kStore) {
+            V::store(e + i, V::zero());
+            V::store(e + i + N, V::zero());
         }
         if constexpr (!Coef::kNone) {
             const reg c0 = coef.load(base + i), c1 = coef.load(base + i + N);
@@ -179,10 +190,13 @@ ExpSplit ce_stretch(const typename V::T* x, std::size_t len, typename V::T ref,
         const auto in = first_lanes<V>(w);
         const reg xv = cap(V::load_partial(x + i, w, 0));
         if (live) {
-            const reg at = V::select(in, V::select(V::eq(xv, vref), one, V::zero()), V::zero());
-            const reg e = vexp<V>(V::sub(xv, vref));
-            s0 = V::add(s0, V::select(in, V::select(V::eq(xv, vref), V::zero(), e), V::zero()));
-            t0 = V::add(t0, at);
+            const auto at = V::eq(xv, vref);
+            const reg ev = V::select(in, ex(xv), V::zero());
+            if constexpr (kStore) V::store_partial(e + i, w, ev);
+            s0 = V::add(s0, V::select(at, V::zero(), ev));
+            t0 = V::add(t0, V::select(in, V::select(at, one, V::zero()), V::zero()));
+        } else if constexpr (kStore) {
+            V::store_partial(e + i, w, V::zero());
         }
         if constexpr (!Coef::kNone) {
             const reg cv = V::select(in, coef.load_partial(base + i, w), V::zero());
@@ -200,16 +214,18 @@ ExpSplit ce_stretch(const typename V::T* x, std::size_t len, typename V::T ref,
     return {V::wide_hsum(ties), V::wide_hsum(rest)};
 }
 
-// The read pass: one read of the row, block by block (online_max_sum).
-template <class V, bool kCap, class Coef>
+// The read pass: one read of the row, block by block (online_max_sum). With
+// e (kStore), the exponentials of each block are stored there against the
+// running maximum of that block, which goes into refs[block].
+template <class V, bool kCap, class Coef, bool kStore = false>
 CeStats ce_row_stats(const typename V::T* x, std::size_t n, const Cap<V, kCap>& cap,
-                     const Coef& coef) {
+                     const Coef& coef, typename V::T* e = nullptr, typename V::T* refs = nullptr) {
     using T = typename V::T;
     CeStats st;
     double seen = 0;        // sum of coef so far
     T last = neg_inf<T>();  // the reference st.lin, ties and rest are taken against
     ExpSplit sum;
-    const auto block = [&](std::size_t, std::size_t i, std::size_t len, T ref) {
+    const auto block = [&](std::size_t b, std::size_t i, std::size_t len, T ref) {
         if (ref != neg_inf<T>()) {
             if (last != neg_inf<T>() && ref > last) {  // move the sums to the new maximum
                 const double d = static_cast<double>(ref) - static_cast<double>(last);
@@ -219,12 +235,14 @@ CeStats ce_row_stats(const typename V::T* x, std::size_t n, const Cap<V, kCap>& 
             }
             last = ref;
         }
+        if constexpr (kStore) refs[b] = ref;
         const double before = st.cs;
-        const ExpSplit b = ce_stretch<V>(x + i, len, ref, cap, coef, i, st.lin, st.cs);
+        const ExpSplit bs = ce_stretch<V, kCap, Coef, kStore>(x + i, kStore ? e + i : nullptr, len,
+                                                             ref, cap, coef, i, st.lin, st.cs);
         seen += st.cs - before;
-        sum.ties += b.ties;
-        sum.rest += b.rest;
-        return b.ties + b.rest;
+        sum.ties += bs.ties;
+        sum.rest += bs.rest;
+        return bs.ties + bs.rest;
     };
     MaxSum ms;
     if constexpr (kCap)
@@ -248,8 +266,8 @@ double coef_sum(const Coef& coef, std::size_t n) {
     return c.total();
 }
 
-// The gradient pass: g[c] = (f * exp(x'[c] - m) - e * coef[c]) * dx'/dx
-// (g may be x: each element is read before it is written).
+// The gradient pass from the logits: g[c] = (f * exp(x'[c] - m) - e * coef[c])
+// * dx'/dx (g may be x: each element is read before it is written).
 template <class V, bool kCap, class Coef>
 void ce_row_grad(const typename V::T* x, typename V::T* g, std::size_t n, typename V::T m,
                  const Factor<V>& f, typename V::T e, const Cap<V, kCap>& cap, const Coef& coef) {
@@ -278,10 +296,66 @@ void ce_row_grad(const typename V::T* x, typename V::T* g, std::size_t n, typena
     }
 }
 
+// The gradient pass over stored exponentials (ce_row_stats with kStore):
+// g[c] = f_b * g[c] - e * coef[c], f_b = f * exp(refs[b] - m) per block.
+template <class V, class Coef>
+void ce_row_scale(typename V::T* g, std::size_t n, const typename V::T* refs, double m, double f,
+                  typename V::T e, const Coef& coef) {
+    using T = typename V::T;
+    using reg = typename V::reg;
+    constexpr std::size_t N = V::N;
+    constexpr std::size_t B = kBlock * N;
+    const reg ve = V::set1(e);
+    for (std::size_t b = 0, i0 = 0; i0 < n; ++b, i0 += B) {
+        const std::size_t end = (n - i0 < B) ? n : i0 + B;
+        const T ref = refs[b];
+        // one rounding of the factor: gradients are compared to their largest entry
+        const double dref = static_cast<double>(ref);
+        const reg fb = V::set1(static_cast<T>(
+            dref == m ? f : ref == neg_inf<T>() ? 0.0 : f * std::exp(dref - m)));
+        const auto out = [&](reg ev, reg cv) {
+            const reg gv = V::mul(ev, fb);
+            if constexpr (Coef::kNone) return gv;
+            return V::fnmadd(ve, cv, gv);
+        };
+        std::size_t i = i0;
+        for (; i + 2 * N <= end; i += 2 * N) {
+            V::store(g + i, out(V::load(g + i), coef.load(i)));
+            V::store(g + i + N, out(V::load(g + i + N), coef.load(i + N)));
+        }
+        for (; i < end; i += N) {
+            const std::size_t w = (end - i < N) ? end - i : N;
+            V::store_partial(g + i, w, out(V::load_partial(g + i, w, 0), coef.load_partial(i, w)));
+        }
+    }
+}
+
 template <class T>
 void fill_row(T* p, std::size_t n, T v) {
     for (std::size_t i = 0; i < n; ++i) p[i] = v;
 }
+
+// out[k] = log1p(u[k]) for k < g in one vector op: w = 1 + u rounded, then
+// log(w) * u / (w - 1), which corrects the rounding of w (a few ulp of T).
+template <class V>
+void log1p_of(const double* u, double* out, std::size_t g) {
+    using T = typename V::T;
+    for (std::size_t i = 0; i < g; i += V::N) {
+        T buf[V::N];
+        for (std::size_t k = 0; k < V::N; ++k) buf[k] = (i + k < g) ? static_cast<T>(u[i + k]) : 0;
+        const auto uv = V::load(buf);
+        const auto w = V::add(V::set1(T(1)), uv);
+        const auto d = V::sub(w, V::set1(T(1)));
+        const auto l = V::mul(vlog<V>(w), V::div(uv, d));
+        V::store(buf, V::select(V::eq(d, V::zero()), uv, l));
+        for (std::size_t k = 0; k < V::N && i + k < g; ++k) out[i + k] = buf[k];
+    }
+}
+
+// Rows of one block (most vocabularies and class counts) go through in groups
+// of this many, each step for the whole group: the per-row chain of
+// reductions (max, sums, log) is latency-bound when done one row at a time.
+constexpr std::size_t kCeGroup = 4;
 
 template <class V, bool kCap, class Coef, class MakeCoef>
 CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o,
@@ -291,35 +365,33 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
     const Cap<V, kCap> cap(o.softcap);
     const std::size_t n = a.n;
     const double eps = o.smoothing, z = o.z_loss, dn = static_cast<double>(n);
+    // the store-then-scale gradient (one exp per element) needs the logits
+    // only in the read pass; soft-capping needs them again (its derivative)
+    constexpr bool kStore = !kCap;
+    const bool store = kStore && a.grad && !a.lse;
+    const std::size_t blocks = (n + kBlock * V::N - 1) / (kBlock * V::N);
+    Scratch<T> refs(store && blocks > 1 ? blocks : 0);
     CeSums total;
-    for (std::size_t r = 0; r < a.rows; ++r) {
-        const std::ptrdiff_t rr = static_cast<std::ptrdiff_t>(r);
-        const T* x = a.x + rr * a.xs;
-        T* g = a.grad ? a.grad + rr * a.gs : nullptr;
-        std::int64_t y = -1;
-        double wy = 1;
-        T xy = 0;  // x[y], read before the gradient may overwrite it
-        if (a.label) {
-            y = a.label[rr * a.ls];
-            if (y == o.ignore_index) {
-                if (a.loss) a.loss[r] = 0;
-                if (g) fill_row(g, n, T(0));
-                continue;
-            }
-            if (o.weight) wy = static_cast<double>(o.weight[y]);
-            xy = x[y];
-        }
-        const Coef coef = make_coef(r);
-        CeStats st;
-        if (a.lse) {
-            st.max = static_cast<double>(a.lse[rr * a.lses]);
-            st.sum = 1;
-            st.log_sum = 0;
-            st.special = !std::isfinite(st.max);
-            if constexpr (!Coef::kNone) st.cs = coef_sum<V>(coef, n);
-        } else {
-            st = ce_row_stats<V>(x, n, cap, coef);
-        }
+    const auto x_of = [&](std::size_t r) { return a.x + static_cast<std::ptrdiff_t>(r) * a.xs; };
+    const auto g_of = [&](std::size_t r) {
+        return a.grad ? a.grad + static_cast<std::ptrdiff_t>(r) * a.gs : nullptr;
+    };
+
+    // The row's label in y (-1 for probabilities); an ignored row is done here.
+    const auto ignored = [&](std::size_t r, std::int64_t& y) {
+        y = a.label ? a.label[static_cast<std::ptrdiff_t>(r) * a.ls] : -1;
+        if (!a.label || y != o.ignore_index) return false;
+        if (a.loss) a.loss[r] = 0;
+        if (T* g = g_of(r)) fill_row(g, n, T(0));
+        return true;
+    };
+
+    // The loss and gradient of row r from its read pass. xy = x[y] (read
+    // before the gradient may overwrite it); with stored exponentials, refs
+    // holds each block's reference.
+    const auto finish = [&](std::size_t r, std::int64_t y, T xy, const CeStats& st,
+                            const Coef& coef, const T* block_refs) {
+        const double wy = (a.label && o.weight) ? static_cast<double>(o.weight[y]) : 1.0;
         const double log_s = st.log_sum, lse = st.max + log_s;
         if (!a.lse) {
             double ce = nan, zl = z != 0 ? nan : 0;
@@ -336,11 +408,9 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
             total.z += zl;
             if (a.loss) a.loss[r] = ce + zl;
         }
-        if (!g) continue;
-        if (st.special) {
-            fill_row(g, n, std::numeric_limits<T>::quiet_NaN());
-            continue;
-        }
+        T* g = g_of(r);
+        if (!g) return;
+        if (st.special) return fill_row(g, n, std::numeric_limits<T>::quiet_NaN());
         const double scale = a.grad_scale ? a.grad_scale[r] : 1.0;
         const double s_ce = scale * a.s_ce, s_z = scale * a.s_z;
         double coef_a, coef_e, coef_b = 0;
@@ -353,13 +423,83 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
             coef_e = s_ce;
         }
         if (z != 0) coef_a += s_z * 2 * z * lse;
-        ce_row_grad<V>(x, g, n, static_cast<T>(st.max), Factor<V>::of(coef_a / st.sum),
-                       static_cast<T>(coef_e), cap, coef);
+        if (store)
+            ce_row_scale<V>(g, n, block_refs, st.max, coef_a / st.sum, static_cast<T>(coef_e), coef);
+        else
+            ce_row_grad<V>(x_of(r), g, n, static_cast<T>(st.max), Factor<V>::of(coef_a / st.sum),
+                           static_cast<T>(coef_e), cap, coef);
         if (a.label) {
             const double d = kCap ? static_cast<double>(cap.scalar_deriv(xy)) : 1.0;
             g[y] = static_cast<T>(static_cast<double>(g[y]) - coef_b * d);
         }
+    };
+
+    if (!(store && blocks == 1) && !(a.grad == nullptr && !a.lse && blocks == 1 && !kCap)) {
+        for (std::size_t r = 0; r < a.rows; ++r) {
+            std::int64_t y;
+            if (ignored(r, y)) continue;
+            const T* x = x_of(r);
+            const T xy = a.label ? x[y] : T(0);
+            const Coef coef = make_coef(r);
+            CeStats st;
+            if (a.lse) {
+                st.max = static_cast<double>(a.lse[static_cast<std::ptrdiff_t>(r) * a.lses]);
+                st.sum = 1;
+                st.log_sum = 0;
+                st.special = !std::isfinite(st.max);
+                if constexpr (!Coef::kNone) st.cs = coef_sum<V>(coef, n);
+            } else if (store) {
+                st = ce_row_stats<V, kCap, Coef, kStore>(x, n, cap, coef, g_of(r), refs.data);
+            } else {
+                st = ce_row_stats<V>(x, n, cap, coef);
+            }
+            finish(r, y, xy, st, coef, refs.data);
+        }
+        return total;
     }
+
+    // Rows of one block, kCeGroup at a time (without soft-capping): each
+    // step for the whole group, then the logs in one vector.
+    std::size_t rows[kCeGroup];
+    std::int64_t ys[kCeGroup];
+    T xys[kCeGroup];
+    std::size_t count = 0;
+    const auto run_group = [&] {
+        T m[kCeGroup];
+        CeStats st[kCeGroup];
+        double u[kCeGroup], log_s[kCeGroup];
+        for (std::size_t k = 0; k < count; ++k) m[k] = row_max<V>(x_of(rows[k]), n);
+        for (std::size_t k = 0; k < count; ++k) {
+            st[k].max = static_cast<double>(m[k]);
+            st[k].special = !std::isfinite(m[k]);
+            u[k] = 0;
+            if (st[k].special) continue;
+            const Coef coef = make_coef(rows[k]);
+            const ExpSplit es =
+                store ? ce_stretch<V, kCap, Coef, true>(x_of(rows[k]), g_of(rows[k]), n, m[k], cap,
+                                                        coef, 0, st[k].lin, st[k].cs)
+                      : ce_stretch<V, kCap, Coef, false>(x_of(rows[k]), nullptr, n, m[k], cap,
+                                                         coef, 0, st[k].lin, st[k].cs);
+            st[k].sum = es.ties + es.rest;
+            st[k].special = st[k].sum != st[k].sum;  // a NaN
+            u[k] = (es.ties - 1) + es.rest;          // ties >= 1: the maximum itself
+        }
+        log1p_of<V>(u, log_s, count);
+        for (std::size_t k = 0; k < count; ++k) {
+            st[k].log_sum = log_s[k];
+            finish(rows[k], ys[k], xys[k], st[k], make_coef(rows[k]), &m[k]);
+        }
+        count = 0;
+    };
+    for (std::size_t r = 0; r < a.rows; ++r) {
+        std::int64_t y;
+        if (ignored(r, y)) continue;
+        rows[count] = r;
+        ys[count] = y;
+        xys[count] = a.label ? x_of(r)[y] : T(0);
+        if (++count == kCeGroup) run_group();
+    }
+    if (count) run_group();
     return total;
 }
 
