@@ -392,11 +392,12 @@ def test_grad_out_scales_the_gradient(rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", [F32, F64, np.float16])
-@pytest.mark.parametrize("layout", ["contiguous", "strided", "axis0"])
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "axis0", "long rows"])
 def test_inplace_grad_writes_the_gradient_into_the_logits(rng, dtype, layout):
-    base = (rng.standard_normal((8, 30)) * 2).astype(dtype)
+    shape = (3, 5000) if layout == "long rows" else (8, 30)  # long: several blocks per row
+    base = (rng.standard_normal(shape) * 2).astype(dtype)
     axis = 0 if layout == "axis0" else -1
-    y = rng.integers(0, base.shape[axis], base.shape[1 - axis % 2] if axis == 0 else 8)
+    y = rng.integers(0, base.shape[axis], base.shape[1] if axis == 0 else base.shape[0])
     if layout == "strided":
         holder = np.repeat(base, 2, axis=1)
         x = holder[:, ::2]

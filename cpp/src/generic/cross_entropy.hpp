@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "fastsoftmax/cross_entropy.hpp"
 #include "generic/softmax.hpp"
@@ -126,29 +127,41 @@ struct TargetCoef {  // probabilities t: w * t', t' = (1 - eps) * t + eps / n
 // What the read pass found in a row.
 struct CeStats {
     double max = 0, sum = 0;  // m = max x', s = sum exp(x' - m)
-    double log_sum = 0;       // log(s), accurate also when s is close to 1
+    double log_sum = 0;       // log(s)
+    double label_term = 0;    // lse - x'[y] (integer labels), accurate also when tiny
     double lin = 0, cs = 0;   // sum coef * (m - x'), sum coef
     bool special = false;     // a NaN, or a maximum that is not finite
 };
 
-// sum exp(x' - ref) over a stretch, split as ties + rest: ties counts the
-// entries equal to ref (whose exponentials are exactly 1) and rest sums the
-// others. A confident row's loss is log(1 + rest) with a tiny rest, which a
-// float accumulator holding the 1 would round away.
+// sum exp(x' - ref) over a stretch, as ties + rest. A confident row's loss
+// is log(1 + tiny), which a float accumulator holding the maximum's exp(0) = 1
+// would round away, so the big term is kept out of the float sums:
+//   integer labels: rest sums every entry but the label's (skip); the loss is
+//     then lse - x'[y] = log1p(rest / exp(x'[y] - m)), exact in form;
+//   probabilities (kTies): ties counts the entries equal to ref (exactly 1
+//     each) and rest sums the others.
 struct ExpSplit {
     double ties = 0, rest = 0;
 };
+
+// Lane j of a vector (none for j >= N).
+template <class V>
+typename V::mask lane_is(std::size_t j) {
+    using T = typename V::T;
+    static constexpr T kIota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    return V::eq(V::load(kIota), V::set1(static_cast<T>(j < V::N ? j : 16)));
+}
 
 // One stretch of a row, inside one block (so the float accumulators stay
 // short): the exponentials against ref (none for ref = -inf, an all -inf
 // stretch), and adds the stretch's sum coef * (ref - x') to lin (coef * +inf
 // when ref = -inf) and sum coef to cs. With a destination e (kStore), also
-// stores exp(x' - ref) there, computed from the exact difference (vexp_sub:
-// they become the softmax of the gradient); e may be x.
-template <class V, bool kCap, class Coef, bool kStore>
+// stores exp(x' - ref) there (e may be x). skip: the index (in the stretch)
+// left out of rest when !kTies, or anything >= len.
+template <class V, bool kCap, class Coef, bool kStore, bool kTies>
 ExpSplit ce_stretch(const typename V::T* x, typename V::T* e, std::size_t len, typename V::T ref,
                     const Cap<V, kCap>& cap, const Coef& coef, std::size_t base, double& lin,
-                    double& cs) {
+                    double& cs, std::size_t skip) {
     using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
@@ -163,15 +176,23 @@ ExpSplit ce_stretch(const typename V::T* x, typename V::T* e, std::size_t len, t
     for (; i + 2 * N <= len; i += 2 * N) {
         const reg x0 = cap(V::load(x + i)), x1 = cap(V::load(x + i + N));
         if (live) {
-            const reg e0 = ex(x0), e1 = ex(x1);
+            reg e0 = ex(x0), e1 = ex(x1);
             if constexpr (kStore) {
                 V::store(e + i, e0);
                 V::store(e + i + N, e1);
             }
-            const auto at0 = V::eq(x0, vref), at1 = V::eq(x1, vref);
-            s0 = V::add(s0, V::select(at0, V::zero(), e0));
-            s1 = V::add(s1, V::select(at1, V::zero(), e1));
-            t0 = V::add(t0, V::add(V::select(at0, one, V::zero()), V::select(at1, one, V::zero())));
+            if constexpr (kTies) {
+                const auto at0 = V::eq(x0, vref), at1 = V::eq(x1, vref);
+                e0 = V::select(at0, V::zero(), e0);
+                e1 = V::select(at1, V::zero(), e1);
+                t0 = V::add(t0,
+                            V::add(V::select(at0, one, V::zero()), V::select(at1, one, V::zero())));
+            } else if (skip - i < 2 * N) {  // the label is in this pair
+                e0 = V::select(lane_is<V>(skip - i), V::zero(), e0);
+                e1 = V::select(lane_is<V>(skip - i - N), V::zero(), e1);  // (wraps: no lane)
+            }
+            s0 = V::add(s0, e0);
+            s1 = V::add(s1, e1);
         } else if constexpr (kStore) {
             V::store(e + i, V::zero());
             V::store(e + i + N, V::zero());
@@ -190,11 +211,16 @@ ExpSplit ce_stretch(const typename V::T* x, typename V::T* e, std::size_t len, t
         const auto in = first_lanes<V>(w);
         const reg xv = cap(V::load_partial(x + i, w, 0));
         if (live) {
-            const auto at = V::eq(xv, vref);
-            const reg ev = V::select(in, ex(xv), V::zero());
+            reg ev = V::select(in, ex(xv), V::zero());
             if constexpr (kStore) V::store_partial(e + i, w, ev);
-            s0 = V::add(s0, V::select(at, V::zero(), ev));
-            t0 = V::add(t0, V::select(in, V::select(at, one, V::zero()), V::zero()));
+            if constexpr (kTies) {
+                const auto at = V::eq(xv, vref);
+                ev = V::select(at, V::zero(), ev);
+                t0 = V::add(t0, V::select(in, V::select(at, one, V::zero()), V::zero()));
+            } else if (skip - i < N) {
+                ev = V::select(lane_is<V>(skip - i), V::zero(), ev);
+            }
+            s0 = V::add(s0, ev);
         } else if constexpr (kStore) {
             V::store_partial(e + i, w, V::zero());
         }
@@ -208,18 +234,56 @@ ExpSplit ce_stretch(const typename V::T* x, typename V::T* e, std::size_t len, t
         lin += l.total();
         cs += c.total();
     }
-    auto rest = V::wide_zero(), ties = V::wide_zero();
+    auto rest = V::wide_zero();
     V::wide_add(rest, V::add(s0, s1));
-    V::wide_add(ties, t0);
-    return {V::wide_hsum(ties), V::wide_hsum(rest)};
+    double ties = 0;
+    if constexpr (kTies) {
+        auto t = V::wide_zero();
+        V::wide_add(t, t0);
+        ties = V::wide_hsum(t);
+    }
+    return {ties, V::wide_hsum(rest)};
+}
+
+// Completes st from the row's split sum: s, log(s) and, for an integer
+// label (xy = x'[y]), lse - x'[y]: log(s) + (m - xy) with ties (both terms
+// >= 0), log1p(rest / ey) without (ey = exp(xy - m)). l1p: log1p of
+// ce_log1p_arg's value.
+template <bool kTies>
+void ce_finish_sums(CeStats& st, const ExpSplit& sum, double xy, double ey, double l1p) {
+    if constexpr (kTies) {
+        st.sum = sum.ties + sum.rest;
+        st.log_sum = l1p;  // of (ties - 1) + rest: ties >= 1, the maximum itself
+        st.label_term = st.log_sum + (st.max - xy);  // (integer labels) no cancellation
+        st.special = st.special || xy != xy;
+    } else {
+        const double d = xy - st.max;  // <= 0, exact
+        st.special = st.special || xy != xy;
+        st.sum = ey + sum.rest;
+        if (ey > 1e-300) {
+            st.label_term = l1p;  // of rest / ey
+            st.log_sum = d + st.label_term;
+        } else {  // the label's exponential underflows: no precision to keep
+            st.log_sum = std::log(st.sum);
+            st.label_term = st.log_sum - d;
+        }
+    }
+}
+
+template <bool kTies>
+double ce_log1p_arg(const ExpSplit& sum, double ey) {
+    if constexpr (kTies) return (sum.ties - 1) + sum.rest;
+    return sum.rest / ey;
 }
 
 // The read pass: one read of the row, block by block (online_max_sum). With
 // e (kStore), the exponentials of each block are stored there against the
-// running maximum of that block, which goes into refs[block].
-template <class V, bool kCap, class Coef, bool kStore = false>
+// running maximum of that block, which goes into refs[block]. y: the label
+// (integer labels, !kTies) and x_y = x[y], read before e may overwrite it.
+template <class V, bool kCap, class Coef, bool kStore, bool kTies>
 CeStats ce_row_stats(const typename V::T* x, std::size_t n, const Cap<V, kCap>& cap,
-                     const Coef& coef, typename V::T* e = nullptr, typename V::T* refs = nullptr) {
+                     const Coef& coef, std::size_t y, typename V::T x_y,
+                     typename V::T* e = nullptr, typename V::T* refs = nullptr) {
     using T = typename V::T;
     CeStats st;
     double seen = 0;        // sum of coef so far
@@ -237,8 +301,8 @@ CeStats ce_row_stats(const typename V::T* x, std::size_t n, const Cap<V, kCap>& 
         }
         if constexpr (kStore) refs[b] = ref;
         const double before = st.cs;
-        const ExpSplit bs = ce_stretch<V, kCap, Coef, kStore>(x + i, kStore ? e + i : nullptr, len,
-                                                             ref, cap, coef, i, st.lin, st.cs);
+        const ExpSplit bs = ce_stretch<V, kCap, Coef, kStore, kTies>(
+            x + i, kStore ? e + i : nullptr, len, ref, cap, coef, i, st.lin, st.cs, y - i);
         seen += st.cs - before;
         sum.ties += bs.ties;
         sum.rest += bs.rest;
@@ -251,8 +315,10 @@ CeStats ce_row_stats(const typename V::T* x, std::size_t n, const Cap<V, kCap>& 
         ms = online_max_sum<V>(x, n, block);
     st.max = ms.max;
     st.special = ms.special;
-    st.sum = sum.ties + sum.rest;
-    st.log_sum = std::log1p((sum.ties - 1) + sum.rest);  // ties >= 1: the maximum itself
+    if (st.special) return st;
+    const double xy = kTies ? 0.0 : static_cast<double>(cap.scalar(x_y));
+    const double ey = kTies ? 1.0 : std::exp(xy - st.max);
+    ce_finish_sums<kTies>(st, sum, xy, ey, std::log1p(ce_log1p_arg<kTies>(sum, ey)));
     return st;
 }
 
@@ -335,21 +401,26 @@ void fill_row(T* p, std::size_t n, T v) {
     for (std::size_t i = 0; i < n; ++i) p[i] = v;
 }
 
-// out[k] = log1p(u[k]) for k < g in one vector op: w = 1 + u rounded, then
-// log(w) * u / (w - 1), which corrects the rounding of w (a few ulp of T).
-template <class V>
-void log1p_of(const double* u, double* out, std::size_t g) {
+// out[k] = op(in[k]) for k < g, computed in T, one vector op per V::N values.
+template <class V, class Op>
+void map_values(const double* in, double* out, std::size_t g, Op op) {
     using T = typename V::T;
     for (std::size_t i = 0; i < g; i += V::N) {
         T buf[V::N];
-        for (std::size_t k = 0; k < V::N; ++k) buf[k] = (i + k < g) ? static_cast<T>(u[i + k]) : 0;
-        const auto uv = V::load(buf);
-        const auto w = V::add(V::set1(T(1)), uv);
-        const auto d = V::sub(w, V::set1(T(1)));
-        const auto l = V::mul(vlog<V>(w), V::div(uv, d));
-        V::store(buf, V::select(V::eq(d, V::zero()), uv, l));
+        for (std::size_t k = 0; k < V::N; ++k) buf[k] = (i + k < g) ? static_cast<T>(in[i + k]) : 0;
+        V::store(buf, op(V::load(buf)));
         for (std::size_t k = 0; k < V::N && i + k < g; ++k) out[i + k] = buf[k];
     }
+}
+
+// log1p(u): w = 1 + u rounded, then log(w) * u / (w - 1), which corrects the
+// rounding of w (a few ulp of T).
+template <class V>
+typename V::reg vlog1p(typename V::reg u) {
+    using T = typename V::T;
+    const auto w = V::add(V::set1(T(1)), u);
+    const auto d = V::sub(w, V::set1(T(1)));
+    return V::select(V::eq(d, V::zero()), u, V::mul(vlog<V>(w), V::div(u, d)));
 }
 
 // Rows of one block (most vocabularies and class counts) go through in groups
@@ -357,7 +428,8 @@ void log1p_of(const double* u, double* out, std::size_t g) {
 // reductions (max, sums, log) is latency-bound when done one row at a time.
 constexpr std::size_t kCeGroup = 4;
 
-template <class V, bool kCap, class Coef, class MakeCoef>
+// kTies: probabilities (see ExpSplit); integer labels otherwise.
+template <class V, bool kCap, bool kTies, class Coef, class MakeCoef>
 CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o,
                MakeCoef make_coef) {
     using T = typename V::T;
@@ -397,7 +469,7 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
             double ce = nan, zl = z != 0 ? nan : 0;
             if (!st.special) {
                 if (a.label) {
-                    ce = (1 - eps) * wy * (log_s + (st.max - static_cast<double>(cap.scalar(xy))));
+                    ce = (1 - eps) * wy * st.label_term;
                     if (eps != 0) ce += eps / dn * (o.weight_sum * log_s + st.lin);
                 } else {
                     ce = st.cs * log_s + st.lin;
@@ -440,6 +512,7 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
             if (ignored(r, y)) continue;
             const T* x = x_of(r);
             const T xy = a.label ? x[y] : T(0);
+            const std::size_t skip = a.label ? static_cast<std::size_t>(y) : n;
             const Coef coef = make_coef(r);
             CeStats st;
             if (a.lse) {
@@ -449,9 +522,10 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
                 st.special = !std::isfinite(st.max);
                 if constexpr (!Coef::kNone) st.cs = coef_sum<V>(coef, n);
             } else if (store) {
-                st = ce_row_stats<V, kCap, Coef, kStore>(x, n, cap, coef, g_of(r), refs.data);
+                st = ce_row_stats<V, kCap, Coef, kStore, kTies>(x, n, cap, coef, skip, xy, g_of(r),
+                                                                refs.data);
             } else {
-                st = ce_row_stats<V>(x, n, cap, coef);
+                st = ce_row_stats<V, kCap, Coef, false, kTies>(x, n, cap, coef, skip, xy);
             }
             finish(r, y, xy, st, coef, refs.data);
         }
@@ -459,37 +533,53 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
     }
 
     // Rows of one block, kCeGroup at a time (without soft-capping): each
-    // step for the whole group, then the logs in one vector.
+    // step for the whole group, then the logs in one vector. Short rows count
+    // ties rather than skip the label: the skip's data-dependent branch (one
+    // mispredict per row) costs more than the ties' two operations per
+    // vector there.
+    const bool short_rows = kTies || n <= 8 * V::N;
     std::size_t rows[kCeGroup];
     std::int64_t ys[kCeGroup];
     T xys[kCeGroup];
     std::size_t count = 0;
-    const auto run_group = [&] {
+    const auto run_group = [&](auto ties_tag) {
+        constexpr bool kT = decltype(ties_tag)::value;
         T m[kCeGroup];
         CeStats st[kCeGroup];
-        double u[kCeGroup], log_s[kCeGroup];
+        ExpSplit es[kCeGroup];
+        double d[kCeGroup], ey[kCeGroup], u[kCeGroup], l1p[kCeGroup];
         for (std::size_t k = 0; k < count; ++k) m[k] = row_max<V>(x_of(rows[k]), n);
         for (std::size_t k = 0; k < count; ++k) {
             st[k].max = static_cast<double>(m[k]);
             st[k].special = !std::isfinite(m[k]);
-            u[k] = 0;
+            d[k] = kT ? 0.0 : static_cast<double>(xys[k]) - st[k].max;
+            ey[k] = 1;
             if (st[k].special) continue;
             const Coef coef = make_coef(rows[k]);
-            const ExpSplit es =
-                store ? ce_stretch<V, kCap, Coef, true>(x_of(rows[k]), g_of(rows[k]), n, m[k], cap,
-                                                        coef, 0, st[k].lin, st[k].cs)
-                      : ce_stretch<V, kCap, Coef, false>(x_of(rows[k]), nullptr, n, m[k], cap,
-                                                         coef, 0, st[k].lin, st[k].cs);
-            st[k].sum = es.ties + es.rest;
-            st[k].special = st[k].sum != st[k].sum;  // a NaN
-            u[k] = (es.ties - 1) + es.rest;          // ties >= 1: the maximum itself
+            const std::size_t skip = kT ? n : static_cast<std::size_t>(ys[k]);
+            es[k] = store ? ce_stretch<V, kCap, Coef, true, kT>(x_of(rows[k]), g_of(rows[k]), n,
+                                                                 m[k], cap, coef, 0, st[k].lin,
+                                                                 st[k].cs, skip)
+                          : ce_stretch<V, kCap, Coef, false, kT>(x_of(rows[k]), nullptr, n, m[k],
+                                                                  cap, coef, 0, st[k].lin,
+                                                                  st[k].cs, skip);
         }
-        log1p_of<V>(u, log_s, count);
+        if constexpr (!kT) map_values<V>(d, ey, count, [](auto v) { return vexp<V>(v); });
+        for (std::size_t k = 0; k < count; ++k)
+            u[k] = st[k].special ? 0.0 : ce_log1p_arg<kT>(es[k], ey[k]);
+        map_values<V>(u, l1p, count, [](auto v) { return vlog1p<V>(v); });
         for (std::size_t k = 0; k < count; ++k) {
-            st[k].log_sum = log_s[k];
+            if (!st[k].special)
+                ce_finish_sums<kT>(st[k], es[k], static_cast<double>(xys[k]), ey[k], l1p[k]);
             finish(rows[k], ys[k], xys[k], st[k], make_coef(rows[k]), &m[k]);
         }
         count = 0;
+    };
+    const auto group = [&] {
+        if (short_rows)
+            run_group(std::true_type{});
+        else
+            run_group(std::false_type{});
     };
     for (std::size_t r = 0; r < a.rows; ++r) {
         std::int64_t y;
@@ -497,9 +587,9 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
         rows[count] = r;
         ys[count] = y;
         xys[count] = a.label ? x_of(r)[y] : T(0);
-        if (++count == kCeGroup) run_group();
+        if (++count == kCeGroup) group();
     }
-    if (count) run_group();
+    if (count) group();
     return total;
 }
 
@@ -510,21 +600,21 @@ CeSums ce_rows_capped(const CeRows<typename V::T>& a, const CeOptions<typename V
         const auto keep = V::set1(static_cast<T>(1 - o.smoothing));
         const auto add = V::set1(static_cast<T>(o.smoothing / static_cast<double>(a.n)));
         if (o.weight)
-            return ce_rows<V, kCap, TargetCoef<V, true>>(a, o, [&](std::size_t r) {
+            return ce_rows<V, kCap, true, TargetCoef<V, true>>(a, o, [&](std::size_t r) {
                 return TargetCoef<V, true>{a.target + static_cast<std::ptrdiff_t>(r) * a.ts,
                                            o.weight, keep, add};
             });
-        return ce_rows<V, kCap, TargetCoef<V, false>>(a, o, [&](std::size_t r) {
+        return ce_rows<V, kCap, true, TargetCoef<V, false>>(a, o, [&](std::size_t r) {
             return TargetCoef<V, false>{a.target + static_cast<std::ptrdiff_t>(r) * a.ts, nullptr,
                                         keep, add};
         });
     }
     if (o.smoothing == 0)
-        return ce_rows<V, kCap, NoCoef<V>>(a, o, [](std::size_t) { return NoCoef<V>{}; });
+        return ce_rows<V, kCap, false, NoCoef<V>>(a, o, [](std::size_t) { return NoCoef<V>{}; });
     if (o.weight)
-        return ce_rows<V, kCap, WeightCoef<V>>(a, o,
+        return ce_rows<V, kCap, false, WeightCoef<V>>(a, o,
                                                [&](std::size_t) { return WeightCoef<V>{o.weight}; });
-    return ce_rows<V, kCap, OnesCoef<V>>(a, o, [](std::size_t) { return OnesCoef<V>{}; });
+    return ce_rows<V, kCap, false, OnesCoef<V>>(a, o, [](std::size_t) { return OnesCoef<V>{}; });
 }
 
 template <class V>
