@@ -426,7 +426,7 @@ typename V::reg vlog1p(typename V::reg u) {
 // Rows of one block (most vocabularies and class counts) go through in groups
 // of this many, each step for the whole group: the per-row chain of
 // reductions (max, sums, log) is latency-bound when done one row at a time.
-constexpr std::size_t kCeGroup = 4;
+constexpr std::size_t kCeGroup = 8;
 
 // kTies: probabilities (see ExpSplit); integer labels otherwise.
 template <class V, bool kCap, bool kTies, class Coef, class MakeCoef>
@@ -537,7 +537,7 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
     // ties rather than skip the label: the skip's data-dependent branch (one
     // mispredict per row) costs more than the ties' two operations per
     // vector there.
-    const bool short_rows = kTies || n <= 8 * V::N;
+    const bool short_rows = kTies || n <= 4 * V::N;
     std::size_t rows[kCeGroup];
     std::int64_t ys[kCeGroup];
     T xys[kCeGroup];
