@@ -4,6 +4,11 @@ For each shape and operation, fastsoftmax and a careful NumPy implementation
 (in place, preallocated output) run interleaved, several rounds each; the
 table shows medians, the speed-up, and the maximum error of each against a
 float64 (or longdouble) reference computed from the same input.
+``cross_entropy`` is the mean loss over random integer labels together with
+its gradient, written into a preallocated buffer by both (fastsoftmax with
+``inplace_grad=True`` on a scratch copy of the logits: allocating a fresh
+gradient costs page faults that have nothing to do with the kernel); its error
+is the loss's relative error.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from functools import partial
 
 import numpy as np
 
-from . import _api
+from . import _api, _cross_entropy
 from ._config import simd_target
 
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = (
@@ -27,7 +32,7 @@ DEFAULT_SHAPES: tuple[tuple[int, int], ...] = (
     (8192, 1024),
     (1, 1000),
 )
-OPS = ("softmax", "log_softmax", "logsumexp")
+OPS = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
 
 
 def numpy_softmax(x: np.ndarray, o: np.ndarray, m: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -59,6 +64,33 @@ def numpy_logsumexp(x: np.ndarray, o: np.ndarray, m: np.ndarray, s: np.ndarray) 
     np.log(s, out=s)
     np.add(s, m, out=s)
     return s[..., 0]
+
+
+def numpy_cross_entropy(
+    x: np.ndarray, y: np.ndarray, g: np.ndarray, m: np.ndarray, s: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """Careful NumPy mean cross-entropy of (N, C) logits and its gradient, into g (m, s: rows)."""
+    n = x.shape[0]
+    rows = np.arange(n)
+    np.max(x, axis=1, keepdims=True, out=m)
+    np.subtract(x, m, out=g)
+    picked = g[rows, y]  # x[y] - max
+    np.exp(g, out=g)
+    np.sum(g, axis=1, keepdims=True, out=s)
+    loss = float(np.mean(np.log(s[:, 0]) - picked))
+    np.reciprocal(s, out=s)
+    s *= 1.0 / n
+    np.multiply(g, s, out=g)
+    g[rows, y] -= 1.0 / n
+    return loss, g
+
+
+def reference_cross_entropy(x: np.ndarray, y: np.ndarray) -> float:
+    """Mean cross-entropy in longdouble."""
+    w = x.astype(np.longdouble)
+    m = w.max(axis=1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(w - m).sum(axis=1))
+    return float(np.mean(lse - w[np.arange(len(y)), y]))
 
 
 NUMPY_IMPLS = {
@@ -136,14 +168,42 @@ def run(
         o = np.empty_like(x)
         m = np.empty((*shape[:-1], 1), dtype)
         s = np.empty_like(m)
+        y = rng.integers(0, shape[-1], shape[:-1])
         for op in ops:
-            ours = getattr(_api, op)
-            np_impl = NUMPY_IMPLS[op]
-            fs_out = np.empty(shape[:-1], dtype) if op == "logsumexp" else np.empty_like(x)
-            t_fs, t_np = time_interleaved(
-                [partial(ours, x, out=fs_out), partial(np_impl, x, o, m, s)], rounds, min_time
-            )
-            ref = reference(op, x)
+            if op == "cross_entropy":
+                if len(shape) != 2:
+                    continue
+                scratch = x.copy()
+                t_fs, t_np = time_interleaved(
+                    [
+                        partial(
+                            _cross_entropy.cross_entropy,
+                            scratch,
+                            y,
+                            return_grad=True,
+                            inplace_grad=True,
+                        ),
+                        partial(numpy_cross_entropy, x, y, o, m, s),
+                    ],
+                    rounds,
+                    min_time,
+                )
+                ref_loss = reference_cross_entropy(x, y)
+                ours_loss = float(_cross_entropy.cross_entropy(x, y))
+                np_loss = numpy_cross_entropy(x, y, o, m, s)[0]
+                errors = [abs(v - ref_loss) / abs(ref_loss) for v in (ours_loss, np_loss)]
+            else:
+                ours = getattr(_api, op)
+                np_impl = NUMPY_IMPLS[op]
+                fs_out = np.empty(shape[:-1], dtype) if op == "logsumexp" else np.empty_like(x)
+                t_fs, t_np = time_interleaved(
+                    [partial(ours, x, out=fs_out), partial(np_impl, x, o, m, s)], rounds, min_time
+                )
+                ref = reference(op, x)
+                errors = [
+                    max_error(op, ours(x), ref),
+                    max_error(op, np_impl(x, o, m, s).copy(), ref),
+                ]
             rows.append(
                 {
                     "shape": shape,
@@ -151,8 +211,8 @@ def run(
                     "fastsoftmax_s": t_fs,
                     "numpy_s": t_np,
                     "speedup": t_np / t_fs,
-                    "err_fastsoftmax": max_error(op, ours(x), ref),
-                    "err_numpy": max_error(op, np_impl(x, o, m, s).copy(), ref),
+                    "err_fastsoftmax": errors[0],
+                    "err_numpy": errors[1],
                 }
             )
     return rows
@@ -199,7 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"fastsoftmax SIMD target: {simd_target()}   numpy {np.__version__}   dtype {args.dtype}")
     print(
         f"median of {args.rounds} interleaved rounds; errors: softmax max relative "
-        "(outputs > 1e-30), log ops max |err| / max(1, |ref|), vs a float64 reference\n"
+        "(outputs > 1e-30), log ops max |err| / max(1, |ref|), cross_entropy (mean loss "
+        "and gradient) the loss's relative error, vs a float64 reference\n"
     )
     rows = run(args.shape or DEFAULT_SHAPES, np.dtype(args.dtype), args.rounds, args.min_time)
     print(format_table(rows))
