@@ -229,7 +229,7 @@ def test_every_axis_and_layout_gives_the_contiguous_answer(rng, dtype):
             "strided": np.repeat(base, 2, axis=axis)[
                 (slice(None),) * axis + (slice(None, None, 2),)
             ],
-            "transposed": base.transpose(2, 1, 0).copy().transpose(2, 1, 0),
+            "middle axis outermost": base.transpose(1, 0, 2).copy().transpose(1, 0, 2),
         }
         for soft in (False, True):
             labels = random_labels(rng, base.shape, axis, soft, dtype)
@@ -348,8 +348,7 @@ def test_probabilities_in_another_float_dtype_are_converted(rng):
     )
 
 
-@dtypes
-def test_gradient_matches_finite_differences(rng, dtype):
+def test_gradient_matches_finite_differences(rng):
     """Independent of the reference: d loss / d logits by central differences (float64)."""
     x = rng.standard_normal((3, 6))
     w = rng.random(6) + 0.2
@@ -530,7 +529,7 @@ def test_backward_checks_its_own_arguments(rng):
 def test_inputs_are_not_modified(rng):
     x = rng.standard_normal((5, 6)).astype(F32)
     t = random_labels(rng, (5, 6), -1, True, F32)
-    w = rng.random(6)
+    w = rng.random(6).astype(F32)  # float32: the kernel reads this very array
     copies = [a.copy() for a in (x, t, w)]
     fs.cross_entropy(x, t, weight=w, return_grad=True, softcap=3.0)
     for a, c in zip((x, t, w), copies):
@@ -553,3 +552,77 @@ def test_confident_rows_keep_their_small_loss_accurate(rng, dtype):
         ref = np.log1p(others)
         assert np.all(ref < 1e-5)
         np.testing.assert_allclose(loss, ref, rtol=TOL[dtype], atol=0, err_msg=f"n={n}")
+
+
+@dtypes
+@pytest.mark.parametrize("n", [10, 40, 100, 1000, 5000])
+def test_labels_far_below_the_maximum(dtype, n):
+    """Losses of about 90 and more (exp(x_y - max) below float32's range) stay finite and right."""
+    for gap in (60.0, 85.0, 95.0, 200.0):
+        x = np.zeros((3, n), dtype)
+        x[:, 1] = -gap  # the label's logit
+        x[1, 2] = 1.5
+        y = np.array([1, 1, 1])
+        for kw in ({}, {"label_smoothing": 0.1}, {"z_loss": 0.01}):
+            check(x, y, dtype, f"gap {gap}", reduction="none", **kw)
+
+
+@dtypes
+def test_gradient_may_not_overwrite_what_the_kernel_reads(rng, dtype):
+    """out= or inplace_grad over the probabilities, weights or labels: computed as if apart."""
+    x = (rng.standard_normal((4, 300)) * 2).astype(dtype)
+    t = random_labels(rng, (4, 300), -1, True, dtype)
+    expected = fs.cross_entropy_backward(x, t)
+    t2 = t.copy()
+    assert fs.cross_entropy_backward(x, t2, out=t2) is t2
+    np.testing.assert_array_equal(t2, expected)
+    # weights that are a row of the logits themselves, gradient in place
+    xa = np.abs(x)
+    w = xa[0]
+    y = rng.integers(0, 300, 4)
+    kw = {"weight": w.copy(), "label_smoothing": 0.1}
+    loss, grad = fs.cross_entropy(xa, y, return_grad=True, **kw)
+    loss2, same = fs.cross_entropy(
+        xa, y, return_grad=True, inplace_grad=True, weight=w, label_smoothing=0.1
+    )
+    assert same is xa
+    assert loss2 == loss
+    np.testing.assert_array_equal(xa, grad)
+
+
+def test_misaligned_and_strided_labels_and_weights(rng):
+    x = rng.standard_normal((5, 7)).astype(F32)
+    y = rng.integers(0, 7, 5)
+    buf = np.zeros(5 * 8 + 1, np.uint8)
+    lab = np.frombuffer(buf.data, np.int64, 5, offset=1)  # misaligned
+    lab[...] = y
+    rec = np.zeros(5, [("a", np.int32), ("y", np.int64)])  # a field: stride 12
+    rec["y"] = y
+    w = rng.random(7)
+    wbuf = np.zeros(7 * 8 + 1, np.uint8)
+    wm = np.frombuffer(wbuf.data, np.float64, 7, offset=1)
+    wm[...] = w
+    expected = fs.cross_entropy(x, y, weight=w, reduction="none")
+    for labels in (lab, rec["y"]):
+        np.testing.assert_array_equal(
+            fs.cross_entropy(x, labels, weight=wm, reduction="none"), expected
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"softcap": 1e-50}, "softcap 1e-50 is out of the range of float32"),
+        ({"softcap": 1e39}, "out of the range of float32"),
+        ({"weight": np.array([1.0, 1e300, 1.0])}, "weight has entries out of the range of float32"),
+        ({"ignore_index": 2**70}, "ignore_index must fit in int64"),
+    ],
+)
+def test_options_out_of_the_working_range(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fs.cross_entropy(np.ones((2, 3), F32), np.array([0, 1]), **kwargs)
+
+
+def test_backward_rejects_a_complex_lse():
+    with pytest.raises(TypeError, match="lse must be real"):
+        fs.cross_entropy_backward(np.ones((2, 3)), np.array([0, 1]), lse=np.ones(2, complex))

@@ -213,6 +213,7 @@ def test_tanh_special_values(dtype):
     assert np.isnan(got[3])
     np.testing.assert_array_equal(got[4:6], [1.0, -1.0])
     assert got[6] == info.tiny  # tanh(x) = x for tiny x
+    assert np.signbit(_core.vtanh(np.array([-0.0], dtype))[0])  # tanh(-0) = -0
 
 
 @dtypes

@@ -26,9 +26,8 @@ struct Fallback : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// Throws Fallback when out's memory may overlap a's, unless they are the same
-// elements (same data pointer and strides: in place).
-inline void check_no_partial_overlap(const py::array& a, const py::array& out) {
+// Whether the memory spans of a and b (first to last byte) intersect.
+inline bool spans_overlap(const py::array& a, const py::array& b) {
     const auto extent = [](const py::array& v, std::intptr_t& lo, std::intptr_t& hi) {
         lo = hi = reinterpret_cast<std::intptr_t>(v.data());
         for (py::ssize_t d = 0; d < v.ndim(); ++d) {
@@ -41,14 +40,19 @@ inline void check_no_partial_overlap(const py::array& a, const py::array& out) {
         }
         hi += v.itemsize();
     };
+    std::intptr_t alo, ahi, blo, bhi;
+    extent(a, alo, ahi);
+    extent(b, blo, bhi);
+    return alo < bhi && blo < ahi && alo < ahi && blo < bhi;
+}
+
+// Throws Fallback when out's memory may overlap a's, unless they are the same
+// elements (same data pointer and strides: in place).
+inline void check_no_partial_overlap(const py::array& a, const py::array& out) {
     if (a.data() == out.data() && a.ndim() == out.ndim() &&
         std::equal(a.strides(), a.strides() + a.ndim(), out.strides()))
         return;
-    std::intptr_t alo, ahi, olo, ohi;
-    extent(a, alo, ahi);
-    extent(out, olo, ohi);
-    if (alo < ohi && olo < ahi && alo < ahi && olo < ohi)
-        throw Fallback("out may overlap an input partially");
+    if (spans_overlap(a, out)) throw Fallback("out may overlap an input partially");
 }
 
 inline std::string shape_str(const py::array& a) {

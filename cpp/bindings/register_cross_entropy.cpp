@@ -121,10 +121,16 @@ double run(const py::array& logits, std::size_t axis, const py::object& labels_o
         if (!(grad.data() == logits.data() &&
               std::equal(grad.strides(), grad.strides() + grad.ndim(), logits.strides())))
             check_no_partial_overlap(logits, grad);
-        if (has_target) check_no_partial_overlap(target, grad);
-        if (has_labels) check_no_partial_overlap(labels, grad);
-        if (o.weight) check_no_partial_overlap(weight, grad);
-        if (has_lse) check_no_partial_overlap(lse, grad);
+        // the kernels read target, labels, weight and lse while writing grad
+        // (only the logits may be grad itself): no overlap at all
+        const auto apart = [&](const py::array& a) {
+            if (spans_overlap(a, grad))
+                throw Fallback("grad may overlap labels, target, weight or lse");
+        };
+        if (has_target) apart(target);
+        if (has_labels) apart(labels);
+        if (o.weight) apart(weight);
+        if (has_lse) apart(lse);
     }
     const double* sc = nullptr;
     double* lo = nullptr;

@@ -61,10 +61,17 @@ class _Call:
             self.ignore_index = operator.index(ignore_index)
         except TypeError:
             raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from None
+        if not -(2**63) <= self.ignore_index < 2**63:
+            raise ValueError(f"ignore_index must fit in int64, got {ignore_index!r}")
 
         self.x, self.result = _prepare(logits, "logits")
         if self.x.ndim == 0:
             raise ValueError("logits must have at least one dimension (the classes)")
+        work = self.x.dtype
+        if softcap is not None and not (
+            float(np.finfo(work).tiny) <= self.softcap <= float(np.finfo(work).max)
+        ):
+            raise ValueError(f"softcap {softcap!r} is out of the range of {work}")
         ax = _normalize_axis(axis, self.x.ndim)
         if isinstance(ax, tuple):
             raise TypeError(f"axis must be an integer, got {axis!r}")
@@ -74,7 +81,6 @@ class _Call:
         if self.n_classes == 0:
             raise ValueError(f"logits have 0 classes along axis {ax} (shape {shape})")
         self.example_shape = shape[:ax] + shape[ax + 1 :]
-        work = self.x.dtype
 
         lab = np.asarray(labels)
         self.labels: np.ndarray | None = None
@@ -86,12 +92,12 @@ class _Call:
                     f"{self.example_shape}, got {lab.shape}"
                 )
             if lab.dtype == np.uint64 and lab.size and lab.max() > np.iinfo(np.int64).max:
-                big = np.unravel_index(int(np.argmax(lab)), lab.shape)
+                big = tuple(int(i) for i in np.unravel_index(int(np.argmax(lab)), lab.shape))
                 raise ValueError(
                     f"label {lab.max()} at position {big} is outside [0, {self.n_classes}) "
                     f"and is not ignore_index ({self.ignore_index})"
                 )
-            self.labels = lab.astype(np.int64, copy=False)
+            self.labels = np.require(lab, dtype=np.int64, requirements="A")
         elif lab.dtype.kind == "f":
             if lab.shape != shape:
                 raise ValueError(
@@ -119,7 +125,10 @@ class _Call:
                 raise ValueError(
                     f"weight must be finite and non-negative, got {w[bad[0]].item()!r} at class {bad[0]}"
                 )
-            self.weight = np.ascontiguousarray(w, dtype=work)
+            with np.errstate(over="ignore"):
+                self.weight = np.require(w, dtype=work, requirements=["C", "A"])
+            if not np.all(np.isfinite(self.weight)):
+                raise ValueError(f"weight has entries out of the range of {work}")
 
     def grad_scale(self, grad_out: Any) -> tuple[float, np.ndarray | None]:
         """(scalar factor, per-example factors or None) of the gradient."""
@@ -143,6 +152,13 @@ class _Call:
             ) from None
         return 1.0, np.ascontiguousarray(per, dtype=np.float64)
 
+    def reads_from(self, grad: np.ndarray) -> bool:
+        """Whether grad may share memory with what the kernel reads besides the logits."""
+        return any(
+            a is not None and np.may_share_memory(a, grad)
+            for a in (self.labels, self.target, self.weight)
+        )
+
     def run(
         self,
         grad: np.ndarray | None,
@@ -151,9 +167,7 @@ class _Call:
     ) -> tuple[_LossLike, np.ndarray | None]:
         scalar, per = self.grad_scale(grad_out) if grad is not None else (1.0, None)
         rows = np.empty(self.example_shape, np.float64) if self.reduction == "none" else None
-        if per is not None and scalar != 1.0:
-            per = per * scalar
-        elif per is None and scalar != 1.0:
+        if per is None and scalar != 1.0:
             per = np.full(self.example_shape, scalar, np.float64)
         total = _core.cross_entropy(
             self.x,
@@ -341,13 +355,15 @@ def cross_entropy(
     x = call.x
     if inplace_grad:
         assert isinstance(logits, np.ndarray)
-        if x is logits:
+        if x is logits and not call.reads_from(x):
             loss, _ = call.run(x, grad_out)
             return loss, logits
-        # computed in another dtype (or logits are misaligned): x is a private
-        # copy; it takes the gradient, which then goes back into logits
-        loss, _ = call.run(x, grad_out)
-        np.copyto(logits, x, casting="unsafe")
+        # computed in another dtype, logits misaligned, or labels / weights
+        # that share memory with the logits: the gradient goes to a private
+        # array first, then into logits
+        grad = x if x is not logits else np.empty(x.shape, x.dtype)
+        loss, _ = call.run(grad, grad_out)
+        np.copyto(logits, grad, casting="unsafe")
         return loss, logits
     grad = np.empty(x.shape, x.dtype)
     loss, _ = call.run(grad, grad_out)
@@ -399,6 +415,8 @@ def cross_entropy_backward(
     saved = None
     if lse is not None:
         saved = np.asarray(lse)
+        if saved.dtype.kind not in "fiu":
+            raise TypeError(f"lse must be real numbers, got dtype {saved.dtype}")
         if saved.shape != call.example_shape:
             raise ValueError(
                 f"lse must have the per-example shape {call.example_shape}, got {saved.shape}"
@@ -420,7 +438,12 @@ def cross_entropy_backward(
             out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
             and out.strides == x.strides
         )
-        direct = out.dtype == x.dtype and out.flags.aligned
+        direct = (
+            out.dtype == x.dtype
+            and out.flags.aligned
+            and not call.reads_from(out)
+            and not (saved is not None and np.may_share_memory(saved, out))
+        )
         if direct and (same or not _shares_memory(out, x)):
             grad = out
         else:

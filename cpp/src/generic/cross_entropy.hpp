@@ -452,9 +452,15 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
     // The row's label in y (-1 for probabilities); an ignored row is done here.
     const auto ignored = [&](std::size_t r, std::int64_t& y) {
         y = a.label ? a.label[static_cast<std::ptrdiff_t>(r) * a.ls] : -1;
-        if (!a.label || y != o.ignore_index) return false;
-        if (a.loss) a.loss[r] = 0;
-        if (T* g = g_of(r)) fill_row(g, n, T(0));
+        if (!a.label) return false;
+        const bool ignore = y == o.ignore_index;
+        if (!ignore && y >= 0 && static_cast<std::size_t>(y) < n) return false;
+        // ignored; or out of range although the driver checked every label
+        // (another thread changed them since): NaN, and no access through y
+        const T fill = ignore ? T(0) : std::numeric_limits<T>::quiet_NaN();
+        if (a.loss) a.loss[r] = static_cast<double>(fill);
+        if (!ignore) total.ce += static_cast<double>(fill);
+        if (T* g = g_of(r)) fill_row(g, n, fill);
         return true;
     };
 
@@ -565,9 +571,16 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
                                                                   st[k].cs, skip);
         }
         if constexpr (!kT) map_values<V>(d, ey, count, [](auto v) { return vexp<V>(v); });
-        for (std::size_t k = 0; k < count; ++k)
+        // A label far below the maximum: exp(d) may underflow in T and
+        // rest / exp(d) overflow it; such rows (loss > -kFarBelow) take double.
+        constexpr double kFarBelow = -60;
+        for (std::size_t k = 0; k < count; ++k) {
+            if (!kT && d[k] < kFarBelow) ey[k] = std::exp(d[k]);
             u[k] = st[k].special ? 0.0 : ce_log1p_arg<kT>(es[k], ey[k]);
+        }
         map_values<V>(u, l1p, count, [](auto v) { return vlog1p<V>(v); });
+        for (std::size_t k = 0; k < count; ++k)
+            if (!kT && d[k] < kFarBelow) l1p[k] = std::log1p(u[k]);
         for (std::size_t k = 0; k < count; ++k) {
             if (!st[k].special)
                 ce_finish_sums<kT>(st[k], es[k], static_cast<double>(xys[k]), ey[k], l1p[k]);

@@ -223,7 +223,8 @@ inline typename V::reg vtanh(typename V::reg x) {
     const auto e = vexp<V>(V::add(a, a));
     const auto large = V::sub(V::set1(T(1)), V::div(V::set1(T(2)), V::add(e, V::set1(T(1)))));
     const auto t = V::select(V::lt(a, V::set1(T(0.55))), small, large);  // NaN: large (NaN)
-    return V::select(V::lt(x, V::zero()), V::sub(V::zero(), t), t);
+    // sign of x restored (tanh(+-0) = +-0: x itself where t = 0)
+    return V::select(V::eq(t, V::zero()), x, V::select(V::lt(x, V::zero()), V::sub(V::zero(), t), t));
 }
 
 // Element-wise over contiguous arrays (used by the tests of the math itself).
