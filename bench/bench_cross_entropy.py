@@ -5,7 +5,9 @@ shape, all implementations run interleaved in one process (medians of several
 rounds, so machine drift cancels out of the ratios):
 
 - ``fs``          fastsoftmax.cross_entropy(x, y, return_grad=True)   (allocates grad)
-- ``fs inplace``  the same with inplace_grad=True (on its own copy of the logits)
+- ``fs inplace``  the same with inplace_grad=True on its own copy of the logits (after
+                  the first call, on the previous call's gradient: the kernels do the
+                  same work on any finite data)
 - ``fs fwd``      fastsoftmax.cross_entropy(x, y): the loss only
 - ``numpy``       careful NumPy, in place into preallocated buffers: max, subtract,
                   exp, sum, log, gather, scale, subtract at the labels

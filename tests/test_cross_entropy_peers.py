@@ -272,7 +272,9 @@ def test_probability_labels_match_torch(rng, shape):
 
 @pytest.mark.parametrize("ignore_index", [-100, 0, 2])
 def test_ignore_index_is_not_used_with_probabilities(rng, ignore_index):
-    """Probabilities are never ignored, not even those equal to ignore_index: torch agrees."""
+    """Probabilities are never ignored, not even those equal to ignore_index: our answer is
+    torch's answer without ignore_index (torch itself refuses ignore_index >= 0 with
+    probability targets; we document that it does not apply to them)."""
     shape = (7, 10)
     t = make_probs(rng, shape, np.float64)
     t[:3] = 0.0

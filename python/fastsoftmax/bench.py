@@ -6,7 +6,8 @@ table shows medians, the speed-up, and the maximum error of each against a
 float64 (or longdouble) reference computed from the same input.
 ``cross_entropy`` is the mean loss over random integer labels together with
 its gradient, written into a preallocated buffer by both (fastsoftmax with
-``inplace_grad=True`` on a scratch copy of the logits: allocating a fresh
+``inplace_grad=True`` on a scratch copy of the logits, whose later calls run on
+the previous gradient: the same work on any finite data; allocating a fresh
 gradient costs page faults that have nothing to do with the kernel); its error
 is the loss's relative error.
 """
