@@ -59,6 +59,18 @@ void check_labels(const std::vector<std::size_t>& ex_shape, const std::vector<Di
     count = cnt;
 }
 
+// The column kernels take the examples of the last (non-unit) example axis
+// side by side: it must be contiguous in the logits, probabilities and
+// gradient (then the examples of a call are consecutive in C order).
+template <class T>
+bool columns_ok(const std::vector<Dim>& dims, std::size_t n, bool soft, bool has_grad,
+                bool has_lse, T softcap) {
+    if (dims.empty() || has_lse || softcap != 0 || n >= (std::size_t(1) << 24)) return false;
+    const Dim& last = dims.back();
+    return last.stride[0] == 1 && (!soft || last.stride[1] == 1) &&
+           (!has_grad || last.stride[2] == 1);
+}
+
 }  // namespace
 
 template <class T>
@@ -137,6 +149,60 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
                 r.gs = last.stride[2];
                 r.lses = last.stride[3];
                 run(r);
+            });
+        } else if (columns_ok(dims, n, target != nullptr, grad.data != nullptr, lse != nullptr,
+                              options.softcap)) {
+            // (N, C, d1..dk), classes on axis 1: the last example axis is
+            // contiguous in every operand; one lane per example. Tiles of W
+            // examples are copied to a contiguous buffer first: the classes'
+            // stride (d1 * ... * dk elements) is often a large power of two,
+            // whose lines share a few cache sets and evict one another
+            // between the kernel's passes (measured: 8x21x128x128, 29.7 ms
+            // gathering rows, 8.4 ms in place, 4.4 ms through tiles).
+            constexpr std::size_t W = 64;
+            std::vector<T> xb(n * W), tb(target ? n * W : 0);
+            std::vector<Dim> rest(dims.begin(), dims.end() - 1);
+            const Dim last = dims.back();
+            for_each_index(coalesce(rest, 4), 4, [&](const std::ptrdiff_t* off) {
+                for (std::size_t j0 = 0; j0 < last.size; j0 += W) {
+                    const std::size_t w = (last.size - j0 < W) ? last.size - j0 : W;
+                    const auto ij = static_cast<std::ptrdiff_t>(j0);
+                    for (std::size_t c = 0; c < n; ++c) {
+                        const auto ic = static_cast<std::ptrdiff_t>(c);
+                        std::memcpy(&xb[c * W], x.data + off[0] + ic * xa + ij, w * sizeof(T));
+                        if (target)
+                            std::memcpy(&tb[c * W], target->data + off[1] + ic * ta + ij,
+                                        w * sizeof(T));
+                    }
+                    CeCols<T> col;
+                    col.x = xb.data();
+                    col.xs = static_cast<std::ptrdiff_t>(W);
+                    if (labels) {
+                        col.label = labels->data + off[1] + ij * last.stride[1];
+                        col.ls = last.stride[1];
+                    } else {
+                        col.target = tb.data();
+                        col.ts = static_cast<std::ptrdiff_t>(W);
+                    }
+                    if (grad.data) {  // computed over the tile of logits, then copied out
+                        col.grad = xb.data();
+                        col.gs = static_cast<std::ptrdiff_t>(W);
+                    }
+                    col.grad_scale = grad_scale ? grad_scale + ex : nullptr;
+                    col.loss = loss_rows ? loss_rows + ex : nullptr;
+                    col.s_ce = base.s_ce;
+                    col.s_z = base.s_z;
+                    col.n = n;
+                    col.inner = w;
+                    const CeSums sums = kern.cross_entropy_cols(col, options);
+                    total.ce += sums.ce;
+                    total.z += sums.z;
+                    ex += w;
+                    if (grad.data)
+                        for (std::size_t c = 0; c < n; ++c)
+                            std::memcpy(grad.data + off[2] + static_cast<std::ptrdiff_t>(c) * ga + ij,
+                                        &xb[c * W], w * sizeof(T));
+                }
             });
         } else {  // one row at a time through contiguous buffers
             std::vector<T> xb(n), tb(target ? n : 0), gb(grad.data ? n : 0);

@@ -51,6 +51,26 @@ struct CeRows {
     std::size_t rows = 0, n = 0;
 };
 
+// Columns: `inner` independent examples side by side (contiguous), classes
+// strided: class c of example l at x[c * xs + l] (likewise target, grad).
+// Integer labels only when soft-capping is off and no lse is given (the
+// driver's choice); per-example arrays (grad_scale, loss) are contiguous.
+template <class T>
+struct CeCols {
+    const T* x = nullptr;
+    std::ptrdiff_t xs = 0;
+    const std::int64_t* label = nullptr;  // label of example l at label[l * ls], or ...
+    std::ptrdiff_t ls = 0;
+    const T* target = nullptr;  // ... probabilities
+    std::ptrdiff_t ts = 0;
+    T* grad = nullptr;  // nullptr: no gradient; may be x itself
+    std::ptrdiff_t gs = 0;
+    const double* grad_scale = nullptr;
+    double* loss = nullptr;
+    double s_ce = 1, s_z = 1;
+    std::size_t n = 0, inner = 0;
+};
+
 // Totals over the non-ignored rows of a batch.
 struct CeSums {
     double ce = 0, z = 0;

@@ -44,6 +44,8 @@ struct Kernels {
     // cross-entropy over a batch of contiguous rows (see cross_entropy.hpp);
     // labels in range, n >= 1
     CeSums (*cross_entropy_rows)(const CeRows<T>& rows, const CeOptions<T>& options);
+    // ... over columns (no soft-capping, no saved lse; n < 2^24)
+    CeSums (*cross_entropy_cols)(const CeCols<T>& cols, const CeOptions<T>& options);
 
     // Element-wise vector math on contiguous arrays (exposed for the ULP tests).
     void (*exp)(const T* x, T* y, size_t n);

@@ -36,6 +36,7 @@ constexpr Kernels<typename V::T> make_kernels() {
         &backward_cols<V, SoftmaxGrad<V>>,
         &backward_cols<V, LogSoftmaxGrad<V>>,
         &cross_entropy_rows<V>,
+        &cross_entropy_cols<V>,
         &exp_array<V>,
         &log_array<V>,
         &tanh_array<V>,

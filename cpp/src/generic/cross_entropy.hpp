@@ -636,6 +636,173 @@ CeSums ce_rows_capped(const CeRows<typename V::T>& a, const CeOptions<typename V
     return ce_rows<V, kCap, false, OnesCoef<V>>(a, o, [](std::size_t) { return OnesCoef<V>{}; });
 }
 
+// ------------------------------------------------------------- columns ----
+//
+// (N, C, d1..dk) with the classes on axis 1: V::N examples side by side, one
+// per lane, the classes strided. Per chunk of lanes: the maximum (a pass over
+// the classes), the exponentials stored into the gradient with their sums
+// (ties apart, as for probabilities in rows) and the linear sums, the
+// per-lane logs in one vector op, then a pass that scales the stored
+// exponentials. Ignored lanes get 0, lanes whose maximum is not finite or
+// that hold a NaN get NaN.
+template <class V, bool kSoft>
+CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o) {
+    using T = typename V::T;
+    using reg = typename V::reg;
+    constexpr std::size_t N = V::N;
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    const std::size_t n = a.n;
+    const double eps = o.smoothing, z = o.z_loss, dn = static_cast<double>(n);
+    const bool lin_terms = kSoft || eps != 0;
+    const reg keep = V::set1(static_cast<T>(1 - eps)), add = V::set1(static_cast<T>(eps / dn));
+    const auto at = [](auto* p, std::ptrdiff_t stride, std::size_t i) {
+        return p + static_cast<std::ptrdiff_t>(i) * stride;
+    };
+    CeSums total;
+    for (std::size_t c0 = 0; c0 < a.inner; c0 += N) {
+        const Chunk<V> ch{(a.inner - c0 < N) ? a.inner - c0 : N};
+        const T* x = a.x + c0;
+        T* g = a.grad ? a.grad + c0 : nullptr;
+        const T* t = kSoft ? a.target + c0 : nullptr;
+        // per lane: label, ignored, out of range (NaN: labels changed since checked)
+        std::int64_t y[N];
+        T yf[N], xy[N];
+        bool ignore[N], bad_label[N];
+        for (std::size_t l = 0; l < N; ++l) {
+            y[l] = -1;
+            yf[l] = -1;
+            xy[l] = 0;
+            ignore[l] = bad_label[l] = false;
+            if (kSoft || l >= ch.w) continue;
+            y[l] = a.label[static_cast<std::ptrdiff_t>(c0 + l) * a.ls];
+            ignore[l] = y[l] == o.ignore_index;
+            bad_label[l] = !ignore[l] && (y[l] < 0 || static_cast<std::size_t>(y[l]) >= n);
+            if (ignore[l] || bad_label[l]) continue;
+            yf[l] = static_cast<T>(y[l]);
+            xy[l] = x[static_cast<std::ptrdiff_t>(y[l]) * a.xs + static_cast<std::ptrdiff_t>(l)];
+        }
+        const auto coef_at = [&](std::size_t i) {
+            if constexpr (kSoft) {
+                const reg tp = V::fmadd(ch.load(at(t, a.ts, i), 0), keep, add);
+                return o.weight ? V::mul(V::set1(o.weight[i]), tp) : tp;
+            } else {
+                return V::set1(o.weight ? o.weight[i] : T(1));
+            }
+        };
+        const reg m = col_max<V>(x, a.xs, n, ch);
+        const reg ref = V::select(V::not_finite(m), V::zero(), m);
+        const reg one = V::set1(T(1));
+        auto rest = V::wide_zero(), ties = V::wide_zero(), lin = V::wide_zero(),
+             cs = V::wide_zero();
+        for (std::size_t i = 0; i < n;) {
+            const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
+            reg r0 = V::zero(), t0 = V::zero(), l0 = V::zero(), c0v = V::zero();
+            for (; i < end; ++i) {
+                const reg xv = ch.load(at(x, a.xs, i), -inf);
+                const reg e = vexp<V>(V::sub(xv, ref));
+                if (g) ch.store(at(g, a.gs, i), e);
+                const auto top = V::eq(xv, m);
+                r0 = V::add(r0, V::select(top, V::zero(), e));
+                t0 = V::add(t0, V::select(top, one, V::zero()));
+                if (lin_terms) {
+                    const reg cv = coef_at(i);
+                    l0 = V::fmadd(cv, V::sub(ref, xv), l0);
+                    c0v = V::add(c0v, cv);
+                }
+            }
+            V::wide_add(rest, r0);
+            V::wide_add(ties, t0);
+            if (lin_terms) {
+                V::wide_add(lin, l0);
+                V::wide_add(cs, c0v);
+            }
+        }
+        double mx[N], rs[N], ts[N], ln[N], csum[N], u[N], l1p[N];
+        T mt[N];
+        V::store(mt, m);
+        V::wide_store(rest, rs);
+        V::wide_store(ties, ts);
+        V::wide_store(lin, ln);
+        V::wide_store(cs, csum);
+        for (std::size_t l = 0; l < N; ++l) {
+            mx[l] = static_cast<double>(mt[l]);
+            u[l] = (l < ch.w) ? (ts[l] - 1) + rs[l] : 0.0;
+        }
+        map_values<V>(u, l1p, N, [](auto v) { return vlog1p<V>(v); });
+        // per lane: the loss, and the gradient's factors
+        T fa[N], fe[N], fb[N], zero_lane[N], nan_lane[N];
+        for (std::size_t l = 0; l < N; ++l) {
+            fa[l] = fe[l] = fb[l] = 0;
+            zero_lane[l] = nan_lane[l] = 0;
+            if (l >= ch.w) continue;
+            const std::size_t ex = c0 + l;
+            if (ignore[l]) {
+                if (a.loss) a.loss[ex] = 0;
+                zero_lane[l] = 1;
+                continue;
+            }
+            const double s = ts[l] + rs[l];
+            const bool special = bad_label[l] || !std::isfinite(mx[l]) || s != s ||
+                                 (!kSoft && xy[l] != xy[l]);
+            const double log_s = l1p[l], lse = mx[l] + log_s;
+            double ce = std::numeric_limits<double>::quiet_NaN(), zl = z != 0 ? ce : 0.0;
+            const double wy =
+                (!kSoft && o.weight && !special) ? static_cast<double>(o.weight[y[l]]) : 1.0;
+            if (!special) {
+                if constexpr (kSoft) {
+                    ce = csum[l] * log_s + ln[l];
+                } else {
+                    ce = (1 - eps) * wy * (log_s + (mx[l] - static_cast<double>(xy[l])));
+                    if (eps != 0) ce += eps / dn * (o.weight_sum * log_s + ln[l]);
+                }
+                if (z != 0) zl = z * lse * lse;
+            }
+            total.ce += ce;
+            total.z += zl;
+            if (a.loss) a.loss[ex] = ce + zl;
+            if (special) {
+                nan_lane[l] = 1;
+                continue;
+            }
+            const double scale = a.grad_scale ? a.grad_scale[ex] : 1.0;
+            const double s_ce = scale * a.s_ce, s_z = scale * a.s_z;
+            double ca, ce_coef, cb = 0;
+            if constexpr (kSoft) {
+                ca = s_ce * csum[l];
+                ce_coef = s_ce;
+            } else {
+                cb = s_ce * (1 - eps) * wy;
+                ca = cb + s_ce * eps * o.weight_sum / dn;
+                ce_coef = s_ce * eps / dn;
+            }
+            if (z != 0) ca += s_z * 2 * z * lse;
+            fa[l] = static_cast<T>(ca / s);
+            fe[l] = static_cast<T>(ce_coef);
+            fb[l] = static_cast<T>(cb);
+        }
+        if (!g) continue;
+        const reg va = V::load(fa), ve = V::load(fe), vb = V::load(fb), vy = V::load(yf);
+        const auto zero_mask = V::gt(V::load(zero_lane), V::zero());
+        const auto nan_mask = V::gt(V::load(nan_lane), V::zero());
+        const reg nan = V::set1(std::numeric_limits<T>::quiet_NaN());
+        for (std::size_t i = 0; i < n; ++i) {
+            T* gi = at(g, a.gs, i);
+            reg gv = V::mul(ch.load(gi, 0), va);
+            if (lin_terms) gv = V::fnmadd(ve, coef_at(i), gv);
+            if constexpr (!kSoft)
+                gv = V::sub(gv, V::select(V::eq(vy, V::set1(static_cast<T>(i))), vb, V::zero()));
+            gv = V::select(nan_mask, nan, V::select(zero_mask, V::zero(), gv));
+            ch.store(gi, gv);
+        }
+    }
+    return total;
+}
+
+template <class V>
+CeSums cross_entropy_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o) {
+    return a.label ? ce_cols<V, false>(a, o) : ce_cols<V, true>(a, o);
+}
+
 template <class V>
 CeSums cross_entropy_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o) {
     return o.softcap != 0 ? ce_rows_capped<V, true>(a, o) : ce_rows_capped<V, false>(a, o);
