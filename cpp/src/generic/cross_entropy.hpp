@@ -655,31 +655,38 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
     const double eps = o.smoothing, z = o.z_loss, dn = static_cast<double>(n);
     const bool lin_terms = kSoft || eps != 0;
     const reg keep = V::set1(static_cast<T>(1 - eps)), add = V::set1(static_cast<T>(eps / dn));
+    const reg zero = V::zero(), one = V::set1(T(1)),
+              nan = V::set1(std::numeric_limits<T>::quiet_NaN());
     const auto at = [](auto* p, std::ptrdiff_t stride, std::size_t i) {
         return p + static_cast<std::ptrdiff_t>(i) * stride;
     };
-    CeSums total;
+    auto sum_ce = V::wide_zero(), sum_z = V::wide_zero();
     for (std::size_t c0 = 0; c0 < a.inner; c0 += N) {
         const Chunk<V> ch{(a.inner - c0 < N) ? a.inner - c0 : N};
         const T* x = a.x + c0;
         T* g = a.grad ? a.grad + c0 : nullptr;
         const T* t = kSoft ? a.target + c0 : nullptr;
-        // per lane: label, ignored, out of range (NaN: labels changed since checked)
-        std::int64_t y[N];
-        T yf[N], xy[N];
-        bool ignore[N], bad_label[N];
+        // per lane, as T lanes: label, x[label], its weight, the gradient's
+        // scale; flags: ignored, unusable (a label out of range: labels
+        // changed by another thread since they were checked -> NaN)
+        T yf[N], xy[N], wy[N], gsc[N], ignored[N], unusable[N];
         for (std::size_t l = 0; l < N; ++l) {
-            y[l] = -1;
             yf[l] = -1;
             xy[l] = 0;
-            ignore[l] = bad_label[l] = false;
+            wy[l] = 1;
+            gsc[l] = a.grad_scale && l < ch.w ? static_cast<T>(a.grad_scale[c0 + l]) : T(1);
+            ignored[l] = unusable[l] = 0;
             if (kSoft || l >= ch.w) continue;
-            y[l] = a.label[static_cast<std::ptrdiff_t>(c0 + l) * a.ls];
-            ignore[l] = y[l] == o.ignore_index;
-            bad_label[l] = !ignore[l] && (y[l] < 0 || static_cast<std::size_t>(y[l]) >= n);
-            if (ignore[l] || bad_label[l]) continue;
-            yf[l] = static_cast<T>(y[l]);
-            xy[l] = x[static_cast<std::ptrdiff_t>(y[l]) * a.xs + static_cast<std::ptrdiff_t>(l)];
+            const std::int64_t y = a.label[static_cast<std::ptrdiff_t>(c0 + l) * a.ls];
+            if (y == o.ignore_index) {
+                ignored[l] = 1;
+            } else if (y < 0 || static_cast<std::size_t>(y) >= n) {
+                unusable[l] = 1;
+            } else {
+                yf[l] = static_cast<T>(y);
+                xy[l] = x[static_cast<std::ptrdiff_t>(y) * a.xs + static_cast<std::ptrdiff_t>(l)];
+                if (o.weight) wy[l] = o.weight[y];
+            }
         }
         const auto coef_at = [&](std::size_t i) {
             if constexpr (kSoft) {
@@ -690,20 +697,19 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
             }
         };
         const reg m = col_max<V>(x, a.xs, n, ch);
-        const reg ref = V::select(V::not_finite(m), V::zero(), m);
-        const reg one = V::set1(T(1));
+        const reg ref = V::select(V::not_finite(m), zero, m);
         auto rest = V::wide_zero(), ties = V::wide_zero(), lin = V::wide_zero(),
              cs = V::wide_zero();
         for (std::size_t i = 0; i < n;) {
             const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
-            reg r0 = V::zero(), t0 = V::zero(), l0 = V::zero(), c0v = V::zero();
+            reg r0 = zero, t0 = zero, l0 = zero, c0v = zero;
             for (; i < end; ++i) {
                 const reg xv = ch.load(at(x, a.xs, i), -inf);
                 const reg e = vexp<V>(V::sub(xv, ref));
                 if (g) ch.store(at(g, a.gs, i), e);
                 const auto top = V::eq(xv, m);
-                r0 = V::add(r0, V::select(top, V::zero(), e));
-                t0 = V::add(t0, V::select(top, one, V::zero()));
+                r0 = V::add(r0, V::select(top, zero, e));
+                t0 = V::add(t0, V::select(top, one, zero));
                 if (lin_terms) {
                     const reg cv = coef_at(i);
                     l0 = V::fmadd(cv, V::sub(ref, xv), l0);
@@ -717,85 +723,71 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
                 V::wide_add(cs, c0v);
             }
         }
-        double mx[N], rs[N], ts[N], ln[N], csum[N], u[N], l1p[N];
-        T mt[N];
-        V::store(mt, m);
+        // log(s) = log1p((ties - 1) + rest), the small part formed in double
+        double rs[N], tsum[N];
         V::wide_store(rest, rs);
-        V::wide_store(ties, ts);
-        V::wide_store(lin, ln);
-        V::wide_store(cs, csum);
-        for (std::size_t l = 0; l < N; ++l) {
-            mx[l] = static_cast<double>(mt[l]);
-            u[l] = (l < ch.w) ? (ts[l] - 1) + rs[l] : 0.0;
+        V::wide_store(ties, tsum);
+        T u[N];
+        for (std::size_t l = 0; l < N; ++l) u[l] = static_cast<T>((tsum[l] - 1) + rs[l]);
+        const reg s = V::add(V::wide_round(ties), V::wide_round(rest));
+        const reg log_s = vlog1p<V>(V::load(u));
+        const reg lse = V::add(m, log_s);
+        const reg vxy = V::load(xy), vwy = V::load(wy);
+        const reg vlin = V::wide_round(lin), vcs = V::wide_round(cs);
+        reg ce;
+        if constexpr (kSoft) {
+            ce = V::fmadd(vcs, log_s, vlin);
+        } else {
+            ce = V::mul(V::set1(static_cast<T>(1 - eps)),
+                        V::mul(vwy, V::add(log_s, V::sub(m, vxy))));
+            if (eps != 0)
+                ce = V::fmadd(V::set1(static_cast<T>(eps / dn)),
+                              V::fmadd(V::set1(static_cast<T>(o.weight_sum)), log_s, vlin), ce);
         }
-        map_values<V>(u, l1p, N, [](auto v) { return vlog1p<V>(v); });
-        // per lane: the loss, and the gradient's factors
-        T fa[N], fe[N], fb[N], zero_lane[N], nan_lane[N];
-        for (std::size_t l = 0; l < N; ++l) {
-            fa[l] = fe[l] = fb[l] = 0;
-            zero_lane[l] = nan_lane[l] = 0;
-            if (l >= ch.w) continue;
-            const std::size_t ex = c0 + l;
-            if (ignore[l]) {
-                if (a.loss) a.loss[ex] = 0;
-                zero_lane[l] = 1;
-                continue;
-            }
-            const double s = ts[l] + rs[l];
-            const bool special = bad_label[l] || !std::isfinite(mx[l]) || s != s ||
-                                 (!kSoft && xy[l] != xy[l]);
-            const double log_s = l1p[l], lse = mx[l] + log_s;
-            double ce = std::numeric_limits<double>::quiet_NaN(), zl = z != 0 ? ce : 0.0;
-            const double wy =
-                (!kSoft && o.weight && !special) ? static_cast<double>(o.weight[y[l]]) : 1.0;
-            if (!special) {
-                if constexpr (kSoft) {
-                    ce = csum[l] * log_s + ln[l];
-                } else {
-                    ce = (1 - eps) * wy * (log_s + (mx[l] - static_cast<double>(xy[l])));
-                    if (eps != 0) ce += eps / dn * (o.weight_sum * log_s + ln[l]);
-                }
-                if (z != 0) zl = z * lse * lse;
-            }
-            total.ce += ce;
-            total.z += zl;
-            if (a.loss) a.loss[ex] = ce + zl;
-            if (special) {
-                nan_lane[l] = 1;
-                continue;
-            }
-            const double scale = a.grad_scale ? a.grad_scale[ex] : 1.0;
-            const double s_ce = scale * a.s_ce, s_z = scale * a.s_z;
-            double ca, ce_coef, cb = 0;
-            if constexpr (kSoft) {
-                ca = s_ce * csum[l];
-                ce_coef = s_ce;
-            } else {
-                cb = s_ce * (1 - eps) * wy;
-                ca = cb + s_ce * eps * o.weight_sum / dn;
-                ce_coef = s_ce * eps / dn;
-            }
-            if (z != 0) ca += s_z * 2 * z * lse;
-            fa[l] = static_cast<T>(ca / s);
-            fe[l] = static_cast<T>(ce_coef);
-            fb[l] = static_cast<T>(cb);
+        const reg zl = z != 0 ? V::mul(V::set1(static_cast<T>(z)), V::mul(lse, lse)) : zero;
+        auto special = V::mask_or(V::not_finite(m), V::isnan(s));
+        if constexpr (!kSoft)
+            special = V::mask_or(special, V::mask_or(V::isnan(vxy), V::gt(V::load(unusable), zero)));
+        const auto skip = V::gt(V::load(ignored), zero);
+        const auto valid = first_lanes<V>(ch.w);
+        // ignored and missing lanes add 0, special ones NaN
+        const auto counted = [&](reg v) {
+            return V::select(valid, V::select(skip, zero, V::select(special, nan, v)), zero);
+        };
+        V::wide_add(sum_ce, counted(ce));
+        if (z != 0) V::wide_add(sum_z, counted(zl));
+        if (a.loss) {
+            T lo[N];
+            V::store(lo, counted(V::add(ce, zl)));
+            for (std::size_t l = 0; l < ch.w; ++l) a.loss[c0 + l] = static_cast<double>(lo[l]);
         }
         if (!g) continue;
-        const reg va = V::load(fa), ve = V::load(fe), vb = V::load(fb), vy = V::load(yf);
-        const auto zero_mask = V::gt(V::load(zero_lane), V::zero());
-        const auto nan_mask = V::gt(V::load(nan_lane), V::zero());
-        const reg nan = V::set1(std::numeric_limits<T>::quiet_NaN());
+        // the gradient: g = fa * e - fe * coef - fb * [c = y]
+        const reg gs = V::load(gsc);
+        const reg s_ce = V::mul(gs, V::set1(static_cast<T>(a.s_ce)));
+        reg fa, fe, fb = zero;
+        if constexpr (kSoft) {
+            fa = V::mul(s_ce, vcs);
+            fe = s_ce;
+        } else {
+            fb = V::mul(V::mul(s_ce, V::set1(static_cast<T>(1 - eps))), vwy);
+            fa = V::fmadd(s_ce, V::set1(static_cast<T>(eps * o.weight_sum / dn)), fb);
+            fe = V::mul(s_ce, V::set1(static_cast<T>(eps / dn)));
+        }
+        if (z != 0)
+            fa = V::fmadd(V::mul(gs, V::set1(static_cast<T>(a.s_z * 2 * z))), lse, fa);
+        fa = V::div(fa, s);
+        const reg vy = V::load(yf);
         for (std::size_t i = 0; i < n; ++i) {
             T* gi = at(g, a.gs, i);
-            reg gv = V::mul(ch.load(gi, 0), va);
-            if (lin_terms) gv = V::fnmadd(ve, coef_at(i), gv);
+            reg gv = V::mul(ch.load(gi, 0), fa);
+            if (lin_terms) gv = V::fnmadd(fe, coef_at(i), gv);
             if constexpr (!kSoft)
-                gv = V::sub(gv, V::select(V::eq(vy, V::set1(static_cast<T>(i))), vb, V::zero()));
-            gv = V::select(nan_mask, nan, V::select(zero_mask, V::zero(), gv));
-            ch.store(gi, gv);
+                gv = V::sub(gv, V::select(V::eq(vy, V::set1(static_cast<T>(i))), fb, zero));
+            ch.store(gi, V::select(skip, zero, V::select(special, nan, gv)));
         }
     }
-    return total;
+    return {V::wide_hsum(sum_ce), V::wide_hsum(sum_z)};
 }
 
 template <class V>
