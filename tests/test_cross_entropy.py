@@ -626,3 +626,56 @@ def test_options_out_of_the_working_range(kwargs, match):
 def test_backward_rejects_a_complex_lse():
     with pytest.raises(TypeError, match="lse must be real"):
         fs.cross_entropy_backward(np.ones((2, 3)), np.array([0, 1]), lse=np.ones(2, complex))
+
+
+@dtypes
+@pytest.mark.parametrize("soft", [False, True], ids=["indices", "probabilities"])
+@pytest.mark.parametrize("shape", [(3, 7, 5), (2, 9, 130), (2, 40, 3, 17), (1, 3, 1000)], ids=str)
+def test_k_dimensional_random_options(rng, dtype, soft, shape):
+    """Classes on axis 1 (the column kernel, tiles of 64 examples; softcap: rows)."""
+    for trial in range(4):
+        kw = random_options(rng, shape[1], dtype, soft)
+        x = (rng.standard_normal(shape) * 4).astype(dtype)
+        labels = random_labels(rng, shape, 1, soft, dtype, kw.get("ignore_index", -100))
+        if kw["reduction"] == "none" and rng.random() < 0.5:
+            kw["grad_out"] = rng.standard_normal(shape[:1] + shape[2:])
+        check(x, labels, dtype, f"trial {trial}", axis=1, **kw)
+        inplace = x.copy()
+        _, grad = fs.cross_entropy(x, labels, axis=1, return_grad=True, **kw)
+        fs.cross_entropy(inplace, labels, axis=1, return_grad=True, inplace_grad=True, **kw)
+        np.testing.assert_array_equal(inplace, grad)
+
+
+@dtypes
+@pytest.mark.parametrize("soft", [False, True], ids=["indices", "probabilities"])
+def test_special_values_the_same_in_columns_as_in_rows(rng, dtype, soft):
+    inf, nan = np.inf, np.nan
+    rows = np.array(
+        [
+            [1.0, 2.0, 3.0, 0.5],
+            [nan, 1.0, 2.0, 0.0],
+            [inf, 1.0, 2.0, 0.0],
+            [-inf, -inf, -inf, -inf],
+            [-inf, 1.0, 2.0, 0.0],
+            [-inf, 1.0, 2.0, 0.0],
+            [5.0, 5.0, 5.0, 5.0],
+            [1.0, nan, 2.0, 0.0],
+        ],
+        dtype,
+    )
+    labels = (
+        random_labels(rng, rows.shape, -1, True, dtype)
+        if soft
+        else np.array([0, 1, 1, 0, 0, 1, 2, 1])
+    )
+    cols = np.ascontiguousarray(rows.T)[None]  # (1, C, 8): classes on axis 1
+    col_labels = np.ascontiguousarray(labels.T)[None] if soft else labels[None]
+    for kw in ({}, {"label_smoothing": 0.2}, {"z_loss": 0.1}, {"ignore_index": 1}):
+        if soft and "ignore_index" in kw:
+            continue
+        loss, grad = fs.cross_entropy(rows, labels, reduction="none", return_grad=True, **kw)
+        closs, cgrad = fs.cross_entropy(
+            cols, col_labels, axis=1, reduction="none", return_grad=True, **kw
+        )
+        np.testing.assert_allclose(closs[0], loss, rtol=2e-6, equal_nan=True, err_msg=str(kw))
+        np.testing.assert_allclose(cgrad[0].T, grad, rtol=2e-6, atol=1e-7, equal_nan=True)
