@@ -19,6 +19,7 @@ rounds, so machine drift cancels out of the ratios):
 
     python bench/bench_cross_entropy.py               # the table in bench/RESULTS.md
     python bench/bench_cross_entropy.py --memory      # peak memory of inplace_grad
+    python bench/bench_cross_entropy.py --kdim        # (N, C, H, W), classes on axis 1
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from fastsoftmax.bench import numpy_cross_entropy, time_interleaved
 from fastsoftmax.bench import reference_cross_entropy as reference_loss
 
 SHAPES = ((4096, 10), (4096, 128), (1024, 1000), (256, 32000), (32, 128256), (8192, 1024))
+# --kdim: (N, C, H, W) logits, classes on axis 1 (segmentation)
+KDIM_SHAPES = ((8, 21, 128, 128), (2, 150, 64, 64), (16, 10, 32, 32))
 
 
 def timing(args, torch) -> None:
@@ -114,6 +117,51 @@ def timing(args, torch) -> None:
         )
 
 
+def kdim(args, torch) -> None:
+    """Classes on axis 1: fs (allocating, in place, forward) against torch (1 thread)."""
+    print(
+        "| shape (axis=1) | fs | fs inplace | fs fwd | torch | torch fwd | torch/fs"
+        " | torch/fs inplace | torch fwd/fs fwd |"
+    )
+    print("|---" * 9 + "|")
+    rng = np.random.default_rng(0)
+    for shape in KDIM_SHAPES:
+        x = (rng.standard_normal(shape) * 3).astype(args.dtype)
+        y = rng.integers(0, shape[1], shape[:1] + shape[2:])
+        xi = x.copy()
+        fns = [
+            partial(fastsoftmax.cross_entropy, x, y, axis=1, return_grad=True),
+            partial(fastsoftmax.cross_entropy, xi, y, axis=1, return_grad=True, inplace_grad=True),
+            partial(fastsoftmax.cross_entropy, x, y, axis=1),
+        ]
+        if torch is not None:
+            import torch.nn.functional as F
+
+            yt = torch.from_numpy(y)
+            tx = torch.from_numpy(x.copy()).requires_grad_(True)
+
+            def torch_fwd_bwd(tx=tx, yt=yt):
+                tx.grad = None
+                loss = F.cross_entropy(tx, yt)
+                loss.backward()
+                return loss
+
+            def torch_fwd(tx=tx, yt=yt):
+                with torch.no_grad():
+                    return F.cross_entropy(tx, yt)
+
+            fns += [torch_fwd_bwd, torch_fwd]
+        t = time_interleaved(fns, args.rounds, args.min_time)
+        if torch is None:
+            t += [float("nan")] * 2
+        print(
+            f"| {'x'.join(map(str, shape))} | "
+            + " | ".join(f"{v * 1e3:.2f} ms" for v in t)
+            + f" | {t[3] / t[0]:.2f} | {t[3] / t[1]:.2f} | {t[4] / t[2]:.2f} |",
+            flush=True,
+        )
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -153,6 +201,7 @@ def main() -> None:
         help="e.g. 512x50257 (repeatable)",
     )
     p.add_argument("--memory", action="store_true", help="measure the peak memory of inplace_grad")
+    p.add_argument("--kdim", action="store_true", help="(N, C, H, W) logits, classes on axis 1")
     args = p.parse_args()
     if args.memory:
         return memory(args)
@@ -162,6 +211,8 @@ def main() -> None:
         torch.set_num_threads(1)
     except ImportError:
         torch = None
+    if args.kdim:
+        return kdim(args, torch)
     timing(args, torch)
 
 
