@@ -44,11 +44,15 @@ def ref_cross_entropy(
             xp = wide(softcap) * u
         else:
             xp = xw
+        # log-probabilities as (x - m) - log1p(rest), rest = the sum of exp(x - m) over
+        # all but one maximal entry: no cancellation even for a confident prediction
         m = np.max(xp, axis=-1, keepdims=True)
-        lse = m + np.log(np.sum(np.exp(xp - m), axis=-1, keepdims=True))
-        logp = xp - lse
+        e = np.exp(xp - m)
+        np.put_along_axis(e, np.argmax(xp, axis=-1)[..., None], 0, axis=-1)
+        log_s = np.log1p(np.sum(e, axis=-1, keepdims=True))
+        logp = (xp - m) - log_s
         p = np.exp(logp)
-        lse = lse[..., 0]
+        lse = (m + log_s)[..., 0]
         labels = np.asarray(labels)
         if labels.dtype.kind in "iu":
             keep = labels != ignore_index
