@@ -124,6 +124,14 @@ struct TargetCoef {  // probabilities t: w * t', t' = (1 - eps) * t + eps / n
     }
 };
 
+// The linear sums coef * (ref - x) are accumulated scaled by 2^-64: ref - x
+// may exceed the largest T (logits of +-3e38) where the loss itself does not
+// (a small coefficient), and a zero coefficient must give 0, not 0 * inf.
+// Scaling by a power of two is exact; it is undone in double.
+template <class T>
+constexpr T kLinScale = T(1) / T(18446744073709551616.0);  // 2^-64
+constexpr double kLinUnscale = 18446744073709551616.0;     // 2^64
+
 // What the read pass found in a row.
 struct CeStats {
     double max = 0, sum = 0;  // m = max x', s = sum exp(x' - m)
@@ -169,6 +177,7 @@ ExpSplit ce_stretch(const typename V::T* x, typename V::T* e, std::size_t len, t
     const reg vref = V::set1(live ? ref : T(0));
     const reg inf = V::set1(std::numeric_limits<T>::infinity());
     const reg one = V::set1(T(1));
+    const reg vs = V::set1(kLinScale<T>), vref_s = V::mul(vref, vs);  // (see kLinScale)
     const auto ex = [&](reg xv) { return vexp<V>(V::sub(xv, vref)); };
     reg s0 = V::zero(), s1 = V::zero(), t0 = V::zero();
     ExpSum<V> l, c;
@@ -200,7 +209,7 @@ ExpSplit ce_stretch(const typename V::T* x, typename V::T* e, std::size_t len, t
         if constexpr (!Coef::kNone) {
             const reg c0 = coef.load(base + i), c1 = coef.load(base + i + N);
             if (live)
-                l.add2(V::mul(c0, V::sub(vref, x0)), V::mul(c1, V::sub(vref, x1)));
+                l.add2(V::mul(c0, V::fnmadd(x0, vs, vref_s)), V::mul(c1, V::fnmadd(x1, vs, vref_s)));
             else
                 l.add2(V::mul(c0, inf), V::mul(c1, inf));
             c.add2(c0, c1);
@@ -226,12 +235,12 @@ ExpSplit ce_stretch(const typename V::T* x, typename V::T* e, std::size_t len, t
         }
         if constexpr (!Coef::kNone) {
             const reg cv = V::select(in, coef.load_partial(base + i, w), V::zero());
-            l.add(V::select(in, V::mul(cv, live ? V::sub(vref, xv) : inf), V::zero()));
+            l.add(V::select(in, V::mul(cv, live ? V::fnmadd(xv, vs, vref_s) : inf), V::zero()));
             c.add(cv);
         }
     }
     if constexpr (!Coef::kNone) {
-        lin += l.total();
+        lin += l.total() * kLinUnscale;
         cs += c.total();
     }
     auto rest = V::wide_zero();
@@ -698,6 +707,7 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
         };
         const reg m = col_max<V>(x, a.xs, n, ch);
         const reg ref = V::select(V::not_finite(m), zero, m);
+        const reg vs = V::set1(kLinScale<T>), ref_s = V::mul(ref, vs);  // (see kLinScale)
         auto rest = V::wide_zero(), ties = V::wide_zero(), lin = V::wide_zero(),
              cs = V::wide_zero();
         for (std::size_t i = 0; i < n;) {
@@ -712,7 +722,7 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
                 t0 = V::add(t0, V::select(top, one, zero));
                 if (lin_terms) {
                     const reg cv = coef_at(i);
-                    l0 = V::fmadd(cv, V::sub(ref, xv), l0);
+                    l0 = V::fmadd(cv, V::fnmadd(xv, vs, ref_s), l0);
                     c0v = V::add(c0v, cv);
                 }
             }
@@ -733,16 +743,18 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
         const reg log_s = vlog1p<V>(V::load(u));
         const reg lse = V::add(m, log_s);
         const reg vxy = V::load(xy), vwy = V::load(wy);
-        const reg vlin = V::wide_round(lin), vcs = V::wide_round(cs);
+        const reg lin_s = V::wide_round(lin);  // scaled by 2^-64: unscaled in one product
+        const reg vcs = V::wide_round(cs);
         reg ce;
         if constexpr (kSoft) {
-            ce = V::fmadd(vcs, log_s, vlin);
+            ce = V::fmadd(vcs, log_s, V::mul(lin_s, V::set1(static_cast<T>(kLinUnscale))));
         } else {
             ce = V::mul(V::set1(static_cast<T>(1 - eps)),
                         V::mul(vwy, V::add(log_s, V::sub(m, vxy))));
-            if (eps != 0)
-                ce = V::fmadd(V::set1(static_cast<T>(eps / dn)),
-                              V::fmadd(V::set1(static_cast<T>(o.weight_sum)), log_s, vlin), ce);
+            if (eps != 0)  // eps/n * (W log s + lin), lin scaled by eps/n first (no overflow)
+                ce = V::add(ce, V::fmadd(V::set1(static_cast<T>(eps / dn * o.weight_sum)), log_s,
+                                         V::mul(lin_s, V::set1(static_cast<T>(eps / dn *
+                                                                              kLinUnscale)))));
         }
         const reg zl = z != 0 ? V::mul(V::set1(static_cast<T>(z)), V::mul(lse, lse)) : zero;
         auto special = V::mask_or(V::not_finite(m), V::isnan(s));
