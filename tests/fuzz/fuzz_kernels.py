@@ -91,7 +91,7 @@ def run(b: Bytes) -> None:
     op = b.choice(OPS)
     rng = np.random.default_rng(b.int(0, 65535))
     ndim = b.int(1, 3)
-    shape = tuple(b.int(0, 7) if b.int(0, 5) == 0 else b.int(1, 40) for _ in range(ndim))
+    shape = tuple(b.int(0, 7) if b.int(0, 7) == 7 else b.int(1, 40) for _ in range(ndim))
     axis = b.int(-ndim, ndim - 1)
     dtype = b.choice([np.float32, np.float64, np.float16])
     ce = op.startswith("cross_entropy")
