@@ -683,3 +683,39 @@ def test_special_values_the_same_in_columns_as_in_rows(rng, dtype, soft):
         )
         np.testing.assert_allclose(closs[0], loss, rtol=2e-6, equal_nan=True, err_msg=str(kw))
         np.testing.assert_allclose(cgrad[0].T, grad, rtol=2e-6, atol=1e-7, equal_nan=True)
+
+
+@pytest.mark.parametrize("layout", ["rows", "columns"])
+@pytest.mark.parametrize(
+    ("x", "y", "kw"),
+    [
+        ([[2e38, -2e38]] * 3, [1, 1, 1], {"weight": [0.25, 0.25]}),
+        ([[2e38, -2e38]] * 3, [1, 1, 1], {"label_smoothing": 0.5}),
+        ([[2e38, -2e38]] * 3, [1, 1, 1], {"label_smoothing": 1.0}),
+        (
+            [[3e38, -3e38, 0.0, 1.0]] * 2,
+            [0, 3],
+            {"weight": [0.1, 0.0, 1.0, 0.3], "label_smoothing": 0.1},
+        ),
+        ([[1e20, 0.0]], [0], {"z_loss": 1e-4}),
+    ],
+)
+def test_huge_logits_give_finite_losses_in_range(layout, x, y, kw):
+    """Differences of logits beyond float32's range, losses within it (found by fuzzing)."""
+    x = np.array(x, np.float32)
+    y = np.array(y)
+    kw = {k: np.array(v, np.float32) if isinstance(v, list) else v for k, v in kw.items()}
+    ref, _ = ref_cross_entropy(x, y, reduction="none", **kw)
+    if layout == "columns":
+        x, axis = np.ascontiguousarray(x.T)[None], 1
+        y = y[None]
+    else:
+        axis = -1
+    w = kw.get("weight", np.ones(x.shape[axis], np.float32))
+    mean = ref.sum() / w[np.ravel(y)].astype(np.float64).sum()
+    for reduction, want in (("none", ref), ("sum", ref.sum()), ("mean", mean)):
+        loss = fs.cross_entropy(x, y, axis=axis, reduction=reduction, **kw)
+        with np.errstate(over="ignore"):
+            want32 = np.float32(want) if np.ndim(want) == 0 else want.astype(np.float32)
+        # finite exactly where the true value fits float32 (then within rounding)
+        np.testing.assert_allclose(np.ravel(loss), np.ravel(want32), rtol=1e-6, err_msg=reduction)

@@ -1,8 +1,11 @@
 // The N-d driver of the fused cross-entropy: validates the labels, works out
-// the reduction's denominators, then feeds the active target's row kernel
-// with batches of rows (the class axis contiguous in every operand) or, for
-// any other layout (e.g. (N, C, d1..dk) with axis=1), one row at a time
-// through contiguous buffers.
+// the reduction's denominators, then feeds the active target's kernels:
+//   rows    - the class axis contiguous in every operand: batches of rows;
+//   columns - the last example axis contiguous instead (e.g. (N, C, d1..dk)
+//             with axis=1): tiles of examples side by side, one per lane;
+//   gather  - anything else (soft-capping or a saved lse with such layouts,
+//             more than kMaxColumnClasses classes, negative strides on the
+//             last axis, ...): one row at a time through contiguous buffers.
 #include "fastsoftmax/cross_entropy.hpp"
 
 #include <algorithm>
@@ -60,13 +63,16 @@ void check_labels(const std::vector<std::size_t>& ex_shape, const std::vector<Di
     count = cnt;
 }
 
+constexpr std::size_t kMaxColumnClasses = 4096;  // (and < 2^24: labels compared as floats)
+
 // The column kernels take the examples of the last (non-unit) example axis
 // side by side: it must be contiguous in the logits, probabilities and
 // gradient (then the examples of a call are consecutive in C order).
 template <class T>
 bool columns_ok(const std::vector<Dim>& dims, std::size_t n, bool soft, bool has_grad,
                 bool has_lse, T softcap) {
-    if (dims.empty() || has_lse || softcap != 0 || n >= (std::size_t(1) << 24)) return false;
+    // (many classes: rows gathered one at a time, so the tile buffers stay small)
+    if (dims.empty() || has_lse || softcap != 0 || n > kMaxColumnClasses) return false;
     const Dim& last = dims.back();
     return last.stride[0] == 1 && (!soft || last.stride[1] == 1) &&
            (!has_grad || last.stride[2] == 1);
@@ -164,7 +170,8 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
             // tile, the longer each contiguous segment copied in and out
             // (64 -> 384 examples at 21 classes: 6.0 -> 4.2 ms with a separate
             // gradient array).
-            const std::size_t W = std::clamp<std::size_t>(8192 / n / 16 * 16, 16, 512);
+            const std::size_t W = std::min(std::clamp<std::size_t>(8192 / n / 16 * 16, 16, 512),
+                                           (dims.back().size + 15) / 16 * 16);
             std::vector<T> xb(n * W), tb(target ? n * W : 0);
             std::vector<Dim> rest(dims.begin(), dims.end() - 1);
             const Dim last = dims.back();

@@ -185,7 +185,10 @@ class _Call:
             self.softcap,
             self.ignore_index,
         )
-        loss: _LossLike = rows.astype(self.result) if rows is not None else self.result.type(total)
+        with np.errstate(over="ignore"):  # a loss beyond the dtype's range is +inf
+            loss: _LossLike = (
+                rows.astype(self.result) if rows is not None else self.result.type(total)
+            )
         return loss, grad
 
 

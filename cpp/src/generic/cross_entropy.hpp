@@ -669,7 +669,7 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
     const auto at = [](auto* p, std::ptrdiff_t stride, std::size_t i) {
         return p + static_cast<std::ptrdiff_t>(i) * stride;
     };
-    auto sum_ce = V::wide_zero(), sum_z = V::wide_zero();
+    CeSums total;
     for (std::size_t c0 = 0; c0 < a.inner; c0 += N) {
         const Chunk<V> ch{(a.inner - c0 < N) ? a.inner - c0 : N};
         const T* x = a.x + c0;
@@ -734,44 +734,56 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
             }
         }
         // log(s) = log1p((ties - 1) + rest), the small part formed in double
-        double rs[N], tsum[N];
+        double rs[N], tsum[N], css[N];
+        T mt[N];
         V::wide_store(rest, rs);
         V::wide_store(ties, tsum);
+        V::wide_store(cs, css);
+        V::store(mt, m);
         T u[N];
         for (std::size_t l = 0; l < N; ++l) u[l] = static_cast<T>((tsum[l] - 1) + rs[l]);
         const reg s = V::add(V::wide_round(ties), V::wide_round(rest));
         const reg log_s = vlog1p<V>(V::load(u));
         const reg lse = V::add(m, log_s);
-        const reg vxy = V::load(xy), vwy = V::load(wy);
-        const reg lin_s = V::wide_round(lin);  // scaled by 2^-64: unscaled in one product
+        const reg vwy = V::load(wy);
         const reg vcs = V::wide_round(cs);
-        reg ce;
-        if constexpr (kSoft) {
-            ce = V::fmadd(vcs, log_s, V::mul(lin_s, V::set1(static_cast<T>(kLinUnscale))));
-        } else {
-            ce = V::mul(V::set1(static_cast<T>(1 - eps)),
-                        V::mul(vwy, V::add(log_s, V::sub(m, vxy))));
-            if (eps != 0)  // eps/n * (W log s + lin), lin scaled by eps/n first (no overflow)
-                ce = V::add(ce, V::fmadd(V::set1(static_cast<T>(eps / dn * o.weight_sum)), log_s,
-                                         V::mul(lin_s, V::set1(static_cast<T>(eps / dn *
-                                                                              kLinUnscale)))));
-        }
-        const reg zl = z != 0 ? V::mul(V::set1(static_cast<T>(z)), V::mul(lse, lse)) : zero;
         auto special = V::mask_or(V::not_finite(m), V::isnan(s));
         if constexpr (!kSoft)
-            special = V::mask_or(special, V::mask_or(V::isnan(vxy), V::gt(V::load(unusable), zero)));
+            special = V::mask_or(special, V::mask_or(V::isnan(V::load(xy)),
+                                                     V::gt(V::load(unusable), zero)));
         const auto skip = V::gt(V::load(ignored), zero);
-        const auto valid = first_lanes<V>(ch.w);
-        // ignored and missing lanes add 0, special ones NaN
-        const auto counted = [&](reg v) {
-            return V::select(valid, V::select(skip, zero, V::select(special, nan, v)), zero);
-        };
-        V::wide_add(sum_ce, counted(ce));
-        if (z != 0) V::wide_add(sum_z, counted(zl));
-        if (a.loss) {
-            T lo[N];
-            V::store(lo, counted(V::add(ce, zl)));
-            for (std::size_t l = 0; l < ch.w; ++l) a.loss[c0 + l] = static_cast<double>(lo[l]);
+        // the losses lane by lane in double, as the rows do: m - x[y], the linear
+        // sums and lse^2 may exceed the largest T where the loss does not
+        {
+            T ls[N], sp[N];
+            double lins[N];
+            V::store(ls, log_s);
+            V::store(sp, V::select(special, one, zero));
+            V::wide_store(lin, lins);
+            const double q = std::numeric_limits<double>::quiet_NaN();
+            for (std::size_t l = 0; l < ch.w; ++l) {
+                double ce = 0, zl = 0;
+                if (ignored[l] == 0) {
+                    if (sp[l] != 0) {
+                        ce = q;
+                        zl = z != 0 ? q : 0.0;
+                    } else {
+                        const double lsd = static_cast<double>(ls[l]), mx = static_cast<double>(mt[l]);
+                        const double lin_l = lins[l] * kLinUnscale;
+                        if constexpr (kSoft) {
+                            ce = css[l] * lsd + lin_l;
+                        } else {
+                            ce = (1 - eps) * static_cast<double>(wy[l]) *
+                                 (lsd + (mx - static_cast<double>(xy[l])));
+                            if (eps != 0) ce += eps / dn * (o.weight_sum * lsd + lin_l);
+                        }
+                        if (z != 0) zl = z * (mx + lsd) * (mx + lsd);
+                    }
+                    total.ce += ce;
+                    total.z += zl;
+                }
+                if (a.loss) a.loss[c0 + l] = ce + zl;
+            }
         }
         if (!g) continue;
         // the gradient: g = fa * e - fe * coef - fb * [c = y]
@@ -799,7 +811,7 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
             ch.store(gi, V::select(skip, zero, V::select(special, nan, gv)));
         }
     }
-    return {V::wide_hsum(sum_ce), V::wide_hsum(sum_z)};
+    return total;
 }
 
 template <class V>
