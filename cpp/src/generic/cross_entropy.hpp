@@ -453,7 +453,11 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
     constexpr bool kStore = !kCap;
     const bool store = kStore && a.grad && !a.lse;
     const std::size_t blocks = (n + kBlock * V::N - 1) / (kBlock * V::N);
-    Scratch<T> refs(store ? blocks : 0);
+    // Short rows go through in groups (below); longer rows one at a time, so
+    // that a row is still in L1 for its second look (measured: a group of 8
+    // rows of 1024 float32 took 1.4x as long as single rows).
+    const bool grouped = !kCap && !a.lse && n <= kCeGroupMaxVectors * V::N;
+    Scratch<T> refs(store && !grouped ? blocks : 0);  // block references (single rows)
     CeSums total;
     const auto x_of = [&](std::size_t r) { return a.x + static_cast<std::ptrdiff_t>(r) * a.xs; };
     const auto g_of = [&](std::size_t r) {
@@ -523,10 +527,6 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
         }
     };
 
-    // Short rows go through in groups (below); longer rows one at a time, so
-    // that a row is still in L1 for its second look (measured: a group of 8
-    // rows of 1024 float32 took 1.4x as long as single rows).
-    const bool grouped = !kCap && !a.lse && n <= kCeGroupMaxVectors * V::N;
     if (!grouped) {
         for (std::size_t r = 0; r < a.rows; ++r) {
             std::int64_t y;
