@@ -124,6 +124,10 @@ def run(b: Bytes) -> None:
             if b.bool():
                 kw[name] = b.choice(opts)
         inputs = [x, labels]
+        if (
+            op == "cross_entropy" and b.int(0, 3) == 3
+        ):  # (read last: older inputs keep their meaning)
+            kw["return_grad"] = True
     copies = [a.copy() for a in inputs]
     f = getattr(fs, op)
     try:
@@ -132,6 +136,10 @@ def run(b: Bytes) -> None:
         return  # invalid arguments (an empty class axis, a label out of range, ...)
     for a, c in zip(inputs, copies):
         assert np.array_equal(a, c, equal_nan=True), "an input was modified"
+    grad = None
+    if isinstance(got, tuple):
+        got, grad = got
+        assert grad.shape == x.shape, "gradient of the wrong shape"
     # the documented accuracy: softmax relative (outputs above the dtype's tiny values),
     # log_softmax / logsumexp / losses |err| <= tol * max(1, |value|)
     tol = {np.float16: 2e-3, np.float32: 2e-5, np.float64: 1e-12}[dtype]
@@ -149,11 +157,30 @@ def run(b: Bytes) -> None:
     if op == "cross_entropy_backward":
         return  # the gradient is checked against references in tests/
     wide = x.astype(np.float32 if dtype == np.float16 else dtype)
-    ref, _ = ref_cross_entropy(wide, labels, **kw)
+    ref_kw = {k: v for k, v in kw.items() if k != "return_grad"}
+    ref, ref_grad = ref_cross_entropy(wide, labels, **ref_kw)
     ref = np.asarray(ref, np.float64).astype(dtype).astype(np.float64)  # in range of dtype
     fine = np.isfinite(ref)
     np.testing.assert_allclose(got[fine], ref[fine], rtol=10 * tol, atol=tol, err_msg=str(kw))
     assert not np.isfinite(got[~fine]).any(), "finite where the reference is not"
+    if grad is not None and np.isfinite(x).all() and np.isfinite(ref_grad).all():
+        # relative to the size of the terms the gradient is a difference of (softmax
+        # times the weights and scales, the target, the z-loss term)
+        w = np.asarray(kw.get("weight", np.ones(x.shape[axis])))
+        if kw["reduction"] != "mean":
+            s_ce = 1.0
+        elif labels.dtype.kind in "iu":
+            kept = labels != kw.get("ignore_index", -100)
+            s_ce = 1.0 / max(float(w[labels[kept]].sum()), 1e-300)
+        else:
+            s_ce = 1.0 / max(labels.size // max(x.shape[axis], 1), 1)
+        cap = kw.get("softcap")
+        lse_bound = (cap if cap else float(np.abs(wide).max())) + np.log(x.shape[axis])
+        terms = s_ce * max(float(w.max()), 1.0) * (1 + 2 * kw.get("z_loss", 0.0) * lse_bound)
+        scale = max(float(np.abs(ref_grad).max()), terms)
+        np.testing.assert_allclose(
+            np.asarray(grad, np.float64), ref_grad, rtol=0, atol=10 * tol * scale, err_msg=str(kw)
+        )
 
 
 def main() -> None:
