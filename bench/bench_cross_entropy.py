@@ -41,6 +41,26 @@ SHAPES = ((4096, 10), (4096, 128), (1024, 1000), (256, 32000), (32, 128256), (81
 KDIM_SHAPES = ((8, 21, 128, 128), (2, 150, 64, 64), (16, 10, 32, 32))
 
 
+def torch_calls(torch, x, y):
+    """F.cross_entropy + backward(), and F.cross_entropy alone, on copies of x and y."""
+    import torch.nn.functional as F
+
+    yt = torch.from_numpy(y)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+
+    def fwd_bwd():
+        tx.grad = None
+        loss = F.cross_entropy(tx, yt)
+        loss.backward()
+        return loss
+
+    def fwd():
+        with torch.no_grad():
+            return F.cross_entropy(tx, yt)
+
+    return fwd_bwd, fwd
+
+
 def timing(args, torch) -> None:
     dtype = np.dtype(args.dtype)
     print(
@@ -74,21 +94,7 @@ def timing(args, torch) -> None:
             partial(numpy_cross_entropy, x, y, g, m, s),
         ]
         if torch is not None:
-            import torch.nn.functional as F
-
-            yt = torch.from_numpy(y)
-            tx = torch.from_numpy(x.copy()).requires_grad_(True)
-
-            def torch_fwd_bwd(tx=tx, yt=yt):
-                tx.grad = None
-                loss = F.cross_entropy(tx, yt)
-                loss.backward()
-                return loss
-
-            def torch_fwd(tx=tx, yt=yt):
-                with torch.no_grad():
-                    return F.cross_entropy(tx, yt)
-
+            torch_fwd_bwd, torch_fwd = torch_calls(torch, x, y)
             fns += [torch_fwd_bwd, torch_fwd]
         fns += [partial(np.copyto, g, x), x.max]
         times = time_interleaved(fns, args.rounds, args.min_time)
@@ -135,21 +141,7 @@ def kdim(args, torch) -> None:
             partial(fastsoftmax.cross_entropy, x, y, axis=1),
         ]
         if torch is not None:
-            import torch.nn.functional as F
-
-            yt = torch.from_numpy(y)
-            tx = torch.from_numpy(x.copy()).requires_grad_(True)
-
-            def torch_fwd_bwd(tx=tx, yt=yt):
-                tx.grad = None
-                loss = F.cross_entropy(tx, yt)
-                loss.backward()
-                return loss
-
-            def torch_fwd(tx=tx, yt=yt):
-                with torch.no_grad():
-                    return F.cross_entropy(tx, yt)
-
+            torch_fwd_bwd, torch_fwd = torch_calls(torch, x, y)
             fns += [torch_fwd_bwd, torch_fwd]
         t = time_interleaved(fns, args.rounds, args.min_time)
         if torch is None:

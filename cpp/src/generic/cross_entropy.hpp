@@ -66,13 +66,19 @@ struct Cap {
     }
 };
 
-// Lanes [0, w) of a vector.
+// 0, 1, ..., N-1: the lane numbers.
 template <class V>
-typename V::mask first_lanes(std::size_t w) {
+typename V::reg lane_numbers() {
     using T = typename V::T;
     static constexpr T kIota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
     static_assert(V::N <= 16);
-    return V::lt(V::load(kIota), V::set1(static_cast<T>(w)));
+    return V::load(kIota);
+}
+
+// Lanes [0, w) of a vector.
+template <class V>
+typename V::mask first_lanes(std::size_t w) {
+    return V::lt(lane_numbers<V>(), V::set1(static_cast<typename V::T>(w)));
 }
 
 // The per-class coefficients of the linear terms of the loss and gradient:
@@ -156,8 +162,7 @@ struct ExpSplit {
 template <class V>
 typename V::mask lane_is(std::size_t j) {
     using T = typename V::T;
-    static constexpr T kIota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-    return V::eq(V::load(kIota), V::set1(static_cast<T>(j < V::N ? j : 16)));
+    return V::eq(lane_numbers<V>(), V::set1(static_cast<T>(j < V::N ? j : 16)));
 }
 
 // One stretch of a row, inside one block (so the float accumulators stay
