@@ -5,11 +5,13 @@
 #include <pybind11/stl.h>
 
 #include <stdexcept>
+#include <string>
 
 #include "arrays.hpp"
 #include "build_info.hpp"
 #include "fastsoftmax/dispatch.hpp"
 #include "fastsoftmax/kernels.hpp"
+#include "fastsoftmax/parallel.hpp"
 
 namespace fastsoftmax::bindings {
 namespace {
@@ -74,6 +76,21 @@ void register_config(py::module_& m) {
         },
         py::arg("name"), "switch the SIMD target for the whole process");
     m.def("env_warning", &env_warning, "problem with FASTSOFTMAX_SIMD, or ''");
+    m.def(
+        "num_threads", [] { return num_threads(); },
+        "the number of threads a call may use (see fastsoftmax.get_num_threads)");
+    m.def(
+        "set_num_threads",
+        [](py::ssize_t n) {
+            if (n < 1)
+                throw py::value_error("the number of threads must be at least 1, got " +
+                                      std::to_string(n));
+            set_num_threads(static_cast<std::size_t>(n));
+        },
+        py::arg("n"), "set the number of threads calls may use (n >= 1)");
+    m.def(
+        "default_num_threads", [] { return default_num_threads(); },
+        "the number of CPUs this process may run on (sched_getaffinity)");
     m.def(
         "build_info",
         [] {

@@ -2,6 +2,7 @@
 // (driver.cpp, cross_entropy.cpp). ISA-free.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <vector>
 
@@ -53,6 +54,47 @@ void for_each_index(const std::vector<Dim>& dims, std::size_t k, F&& f) {
             }
             for (std::size_t a = 0; a < k; ++a)
                 off[a] -= dims[d].stride[a] * static_cast<std::ptrdiff_t>(dims[d].size - 1);
+            idx[d] = 0;
+        }
+    }
+}
+
+// Calls f(offsets, count) for the units [begin, end) of the C-order index
+// space outer x [0, run.size) (run.size >= 1), one call per stretch of
+// consecutive units along `run`: offsets (in elements) of its first unit;
+// the next ones are run.stride further each. Lets threads take ranges.
+template <class F>
+void for_each_run(const std::vector<Dim>& outer, const Dim& run, std::size_t k, std::size_t begin,
+                  std::size_t end, F&& f) {
+    if (begin >= end) return;
+    std::vector<std::size_t> idx(outer.size());
+    std::ptrdiff_t off[kMaxOperands] = {0, 0, 0, 0};
+    std::size_t rest = begin / run.size;
+    for (std::size_t d = outer.size(); d-- > 0;) {
+        idx[d] = rest % outer[d].size;
+        rest /= outer[d].size;
+        for (std::size_t a = 0; a < k; ++a)
+            off[a] += static_cast<std::ptrdiff_t>(idx[d]) * outer[d].stride[a];
+    }
+    std::size_t r = begin % run.size;
+    for (std::size_t pos = begin;;) {
+        const std::size_t count = std::min(run.size - r, end - pos);
+        std::ptrdiff_t first[kMaxOperands] = {0, 0, 0, 0};
+        for (std::size_t a = 0; a < k; ++a)
+            first[a] = off[a] + static_cast<std::ptrdiff_t>(r) * run.stride[a];
+        f(static_cast<const std::ptrdiff_t*>(first), count);
+        pos += count;
+        if (pos >= end) return;
+        r = 0;
+        for (std::size_t d = outer.size();;) {  // the next index of outer
+            if (d == 0) return;
+            --d;
+            if (++idx[d] < outer[d].size) {
+                for (std::size_t a = 0; a < k; ++a) off[a] += outer[d].stride[a];
+                break;
+            }
+            for (std::size_t a = 0; a < k; ++a)
+                off[a] -= outer[d].stride[a] * static_cast<std::ptrdiff_t>(outer[d].size - 1);
             idx[d] = 0;
         }
     }

@@ -26,6 +26,7 @@ from ._api import (
 )
 from ._config import show_config, simd_target, simd_targets
 from ._cross_entropy import cross_entropy, cross_entropy_backward
+from ._threads import get_num_threads, set_num_threads, use_threads
 
 try:
     __version__ = _metadata.version("fastsoftmax")
@@ -36,12 +37,15 @@ __all__ = [
     "__version__",
     "cross_entropy",
     "cross_entropy_backward",
+    "get_num_threads",
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",
+    "set_num_threads",
     "show_config",
     "simd_target",
     "simd_targets",
     "softmax",
     "softmax_backward",
+    "use_threads",
 ]

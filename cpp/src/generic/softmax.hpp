@@ -162,10 +162,9 @@ struct Scratch {
     Scratch& operator=(const Scratch&) = delete;
 };
 
-// Arrays of at least this many bytes come from and go to memory: log_softmax
+// Arrays of at least kStreamBytes come from and go to memory: log_softmax
 // writes them with non-temporal (streaming) stores, which saves reading each
 // destination line before writing it, and softmax does not pipeline them.
-constexpr std::size_t kStreamBytes = std::size_t(8) << 20;
 
 // y[i] = op(src[i]) for i < n; src may be y. With `stream`, the aligned
 // middle of y is written with non-temporal stores (call V::stream_fence()
@@ -227,12 +226,6 @@ bool has_nan(const T* x, std::size_t n) {
         if (x[i] != x[i]) return true;
     return false;
 }
-
-struct MaxSum {
-    double max;    // the row maximum (exact: a value of the row)
-    double sum;    // sum(exp(x - max)), >= 1 for a finite max
-    bool special;  // the maximum is not finite or a NaN was seen: use special_rows.hpp
-};
 
 struct SameMax {
     template <class T>
@@ -435,6 +428,64 @@ void softmax_long_row(const typename V::T* x, typename V::T* y, std::size_t n) {
     }
 }
 
+// ------------------------------------------------ segments of long rows --
+//
+// A few rows too long for one thread are cut into segments (driver.cpp):
+// first each segment's (max, sum) - softmax also stores exp(x - ref) per
+// block, as softmax_long_row does - then, with the row's (max, sum) merged
+// from them, each segment's outputs.
+
+// The (max, sum) of a segment; with y and refs, softmax's first pass (refs:
+// one per block of kBlock vectors, at least kMinSegmentBlock elements). A
+// segment of -inf only gives (-inf, 0), not special: its row may have other,
+// finite, segments.
+template <class V>
+MaxSum segment_max_sum(const typename V::T* x, std::size_t n, typename V::T* y,
+                       typename V::T* refs) {
+    using T = typename V::T;
+    static_assert(kBlock * V::N >= kMinSegmentBlock, "refs are sized for kMinSegmentBlock");
+    const MaxSum ms =
+        y ? online_max_sum<V>(x, n,
+                              [&](std::size_t b, std::size_t i, std::size_t len, T ref) {
+                                  refs[b] = ref;
+                                  return ref == neg_inf<T>()
+                                             ? 0.0
+                                             : row_store_exp_sum<V>(x + i, y + i, len, ref);
+                              })
+          : row_online_max_sum<V>(x, n);
+    if (ms.special && row_max<V>(x, n) == neg_inf<T>() && !has_nan(x, n))
+        return {static_cast<double>(neg_inf<T>()), 0.0, false};
+    return ms;
+}
+
+// softmax's second pass over a segment: y = exp(x - ref) * exp(ref - max) / sum.
+template <class V>
+void softmax_segment_scale(typename V::T* y, std::size_t n, const typename V::T* refs, double max,
+                           double sum) {
+    using T = typename V::T;
+    constexpr std::size_t B = kBlock * V::N;
+    for (std::size_t b = 0, i = 0; i < n; ++b, i += B) {
+        const std::size_t len = (n - i < B) ? n - i : B;
+        if (refs[b] == neg_inf<T>()) {
+            fill_strided(y + i, 1, len, T(0));
+            continue;
+        }
+        const auto vf = Factor<V>::of(std::exp(static_cast<double>(refs[b]) - max) / sum);
+        map_row<V>(y + i, y + i, len, [vf](typename V::reg v) { return vf.apply(v); }, false);
+    }
+}
+
+// log_softmax over a segment, as log_softmax_rows does it for a whole row.
+template <class V>
+void log_softmax_segment(const typename V::T* x, typename V::T* y, std::size_t n, double max,
+                         double sum, bool stream) {
+    using T = typename V::T;
+    const auto vm = V::set1(static_cast<T>(max));
+    const auto vl = V::set1(static_cast<T>(std::log(sum)));
+    map_row<V>(x, y, n, [vm, vl](typename V::reg v) { return V::sub(V::sub(v, vm), vl); }, stream);
+    if (stream) V::stream_fence();
+}
+
 // Rows that fit in L1, in arrays that fit in cache, software-pipelined: one loop over the columns
 // does the exp-store-sum pass of row r (bound by the FMA units) together with the max pass of row
 // r+1 and the scale pass of row r-1 (bound by loads and stores), so the two kinds of work overlap
@@ -501,7 +552,7 @@ void softmax_rows_pipelined(const typename V::T* x, std::ptrdiff_t xs, typename 
 
 template <class V>
 void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
-                  std::size_t rows, std::size_t n) {
+                  std::size_t rows, std::size_t n, bool from_memory) {
     using T = typename V::T;
     if (n == 0) return;
     if (n <= V::N) return short_rows<ShortSoftmax<V>>(x, xs, y, ys, rows, n);
@@ -512,8 +563,7 @@ void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, s
     // Pipelining pays while the data is in cache; on arrays that stream from
     // memory it measured slower than three plain passes (8192x1024 float32:
     // 3.8 vs 3.1 ms), which give the hardware prefetchers one stream at a time.
-    if (rows * n * sizeof(T) < kStreamBytes)
-        return softmax_rows_pipelined<V>(x, xs, y, ys, rows, n);
+    if (!from_memory) return softmax_rows_pipelined<V>(x, xs, y, ys, rows, n);
     for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
         const T m = row_max<V>(x, n);
         if (!std::isfinite(m)) {
@@ -532,11 +582,11 @@ void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, s
 
 template <class V>
 void log_softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
-                      std::ptrdiff_t ys, std::size_t rows, std::size_t n) {
+                      std::ptrdiff_t ys, std::size_t rows, std::size_t n, bool from_memory) {
     using T = typename V::T;
     if (n == 0) return;
     if (n <= V::N) return short_rows<ShortLogSoftmax<V>>(x, xs, y, ys, rows, n);
-    const bool stream = rows * n * sizeof(T) >= kStreamBytes;
+    const bool stream = from_memory;
     for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
         const MaxSum ms = row_online_max_sum<V>(x, n);
         if (ms.special) {

@@ -1,0 +1,162 @@
+// A small persistent thread pool. One call at a time uses it: a second
+// caller (another Python thread; the GIL is released in the kernels) finds it
+// busy and runs its tasks on its own thread, which gives the same results
+// (the tasks do not depend on the thread count).
+//
+// Tasks are claimed through one atomic word holding (job generation, next
+// task), so a helper that wakes late can never claim a task of a later job.
+//
+// After fork() the child has only the forking thread: the pool object (its
+// threads, mutexes, perhaps held) is abandoned there and a new one is made
+// on first use (pthread_atfork).
+#include "fastsoftmax/parallel.hpp"
+
+#include <sched.h>
+
+#include <pthread.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace fastsoftmax {
+namespace {
+
+class Pool {
+  public:
+    Pool() = default;
+    Pool(const Pool&) = delete;
+    Pool& operator=(const Pool&) = delete;
+
+    // Runs the job with up to `threads` threads (the caller's included);
+    // false, without running anything, when another caller is using the pool.
+    bool try_run(std::size_t tasks, std::size_t threads, detail::TaskFn fn, void* ctx) {
+        std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+        if (!busy.owns_lock()) return false;
+        const std::size_t helpers = (threads < tasks ? threads : tasks) - 1;
+        {
+            std::lock_guard<std::mutex> lk(m_);
+            while (workers_.size() < helpers)
+                workers_.emplace_back([this, i = workers_.size()] { work(i); });
+            ++generation_;
+            fn_ = fn;
+            ctx_ = ctx;
+            tasks_ = tasks;
+            helpers_ = helpers;
+            done_ = 0;
+            error_ = nullptr;
+            claim_.store(static_cast<std::uint64_t>(generation_) << 32, std::memory_order_release);
+        }
+        wake_.notify_all();
+        run_claimed(static_cast<std::uint32_t>(generation_), fn, ctx, tasks);
+        std::unique_lock<std::mutex> lk(m_);
+        finished_.wait(lk, [&] { return done_ == tasks_; });
+        if (error_) std::rethrow_exception(error_);
+        return true;
+    }
+
+  private:
+    void work(std::size_t index) {
+        std::uint32_t seen = 0;
+        std::unique_lock<std::mutex> lk(m_);
+        for (;;) {
+            wake_.wait(lk, [&] { return generation_ != seen && index < helpers_; });
+            seen = generation_;
+            const detail::TaskFn fn = fn_;
+            void* const ctx = ctx_;
+            const std::size_t tasks = tasks_;
+            lk.unlock();
+            run_claimed(seen, fn, ctx, tasks);
+            lk.lock();
+        }
+    }
+
+    // Claims and runs tasks of job `gen` until none is left.
+    void run_claimed(std::uint32_t gen, detail::TaskFn fn, void* ctx, std::size_t tasks) {
+        std::uint64_t c = claim_.load(std::memory_order_acquire);
+        while ((c >> 32) == gen && (c & 0xffffffffu) < tasks) {
+            if (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) continue;
+            std::exception_ptr err;
+            try {
+                fn(ctx, static_cast<std::size_t>(c & 0xffffffffu));
+            } catch (...) {
+                err = std::current_exception();
+            }
+            {
+                std::lock_guard<std::mutex> lk(m_);
+                if (err && !error_) error_ = err;
+                if (++done_ == tasks_) finished_.notify_all();
+            }
+            c = claim_.load(std::memory_order_acquire);
+        }
+    }
+
+    std::mutex busy_;  // held by the caller whose job runs
+    std::mutex m_;     // guards everything below but claim_
+    std::condition_variable wake_, finished_;
+    std::vector<std::thread> workers_;  // never joined: the pool lives as long as the process
+    std::uint32_t generation_ = 0;
+    detail::TaskFn fn_ = nullptr;
+    void* ctx_ = nullptr;
+    std::size_t tasks_ = 0, helpers_ = 0, done_ = 0;
+    std::exception_ptr error_;
+    std::atomic<std::uint64_t> claim_{0};  // generation << 32 | next task
+};
+
+std::atomic<Pool*> g_pool{nullptr};
+std::atomic<std::size_t> g_threads{0};  // 0: not set yet, use the default
+
+void forget_pool_in_child() { g_pool.store(nullptr); }  // its threads are not in the child
+
+Pool& pool() {
+    Pool* p = g_pool.load(std::memory_order_acquire);
+    if (p) return *p;
+    static const int registered = pthread_atfork(nullptr, nullptr, &forget_pool_in_child);
+    (void)registered;
+    Pool* fresh = new Pool();
+    if (g_pool.compare_exchange_strong(p, fresh, std::memory_order_acq_rel)) return *fresh;
+    delete fresh;  // another thread made one first (no worker started yet)
+    return *p;
+}
+
+}  // namespace
+
+std::size_t default_num_threads() {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        const int n = CPU_COUNT(&set);
+        if (n > 0) return static_cast<std::size_t>(n);
+    }
+    const unsigned hw = std::thread::hardware_concurrency();
+    return hw > 0 ? hw : 1;
+}
+
+std::size_t num_threads() {
+    std::size_t n = g_threads.load(std::memory_order_relaxed);
+    if (n == 0) {  // first use: the default, once (it costs a system call)
+        std::size_t unset = 0;
+        n = default_num_threads();
+        if (!g_threads.compare_exchange_strong(unset, n, std::memory_order_relaxed)) n = unset;
+    }
+    return n;
+}
+
+void set_num_threads(std::size_t n) { g_threads.store(n > 0 ? n : 1, std::memory_order_relaxed); }
+
+namespace detail {
+
+void run_tasks(std::size_t tasks, TaskFn fn, void* ctx) {
+    if (tasks >= (std::size_t(1) << 32)) {  // (the claim word holds 32 bits of task number)
+        for (std::size_t i = 0; i < tasks; ++i) fn(ctx, i);
+        return;
+    }
+    if (!pool().try_run(tasks, num_threads(), fn, ctx))
+        for (std::size_t i = 0; i < tasks; ++i) fn(ctx, i);
+}
+
+}  // namespace detail
+}  // namespace fastsoftmax
