@@ -186,3 +186,10 @@ def test_a_forked_child_computes_with_threads():
     np.testing.assert_array_equal(results[0], want)
     np.testing.assert_array_equal(results[1], want[:200])
     np.testing.assert_array_equal(results[2], want[1:])
+
+
+def test_show_config_reports_the_thread_setting(capsys):
+    with fs.use_threads(3):
+        fs.show_config()
+    line = next(x for x in capsys.readouterr().out.splitlines() if "threads" in x)
+    assert line.split(":", 1)[1].split()[0] == "3", line

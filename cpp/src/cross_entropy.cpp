@@ -151,7 +151,8 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
             c.pop_back();
         }
         if (n == 1 || (xa == 1 && ta == 1 && ga == 1)) {
-            const std::size_t per = units_per_task(examples, n, 8);  // (groups of 8 rows)
+            // short rows go through the kernel 8 at a time: keep the groups whole
+            const std::size_t per = units_per_task(examples, n, 8 * n <= kTaskElements ? 8 : 1);
             parallel_for(tasks(examples, per), [&](std::size_t t) {
                 std::size_t ex = t * per;
                 for_each_run(c, last, 4, ex, std::min(examples, ex + per),

@@ -48,6 +48,8 @@ def show_config() -> None:
         f"  compiler    : {info['compiler']} ({info['build_type']})",
         f"  active SIMD : {simd_target()}",
         f"  FASTSOFTMAX_SIMD={os.environ.get('FASTSOFTMAX_SIMD', '')!r}",
+        f"  threads     : {_core.num_threads()} (of {_core.default_num_threads()} CPUs)",
+        f"  FASTSOFTMAX_NUM_THREADS={os.environ.get('FASTSOFTMAX_NUM_THREADS', '')!r}",
         "  targets     :",
     ]
     for name, compiled, supported in _core.targets():
