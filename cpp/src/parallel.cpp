@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -37,11 +38,15 @@ class Pool {
     bool try_run(std::size_t tasks, std::size_t threads, detail::TaskFn fn, void* ctx) {
         std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
         if (!busy.owns_lock()) return false;
-        const std::size_t helpers = (threads < tasks ? threads : tasks) - 1;
+        std::size_t helpers = (threads < tasks ? threads : tasks) - 1;
         {
             std::lock_guard<std::mutex> lk(m_);
-            while (workers_.size() < helpers)
-                workers_.emplace_back([this, i = workers_.size()] { work(i); });
+            try {
+                while (workers_.size() < helpers)
+                    workers_.emplace_back([this, i = workers_.size()] { work(i); });
+            } catch (const std::system_error&) {  // no more threads: go with those we have
+                helpers = workers_.size();
+            }
             ++generation_;
             fn_ = fn;
             ctx_ = ctx;

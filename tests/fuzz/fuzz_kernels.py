@@ -1,8 +1,9 @@
 """Fuzz target for every public function: random shapes, strides, values and options.
 
 Each input (a byte string) becomes one call: an operation, a shape of 1 to 3 dimensions
-(empty ones included), an axis, a dtype, a layout (C order, Fortran order, reversed,
-strided), values mixing random normals at a random scale with special values (+-inf,
+(empty ones included; one in eight 64 times longer on its first axis, so that it is split
+into tasks), an axis, a dtype, a layout (C order, Fortran order, reversed, strided), a
+number of threads (1 to 3), values mixing random normals at a random scale with special values (+-inf,
 NaN, +-3e38, subnormals, zeros) and, for the cross-entropy, labels and options. The
 call must either raise ValueError/TypeError (invalid arguments) or return what the
 plain NumPy references give, and must never change its inputs or crash the process.
@@ -55,6 +56,15 @@ class Bytes:
     def bool(self) -> bool:
         return self.int(0, 1) == 1
 
+    def tail_int(self, lo: int, hi: int) -> int:
+        """Like int(), from the end of the data backwards: decisions added after the corpus
+        was made read these, so the corpus's inputs keep their meaning."""
+        self.tail = getattr(self, "tail", len(self.data))
+        b = self.data[max(self.tail - 2, 0) : self.tail]
+        self.tail -= 2
+        v = int.from_bytes(b.ljust(2, b"\0"), "little")
+        return lo + v % (hi - lo + 1)
+
 
 def values(b: Bytes, shape: tuple[int, ...], rng: np.random.Generator, finite: bool) -> np.ndarray:
     x = rng.standard_normal(shape) * b.choice([1e-3, 1.0, 10.0, 300.0, 1e30])
@@ -94,6 +104,9 @@ def run(b: Bytes) -> None:
     shape = tuple(b.int(0, 7) if b.int(0, 7) == 7 else b.int(1, 40) for _ in range(ndim))
     axis = b.int(-ndim, ndim - 1)
     dtype = b.choice([np.float32, np.float64, np.float16])
+    if b.tail_int(0, 7) == 7 and 0 < 64 * int(np.prod(shape)) <= 400_000:
+        shape = (64 * shape[0], *shape[1:])  # several tasks for the threads
+    threads = b.tail_int(1, 3)
     ce = op.startswith("cross_entropy")
     x = layout(b, values(b, shape, rng, finite=ce and b.bool()).astype(dtype))
     inputs = [x]
@@ -131,7 +144,8 @@ def run(b: Bytes) -> None:
     copies = [a.copy() for a in inputs]
     f = getattr(fs, op)
     try:
-        got = f(*inputs, **kw) if ce else f(*inputs, axis=axis)
+        with fs.use_threads(threads):
+            got = f(*inputs, **kw) if ce else f(*inputs, axis=axis)
     except (ValueError, TypeError):
         return  # invalid arguments (an empty class axis, a label out of range, ...)
     for a, c in zip(inputs, copies):
@@ -149,20 +163,21 @@ def run(b: Bytes) -> None:
         return  # (SciPy and the references refuse empty axes; ours returned)
     if not ce:
         if op.endswith("backward"):
-            return  # the backward ops: references and finite differences in tests/
+            return check_backward(op, got, *inputs, axis, tol, tiny)
         ref = scipy_op(op, x.astype(np.float64), axis=axis).astype(dtype).astype(np.float64)
         atol = tiny if op == "softmax" else tol
         np.testing.assert_allclose(got, ref, rtol=tol, atol=atol, equal_nan=True, err_msg=op)
         return
-    if op == "cross_entropy_backward":
-        return  # the gradient is checked against references in tests/
     wide = x.astype(np.float32 if dtype == np.float16 else dtype)
     ref_kw = {k: v for k, v in kw.items() if k != "return_grad"}
     ref, ref_grad = ref_cross_entropy(wide, labels, **ref_kw)
-    ref = np.asarray(ref, np.float64).astype(dtype).astype(np.float64)  # in range of dtype
-    fine = np.isfinite(ref)
-    np.testing.assert_allclose(got[fine], ref[fine], rtol=10 * tol, atol=tol, err_msg=str(kw))
-    assert not np.isfinite(got[~fine]).any(), "finite where the reference is not"
+    if op == "cross_entropy_backward":
+        grad = got  # (the call returns the gradient only)
+    else:
+        ref = np.asarray(ref, np.float64).astype(dtype).astype(np.float64)  # in range of dtype
+        fine = np.isfinite(ref)
+        np.testing.assert_allclose(got[fine], ref[fine], rtol=10 * tol, atol=tol, err_msg=str(kw))
+        assert not np.isfinite(got[~fine]).any(), "finite where the reference is not"
     if grad is not None and np.isfinite(x).all() and np.isfinite(ref_grad).all():
         # relative to the size of the terms the gradient is a difference of (softmax
         # times the weights and scales, the target, the z-loss term)
@@ -181,6 +196,42 @@ def run(b: Bytes) -> None:
         np.testing.assert_allclose(
             np.asarray(grad, np.float64), ref_grad, rtol=0, atol=10 * tol * scale, err_msg=str(kw)
         )
+
+
+def check_backward(
+    op: str, got, g: np.ndarray, y: np.ndarray, axis: int, tol: float, tiny: float
+) -> None:
+    """softmax_backward / log_softmax_backward against the references, each element within
+    tol times the size of the terms it is computed from (plus the dtype's tiny values).
+
+    Where the reference is not finite (infinite inputs, or float16 values that overflow),
+    or the sum over the axis or g minus it overflows the working precision (float32 for
+    float16; e.g. 0 * (3e38 + 3e38) is NaN in float32, 0 in float64), the
+    answer is IEEE arithmetic in that precision, which a float64 reference does not
+    reproduce: not compared. Results beyond the dtype's range are not compared either."""
+    from reference import ref_log_softmax_backward, ref_softmax_backward
+
+    gw, yw = g.astype(np.float64), y.astype(np.float64)
+    if op == "softmax_backward":  # y * (g - sum(g * y))
+        ref = ref_softmax_backward(g, y, axis=axis)
+        total = np.sum(np.abs(gw * yw), axis=axis, keepdims=True)
+        size = np.abs(yw) * (np.abs(gw) + total)
+    else:  # g - exp(y) * sum(g)
+        ref = ref_log_softmax_backward(g, y, axis=axis)
+        total = np.sum(np.abs(gw), axis=axis, keepdims=True)
+        size = np.abs(gw) + np.exp(yw) * total
+    ref = np.asarray(ref, np.float64)
+    working = np.float64 if g.dtype == np.float64 else np.float32
+    if op == "log_softmax_backward":  # exp(y) below the normal range: absolute error
+        tiny = tiny + 2 * float(np.finfo(working).smallest_subnormal) * total
+    # the sum, or the result, out of the range of the working precision / the dtype
+    in_range = (np.abs(gw) + total <= np.finfo(working).max) & (
+        np.abs(ref) <= np.finfo(g.dtype).max
+    )
+    fine = np.isfinite(ref) & np.isfinite(size) & in_range
+    err = np.abs(got - ref)
+    bad = fine & ~(err <= 10 * tol * size + tiny)
+    assert not bad.any(), f"{op}: {err[bad].max()} off at sizes {size[bad].max()}"
 
 
 def main() -> None:
