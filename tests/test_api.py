@@ -210,7 +210,16 @@ def test_zero_d_inputs_with_an_axis_raise_axis_error(op, axis):
 
 @pytest.mark.parametrize("op", ALL_OPS, ids=op_id)
 @pytest.mark.parametrize(
-    ("shape", "axis"), [((3, 4), 2), ((3, 4), -3), ((5,), 1), ((2, 3, 4), (0, 3))]
+    ("shape", "axis"),
+    [
+        ((3, 4), 2),
+        ((3, 4), -3),
+        ((5,), 1),
+        ((2, 3, 4), (0, 3)),
+        ((3, 4), 2**70),  # beyond C long: no OverflowError
+        ((3, 4), -(2**70)),
+        ((2, 3, 4), (0, 2**70)),
+    ],
 )
 def test_bad_axis_raises_axis_error_naming_it(op, shape, axis):
     x = np.ones(shape)
@@ -228,8 +237,15 @@ def test_non_integer_axis_raises_type_error(op, axis):
 
 @pytest.mark.parametrize("op", ALL_OPS, ids=op_id)
 def test_repeated_axis_raises_value_error(op):
-    with pytest.raises(ValueError, match="repeated"):
+    with pytest.raises(ValueError, match=r"repeated axis in axis \(1, -2\)"):
         call(op, np.ones((2, 3, 4)), axis=(1, -2))
+
+
+@pytest.mark.parametrize("op", ALL_OPS, ids=op_id)
+@pytest.mark.parametrize("axis", [(0, 0.5), ("a",), (0, None)], ids=repr)
+def test_non_integer_entry_of_an_axis_tuple_raises_type_error_naming_the_axis(op, axis):
+    with pytest.raises(TypeError, match=re.escape(f"got {axis!r}")):
+        call(op, np.ones((2, 3)), axis=axis)
 
 
 @pytest.mark.parametrize("op", ALL_OPS, ids=op_id)
