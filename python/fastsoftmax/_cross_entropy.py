@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._api import _normalize_axis, _prepare, _shares_memory
+from ._api import _axis_index, _prepare, _shares_memory
 
 Reduction = Literal["none", "sum", "mean"]
 _REDUCTIONS = ("none", "sum", "mean")
@@ -72,10 +72,11 @@ class _Call:
             float(np.finfo(work).tiny) <= self.softcap <= float(np.finfo(work).max)
         ):
             raise ValueError(f"softcap {softcap!r} is out of the range of {work}")
-        ax = _normalize_axis(axis, self.x.ndim)
-        if isinstance(ax, tuple):
-            raise TypeError(f"axis must be an integer, got {axis!r}")
-        self.axis = ax
+        try:  # one class axis: not None nor a tuple, even where they would name one axis
+            index = operator.index(axis)
+        except TypeError:
+            raise TypeError(f"axis must be an integer, got {axis!r}") from None
+        self.axis = ax = _axis_index(index, self.x.ndim, axis)
         shape = self.x.shape
         self.n_classes = shape[ax]
         if self.n_classes == 0:
