@@ -17,11 +17,24 @@ _REDUCTIONS = ("none", "sum", "mean")
 _LossLike = Union[np.ndarray, np.floating]
 
 
-def _check_float_option(value: Any, name: str, low: float, high: float = math.inf) -> float:
+def _real(value: Any, name: str) -> float:
+    """value as a float (an int beyond float's range: +-inf); TypeError naming it unless it
+    is a real number (strings, which float() would parse, included)."""
+    if isinstance(value, (str, bytes)) or (
+        isinstance(value, (np.ndarray, np.generic))
+        and (value.ndim != 0 or value.dtype.kind not in "biuf")
+    ):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
-        v = float(value)
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
+
+
+def _check_float_option(value: Any, name: str, low: float, high: float = math.inf) -> float:
+    v = _real(value, name)
     if not low <= v <= high:
         bounds = f"[{low}, {high}]" if high != math.inf else f">= {low}"
         raise ValueError(f"{name} must be {bounds}, got {value!r}")
@@ -52,7 +65,7 @@ class _Call:
             raise ValueError(f"z_loss must be finite, got {z_loss!r}")
         self.softcap = 0.0
         if softcap is not None:
-            self.softcap = _check_float_option(softcap, "softcap", -math.inf)
+            self.softcap = _real(softcap, "softcap")
             if not (0 < self.softcap < math.inf):
                 raise ValueError(
                     f"softcap must be a positive finite number or None, got {softcap!r}"
