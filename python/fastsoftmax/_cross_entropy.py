@@ -56,7 +56,8 @@ class _Call:
         z_loss: float,
         softcap: float | None,
     ) -> None:
-        if reduction not in _REDUCTIONS:
+        # (a str only: `in` would compare an array element-wise)
+        if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
             raise ValueError(f"reduction must be 'none', 'sum' or 'mean', got {reduction!r}")
         self.reduction = reduction
         self.smoothing = _check_float_option(label_smoothing, "label_smoothing", 0.0, 1.0)
