@@ -9,6 +9,7 @@ import fastsoftmax as fs
 import numpy as np
 import pytest
 from numpy.exceptions import AxisError
+from numpy.lib.stride_tricks import as_strided
 from reference import (
     ref_log_softmax,
     ref_log_softmax_backward,
@@ -111,6 +112,20 @@ def test_unsupported_dtypes_raise_type_error_naming_the_dtype(op, dtype):
     x = np.zeros((2, 3), dtype=dtype)
     args = (x, x) if op in BINARY else (x,)
     with pytest.raises(TypeError, match=re.escape(str(np.dtype(dtype)))):
+        op(*args)
+
+
+@pytest.mark.parametrize("op", [*ALL_OPS, fs.cross_entropy], ids=op_id)
+def test_a_conversion_too_large_for_numpy_names_the_argument_and_its_shape(op):
+    # 2^62 int8 elements are a valid (zero-stride) array; as float64 they would not be
+    huge = as_strided(np.zeros(1, np.int8), shape=(2**31, 2**31), strides=(0, 0))
+    name = {fs.cross_entropy: "logits", **dict.fromkeys(BINARY, "grad")}.get(op, "x")
+    labels = as_strided(np.zeros(1, np.int64), shape=(2**31,), strides=(0,))
+    second = {fs.cross_entropy: labels, **dict.fromkeys(BINARY, huge)}
+    args = (huge, second[op]) if op in second else (huge,)
+    with pytest.raises(
+        ValueError, match=rf"{name} of shape \(2147483648, 2147483648\) and dtype int8 is too large"
+    ):
         op(*args)
 
 

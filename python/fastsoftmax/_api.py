@@ -46,7 +46,12 @@ def _prepare(x: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.dtype]:
             f"{name} has dtype {dt}, which fastsoftmax does not support; "
             "expected a real floating-point, integer or bool array"
         )
-    return np.require(x, dtype=work, requirements="A"), result
+    try:
+        return np.require(x, dtype=work, requirements="A"), result
+    except ValueError as e:  # ("array is too big": a zero-stride view of 2^62 int8, say)
+        raise ValueError(
+            f"{name} of shape {x.shape} and dtype {dt} is too large to convert to {work}: {e}"
+        ) from None
 
 
 def _normalize_axis(axis: AxisLike, ndim: int) -> int | tuple[int, ...]:
