@@ -648,7 +648,10 @@ def test_misaligned_and_strided_labels_and_weights(rng):
     [
         ({"softcap": 1e-50}, "softcap 1e-50 is out of the range of float32"),
         ({"softcap": 1e39}, "out of the range of float32"),
-        ({"weight": np.array([1.0, 1e300, 1.0])}, "weight has entries out of the range of float32"),
+        (
+            {"weight": np.array([1.0, 1e300, 1.0])},
+            r"weight has entries out of the range of float32, the first 1e\+300 at class 1",
+        ),
         ({"ignore_index": 2**70}, "ignore_index must fit in int64"),
     ],
 )

@@ -142,8 +142,12 @@ class _Call:
                 )
             with np.errstate(over="ignore"):
                 self.weight = np.require(w, dtype=work, requirements=["C", "A"])
-            if not np.all(np.isfinite(self.weight)):
-                raise ValueError(f"weight has entries out of the range of {work}")
+            over = np.flatnonzero(~np.isfinite(self.weight))
+            if over.size:
+                raise ValueError(
+                    f"weight has entries out of the range of {work}, "
+                    f"the first {w[over[0]].item()!r} at class {over[0]}"
+                )
 
     def grad_scale(self, grad_out: Any) -> tuple[float, np.ndarray | None]:
         """(scalar factor, per-example factors or None) of the gradient."""
