@@ -342,7 +342,9 @@ def cross_entropy(
         non-positive ``softcap``, ``inplace_grad`` on a read-only array.
     TypeError
         Labels that are neither integers nor floats, ``inplace_grad`` on a
-        non-ndarray or non-floating-point array.
+        non-ndarray or non-floating-point array, an ``axis`` that is not one
+        integer, ``label_smoothing``, ``z_loss`` or ``softcap`` that are not
+        real numbers (strings included).
 
     Notes
     -----
