@@ -9,6 +9,7 @@ import fastsoftmax as fs
 import numpy as np
 import pytest
 from numpy.exceptions import AxisError
+from numpy.lib.stride_tricks import as_strided
 from reference import (
     ref_log_softmax,
     ref_log_softmax_backward,
@@ -114,6 +115,20 @@ def test_unsupported_dtypes_raise_type_error_naming_the_dtype(op, dtype):
         op(*args)
 
 
+@pytest.mark.parametrize("op", [*ALL_OPS, fs.cross_entropy], ids=op_id)
+def test_a_conversion_too_large_for_numpy_names_the_argument_and_its_shape(op):
+    # 2^62 int8 elements are a valid (zero-stride) array; as float64 they would not be
+    huge = as_strided(np.zeros(1, np.int8), shape=(2**31, 2**31), strides=(0, 0))
+    name = {fs.cross_entropy: "logits", **dict.fromkeys(BINARY, "grad")}.get(op, "x")
+    labels = as_strided(np.zeros(1, np.int64), shape=(2**31,), strides=(0,))
+    second = {fs.cross_entropy: labels, **dict.fromkeys(BINARY, huge)}
+    args = (huge, second[op]) if op in second else (huge,)
+    with pytest.raises(
+        ValueError, match=rf"{name} of shape \(2147483648, 2147483648\) and dtype int8 is too large"
+    ):
+        op(*args)
+
+
 @pytest.mark.parametrize("op", BINARY, ids=op_id)
 def test_backward_type_error_names_the_argument(op):
     good = np.zeros((2, 3))
@@ -210,7 +225,16 @@ def test_zero_d_inputs_with_an_axis_raise_axis_error(op, axis):
 
 @pytest.mark.parametrize("op", ALL_OPS, ids=op_id)
 @pytest.mark.parametrize(
-    ("shape", "axis"), [((3, 4), 2), ((3, 4), -3), ((5,), 1), ((2, 3, 4), (0, 3))]
+    ("shape", "axis"),
+    [
+        ((3, 4), 2),
+        ((3, 4), -3),
+        ((5,), 1),
+        ((2, 3, 4), (0, 3)),
+        ((3, 4), 2**70),  # beyond C long: no OverflowError
+        ((3, 4), -(2**70)),
+        ((2, 3, 4), (0, 2**70)),
+    ],
 )
 def test_bad_axis_raises_axis_error_naming_it(op, shape, axis):
     x = np.ones(shape)
@@ -228,8 +252,15 @@ def test_non_integer_axis_raises_type_error(op, axis):
 
 @pytest.mark.parametrize("op", ALL_OPS, ids=op_id)
 def test_repeated_axis_raises_value_error(op):
-    with pytest.raises(ValueError, match="repeated"):
+    with pytest.raises(ValueError, match=r"repeated axis in axis \(1, -2\)"):
         call(op, np.ones((2, 3, 4)), axis=(1, -2))
+
+
+@pytest.mark.parametrize("op", ALL_OPS, ids=op_id)
+@pytest.mark.parametrize("axis", [(0, 0.5), ("a",), (0, None)], ids=repr)
+def test_non_integer_entry_of_an_axis_tuple_raises_type_error_naming_the_axis(op, axis):
+    with pytest.raises(TypeError, match=re.escape(f"got {axis!r}")):
+        call(op, np.ones((2, 3)), axis=axis)
 
 
 @pytest.mark.parametrize("op", ALL_OPS, ids=op_id)

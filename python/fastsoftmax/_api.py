@@ -9,12 +9,7 @@ from typing import Any, Union
 
 import numpy as np
 import numpy.typing as npt
-
-try:
-    from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
-except ImportError:  # NumPy < 2.0
-    from numpy.core.multiarray import normalize_axis_index  # type: ignore[no-redef]
-    from numpy.core.numeric import normalize_axis_tuple  # type: ignore[no-redef]
+from numpy.exceptions import AxisError
 
 from . import _core
 
@@ -51,23 +46,41 @@ def _prepare(x: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.dtype]:
             f"{name} has dtype {dt}, which fastsoftmax does not support; "
             "expected a real floating-point, integer or bool array"
         )
-    return np.require(x, dtype=work, requirements="A"), result
+    try:
+        return np.require(x, dtype=work, requirements="A"), result
+    except ValueError as e:  # ("array is too big": a zero-stride view of 2^62 int8, say)
+        raise ValueError(
+            f"{name} of shape {x.shape} and dtype {dt} is too large to convert to {work}: {e}"
+        ) from None
 
 
 def _normalize_axis(axis: AxisLike, ndim: int) -> int | tuple[int, ...]:
-    """An int axis in [0, ndim), or a sorted tuple of several; numpy's AxisError if bad."""
+    """An int axis in [0, ndim), or a sorted tuple of several; numpy's AxisError if bad.
+
+    Every message names the axis as passed (NumPy's own helpers raise OverflowError
+    for an int beyond C long, and name neither a bad entry of a tuple nor a repeat).
+    """
     if axis is None:
         return tuple(range(ndim)) if ndim != 1 else 0
     if isinstance(axis, tuple):
-        axes = tuple(sorted(normalize_axis_tuple(axis, ndim)))
+        axes = tuple(sorted(_axis_index(a, ndim, axis) for a in axis))
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"repeated axis in axis {axis!r}")
         return axes[0] if len(axes) == 1 else axes
+    return _axis_index(axis, ndim, axis)
+
+
+def _axis_index(a: Any, ndim: int, axis: Any) -> int:
+    """One entry `a` of `axis`, in [0, ndim); TypeError or AxisError naming it."""
     try:
-        index = operator.index(axis)
+        index = operator.index(a)
     except TypeError:
         raise TypeError(
             f"axis must be an integer, a tuple of integers or None, got {axis!r}"
         ) from None
-    return normalize_axis_index(index, ndim)
+    if not -ndim <= index < ndim:
+        raise AxisError(index, ndim)
+    return index % ndim
 
 
 def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

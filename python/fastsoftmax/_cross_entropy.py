@@ -10,18 +10,31 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._api import _normalize_axis, _prepare, _shares_memory
+from ._api import _axis_index, _prepare, _shares_memory
 
 Reduction = Literal["none", "sum", "mean"]
 _REDUCTIONS = ("none", "sum", "mean")
 _LossLike = Union[np.ndarray, np.floating]
 
 
-def _check_float_option(value: Any, name: str, low: float, high: float = math.inf) -> float:
+def _real(value: Any, name: str) -> float:
+    """value as a float (an int beyond float's range: +-inf); TypeError naming it unless it
+    is a real number (strings, which float() would parse, included)."""
+    if isinstance(value, (str, bytes)) or (
+        isinstance(value, (np.ndarray, np.generic))
+        and (value.ndim != 0 or value.dtype.kind not in "biuf")
+    ):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
-        v = float(value)
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
+
+
+def _check_float_option(value: Any, name: str, low: float, high: float = math.inf) -> float:
+    v = _real(value, name)
     if not low <= v <= high:
         bounds = f"[{low}, {high}]" if high != math.inf else f">= {low}"
         raise ValueError(f"{name} must be {bounds}, got {value!r}")
@@ -43,7 +56,8 @@ class _Call:
         z_loss: float,
         softcap: float | None,
     ) -> None:
-        if reduction not in _REDUCTIONS:
+        # (a str only: `in` would compare an array element-wise)
+        if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
             raise ValueError(f"reduction must be 'none', 'sum' or 'mean', got {reduction!r}")
         self.reduction = reduction
         self.smoothing = _check_float_option(label_smoothing, "label_smoothing", 0.0, 1.0)
@@ -52,7 +66,7 @@ class _Call:
             raise ValueError(f"z_loss must be finite, got {z_loss!r}")
         self.softcap = 0.0
         if softcap is not None:
-            self.softcap = _check_float_option(softcap, "softcap", -math.inf)
+            self.softcap = _real(softcap, "softcap")
             if not (0 < self.softcap < math.inf):
                 raise ValueError(
                     f"softcap must be a positive finite number or None, got {softcap!r}"
@@ -72,10 +86,11 @@ class _Call:
             float(np.finfo(work).tiny) <= self.softcap <= float(np.finfo(work).max)
         ):
             raise ValueError(f"softcap {softcap!r} is out of the range of {work}")
-        ax = _normalize_axis(axis, self.x.ndim)
-        if isinstance(ax, tuple):
-            raise TypeError(f"axis must be an integer, got {axis!r}")
-        self.axis = ax
+        try:  # one class axis: not None nor a tuple, even where they would name one axis
+            index = operator.index(axis)
+        except TypeError:
+            raise TypeError(f"axis must be an integer, got {axis!r}") from None
+        self.axis = ax = _axis_index(index, self.x.ndim, axis)
         shape = self.x.shape
         self.n_classes = shape[ax]
         if self.n_classes == 0:
@@ -127,8 +142,12 @@ class _Call:
                 )
             with np.errstate(over="ignore"):
                 self.weight = np.require(w, dtype=work, requirements=["C", "A"])
-            if not np.all(np.isfinite(self.weight)):
-                raise ValueError(f"weight has entries out of the range of {work}")
+            over = np.flatnonzero(~np.isfinite(self.weight))
+            if over.size:
+                raise ValueError(
+                    f"weight has entries out of the range of {work}, "
+                    f"the first {w[over[0]].item()!r} at class {over[0]}"
+                )
 
     def grad_scale(self, grad_out: Any) -> tuple[float, np.ndarray | None]:
         """(scalar factor, per-example factors or None) of the gradient."""
@@ -323,7 +342,9 @@ def cross_entropy(
         non-positive ``softcap``, ``inplace_grad`` on a read-only array.
     TypeError
         Labels that are neither integers nor floats, ``inplace_grad`` on a
-        non-ndarray or non-floating-point array.
+        non-ndarray or non-floating-point array, an ``axis`` that is not one
+        integer, ``label_smoothing``, ``z_loss`` or ``softcap`` that are not
+        real numbers (strings included).
 
     Notes
     -----
