@@ -33,7 +33,7 @@ def _prepare(x: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.dtype]:
     """
     if type(x) is np.ndarray:
         dt = x.dtype
-        if (dt is _F32 or dt is _F64) and x.flags.aligned:
+        if (dt is _F32 or dt is _F64) and _aligned(x):
             return x, dt
     else:
         x = np.asarray(x)
@@ -51,7 +51,24 @@ def _prepare(x: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.dtype]:
             f"{name} has dtype {dt}, which fastsoftmax does not support; "
             "expected a real floating-point, integer or bool array"
         )
-    return np.require(x, dtype=work, requirements="A"), result
+    return _require(x, work, "A"), result
+
+
+def _aligned(a: np.ndarray) -> bool:
+    """Whether a's data is aligned to its element size, as the kernels require.
+
+    NumPy's ``aligned`` flag is True for every empty array, even one a byte off
+    (np.require does not copy it), but the kernels check the pointer itself.
+    """
+    return bool(a.flags.aligned) and (
+        a.size > 0 or a.__array_interface__["data"][0] % a.dtype.alignment == 0
+    )
+
+
+def _require(a: npt.ArrayLike, dtype: np.dtype, requirements: Any) -> np.ndarray:
+    """np.require, and an aligned copy of an empty array that NumPy calls aligned but is not."""
+    r = np.require(a, dtype=dtype, requirements=requirements)
+    return r if _aligned(r) else r.copy()
 
 
 def _normalize_axis(axis: AxisLike, ndim: int) -> int | tuple[int, ...]:
@@ -118,7 +135,7 @@ def _shares_memory(a: np.ndarray, b: np.ndarray) -> bool:
 
 def _direct_out(out: np.ndarray, work: np.dtype) -> bool:
     """Whether the kernel can write into out directly (else: a temporary, then a copy)."""
-    return out.dtype == work and bool(out.flags.aligned)
+    return out.dtype == work and _aligned(out)
 
 
 def _flatten_axes(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._api import _normalize_axis, _prepare, _shares_memory
+from ._api import _aligned, _normalize_axis, _prepare, _require, _shares_memory
 
 Reduction = Literal["none", "sum", "mean"]
 _REDUCTIONS = ("none", "sum", "mean")
@@ -97,13 +97,13 @@ class _Call:
                     f"label {lab.max()} at position {big} is outside [0, {self.n_classes}) "
                     f"and is not ignore_index ({self.ignore_index})"
                 )
-            self.labels = np.require(lab, dtype=np.int64, requirements="A")
+            self.labels = _require(lab, np.dtype(np.int64), "A")
         elif lab.dtype.kind == "f":
             if lab.shape != shape:
                 raise ValueError(
                     f"probability labels must have the shape of logits, {shape}, got {lab.shape}"
                 )
-            self.target = np.require(lab, dtype=work, requirements="A")
+            self.target = _require(lab, work, "A")
         else:
             raise TypeError(
                 f"labels have dtype {lab.dtype}; expected integer class indices "
@@ -126,7 +126,7 @@ class _Call:
                     f"weight must be finite and non-negative, got {w[bad[0]].item()!r} at class {bad[0]}"
                 )
             with np.errstate(over="ignore"):
-                self.weight = np.require(w, dtype=work, requirements=["C", "A"])
+                self.weight = _require(w, work, ["C", "A"])
             if not np.all(np.isfinite(self.weight)):
                 raise ValueError(f"weight has entries out of the range of {work}")
 
@@ -424,7 +424,7 @@ def cross_entropy_backward(
             raise ValueError(
                 f"lse must have the per-example shape {call.example_shape}, got {saved.shape}"
             )
-        saved = np.require(saved, dtype=x.dtype, requirements="A")
+        saved = _require(saved, x.dtype, "A")
     if out is None:
         grad = np.empty(x.shape, x.dtype)
     else:
@@ -443,7 +443,7 @@ def cross_entropy_backward(
         )
         direct = (
             out.dtype == x.dtype
-            and out.flags.aligned
+            and _aligned(out)
             and not call.reads_from(out)
             and not (saved is not None and np.may_share_memory(saved, out))
         )
