@@ -638,6 +638,23 @@ def test_empty_unaligned_arrays(what):
     assert fs.cross_entropy_backward(x, labels, out=out).shape == (0, 5)
 
 
+@pytest.mark.parametrize("call", ["return_grad", "inplace_grad", "backward", "backward out"])
+def test_float16_gradients_too_large_are_infinite_without_a_warning(call):
+    """As for the loss ("a result too large for the dtype is +-inf"): no NumPy
+    RuntimeWarning from the conversion to float16 (pytest turns one into an error)."""
+    x = np.zeros((1, 2), np.float16)
+    kw = {"weight": np.array([1e5, 1e5]), "reduction": "sum", "grad_out": 10.0}  # grad 5e5
+    if call.startswith("backward"):
+        out = np.empty_like(x) if call == "backward out" else None
+        grad = fs.cross_entropy_backward(x, np.array([1]), out=out, **kw)
+    else:
+        _, grad = fs.cross_entropy(
+            x, np.array([1]), return_grad=True, inplace_grad=call == "inplace_grad", **kw
+        )
+    assert grad.dtype == np.float16
+    np.testing.assert_array_equal(grad, [[np.inf, -np.inf]])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

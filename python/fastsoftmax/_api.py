@@ -71,6 +71,17 @@ def _require(a: npt.ArrayLike, dtype: np.dtype, requirements: Any) -> np.ndarray
     return r if _aligned(r) else r.copy()
 
 
+def _cast(r: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """r in a narrower result dtype; a value too large for it is +-inf, without a warning."""
+    with np.errstate(over="ignore"):
+        return r.astype(dtype)
+
+
+def _copy_into(out: np.ndarray, r: np.ndarray) -> None:
+    with np.errstate(over="ignore"):  # as _cast
+        np.copyto(out, r, casting="unsafe")
+
+
 def _normalize_axis(axis: AxisLike, ndim: int) -> int | tuple[int, ...]:
     """An int axis in [0, ndim), or a sorted tuple of several; numpy's AxisError if bad."""
     if axis is None:
@@ -203,16 +214,17 @@ def _elementwise(
         flat = [_flatten_axes(a, ax) for a in arrays]
         r = _unflatten_axes(kernel(*flat, len(flat[0].shape) - 1, None), shape, ax)
         if out is None:
-            return np.asarray(r, dtype=result, order="C")  # (ascontiguousarray makes 0-d 1-d)
-        np.copyto(out, r, casting="unsafe")
+            with np.errstate(over="ignore"):  # as _cast
+                return np.asarray(r, dtype=result, order="C")  # (ascontiguousarray: 0-d 1-d)
+        _copy_into(out, r)
         return out
 
     if out is None:
         r = kernel(*arrays, ax, None)
-        return r if result == work else r.astype(result)
+        return r if result == work else _cast(r, result)
     if _direct_out(out, work):  # (_check_overlap has proven that out overlaps no input)
         return kernel(*arrays, ax, out, True)
-    np.copyto(out, kernel(*arrays, ax, None), casting="unsafe")
+    _copy_into(out, kernel(*arrays, ax, None))
     return out
 
 
@@ -400,8 +412,8 @@ def logsumexp(
         return out
     r = _core.logsumexp(a, ax, None)
     if out is not None:
-        np.copyto(out, r.reshape(out.shape), casting="unsafe")
+        _copy_into(out, r.reshape(out.shape))
         return out
     if result != a.dtype:
-        r = r.astype(result)
+        r = _cast(r, result)
     return r.reshape(kept) if keepdims else r

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._api import _aligned, _normalize_axis, _prepare, _require, _shares_memory
+from ._api import _aligned, _cast, _copy_into, _normalize_axis, _prepare, _require, _shares_memory
 
 Reduction = Literal["none", "sum", "mean"]
 _REDUCTIONS = ("none", "sum", "mean")
@@ -366,11 +366,11 @@ def cross_entropy(
         # array first, then into logits
         grad = x if x is not logits else np.empty(x.shape, x.dtype)
         loss, _ = call.run(grad, grad_out)
-        np.copyto(logits, grad, casting="unsafe")
+        _copy_into(logits, grad)
         return loss, logits
     grad = np.empty(x.shape, x.dtype)
     loss, _ = call.run(grad, grad_out)
-    return loss, grad if grad.dtype == call.result else grad.astype(call.result)
+    return loss, grad if grad.dtype == call.result else _cast(grad, call.result)
 
 
 def cross_entropy_backward(
@@ -454,6 +454,6 @@ def cross_entropy_backward(
     call.run(grad, grad_out, saved)
     if out is not None:
         if grad is not out:
-            np.copyto(out, grad, casting="unsafe")
+            _copy_into(out, grad)
         return out
-    return grad if grad.dtype == call.result else grad.astype(call.result)
+    return grad if grad.dtype == call.result else _cast(grad, call.result)
