@@ -167,3 +167,111 @@ def make_logits(rng: np.random.Generator, shape, scale: str, dtype) -> np.ndarra
         row_values = rng.normal(0, 10, size=(*shape[:-1], 1))
         return np.broadcast_to(row_values, shape).astype(dtype)
     return (rng.standard_normal(shape) * float(scale)).astype(dtype)
+
+
+def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
+    """The axes an `axis` argument (int, tuple or None) names, non-negative and sorted."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, tuple):
+        return tuple(sorted(a % ndim for a in axis))
+    return (axis % ndim,)
+
+
+def as_rows(a: np.ndarray, axis) -> np.ndarray:
+    """The slices along `axis` (int, tuple or None: merged) as the rows of an (R, n) array.
+
+    The rows come in the C order of the other axes, which is the order of a
+    reduction's result; several axes are merged in their own C order.
+    """
+    a = np.asarray(a)
+    axes = normalize_axes(axis, a.ndim)
+    keep = [d for d in range(a.ndim) if d not in axes]
+    rows = int(np.prod([a.shape[d] for d in keep], dtype=np.int64))
+    n = int(np.prod([a.shape[d] for d in axes], dtype=np.int64))
+    return np.transpose(a, [*keep, *axes]).reshape(rows, n)
+
+
+def from_rows(rows: np.ndarray, shape: tuple[int, ...], axis) -> np.ndarray:
+    """The inverse of as_rows: an array of `shape` whose slices along `axis` are `rows`."""
+    axes = normalize_axes(axis, len(shape))
+    keep = [d for d in range(len(shape)) if d not in axes]
+    perm = [*keep, *axes]
+    return np.transpose(rows.reshape([shape[d] for d in perm]), np.argsort(perm))
+
+
+class Layout:
+    """Where a view of shape `shape` lives inside a larger base array.
+
+    ``order`` is the memory order of the axes (the base's axis j holds the view's
+    axis ``order[j]``, so a reversed order is Fortran-like), ``steps`` the step of
+    each view axis through the base (negative: reversed), ``margins`` the base
+    elements left on both sides of each view axis, and ``misaligned`` puts the
+    data one byte off its natural alignment. The parts of the base outside the
+    view are filled with a value that would show if a kernel read or wrote them.
+    """
+
+    def __init__(self, shape, order=None, steps=None, margins=None, misaligned=False):
+        ndim = len(shape)
+        self.shape = tuple(shape)
+        self.order = tuple(range(ndim)) if order is None else tuple(order)
+        self.steps = (1,) * ndim if steps is None else tuple(steps)
+        self.margins = (0,) * ndim if margins is None else tuple(margins)
+        self.misaligned = misaligned
+
+    def __repr__(self) -> str:
+        return (
+            f"Layout(shape={self.shape}, order={self.order}, steps={self.steps}, "
+            f"margins={self.margins}, misaligned={self.misaligned})"
+        )
+
+    def base_shape(self) -> tuple[int, ...]:
+        return tuple(self.shape[a] * abs(self.steps[a]) + 2 * self.margins[a] for a in self.order)
+
+    def view(self, base: np.ndarray) -> np.ndarray:
+        """The view of `base` (an array of base_shape()) with this layout."""
+        # (a trailing Ellipsis keeps a 0-d result an array, not a scalar)
+        spans = [
+            slice(self.margins[a], self.margins[a] + self.shape[a] * abs(self.steps[a]))
+            for a in self.order
+        ]
+        region = base[(*spans, Ellipsis)]
+        stepped = region[(*(slice(None, None, self.steps[a]) for a in self.order), Ellipsis)]
+        return stepped.transpose(np.argsort(self.order))
+
+    def allocate(self, dtype, fill) -> np.ndarray:
+        """A base array, filled with `fill` (one byte off alignment if misaligned)."""
+        dtype = np.dtype(dtype)
+        shape = self.base_shape()
+        if self.misaligned and dtype.itemsize > 1:
+            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            base = np.empty(size + 1, np.uint8)[1:].view(dtype).reshape(shape)
+        else:
+            base = np.empty(shape, dtype)
+        base[...] = fill
+        return base
+
+    def place(self, values: np.ndarray, fill) -> tuple[np.ndarray, np.ndarray]:
+        """(view, base): a view with this layout holding `values` (of this shape)."""
+        values = np.asarray(values)
+        assert values.shape == self.shape, (values.shape, self.shape)
+        base = self.allocate(values.dtype, fill)
+        view = self.view(base)
+        view[...] = values
+        return view, base
+
+    def outside(self) -> np.ndarray:
+        """A boolean array of base_shape(): True where the base is not part of the view."""
+        mask = np.ones(self.base_shape(), bool)
+        self.view(mask)[...] = False
+        return mask
+
+
+def poison(dtype) -> float | int | bool:
+    """A fill value for the memory around a view: NaN for floats, an extreme for integers."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return np.nan
+    if dtype.kind == "b":
+        return True
+    return np.iinfo(dtype).max

@@ -416,6 +416,55 @@ def test_unaligned_input_and_out(op):
     np.testing.assert_array_equal(out, expected)
 
 
+def one_byte_off(shape, dtype) -> np.ndarray:
+    """Zeros of `shape` whose data pointer is one byte off the dtype's alignment."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    a = np.zeros(size + 16, np.uint8)[1:][:size].view(dtype).reshape(shape)  # ([1:1]: offset 0)
+    assert a.__array_interface__["data"][0] % np.dtype(dtype).alignment
+    return a
+
+
+@pytest.mark.parametrize("op", ALL_OPS, ids=op_id)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(0,), (3, 0), (0, 4)], ids=str)
+def test_empty_unaligned_inputs_and_out(op, dtype, shape):
+    """NumPy calls every empty array aligned, even one a byte off, but the kernels check
+    the pointer itself: such arrays must take the general path, not raise _core.Fallback."""
+    others = [np.zeros(shape, dtype)] if op in BINARY else []  # (y for the backward ops)
+    expected = op(np.zeros(shape, dtype), *others)
+    np.testing.assert_array_equal(op(one_byte_off(shape, dtype), *others), expected)
+    if op in BINARY:
+        np.testing.assert_array_equal(op(others[0], one_byte_off(shape, dtype)), expected)
+    out = one_byte_off(expected.shape, dtype)  # (logsumexp over (3, 0): 3 results)
+    assert op(np.zeros(shape, dtype), *others, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+
+
+# float16 inputs whose float32 results are too large for float16
+OVERFLOWING_FLOAT16 = {
+    "log_softmax": ([[60000.0, -60000.0]],),  # -120000
+    "softmax_backward": ([[60000.0, 60000.0, -60000.0]], [[1.0, 1.0, 1.0]]),  # -120000
+    "log_softmax_backward": ([[-60000.0, 60000.0, 60000.0]], [[0.0, 0.0, 0.0]]),  # -120000
+}
+
+
+@pytest.mark.parametrize("name", list(OVERFLOWING_FLOAT16))
+@pytest.mark.parametrize("axis", [-1, (0, 1)], ids=str)
+@pytest.mark.parametrize("with_out", [False, True], ids=["", "out"])
+def test_float16_results_too_large_are_infinite_without_a_warning(name, axis, with_out):
+    """As for float32 results ("a result too large for the dtype is +-inf"): no NumPy
+    RuntimeWarning from the conversion (pytest turns one into an error)."""
+    args = [np.array(a, np.float16) for a in OVERFLOWING_FLOAT16[name]]
+    op = getattr(fs, name)
+    with np.errstate(over="ignore"):
+        expected = op(*[a.astype(np.float32) for a in args], axis=axis).astype(np.float16)
+    assert np.isneginf(expected).any()
+    kw = {"out": np.empty_like(args[0])} if with_out else {}
+    got = op(*args, axis=axis, **kw)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got, expected)
+
+
 @pytest.mark.parametrize("op", ALL_OPS, ids=op_id)
 def test_out_of_the_wrong_shape_names_both_shapes(op):
     x = np.ones((3, 5))

@@ -643,6 +643,48 @@ def test_misaligned_and_strided_labels_and_weights(rng):
         )
 
 
+def one_byte_off(shape, dtype) -> np.ndarray:
+    """Zeros of `shape` whose data pointer is one byte off the dtype's alignment."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    a = np.zeros(size + 16, np.uint8)[1:][:size].view(dtype).reshape(shape)  # ([1:1]: offset 0)
+    assert a.__array_interface__["data"][0] % np.dtype(dtype).alignment
+    return a
+
+
+@pytest.mark.parametrize("what", ["logits", "labels", "probabilities", "grad out"])
+def test_empty_unaligned_arrays(what):
+    """NumPy calls every empty array aligned, even one a byte off, but the kernels check
+    the pointer itself: such arrays must be copied, not raise _core.Fallback."""
+    x = one_byte_off((0, 5), F32) if what == "logits" else np.zeros((0, 5), F32)
+    labels = np.zeros(0, np.int64)
+    if what == "labels":
+        labels = one_byte_off((0,), np.int64)
+    elif what == "probabilities":
+        labels = one_byte_off((0, 5), F32)
+    loss, grad = fs.cross_entropy(x, labels, return_grad=True, reduction="sum")
+    assert loss == 0
+    assert grad.shape == (0, 5)
+    out = one_byte_off((0, 5), F32) if what == "grad out" else None
+    assert fs.cross_entropy_backward(x, labels, out=out).shape == (0, 5)
+
+
+@pytest.mark.parametrize("call", ["return_grad", "inplace_grad", "backward", "backward out"])
+def test_float16_gradients_too_large_are_infinite_without_a_warning(call):
+    """As for the loss ("a result too large for the dtype is +-inf"): no NumPy
+    RuntimeWarning from the conversion to float16 (pytest turns one into an error)."""
+    x = np.zeros((1, 2), np.float16)
+    kw = {"weight": np.array([1e5, 1e5]), "reduction": "sum", "grad_out": 10.0}  # grad 5e5
+    if call.startswith("backward"):
+        out = np.empty_like(x) if call == "backward out" else None
+        grad = fs.cross_entropy_backward(x, np.array([1]), out=out, **kw)
+    else:
+        _, grad = fs.cross_entropy(
+            x, np.array([1]), return_grad=True, inplace_grad=call == "inplace_grad", **kw
+        )
+    assert grad.dtype == np.float16
+    np.testing.assert_array_equal(grad, [[np.inf, -np.inf]])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

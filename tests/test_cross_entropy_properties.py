@@ -1,10 +1,15 @@
 """Property-based tests of fastsoftmax.cross_entropy (hypothesis) against the NumPy reference.
 
-Random shapes (1 to 4 dimensions), class axes, dtypes, layouts (reversed and strided
-views), options and values, including -inf (masked classes), large magnitudes and
-ignored labels; the loss and gradient must match the reference of
-test_cross_entropy.py, the input must be left unchanged, and the answer must be the
-same on every SIMD target (the autouse fixture runs each property on each one).
+Random shapes (1 to 4 dimensions), class axes, dtypes, options and values, including
+-inf (masked classes), large magnitudes and ignored labels, with logits, labels and
+weights in views of random layouts (transposed, strided, negative steps, misaligned:
+the Layout of reference.py, whose surrounding memory holds NaN or an extreme value);
+the loss and gradient must match the reference of test_cross_entropy.py on every SIMD
+target, the inputs (and the memory around them) must be left unchanged except the
+logits' view with inplace_grad=True, which holds the gradient, and every target must
+give the same answer. Each example runs on every target inside the test (on_target),
+so the conftest's per-target parametrization is switched off here; the number of
+examples is the hypothesis profile's (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -12,15 +17,17 @@ from __future__ import annotations
 import fastsoftmax as fs
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from reference import Layout, poison
 from test_cross_entropy import TOL, ref_cross_entropy
+from test_properties import TARGETS, layouts, on_target
 
-SETTINGS = settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+
+@pytest.fixture(params=["every target"], autouse=True)
+def simd(request):
+    """Each example runs on every target inside the test (on_target), not once per test."""
+    return request.param
 
 
 @st.composite
@@ -66,36 +73,48 @@ def problems(draw):
         kw["z_loss"] = 1e-3
     if draw(st.booleans()):
         kw["softcap"] = draw(st.sampled_from([1.0, 30.0]))
-    layout = draw(st.sampled_from(["c", "reversed", "strided"]))
-    if layout == "reversed":
-        x = x[(slice(None, None, -1),) * ndim]
-        labels = labels[(slice(None, None, -1),) * labels.ndim] if labels.ndim else labels
-    elif layout == "strided":
-        x = np.repeat(x, 2, axis=axis)[(slice(None),) * axis + (slice(None, None, 2),)]
-    return x, labels, kw
-
-
-@SETTINGS
-@given(problems())
-def test_cross_entropy_matches_the_reference(problem):
-    x, labels, kw = problem
-    dtype = x.dtype.type
-    before = x.copy()
-    if kw.get("label_smoothing", 0) > 0 or labels.dtype.kind != "i":
+    if kw.get("label_smoothing", 0) > 0 or soft:
         # smoothing or probabilities over masked classes: +inf or NaN, as in PyTorch
         x = np.where(np.isfinite(x), x, 0).astype(x.dtype)
-        before = x.copy()
-    ref_loss, ref_grad = ref_cross_entropy(x, labels, **kw)
-    loss, grad = fs.cross_entropy(x, labels, return_grad=True, **kw)
-    np.testing.assert_array_equal(x, before)  # the input is untouched
-    np.testing.assert_allclose(
-        np.asarray(loss, np.float64),
-        np.asarray(ref_loss, np.float64),
-        rtol=4 * TOL[dtype],
-        atol=float(np.finfo(dtype).tiny),  # losses below the dtype's range round to 0
-    )  # (a label on a masked class: +inf in both)
-    # the gradient is a difference of terms (softmax and target): its error is relative to
-    # their size, which a nearly exact prediction can make far larger than the result
+    places = {"x": draw(layouts(x.shape)), "labels": draw(layouts(labels.shape))}
+    if "weight" in kw:
+        places["weight"] = draw(layouts(kw["weight"].shape))
+    return Problem(x, labels, kw, places)
+
+
+class Problem:
+    """Logits, labels and options, and the Layout each array is placed in."""
+
+    def __init__(self, x: np.ndarray, labels: np.ndarray, kw: dict, places: dict[str, Layout]):
+        self.x, self.labels, self.kw, self.places = x, labels, kw, places
+
+    def __repr__(self) -> str:
+        return f"Problem(\n{self.x!r},\n{self.labels!r},\n{self.kw!r},\n{self.places!r})"
+
+    def place(self) -> tuple[dict, dict]:
+        """Fresh views holding the arrays: ({name: view}, {name: base})."""
+        views, bases = {}, {}
+        arrays = {"x": self.x, "labels": self.labels, "weight": self.kw.get("weight")}
+        for name, layout in self.places.items():
+            values = arrays[name]
+            views[name], bases[name] = layout.place(values, poison(values.dtype))
+        return views, bases
+
+    def call(self, **options):
+        views, _ = self.place()
+        kw = dict(self.kw)
+        if "weight" in views:
+            kw["weight"] = views["weight"]
+        return views, fs.cross_entropy(views["x"], views["labels"], **kw, **options)
+
+
+def grad_scale(problem: Problem, ref_grad: np.ndarray) -> float:
+    """The size of the terms whose difference the gradient is.
+
+    Its error is relative to them, and a nearly exact prediction can make them far
+    larger than the result.
+    """
+    x, labels, kw = problem.x, problem.labels, problem.kw
     if kw["reduction"] == "mean":
         w = kw.get("weight", np.ones(x.shape[kw["axis"]]))
         if labels.dtype.kind == "i":
@@ -111,12 +130,95 @@ def test_cross_entropy_matches_the_reference(problem):
         1 if "softcap" not in kw else 0
     ) + kw.get("softcap", 0)
     terms = s_ce * float(np.max(kw.get("weight", 1.0))) * (1 + 2 * kw.get("z_loss", 0) * lse_bound)
-    scale = max(float(np.max(np.abs(ref_grad), initial=0)), terms)
-    np.testing.assert_allclose(grad, ref_grad, rtol=0, atol=4 * TOL[dtype] * scale)
+    return max(float(np.max(np.abs(ref_grad), initial=0)), terms)
+
+
+def assert_loss_close(got, ref, dtype, rtol_factor: float = 4) -> None:
+    np.testing.assert_allclose(
+        np.asarray(got, np.float64),
+        np.asarray(ref, np.float64),
+        rtol=rtol_factor * TOL[dtype],
+        atol=float(np.finfo(dtype).tiny),  # losses below the dtype's range round to 0
+    )  # (a label on a masked class: +inf in both)
+
+
+@given(problems(), st.booleans())
+def test_cross_entropy_matches_the_reference_on_every_target(problem, inplace):
+    """Loss and gradient (also written into the logits: inplace_grad=True)."""
+    dtype = problem.x.dtype.type
+    ref_loss, ref_grad = ref_cross_entropy(problem.x, problem.labels, **problem.kw)
+    scale = grad_scale(problem, ref_grad)
+    for target in TARGETS:
+        with on_target(target):
+            views, (loss, grad) = problem.call(return_grad=True, inplace_grad=inplace)
+        assert grad.shape == problem.x.shape
+        assert grad.dtype == dtype
+        if inplace:
+            assert grad is views["x"]
+        assert_loss_close(loss, ref_loss, dtype)
+        np.testing.assert_allclose(
+            grad, ref_grad, rtol=0, atol=4 * TOL[dtype] * scale, err_msg=f"on {target}"
+        )
+
+
+def unchanged(base: np.ndarray, before: np.ndarray, where: np.ndarray | None = None) -> bool:
+    """Bit for bit (NaN payloads and the sign of zero too), optionally only `where`."""
+    if where is not None:
+        base, before = base[where], before[where]
+    return base.tobytes() == before.tobytes()
+
+
+@given(problems(), st.sampled_from(["loss", "loss and grad", "inplace_grad"]))
+def test_inputs_are_unchanged_unless_inplace_grad(problem, mode):
+    """Logits, labels and weights, and the memory around them, are bit for bit the same
+    after the call; with inplace_grad=True the logits' view holds the gradient and only
+    it was written."""
+    options = {
+        "loss": {},
+        "loss and grad": {"return_grad": True},
+        "inplace_grad": {"return_grad": True, "inplace_grad": True},
+    }[mode]
+    for target in TARGETS:
+        views, bases = problem.place()
+        before = {name: base.copy() for name, base in bases.items()}
+        kw = dict(problem.kw)
+        if "weight" in views:
+            kw["weight"] = views["weight"]
+        with on_target(target):
+            result = fs.cross_entropy(views["x"], views["labels"], **kw, **options)
+        for name, base in bases.items():
+            if name == "x" and mode == "inplace_grad":
+                assert result[1] is views["x"]
+                assert unchanged(base, before[name], problem.places["x"].outside()), (
+                    f"written outside the logits' view on {target}"
+                )
+            else:
+                assert unchanged(base, before[name]), f"{name} was modified on {target}"
+
+
+@pytest.mark.skipif(len(TARGETS) < 2, reason="this CPU runs one SIMD target only")
+@given(problems())
+def test_every_target_gives_the_same_answer(problem):
+    """Loss and gradient within twice the reference test's tolerance of each other
+    (each target is within it of the same exact value)."""
+    dtype = problem.x.dtype.type
+    results = {}
+    for target in TARGETS:
+        with on_target(target):
+            results[target] = problem.call(return_grad=True)[1]
+    _, ref_grad = ref_cross_entropy(problem.x, problem.labels, **problem.kw)
+    scale = grad_scale(problem, ref_grad)
+    first, *others = TARGETS
+    loss, grad = results[first]
+    for target in others:
+        other_loss, other_grad = results[target]
+        assert_loss_close(other_loss, loss, dtype, rtol_factor=8)
+        np.testing.assert_allclose(
+            other_grad, grad, rtol=0, atol=8 * TOL[dtype] * scale, err_msg=f"{target} vs {first}"
+        )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@SETTINGS
 @given(data=st.data())
 def test_cross_entropy_is_shift_invariant(dtype, data):
     """Adding a constant to an example's logits changes neither its loss nor its gradient."""
@@ -126,7 +228,11 @@ def test_cross_entropy_is_shift_invariant(dtype, data):
     x = rng.standard_normal((rows, n)).astype(dtype)
     y = rng.integers(0, n, rows)
     shift = dtype(data.draw(st.sampled_from([-64.0, -1.0, 0.5, 32.0])))  # exact in x + shift
-    loss, grad = fs.cross_entropy(x, y, reduction="none", return_grad=True)
-    loss2, grad2 = fs.cross_entropy(x + shift, y, reduction="none", return_grad=True)
-    np.testing.assert_allclose(loss2, loss, rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-6)
-    np.testing.assert_allclose(grad2, grad, atol=1e-5 if dtype == np.float32 else 1e-12)
+    for target in TARGETS:
+        with on_target(target):
+            loss, grad = fs.cross_entropy(x, y, reduction="none", return_grad=True)
+            loss2, grad2 = fs.cross_entropy(x + shift, y, reduction="none", return_grad=True)
+        rtol = 1e-4 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(loss2, loss, rtol=rtol, atol=1e-6, err_msg=f"on {target}")
+        atol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(grad2, grad, atol=atol, err_msg=f"on {target}")

@@ -28,7 +28,7 @@ def _prepare(x: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.dtype]:
     """
     if type(x) is np.ndarray:
         dt = x.dtype
-        if (dt is _F32 or dt is _F64) and x.flags.aligned:
+        if (dt is _F32 or dt is _F64) and _aligned(x):
             return x, dt
     else:
         x = np.asarray(x)
@@ -47,11 +47,39 @@ def _prepare(x: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.dtype]:
             "expected a real floating-point, integer or bool array"
         )
     try:
-        return np.require(x, dtype=work, requirements="A"), result
+        return _require(x, work, "A"), result
     except ValueError as e:  # ("array is too big": a zero-stride view of 2^62 int8, say)
         raise ValueError(
             f"{name} of shape {x.shape} and dtype {dt} is too large to convert to {work}: {e}"
         ) from None
+
+
+def _aligned(a: np.ndarray) -> bool:
+    """Whether a's data is aligned to its element size, as the kernels require.
+
+    NumPy's ``aligned`` flag is True for every empty array, even one a byte off
+    (np.require does not copy it), but the kernels check the pointer itself.
+    """
+    return bool(a.flags.aligned) and (
+        a.size > 0 or a.__array_interface__["data"][0] % a.dtype.alignment == 0
+    )
+
+
+def _require(a: npt.ArrayLike, dtype: np.dtype, requirements: Any) -> np.ndarray:
+    """np.require, and an aligned copy of an empty array that NumPy calls aligned but is not."""
+    r = np.require(a, dtype=dtype, requirements=requirements)
+    return r if _aligned(r) else r.copy()
+
+
+def _cast(r: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """r in a narrower result dtype; a value too large for it is +-inf, without a warning."""
+    with np.errstate(over="ignore"):
+        return r.astype(dtype)
+
+
+def _copy_into(out: np.ndarray, r: np.ndarray) -> None:
+    with np.errstate(over="ignore"):  # as _cast
+        np.copyto(out, r, casting="unsafe")
 
 
 def _normalize_axis(axis: AxisLike, ndim: int) -> int | tuple[int, ...]:
@@ -131,7 +159,7 @@ def _shares_memory(a: np.ndarray, b: np.ndarray) -> bool:
 
 def _direct_out(out: np.ndarray, work: np.dtype) -> bool:
     """Whether the kernel can write into out directly (else: a temporary, then a copy)."""
-    return out.dtype == work and bool(out.flags.aligned)
+    return out.dtype == work and _aligned(out)
 
 
 def _flatten_axes(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
@@ -199,16 +227,17 @@ def _elementwise(
         flat = [_flatten_axes(a, ax) for a in arrays]
         r = _unflatten_axes(kernel(*flat, len(flat[0].shape) - 1, None), shape, ax)
         if out is None:
-            return np.asarray(r, dtype=result, order="C")  # (ascontiguousarray makes 0-d 1-d)
-        np.copyto(out, r, casting="unsafe")
+            with np.errstate(over="ignore"):  # as _cast
+                return np.asarray(r, dtype=result, order="C")  # (ascontiguousarray: 0-d 1-d)
+        _copy_into(out, r)
         return out
 
     if out is None:
         r = kernel(*arrays, ax, None)
-        return r if result == work else r.astype(result)
+        return r if result == work else _cast(r, result)
     if _direct_out(out, work):  # (_check_overlap has proven that out overlaps no input)
         return kernel(*arrays, ax, out, True)
-    np.copyto(out, kernel(*arrays, ax, None), casting="unsafe")
+    _copy_into(out, kernel(*arrays, ax, None))
     return out
 
 
@@ -396,8 +425,8 @@ def logsumexp(
         return out
     r = _core.logsumexp(a, ax, None)
     if out is not None:
-        np.copyto(out, r.reshape(out.shape), casting="unsafe")
+        _copy_into(out, r.reshape(out.shape))
         return out
     if result != a.dtype:
-        r = r.astype(result)
+        r = _cast(r, result)
     return r.reshape(kept) if keepdims else r

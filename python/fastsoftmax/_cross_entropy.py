@@ -10,7 +10,15 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._api import _axis_index, _prepare, _shares_memory
+from ._api import (
+    _aligned,
+    _axis_index,
+    _cast,
+    _copy_into,
+    _prepare,
+    _require,
+    _shares_memory,
+)
 
 Reduction = Literal["none", "sum", "mean"]
 _REDUCTIONS = ("none", "sum", "mean")
@@ -112,13 +120,13 @@ class _Call:
                     f"label {lab.max()} at position {big} is outside [0, {self.n_classes}) "
                     f"and is not ignore_index ({self.ignore_index})"
                 )
-            self.labels = np.require(lab, dtype=np.int64, requirements="A")
+            self.labels = _require(lab, np.dtype(np.int64), "A")
         elif lab.dtype.kind == "f":
             if lab.shape != shape:
                 raise ValueError(
                     f"probability labels must have the shape of logits, {shape}, got {lab.shape}"
                 )
-            self.target = np.require(lab, dtype=work, requirements="A")
+            self.target = _require(lab, work, "A")
         else:
             raise TypeError(
                 f"labels have dtype {lab.dtype}; expected integer class indices "
@@ -141,7 +149,7 @@ class _Call:
                     f"weight must be finite and non-negative, got {w[bad[0]].item()!r} at class {bad[0]}"
                 )
             with np.errstate(over="ignore"):
-                self.weight = np.require(w, dtype=work, requirements=["C", "A"])
+                self.weight = _require(w, work, ["C", "A"])
             over = np.flatnonzero(~np.isfinite(self.weight))
             if over.size:
                 raise ValueError(
@@ -387,11 +395,11 @@ def cross_entropy(
         # array first, then into logits
         grad = x if x is not logits else np.empty(x.shape, x.dtype)
         loss, _ = call.run(grad, grad_out)
-        np.copyto(logits, grad, casting="unsafe")
+        _copy_into(logits, grad)
         return loss, logits
     grad = np.empty(x.shape, x.dtype)
     loss, _ = call.run(grad, grad_out)
-    return loss, grad if grad.dtype == call.result else grad.astype(call.result)
+    return loss, grad if grad.dtype == call.result else _cast(grad, call.result)
 
 
 def cross_entropy_backward(
@@ -445,7 +453,7 @@ def cross_entropy_backward(
             raise ValueError(
                 f"lse must have the per-example shape {call.example_shape}, got {saved.shape}"
             )
-        saved = np.require(saved, dtype=x.dtype, requirements="A")
+        saved = _require(saved, x.dtype, "A")
     if out is None:
         grad = np.empty(x.shape, x.dtype)
     else:
@@ -464,7 +472,7 @@ def cross_entropy_backward(
         )
         direct = (
             out.dtype == x.dtype
-            and out.flags.aligned
+            and _aligned(out)
             and not call.reads_from(out)
             and not (saved is not None and np.may_share_memory(saved, out))
         )
@@ -475,6 +483,6 @@ def cross_entropy_backward(
     call.run(grad, grad_out, saved)
     if out is not None:
         if grad is not out:
-            np.copyto(out, grad, casting="unsafe")
+            _copy_into(out, grad)
         return out
-    return grad if grad.dtype == call.result else grad.astype(call.result)
+    return grad if grad.dtype == call.result else _cast(grad, call.result)
