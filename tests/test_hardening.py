@@ -261,16 +261,21 @@ def test_100000_calls_leave_the_resident_memory_flat(name):
     # overlap checks read, interns its dict's keys on every call. Holding one such dict
     # keeps them alive, so the RSS measures fastsoftmax's memory only.
     keys = np.empty(1).__array_interface__
-    gc.collect()
-    before = rss()
-    for f in itertools.islice(itertools.cycle(work), LEAK_CALLS):
-        f()
-    gc.collect()
-    growth = rss() - before
+    # Two halves: a leak grows the RSS in both; a one-off allocation by someone else (an
+    # arena of the interpreter or the allocator, as seen once in a full run) in one only.
+    growth = []
+    for _ in range(2):
+        gc.collect()
+        before = rss()
+        for f in itertools.islice(itertools.cycle(work), LEAK_CALLS // 2):
+            f()
+        gc.collect()
+        growth.append(rss() - before)
     del keys
-    assert growth < RSS_SLACK, (
-        f"{name}: the RSS grew by {growth / 2**20:.2f} MiB over {LEAK_CALLS} calls "
-        f"({growth / LEAK_CALLS:.1f} bytes a call)"
+    assert min(growth) < RSS_SLACK / 2, (
+        f"{name}: the RSS grew by {growth[0] / 2**20:.2f} and {growth[1] / 2**20:.2f} MiB over "
+        f"two runs of {LEAK_CALLS // 2} calls (at least {min(growth) / (LEAK_CALLS // 2):.1f} "
+        "bytes a call)"
     )
 
 

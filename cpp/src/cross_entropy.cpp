@@ -152,7 +152,8 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
         }
         if (n == 1 || (xa == 1 && ta == 1 && ga == 1)) {
             // short rows go through the kernel 8 at a time: keep the groups whole
-            const std::size_t per = units_per_task(examples, n, 8 * n <= kTaskElements ? 8 : 1);
+            const std::size_t cost = n + kCrossEntropyRowCost;
+            const std::size_t per = units_per_task(examples, cost, 8 * cost <= kTaskElements ? 8 : 1);
             parallel_for(tasks(examples, per), [&](std::size_t t) {
                 std::size_t ex = t * per;
                 for_each_run(c, last, 4, ex, std::min(examples, ex + per),
@@ -242,7 +243,7 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
                              });
             });
         } else {  // one row at a time through contiguous buffers
-            const std::size_t per = units_per_task(examples, n);
+            const std::size_t per = units_per_task(examples, n + kCrossEntropyRowCost);
             parallel_for(tasks(examples, per), [&](std::size_t t) {
                 std::vector<T> xb(n), tb(target ? n : 0), gb(grad.data ? n : 0);
                 std::size_t ex = t * per;

@@ -191,7 +191,7 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
             });
             return long_rows(kern, op, a, ia, y, iy, n, from_memory);
         }
-        const std::size_t per = units_per_task(lines, n);
+        const std::size_t per = units_per_task(lines, n + kRowCost);
         parallel_for((lines + per - 1) / per, [&](std::size_t t) {
             for_each_run(c, last, k, t * per, std::min(lines, (t + 1) * per),
                          [&](const std::ptrdiff_t* off, std::size_t count) {
@@ -232,7 +232,7 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
         last = c.back();
         c.pop_back();
     }
-    const std::size_t per = units_per_task(lines, n);
+    const std::size_t per = units_per_task(lines, n + kRowCost);
     parallel_for((lines + per - 1) / per, [&](std::size_t t) {
         std::vector<T> buf_a(n), buf_b(b ? n : 0), buf_y(reduce ? 1 : n);
         const auto one_row = [&](const std::ptrdiff_t* off) {

@@ -40,8 +40,9 @@ def get_num_threads() -> int:
     The default is the number of CPUs this process may run on
     (``len(os.sched_getaffinity(0))``), or the value of the environment variable
     ``FASTSOFTMAX_NUM_THREADS`` when fastsoftmax was imported. Small inputs run on the
-    calling thread whatever the setting: work is cut into tasks of about 65,536
-    elements, and an input of one task never wakes another thread.
+    calling thread whatever the setting: work is cut into tasks of about 65,536 elements
+    (each row counting a few dozen more), and an input of one task never wakes another
+    thread.
     """
     return int(_core.num_threads())
 
