@@ -1,7 +1,7 @@
 """The benchmarks: ``python -m fastsoftmax`` (the main job) and ``python -m fastsoftmax.bench``.
 
 They run, every implementation they time computes the right thing (its error
-against the reference is small), and the suite writes its JSON file.
+against the reference is small), and the suite writes its JSON file and PNG.
 No timing is asserted (the machines are shared and noisy); the figures are in
 bench/RESULTS.md.
 """
@@ -102,17 +102,19 @@ def test_main_job_prints_the_table_against_numpy(capsys):
 
 
 def test_main_job_needs_only_numpy(tmp_path, monkeypatch, capsys):
-    """With the optional libraries unimportable: notes instead of failures."""
+    """With the optional libraries unimportable: notes instead of failures, no PNG."""
     optional = ("scipy", "torch", "jax", "tensorflow", "matplotlib", "tqdm")
     for name in [*optional, *(m for m in sys.modules if m.split(".")[0] in optional)]:
         monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
-    out_json = tmp_path / "r.json"
+    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
     argv = ["--quick", "--no-default-shapes", "--shape", "16x10", "--peers", "all"]
-    argv += ["--ops", "softmax", "--json", str(out_json)]
+    argv += ["--ops", "softmax", "--json", str(out_json), "--png", str(out_png)]
     assert bench.main_job(argv) == 0
     out = capsys.readouterr().out
     for name in ("scipy", "torch", "jax", "tensorflow"):
         assert f"note: {name}: not installed" in out
+    assert "matplotlib is not installed" in out
+    assert not out_png.exists()
     doc = json.loads(out_json.read_text())
     assert {r["peer"] for r in doc["results"]} == {"fastsoftmax", "numpy", "numpy-naive"}
 
@@ -124,9 +126,10 @@ def test_bad_options_are_refused(capsys):
     assert "512x50257" in capsys.readouterr().err
 
 
-def test_quick_suite_writes_json(tmp_path):
-    out_json = tmp_path / "bench.json"
-    cmd = [sys.executable, "-m", "fastsoftmax.bench", "--quick", "--json", str(out_json)]
+def test_quick_suite_writes_json_and_png(tmp_path):
+    out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
+    cmd = [sys.executable, "-m", "fastsoftmax.bench", "--quick"]
+    cmd += ["--json", str(out_json), "--png", str(out_png)]
     proc = subprocess.run(
         cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600, check=False
     )
@@ -152,3 +155,9 @@ def test_quick_suite_writes_json(tmp_path):
         assert r["max_error"] < 1e-4, r  # every peer computes the same thing (float32)
     for r in results:  # the peers' own libraries were really used where installed
         assert r["peer"] in doc["peers"]
+
+    png = out_png.read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    image = pytest.importorskip("matplotlib.image").imread(out_png)
+    assert image.ndim == 3
+    assert image.shape[0] > 100

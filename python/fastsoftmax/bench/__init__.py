@@ -5,10 +5,10 @@ options); ``python -m fastsoftmax`` runs its short default against careful
 NumPy. Modules: :mod:`.numpy_impls` (the NumPy implementations),
 :mod:`.accuracy` (references and error measures), :mod:`.peers` (every
 implementation timed), :mod:`.timing` (interleaved medians, the copy
-bandwidth), :mod:`.suite` (the run), :mod:`.report` (table, JSON, machine)
-and :mod:`.cli`.
+bandwidth), :mod:`.suite` (the run), :mod:`.report` (table, JSON, machine),
+:mod:`.plot` (the PNG) and :mod:`.cli`.
 
-Only NumPy is needed; the other libraries and tqdm are imported
+Only NumPy is needed; the other libraries, matplotlib and tqdm are imported
 when used and skipped with a note when missing.
 """
 

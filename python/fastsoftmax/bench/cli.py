@@ -1,7 +1,7 @@
 """Command lines: ``python -m fastsoftmax.bench`` (the suite) and ``python -m fastsoftmax``.
 
 The suite compares fastsoftmax with every peer that is installed, on float32
-and float64, one thread and all threads, and writes a JSON file. The
+and float64, one thread and all threads, and writes a JSON file and a PNG. The
 main job (``python -m fastsoftmax``) is the same run with a short default:
 careful NumPy only, float32, one thread, no files unless asked for.
 """
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from .._config import simd_target
-from . import report, suite
+from . import plot, report, suite
 from .peers import OPS, PEER_ALIASES, PEERS
 
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = (
@@ -115,6 +115,7 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--min-time", type=float, help="seconds per timed sample")
     p.add_argument("--quick", action="store_true", help="a short run: few shapes, few rounds")
     p.add_argument("--json", help="write every figure and the machine's description here")
+    p.add_argument("--png", help="write the plot here (needs matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 
@@ -135,11 +136,12 @@ def run(argv: Sequence[str] | None, *, main_job: bool) -> int:
         return 2
     if main_job:  # short: careful NumPy, float32, one thread, no files
         dtypes, threads, peers = ["float32"], [1], ["numpy"]
-        json_path = args.json
+        json_path, png_path = args.json, args.png
     else:
         dtypes = ["float32"] if args.quick else list(DTYPES)
         threads, peers = list(dict.fromkeys([1, n_all])), list(PEERS)
         json_path = args.json or "fastsoftmax-bench.json"
+        png_path = args.png or "fastsoftmax-bench.png"
     settings = suite.Settings(
         shapes=shapes,
         dtypes=args.dtype or dtypes,
@@ -164,10 +166,18 @@ def run(argv: Sequence[str] | None, *, main_job: bool) -> int:
     if json_path:
         report.write_json(doc, json_path)
         print(f"wrote {json_path}")
+    if png_path:
+        if plot.available():
+            plot.plot(doc, png_path)
+            print(f"wrote {png_path}")
+        else:
+            print(
+                f"note: matplotlib is not installed (pip install 'fastsoftmax[bench]'): no {png_path}"
+            )
     if main_job:
         print(
             "\nSciPy, PyTorch, JAX and TensorFlow (when installed), float64, all threads, "
-            "and a JSON file: python -m fastsoftmax.bench --help"
+            "a JSON file and a plot: python -m fastsoftmax.bench --help"
         )
     return 0
 
