@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import _api, _cross_entropy
+from .._threads import get_num_threads, use_threads
 from . import numpy_impls as npi
 from .accuracy import Result
 
@@ -139,27 +140,13 @@ class FastSoftmax(Peer):
     module = "fastsoftmax"
     threads_doc = "fastsoftmax.use_threads(n)"
 
-    def setup(self, mod: ModuleType) -> None:
-        self.use_threads: Callable[[int], Any] | None = getattr(mod, "use_threads", None)
-        self.get_num_threads: Callable[[], int] | None = getattr(mod, "get_num_threads", None)
-        if self.use_threads is None:
-            self.threads_doc = (
-                "fastsoftmax.use_threads is not in this build: its default at every setting"
-            )
-
     @contextmanager
     def threads(self, n: int) -> Iterator[None]:
-        if self.use_threads is None:
+        with use_threads(n):
             yield
-        else:
-            with self.use_threads(n):
-                yield
 
     def thread_info(self) -> dict[str, Any]:
-        info = super().thread_info()
-        if self.get_num_threads is not None:
-            info["default"] = self.get_num_threads()
-        return info
+        return {"doc": self.threads_doc, "default": get_num_threads()}
 
     def build(self, case: Case) -> list[Impl]:
         """Both variants where the result is an array the size of the input."""

@@ -62,11 +62,6 @@ def load_peers(names: Sequence[str]) -> Loaded:
             loaded.peers.append(peer)
         else:
             loaded.notes.append(f"{name}: not installed ({peer.install}), skipped")
-    if fs.use_threads is None:
-        loaded.notes.append(
-            "fastsoftmax.use_threads is not in this build: fastsoftmax ran with its "
-            "default number of threads at every thread setting"
-        )
     return loaded
 
 
