@@ -75,13 +75,15 @@ class Impl:
     """One implementation of a case: ``call`` is timed, ``result`` gives its output as NumPy.
 
     ``preallocated``: it writes into arrays allocated beforehand (``out=`` or in
-    place) rather than allocating its result on each call.
+    place) rather than allocating its result on each call. ``peer``: the library
+    (set by the suite).
     """
 
     name: str
     call: Callable[[], object]
     result: Callable[[], Result]
     preallocated: bool = False
+    peer: str = ""
 
 
 def optional_module(name: str) -> ModuleType | None:

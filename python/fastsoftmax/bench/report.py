@@ -35,7 +35,14 @@ DISTRIBUTIONS = (
     "matplotlib",
     "tqdm",
 )
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XLA_FLAGS")
+ENVIRONMENT_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "FASTSOFTMAX_NUM_THREADS",
+    "XLA_FLAGS",
+    "TF_ENABLE_ONEDNN_OPTS",
+)
 
 
 def _cpu_model() -> str:
@@ -73,7 +80,7 @@ def machine() -> dict[str, Any]:
         "simd_target": simd_target(),
         "simd_targets": simd_targets(),
         "FASTSOFTMAX_SIMD": os.environ.get("FASTSOFTMAX_SIMD", ""),
-        "thread_variables": {v: os.environ[v] for v in THREAD_VARIABLES if v in os.environ},
+        "environment": {v: os.environ[v] for v in ENVIRONMENT_VARIABLES if v in os.environ},
     }
 
 

@@ -31,6 +31,8 @@ def all_threads() -> int:
 
 @dataclass
 class Settings:
+    """What to run (built by .cli from the options); recorded in the JSON file."""
+
     shapes: list[tuple[int, int]]
     dtypes: list[str]
     ops: list[str]
@@ -96,9 +98,13 @@ class _Progress:
                 total=total, file=sys.stderr, disable=None, unit="case", dynamic_ncols=True
             )
 
-    def step(self, text: str) -> None:
+    def show(self, text: str) -> None:
+        """Name the case that runs now."""
         if self.bar is not None:
-            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.set_postfix_str(text)
+
+    def done(self) -> None:
+        if self.bar is not None:
             self.bar.update()
 
     def close(self) -> None:
@@ -106,15 +112,15 @@ class _Progress:
             self.bar.close()
 
 
+def case_label(case: Case, threads: int) -> str:
+    rows, cols = case.x.shape
+    return f"{case.op} {case.x.dtype} {rows}x{cols} threads={threads}"
+
+
 def run_case(
-    case: Case,
-    ref: Reference,
-    impls: list[Impl],
-    settings: Settings,
-    notes: list[str],
-    label: str,
+    case: Case, ref: Reference, impls: list[Impl], settings: Settings, notes: list[str], label: str
 ) -> list[dict[str, Any]]:
-    """Check each implementation once, then time the ones that ran, interleaved."""
+    """Check each implementation once (the warm-up), then time the ones that ran, interleaved."""
     ok: list[Impl] = []
     errors: list[float] = []
     for impl in impls:
@@ -122,7 +128,7 @@ def run_case(
             with np.errstate(all="ignore"):
                 errors.append(ref.error(impl.result()))
         except Exception as exc:  # noqa: BLE001 - a peer that cannot do this case: note it, go on
-            notes.append(f"{impl.name} {label}: {type(exc).__name__}: {exc}")
+            notes.append(f"{impl.name}, {label}: {type(exc).__name__}: {exc}")
             continue
         ok.append(impl)
     samples = time_interleaved_samples([i.call for i in ok], settings.rounds, settings.min_time)
@@ -132,6 +138,7 @@ def run_case(
         t = float(np.median(s))
         rows.append(
             {
+                "peer": impl.peer,
                 "impl": impl.name,
                 "preallocated": impl.preallocated,
                 "time_s": t,
@@ -181,8 +188,9 @@ def run(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, An
                 for op in settings.ops:
                     case, ref = make_case(op, inputs)
                     for n in settings.threads:
-                        progress.step(f"{op} {dtype} {shape[0]}x{shape[1]} threads={n}")
-                        results += _one(case, ref, loaded, n, n_all, settings, notes)
+                        progress.show(case_label(case, n))
+                        results += run_threads(case, ref, loaded, n, n_all, settings, notes)
+                        progress.done()
     finally:
         progress.close()
     copy_end = copy_bandwidth(settings.copy_bytes, settings.rounds, settings.min_time)
@@ -207,7 +215,7 @@ def run(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, An
     }
 
 
-def _one(
+def run_threads(
     case: Case,
     ref: Reference,
     loaded: Loaded,
@@ -216,47 +224,36 @@ def _one(
     settings: Settings,
     notes: list[str],
 ) -> list[dict[str, Any]]:
-    """One case at one thread count: fastsoftmax and every peer that runs at n threads."""
+    """One case at n threads: fastsoftmax and every peer that runs at n threads."""
     active = [p for p in loaded.peers if p.runs_at(n, n_all)]
-    shape = [int(d) for d in case.x.shape]
-    dtype = str(case.x.dtype)
-    label = f"{case.op} {dtype} {shape[0]}x{shape[1]} threads={n}"
     with ExitStack() as stack:
-        stack.enter_context(loaded.fastsoftmax.threads(n))
-        for p in active:
+        peer_impls: list[Impl] = []
+        for p in [loaded.fastsoftmax, *active]:
             stack.enter_context(p.threads(n))
-        peer_impls = [(p, impl) for p in active for impl in p.build(case)]
+        for p in active:
+            for impl in p.build(case):
+                impl.peer = p.name
+                peer_impls.append(impl)
         fs_impls = loaded.fastsoftmax.build(case)
-        if peer_impls and len(fs_impls) > 1:  # time only the variants some peer is compared with
-            conventions = {impl.preallocated for _, impl in peer_impls}
-            fs_impls = [i for i in fs_impls if i.preallocated in conventions]
-        impls = fs_impls + [impl for _, impl in peer_impls]
-        peer_of = {id(impl): p.name for p, impl in peer_impls}
-        rows = run_case(case, ref, impls, settings, notes, label)
+        for impl in fs_impls:
+            impl.peer = loaded.fastsoftmax.name
+        if peer_impls:  # time only the fastsoftmax variants some peer is compared with
+            conventions = {impl.preallocated for impl in peer_impls}
+            fs_impls = [i for i in fs_impls if i.preallocated in conventions] or fs_impls
+        label = case_label(case, n)
+        rows = run_case(case, ref, fs_impls + peer_impls, settings, notes, label)
     add_speedups(rows)
-    impl_peer = {impl.name: peer_of.get(id(impl), "fastsoftmax") for impl in impls}
-    return [
-        {
-            "dtype": dtype,
-            "shape": shape,
-            "op": case.op,
-            "threads": n,
-            "all_threads": n == n_all,
-            "peer": impl_peer[r["impl"]],
-            **r,
-        }
-        for r in rows
-    ]
+    where = {"dtype": str(case.x.dtype), "shape": [int(d) for d in case.x.shape], "op": case.op}
+    return [{**where, "threads": n, "all_threads": n == n_all, **r} for r in rows]
 
 
 def _peer_info(loaded: Loaded) -> dict[str, Any]:
     info: dict[str, Any] = {}
     for p in [loaded.fastsoftmax, *loaded.peers]:
+        doc = (type(p).__doc__ or "").strip()
         info[p.name] = {
             "version": p.version,
-            "description": (type(p).__doc__ or "").strip().splitlines()[0]
-            if type(p).__doc__
-            else "",
+            "description": doc.splitlines()[0] if doc else "",
             "threads": p.thread_info(),
         }
     return info
