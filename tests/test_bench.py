@@ -64,6 +64,35 @@ def test_every_op_and_numpy_peer_with_small_errors():
     assert result["copy_bandwidth"]["GBps"] > 0
 
 
+def test_a_failing_peer_is_noted_and_skipped(monkeypatch):
+    class Broken(peers.Peer):
+        name = "broken"
+        module = "numpy"
+
+        def build(self, case):
+            def fail():
+                raise RuntimeError("no such kernel")
+
+            return [peers.Impl(self.name, fail, fail)]
+
+    class HalfInstalled(peers.Peer):
+        name = "half"
+        module = "numpy"
+
+        def setup(self, mod):
+            raise AttributeError("module has no attribute 'softmax'")
+
+    monkeypatch.setitem(peers.PEERS, "broken", Broken)
+    monkeypatch.setitem(peers.PEERS, "half", HalfInstalled)
+    settings = tiny_settings(shapes=[(8, 10)], dtypes=["float32"], ops=["softmax"])
+    settings.peers = ["numpy", "broken", "half"]
+    result = suite.run(settings, echo=lambda _: None)
+    assert {r["peer"] for r in result["results"]} == {"fastsoftmax", "numpy"}
+    notes = "\n".join(result["notes"])
+    assert "RuntimeError: no such kernel" in notes
+    assert "half: failed to load (AttributeError" in notes
+
+
 def test_traffic_counts_bytes_read_and_written():
     x = np.zeros((4, 10), np.float32)
     labels = np.zeros(4, np.int64)

@@ -100,7 +100,7 @@ class Peer:
     name: ClassVar[str]
     module: ClassVar[str]  # imported by load(); its __version__ is reported
     install: ClassVar[str] = ""  # how to get it, for the note when it is missing
-    threads_doc = "one thread at every setting"
+    threads_doc: ClassVar[str] = "one thread at every setting"
 
     def __init__(self) -> None:
         self.version = ""

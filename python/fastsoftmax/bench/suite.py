@@ -60,7 +60,12 @@ def load_peers(names: Sequence[str]) -> Loaded:
     loaded = Loaded(fs, [])
     for name in names:
         peer = PEERS[name]()
-        if peer.load():
+        try:
+            ok = peer.load()
+        except Exception as exc:  # noqa: BLE001 - installed but broken: note it, go on
+            loaded.notes.append(f"{name}: failed to load ({type(exc).__name__}: {exc}), skipped")
+            continue
+        if ok:
             loaded.peers.append(peer)
         else:
             loaded.notes.append(f"{name}: not installed ({peer.install}), skipped")
