@@ -166,7 +166,7 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
     fs = {r["impl"]: r for r in rows if r["impl"].startswith("fastsoftmax")}
     for r in rows:
         if r["impl"] in fs:
-            r["speedup"] = None
+            r["speedup"] = r["speedup_against"] = None
             continue
         want = "fastsoftmax out=" if r["preallocated"] else "fastsoftmax"
         other = "fastsoftmax" if r["preallocated"] else "fastsoftmax out="
