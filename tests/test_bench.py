@@ -1,13 +1,23 @@
-"""The main job (``python -m fastsoftmax``): it runs, and its error columns are meaningful.
+"""The benchmarks: ``python -m fastsoftmax`` (the main job) and ``python -m fastsoftmax.bench``.
 
-No timing is asserted (the machines are shared and noisy); the figures are in bench/RESULTS.md.
+They run, every implementation they time computes the right thing (its error
+against the reference is small), and the suite writes its JSON file and PNG.
+No timing is asserted (the machines are shared and noisy); the figures are in
+bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from fastsoftmax import bench
+from fastsoftmax.bench import numpy_impls, peers, suite
+
+TINY = [(8, 10), (3, 2000)]
 
 
 @pytest.fixture(params=["active"], autouse=True)
@@ -15,13 +25,83 @@ def simd(request):  # once, on the active target: the kernels themselves are tes
     return request.param
 
 
-def test_run_covers_every_op_with_small_errors():
-    rows = bench.run([(8, 10), (3, 2000)], np.dtype(np.float32), rounds=1, min_time=0.0)
-    assert [r["op"] for r in rows] == list(bench.OPS) * 2
+def tiny_settings(**kwargs) -> suite.Settings:
+    defaults = {
+        "shapes": TINY,
+        "dtypes": ["float32", "float64"],
+        "ops": list(peers.OPS),
+        "threads": [1],
+        "peers": ["numpy", "numpy-naive", "scipy"],
+        "rounds": 1,
+        "min_time": 0.0,
+        "copy_bytes": 1 << 20,
+        "progress": False,
+    }
+    return suite.Settings(**{**defaults, **kwargs})
+
+
+def test_every_op_and_numpy_peer_with_small_errors():
+    result = suite.run(tiny_settings(), echo=lambda _: None)
+    rows = result["results"]
+    assert {(r["dtype"], tuple(r["shape"]), r["op"]) for r in rows} == {
+        (d, s, op) for d in ("float32", "float64") for s in TINY for op in peers.OPS
+    }
     for r in rows:
-        assert r["fastsoftmax_s"] > 0
-        assert r["numpy_s"] > 0
-        assert r["err_fastsoftmax"] < 1e-5, r
+        tol = 1e-5 if r["dtype"] == "float32" else 1e-12
+        assert r["max_error"] < tol, r
+        assert r["time_s"] > 0
+        assert r["GBps"] > 0
+        assert r["copy_fraction"] > 0
+        if r["peer"] == "fastsoftmax":
+            assert r["speedup"] is None
+        else:  # compared with fastsoftmax's variant of the same output convention
+            assert r["speedup"] > 0
+            if r["op"] not in ("logsumexp", "cross_entropy"):
+                want = "fastsoftmax out=" if r["peer"] == "numpy" else "fastsoftmax"
+                assert r["speedup_against"] == want, r
+    scipy_ops = {r["op"] for r in rows if r["peer"] == "scipy"}
+    assert scipy_ops == {"softmax", "log_softmax", "logsumexp"}
+    assert result["copy_bandwidth"]["GBps"] > 0
+
+
+def test_a_failing_peer_is_noted_and_skipped(monkeypatch):
+    class Broken(peers.Peer):
+        name = "broken"
+        module = "numpy"
+
+        def build(self, case):
+            def fail():
+                raise RuntimeError("no such kernel")
+
+            return [peers.Impl(self.name, fail, fail)]
+
+    class HalfInstalled(peers.Peer):
+        name = "half"
+        module = "numpy"
+
+        def setup(self, mod):
+            raise AttributeError("module has no attribute 'softmax'")
+
+    monkeypatch.setitem(peers.PEERS, "broken", Broken)
+    monkeypatch.setitem(peers.PEERS, "half", HalfInstalled)
+    settings = tiny_settings(shapes=[(8, 10)], dtypes=["float32"], ops=["softmax"])
+    settings.peers = ["numpy", "broken", "half"]
+    result = suite.run(settings, echo=lambda _: None)
+    assert {r["peer"] for r in result["results"]} == {"fastsoftmax", "numpy"}
+    notes = "\n".join(result["notes"])
+    assert "RuntimeError: no such kernel" in notes
+    assert "half: failed to load (AttributeError" in notes
+
+
+def test_traffic_counts_bytes_read_and_written():
+    x = np.zeros((4, 10), np.float32)
+    labels = np.zeros(4, np.int64)
+    nbytes = {op: peers.Case(op, x, x, labels).traffic_bytes() for op in peers.OPS}
+    assert nbytes["softmax"] == 2 * 160
+    assert nbytes["logsumexp"] == 160 + 16
+    assert nbytes["softmax_backward"] == 3 * 160
+    assert nbytes["cross_entropy"] == 160 + 32
+    assert nbytes["cross_entropy_grad"] == 2 * 160 + 32
 
 
 def test_numpy_cross_entropy_matches_the_reference():
@@ -36,10 +116,77 @@ def test_numpy_cross_entropy_matches_the_reference():
     p /= p.sum(1, keepdims=True)
     p[np.arange(50), y] -= 1
     np.testing.assert_allclose(grad, p / 50, atol=1e-7)
+    naive_loss, naive_grad = numpy_impls.naive_cross_entropy(x, y)
+    assert naive_loss == pytest.approx(loss, rel=1e-6)
+    np.testing.assert_allclose(naive_grad, grad, atol=1e-7)
 
 
-def test_main_prints_a_table(capsys):
-    assert bench.main(["--quick", "--shape", "16x10"]) == 0
+def test_main_job_prints_the_table_against_numpy(capsys):
+    assert bench.main_job(["--quick", "--no-default-shapes", "--shape", "16x10"]) == 0
     out = capsys.readouterr().out
     assert "SIMD target" in out
-    assert "cross_entropy" in out
+    assert "cross_entropy_grad" in out
+    assert "fastsoftmax out=" in out
+    assert "numpy" in out
+
+
+def test_main_job_needs_only_numpy(tmp_path, monkeypatch, capsys):
+    """With the optional libraries unimportable: notes instead of failures, no PNG."""
+    optional = ("scipy", "torch", "jax", "tensorflow", "matplotlib", "tqdm")
+    for name in [*optional, *(m for m in sys.modules if m.split(".")[0] in optional)]:
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    argv = ["--quick", "--no-default-shapes", "--shape", "16x10", "--peers", "all"]
+    argv += ["--ops", "softmax", "--json", str(out_json), "--png", str(out_png)]
+    assert bench.main_job(argv) == 0
+    out = capsys.readouterr().out
+    for name in ("scipy", "torch", "jax", "tensorflow"):
+        assert f"note: {name}: not installed" in out
+    assert "matplotlib is not installed" in out
+    assert not out_png.exists()
+    doc = json.loads(out_json.read_text())
+    assert {r["peer"] for r in doc["results"]} == {"fastsoftmax", "numpy", "numpy-naive"}
+
+
+def test_bad_options_are_refused(capsys):
+    for argv in (["--shape", "10"], ["--ops", "softmin"], ["--peers", "mxnet"], ["--threads", "0"]):
+        with pytest.raises(SystemExit):
+            bench.main(argv)
+    assert "512x50257" in capsys.readouterr().err
+
+
+def test_quick_suite_writes_json_and_png(tmp_path):
+    out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
+    cmd = [sys.executable, "-m", "fastsoftmax.bench", "--quick"]
+    cmd += ["--json", str(out_json), "--png", str(out_png)]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "SIMD target" in proc.stdout
+
+    doc = json.loads(out_json.read_text())
+    for key in ("machine", "versions", "settings", "peers", "copy_bandwidth", "results"):
+        assert key in doc
+    machine = doc["machine"]
+    for key in ("cpu_model", "simd_target", "usable_cpus", "logical_cpus"):
+        assert key in machine
+    assert doc["versions"]["numpy"] == np.__version__
+    assert doc["copy_bandwidth"]["GBps"] > 0
+    assert set(doc["settings"]["ops"]) == set(bench.DEFAULT_OPS)
+    assert set(doc["settings"]["threads"]) == {1, suite.all_threads()}
+    results = doc["results"]
+    assert {r["op"] for r in results} == set(bench.DEFAULT_OPS)
+    assert {"fastsoftmax", "numpy", "numpy-naive"} <= {r["peer"] for r in results}
+    for r in results:
+        for key in ("shape", "dtype", "threads", "impl", "time_s", "GBps", "copy_fraction"):
+            assert key in r
+        assert r["max_error"] < 1e-4, r  # every peer computes the same thing (float32)
+    for r in results:  # the peers' own libraries were really used where installed
+        assert r["peer"] in doc["peers"]
+
+    png = out_png.read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    image = pytest.importorskip("matplotlib.image").imread(out_png)
+    assert image.ndim == 3
+    assert image.shape[0] > 100

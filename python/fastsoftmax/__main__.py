@@ -1,5 +1,5 @@
 """`python -m fastsoftmax`: the SIMD target in use and a benchmark table against NumPy."""
 
-from .bench import main
+from .bench import main_job
 
-raise SystemExit(main())
+raise SystemExit(main_job())

@@ -1,0 +1,192 @@
+"""Command lines: ``python -m fastsoftmax.bench`` (the suite) and ``python -m fastsoftmax``.
+
+The suite compares fastsoftmax with every peer that is installed, on float32
+and float64, one thread and all threads, and writes a JSON file and a PNG. The
+main job (``python -m fastsoftmax``) is the same run with a short default:
+careful NumPy only, float32, one thread, no files unless asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from .._config import simd_target
+from . import plot, report, suite
+from .peers import OPS, PEER_ALIASES, PEERS
+
+DEFAULT_SHAPES: tuple[tuple[int, int], ...] = (
+    (4096, 10),
+    (4096, 128),
+    (1024, 1000),
+    (256, 32000),
+    (32, 128256),
+    (8192, 1024),
+    (1, 1000),
+)
+QUICK_SHAPES: tuple[tuple[int, int], ...] = ((4096, 10), (128, 1000), (16, 32000))
+# The operations of issue 4; log_softmax_backward on request (--ops all).
+DEFAULT_OPS = tuple(op for op in OPS if op != "log_softmax_backward")
+DTYPES = ("float32", "float64")
+
+
+def _parse_shape(text: str) -> tuple[int, int]:
+    try:
+        rows, cols = (int(p) for p in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"bad shape {text!r}; use ROWSxCLASSES, e.g. 512x50257"
+        ) from None
+    if rows < 1 or cols < 1:
+        raise argparse.ArgumentTypeError(f"bad shape {text!r}: sizes must be positive")
+    return rows, cols
+
+
+def _choices(
+    allowed: Sequence[str], aliases: dict[str, str] | None = None
+) -> Callable[[str], list[str]]:
+    """A parser of comma-separated names from allowed (or all)."""
+
+    def parse(text: str) -> list[str]:
+        if text == "all":
+            return list(allowed)
+        out = []
+        for item in text.split(","):
+            name = (aliases or {}).get(item.strip(), item.strip())
+            if name not in allowed:
+                raise argparse.ArgumentTypeError(
+                    f"unknown {name!r}; choose from {', '.join(allowed)} (comma-separated) or all"
+                )
+            out.append(name)
+        return list(dict.fromkeys(out))
+
+    return parse
+
+
+def _parse_threads(text: str) -> list[int]:
+    n_all = suite.all_threads()
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            n = n_all if item == "all" else int(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad thread count {item!r}; e.g. 1,all") from None
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"bad thread count {item!r}: must be >= 1")
+        out.append(n)
+    return list(dict.fromkeys(out))
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument(
+        "--shape",
+        type=_parse_shape,
+        action="append",
+        default=[],
+        help="a ROWSxCLASSES shape added to the default ones, e.g. 512x50257 (repeatable)",
+    )
+    p.add_argument(
+        "--no-default-shapes", action="store_true", help="only the shapes given with --shape"
+    )
+    p.add_argument(
+        "--ops",
+        type=_choices(OPS),
+        help=f"comma-separated, from {', '.join(OPS)}, or all (default: all but "
+        "log_softmax_backward)",
+    )
+    p.add_argument(
+        "--dtype", type=_choices(DTYPES), help="float32, float64 or both: float32,float64"
+    )
+    p.add_argument(
+        "--threads",
+        type=_parse_threads,
+        help="comma-separated thread counts; 'all' is every CPU this process may use",
+    )
+    p.add_argument(
+        "--peers",
+        type=_choices(list(PEERS), PEER_ALIASES),
+        help=f"comma-separated, from {', '.join(PEERS)}, or all; missing ones are skipped",
+    )
+    p.add_argument("--rounds", type=int, help="interleaved rounds per measurement")
+    p.add_argument("--min-time", type=float, help="seconds per timed sample")
+    p.add_argument("--quick", action="store_true", help="a short run: few shapes, few rounds")
+    p.add_argument("--json", help="write every figure and the machine's description here")
+    p.add_argument("--png", help="write the plot here (needs matplotlib)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return p
+
+
+def run(argv: Sequence[str] | None, *, main_job: bool) -> int:
+    if main_job:
+        prog = "python -m fastsoftmax"
+        description = "fastsoftmax against careful NumPy (the short default of the suite)"
+    else:
+        prog = "python -m fastsoftmax.bench"
+        description = "fastsoftmax against NumPy, SciPy, PyTorch, JAX and TensorFlow"
+    args = parser(prog, description).parse_args(argv)
+    n_all = suite.all_threads()
+    shapes = [] if args.no_default_shapes else list(QUICK_SHAPES if args.quick else DEFAULT_SHAPES)
+    shapes = list(dict.fromkeys(shapes + args.shape))
+    if not shapes:
+        print(f"{prog}: no shapes (--no-default-shapes needs --shape)", file=sys.stderr)
+        return 2
+    if main_job:  # short: careful NumPy, float32, one thread, no files
+        dtypes, threads, peers = ["float32"], [1], ["numpy"]
+        json_path, png_path = args.json, args.png
+    else:
+        dtypes = ["float32"] if args.quick else list(DTYPES)
+        threads, peers = list(dict.fromkeys([1, n_all])), list(PEERS)
+        json_path = args.json or "fastsoftmax-bench.json"
+        png_path = args.png or "fastsoftmax-bench.png"
+    settings = suite.Settings(
+        shapes=shapes,
+        dtypes=args.dtype or dtypes,
+        ops=args.ops or list(DEFAULT_OPS),
+        threads=args.threads or threads,
+        peers=args.peers or peers,
+        rounds=args.rounds or (3 if args.quick else 7),
+        min_time=args.min_time if args.min_time is not None else (0.002 if args.quick else 0.02),
+        copy_bytes=(64 if args.quick else 256) << 20,
+        quick=args.quick,
+        progress=not args.no_progress,
+    )
+
+    print(f"fastsoftmax SIMD target: {simd_target()}", flush=True)
+    start = time.perf_counter()
+    result = suite.run(settings)
+    doc = report.build_document(result, [prog, *(argv if argv is not None else sys.argv[1:])])
+    doc["elapsed_s"] = time.perf_counter() - start
+    print(report.header(doc))
+    print(report.format_table(doc["results"]))
+    print(f"\nran in {doc['elapsed_s']:.1f} s")
+    if json_path:
+        report.write_json(doc, json_path)
+        print(f"wrote {json_path}")
+    if png_path:
+        if plot.available():
+            plot.plot(doc, png_path)
+            print(f"wrote {png_path}")
+        else:
+            print(
+                f"note: matplotlib is not installed (pip install 'fastsoftmax[bench]'): no {png_path}"
+            )
+    if main_job:
+        print(
+            "\nSciPy, PyTorch, JAX and TensorFlow (when installed), float64, all threads, "
+            "a JSON file and a plot: python -m fastsoftmax.bench --help"
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fastsoftmax.bench``: the whole comparison."""
+    return run(argv, main_job=False)
+
+
+def main_job(argv: Sequence[str] | None = None) -> int:
+    """``python -m fastsoftmax``: the SIMD target and the table against careful NumPy."""
+    return run(argv, main_job=True)

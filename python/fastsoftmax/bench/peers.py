@@ -1,0 +1,496 @@
+"""The implementations that are timed: fastsoftmax and its peers.
+
+Each peer turns a :class:`Case` (one operation on one set of arrays) into
+:class:`Impl` objects: a call to time and a way to get its result as NumPy for
+the error. Inputs are converted to the peer's own arrays once, outside the
+timing; every call then does the whole operation and waits for its result
+(JAX: ``block_until_ready``).
+
+Optional libraries (SciPy, PyTorch, JAX, TensorFlow) are imported only when
+their peer is loaded; a missing one is skipped with a note. They are imported
+through ``importlib`` so that the package type-checks without them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from types import ModuleType
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .. import _api, _cross_entropy
+from .._threads import get_num_threads, use_threads
+from . import numpy_impls as npi
+from .accuracy import Result
+
+OPS = (
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "softmax_backward",
+    "log_softmax_backward",
+    "cross_entropy",
+    "cross_entropy_grad",
+)
+BACKWARD_OPS = ("softmax_backward", "log_softmax_backward")
+
+
+@dataclass
+class Case:
+    """One operation on (rows, classes) arrays, along the last axis.
+
+    ``x`` is the input: the logits of the forward operations and the
+    cross-entropy, the forward output ``y`` (softmax or log_softmax of the
+    logits) of the backward operations, whose upstream gradient is ``grad``.
+    ``labels`` are the int64 class indices of the cross-entropy. Operations
+    ignore the arrays they do not use.
+    """
+
+    op: str
+    x: np.ndarray
+    grad: np.ndarray
+    labels: np.ndarray
+
+    def traffic_bytes(self) -> int:
+        """Bytes any implementation must read and write: the arrays in and the result out."""
+        rows, n, item = int(self.x.shape[0]), int(self.x.nbytes), int(self.x.itemsize)
+        if self.op in ("softmax", "log_softmax"):
+            return 2 * n
+        if self.op == "logsumexp":
+            return n + rows * item
+        if self.op in BACKWARD_OPS:
+            return 3 * n
+        labels = rows * 8
+        return (2 * n if self.op == "cross_entropy_grad" else n) + labels
+
+
+@dataclass
+class Impl:
+    """One implementation of a case: ``call`` is timed, ``result`` gives its output as NumPy.
+
+    ``preallocated``: it writes into arrays allocated beforehand (``out=`` or in
+    place) rather than allocating its result on each call. ``peer``: the library
+    (set by the suite).
+    """
+
+    name: str
+    call: Callable[[], object]
+    result: Callable[[], Result]
+    preallocated: bool = False
+    peer: str = ""
+
+
+def optional_module(name: str) -> ModuleType | None:
+    """The module, or None when it is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+class Peer:
+    """A library compared with fastsoftmax."""
+
+    name: ClassVar[str]
+    module: ClassVar[str]  # imported by load(); its __version__ is reported
+    install: ClassVar[str] = ""  # how to get it, for the note when it is missing
+    threads_doc: ClassVar[str] = "one thread at every setting"
+
+    def __init__(self) -> None:
+        self.version = ""
+
+    def load(self) -> bool:
+        """Import the library; False when it is not installed."""
+        mod = optional_module(self.module)
+        if mod is None:
+            return False
+        self.version = str(getattr(mod, "__version__", ""))
+        self.setup(mod)
+        return True
+
+    def setup(self, mod: ModuleType) -> None:
+        """Prepare the calls once the library is imported."""
+
+    def runs_at(self, threads: int, all_threads: int) -> bool:
+        """Whether this peer has rows at this thread setting."""
+        return True
+
+    @contextmanager
+    def threads(self, n: int) -> Iterator[None]:
+        """Run the enclosed calls on n threads (where the library lets us)."""
+        yield
+
+    def thread_info(self) -> dict[str, Any]:
+        """What the library reports about its threads, for the JSON file."""
+        return {"doc": self.threads_doc}
+
+    def build(self, case: Case) -> list[Impl]:
+        """The implementations of this case (none if the library lacks the operation)."""
+        raise NotImplementedError
+
+
+class FastSoftmax(Peer):
+    """fastsoftmax itself: with a new result array per call, and with out= (or in place)."""
+
+    name = "fastsoftmax"
+    module = "fastsoftmax"
+    threads_doc = "fastsoftmax.use_threads(n)"
+
+    @contextmanager
+    def threads(self, n: int) -> Iterator[None]:
+        with use_threads(n):
+            yield
+
+    def thread_info(self) -> dict[str, Any]:
+        return {"doc": self.threads_doc, "default": get_num_threads()}
+
+    def build(self, case: Case) -> list[Impl]:
+        """Both variants where the result is an array the size of the input."""
+        x, op = case.x, case.op
+        if op in ("softmax", "log_softmax"):
+            f = getattr(_api, op)
+            o = np.empty_like(x)
+            return [
+                Impl(self.name, partial(f, x), partial(f, x)),
+                Impl(f"{self.name} out=", partial(f, x, out=o), partial(_copy, f, x, out=o), True),
+            ]
+        if op == "logsumexp":
+            return [Impl(self.name, partial(_api.logsumexp, x), partial(_api.logsumexp, x))]
+        if op in BACKWARD_OPS:
+            f = getattr(_api, op)
+            o = np.empty_like(x)
+            return [
+                Impl(self.name, partial(f, case.grad, x), partial(f, case.grad, x)),
+                Impl(
+                    f"{self.name} out=",
+                    partial(f, case.grad, x, out=o),
+                    partial(_copy, f, case.grad, x, out=o),
+                    True,
+                ),
+            ]
+        ce = _cross_entropy.cross_entropy
+        if op == "cross_entropy":
+            loss = partial(_loss, ce, x, case.labels)
+            return [Impl(self.name, partial(ce, x, case.labels), loss)]
+        # The in-place variant's later calls run on the previous call's gradient
+        # (values in [-1, 1]): the same work on any finite data, and no page
+        # faults of a fresh gradient array, which have nothing to do with the kernel.
+        scratch = x.copy()
+
+        def inplace_result() -> Result:
+            loss, g = ce(x.copy(), case.labels, return_grad=True, inplace_grad=True)
+            return float(loss), g
+
+        def new_result() -> Result:
+            loss, g = ce(x, case.labels, return_grad=True)
+            return float(loss), g
+
+        return [
+            Impl(self.name, partial(ce, x, case.labels, return_grad=True), new_result),
+            Impl(
+                f"{self.name} out=",
+                partial(ce, scratch, case.labels, return_grad=True, inplace_grad=True),
+                inplace_result,
+                True,
+            ),
+        ]
+
+
+def _copy(f: Callable[..., np.ndarray], *args: Any, **kwargs: Any) -> np.ndarray:
+    return f(*args, **kwargs).copy()
+
+
+def _loss(f: Callable[..., Any], *args: Any) -> float:
+    return float(f(*args))
+
+
+class NumpyCareful(Peer):
+    """Careful NumPy: max, subtract, exp, sum, ... all in place into preallocated arrays."""
+
+    name = "numpy"
+    module = "numpy"
+
+    def build(self, case: Case) -> list[Impl]:
+        x, op = case.x, case.op
+        rows = (x.shape[0], 1)
+        o, m, s = np.empty_like(x), np.empty(rows, x.dtype), np.empty(rows, x.dtype)
+        call: Callable[[], Any]
+        if op in npi.NUMPY_IMPLS:
+            call = partial(npi.NUMPY_IMPLS[op], x, o, m, s)
+        elif op == "softmax_backward":
+            call = partial(npi.numpy_softmax_backward, case.grad, x, o, s)
+        elif op == "log_softmax_backward":
+            call = partial(npi.numpy_log_softmax_backward, case.grad, x, o, s)
+        elif op == "cross_entropy":
+            call = partial(npi.numpy_cross_entropy_loss, x, case.labels, o, m, s)
+        else:
+            call = partial(npi.numpy_cross_entropy, x, case.labels, o, m, s)
+
+        def result() -> Result:
+            r = call()
+            if isinstance(r, tuple):
+                return r[0], r[1].copy()
+            return r if isinstance(r, float) else np.array(r)
+
+        return [Impl(self.name, call, result, True)]
+
+
+class NumpyNaive(Peer):
+    """Textbook NumPy (max subtracted), allocating its temporaries and its result."""
+
+    name = "numpy-naive"
+    module = "numpy"
+
+    def build(self, case: Case) -> list[Impl]:
+        x, op = case.x, case.op
+        call: Callable[[], Any]
+        if op in BACKWARD_OPS:
+            call = partial(getattr(npi, f"naive_{op}"), case.grad, x)
+        elif op == "cross_entropy":
+            call = partial(npi.naive_cross_entropy_loss, x, case.labels)
+        elif op == "cross_entropy_grad":
+            call = partial(npi.naive_cross_entropy, x, case.labels)
+        else:
+            call = partial(getattr(npi, f"naive_{op}"), x)
+        return [Impl(self.name, call, call)]
+
+
+class Scipy(Peer):
+    """scipy.special's softmax, log_softmax and logsumexp (it has no gradients)."""
+
+    name = "scipy"
+    module = "scipy.special"
+    install = "pip install scipy"
+
+    def load(self) -> bool:
+        ok = super().load()
+        scipy = optional_module("scipy")
+        self.version = str(getattr(scipy, "__version__", ""))
+        return ok
+
+    def setup(self, mod: ModuleType) -> None:
+        self.special = mod
+
+    def build(self, case: Case) -> list[Impl]:
+        if case.op not in ("softmax", "log_softmax", "logsumexp"):
+            return []
+        call = partial(getattr(self.special, case.op), case.x, axis=-1)
+        return [Impl(self.name, call, lambda: np.asarray(call()))]
+
+
+class Torch(Peer):
+    """PyTorch on the CPU, eager, with torch.set_num_threads(n)."""
+
+    name = "torch"
+    module = "torch"
+    install = "pip install torch"
+    threads_doc = "torch.set_num_threads(n)"
+
+    def setup(self, mod: ModuleType) -> None:
+        self.torch = mod
+        self.F = importlib.import_module("torch.nn.functional")
+
+    @contextmanager
+    def threads(self, n: int) -> Iterator[None]:
+        before = self.torch.get_num_threads()
+        self.torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            self.torch.set_num_threads(before)
+
+    def thread_info(self) -> dict[str, Any]:
+        return {
+            "doc": self.threads_doc,
+            "default": self.torch.get_num_threads(),
+            "interop": self.torch.get_num_interop_threads(),
+        }
+
+    def build(self, case: Case) -> list[Impl]:
+        torch, F, op = self.torch, self.F, case.op
+        t = torch.from_numpy(case.x)
+        call: Callable[[], Any]
+        if op in ("softmax", "log_softmax", "logsumexp"):
+            call = partial(getattr(torch, op), t, -1)
+        elif op in BACKWARD_OPS:
+            f = getattr(torch, f"_{op}_data")  # the kernel autograd runs
+            call = partial(f, torch.from_numpy(case.grad), t, -1, t.dtype)
+        elif op == "cross_entropy":
+            labels = torch.from_numpy(case.labels)
+
+            def call() -> Any:
+                with torch.no_grad():
+                    return F.cross_entropy(t, labels)
+
+        else:
+            labels = torch.from_numpy(case.labels)
+            tx = torch.from_numpy(case.x.copy()).requires_grad_(True)
+
+            def call() -> Any:
+                tx.grad = None
+                loss = F.cross_entropy(tx, labels)
+                loss.backward()
+                return loss
+
+            def grad_result() -> Result:
+                return float(call().item()), tx.grad.numpy().copy()
+
+            return [Impl(self.name, call, grad_result)]
+
+        def result() -> Result:
+            r = call()
+            return float(r.item()) if r.ndim == 0 else r.numpy()
+
+        return [Impl(self.name, call, result)]
+
+
+class _FixedPool(Peer):
+    """A library whose thread pool is sized when it starts: rows under all threads only."""
+
+    threads_doc = "its own pool, sized at startup (all threads): rows under all threads only"
+
+    def runs_at(self, threads: int, all_threads: int) -> bool:
+        return threads == all_threads
+
+
+class Jax(_FixedPool):
+    """JAX on the CPU: each operation jitted; float64 enabled (jax_enable_x64)."""
+
+    name = "jax"
+    module = "jax"
+    install = "pip install jax"
+
+    def setup(self, mod: ModuleType) -> None:
+        jax = self.jax = mod
+        jax.config.update("jax_enable_x64", True)  # else float64 inputs silently become float32
+        jnp = importlib.import_module("jax.numpy")
+
+        def loss(x: Any, labels: Any) -> Any:
+            picked = jnp.take_along_axis(x, labels[:, None], axis=-1)[:, 0]
+            return jnp.mean(jax.nn.logsumexp(x, axis=-1) - picked)
+
+        self.fns = {
+            "softmax": jax.jit(partial(jax.nn.softmax, axis=-1)),
+            "log_softmax": jax.jit(partial(jax.nn.log_softmax, axis=-1)),
+            "logsumexp": jax.jit(partial(jax.nn.logsumexp, axis=-1)),
+            # what jax.grad of jax.nn.softmax / log_softmax computes
+            "softmax_backward": jax.jit(
+                lambda g, y: y * (g - jnp.sum(g * y, axis=-1, keepdims=True))
+            ),
+            "log_softmax_backward": jax.jit(
+                lambda g, y: g - jnp.exp(y) * jnp.sum(g, axis=-1, keepdims=True)
+            ),
+            "cross_entropy": jax.jit(loss),
+            "cross_entropy_grad": jax.jit(jax.value_and_grad(loss)),
+        }
+
+    def thread_info(self) -> dict[str, Any]:
+        return {
+            "doc": self.threads_doc,
+            "devices": [str(d) for d in self.jax.devices()],
+            "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+        }
+
+    def build(self, case: Case) -> list[Impl]:
+        jax, op = self.jax, case.op
+        if op in BACKWARD_OPS:
+            arrays = [case.grad, case.x]
+        elif op.startswith("cross_entropy"):
+            arrays = [case.x, case.labels]
+        else:
+            arrays = [case.x]
+        args = [jax.device_put(a) for a in arrays]
+        f = self.fns[op]
+
+        def call() -> Any:
+            return jax.block_until_ready(f(*args))
+
+        def result() -> Result:
+            r = call()
+            if op == "cross_entropy_grad":
+                return float(r[0]), np.asarray(r[1])
+            return float(r) if op == "cross_entropy" else np.asarray(r)
+
+        return [Impl(self.name, call, result)]
+
+
+class TensorFlow(_FixedPool):
+    """TensorFlow on the CPU: each operation a tf.function (graph, no XLA)."""
+
+    name = "tensorflow"
+    module = "tensorflow"
+    install = "pip install tensorflow-cpu"
+
+    def load(self) -> bool:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no start-up chatter
+        return super().load()
+
+    def setup(self, mod: ModuleType) -> None:
+        tf = self.tf = mod
+
+        def loss(x: Any, labels: Any) -> Any:
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=x)
+            return tf.reduce_mean(per_example)
+
+        def value_and_grad(x: Any, labels: Any) -> Any:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                value = loss(x, labels)
+            return value, tape.gradient(value, x)
+
+        self.fns = {
+            "softmax": tf.function(lambda x: tf.nn.softmax(x, axis=-1)),
+            "log_softmax": tf.function(lambda x: tf.nn.log_softmax(x, axis=-1)),
+            "logsumexp": tf.function(lambda x: tf.reduce_logsumexp(x, axis=-1)),
+            # the gradients TensorFlow registers for Softmax and LogSoftmax
+            "softmax_backward": tf.function(
+                lambda g, y: (g - tf.reduce_sum(g * y, axis=-1, keepdims=True)) * y
+            ),
+            "log_softmax_backward": tf.function(
+                lambda g, y: g - tf.exp(y) * tf.reduce_sum(g, axis=-1, keepdims=True)
+            ),
+            "cross_entropy": tf.function(loss),
+            "cross_entropy_grad": tf.function(value_and_grad),
+        }
+
+    def thread_info(self) -> dict[str, Any]:
+        threading = self.tf.config.threading
+        return {
+            "doc": self.threads_doc + " (0 = TensorFlow's default: all)",
+            "intra_op": threading.get_intra_op_parallelism_threads(),
+            "inter_op": threading.get_inter_op_parallelism_threads(),
+        }
+
+    def build(self, case: Case) -> list[Impl]:
+        tf, op = self.tf, case.op
+        if op in BACKWARD_OPS:
+            arrays = [case.grad, case.x]
+        elif op.startswith("cross_entropy"):
+            arrays = [case.x, case.labels]
+        else:
+            arrays = [case.x]
+        args = [tf.constant(a) for a in arrays]
+        f = self.fns[op]
+
+        def call() -> Any:
+            return f(*args)
+
+        def result() -> Result:
+            r = call()
+            if op == "cross_entropy_grad":
+                return float(r[0]), r[1].numpy()
+            return float(r) if op == "cross_entropy" else r.numpy()
+
+        return [Impl(self.name, call, result)]
+
+
+PEERS: dict[str, type[Peer]] = {
+    p.name: p for p in (NumpyCareful, NumpyNaive, Scipy, Torch, Jax, TensorFlow)
+}
+PEER_ALIASES = {"tf": "tensorflow", "pytorch": "torch", "numpy-careful": "numpy"}
