@@ -195,6 +195,7 @@ def main() -> None:
     p.add_argument("--memory", action="store_true", help="measure the peak memory of inplace_grad")
     p.add_argument("--kdim", action="store_true", help="(N, C, H, W) logits, classes on axis 1")
     args = p.parse_args()
+    fastsoftmax.set_num_threads(1)  # one thread, as the peers (python -m fastsoftmax.bench: all)
     if args.memory:
         return memory(args)
     try:

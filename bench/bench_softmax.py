@@ -1,4 +1,4 @@
-"""Issue-2 speed targets: fastsoftmax vs careful NumPy, PyTorch (one thread) and the copy floor.
+"""Issue-2 speed targets: fastsoftmax vs careful NumPy, PyTorch and the copy floor, one thread.
 
 For each shape (float32 by default), all implementations run interleaved in one
 process (medians of several rounds, so machine drift cancels out of the ratios):
@@ -43,6 +43,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--min-time", type=float, default=0.05)
     args = p.parse_args()
+    fastsoftmax.set_num_threads(1)  # one thread, as the peers (the suite compares all)
     try:
         import torch
 
