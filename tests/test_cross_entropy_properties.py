@@ -1,4 +1,4 @@
-"""Property-based tests of fastsoftmax.cross_entropy (hypothesis) against the NumPy reference.
+"""Property-based tests of fastsoftmax.cross_entropy and cross_entropy_backward (hypothesis)
 
 Random shapes (1 to 4 dimensions), class axes, dtypes, options and values, including
 -inf (masked classes), large magnitudes and ignored labels, with logits, labels and
@@ -236,3 +236,35 @@ def test_cross_entropy_is_shift_invariant(dtype, data):
         np.testing.assert_allclose(loss2, loss, rtol=rtol, atol=1e-6, err_msg=f"on {target}")
         atol = 1e-5 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(grad2, grad, atol=atol, err_msg=f"on {target}")
+
+
+@given(problems(), st.sampled_from(["recomputed", "saved lse"]), st.booleans())
+def test_cross_entropy_backward_matches_the_reference_on_every_target(problem, lse_mode, into):
+    """cross_entropy_backward: the gradient, with the log-sum-exp recomputed or saved from
+    the forward (of the soft-capped logits with softcap), into a new array or out=; the
+    inputs and the memory around them are unchanged."""
+    dtype = problem.x.dtype.type
+    _, ref_grad = ref_cross_entropy(problem.x, problem.labels, **problem.kw)
+    scale = grad_scale(problem, ref_grad)
+    axis, cap = problem.kw["axis"], problem.kw.get("softcap")
+    capped = problem.x if cap is None else (cap * np.tanh(problem.x / cap)).astype(dtype)
+    for target in TARGETS:
+        views, bases = problem.place()
+        before = {name: base.copy() for name, base in bases.items()}
+        kw = dict(problem.kw)
+        if "weight" in views:
+            kw["weight"] = views["weight"]
+        if lse_mode == "saved lse":
+            kw["lse"] = fs.logsumexp(capped, axis=axis)
+        out = np.full(problem.x.shape, np.nan, dtype) if into else None
+        with on_target(target):
+            grad = fs.cross_entropy_backward(views["x"], views["labels"], **kw, out=out)
+        if into:
+            assert grad is out
+        assert grad.shape == problem.x.shape
+        assert grad.dtype == dtype
+        np.testing.assert_allclose(
+            grad, ref_grad, rtol=0, atol=4 * TOL[dtype] * scale, err_msg=f"{lse_mode} on {target}"
+        )
+        for name, base in bases.items():
+            assert unchanged(base, before[name]), f"{name} was modified on {target}"

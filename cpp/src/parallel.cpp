@@ -16,6 +16,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -26,6 +27,31 @@
 
 namespace fastsoftmax {
 namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
+// Spins until done() or `us` microseconds have passed; returns done().
+// Waking a sleeping thread costs tens of microseconds on a virtual machine
+// (the idle vCPU must be scheduled again), as much as a whole small task:
+// the helpers and the caller spin a little before they sleep.
+template <class Done>
+bool spin_until(Done&& done, long us) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+    for (unsigned i = 1;; ++i) {
+        if (done()) return true;
+        cpu_relax();
+        if (i % 64 == 0 && std::chrono::steady_clock::now() > until) return done();
+    }
+}
+
+constexpr long kHelperSpinUs = 100;  // after a job: the next call often follows at once
+constexpr long kCallerSpinUs = 1000;  // waiting for the helpers' last tasks
 
 class Pool {
   public:
@@ -39,6 +65,7 @@ class Pool {
         std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
         if (!busy.owns_lock()) return false;
         std::size_t helpers = (threads < tasks ? threads : tasks) - 1;
+        std::uint32_t gen;
         {
             std::lock_guard<std::mutex> lk(m_);
             try {
@@ -47,19 +74,24 @@ class Pool {
             } catch (const std::system_error&) {  // no more threads: go with those we have
                 helpers = workers_.size();
             }
-            ++generation_;
+            gen = ++generation_;
             fn_ = fn;
             ctx_ = ctx;
             tasks_ = tasks;
             helpers_ = helpers;
-            done_ = 0;
+            done_.store(0, std::memory_order_relaxed);
             error_ = nullptr;
-            claim_.store(static_cast<std::uint64_t>(generation_) << 32, std::memory_order_release);
+            claim_.store(static_cast<std::uint64_t>(gen) << 32, std::memory_order_release);
+            published_.store(gen, std::memory_order_release);
         }
         wake_.notify_all();
-        run_claimed(static_cast<std::uint32_t>(generation_), fn, ctx, tasks);
-        std::unique_lock<std::mutex> lk(m_);
-        finished_.wait(lk, [&] { return done_ == tasks_; });
+        run_claimed(gen, fn, ctx, tasks);
+        const auto finished = [&] { return done_.load(std::memory_order_acquire) == tasks; };
+        if (!spin_until(finished, kCallerSpinUs)) {
+            std::unique_lock<std::mutex> lk(m_);
+            finished_.wait(lk, finished);
+        }
+        std::lock_guard<std::mutex> lk(m_);
         if (error_) std::rethrow_exception(error_);
         return true;
     }
@@ -67,8 +99,10 @@ class Pool {
   private:
     void work(std::size_t index) {
         std::uint32_t seen = 0;
-        std::unique_lock<std::mutex> lk(m_);
         for (;;) {
+            spin_until([&] { return published_.load(std::memory_order_acquire) != seen; },
+                       kHelperSpinUs);
+            std::unique_lock<std::mutex> lk(m_);
             wake_.wait(lk, [&] { return generation_ != seen && index < helpers_; });
             seen = generation_;
             const detail::TaskFn fn = fn_;
@@ -76,7 +110,6 @@ class Pool {
             const std::size_t tasks = tasks_;
             lk.unlock();
             run_claimed(seen, fn, ctx, tasks);
-            lk.lock();
         }
     }
 
@@ -85,31 +118,32 @@ class Pool {
         std::uint64_t c = claim_.load(std::memory_order_acquire);
         while ((c >> 32) == gen && (c & 0xffffffffu) < tasks) {
             if (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) continue;
-            std::exception_ptr err;
             try {
                 fn(ctx, static_cast<std::size_t>(c & 0xffffffffu));
             } catch (...) {
-                err = std::current_exception();
-            }
-            {
                 std::lock_guard<std::mutex> lk(m_);
-                if (err && !error_) error_ = err;
-                if (++done_ == tasks_) finished_.notify_all();
+                if (!error_) error_ = std::current_exception();
+            }
+            if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == tasks) {
+                std::lock_guard<std::mutex> lk(m_);  // (a caller between its check and its wait)
+                finished_.notify_all();
             }
             c = claim_.load(std::memory_order_acquire);
         }
     }
 
     std::mutex busy_;  // held by the caller whose job runs
-    std::mutex m_;     // guards everything below but claim_
+    std::mutex m_;     // guards the job's description below
     std::condition_variable wake_, finished_;
     std::vector<std::thread> workers_;  // never joined: the pool lives as long as the process
     std::uint32_t generation_ = 0;
     detail::TaskFn fn_ = nullptr;
     void* ctx_ = nullptr;
-    std::size_t tasks_ = 0, helpers_ = 0, done_ = 0;
+    std::size_t tasks_ = 0, helpers_ = 0;
     std::exception_ptr error_;
-    std::atomic<std::uint64_t> claim_{0};  // generation << 32 | next task
+    std::atomic<std::uint32_t> published_{0};  // generation_, read by spinning helpers
+    std::atomic<std::size_t> done_{0};         // tasks finished in this job
+    std::atomic<std::uint64_t> claim_{0};      // generation << 32 | next task
 };
 
 std::atomic<Pool*> g_pool{nullptr};

@@ -195,6 +195,13 @@ def _fast_axis(x: np.ndarray, axis: Any, out: Any) -> int:
     return -1
 
 
+def _fast_pair(grad: np.ndarray, y: np.ndarray, axis: Any, out: Any) -> int:
+    """_fast_axis for the backward ops: y too (an ndarray) has grad's dtype and shape."""
+    if y.dtype is grad.dtype and y.shape == grad.shape:
+        return _fast_axis(grad, axis, out)
+    return -1
+
+
 def _elementwise(
     kernel: Callable[..., np.ndarray],
     inputs: tuple[npt.ArrayLike, ...],
@@ -333,6 +340,15 @@ def softmax_backward(
     out : ndarray, optional
         Same shape and result dtype; may be ``grad`` or ``y`` itself.
     """
+    if (
+        type(grad) is np.ndarray
+        and type(y) is np.ndarray
+        and (ax := _fast_pair(grad, y, axis, out)) >= 0
+    ):
+        try:
+            return _core.softmax_backward(grad, y, ax, out)
+        except _core.Fallback:
+            pass
     return _elementwise(_core.softmax_backward, (grad, y), ("grad", "y"), axis, out)
 
 
@@ -351,6 +367,15 @@ def log_softmax_backward(
 
     Parameters are those of :func:`softmax_backward`.
     """
+    if (
+        type(grad) is np.ndarray
+        and type(y) is np.ndarray
+        and (ax := _fast_pair(grad, y, axis, out)) >= 0
+    ):
+        try:
+            return _core.log_softmax_backward(grad, y, ax, out)
+        except _core.Fallback:
+            pass
     return _elementwise(_core.log_softmax_backward, (grad, y), ("grad", "y"), axis, out)
 
 
