@@ -580,6 +580,48 @@ void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, s
     }
 }
 
+// Rows of at most this many bytes (more than one vector, at most one block): log_softmax
+// takes their logs kLogGroup at a time in one vector (logs_of) instead of a
+// libm call each, which cost as much as the rest of a 128-element row
+// (4096x128 float32: 320 -> 250 us). The group stays in L1 for the last pass.
+constexpr std::size_t kGroupedLogRowBytes = 2048;
+constexpr std::size_t kLogGroup = 8;
+
+template <class V>
+void log_softmax_row_groups(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+                            std::ptrdiff_t ys, std::size_t rows, std::size_t n, bool stream) {
+    using T = typename V::T;
+    for (std::size_t r = 0; r < rows; r += kLogGroup) {
+        const std::size_t g = std::min(kLogGroup, rows - r);
+        const T* xg = x + static_cast<std::ptrdiff_t>(r) * xs;
+        T* yg = y + static_cast<std::ptrdiff_t>(r) * ys;
+        MaxSum ms[kLogGroup];
+        double sums[kLogGroup];
+        T logs[kLogGroup];
+        for (std::size_t k = 0; k < g; ++k) {  // one block: no running maximum needed
+            const T* xk = xg + static_cast<std::ptrdiff_t>(k) * xs;
+            const T m = row_max<V>(xk, n);
+            const double sum = std::isfinite(m) ? stretch_sum_exp<V>(xk, n, m) : 0.0;
+            ms[k] = {static_cast<double>(m), sum, !std::isfinite(m) || sum != sum};
+            sums[k] = ms[k].special ? 1.0 : sum;
+        }
+        logs_of<V>(sums, logs, g);
+        for (std::size_t k = 0; k < g; ++k) {
+            const T* xk = xg + static_cast<std::ptrdiff_t>(k) * xs;
+            T* yk = yg + static_cast<std::ptrdiff_t>(k) * ys;
+            if (ms[k].special) {
+                log_softmax_special(xk, 1, yk, 1, n);
+                continue;
+            }
+            const auto vm = V::set1(static_cast<T>(ms[k].max));
+            const auto vl = V::set1(logs[k]);
+            map_row<V>(
+                xk, yk, n, [vm, vl](typename V::reg v) { return V::sub(V::sub(v, vm), vl); },
+                stream);
+        }
+    }
+}
+
 template <class V>
 void log_softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
                       std::ptrdiff_t ys, std::size_t rows, std::size_t n, bool from_memory) {
@@ -587,6 +629,11 @@ void log_softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* 
     if (n == 0) return;
     if (n <= V::N) return short_rows<ShortLogSoftmax<V>>(x, xs, y, ys, rows, n);
     const bool stream = from_memory;
+    if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N) {
+        log_softmax_row_groups<V>(x, xs, y, ys, rows, n, stream);
+        if (stream) V::stream_fence();
+        return;
+    }
     for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
         const MaxSum ms = row_online_max_sum<V>(x, n);
         if (ms.special) {
