@@ -580,12 +580,48 @@ void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, s
     }
 }
 
-// Rows of at most this many bytes (more than one vector, at most one block): log_softmax
-// takes their logs kLogGroup at a time in one vector (logs_of) instead of a
-// libm call each, which cost as much as the rest of a 128-element row
-// (4096x128 float32: 320 -> 250 us). The group stays in L1 for the last pass.
+// Rows of at most this many bytes (more than one vector, at most one block):
+// log_softmax and logsumexp take their logs kLogGroup at a time in one vector
+// (logs_of) instead of a libm call each, which cost as much as the rest of a
+// 128-element row (log_softmax 4096x128 float32: 320 -> 240 us). The group
+// stays in L1 for log_softmax's last pass.
 constexpr std::size_t kGroupedLogRowBytes = 2048;
 constexpr std::size_t kLogGroup = 8;
+
+// The (max, sum) of kLogGroup rows of one block each, and the logs of their
+// sums in one vector (a sum of 1 for the special rows).
+template <class V>
+void row_group_stats(const typename V::T* x, std::ptrdiff_t xs, std::size_t g, std::size_t n,
+                     MaxSum* ms, typename V::T* logs) {
+    using T = typename V::T;
+    double sums[kLogGroup];
+    for (std::size_t k = 0; k < g; ++k) {  // one block: no running maximum needed
+        const T* xk = x + static_cast<std::ptrdiff_t>(k) * xs;
+        const T m = row_max<V>(xk, n);
+        const double sum = std::isfinite(m) ? stretch_sum_exp<V>(xk, n, m) : 0.0;
+        ms[k] = {static_cast<double>(m), sum, !std::isfinite(m) || sum != sum};
+        sums[k] = ms[k].special ? 1.0 : sum;
+    }
+    logs_of<V>(sums, logs, g);
+}
+
+template <class V>
+void logsumexp_row_groups(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out,
+                          std::ptrdiff_t os, std::size_t rows, std::size_t n) {
+    using T = typename V::T;
+    for (std::size_t r = 0; r < rows; r += kLogGroup) {
+        const std::size_t g = std::min(kLogGroup, rows - r);
+        const T* xg = x + static_cast<std::ptrdiff_t>(r) * xs;
+        MaxSum ms[kLogGroup];
+        T logs[kLogGroup];
+        row_group_stats<V>(xg, xs, g, n, ms, logs);
+        for (std::size_t k = 0; k < g; ++k) {
+            T* o = out + static_cast<std::ptrdiff_t>(r + k) * os;
+            *o = ms[k].special ? logsumexp_special(xg + static_cast<std::ptrdiff_t>(k) * xs, 1, n)
+                               : static_cast<T>(ms[k].max + static_cast<double>(logs[k]));
+        }
+    }
+}
 
 template <class V>
 void log_softmax_row_groups(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
@@ -596,16 +632,8 @@ void log_softmax_row_groups(const typename V::T* x, std::ptrdiff_t xs, typename 
         const T* xg = x + static_cast<std::ptrdiff_t>(r) * xs;
         T* yg = y + static_cast<std::ptrdiff_t>(r) * ys;
         MaxSum ms[kLogGroup];
-        double sums[kLogGroup];
         T logs[kLogGroup];
-        for (std::size_t k = 0; k < g; ++k) {  // one block: no running maximum needed
-            const T* xk = xg + static_cast<std::ptrdiff_t>(k) * xs;
-            const T m = row_max<V>(xk, n);
-            const double sum = std::isfinite(m) ? stretch_sum_exp<V>(xk, n, m) : 0.0;
-            ms[k] = {static_cast<double>(m), sum, !std::isfinite(m) || sum != sum};
-            sums[k] = ms[k].special ? 1.0 : sum;
-        }
-        logs_of<V>(sums, logs, g);
+        row_group_stats<V>(xg, xs, g, n, ms, logs);
         for (std::size_t k = 0; k < g; ++k) {
             const T* xk = xg + static_cast<std::ptrdiff_t>(k) * xs;
             T* yk = yg + static_cast<std::ptrdiff_t>(k) * ys;
@@ -655,6 +683,8 @@ void logsumexp_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* ou
                     std::ptrdiff_t os, std::size_t rows, std::size_t n) {
     using T = typename V::T;
     if (n >= 1 && n <= V::N) return short_rows<ShortLogSumExp<V>>(x, xs, out, os, rows, n);
+    if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N)
+        return logsumexp_row_groups<V>(x, xs, out, os, rows, n);
     for (std::size_t r = 0; r < rows; ++r, x += xs, out += os) {
         if (n == 0) {
             *out = neg_inf<T>();
