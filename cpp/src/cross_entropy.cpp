@@ -21,10 +21,12 @@
 namespace fastsoftmax {
 namespace {
 
-using nd::coalesce;
 using nd::Dim;
 using nd::for_each_index;
 using nd::for_each_run;
+using nd::for_each_unit;
+using nd::Split;
+using nd::split_last;
 
 // The multi-index (in `shape`, C order) of flat position `flat`.
 std::vector<std::size_t> unravel(std::size_t flat, const std::vector<std::size_t>& shape) {
@@ -42,16 +44,12 @@ template <class T>
 void check_labels(const std::vector<std::size_t>& ex_shape, const std::vector<Dim>& dims,
                   const std::int64_t* labels, std::size_t n, const CeOptions<T>& o, double& wsum,
                   double& count) {
-    std::vector<Dim> c = coalesce(dims, 1);
-    Dim last{1, {0, 0, 0, 0}};
-    if (!c.empty()) {
-        last = c.back();
-        c.pop_back();
-    }
+    const Split split = split_last(dims, 1);
+    const Dim& last = split.last;
     const std::int64_t cls = static_cast<std::int64_t>(n);
     std::size_t flat = 0;
     double ws = 0, cnt = 0;
-    for_each_index(c, 1, [&](const std::ptrdiff_t* off) {
+    for_each_index(split.outer, 1, [&](const std::ptrdiff_t* off) {
         const std::int64_t* p = labels + off[0];
         for (std::size_t i = 0; i < last.size; ++i, ++flat) {
             const std::int64_t v = p[static_cast<std::ptrdiff_t>(i) * last.stride[0]];
@@ -144,12 +142,9 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
             if (labels) r.label = labels->data + off[1];
             if (lse) r.lse = lse->data + off[3];
         };
-        std::vector<Dim> c = coalesce(dims, 4);
-        Dim last{1, {0, 0, 0, 0}};
-        if (!c.empty()) {
-            last = c.back();
-            c.pop_back();
-        }
+        const Split split = split_last(dims, 4);
+        const std::vector<Dim>& c = split.outer;
+        const Dim& last = split.last;
         if (n == 1 || (xa == 1 && ta == 1 && ga == 1)) {
             // short rows go through the kernel 8 at a time: keep the groups whole
             const std::size_t cost = n + kCrossEntropyRowCost;
@@ -237,10 +232,7 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
                                         &xb[cl * W], w * sizeof(T));
                     ++tile;
                 };
-                for_each_run(c, tile_run, 4, tile, std::min(all_tiles, tile + per),
-                             [&](const std::ptrdiff_t* off, std::size_t count) {
-                                 for (std::size_t i = 0; i < count; ++i) one_tile(off);
-                             });
+                for_each_unit(c, tile_run, 4, tile, std::min(all_tiles, tile + per), one_tile);
             });
         } else {  // one row at a time through contiguous buffers
             const std::size_t per = units_per_task(examples, n + kCrossEntropyRowCost);
@@ -270,14 +262,7 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
                     }
                     ++ex;
                 };
-                for_each_run(c, last, 4, ex, std::min(examples, ex + per),
-                             [&](const std::ptrdiff_t* off, std::size_t count) {
-                                 std::ptrdiff_t row[4] = {off[0], off[1], off[2], off[3]};
-                                 for (std::size_t i = 0; i < count; ++i) {
-                                     one_row(row);
-                                     for (std::size_t a = 0; a < 4; ++a) row[a] += last.stride[a];
-                                 }
-                             });
+                for_each_unit(c, last, 4, ex, std::min(examples, ex + per), one_row);
             });
         }
         for (const CeSums& s : sums) {

@@ -27,6 +27,9 @@ namespace {
 using nd::coalesce;
 using nd::Dim;
 using nd::for_each_run;
+using nd::for_each_unit;
+using nd::Split;
+using nd::split_last;
 using nd::kMaxOperands;
 
 template <class T>
@@ -174,26 +177,20 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
     bool rows_ok = true;
     for (std::size_t i = 0; i < k; ++i)
         rows_ok = rows_ok && (n <= 1 || axis_stride[i] == 1 || (reduce && i == o));
+    const Split rows = split_last(dims, k);  // (rows and gather)
+    const Dim& last = rows.last;
     if (rows_ok) {
-        std::vector<Dim> c = coalesce(dims, k);
-        Dim last{1, {0, 0, 0}};
-        if (!c.empty()) {
-            last = c.back();
-            c.pop_back();
-        }
         if (!b && lines <= kFewRows && n >= 2 * kSegment) {
             std::vector<std::ptrdiff_t> ia, iy;
-            for_each_run(c, last, k, 0, lines, [&](const std::ptrdiff_t* off, std::size_t count) {
-                for (std::size_t r = 0; r < count; ++r) {
-                    ia.push_back(off[0] + static_cast<std::ptrdiff_t>(r) * last.stride[0]);
-                    iy.push_back(off[o] + static_cast<std::ptrdiff_t>(r) * last.stride[o]);
-                }
+            for_each_unit(rows.outer, last, k, 0, lines, [&](const std::ptrdiff_t* off) {
+                ia.push_back(off[0]);
+                iy.push_back(off[o]);
             });
             return long_rows(kern, op, a, ia, y, iy, n, from_memory);
         }
         const std::size_t per = units_per_task(lines, n + kRowCost);
         parallel_for((lines + per - 1) / per, [&](std::size_t t) {
-            for_each_run(c, last, k, t * per, std::min(lines, (t + 1) * per),
+            for_each_run(rows.outer, last, k, t * per, std::min(lines, (t + 1) * per),
                          [&](const std::ptrdiff_t* off, std::size_t count) {
                              call_rows(kern, op, a + off[0], last.stride[0],
                                        b ? b + off[1] : nullptr, last.stride[1], y + off[o],
@@ -226,12 +223,6 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
     }
 
     // gather: copy each row into contiguous buffers (one set per task)
-    std::vector<Dim> c = coalesce(dims, k);
-    Dim last{1, {0, 0, 0}};
-    if (!c.empty()) {
-        last = c.back();
-        c.pop_back();
-    }
     const std::size_t per = units_per_task(lines, n + kRowCost);
     parallel_for((lines + per - 1) / per, [&](std::size_t t) {
         std::vector<T> buf_a(n), buf_b(b ? n : 0), buf_y(reduce ? 1 : n);
@@ -249,14 +240,7 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
                     y[off[o] + static_cast<std::ptrdiff_t>(i) * axis_stride[o]] = buf_y[i];
             }
         };
-        for_each_run(c, last, k, t * per, std::min(lines, (t + 1) * per),
-                     [&](const std::ptrdiff_t* off, std::size_t count) {
-                         std::ptrdiff_t row[kMaxOperands] = {off[0], off[1], off[2], 0};
-                         for (std::size_t r = 0; r < count; ++r) {
-                             one_row(row);
-                             for (std::size_t i = 0; i < k; ++i) row[i] += last.stride[i];
-                         }
-                     });
+        for_each_unit(rows.outer, last, k, t * per, std::min(lines, (t + 1) * per), one_row);
     });
 }
 

@@ -37,6 +37,22 @@ inline std::vector<Dim> coalesce(const std::vector<Dim>& dims, std::size_t k) {
     return out;
 }
 
+// The coalesced axes, split into the outer ones and the innermost (a unit
+// axis when there is none), the one kernels run along.
+struct Split {
+    std::vector<Dim> outer;
+    Dim last;
+};
+
+inline Split split_last(const std::vector<Dim>& dims, std::size_t k) {
+    Split s{coalesce(dims, k), Dim{1, {0, 0, 0, 0}}};
+    if (!s.outer.empty()) {
+        s.last = s.outer.back();
+        s.outer.pop_back();
+    }
+    return s;
+}
+
 // Calls f(offsets) for every index of `dims` (C order); offsets in elements.
 template <class F>
 void for_each_index(const std::vector<Dim>& dims, std::size_t k, F&& f) {
@@ -98,6 +114,19 @@ void for_each_run(const std::vector<Dim>& outer, const Dim& run, std::size_t k, 
             idx[d] = 0;
         }
     }
+}
+
+// for_each_run, one call f(offsets) per unit.
+template <class F>
+void for_each_unit(const std::vector<Dim>& outer, const Dim& run, std::size_t k,
+                   std::size_t begin, std::size_t end, F&& f) {
+    for_each_run(outer, run, k, begin, end, [&](const std::ptrdiff_t* off, std::size_t count) {
+        std::ptrdiff_t at[kMaxOperands] = {off[0], off[1], off[2], off[3]};
+        for (std::size_t i = 0; i < count; ++i) {
+            f(static_cast<const std::ptrdiff_t*>(at));
+            for (std::size_t a = 0; a < k; ++a) at[a] += run.stride[a];
+        }
+    });
 }
 
 }  // namespace fastsoftmax::nd

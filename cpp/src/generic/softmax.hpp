@@ -397,37 +397,6 @@ void short_rows(const In* x, std::ptrdiff_t xs, Out* y, std::ptrdiff_t ys, std::
     for (; r < rows; ++r, x += xs, y += ys) Op::template run<1>(x, xs, y, ys, n);
 }
 
-// Rows longer than this (about L1) are done block by block, so x is read
-// from memory once: per block, its maximum and then exp(x - running max)
-// while the block is in L1; a second pass scales each block by
-// exp(block's reference - row max) / sum.
-constexpr std::size_t kLongRowBytes = std::size_t(32) << 10;
-
-template <class V>
-void softmax_long_row(const typename V::T* x, typename V::T* y, std::size_t n) {
-    using T = typename V::T;
-    constexpr std::size_t B = kBlock * V::N;
-    const std::size_t blocks = (n + B - 1) / B;
-    Scratch<T> refs(blocks);  // the running max each block's exp was taken against
-    const MaxSum ms =
-        online_max_sum<V>(x, n, [&](std::size_t b, std::size_t i, std::size_t len, T ref) {
-            refs.data[b] = ref;  // -inf: its exponentials are 0, written below
-            return ref == neg_inf<T>() ? 0.0 : row_store_exp_sum<V>(x + i, y + i, len, ref);
-        });
-    if (ms.special) return softmax_special(y, 1, n);
-    const double m = ms.max, s = ms.sum;
-    for (std::size_t b = 0, i = 0; b < blocks; ++b, i += B) {
-        const std::size_t len = (n - i < B) ? n - i : B;
-        const T ref = refs.data[b];
-        if (ref == neg_inf<T>()) {
-            fill_strided(y + i, 1, len, T(0));
-            continue;
-        }
-        const auto vf = Factor<V>::of(std::exp(static_cast<double>(ref) - m) / s);
-        map_row<V>(y + i, y + i, len, [vf](typename V::reg v) { return vf.apply(v); }, false);
-    }
-}
-
 // ------------------------------------------------ segments of long rows --
 //
 // A few rows too long for one thread are cut into segments (driver.cpp):
@@ -475,15 +444,39 @@ void softmax_segment_scale(typename V::T* y, std::size_t n, const typename V::T*
     }
 }
 
+// log_softmax's last pass: y = (x - max) - log_sum, in this order (x - max
+// is exact for the entries that matter, and the log is rounded once).
+template <class V>
+void shift_row(const typename V::T* x, typename V::T* y, std::size_t n, typename V::T max,
+               typename V::T log_sum, bool stream) {
+    const auto vm = V::set1(max);
+    const auto vl = V::set1(log_sum);
+    map_row<V>(x, y, n, [vm, vl](typename V::reg v) { return V::sub(V::sub(v, vm), vl); }, stream);
+}
+
 // log_softmax over a segment, as log_softmax_rows does it for a whole row.
 template <class V>
 void log_softmax_segment(const typename V::T* x, typename V::T* y, std::size_t n, double max,
                          double sum, bool stream) {
     using T = typename V::T;
-    const auto vm = V::set1(static_cast<T>(max));
-    const auto vl = V::set1(static_cast<T>(std::log(sum)));
-    map_row<V>(x, y, n, [vm, vl](typename V::reg v) { return V::sub(V::sub(v, vm), vl); }, stream);
+    shift_row<V>(x, y, n, static_cast<T>(max), static_cast<T>(std::log(sum)), stream);
     if (stream) V::stream_fence();
+}
+
+// Rows longer than this (about L1) are done block by block, so x is read
+// from memory once: per block, its maximum and then exp(x - running max)
+// while the block is in L1 (segment_max_sum over the whole row); a second
+// pass scales each block by exp(block's reference - row max) / sum.
+constexpr std::size_t kLongRowBytes = std::size_t(32) << 10;
+
+template <class V>
+void softmax_long_row(const typename V::T* x, typename V::T* y, std::size_t n) {
+    using T = typename V::T;
+    Scratch<T> refs((n + kBlock * V::N - 1) / (kBlock * V::N));  // one per block
+    const MaxSum ms = segment_max_sum<V>(x, n, y, refs.data);
+    if (ms.special || !(ms.max > static_cast<double>(neg_inf<T>())))  // (or only -inf)
+        return softmax_special(y, 1, n);
+    softmax_segment_scale<V>(y, n, refs.data, ms.max, ms.sum);
 }
 
 // Rows that fit in L1, in arrays that fit in cache, software-pipelined: one loop over the columns
@@ -641,11 +634,7 @@ void log_softmax_row_groups(const typename V::T* x, std::ptrdiff_t xs, typename 
                 log_softmax_special(xk, 1, yk, 1, n);
                 continue;
             }
-            const auto vm = V::set1(static_cast<T>(ms[k].max));
-            const auto vl = V::set1(logs[k]);
-            map_row<V>(
-                xk, yk, n, [vm, vl](typename V::reg v) { return V::sub(V::sub(v, vm), vl); },
-                stream);
+            shift_row<V>(xk, yk, n, static_cast<T>(ms[k].max), logs[k], stream);
         }
     }
 }
@@ -668,12 +657,7 @@ void log_softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* 
             log_softmax_special(x, 1, y, 1, n);
             continue;
         }
-        // (x - max) - log(sum), in this order: x - max is exact for the
-        // entries that matter and the log is rounded once.
-        const auto vm = V::set1(static_cast<T>(ms.max));
-        const auto vl = V::set1(static_cast<T>(std::log(ms.sum)));
-        map_row<V>(
-            x, y, n, [vm, vl](typename V::reg v) { return V::sub(V::sub(v, vm), vl); }, stream);
+        shift_row<V>(x, y, n, static_cast<T>(ms.max), static_cast<T>(std::log(ms.sum)), stream);
     }
     if (stream) V::stream_fence();
 }
