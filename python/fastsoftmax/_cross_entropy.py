@@ -25,9 +25,16 @@ _REDUCTIONS = ("none", "sum", "mean")
 _LossLike = Union[np.ndarray, np.floating]
 
 
+_I64: np.dtype[Any] = np.dtype(np.int64)
+# the largest finite value of each result dtype: a loss beyond it becomes +inf
+_MAX = {np.dtype(t): float(np.finfo(t).max) for t in (np.float16, np.float32, np.float64)}
+
+
 def _real(value: Any, name: str) -> float:
     """value as a float (an int beyond float's range: +-inf); TypeError naming it unless it
     is a real number (strings, which float() would parse, included)."""
+    if type(value) is float:  # (the defaults: the common case, kept cheap)
+        return value
     if isinstance(value, (str, bytes)) or (
         isinstance(value, (np.ndarray, np.generic))
         and (value.ndim != 0 or value.dtype.kind not in "biuf")
@@ -120,7 +127,7 @@ class _Call:
                     f"label {lab.max()} at position {big} is outside [0, {self.n_classes}) "
                     f"and is not ignore_index ({self.ignore_index})"
                 )
-            self.labels = _require(lab, np.dtype(np.int64), "A")
+            self.labels = lab if lab.dtype is _I64 and _aligned(lab) else _require(lab, _I64, "A")
         elif lab.dtype.kind == "f":
             if lab.shape != shape:
                 raise ValueError(
@@ -212,10 +219,12 @@ class _Call:
             self.softcap,
             self.ignore_index,
         )
-        with np.errstate(over="ignore"):  # a loss beyond the dtype's range is +inf
-            loss: _LossLike = (
-                rows.astype(self.result) if rows is not None else self.result.type(total)
-            )
+        loss: _LossLike
+        if rows is None and abs(total) <= _MAX.get(self.result, math.inf):
+            loss = self.result.type(total)
+        else:
+            with np.errstate(over="ignore"):  # a loss beyond the dtype's range is +inf
+                loss = rows.astype(self.result) if rows is not None else self.result.type(total)
         return loss, grad
 
 
