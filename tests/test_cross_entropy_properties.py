@@ -100,12 +100,18 @@ class Problem:
             views[name], bases[name] = layout.place(values, poison(values.dtype))
         return views, bases
 
-    def call(self, **options):
-        views, _ = self.place()
+    def options(self, views: dict) -> dict:
+        """The keyword arguments, with the weight's view where there is one."""
         kw = dict(self.kw)
         if "weight" in views:
             kw["weight"] = views["weight"]
-        return views, fs.cross_entropy(views["x"], views["labels"], **kw, **options)
+        return kw
+
+    def call(self, **options):
+        views, _ = self.place()
+        return views, fs.cross_entropy(
+            views["x"], views["labels"], **self.options(views), **options
+        )
 
 
 def grad_scale(problem: Problem, ref_grad: np.ndarray) -> float:
@@ -181,9 +187,7 @@ def test_inputs_are_unchanged_unless_inplace_grad(problem, mode):
     for target in TARGETS:
         views, bases = problem.place()
         before = {name: base.copy() for name, base in bases.items()}
-        kw = dict(problem.kw)
-        if "weight" in views:
-            kw["weight"] = views["weight"]
+        kw = problem.options(views)
         with on_target(target):
             result = fs.cross_entropy(views["x"], views["labels"], **kw, **options)
         for name, base in bases.items():
@@ -251,9 +255,7 @@ def test_cross_entropy_backward_matches_the_reference_on_every_target(problem, l
     for target in TARGETS:
         views, bases = problem.place()
         before = {name: base.copy() for name, base in bases.items()}
-        kw = dict(problem.kw)
-        if "weight" in views:
-            kw["weight"] = views["weight"]
+        kw = problem.options(views)
         atol = 4 * TOL[dtype] * scale
         if lse_mode == "saved lse":
             kw["lse"] = fs.logsumexp(capped, axis=axis)

@@ -195,11 +195,27 @@ def _fast_axis(x: np.ndarray, axis: Any, out: Any) -> int:
     return -1
 
 
-def _fast_pair(grad: np.ndarray, y: np.ndarray, axis: Any, out: Any) -> int:
-    """_fast_axis for the backward ops: y too (an ndarray) has grad's dtype and shape."""
-    if y.dtype is grad.dtype and y.shape == grad.shape:
-        return _fast_axis(grad, axis, out)
-    return -1
+def _backward(
+    kernel: Callable[..., np.ndarray],
+    grad: npt.ArrayLike,
+    y: npt.ArrayLike,
+    axis: AxisLike,
+    out: np.ndarray | None,
+) -> np.ndarray:
+    """The backward ops: straight to the kernel in the common case (as the forward ops:
+    ndarrays of one float dtype and shape, an int axis), else through _elementwise."""
+    if (
+        type(grad) is np.ndarray
+        and type(y) is np.ndarray
+        and y.dtype is grad.dtype
+        and y.shape == grad.shape
+        and (ax := _fast_axis(grad, axis, out)) >= 0
+    ):
+        try:
+            return kernel(grad, y, ax, out)
+        except _core.Fallback:
+            pass
+    return _elementwise(kernel, (grad, y), ("grad", "y"), axis, out)
 
 
 def _elementwise(
@@ -340,16 +356,7 @@ def softmax_backward(
     out : ndarray, optional
         Same shape and result dtype; may be ``grad`` or ``y`` itself.
     """
-    if (
-        type(grad) is np.ndarray
-        and type(y) is np.ndarray
-        and (ax := _fast_pair(grad, y, axis, out)) >= 0
-    ):
-        try:
-            return _core.softmax_backward(grad, y, ax, out)
-        except _core.Fallback:
-            pass
-    return _elementwise(_core.softmax_backward, (grad, y), ("grad", "y"), axis, out)
+    return _backward(_core.softmax_backward, grad, y, axis, out)
 
 
 def log_softmax_backward(
@@ -367,16 +374,7 @@ def log_softmax_backward(
 
     Parameters are those of :func:`softmax_backward`.
     """
-    if (
-        type(grad) is np.ndarray
-        and type(y) is np.ndarray
-        and (ax := _fast_pair(grad, y, axis, out)) >= 0
-    ):
-        try:
-            return _core.log_softmax_backward(grad, y, ax, out)
-        except _core.Fallback:
-            pass
-    return _elementwise(_core.log_softmax_backward, (grad, y), ("grad", "y"), axis, out)
+    return _backward(_core.log_softmax_backward, grad, y, axis, out)
 
 
 def logsumexp(

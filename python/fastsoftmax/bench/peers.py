@@ -57,6 +57,14 @@ class Case:
     grad: np.ndarray
     labels: np.ndarray
 
+    def arrays(self) -> list[np.ndarray]:
+        """The operation's array arguments, in the order of the frameworks' calls."""
+        if self.op in BACKWARD_OPS:
+            return [self.grad, self.x]
+        if self.op.startswith("cross_entropy"):
+            return [self.x, self.labels]
+        return [self.x]
+
     def traffic_bytes(self) -> int:
         """Bytes any implementation must read and write: the arrays in and the result out."""
         rows, n, item = int(self.x.shape[0]), int(self.x.nbytes), int(self.x.itemsize)
@@ -399,13 +407,7 @@ class Jax(_FixedPool):
 
     def build(self, case: Case) -> list[Impl]:
         jax, op = self.jax, case.op
-        if op in BACKWARD_OPS:
-            arrays = [case.grad, case.x]
-        elif op.startswith("cross_entropy"):
-            arrays = [case.x, case.labels]
-        else:
-            arrays = [case.x]
-        args = [jax.device_put(a) for a in arrays]
+        args = [jax.device_put(a) for a in case.arrays()]
         f = self.fns[op]
 
         def call() -> Any:
@@ -469,13 +471,7 @@ class TensorFlow(_FixedPool):
 
     def build(self, case: Case) -> list[Impl]:
         tf, op = self.tf, case.op
-        if op in BACKWARD_OPS:
-            arrays = [case.grad, case.x]
-        elif op.startswith("cross_entropy"):
-            arrays = [case.x, case.labels]
-        else:
-            arrays = [case.x]
-        args = [tf.constant(a) for a in arrays]
+        args = [tf.constant(a) for a in case.arrays()]
         f = self.fns[op]
 
         def call() -> Any:
