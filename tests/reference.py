@@ -15,6 +15,18 @@ import scipy.special
 
 FLOATS = (np.float32, np.float64)
 
+# fastsoftmax's public computations (the rest of fs.__all__ is configuration). The
+# fuzz target picks from this tuple by index: new names go at the end.
+PUBLIC_OPS = (
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "softmax_backward",
+    "log_softmax_backward",
+    "cross_entropy",
+    "cross_entropy_backward",
+)
+
 
 def wide_dtype(dtype: np.dtype | type) -> type:
     """The dtype a reference for `dtype` is computed in."""

@@ -30,6 +30,7 @@ from typing import Any
 import fastsoftmax as fs
 import numpy as np
 import pytest
+from reference import PUBLIC_OPS
 
 THREAD_SECONDS = float(os.environ.get("FASTSOFTMAX_TEST_THREAD_SECONDS", "3"))
 THREADS = 8
@@ -239,17 +240,6 @@ def leak_calls(name: str) -> list[Callable[[], Any]]:
     ]
 
 
-PUBLIC = [
-    "softmax",
-    "log_softmax",
-    "logsumexp",
-    "softmax_backward",
-    "log_softmax_backward",
-    "cross_entropy",
-    "cross_entropy_backward",
-]
-
-
 def _under_address_sanitizer() -> bool:
     try:
         with open("/proc/self/maps") as f:
@@ -263,7 +253,7 @@ def _under_address_sanitizer() -> bool:
     _under_address_sanitizer(),
     reason="AddressSanitizer holds freed memory in quarantine: the RSS grows without a leak",
 )
-@pytest.mark.parametrize("name", PUBLIC)
+@pytest.mark.parametrize("name", PUBLIC_OPS)
 def test_100000_calls_leave_the_resident_memory_flat(name):
     work = leak_calls(name)
     for f in itertools.islice(itertools.cycle(work), 5000):  # warm up numpy's caches, ...

@@ -22,7 +22,6 @@ namespace fastsoftmax {
 namespace {
 
 using nd::Dim;
-using nd::for_each_index;
 using nd::for_each_run;
 using nd::for_each_unit;
 using nd::Split;
@@ -45,19 +44,18 @@ void check_labels(const std::vector<std::size_t>& ex_shape, const std::vector<Di
                   const std::int64_t* labels, std::size_t n, const CeOptions<T>& o, double& wsum,
                   double& count) {
     const Split split = split_last(dims, 1);
-    const Dim& last = split.last;
     const std::int64_t cls = static_cast<std::int64_t>(n);
+    std::size_t examples = 1;
+    for (const std::size_t e : ex_shape) examples *= e;
     std::size_t flat = 0;
     double ws = 0, cnt = 0;
-    for_each_index(split.outer, 1, [&](const std::ptrdiff_t* off) {
-        const std::int64_t* p = labels + off[0];
-        for (std::size_t i = 0; i < last.size; ++i, ++flat) {
-            const std::int64_t v = p[static_cast<std::ptrdiff_t>(i) * last.stride[0]];
-            if (v == o.ignore_index) continue;
-            if (v < 0 || v >= cls) throw BadLabel{unravel(flat, ex_shape), v};
-            ws += o.weight ? static_cast<double>(o.weight[v]) : 1.0;
-            cnt += 1;
-        }
+    for_each_unit(split.outer, split.last, 1, 0, examples, [&](const std::ptrdiff_t* off) {
+        const std::int64_t v = labels[off[0]];
+        const std::size_t at = flat++;
+        if (v == o.ignore_index) return;
+        if (v < 0 || v >= cls) throw BadLabel{unravel(at, ex_shape), v};
+        ws += o.weight ? static_cast<double>(o.weight[v]) : 1.0;
+        cnt += 1;
     });
     wsum = ws;
     count = cnt;

@@ -53,28 +53,6 @@ inline Split split_last(const std::vector<Dim>& dims, std::size_t k) {
     return s;
 }
 
-// Calls f(offsets) for every index of `dims` (C order); offsets in elements.
-template <class F>
-void for_each_index(const std::vector<Dim>& dims, std::size_t k, F&& f) {
-    std::vector<std::size_t> idx(dims.size(), 0);
-    std::ptrdiff_t off[kMaxOperands] = {0, 0, 0, 0};
-    for (;;) {
-        f(off);
-        std::size_t d = dims.size();
-        for (;;) {
-            if (d == 0) return;
-            --d;
-            if (++idx[d] < dims[d].size) {
-                for (std::size_t a = 0; a < k; ++a) off[a] += dims[d].stride[a];
-                break;
-            }
-            for (std::size_t a = 0; a < k; ++a)
-                off[a] -= dims[d].stride[a] * static_cast<std::ptrdiff_t>(dims[d].size - 1);
-            idx[d] = 0;
-        }
-    }
-}
-
 // Calls f(offsets, count) for the units [begin, end) of the C-order index
 // space outer x [0, run.size) (run.size >= 1), one call per stretch of
 // consecutive units along `run`: offsets (in elements) of its first unit;
