@@ -165,16 +165,32 @@ typename V::mask lane_is(std::size_t j) {
     return V::eq(lane_numbers<V>(), V::set1(static_cast<T>(j < V::N ? j : 16)));
 }
 
+// An ExpSplit before the sums across lanes (ce_stretch_lanes returns it;
+// a group of rows reduces theirs after all its exponentials: see ce_rows).
+template <class V, bool kTies>
+struct SplitLanes {
+    typename V::reg ties, rest;
+    ExpSplit split() const {
+        const auto total = [](typename V::reg v) {
+            auto w = V::wide_zero();
+            V::wide_add(w, v);
+            return V::wide_hsum(w);
+        };
+        return {kTies ? total(ties) : 0.0, total(rest)};
+    }
+};
+
 // One stretch of a row, inside one block (so the float accumulators stay
 // short): the exponentials against ref (none for ref = -inf, an all -inf
 // stretch), and adds the stretch's sum coef * (ref - x') to lin (coef * +inf
 // when ref = -inf) and sum coef to cs. With a destination e (kStore), also
 // stores exp(x' - ref) there (e may be x). skip: the index (in the stretch)
-// left out of rest when !kTies, or anything >= len.
+// left out of rest when !kTies, or anything >= len. Returns the sums per
+// lane (ce_stretch: reduced).
 template <class V, bool kCap, class Coef, bool kStore, bool kTies>
-ExpSplit ce_stretch(const typename V::T* x, typename V::T* e, std::size_t len, typename V::T ref,
-                    const Cap<V, kCap>& cap, const Coef& coef, std::size_t base, double& lin,
-                    double& cs, std::size_t skip) {
+SplitLanes<V, kTies> ce_stretch_lanes(const typename V::T* x, typename V::T* e, std::size_t len,
+                                      typename V::T ref, const Cap<V, kCap>& cap, const Coef& coef,
+                                      std::size_t base, double& lin, double& cs, std::size_t skip) {
     using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
@@ -248,15 +264,16 @@ ExpSplit ce_stretch(const typename V::T* x, typename V::T* e, std::size_t len, t
         lin += l.total() * kLinUnscale;
         cs += c.total();
     }
-    auto rest = V::wide_zero();
-    V::wide_add(rest, V::add(s0, s1));
-    double ties = 0;
-    if constexpr (kTies) {
-        auto t = V::wide_zero();
-        V::wide_add(t, t0);
-        ties = V::wide_hsum(t);
-    }
-    return {ties, V::wide_hsum(rest)};
+    return {t0, V::add(s0, s1)};
+}
+
+template <class V, bool kCap, class Coef, bool kStore, bool kTies>
+ExpSplit ce_stretch(const typename V::T* x, typename V::T* e, std::size_t len, typename V::T ref,
+                    const Cap<V, kCap>& cap, const Coef& coef, std::size_t base, double& lin,
+                    double& cs, std::size_t skip) {
+    return ce_stretch_lanes<V, kCap, Coef, kStore, kTies>(x, e, len, ref, cap, coef, base, lin, cs,
+                                                          skip)
+        .split();
 }
 
 // Completes st from the row's split sum: s, log(s) and, for an integer
@@ -572,6 +589,7 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
         constexpr bool kT = decltype(ties_tag)::value;
         T m[kCeGroup];
         CeStats st[kCeGroup];
+        SplitLanes<V, kT> lanes[kCeGroup];
         ExpSplit es[kCeGroup];
         double d[kCeGroup], ey[kCeGroup], u[kCeGroup], l1p[kCeGroup];
         for (std::size_t k = 0; k < count; ++k) m[k] = row_max<V>(x_of(rows[k]), n);
@@ -583,13 +601,17 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
             if (st[k].special) continue;
             const Coef coef = make_coef(rows[k]);
             const std::size_t skip = kT ? n : static_cast<std::size_t>(ys[k]);
-            es[k] = store ? ce_stretch<V, kCap, Coef, true, kT>(x_of(rows[k]), g_of(rows[k]), n,
-                                                                 m[k], cap, coef, 0, st[k].lin,
-                                                                 st[k].cs, skip)
-                          : ce_stretch<V, kCap, Coef, false, kT>(x_of(rows[k]), nullptr, n, m[k],
-                                                                  cap, coef, 0, st[k].lin,
-                                                                  st[k].cs, skip);
+            lanes[k] =
+                store
+                    ? ce_stretch_lanes<V, kCap, Coef, true, kT>(x_of(rows[k]), g_of(rows[k]), n,
+                                                                m[k], cap, coef, 0, st[k].lin,
+                                                                st[k].cs, skip)
+                    : ce_stretch_lanes<V, kCap, Coef, false, kT>(
+                          x_of(rows[k]), nullptr, n, m[k], cap, coef, 0, st[k].lin, st[k].cs, skip);
         }
+        // the reductions after all the rows' exponentials (off each row's path)
+        for (std::size_t k = 0; k < count; ++k)
+            if (!st[k].special) es[k] = lanes[k].split();
         if constexpr (!kT) map_values<V>(d, ey, count, [](auto v) { return vexp<V>(v); });
         // A label far below the maximum: exp(d) may underflow in T and
         // rest / exp(d) overflow it; such rows (loss > -kFarBelow) take double.

@@ -197,9 +197,9 @@ void map_row(const typename V::T* src, typename V::T* y, std::size_t n, Op op, b
 }
 
 // sum(exp(x - m)) over a stretch of a row (at most kBlock*N elements, so
-// the float accumulators stay short), in the wide type.
+// the float accumulators stay short), per lane, before stretch_total.
 template <class V>
-double stretch_sum_exp(const typename V::T* x, std::size_t len, typename V::T m) {
+typename V::reg stretch_exp_lanes(const typename V::T* x, std::size_t len, typename V::T m) {
     constexpr std::size_t N = V::N;
     const auto vm = V::set1(m);
     auto s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
@@ -215,9 +215,20 @@ double stretch_sum_exp(const typename V::T* x, std::size_t len, typename V::T m)
         s1 = V::add(s1,
                     vexp<V>(V::sub(V::load_partial(x + i, len - i, neg_inf<typename V::T>()), vm)));
     }
+    return V::add(V::add(s0, s1), V::add(s2, s3));
+}
+
+// The sum of stretch_exp_lanes' lanes, in the wide type.
+template <class V>
+double stretch_total(typename V::reg lanes) {
     auto wide = V::wide_zero();
-    V::wide_add(wide, V::add(V::add(s0, s1), V::add(s2, s3)));
+    V::wide_add(wide, lanes);
     return V::wide_hsum(wide);
+}
+
+template <class V>
+double stretch_sum_exp(const typename V::T* x, std::size_t len, typename V::T m) {
+    return stretch_total<V>(stretch_exp_lanes<V>(x, len, m));
 }
 
 template <class T>
@@ -588,11 +599,21 @@ void row_group_stats(const typename V::T* x, std::ptrdiff_t xs, std::size_t g, s
                      MaxSum* ms, typename V::T* logs) {
     using T = typename V::T;
     double sums[kLogGroup];
-    for (std::size_t k = 0; k < g; ++k) {  // one block: no running maximum needed
-        const T* xk = x + static_cast<std::ptrdiff_t>(k) * xs;
-        const T m = row_max<V>(xk, n);
-        const double sum = std::isfinite(m) ? stretch_sum_exp<V>(xk, n, m) : 0.0;
-        ms[k] = {static_cast<double>(m), sum, !std::isfinite(m) || sum != sum};
+    T m[kLogGroup];
+    // the maxima first: each row's exponentials wait for its maximum's
+    // reduction, which is then ready, not on the row's critical path
+    for (std::size_t k = 0; k < g; ++k)
+        m[k] = row_max<V>(x + static_cast<std::ptrdiff_t>(k) * xs, n);
+    // then the exponentials' per-lane sums of every row, and only then their
+    // reductions, so that no row's reduction holds up the next row's work
+    typename V::reg lanes[kLogGroup];
+    for (std::size_t k = 0; k < g; ++k)  // one block: no running maximum needed
+        lanes[k] = std::isfinite(m[k])
+                       ? stretch_exp_lanes<V>(x + static_cast<std::ptrdiff_t>(k) * xs, n, m[k])
+                       : V::zero();
+    for (std::size_t k = 0; k < g; ++k) {
+        const double sum = stretch_total<V>(lanes[k]);
+        ms[k] = {static_cast<double>(m[k]), sum, !std::isfinite(m[k]) || sum != sum};
         sums[k] = ms[k].special ? 1.0 : sum;
     }
     logs_of<V>(sums, logs, g);
