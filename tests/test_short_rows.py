@@ -1,0 +1,91 @@
+"""Many short rows: the kernels transpose them into tiles (one row per lane) below a
+length that depends on the op and the dtype (kTileLimits in cpp/src/generic/softmax.hpp).
+
+Around each of those lengths, on every SIMD target: accuracy against the references,
+SciPy's answers for the rows holding NaN or infinities next to ordinary rows in the
+same tile, and the same bits for a row whatever its batch, its position in the batch
+(its lane and tile) and whether the output is the input itself.
+"""
+
+from __future__ import annotations
+
+import fastsoftmax as fs
+import numpy as np
+import pytest
+from reference import REFERENCES, assert_log_close, assert_softmax_close, scipy_op
+
+SOFTMAX_RTOL = {np.float32: 1e-5, np.float64: 1e-13}
+LOG_ATOL = {np.float32: 2e-6, np.float64: 4e-15}
+# the tile limits (float32: 6, 12, 32; float64: 48, 48, 64) and one past each
+LENGTHS = [2, 3, 6, 7, 12, 13, 32, 33, 48, 49, 64, 65]
+ROWS = [1, 7, 16, 17, 40]
+OPS = ["softmax", "log_softmax", "logsumexp"]
+
+
+def special_rows(n: int, dtype) -> dict[int, np.ndarray]:
+    """Rows SciPy answers specially (or that stress the lanes), by the row index they get."""
+    big = np.finfo(dtype).max / 2
+    return {
+        0: np.full(n, np.nan, dtype),
+        3: np.full(n, -np.inf, dtype),
+        5: np.full(n, 7.5, dtype),
+        8: (np.linspace(-1, 1, n) * big).astype(dtype),
+        11: np.r_[np.inf, np.zeros(n - 1)].astype(dtype),
+        14: np.r_[np.zeros(n - 1), np.nan].astype(dtype),
+        16: np.r_[-np.inf, np.arange(n - 1)].astype(dtype),
+    }
+
+
+def make_batch(rng: np.random.Generator, rows: int, n: int, dtype) -> np.ndarray:
+    x = (rng.standard_normal((rows, n)) * 10).astype(dtype)
+    for r, row in special_rows(n, dtype).items():
+        if r < rows:
+            x[r] = row
+    return x
+
+
+def check_against_references(name: str, got: np.ndarray, x: np.ndarray, dtype) -> None:
+    expected = scipy_op(name, x, axis=-1)
+    assert got.shape == expected.shape
+    assert got.dtype == dtype
+    for f in (np.isnan, np.isposinf, np.isneginf):
+        mismatch = f(got) != f(expected)
+        assert not mismatch.any(), (
+            f"{name}: {f.__name__} pattern differs from SciPy at "
+            f"{np.argwhere(mismatch)[:3].tolist()}: got {got[mismatch][:3]}, "
+            f"SciPy {expected[mismatch][:3]}"
+        )
+    finite = np.isfinite(expected)
+    ref = REFERENCES[name](x, axis=-1)
+    if name == "softmax":
+        assert_softmax_close(got[finite], ref[finite], SOFTMAX_RTOL[dtype], 1e-30)
+    else:
+        assert_log_close(got[finite], ref[finite], LOG_ATOL[dtype])
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", OPS)
+def test_short_rows_accurate_and_like_scipy(rng, name, dtype, n, rows):
+    x = make_batch(rng, rows, n, dtype)
+    with np.errstate(all="ignore"):
+        check_against_references(name, getattr(fs, name)(x), x, dtype)
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", OPS)
+def test_a_row_gets_the_same_bits_in_any_batch(rng, name, dtype, n):
+    op = getattr(fs, name)
+    x = make_batch(rng, 40, n, dtype)
+    whole = op(x)
+    shifted = op(x[3:])  # every row in another lane (and tile)
+    assert np.array_equal(whole[3:], shifted, equal_nan=True), "batch shifted by 3 rows"
+    for r in (0, 1, 5, 16, 17, 39):
+        alone = op(x[r : r + 1])
+        assert np.array_equal(whole[r : r + 1], alone, equal_nan=True), f"row {r} alone"
+    if name != "logsumexp":
+        y = x.copy()
+        op(y, out=y)
+        assert np.array_equal(whole, y, equal_nan=True), "in place (out is the input)"
