@@ -794,3 +794,45 @@ def test_huge_logits_give_finite_losses_in_range(layout, x, y, kw):
             want32 = np.float32(want) if np.ndim(want) == 0 else want.astype(np.float32)
         # finite exactly where the true value fits float32 (then within rounding)
         np.testing.assert_allclose(np.ravel(loss), np.ravel(want32), rtol=1e-6, err_msg=reduction)
+
+
+@dtypes
+@pytest.mark.parametrize("n", [2, 10, 100, 1000])
+@pytest.mark.parametrize("how", ["rows", "saved lse", "classes on axis 1", "soft-capped"])
+def test_confident_rows_keep_the_labels_gradient_accurate(rng, dtype, n, how):
+    """Label at the maximum: d loss / d x[y] = p - 1 = -(sum of the others) / s, a small
+    number that p - 1 formed in the dtype would get wrong by about one ulp of 1."""
+    rows = 24
+    x = rng.standard_normal((rows, n)) - 12.0 - np.log(n)
+    y = rng.integers(0, n, rows)
+    x[np.arange(rows), y] = rng.uniform(0, 3, rows)
+    x = x.astype(dtype)
+    w = widen(x)
+    if how == "soft-capped":
+        w = 40.0 * np.tanh(w / 40.0)
+    others = np.where(np.arange(n) == y[:, None], 0, np.exp(w - w[np.arange(rows), y][:, None]))
+    o = others.sum(1)
+    ref = -o / (1 + o)  # p - 1 at the label, reduction="sum"
+    if how == "soft-capped":
+        ref = ref * (1 - np.tanh(widen(x)[np.arange(rows), y] / 40.0) ** 2)
+    if how == "rows":
+        _, g = fs.cross_entropy(x, y, reduction="sum", return_grad=True)
+    elif how == "soft-capped":
+        _, g = fs.cross_entropy(x, y, reduction="sum", softcap=40.0, return_grad=True)
+    elif how == "saved lse":
+        g = fs.cross_entropy_backward(
+            x, y, lse=fs.logsumexp(widen(x)).astype(dtype), reduction="sum"
+        )
+    else:  # (N, C, 1): the classes strided, the column kernel
+        _, g3 = fs.cross_entropy(
+            x[:, :, None], y[:, None], axis=1, reduction="sum", return_grad=True
+        )
+        g = g3[:, :, 0]
+    got = g[np.arange(rows), y]
+    rtol, atol = {np.float32: 2e-6, np.float64: 1e-13}[dtype], 0.0
+    eps = float(np.finfo(dtype).eps)
+    if how == "soft-capped":  # the capped logits are rounded to the dtype: up to 40 * eps each
+        rtol = 200 * eps
+    if how == "saved lse":  # p = exp(x[y] - lse) is no closer than the saved lse's rounding
+        rtol, atol = 0.0, 4 * eps * (1 + float(np.abs(fs.logsumexp(x)).max()))
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol, err_msg=f"{how}, n={n}")

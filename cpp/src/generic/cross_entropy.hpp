@@ -89,6 +89,7 @@ struct NoCoef {  // integer labels without smoothing: no linear term
     static constexpr bool kNone = true;
     typename V::reg load(std::size_t) const { return V::zero(); }
     typename V::reg load_partial(std::size_t, std::size_t) const { return V::zero(); }
+    typename V::T at(std::size_t) const { return 0; }
 };
 
 template <class V>
@@ -98,6 +99,7 @@ struct OnesCoef {  // integer labels, smoothing, no weights
     typename V::reg load_partial(std::size_t, std::size_t) const {
         return V::set1(typename V::T(1));
     }
+    typename V::T at(std::size_t) const { return 1; }
 };
 
 template <class V>
@@ -108,6 +110,7 @@ struct WeightCoef {  // integer labels, smoothing, class weights
     typename V::reg load_partial(std::size_t i, std::size_t len) const {
         return V::load_partial(w + i, len, 0);
     }
+    typename V::T at(std::size_t i) const { return w[i]; }
 };
 
 template <class V, bool kWeight>
@@ -144,7 +147,10 @@ struct CeStats {
     double log_sum = 0;       // log(s)
     double label_term = 0;    // lse - x'[y] (integer labels), accurate also when tiny
     double lin = 0, cs = 0;   // sum coef * (m - x'), sum coef
-    bool special = false;     // a NaN, or a maximum that is not finite
+    // integer labels: p = exp(x'[y] - m) and s - p, where the latter is known
+    // without cancellation (others < 0: not known; then p / s <= 1/2)
+    double label_exp = 1, others = -1;
+    bool special = false;  // a NaN, or a maximum that is not finite
 };
 
 // sum exp(x' - ref) over a stretch, as ties + rest. A confident row's loss
@@ -287,10 +293,13 @@ void ce_finish_sums(CeStats& st, const ExpSplit& sum, double xy, double ey, doub
         st.log_sum = l1p;  // of (ties - 1) + rest: ties >= 1, the maximum itself
         st.label_term = st.log_sum + (st.max - xy);  // (integer labels) no cancellation
         st.special = st.special || xy != xy;
+        if (xy == st.max) st.others = (sum.ties - 1) + sum.rest;  // the label is a tie
     } else {
         const double d = xy - st.max;  // <= 0, exact
         st.special = st.special || xy != xy;
         st.sum = ey + sum.rest;
+        st.label_exp = ey;
+        st.others = sum.rest;  // every entry but the label's
         if (ey > 1e-300) {
             st.label_term = l1p;  // of rest / ey
             st.log_sum = d + st.label_term;
@@ -543,9 +552,16 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
         else
             ce_row_grad<V>(x_of(r), g, n, static_cast<T>(st.max), Factor<V>::of(coef_a / st.sum),
                            static_cast<T>(coef_e), cap, coef);
-        if (a.label) {
+        if constexpr (!kTies) {  // integer labels (kTies: probabilities)
             const double d = kCap ? static_cast<double>(cap.scalar_deriv(xy)) : 1.0;
-            g[y] = static_cast<T>(static_cast<double>(g[y]) - coef_b * d);
+            if (st.others >= 0) {  // p - 1 = -others / s: no cancellation when p is near 1
+                const double gy =
+                    ((coef_a - coef_b) * st.label_exp - coef_b * st.others) / st.sum -
+                    coef_e * static_cast<double>(coef.at(static_cast<std::size_t>(y)));
+                g[y] = static_cast<T>(gy * d);
+            } else {
+                g[y] = static_cast<T>(static_cast<double>(g[y]) - coef_b * d);
+            }
         }
     };
 
@@ -563,6 +579,11 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
                 st.sum = 1;
                 st.log_sum = 0;
                 st.special = !std::isfinite(st.max);
+                if (a.label) {  // p = exp(x'[y] - lse) and 1 - p
+                    const double d = static_cast<double>(cap.scalar(xy)) - st.max;
+                    st.label_exp = std::exp(d);
+                    st.others = -std::expm1(d);
+                }
                 if constexpr (!Coef::kNone) st.cs = coef_sum<V>(coef, n);
             } else if (store) {
                 st = ce_row_stats<V, kCap, Coef, kStore, kTies>(x, n, cap, coef, skip, xy, g_of(r),
@@ -829,12 +850,42 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
             fa = V::fmadd(V::mul(gs, V::set1(static_cast<T>(a.s_z * 2 * z))), lse, fa);
         fa = V::div(fa, s);
         const reg vy = V::load(yf);
+        // at a label that is the maximum, p - 1 = -((ties - 1) + rest) / s,
+        // in double: formed as fa * e - fb it would cancel when p is near 1
+        reg gy = zero;
+        auto label_top = V::lt(one, zero);  // (no lane)
+        if constexpr (!kSoft) {
+            T gyl[N], top[N], lsv[N];
+            V::store(lsv, log_s);
+            const double extra = a.s_ce * eps * o.weight_sum / dn;  // coef_a - coef_b, per unit
+            for (std::size_t l = 0; l < N; ++l) {
+                top[l] = T(0);
+                gyl[l] = T(0);
+                if (l >= ch.w || yf[l] < 0 || xy[l] != mt[l]) continue;
+                const double sc = static_cast<double>(gsc[l]), sl = tsum[l] + rs[l];
+                const double fbl = sc * a.s_ce * (1 - eps) * static_cast<double>(wy[l]);
+                double fx = sc * extra;  // + the z-loss term
+                if (z != 0)
+                    fx += sc * a.s_z * 2 * z *
+                          (static_cast<double>(mt[l]) + static_cast<double>(lsv[l]));
+                const double cy =
+                    o.weight ? static_cast<double>(o.weight[static_cast<std::size_t>(yf[l])]) : 1.0;
+                gyl[l] = static_cast<T>((fx - fbl * ((tsum[l] - 1) + rs[l])) / sl -
+                                        sc * a.s_ce * eps / dn * cy);
+                top[l] = T(1);
+            }
+            gy = V::load(gyl);
+            label_top = V::gt(V::load(top), zero);
+        }
         for (std::size_t i = 0; i < n; ++i) {
             T* gi = at(g, a.gs, i);
             reg gv = V::mul(ch.load(gi, 0), fa);
             if (lin_terms) gv = V::fnmadd(fe, coef_at(i), gv);
-            if constexpr (!kSoft)
-                gv = V::sub(gv, V::select(V::eq(vy, V::set1(static_cast<T>(i))), fb, zero));
+            if constexpr (!kSoft) {
+                const auto at_y = V::eq(vy, V::set1(static_cast<T>(i)));
+                gv = V::sub(gv, V::select(at_y, fb, zero));
+                gv = V::select(at_y, V::select(label_top, gy, gv), gv);
+            }
             ch.store(gi, V::select(skip, zero, V::select(special, nan, gv)));
         }
     }
