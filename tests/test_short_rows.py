@@ -13,11 +13,13 @@ import fastsoftmax as fs
 import numpy as np
 import pytest
 from reference import REFERENCES, assert_log_close, assert_softmax_close, scipy_op
+from test_cross_entropy import check, random_labels, random_options
 
 SOFTMAX_RTOL = {np.float32: 1e-5, np.float64: 1e-13}
 LOG_ATOL = {np.float32: 2e-6, np.float64: 4e-15}
-# the tile limits (float32: 6, 12, 32; float64: 48, 48, 64) and one past each
-LENGTHS = [2, 3, 6, 7, 12, 13, 32, 33, 48, 49, 64, 65]
+# the tile limits (48 and 64), one past each, and lengths around whole blocks
+# of 4, 8 and 16 lanes
+LENGTHS = [2, 3, 7, 8, 9, 15, 16, 17, 33, 48, 49, 64, 65]
 ROWS = [1, 7, 16, 17, 40]
 OPS = ["softmax", "log_softmax", "logsumexp"]
 
@@ -89,3 +91,45 @@ def test_a_row_gets_the_same_bits_in_any_batch(rng, name, dtype, n):
         y = x.copy()
         op(y, out=y)
         assert np.array_equal(whole, y, equal_nan=True), "in place (out is the input)"
+
+
+# ---------------------------------------------------------------- cross_entropy --
+# Without soft-capping (and a saved logsumexp), rows of up to 64 classes go by tiles.
+
+CE_LENGTHS = [2, 10, 16, 17, 64, 65]
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("n", CE_LENGTHS)
+@pytest.mark.parametrize("soft", [False, True], ids=["indices", "probabilities"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_of_short_rows_matches_the_reference(rng, dtype, soft, n, rows):
+    for trial in range(4):
+        kw = random_options(rng, n, dtype, soft)
+        kw.pop("softcap", None)  # (soft-capped rows go one at a time)
+        x = (rng.standard_normal((rows, n)) * 4).astype(dtype)
+        labels = random_labels(rng, (rows, n), -1, soft, dtype, kw.get("ignore_index", -100))
+        if kw["reduction"] == "none" and trial % 2:
+            kw["grad_out"] = rng.standard_normal(rows)
+        check(x, labels, dtype, f"trial {trial}", **kw)
+
+
+@pytest.mark.parametrize("n", CE_LENGTHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_of_a_row_is_the_same_in_any_batch(rng, dtype, n):
+    x = (rng.standard_normal((40, n)) * 4).astype(dtype)
+    x[2] = np.nan
+    x[5, 1] = np.inf
+    x[9] = -np.inf
+    y = rng.integers(0, n, 40)
+    y[7] = -100  # ignored
+    kw = {"reduction": "none", "return_grad": True, "z_loss": 1e-3, "label_smoothing": 0.1}
+    loss, grad = fs.cross_entropy(x, y, **kw)
+    for lo in (1, 3, 17):
+        l2, g2 = fs.cross_entropy(x[lo:], y[lo:], **kw)
+        assert np.array_equal(loss[lo:], l2, equal_nan=True), f"losses, batch from row {lo}"
+        assert np.array_equal(grad[lo:], g2, equal_nan=True), f"gradient, batch from row {lo}"
+    xi = x.copy()
+    li = fs.cross_entropy(xi, y, inplace_grad=True, **kw)[0]
+    assert np.array_equal(loss, li, equal_nan=True), "losses, in place"
+    assert np.array_equal(grad, xi, equal_nan=True), "gradient, in place"

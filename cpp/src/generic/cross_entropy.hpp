@@ -897,8 +897,48 @@ CeSums cross_entropy_cols(const CeCols<typename V::T>& a, const CeOptions<typena
     return a.label ? ce_cols<V, false>(a, o) : ce_cols<V, true>(a, o);
 }
 
+// Short rows by tiles (softmax.hpp): V::N rows (logits, and probabilities)
+// transposed into tiles, ce_cols on them, the gradient transposed back. Each lane is computed on
+// its own, as in ce_cols, so a row's loss does not depend on its batch.
+template <class V>
+CeSums ce_by_tiles(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o) {
+    using T = typename V::T;
+    constexpr std::size_t N = V::N;
+    alignas(64) T xt[kTileBytes / sizeof(T)];
+    alignas(64) T tt[kTileBytes / sizeof(T)];
+    CeSums total;
+    for (std::size_t r = 0; r < a.rows; r += N) {
+        const std::size_t w = (a.rows - r < N) ? a.rows - r : N;
+        const auto off = static_cast<std::ptrdiff_t>(r);
+        tile_in<V>(a.x + off * a.xs, a.xs, xt, w, a.n);
+        if (a.target) tile_in<V>(a.target + off * a.ts, a.ts, tt, w, a.n);
+        CeCols<T> c;
+        c.x = xt;
+        c.xs = N;
+        c.label = a.label ? a.label + off * a.ls : nullptr;
+        c.ls = a.ls;
+        c.target = a.target ? tt : nullptr;
+        c.ts = N;
+        c.grad = a.grad ? xt : nullptr;  // in place: ce_cols reads each entry first
+        c.gs = N;
+        c.grad_scale = a.grad_scale ? a.grad_scale + r : nullptr;
+        c.loss = a.loss ? a.loss + r : nullptr;
+        c.s_ce = a.s_ce;
+        c.s_z = a.s_z;
+        c.n = a.n;
+        c.inner = w;
+        const CeSums s = cross_entropy_cols<V>(c, o);
+        total.ce += s.ce;
+        total.z += s.z;
+        if (a.grad) tile_out<V>(xt, a.grad + off * a.gs, a.gs, w, a.n);
+    }
+    return total;
+}
+
 template <class V>
 CeSums cross_entropy_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o) {
+    if (o.softcap == 0 && !a.lse && tiles_pay<V>(a.n, kTileLimits<typename V::T>.cross_entropy))
+        return ce_by_tiles<V>(a, o);
     return o.softcap != 0 ? ce_rows_capped<V, true>(a, o) : ce_rows_capped<V, false>(a, o);
 }
 

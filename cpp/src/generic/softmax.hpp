@@ -31,6 +31,7 @@
 #include <cstdlib>
 #include <limits>
 #include <new>
+#include <type_traits>
 
 #include "fastsoftmax/kernels.hpp"
 #include "generic/special_rows.hpp"
@@ -512,24 +513,90 @@ void logsumexp_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* ou
 // reductions (max, sum, log: chains of shuffles and scalar steps) than in
 // its exponentials. Each lane is computed on its own, so a row's result does
 // not depend on which tile or lane it lands in (nor on the thread split).
-constexpr std::size_t kTileBytes = 4096;  // the largest tile (n * V::N elements)
 
-// The longest rows that go by tiles, per op and element type: beyond these,
-// the transposes (element by element) cost more than the row path's
-// reductions (measured with avx512, 4096 rows: e.g. float32 softmax of 10
-// classes 51 us by rows, 54 by tiles; of 3 classes 53 and 35; float64 of 48
-// classes 347 and 331).
+// The largest tile (n * V::N elements): a whole number of V::N x V::N blocks
+// on every target, as tile_in and tile_out move whole blocks.
+constexpr std::size_t kTileBytes = 4096;
+
+// The longest rows that go by tiles, per op and element type (each also
+// within kTileBytes): up to these the tiles were faster than the row paths,
+// measured with avx512 on 4096 rows (e.g. float32 softmax of 10 classes
+// 51 -> 39 us, of 64 classes 144 by rows and 158 by tiles; float64
+// logsumexp of 10 classes 183 -> 58 us; see bench/RESULTS.md).
 struct TileLimits {
-    std::size_t softmax, log_softmax, logsumexp;
+    std::size_t softmax, log_softmax, logsumexp, cross_entropy;
 };
 template <class T>
-constexpr TileLimits kTileLimits = sizeof(T) == 4 ? TileLimits{6, 12, 32} : TileLimits{48, 48, 64};
+constexpr TileLimits kTileLimits =
+    sizeof(T) == 4 ? TileLimits{48, 64, 64, 64} : TileLimits{64, 64, 64, 64};
 
-// Whether rows of n go by tiles. It depends on n (and the op, the type and
+// Whether V has transpose(src, ss, dst, ds): dst[j * ds + i] = src[i * ss + j]
+// for i, j < V::N (the x86 targets).
+template <class V, class = void>
+struct HasTranspose : std::false_type {};
+template <class V>
+struct HasTranspose<V, std::void_t<decltype(&V::transpose)>> : std::true_type {};
+
+// Whether rows of n go by tiles: on targets with a vector transpose (moved
+// element by element, the tiles were slower), by n (and the op, the type and
 // the target) only, so that a row gets the same answer in any batch.
 template <class V>
 bool tiles_pay(std::size_t n, std::size_t limit) {
-    return V::N >= 4 && n >= 2 && n <= limit && n * V::N * sizeof(typename V::T) <= kTileBytes;
+    return HasTranspose<V>::value && V::N >= 4 && n >= 2 && n <= limit &&
+           n * V::N * sizeof(typename V::T) <= kTileBytes;
+}
+
+// Rows [0, w) of x (n elements each) into lanes [0, w) of an n x V::N tile:
+// tile[i * V::N + l] = x[l * xs + i]. Whole tiles go by blocks of V::N x V::N
+// (the last one through a staging block, so that nothing past a row is
+// read); the tile's rows past n may then hold anything.
+template <class V>
+void tile_in(const typename V::T* x, std::ptrdiff_t xs, typename V::T* tile, std::size_t w,
+             std::size_t n) {
+    using T = typename V::T;
+    constexpr std::size_t N = V::N;
+    if constexpr (HasTranspose<V>::value) {
+        if (w == N) {
+            std::size_t i = 0;
+            for (; i + N <= n; i += N) V::transpose(x + i, xs, tile + i * N, N);
+            if (i < n) {
+                alignas(64) T block[N * N];
+                for (std::size_t l = 0; l < N; ++l)
+                    V::store(
+                        block + l * N,
+                        V::load_partial(x + static_cast<std::ptrdiff_t>(l) * xs + i, n - i, 0));
+                V::transpose(block, N, tile + i * N, N);
+            }
+            return;
+        }
+    }
+    for (std::size_t l = 0; l < w; ++l, x += xs)
+        for (std::size_t k = 0; k < n; ++k) tile[k * N + l] = x[k];
+}
+
+// Lanes [0, w) of the tile's first n rows back into rows [0, w) of y:
+// y[l * ys + i] = tile[i * V::N + l].
+template <class V>
+void tile_out(const typename V::T* tile, typename V::T* y, std::ptrdiff_t ys, std::size_t w,
+              std::size_t n) {
+    using T = typename V::T;
+    constexpr std::size_t N = V::N;
+    if constexpr (HasTranspose<V>::value) {
+        if (w == N && n > 1) {
+            std::size_t i = 0;
+            for (; i + N <= n; i += N) V::transpose(tile + i * N, N, y + i, ys);
+            if (i < n) {
+                alignas(64) T block[N * N];
+                V::transpose(tile + i * N, N, block, N);
+                for (std::size_t l = 0; l < N; ++l)
+                    V::store_partial(y + static_cast<std::ptrdiff_t>(l) * ys + i, n - i,
+                                     V::load(block + l * N));
+            }
+            return;
+        }
+    }
+    for (std::size_t l = 0; l < w; ++l, y += ys)
+        for (std::size_t k = 0; k < n; ++k) y[k] = tile[k * N + l];
 }
 
 // cols(tile, w) computes lanes [0, w) of the n x V::N tile in place; the
@@ -542,13 +609,10 @@ void by_tiles(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::
     alignas(64) T tile[kTileBytes / sizeof(T)];
     for (std::size_t r = 0; r < rows; r += N) {
         const std::size_t w = (rows - r < N) ? rows - r : N;
-        const T* xr = x + static_cast<std::ptrdiff_t>(r) * xs;
-        for (std::size_t l = 0; l < w; ++l, xr += xs)
-            for (std::size_t i = 0; i < n; ++i) tile[i * N + l] = xr[i];
+        const auto off = static_cast<std::ptrdiff_t>(r);
+        tile_in<V>(x + off * xs, xs, tile, w, n);
         cols(tile, w);
-        T* yr = y + static_cast<std::ptrdiff_t>(r) * ys;
-        for (std::size_t l = 0; l < w; ++l, yr += ys)
-            for (std::size_t i = 0; i < out_n; ++i) yr[i] = tile[i * N + l];
+        tile_out<V>(tile, y + off * ys, ys, w, out_n);
     }
 }
 

@@ -91,6 +91,24 @@ struct F32 {
     }
     static mask mask_or(mask a, mask b) { return _mm256_or_ps(a, b); }
     static reg select(mask m, reg a, reg b) { return _mm256_blendv_ps(b, a, m); }
+    // dst[j * ds + i] = src[i * ss + j] for i, j < 8: 8 loads, 24 shuffles, 8 stores
+    static void transpose(const T* src, std::ptrdiff_t ss, T* dst, std::ptrdiff_t ds) {
+        reg u[8];  // u[4q + j]: lane k holds element 4k + j of rows 4q .. 4q + 3
+        for (int q = 0; q < 2; ++q) {
+            const T* r = src + 4 * q * ss;
+            const reg r0 = load(r), r1 = load(r + ss), r2 = load(r + 2 * ss), r3 = load(r + 3 * ss);
+            const reg t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            const reg t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            u[4 * q + 0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+            u[4 * q + 1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+            u[4 * q + 2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+            u[4 * q + 3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+        }
+        for (int j = 0; j < 4; ++j) {  // column 4k + j: lane k of u[j], u[4 + j]
+            store(dst + j * ds, _mm256_permute2f128_ps(u[j], u[4 + j], 0x20));
+            store(dst + (4 + j) * ds, _mm256_permute2f128_ps(u[j], u[4 + j], 0x31));
+        }
+    }
     static T hmax(reg v) {
         __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -194,6 +212,18 @@ struct F64 {
     }
     static mask mask_or(mask a, mask b) { return _mm256_or_pd(a, b); }
     static reg select(mask m, reg a, reg b) { return _mm256_blendv_pd(b, a, m); }
+    // dst[j * ds + i] = src[i * ss + j] for i, j < 4: 4 loads, 8 shuffles, 4 stores
+    static void transpose(const T* src, std::ptrdiff_t ss, T* dst, std::ptrdiff_t ds) {
+        const reg r0 = load(src), r1 = load(src + ss), r2 = load(src + 2 * ss),
+                  r3 = load(src + 3 * ss);
+        // lane k of u[2p + j] holds element 2k + j of rows 2p, 2p + 1
+        const reg u0 = _mm256_unpacklo_pd(r0, r1), u1 = _mm256_unpackhi_pd(r0, r1);
+        const reg u2 = _mm256_unpacklo_pd(r2, r3), u3 = _mm256_unpackhi_pd(r2, r3);
+        store(dst, _mm256_permute2f128_pd(u0, u2, 0x20));
+        store(dst + ds, _mm256_permute2f128_pd(u1, u3, 0x20));
+        store(dst + 2 * ds, _mm256_permute2f128_pd(u0, u2, 0x31));
+        store(dst + 3 * ds, _mm256_permute2f128_pd(u1, u3, 0x31));
+    }
     static T hmax(reg v) {
         __m128d m = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
         m = _mm_max_sd(m, _mm_unpackhi_pd(m, m));

@@ -61,6 +61,31 @@ struct F32 {
     static mask mask_or(mask a, mask b) { return static_cast<mask>(a | b); }
     static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_ps(m, b, a); }  // m ? a : b
     static T hmax(reg v) { return _mm512_reduce_max_ps(v); }
+    // dst[j * ds + i] = src[i * ss + j] for i, j < 16: 16 loads, 64 shuffles, 16 stores
+    static void transpose(const T* src, std::ptrdiff_t ss, T* dst, std::ptrdiff_t ds) {
+        reg u[16];  // u[4q + j]: lane k holds element 4k + j of rows 4q .. 4q + 3
+        for (int q = 0; q < 4; ++q) {
+            const T* r = src + 4 * q * ss;
+            const reg r0 = load(r), r1 = load(r + ss), r2 = load(r + 2 * ss), r3 = load(r + 3 * ss);
+            const reg t0 = _mm512_unpacklo_ps(r0, r1), t1 = _mm512_unpackhi_ps(r0, r1);
+            const reg t2 = _mm512_unpacklo_ps(r2, r3), t3 = _mm512_unpackhi_ps(r2, r3);
+            u[4 * q + 0] = _mm512_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+            u[4 * q + 1] = _mm512_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+            u[4 * q + 2] = _mm512_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+            u[4 * q + 3] = _mm512_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+        }
+        for (int j = 0; j < 4;
+             ++j) {  // column 4k + j: lane k of u[j], u[4 + j], u[8 + j], u[12 + j]
+            const reg p0 = _mm512_shuffle_f32x4(u[j], u[4 + j], _MM_SHUFFLE(2, 0, 2, 0));
+            const reg p1 = _mm512_shuffle_f32x4(u[j], u[4 + j], _MM_SHUFFLE(3, 1, 3, 1));
+            const reg p2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], _MM_SHUFFLE(2, 0, 2, 0));
+            const reg p3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], _MM_SHUFFLE(3, 1, 3, 1));
+            store(dst + j * ds, _mm512_shuffle_f32x4(p0, p2, _MM_SHUFFLE(2, 0, 2, 0)));
+            store(dst + (8 + j) * ds, _mm512_shuffle_f32x4(p0, p2, _MM_SHUFFLE(3, 1, 3, 1)));
+            store(dst + (4 + j) * ds, _mm512_shuffle_f32x4(p1, p3, _MM_SHUFFLE(2, 0, 2, 0)));
+            store(dst + (12 + j) * ds, _mm512_shuffle_f32x4(p1, p3, _MM_SHUFFLE(3, 1, 3, 1)));
+        }
+    }
 
     // Float sums are accumulated in double: a "wide" accumulator per lane.
     struct Wide {
@@ -133,6 +158,26 @@ struct F64 {
     static mask mask_or(mask a, mask b) { return static_cast<mask>(a | b); }
     static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_pd(m, b, a); }
     static T hmax(reg v) { return _mm512_reduce_max_pd(v); }
+    // dst[j * ds + i] = src[i * ss + j] for i, j < 8: 8 loads, 24 shuffles, 8 stores
+    static void transpose(const T* src, std::ptrdiff_t ss, T* dst, std::ptrdiff_t ds) {
+        reg u[8];  // u[2p + j]: lane k holds element 2k + j of rows 2p, 2p + 1
+        for (int p = 0; p < 4; ++p) {
+            const reg r0 = load(src + 2 * p * ss), r1 = load(src + (2 * p + 1) * ss);
+            u[2 * p] = _mm512_unpacklo_pd(r0, r1);
+            u[2 * p + 1] = _mm512_unpackhi_pd(r0, r1);
+        }
+        for (int j = 0; j < 2;
+             ++j) {  // column 2k + j: lane k of u[j], u[2 + j], u[4 + j], u[6 + j]
+            const reg p0 = _mm512_shuffle_f64x2(u[j], u[2 + j], _MM_SHUFFLE(2, 0, 2, 0));
+            const reg p1 = _mm512_shuffle_f64x2(u[j], u[2 + j], _MM_SHUFFLE(3, 1, 3, 1));
+            const reg p2 = _mm512_shuffle_f64x2(u[4 + j], u[6 + j], _MM_SHUFFLE(2, 0, 2, 0));
+            const reg p3 = _mm512_shuffle_f64x2(u[4 + j], u[6 + j], _MM_SHUFFLE(3, 1, 3, 1));
+            store(dst + j * ds, _mm512_shuffle_f64x2(p0, p2, _MM_SHUFFLE(2, 0, 2, 0)));
+            store(dst + (4 + j) * ds, _mm512_shuffle_f64x2(p0, p2, _MM_SHUFFLE(3, 1, 3, 1)));
+            store(dst + (2 + j) * ds, _mm512_shuffle_f64x2(p1, p3, _MM_SHUFFLE(2, 0, 2, 0)));
+            store(dst + (6 + j) * ds, _mm512_shuffle_f64x2(p1, p3, _MM_SHUFFLE(3, 1, 3, 1)));
+        }
+    }
 
     // Double sums use Neumaier's compensated summation per lane.
     struct Wide {
