@@ -17,9 +17,9 @@ from test_cross_entropy import check, random_labels, random_options
 
 SOFTMAX_RTOL = {np.float32: 1e-5, np.float64: 1e-13}
 LOG_ATOL = {np.float32: 2e-6, np.float64: 4e-15}
-# the tile limits (48 and 64), one past each, and lengths around whole blocks
-# of 4, 8 and 16 lanes
-LENGTHS = [2, 3, 7, 8, 9, 15, 16, 17, 33, 48, 49, 64, 65]
+# the tile limits (48, 64, 96, 128), one past each, and lengths around whole
+# blocks of 4, 8 and 16 lanes
+LENGTHS = [2, 3, 7, 8, 9, 15, 16, 17, 33, 48, 49, 64, 65, 96, 97, 128, 129]
 ROWS = [1, 7, 16, 17, 40]
 OPS = ["softmax", "log_softmax", "logsumexp"]
 
@@ -94,9 +94,10 @@ def test_a_row_gets_the_same_bits_in_any_batch(rng, name, dtype, n):
 
 
 # ---------------------------------------------------------------- cross_entropy --
-# Without soft-capping (and a saved logsumexp), rows of up to 64 classes go by tiles.
+# Without soft-capping (and a saved logsumexp), rows of up to 128 (float32) or 96
+# (float64) classes go by tiles.
 
-CE_LENGTHS = [2, 10, 16, 17, 64, 65]
+CE_LENGTHS = [2, 10, 16, 17, 96, 97, 128, 129]
 
 
 @pytest.mark.parametrize("rows", ROWS)

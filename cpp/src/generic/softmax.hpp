@@ -516,19 +516,21 @@ void logsumexp_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* ou
 
 // The largest tile (n * V::N elements): a whole number of V::N x V::N blocks
 // on every target, as tile_in and tile_out move whole blocks.
-constexpr std::size_t kTileBytes = 4096;
+constexpr std::size_t kTileBytes = 8192;
 
 // The longest rows that go by tiles, per op and element type (each also
 // within kTileBytes): up to these the tiles were faster than the row paths,
 // measured with avx512 on 4096 rows (e.g. float32 softmax of 10 classes
-// 51 -> 39 us, of 64 classes 144 by rows and 158 by tiles; float64
-// logsumexp of 10 classes 183 -> 58 us; see bench/RESULTS.md).
+// 51 -> 39 us, but of 64 classes 144 by rows and 158 by tiles; float64
+// logsumexp of 10 classes 183 -> 58 us, of 128 classes 506 -> 466 us;
+// float64 cross_entropy with its gradient of 128 classes 762 by rows and
+// 837 by tiles; see bench/RESULTS.md).
 struct TileLimits {
     std::size_t softmax, log_softmax, logsumexp, cross_entropy;
 };
 template <class T>
 constexpr TileLimits kTileLimits =
-    sizeof(T) == 4 ? TileLimits{48, 64, 64, 64} : TileLimits{64, 64, 64, 64};
+    sizeof(T) == 4 ? TileLimits{48, 64, 128, 128} : TileLimits{64, 64, 128, 96};
 
 // Whether V has transpose(src, ss, dst, ds): dst[j * ds + i] = src[i * ss + j]
 // for i, j < V::N (the x86 targets).
