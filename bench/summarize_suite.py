@@ -5,6 +5,12 @@
 Prints, per dtype and thread setting, one Markdown table of fastsoftmax's median time
 (the allocating variant; ``out=`` where the table says so) and its speed-up over each
 peer, then the speed-up of all threads over one thread for every (dtype, shape, op).
+
+    python bench/summarize_suite.py --before earlier.json later.json
+
+compares two runs of the same command instead (say, before and after a change, each
+run in its own environment): fastsoftmax's median in each, their ratio, and PyTorch's
+median in each run (when it ran), which shows how far the two runs' machines agreed.
 """
 
 from __future__ import annotations
@@ -12,6 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from typing import Any
+
+# (dtype, threads, shape, op) -> {impl: result row}
+Suite = dict[tuple[str, int, tuple[int, ...], str], dict[str, dict[str, Any]]]
 
 PEERS = ("numpy", "scipy", "torch", "jax", "tensorflow")
 
@@ -20,16 +30,48 @@ def fmt_time(s: float) -> str:
     return f"{s * 1e3:.2f} ms" if s >= 1e-3 else f"{s * 1e6:.1f} us"
 
 
+def load(path: str) -> Suite:
+    """(dtype, threads, shape, op) -> {impl: result row} of a suite JSON."""
+    with open(path) as f:
+        data = json.load(f)
+    by: Suite = defaultdict(dict)
+    for r in data["results"]:
+        by[(r["dtype"], r["threads"], tuple(r["shape"]), r["op"])][r["impl"]] = r
+    return by
+
+
+def compare(before: Suite, after: Suite) -> None:
+    """fastsoftmax (allocating) before and after, with PyTorch's median in each run."""
+    for dtype, threads in sorted({(k[0], k[1]) for k in after}):
+        print(f"\n**{dtype}, {threads} thread{'s' if threads > 1 else ''}** (allocating calls)\n")
+        print(
+            "| shape | op | before | after | after/before | torch, before | torch, after "
+            "| torch/after |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for key in sorted(after, key=lambda k: (k[2][0] * k[2][1], k[2], k[3])):
+            if key[:2] != (dtype, threads) or key not in before:
+                continue
+            b, a = before[key], after[key]
+            if "fastsoftmax" not in a or "fastsoftmax" not in b:
+                continue
+            tb, ta = b["fastsoftmax"]["time_s"], a["fastsoftmax"]["time_s"]
+            pb, pa = b.get("torch"), a.get("torch")
+            cells = [fmt_time(tb), fmt_time(ta), f"{ta / tb:.2f}"]
+            cells += [fmt_time(pb["time_s"]) if pb else "-", fmt_time(pa["time_s"]) if pa else "-"]
+            cells.append(f"{pa['time_s'] / ta:.2f}x" if pa else "-")
+            print(f"| {'x'.join(map(str, key[2]))} | {key[3]} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("json")
+    p.add_argument("--before", help="an earlier run of the same command, to compare with")
     args = p.parse_args()
-    with open(args.json) as f:
-        data = json.load(f)
-    rows = data["results"]
-    by = defaultdict(dict)  # (dtype, threads, shape, op) -> {impl: row}
-    for r in rows:
-        by[(r["dtype"], r["threads"], tuple(r["shape"]), r["op"])][r["impl"]] = r
+    by = load(args.json)
+    if args.before:
+        compare(load(args.before), by)
+        return
     settings = sorted({(k[0], k[1]) for k in by})
     for dtype, threads in settings:
         print(f"\n**{dtype}, {threads} thread{'s' if threads > 1 else ''}**: fastsoftmax's median")
@@ -53,10 +95,10 @@ def main() -> None:
             print(f"| {shape_s} | {op} | {fmt_time(ours['time_s'])} | " + " | ".join(cells) + " |")
     print("\n**All threads over one thread** (fastsoftmax's own medians; `out=` variant where")
     print("there is one, so that page faults of a fresh result do not enter)\n")
-    threads = sorted({k[1] for k in by})
-    if len(threads) < 2:
+    counts = sorted({k[1] for k in by})
+    if len(counts) < 2:
         return
-    one, many = threads[0], threads[-1]
+    one, many = counts[0], counts[-1]
     ops = sorted({k[3] for k in by})
     print("| dtype | shape | MB | " + " | ".join(ops) + " |")
     print("|---|---|---:|" + "---:|" * len(ops))
