@@ -11,6 +11,19 @@
 
 namespace fastsoftmax::avx512 {
 
+// The 4 x 4 transpose of 128-bit lanes (of floats or, cast, doubles):
+// lane q of out[k] is lane k of in[q]. The last step of both transposes.
+inline void transpose_lanes(const __m512 (&in)[4], __m512 (&out)[4]) {
+    const __m512 p0 = _mm512_shuffle_f32x4(in[0], in[1], _MM_SHUFFLE(2, 0, 2, 0));
+    const __m512 p1 = _mm512_shuffle_f32x4(in[0], in[1], _MM_SHUFFLE(3, 1, 3, 1));
+    const __m512 p2 = _mm512_shuffle_f32x4(in[2], in[3], _MM_SHUFFLE(2, 0, 2, 0));
+    const __m512 p3 = _mm512_shuffle_f32x4(in[2], in[3], _MM_SHUFFLE(3, 1, 3, 1));
+    out[0] = _mm512_shuffle_f32x4(p0, p2, _MM_SHUFFLE(2, 0, 2, 0));
+    out[1] = _mm512_shuffle_f32x4(p1, p3, _MM_SHUFFLE(2, 0, 2, 0));
+    out[2] = _mm512_shuffle_f32x4(p0, p2, _MM_SHUFFLE(3, 1, 3, 1));
+    out[3] = _mm512_shuffle_f32x4(p1, p3, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
 struct F32 {
     using T = float;
     using reg = __m512;
@@ -74,16 +87,11 @@ struct F32 {
             u[4 * q + 2] = _mm512_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
             u[4 * q + 3] = _mm512_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
         }
-        for (int j = 0; j < 4;
-             ++j) {  // column 4k + j: lane k of u[j], u[4 + j], u[8 + j], u[12 + j]
-            const reg p0 = _mm512_shuffle_f32x4(u[j], u[4 + j], _MM_SHUFFLE(2, 0, 2, 0));
-            const reg p1 = _mm512_shuffle_f32x4(u[j], u[4 + j], _MM_SHUFFLE(3, 1, 3, 1));
-            const reg p2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], _MM_SHUFFLE(2, 0, 2, 0));
-            const reg p3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], _MM_SHUFFLE(3, 1, 3, 1));
-            store(dst + j * ds, _mm512_shuffle_f32x4(p0, p2, _MM_SHUFFLE(2, 0, 2, 0)));
-            store(dst + (8 + j) * ds, _mm512_shuffle_f32x4(p0, p2, _MM_SHUFFLE(3, 1, 3, 1)));
-            store(dst + (4 + j) * ds, _mm512_shuffle_f32x4(p1, p3, _MM_SHUFFLE(2, 0, 2, 0)));
-            store(dst + (12 + j) * ds, _mm512_shuffle_f32x4(p1, p3, _MM_SHUFFLE(3, 1, 3, 1)));
+        // column 4k + j: lane k of u[j], u[4 + j], u[8 + j], u[12 + j]
+        for (int j = 0; j < 4; ++j) {
+            reg col[4];
+            transpose_lanes({u[j], u[4 + j], u[8 + j], u[12 + j]}, col);
+            for (int k = 0; k < 4; ++k) store(dst + (4 * k + j) * ds, col[k]);
         }
     }
 
@@ -166,16 +174,12 @@ struct F64 {
             u[2 * p] = _mm512_unpacklo_pd(r0, r1);
             u[2 * p + 1] = _mm512_unpackhi_pd(r0, r1);
         }
-        for (int j = 0; j < 2;
-             ++j) {  // column 2k + j: lane k of u[j], u[2 + j], u[4 + j], u[6 + j]
-            const reg p0 = _mm512_shuffle_f64x2(u[j], u[2 + j], _MM_SHUFFLE(2, 0, 2, 0));
-            const reg p1 = _mm512_shuffle_f64x2(u[j], u[2 + j], _MM_SHUFFLE(3, 1, 3, 1));
-            const reg p2 = _mm512_shuffle_f64x2(u[4 + j], u[6 + j], _MM_SHUFFLE(2, 0, 2, 0));
-            const reg p3 = _mm512_shuffle_f64x2(u[4 + j], u[6 + j], _MM_SHUFFLE(3, 1, 3, 1));
-            store(dst + j * ds, _mm512_shuffle_f64x2(p0, p2, _MM_SHUFFLE(2, 0, 2, 0)));
-            store(dst + (4 + j) * ds, _mm512_shuffle_f64x2(p0, p2, _MM_SHUFFLE(3, 1, 3, 1)));
-            store(dst + (2 + j) * ds, _mm512_shuffle_f64x2(p1, p3, _MM_SHUFFLE(2, 0, 2, 0)));
-            store(dst + (6 + j) * ds, _mm512_shuffle_f64x2(p1, p3, _MM_SHUFFLE(3, 1, 3, 1)));
+        // column 2k + j: lane k of u[j], u[2 + j], u[4 + j], u[6 + j]
+        for (int j = 0; j < 2; ++j) {
+            const auto f = [](reg v) { return _mm512_castpd_ps(v); };
+            __m512 col[4];
+            transpose_lanes({f(u[j]), f(u[2 + j]), f(u[4 + j]), f(u[6 + j])}, col);
+            for (int k = 0; k < 4; ++k) store(dst + (2 * k + j) * ds, _mm512_castps_pd(col[k]));
         }
     }
 
