@@ -153,6 +153,15 @@ struct CeStats {
     bool special = false;  // a NaN, or a maximum that is not finite
 };
 
+// d loss / d x'[y] of an integer label, with the gradient's factors a (of
+// softmax), b (of the label's one-hot) and e * coef[y] (smoothing), where
+// p = ey / s is near 1: p - 1 = -others / s (others = s - ey, known without
+// cancellation), so a * p - b = ((a - b) * ey - b * others) / s.
+inline double label_gradient(double a_minus_b, double b, double ey, double others, double s,
+                             double e_coef_y) {
+    return (a_minus_b * ey - b * others) / s - e_coef_y;
+}
+
 // sum exp(x' - ref) over a stretch, as ties + rest. A confident row's loss
 // is log(1 + tiny), which a float accumulator holding the maximum's exp(0) = 1
 // would round away, so the big term is kept out of the float sums:
@@ -555,10 +564,10 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
         if constexpr (!kTies) {  // integer labels (kTies: probabilities)
             const double d = kCap ? static_cast<double>(cap.scalar_deriv(xy)) : 1.0;
             if (st.others >= 0) {  // p - 1 = -others / s: no cancellation when p is near 1
-                const double gy =
-                    ((coef_a - coef_b) * st.label_exp - coef_b * st.others) / st.sum -
-                    coef_e * static_cast<double>(coef.at(static_cast<std::size_t>(y)));
-                g[y] = static_cast<T>(gy * d);
+                const double cy = static_cast<double>(coef.at(static_cast<std::size_t>(y)));
+                g[y] = static_cast<T>(label_gradient(coef_a - coef_b, coef_b, st.label_exp,
+                                                     st.others, st.sum, coef_e * cy) *
+                                      d);
             } else {
                 g[y] = static_cast<T>(static_cast<double>(g[y]) - coef_b * d);
             }
@@ -870,8 +879,8 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
                           (static_cast<double>(mt[l]) + static_cast<double>(lsv[l]));
                 const double cy =
                     o.weight ? static_cast<double>(o.weight[static_cast<std::size_t>(yf[l])]) : 1.0;
-                gyl[l] = static_cast<T>((fx - fbl * ((tsum[l] - 1) + rs[l])) / sl -
-                                        sc * a.s_ce * eps / dn * cy);
+                gyl[l] = static_cast<T>(label_gradient(fx, fbl, 1.0, (tsum[l] - 1) + rs[l], sl,
+                                                       sc * a.s_ce * eps / dn * cy));
                 top[l] = T(1);
             }
             gy = V::load(gyl);
