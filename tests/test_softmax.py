@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from reference import (
     ACCURACY_SHAPES,
+    LOG_ATOL,
     SCALES,
+    SOFTMAX_RTOL,
     assert_log_close,
     assert_softmax_close,
     describe_worst,
@@ -22,9 +24,7 @@ shapes = pytest.mark.parametrize("shape", ACCURACY_SHAPES, ids=lambda s: f"{s[0]
 scales = pytest.mark.parametrize("scale", SCALES)
 
 # Required accuracy (see the package's spec).
-SOFTMAX_RTOL = {np.float32: 1e-5, np.float64: 1e-13}
 SOFTMAX_TINY = {np.float32: 1e-30, np.float64: float(np.finfo(np.float64).tiny)}
-LOG_ATOL = {np.float32: 2e-6, np.float64: 4e-15}
 
 
 @shapes
