@@ -416,6 +416,32 @@ def test_unaligned_input_and_out(op):
     np.testing.assert_array_equal(out, expected)
 
 
+def packed_field(values: np.ndarray) -> np.ndarray:
+    """values as a field of a packed structured array: the data aligned, the strides not."""
+    rec = np.zeros(values.shape, [("v", values.dtype), ("pad", np.uint8)])
+    field = rec["v"]
+    field[...] = values
+    assert field.__array_interface__["data"][0] % values.dtype.alignment == 0
+    assert field.strides[-1] % values.dtype.itemsize != 0
+    assert not field.flags.aligned
+    return field
+
+
+@pytest.mark.parametrize("op", ALL_OPS, ids=op_id)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_strides_that_are_not_multiples_of_the_itemsize(rng, op, dtype):
+    """Such views took the fast path to the kernel, which refused them with a ValueError;
+    they take the general path (a copy), as unaligned data does."""
+    x = rng.standard_normal((3, 7)).astype(dtype)
+    expected = call(op, x)
+    np.testing.assert_array_equal(call(op, packed_field(x)), expected)
+    if op in BINARY:
+        np.testing.assert_array_equal(op(x, packed_field(backward_y(op, x))), expected)
+    out = packed_field(np.zeros_like(expected))
+    assert call(op, x, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+
+
 def one_byte_off(shape, dtype) -> np.ndarray:
     """Zeros of `shape` whose data pointer is one byte off the dtype's alignment."""
     size = int(np.prod(shape)) * np.dtype(dtype).itemsize

@@ -19,9 +19,10 @@ namespace fastsoftmax::bindings {
 namespace py = pybind11;
 
 // Raised (as fastsoftmax._core.Fallback, a ValueError) when an array needs
-// the Python layer's general path: it is not aligned to its element size, or
-// out may overlap an input. The fast path of the Python API catches it and
-// retries there, where the exact checks and conversions are done.
+// the Python layer's general path: its data or its strides are not aligned to
+// its element size, or out may overlap an input. The fast path of the Python
+// API catches it and retries there, where the exact checks and conversions
+// are done.
 struct Fallback : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
@@ -67,7 +68,9 @@ void check_dtype(const py::array& a, const char* what) {
                              std::string(py::str(a.dtype())));
 }
 
-// Strides in elements; the data must be aligned to the element size.
+// Strides in elements; the data must be aligned to the element size, and the
+// strides multiples of it (a field of a packed structured array, say, is
+// not: the general path copies it).
 template <class T>
 std::vector<std::ptrdiff_t> element_strides(const py::array& a, const char* what) {
     if (reinterpret_cast<std::uintptr_t>(a.data()) % alignof(T) != 0)
@@ -75,8 +78,8 @@ std::vector<std::ptrdiff_t> element_strides(const py::array& a, const char* what
     std::vector<std::ptrdiff_t> s(static_cast<std::size_t>(a.ndim()));
     for (py::ssize_t d = 0; d < a.ndim(); ++d) {
         if (a.strides(d) % static_cast<py::ssize_t>(sizeof(T)) != 0)
-            throw py::value_error(std::string(what) +
-                                  " has a stride that is not a multiple of its element size");
+            throw Fallback(std::string(what) +
+                           " has a stride that is not a multiple of its element size");
         s[static_cast<std::size_t>(d)] = a.strides(d) / static_cast<py::ssize_t>(sizeof(T));
     }
     return s;
