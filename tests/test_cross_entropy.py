@@ -643,6 +643,92 @@ def test_misaligned_and_strided_labels_and_weights(rng):
         )
 
 
+def general_path_only(monkeypatch):
+    """Turn off the forward call's fast path (it asks _fast_axis first)."""
+    monkeypatch.setattr(fs._cross_entropy, "_fast_axis", lambda *args: -1)
+
+
+def forward_cases(rng, dtype):
+    """(logits, labels, kwargs) of forward calls that the fast path takes or hands on."""
+    x = rng.standard_normal((6, 5, 4)).astype(dtype)
+    y = rng.integers(0, 5, (6, 4))
+    y[0, 0] = -100
+    packed = np.zeros((6, 4), [("y", np.int64), ("pad", np.uint8)])["y"]  # stride 9
+    packed[...] = y
+    huge = np.array([[3e38, -3e38]], dtype)
+    nan = x[:, :, 0].copy()
+    nan[2, 1] = np.nan
+    misaligned = one_byte_off((6, 5), dtype)
+    misaligned[...] = x[:, :, 0]
+    return [
+        (x, y, {"axis": 1}),
+        (x, y, {"axis": -2, "reduction": "sum"}),
+        (x[::-1, :, ::2], y[::-1, ::2], {"axis": 1}),
+        (x, packed, {"axis": 1}),
+        (misaligned, y[:, 0], {}),
+        (x[:, :, 0], np.full(6, 7), {"ignore_index": 7}),  # all ignored: NaN
+        (x[:, :, 0], np.full(6, -100), {"reduction": "sum"}),  # 0
+        (huge, np.array([1]), {}),  # beyond float32's range: +inf
+        (nan, y[:, 0], {}),
+    ]
+
+
+@dtypes
+def test_forward_fast_path_matches_the_general_path(rng, dtype, monkeypatch):
+    """The forward call with default options goes straight to the kernel; what it
+    returns (and which arrays it copies first) must not differ from the general path."""
+    cases = forward_cases(rng, dtype)
+    with np.errstate(all="raise"):  # (no overflow warning for the +inf loss)
+        fast = [fs.cross_entropy(x, y, **kw) for x, y, kw in cases]
+    general_path_only(monkeypatch)
+    for (x, y, kw), got in zip(cases, fast):
+        with np.errstate(over="ignore"):
+            expected = fs.cross_entropy(x, y, **kw)
+        assert type(got) is type(expected)
+        assert got.dtype == x.dtype
+        np.testing.assert_array_equal(got, expected)
+    assert np.isnan(fast[5])
+    assert fast[6] == 0
+    assert (fast[7] == np.inf) == (dtype == F32)
+
+
+def test_forward_fast_path_is_taken(rng, monkeypatch):
+    """The common forward call does not build the general path's _Call."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the general path was taken")
+
+    x = rng.standard_normal((3, 4)).astype(F32)
+    y = rng.integers(0, 4, 3)
+    monkeypatch.setattr(fs._cross_entropy, "_Call", refuse)
+    fs.cross_entropy(x, y)
+    fs.cross_entropy(x.T.astype(F64), y, axis=0, reduction="sum", ignore_index=2)
+    with pytest.raises(AssertionError, match="general path"):
+        fs.cross_entropy(x, y, reduction="none")
+
+
+@pytest.mark.parametrize(
+    ("logits_shape", "labels", "kwargs"),
+    [
+        ((3, 4), [0, 4, 1], {}),  # label out of range
+        ((3, 4), [[0, 1, 2]], {}),  # labels of the wrong shape
+        ((3, 0), [0, 0, 0], {}),  # no classes
+        ((3, 4), [0, 1, 2], {"ignore_index": 2**63}),
+        ((3, 4), [0, 1, 2], {"axis": 2}),
+        ((3, 4), [0, 1, 2], {"reduction": "avg"}),
+    ],
+)
+def test_forward_fast_path_errors_match_the_general_path(logits_shape, labels, kwargs, monkeypatch):
+    x = np.zeros(logits_shape, F32)
+    y = np.array(labels, np.int64)
+    with pytest.raises(Exception) as fast:  # noqa: PT011 (compared below)
+        fs.cross_entropy(x, y, **kwargs)
+    general_path_only(monkeypatch)
+    with pytest.raises(type(fast.value)) as general:
+        fs.cross_entropy(x, y, **kwargs)
+    assert str(fast.value) == str(general.value)
+
+
 def one_byte_off(shape, dtype) -> np.ndarray:
     """Zeros of `shape` whose data pointer is one byte off the dtype's alignment."""
     size = int(np.prod(shape)) * np.dtype(dtype).itemsize

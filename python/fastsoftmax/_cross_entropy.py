@@ -15,6 +15,7 @@ from ._api import (
     _axis_index,
     _cast,
     _copy_into,
+    _fast_axis,
     _prepare,
     _require,
     _shares_memory,
@@ -28,6 +29,18 @@ _LossLike = Union[np.ndarray, np.floating]
 _I64: np.dtype[Any] = np.dtype(np.int64)
 # the largest finite value of each result dtype: a loss beyond it becomes +inf
 _MAX = {np.dtype(t): float(np.finfo(t).max) for t in (np.float16, np.float32, np.float64)}
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _scalar_loss(total: float, dtype: np.dtype) -> np.floating:
+    """The reduced loss in the result dtype (beyond its range: +inf, without a warning)."""
+    loss: np.floating
+    if abs(total) <= _MAX.get(dtype, math.inf):
+        loss = dtype.type(total)
+    else:
+        with np.errstate(over="ignore"):
+            loss = dtype.type(total)
+    return loss
 
 
 def _real(value: Any, name: str) -> float:
@@ -219,13 +232,10 @@ class _Call:
             self.softcap,
             self.ignore_index,
         )
-        loss: _LossLike
-        if rows is None and abs(total) <= _MAX.get(self.result, math.inf):
-            loss = self.result.type(total)
-        else:
-            with np.errstate(over="ignore"):  # a loss beyond the dtype's range is +inf
-                loss = rows.astype(self.result) if rows is not None else self.result.type(total)
-        return loss, grad
+        if rows is None:
+            return _scalar_loss(total, self.result), grad
+        with np.errstate(over="ignore"):  # a loss beyond the dtype's range is +inf
+            return rows.astype(self.result), grad
 
 
 @overload
@@ -388,6 +398,34 @@ def cross_entropy(
             raise ValueError("inplace_grad=True needs writeable logits; these are read-only")
     if grad_out is not None and not return_grad:
         raise ValueError("grad_out is only used with return_grad=True")
+    if (  # the common forward call, kept cheap: the binding checks the rest
+        not return_grad
+        and type(logits) is np.ndarray
+        and type(labels) is np.ndarray
+        and labels.dtype is _I64
+        and weight is None
+        and softcap is None
+        and type(reduction) is str
+        and reduction in ("mean", "sum")
+        and type(label_smoothing) is float
+        and label_smoothing == 0.0
+        and type(z_loss) is float
+        and z_loss == 0.0
+        and type(ignore_index) is int
+        and _INT64_MIN <= ignore_index <= _INT64_MAX
+        and (ax := _fast_axis(logits, axis, None)) >= 0
+        and logits.shape[ax] > 0
+        and labels.shape == logits.shape[:ax] + logits.shape[ax + 1 :]
+    ):
+        try:
+            total = _core.cross_entropy(
+                logits, ax, labels, None, None, None, None, None, reduction, None,
+                0.0, 0.0, 0.0, ignore_index,
+            )  # fmt: skip
+        except _core.Fallback:  # (unaligned logits or labels: the general path copies them)
+            pass
+        else:
+            return _scalar_loss(total, logits.dtype)
     call = _Call(
         logits, labels, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
     )
