@@ -47,18 +47,23 @@ void check_labels(const std::vector<std::size_t>& ex_shape, const std::vector<Di
     const std::int64_t cls = static_cast<std::int64_t>(n);
     std::size_t examples = 1;
     for (const std::size_t e : ex_shape) examples *= e;
-    std::size_t flat = 0;
-    double ws = 0, cnt = 0;
-    for_each_unit(split.outer, split.last, 1, 0, examples, [&](const std::ptrdiff_t* off) {
-        const std::int64_t v = labels[off[0]];
-        const std::size_t at = flat++;
-        if (v == o.ignore_index) return;
-        if (v < 0 || v >= cls) throw BadLabel{unravel(at, ex_shape), v};
-        ws += o.weight ? static_cast<double>(o.weight[v]) : 1.0;
-        cnt += 1;
-    });
-    wsum = ws;
-    count = cnt;
+    std::size_t flat = 0, cnt = 0;
+    double ws = 0;  // the weights' sum (without weights: the count)
+    const std::ptrdiff_t step = split.last.stride[0];
+    for_each_run(split.outer, split.last, 1, 0, examples,
+                 [&](const std::ptrdiff_t* off, std::size_t len) {
+                     const std::int64_t* p = labels + off[0];
+                     for (std::size_t i = 0; i < len; ++i, p += step) {
+                         const std::int64_t v = *p;
+                         if (v == o.ignore_index) continue;
+                         if (v < 0 || v >= cls) throw BadLabel{unravel(flat + i, ex_shape), v};
+                         ++cnt;
+                         if (o.weight) ws += static_cast<double>(o.weight[v]);
+                     }
+                     flat += len;
+                 });
+    wsum = o.weight ? ws : static_cast<double>(cnt);
+    count = static_cast<double>(cnt);
 }
 
 constexpr std::size_t kMaxColumnClasses = 4096;  // (and < 2^24: labels compared as floats)
