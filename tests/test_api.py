@@ -442,6 +442,34 @@ def test_strides_that_are_not_multiples_of_the_itemsize(rng, op, dtype):
     np.testing.assert_array_equal(out, expected)
 
 
+def packed_record(values: np.ndarray) -> np.ndarray:
+    """values (shape (1, n)) as the field of one packed record: NumPy calls it aligned (the
+    odd stride is that of a length-1 dimension), which the kernels must agree with."""
+    rec = np.zeros(1, [("v", values.dtype, values.shape[1:]), ("pad", np.uint8)])
+    field = rec["v"]
+    field[...] = values
+    assert field.strides[0] % values.dtype.itemsize != 0
+    assert field.flags.aligned
+    return field
+
+
+@pytest.mark.parametrize("op", ALL_OPS, ids=op_id)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_odd_strides_that_address_nothing(rng, op, dtype):
+    """Odd strides of a length-1 dimension, or of an empty array, raised _core.Fallback
+    from the general path; they are not used, and the arrays go straight to the kernel."""
+    x = rng.standard_normal((1, 7)).astype(dtype)
+    expected = call(op, x)
+    np.testing.assert_array_equal(call(op, packed_record(x)), expected)
+    out = packed_record(np.zeros((1, 7), dtype)) if op is not fs.logsumexp else None
+    if out is not None:
+        assert call(op, x, out=out) is out
+        np.testing.assert_array_equal(out, expected)
+    empty = np.lib.stride_tricks.as_strided(np.zeros(4, dtype), (0, 3), (5, dtype().itemsize))
+    assert empty.flags.aligned
+    np.testing.assert_array_equal(call(op, empty), call(op, np.zeros((0, 3), dtype)))
+
+
 def one_byte_off(shape, dtype) -> np.ndarray:
     """Zeros of `shape` whose data pointer is one byte off the dtype's alignment."""
     size = int(np.prod(shape)) * np.dtype(dtype).itemsize
@@ -642,6 +670,31 @@ def test_backward_out_overlapping_an_input_partially_raises(op, which, axis):
     args = (part, other) if which == "grad" else (other, part)
     with pytest.raises(ValueError, match="overlap"):
         op(*args, axis=axis, out=out)
+
+
+@pytest.mark.parametrize("op", ALL_OPS, ids=op_id)
+def test_out_overlapping_a_non_ndarray_input_raises(op):
+    """An input given as a memoryview (or any object NumPy views rather than copies) was
+    not checked for overlap, and the result came out wrong."""
+    buf = np.linspace(0.01, 1, 40)
+    x = memoryview(buf[:30].reshape(3, 10))
+    out = buf[5:35].reshape(3, 10) if op is not fs.logsumexp else buf[5:8]
+    before = buf.copy()
+    with pytest.raises(ValueError, match="overlap"):
+        call(op, x, out=out) if op not in BINARY else op(x, x, out=out)
+    np.testing.assert_array_equal(buf, before, err_msg="memory written before the error")
+
+
+@pytest.mark.parametrize("op", [*UNARY, *BINARY], ids=op_id)
+def test_in_place_with_other_strides_on_length_one_dimensions(rng, op):
+    """The same elements, strides apart on a length-1 dimension: in place, not overlap."""
+    v = rng.standard_normal(6)
+    expected = call(op, v[None].copy())
+    x = v[None]  # strides (0, 8)
+    out = v.reshape(1, 6)  # strides (48, 8)
+    assert x.strides != out.strides
+    assert (op(x, out=out) if op in UNARY else op(x, backward_y(op, x).copy(), out=out)) is out
+    np.testing.assert_array_equal(out, expected)
 
 
 def test_logsumexp_out_overlapping_the_input_raises():

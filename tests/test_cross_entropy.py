@@ -416,6 +416,53 @@ def test_inplace_grad_writes_the_gradient_into_the_logits(rng, dtype, layout):
         np.testing.assert_array_equal(holder[:, 1::2], base)
 
 
+class Sub(np.ndarray):
+    """An ndarray subclass: np.asarray gives a view of it, not a copy."""
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_inplace_grad_of_a_subclass_whose_labels_share_its_memory(rng, dtype):
+    """Probabilities that are the logits themselves (or share their buffer) and logits of a
+    subclass: the gradient went straight into the converted view, and the binding refused
+    (_core.Fallback, a ValueError) since it reads the labels while writing it."""
+    p = rng.dirichlet(np.ones(5), 4).astype(dtype)
+    loss, grad = fs.cross_entropy(p.copy(), p.copy(), return_grad=True)
+    x = p.copy().view(Sub)
+    loss2, same = fs.cross_entropy(x, x, return_grad=True, inplace_grad=True)
+    assert same is x
+    assert loss2 == loss
+    np.testing.assert_array_equal(np.asarray(x), grad)
+
+
+def test_backward_out_interleaved_with_the_logits(rng):
+    """out shares the logits' buffer but no element (np.shares_memory: none); the
+    binding, which compares memory spans, refused it with _core.Fallback."""
+    buf = rng.standard_normal((4, 10))
+    x, out = buf[:, ::2], buf[:, 1::2]
+    y = np.array([0, 1, 2, 3])
+    expected = fs.cross_entropy_backward(x.copy(), y)
+    assert fs.cross_entropy_backward(x, y, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_odd_strides_that_address_nothing(rng):
+    """A length-1 dimension's odd stride (one packed record's field: NumPy calls it aligned)
+    raised _core.Fallback from the general path, for logits, labels and weights alike."""
+    x = rng.standard_normal((1, 6)).astype(F32)
+    w = np.ones(1, [("w", F64), ("pad", np.uint8)])["w"]  # shape (1,): weight of 1 class
+    rec = np.zeros(1, [("x", F32, (6,)), ("y", np.int64), ("pad", np.uint8)])
+    rec["x"] = x
+    rec["y"] = 4
+    assert rec["x"].flags.aligned
+    assert rec["x"].strides[0] % 4 != 0
+    loss, grad = fs.cross_entropy(x, np.array([4]), return_grad=True)
+    loss2, grad2 = fs.cross_entropy(rec["x"], rec["y"], return_grad=True)
+    assert loss2 == loss
+    np.testing.assert_array_equal(grad2, grad)
+    one = np.zeros((1, 1), F32)
+    assert fs.cross_entropy(one, np.zeros(1, np.int64), weight=w) == 0
+
+
 def test_inplace_grad_leaves_the_logits_alone_when_the_call_fails(rng):
     x = rng.standard_normal((1000, 10)).astype(F32)
     before = x.copy()

@@ -47,13 +47,22 @@ inline bool spans_overlap(const py::array& a, const py::array& b) {
     return alo < bhi && blo < ahi && alo < ahi && blo < bhi;
 }
 
+// Whether a and b are the same elements in the same order: the same data
+// pointer, shape and strides (but for the strides of dimensions of length 1,
+// which address nothing).
+inline bool same_elements(const py::array& a, const py::array& b) {
+    if (a.data() != b.data() || a.ndim() != b.ndim()) return false;
+    for (py::ssize_t d = 0; d < a.ndim(); ++d)
+        if (a.shape(d) != b.shape(d) || (a.shape(d) > 1 && a.strides(d) != b.strides(d)))
+            return false;
+    return true;
+}
+
 // Throws Fallback when out's memory may overlap a's, unless they are the same
-// elements (same data pointer and strides: in place).
+// elements (in place).
 inline void check_no_partial_overlap(const py::array& a, const py::array& out) {
-    if (a.data() == out.data() && a.ndim() == out.ndim() &&
-        std::equal(a.strides(), a.strides() + a.ndim(), out.strides()))
-        return;
-    if (spans_overlap(a, out)) throw Fallback("out may overlap an input partially");
+    if (!same_elements(a, out) && spans_overlap(a, out))
+        throw Fallback("out may overlap an input partially");
 }
 
 inline std::string shape_str(const py::array& a) {
@@ -70,13 +79,16 @@ void check_dtype(const py::array& a, const char* what) {
 
 // Strides in elements; the data must be aligned to the element size, and the
 // strides multiples of it (a field of a packed structured array, say, is
-// not: the general path copies it).
+// not: the general path copies it). The strides that address nothing (of a
+// dimension of length 1, or of an empty array) are 0, whatever they were.
 template <class T>
 std::vector<std::ptrdiff_t> element_strides(const py::array& a, const char* what) {
     if (reinterpret_cast<std::uintptr_t>(a.data()) % alignof(T) != 0)
         throw Fallback(std::string(what) + " is not aligned to its element size");
-    std::vector<std::ptrdiff_t> s(static_cast<std::size_t>(a.ndim()));
+    std::vector<std::ptrdiff_t> s(static_cast<std::size_t>(a.ndim()), 0);
+    if (a.size() == 0) return s;
     for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+        if (a.shape(d) == 1) continue;
         if (a.strides(d) % static_cast<py::ssize_t>(sizeof(T)) != 0)
             throw Fallback(std::string(what) +
                            " has a stride that is not a multiple of its element size");

@@ -122,9 +122,7 @@ double run(const py::array& logits, std::size_t axis, const py::object& labels_o
         expect_shape(grad, shape, "grad");
         const Strided<T> gs = as_output<T>(grad, "grad");
         g = CeArray<T>{gs.data, gs.strides};
-        if (!(grad.data() == logits.data() &&
-              std::equal(grad.strides(), grad.strides() + grad.ndim(), logits.strides())))
-            check_no_partial_overlap(logits, grad);
+        check_no_partial_overlap(logits, grad);
         // the kernels read target, labels, weight and lse while writing grad
         // (only the logits may be grad itself): no overlap at all
         const auto apart = [&](const py::array& a) {

@@ -123,24 +123,28 @@ def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return out
 
 
-def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+def _same_elements(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether a and b are the same elements in the same order (in place): the same data
+    pointer, shape and strides, but for the strides of length-1 dimensions (unused)."""
     return (
         a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-        and a.strides == b.strides
+        and a.shape == b.shape
+        and all(n == 1 or s == t for n, s, t in zip(a.shape, a.strides, b.strides))
     )
 
 
 def _check_overlap(out: np.ndarray, *inputs: Any) -> None:
-    """Refuse an out that overlaps an input (as the caller passed it) partially.
+    """Refuse an out that overlaps an input partially.
 
     The same memory (in place) is fine; a partial overlap would make the result
-    depend on the order of the work.
+    depend on the order of the work. Callers pass the inputs as given and as
+    converted (np.asarray of a memoryview, say, is a view of the same memory).
     """
     for a in inputs:
         if (
             isinstance(a, np.ndarray)
             and np.may_share_memory(a, out)
-            and not (_same_memory(a, out) and a.shape == out.shape)
+            and not _same_elements(a, out)
             and _shares_memory(a, out)
         ):
             raise ValueError(
@@ -226,8 +230,6 @@ def _elementwise(
     out: np.ndarray | None,
 ) -> np.ndarray:
     """Shared body of the ops whose result has the shape of their input(s)."""
-    if out is not None:
-        _check_overlap(out, *inputs)
     prepared = [_prepare(x, n) for x, n in zip(inputs, names)]
     arrays = [p[0] for p in prepared]
     if len(arrays) == 1:
@@ -245,6 +247,7 @@ def _elementwise(
     ax = _normalize_axis(axis, len(shape))
 
     if out is not None:
+        _check_overlap(out, *inputs, *arrays)
         _check_out(out, shape, result)
     if isinstance(ax, tuple):  # several axes: merge them into one
         flat = [_flatten_axes(a, ax) for a in arrays]
@@ -430,9 +433,9 @@ def logsumexp(
             return _core.logsumexp(x, fast, out)
         except _core.Fallback:
             pass
-    if out is not None:
-        _check_overlap(out, x)
     a, result = _prepare(x, "x")
+    if out is not None:
+        _check_overlap(out, x, a)
     shape = a.shape
     ax = _normalize_axis(axis, a.ndim)
     axes = ax if isinstance(ax, tuple) else (ax,)

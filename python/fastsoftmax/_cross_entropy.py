@@ -18,7 +18,7 @@ from ._api import (
     _fast_axis,
     _prepare,
     _require,
-    _shares_memory,
+    _same_elements,
 )
 
 Reduction = Literal["none", "sum", "mean"]
@@ -439,8 +439,10 @@ def cross_entropy(
             return loss, logits
         # computed in another dtype, logits misaligned, or labels / weights
         # that share memory with the logits: the gradient goes to a private
-        # array first, then into logits
-        grad = x if x is not logits else np.empty(x.shape, x.dtype)
+        # array first (x itself when it is a copy; not when it is a view of
+        # the logits, as np.asarray of a subclass is), then into logits
+        private = x is not logits and not np.may_share_memory(x, logits)
+        grad = x if private else np.empty(x.shape, x.dtype)
         loss, _ = call.run(grad, grad_out)
         _copy_into(logits, grad)
         return loss, logits
@@ -513,17 +515,15 @@ def cross_entropy_backward(
             )
         if not out.flags.writeable:
             raise ValueError("out is read-only")
-        same = out is x or (
-            out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
-            and out.strides == x.strides
-        )
         direct = (
             out.dtype == x.dtype
             and _aligned(out)
             and not call.reads_from(out)
             and not (saved is not None and np.may_share_memory(saved, out))
         )
-        if direct and (same or not _shares_memory(out, x)):
+        # in place, or apart: the binding tells apart by the memory spans (so an
+        # out interleaved with the logits goes through a private array)
+        if direct and (_same_elements(out, x) or not np.may_share_memory(out, x)):
             grad = out
         else:
             grad = np.empty(x.shape, x.dtype)
