@@ -85,6 +85,7 @@ def test_set_and_get():
     [
         (0, ValueError, "at least 1, got 0"),
         (-4, ValueError, "at least 1, got -4"),
+        (2**70, ValueError, f"at most {2**63 - 1}, got {2**70}"),
         (1.5, TypeError, "got 1.5 (float)"),
         ("2", TypeError, "got '2' (str)"),
         (True, TypeError, "got True (bool)"),

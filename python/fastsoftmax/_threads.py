@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import operator
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,8 @@ def _checked(n: object) -> int:
         ) from None
     if k < 1:
         raise ValueError(f"the number of threads must be at least 1, got {k}")
+    if k > sys.maxsize:  # (the binding's C integer)
+        raise ValueError(f"the number of threads must be at most {sys.maxsize}, got {k}")
     return k
 
 
