@@ -710,7 +710,8 @@ CeSums ce_rows_capped(const CeRows<typename V::T>& a, const CeOptions<typename V
 // (ties apart, as for probabilities in rows) and the linear sums, the
 // per-lane logs in one vector op, then a pass that scales the stored
 // exponentials. Ignored lanes get 0, lanes whose maximum is not finite or
-// that hold a NaN get NaN.
+// that hold a NaN get NaN. (Integer labels without smoothing or z-loss take
+// ce_cols_labels, below: the same in fewer steps.)
 template <class V, bool kSoft>
 CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o) {
     using T = typename V::T;
@@ -901,9 +902,134 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
     return total;
 }
 
+// Integer labels without smoothing or z-loss (the usual call), every step a
+// vector op across the lanes: one pass over the classes gives the maximum m,
+// then one pass gives x[y] and rest = the sum of exp(x - m) over the other
+// classes (stored into the gradient), and per lane
+//   ce = w[y] * (lse - x[y]) = w[y] * log1p(rest / ey),  ey = exp(x[y] - m),
+// exact in form as in the rows (a label far below the maximum, where ey
+// underflows: (m - x[y]) + log(ey + rest)); the gradient is
+//   f * exp(x - m), f = s_ce * scale * w[y] / s (s = ey + rest), and at the
+// label -f * rest (p - 1 = -rest / s, without cancellation).
+template <class V>
+CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o) {
+    using T = typename V::T;
+    using reg = typename V::reg;
+    constexpr std::size_t N = V::N;
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    constexpr T kIgnored = -1, kUnusable = -2;  // label lanes that hold no class
+    const std::size_t n = a.n;
+    const reg zero = V::zero(), one = V::set1(T(1)),
+              nan = V::set1(std::numeric_limits<T>::quiet_NaN());
+    const auto at = [](auto* p, std::ptrdiff_t stride, std::size_t i) {
+        return p + static_cast<std::ptrdiff_t>(i) * stride;
+    };
+    auto total = V::wide_zero();
+    double far_total = 0;
+    for (std::size_t c0 = 0; c0 < a.inner; c0 += N) {
+        const Chunk<V> ch{(a.inner - c0 < N) ? a.inner - c0 : N};
+        const T* x = a.x + c0;
+        T* g = a.grad ? a.grad + c0 : nullptr;
+        // per lane: the label, or kIgnored (and the lanes past the chunk), or
+        // kUnusable (out of range: labels changed by another thread since the
+        // driver checked them -> NaN)
+        T yf[N];
+        for (std::size_t l = 0; l < N; ++l) {
+            const std::int64_t y =
+                l < ch.w ? a.label[static_cast<std::ptrdiff_t>(c0 + l) * a.ls] : o.ignore_index;
+            yf[l] = y == o.ignore_index                           ? kIgnored
+                    : (y < 0 || static_cast<std::size_t>(y) >= n) ? kUnusable
+                                                                  : static_cast<T>(y);
+        }
+        const reg vy = V::load(yf);
+        reg vw = one;  // the label's weight
+        if (o.weight) {
+            T wy[N];
+            for (std::size_t l = 0; l < N; ++l)
+                wy[l] = yf[l] >= 0 ? o.weight[static_cast<std::size_t>(yf[l])] : T(1);
+            vw = V::load(wy);
+        }
+        const reg m = col_max<V>(x, a.xs, n, ch);
+        const reg ref = V::select(V::not_finite(m), zero, m);
+        reg xy = zero;
+        auto rest_w = V::wide_zero();
+        for (std::size_t i = 0; i < n;) {
+            const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
+            reg r = zero;
+            for (; i < end; ++i) {
+                const reg xv = ch.load(at(x, a.xs, i), -inf);
+                const reg e = vexp<V>(V::sub(xv, ref));
+                if (g) ch.store(at(g, a.gs, i), e);
+                const auto at_y = V::eq(vy, V::set1(static_cast<T>(i)));
+                xy = V::select(at_y, xv, xy);
+                r = V::add(r, V::select(at_y, zero, e));
+            }
+            V::wide_add(rest_w, r);
+        }
+        const reg rest = V::wide_round(rest_w);
+        const reg d = V::sub(xy, ref);  // <= 0
+        const reg ey = vexp<V>(d);
+        const auto far = V::lt(d, V::set1(T(-60)));  // ey underflows, or rest / ey overflows
+        const reg l1p = vlog1p<V>(V::select(far, V::sub(V::add(rest, ey), one), V::div(rest, ey)));
+        const auto skip = V::eq(vy, V::set1(kIgnored));
+        const auto special = V::mask_or(V::mask_or(V::not_finite(m), V::isnan(rest)),
+                                        V::mask_or(V::isnan(xy), V::eq(vy, V::set1(kUnusable))));
+        const auto done = V::mask_or(skip, special);  // a loss of 0, or NaN
+        const reg loss =
+            V::select(skip, zero, V::select(special, nan, V::select(far, zero, V::mul(vw, l1p))));
+        V::wide_add(total, loss);
+        // far below: (m - x[y]) + log(s), in double (m - x[y] may exceed the largest T)
+        const reg far_lanes = V::select(done, zero, V::select(far, one, zero));
+        const bool any_far = V::hmax(far_lanes) > 0;
+        double lanes[N];
+        if (a.loss || any_far) {
+            auto lw = V::wide_zero();
+            V::wide_add(lw, loss);
+            V::wide_store(lw, lanes);
+        }
+        if (any_far) {
+            T fl[N], mt[N], xt[N], lt[N], wt[N];
+            V::store(fl, far_lanes);
+            V::store(mt, m);
+            V::store(xt, xy);
+            V::store(lt, l1p);
+            V::store(wt, vw);
+            for (std::size_t l = 0; l < ch.w; ++l) {
+                if (fl[l] == 0) continue;
+                const double mx = static_cast<double>(mt[l]), xl = static_cast<double>(xt[l]);
+                lanes[l] = static_cast<double>(wt[l]) * ((mx - xl) + static_cast<double>(lt[l]));
+                far_total += lanes[l];
+            }
+        }
+        if (a.loss)
+            for (std::size_t l = 0; l < ch.w; ++l) a.loss[c0 + l] = lanes[l];
+        if (!g) continue;
+        reg scale = V::set1(static_cast<T>(a.s_ce));
+        if (a.grad_scale) {
+            T gsc[N];
+            for (std::size_t l = 0; l < N; ++l)
+                gsc[l] = l < ch.w ? static_cast<T>(a.grad_scale[c0 + l]) : T(1);
+            scale = V::mul(scale, V::load(gsc));
+        }
+        const reg f = V::div(V::mul(scale, vw), V::add(ey, rest));
+        const reg gy = V::fnmadd(f, rest, zero);  // (+0 for a single class)
+        for (std::size_t i = 0; i < n; ++i) {
+            T* gi = at(g, a.gs, i);
+            const auto at_y = V::eq(vy, V::set1(static_cast<T>(i)));
+            const reg gv = V::select(at_y, gy, V::mul(ch.load(gi, 0), f));
+            ch.store(gi, V::select(skip, zero, V::select(special, nan, gv)));
+        }
+    }
+    CeSums sums;
+    sums.ce = V::wide_hsum(total) + far_total;
+    return sums;
+}
+
 template <class V>
 CeSums cross_entropy_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o) {
-    return a.label ? ce_cols<V, false>(a, o) : ce_cols<V, true>(a, o);
+    if (!a.label) return ce_cols<V, true>(a, o);
+    if (o.smoothing == 0 && o.z_loss == 0) return ce_cols_labels<V>(a, o);
+    return ce_cols<V, false>(a, o);
 }
 
 // Short rows by tiles (softmax.hpp): V::N rows (logits, and probabilities)
