@@ -54,7 +54,7 @@ def test_environment_variable_sets_the_default():
     assert out.stdout.strip() == "3"
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", str(2**70)])
 def test_bad_environment_variable_warns_and_keeps_the_default(value):
     code = (
         "import warnings, os\n"
