@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any, SupportsIndex, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -13,7 +13,7 @@ from numpy.exceptions import AxisError
 
 from . import _core
 
-AxisLike = Union[int, "tuple[int, ...]", None]
+AxisLike = Union[SupportsIndex, "tuple[SupportsIndex, ...]", None]
 
 _F32: np.dtype[Any] = np.dtype(np.float32)
 _F64: np.dtype[Any] = np.dtype(np.float64)
@@ -24,7 +24,8 @@ def _prepare(x: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.dtype]:
 
     float32/float64 run natively; float16 is computed in float32 and longdouble
     in float64, each returned in its own dtype; integers and bools are computed
-    and returned as float64 (as SciPy does). Anything else is a TypeError.
+    and returned as float64 (as scipy.special.logsumexp does). Anything else is a
+    TypeError.
     """
     if type(x) is np.ndarray:
         dt = x.dtype

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Literal, Union, overload
+from typing import Any, Literal, SupportsIndex, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -76,9 +76,9 @@ class _Call:
         self,
         logits: npt.ArrayLike,
         labels: npt.ArrayLike,
-        axis: int,
+        axis: SupportsIndex,
         weight: npt.ArrayLike | None,
-        ignore_index: int,
+        ignore_index: SupportsIndex,
         reduction: str,
         label_smoothing: float,
         z_loss: float,
@@ -243,9 +243,9 @@ def cross_entropy(
     logits: npt.ArrayLike,
     labels: npt.ArrayLike,
     *,
-    axis: int = ...,
+    axis: SupportsIndex = ...,
     weight: npt.ArrayLike | None = ...,
-    ignore_index: int = ...,
+    ignore_index: SupportsIndex = ...,
     reduction: Reduction = ...,
     label_smoothing: float = ...,
     z_loss: float = ...,
@@ -259,9 +259,9 @@ def cross_entropy(
     logits: npt.ArrayLike,
     labels: npt.ArrayLike,
     *,
-    axis: int = ...,
+    axis: SupportsIndex = ...,
     weight: npt.ArrayLike | None = ...,
-    ignore_index: int = ...,
+    ignore_index: SupportsIndex = ...,
     reduction: Reduction = ...,
     label_smoothing: float = ...,
     z_loss: float = ...,
@@ -270,13 +270,29 @@ def cross_entropy(
     grad_out: npt.ArrayLike | None = ...,
     inplace_grad: bool = ...,
 ) -> tuple[Any, np.ndarray]: ...
+@overload
 def cross_entropy(
     logits: npt.ArrayLike,
     labels: npt.ArrayLike,
     *,
-    axis: int = -1,
+    axis: SupportsIndex = ...,
+    weight: npt.ArrayLike | None = ...,
+    ignore_index: SupportsIndex = ...,
+    reduction: Reduction = ...,
+    label_smoothing: float = ...,
+    z_loss: float = ...,
+    softcap: float | None = ...,
+    return_grad: bool = ...,
+    grad_out: npt.ArrayLike | None = ...,
+    inplace_grad: bool = ...,
+) -> Any: ...
+def cross_entropy(
+    logits: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    *,
+    axis: SupportsIndex = -1,
     weight: npt.ArrayLike | None = None,
-    ignore_index: int = -100,
+    ignore_index: SupportsIndex = -100,
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
@@ -330,14 +346,16 @@ def cross_entropy(
     axis : int, default -1
         The class axis.
     weight : array_like, optional
-        ``C`` finite, non-negative class weights.
+        ``C`` finite, non-negative class weights (within the range of the
+        logits' computation dtype).
     ignore_index : int, default -100
         Integer labels equal to it contribute no loss and a zero gradient (and
         do not count in the mean). Not used with probabilities.
     reduction : {"mean", "sum", "none"}, default "mean"
     label_smoothing : float in [0, 1], default 0
-    z_loss : float >= 0, default 0
-    softcap : float > 0, optional
+    z_loss : float >= 0, finite, default 0
+    softcap : float > 0, finite, optional
+        (Within the range of the logits' computation dtype.)
     return_grad : bool, default False
         Also return :math:`\partial\,\mathrm{loss} / \partial\,\mathrm{logits}`,
         computed in the same pass as the loss.
@@ -455,10 +473,10 @@ def cross_entropy_backward(
     logits: npt.ArrayLike,
     labels: npt.ArrayLike,
     *,
-    axis: int = -1,
+    axis: SupportsIndex = -1,
     lse: npt.ArrayLike | None = None,
     weight: npt.ArrayLike | None = None,
-    ignore_index: int = -100,
+    ignore_index: SupportsIndex = -100,
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
@@ -485,9 +503,10 @@ def cross_entropy_backward(
     ``lse`` it is recomputed (one more read of the logits, and slightly more
     accurate: the softmax is then formed from the row's exact maximum).
 
-    Parameters are those of :func:`cross_entropy`, plus ``lse`` (the
-    per-example shape) and ``out`` (an array of the logits' shape and result
-    dtype to write the gradient into; it may be ``logits`` itself).
+    Parameters are those of :func:`cross_entropy` but for ``return_grad`` and
+    ``inplace_grad`` (the gradient is what it returns; ``out=logits`` writes it
+    in place), plus ``lse`` (the per-example shape) and ``out`` (an array of the
+    logits' shape and result dtype to write the gradient into).
     """
     call = _Call(
         logits, labels, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
