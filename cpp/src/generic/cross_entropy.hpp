@@ -1072,7 +1072,7 @@ CeSums ce_by_tiles(const CeRows<typename V::T>& a, const CeOptions<typename V::T
 
 template <class V>
 CeSums cross_entropy_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o) {
-    if (o.softcap == 0 && !a.lse && tiles_pay<V>(a.n, kTileLimits<typename V::T>.cross_entropy))
+    if (o.softcap == 0 && !a.lse && tiles_pay<V>(a.n, kTileLimits<V>.cross_entropy))
         return ce_by_tiles<V>(a, o);
     return o.softcap != 0 ? ce_rows_capped<V, true>(a, o) : ce_rows_capped<V, false>(a, o);
 }

@@ -523,14 +523,17 @@ constexpr std::size_t kTileBytes = 8192;
 // measured with avx512 on 4096 rows (e.g. float32 softmax of 10 classes
 // 51 -> 39 us, but of 64 classes 144 by rows and 158 by tiles; float64
 // logsumexp of 10 classes 183 -> 58 us, of 128 classes 506 -> 466 us;
-// cross_entropy with its gradient of 128 classes, float32 327 by rows and
-// 350 by tiles, float64 762 and 837; see bench/RESULTS.md).
+// cross_entropy with its gradient, float32: 128 classes 78 ns a row by rows
+// and 68 by tiles (the column kernel of integer labels, ce_cols_labels), but
+// with avx2's 8 lanes 114 and 124; float64: 128 classes 762 by rows and 837
+// by tiles; see bench/RESULTS.md).
 struct TileLimits {
     std::size_t softmax, log_softmax, logsumexp, cross_entropy;
 };
-template <class T>
+template <class V>
 constexpr TileLimits kTileLimits =
-    sizeof(T) == 4 ? TileLimits{48, 64, 128, 96} : TileLimits{64, 64, 128, 96};
+    sizeof(typename V::T) == 4 ? TileLimits{48, 64, 128, V::N >= 16 ? 128u : 96u}
+                               : TileLimits{64, 64, 128, 96};
 
 // Whether V has transpose(src, ss, dst, ds): dst[j * ds + i] = src[i * ss + j]
 // for i, j < V::N (the x86 targets).
@@ -687,7 +690,7 @@ void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, s
                   std::size_t rows, std::size_t n, bool from_memory) {
     using T = typename V::T;
     if (n == 0) return;
-    if (tiles_pay<V>(n, kTileLimits<T>.softmax))
+    if (tiles_pay<V>(n, kTileLimits<V>.softmax))
         return by_tiles<V>(x, xs, y, ys, rows, n, n, [n](typename V::T* t, std::size_t w) {
             softmax_cols<V>(t, V::N, t, V::N, n, w);
         });
@@ -797,7 +800,7 @@ void log_softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* 
                       std::ptrdiff_t ys, std::size_t rows, std::size_t n, bool from_memory) {
     using T = typename V::T;
     if (n == 0) return;
-    if (tiles_pay<V>(n, kTileLimits<T>.log_softmax))
+    if (tiles_pay<V>(n, kTileLimits<V>.log_softmax))
         return by_tiles<V>(x, xs, y, ys, rows, n, n, [n](typename V::T* t, std::size_t w) {
             log_softmax_cols<V>(t, V::N, t, V::N, n, w);
         });
@@ -823,7 +826,7 @@ template <class V>
 void logsumexp_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out,
                     std::ptrdiff_t os, std::size_t rows, std::size_t n) {
     using T = typename V::T;
-    if (tiles_pay<V>(n, kTileLimits<T>.logsumexp))  // each lane's result in the tile's first row
+    if (tiles_pay<V>(n, kTileLimits<V>.logsumexp))  // each lane's result in the tile's first row
         return by_tiles<V>(x, xs, out, os, rows, n, 1,
                            [n](T* t, std::size_t w) { logsumexp_cols<V>(t, V::N, t, n, w); });
     if (n >= 1 && n <= V::N) return short_rows<ShortLogSumExp<V>>(x, xs, out, os, rows, n);
