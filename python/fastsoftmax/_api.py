@@ -208,12 +208,11 @@ def _backward(
     out: np.ndarray | None,
 ) -> np.ndarray:
     """The backward ops: straight to the kernel in the common case (as the forward ops:
-    ndarrays of one float dtype and shape, an int axis), else through _elementwise."""
+    ndarrays of one float dtype and shape, an int axis; the binding checks y's dtype and
+    shape), else through _elementwise."""
     if (
         type(grad) is np.ndarray
         and type(y) is np.ndarray
-        and y.dtype is grad.dtype
-        and y.shape == grad.shape
         and (ax := _fast_axis(grad, axis, out)) >= 0
     ):
         try:
