@@ -42,7 +42,7 @@ double* contiguous_f64(const py::array& a, std::size_t count, const char* what) 
 }
 
 // obj as an array, or a null handle when obj is None. (A default-constructed
-// py::array is a new empty array: seven of them took 1 us of a 1.6 us call.)
+// py::array is a new empty array: seven of them took 0.65 us of a 1.6 us call.)
 py::array array_or_null(const py::object& obj) {
     return obj.is_none() ? py::reinterpret_borrow<py::array>(py::handle()) : obj.cast<py::array>();
 }
