@@ -929,6 +929,50 @@ def test_huge_logits_give_finite_losses_in_range(layout, x, y, kw):
         np.testing.assert_allclose(np.ravel(loss), np.ravel(want32), rtol=1e-6, err_msg=reduction)
 
 
+@pytest.mark.parametrize("layout", ["rows", "columns"])
+@pytest.mark.parametrize("n", [10, 100, 1000])
+# (not subnormal weights with smoothing: its linear sums, scaled by 2**-64 against
+# overflow, underflow then, on every path)
+@pytest.mark.parametrize(("w", "smoothing"), [(1e38, 0.0), (1e38, 0.1), (1e-39, 0.0), (1e-44, 0.0)])
+def test_extreme_uniform_weights_give_the_unweighted_mean(rng, layout, n, smoothing, w):
+    """float32 weights at the ends of the range, all equal: the weighted mean is the plain
+    mean, and the gradient the plain gradient. The column kernels formed w[y] * loss and
+    1 / sum(w) in float32 (inf, or a subnormal's few bits) where the rows use double."""
+    x = rng.standard_normal((16, n)).astype(F32)
+    y = rng.integers(0, n, 16)
+    weight = np.full(n, w, F32)
+    if layout == "columns":
+        x, y = np.ascontiguousarray(x.T)[None], y[None]
+    axis = 1 if layout == "columns" else -1
+    kw = {"axis": axis, "label_smoothing": smoothing}
+    loss, grad = fs.cross_entropy(x, y, return_grad=True, **kw)
+    wloss, wgrad = fs.cross_entropy(x, y, return_grad=True, weight=weight, **kw)
+    np.testing.assert_allclose(wloss, loss, rtol=1e-6)
+    np.testing.assert_allclose(wgrad, grad, rtol=1e-5, atol=1e-6 * np.abs(grad).max())
+
+
+@pytest.mark.parametrize("layout", ["rows", "columns"])
+@pytest.mark.parametrize("n", [10, 100])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_gradient_scales_beyond_float32_with_small_weights(rng, layout, n, smoothing):
+    """grad_out of 1e39 (beyond float32) times weights of 1e-10: a finite gradient."""
+    x = rng.standard_normal((2, n)).astype(F32)
+    y = np.array([1, 2])
+    weight = np.full(n, 1e-10, F32)
+    scale = np.array([1e39, 1.0])
+    kw = {"weight": weight, "label_smoothing": smoothing, "grad_out": scale}
+    _, want = ref_cross_entropy(x, y, reduction="none", **kw)
+    if layout == "columns":
+        x, y = np.ascontiguousarray(x.T)[None], y[None]
+        kw["grad_out"] = scale[None]
+    axis = 1 if layout == "columns" else -1
+    _, grad = fs.cross_entropy(x, y, axis=axis, reduction="none", return_grad=True, **kw)
+    if layout == "columns":
+        grad = grad[0].T
+    assert np.isfinite(grad).all()
+    np.testing.assert_allclose(grad, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+
+
 @dtypes
 @pytest.mark.parametrize("n", [2, 10, 100, 1000])
 @pytest.mark.parametrize("how", ["rows", "saved lse", "classes on axis 1", "soft-capped"])

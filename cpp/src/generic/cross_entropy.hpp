@@ -733,15 +733,16 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
         const T* x = a.x + c0;
         T* g = a.grad ? a.grad + c0 : nullptr;
         const T* t = kSoft ? a.target + c0 : nullptr;
-        // per lane, as T lanes: label, x[label], its weight, the gradient's
-        // scale; flags: ignored, unusable (a label out of range: labels
-        // changed by another thread since they were checked -> NaN)
-        T yf[N], xy[N], wy[N], gsc[N], ignored[N], unusable[N];
+        // per lane, as T lanes: label, x[label], its weight; flags: ignored,
+        // unusable (a label out of range: labels changed by another thread
+        // since they were checked -> NaN); and the gradient's scale
+        T yf[N], xy[N], wy[N], ignored[N], unusable[N];
+        double gsc[N];
         for (std::size_t l = 0; l < N; ++l) {
             yf[l] = -1;
             xy[l] = 0;
             wy[l] = 1;
-            gsc[l] = a.grad_scale && l < ch.w ? static_cast<T>(a.grad_scale[c0 + l]) : T(1);
+            gsc[l] = a.grad_scale && l < ch.w ? a.grad_scale[c0 + l] : 1.0;
             ignored[l] = unusable[l] = 0;
             if (kSoft || l >= ch.w) continue;
             const std::int64_t y = a.label[static_cast<std::ptrdiff_t>(c0 + l) * a.ls];
@@ -803,8 +804,6 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
         const reg s = V::add(V::wide_round(ties), V::wide_round(rest));
         const reg log_s = vlog1p<V>(V::load(u));
         const reg lse = V::add(m, log_s);
-        const reg vwy = V::load(wy);
-        const reg vcs = V::wide_round(cs);
         auto special = V::mask_or(V::not_finite(m), V::isnan(s));
         if constexpr (!kSoft)
             special = V::mask_or(special, V::mask_or(V::isnan(V::load(xy)),
@@ -844,21 +843,29 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
             }
         }
         if (!g) continue;
-        // the gradient: g = fa * e - fe * coef - fb * [c = y]
-        const reg gs = V::load(gsc);
-        const reg s_ce = V::mul(gs, V::set1(static_cast<T>(a.s_ce)));
-        reg fa, fe, fb = zero;
-        if constexpr (kSoft) {
-            fa = V::mul(s_ce, vcs);
-            fe = s_ce;
-        } else {
-            fb = V::mul(V::mul(s_ce, V::set1(static_cast<T>(1 - eps))), vwy);
-            fa = V::fmadd(s_ce, V::set1(static_cast<T>(eps * o.weight_sum / dn)), fb);
-            fe = V::mul(s_ce, V::set1(static_cast<T>(eps / dn)));
+        // the gradient: g = fa * e - fe * coef - fb * [c = y], the factors per
+        // lane in double as the rows form them (a per-example scale, 1 / sum of
+        // the weights or a weight may lie beyond T's range where g does not)
+        T fav[N], fev[N], fbv[N], sv[N], lsev[N];
+        V::store(sv, s);
+        V::store(lsev, lse);
+        for (std::size_t l = 0; l < N; ++l) {
+            const double sc = gsc[l] * a.s_ce;
+            double fa_l, fe_l, fb_l = 0;
+            if constexpr (kSoft) {
+                fa_l = sc * css[l];
+                fe_l = sc;
+            } else {
+                fb_l = sc * (1 - eps) * static_cast<double>(wy[l]);
+                fa_l = fb_l + sc * (eps * o.weight_sum / dn);
+                fe_l = sc * (eps / dn);
+            }
+            if (z != 0) fa_l += gsc[l] * (a.s_z * 2 * z) * static_cast<double>(lsev[l]);
+            fav[l] = static_cast<T>(fa_l / static_cast<double>(sv[l]));
+            fev[l] = static_cast<T>(fe_l);
+            fbv[l] = static_cast<T>(fb_l);
         }
-        if (z != 0)
-            fa = V::fmadd(V::mul(gs, V::set1(static_cast<T>(a.s_z * 2 * z))), lse, fa);
-        fa = V::div(fa, s);
+        const reg fa = V::load(fav), fe = V::load(fev), fb = V::load(fbv);
         const reg vy = V::load(yf);
         // at a label that is the maximum, p - 1 = -((ties - 1) + rest) / s,
         // in double: formed as fa * e - fb it would cancel when p is near 1
@@ -872,7 +879,7 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
                 top[l] = T(0);
                 gyl[l] = T(0);
                 if (l >= ch.w || yf[l] < 0 || xy[l] != mt[l]) continue;
-                const double sc = static_cast<double>(gsc[l]), sl = tsum[l] + rs[l];
+                const double sc = gsc[l], sl = tsum[l] + rs[l];
                 const double fbl = sc * a.s_ce * (1 - eps) * static_cast<double>(wy[l]);
                 double fx = sc * extra;  // + the z-loss term
                 if (z != 0)
@@ -910,7 +917,9 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
 // exact in form as in the rows (a label far below the maximum, where ey
 // underflows: (m - x[y]) + log(ey + rest)); the gradient is
 //   f * exp(x - m), f = s_ce * scale * w[y] / s (s = ey + rest), and at the
-// label -f * rest (p - 1 = -rest / s, without cancellation).
+// label -f * rest (p - 1 = -rest / s, without cancellation). Products with a
+// class weight or a per-example scale are formed in double lane by lane, as
+// the rows form them (they may lie beyond T's range where the result does not).
 template <class V>
 CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o) {
     using T = typename V::T;
@@ -925,7 +934,12 @@ CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V
         return p + static_cast<std::ptrdiff_t>(i) * stride;
     };
     auto total = V::wide_zero();
-    double far_total = 0;
+    double lane_total = 0;  // the lanes done one by one
+    // the gradient's factor formed in T: no weights or per-example scales, and
+    // s_ce a normal T (1 / count for a mean, times a scalar grad_out)
+    const T s_ce_t = static_cast<T>(a.s_ce);
+    const bool t_factor = !o.weight && !a.grad_scale && std::isfinite(s_ce_t) &&
+                          (a.s_ce == 0 || std::fabs(s_ce_t) >= std::numeric_limits<T>::min());
     for (std::size_t c0 = 0; c0 < a.inner; c0 += N) {
         const Chunk<V> ch{(a.inner - c0 < N) ? a.inner - c0 : N};
         const T* x = a.x + c0;
@@ -975,19 +989,20 @@ CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V
         const auto special = V::mask_or(V::mask_or(V::not_finite(m), V::isnan(rest)),
                                         V::mask_or(V::isnan(xy), V::eq(vy, V::set1(kUnusable))));
         const auto done = V::mask_or(skip, special);  // a loss of 0, or NaN
-        const reg loss =
-            V::select(skip, zero, V::select(special, nan, V::select(far, zero, V::mul(vw, l1p))));
-        V::wide_add(total, loss);
+        // (the weight comes in below: the product is formed in double, where
+        // a weight may take it past the largest T, or be subnormal)
+        const reg loss = V::select(skip, zero, V::select(special, nan, V::select(far, zero, l1p)));
         // far below: (m - x[y]) + log(s), in double (m - x[y] may exceed the largest T)
         const reg far_lanes = V::select(done, zero, V::select(far, one, zero));
-        const bool any_far = V::hmax(far_lanes) > 0;
+        const bool per_lane = o.weight || V::hmax(far_lanes) > 0;
+        if (!per_lane) V::wide_add(total, loss);
         double lanes[N];
-        if (a.loss || any_far) {
+        if (a.loss || per_lane) {
             auto lw = V::wide_zero();
             V::wide_add(lw, loss);
             V::wide_store(lw, lanes);
         }
-        if (any_far) {
+        if (per_lane) {
             T fl[N], mt[N], xt[N], lt[N], wt[N];
             V::store(fl, far_lanes);
             V::store(mt, m);
@@ -995,23 +1010,34 @@ CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V
             V::store(lt, l1p);
             V::store(wt, vw);
             for (std::size_t l = 0; l < ch.w; ++l) {
-                if (fl[l] == 0) continue;
-                const double mx = static_cast<double>(mt[l]), xl = static_cast<double>(xt[l]);
-                lanes[l] = static_cast<double>(wt[l]) * ((mx - xl) + static_cast<double>(lt[l]));
-                far_total += lanes[l];
+                const double wl = static_cast<double>(wt[l]);
+                if (fl[l] != 0) {
+                    const double mx = static_cast<double>(mt[l]), xl = static_cast<double>(xt[l]);
+                    lanes[l] = wl * ((mx - xl) + static_cast<double>(lt[l]));
+                } else {
+                    lanes[l] *= wl;  // (0 where ignored, NaN where special)
+                }
+                lane_total += lanes[l];
             }
         }
         if (a.loss)
             for (std::size_t l = 0; l < ch.w; ++l) a.loss[c0 + l] = lanes[l];
         if (!g) continue;
-        reg scale = V::set1(static_cast<T>(a.s_ce));
-        if (a.grad_scale) {
-            T gsc[N];
-            for (std::size_t l = 0; l < N; ++l)
-                gsc[l] = l < ch.w ? static_cast<T>(a.grad_scale[c0 + l]) : T(1);
-            scale = V::mul(scale, V::load(gsc));
+        const reg s = V::add(ey, rest);
+        reg f;  // s_ce * grad_scale * w[y] / s
+        if (t_factor) {
+            f = V::div(V::set1(s_ce_t), s);
+        } else {  // in double, as the rows form it: the factors may lie beyond T's range
+            T sv[N], wt[N], fv[N];
+            V::store(sv, s);
+            V::store(wt, vw);
+            for (std::size_t l = 0; l < N; ++l) {
+                const double gl = a.grad_scale && l < ch.w ? a.grad_scale[c0 + l] : 1.0;
+                fv[l] = static_cast<T>(a.s_ce * gl * static_cast<double>(wt[l]) /
+                                       static_cast<double>(sv[l]));
+            }
+            f = V::load(fv);
         }
-        const reg f = V::div(V::mul(scale, vw), V::add(ey, rest));
         const reg gy = V::fnmadd(f, rest, zero);  // (+0 for a single class)
         for (std::size_t i = 0; i < n; ++i) {
             T* gi = at(g, a.gs, i);
@@ -1021,7 +1047,7 @@ CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V
         }
     }
     CeSums sums;
-    sums.ce = V::wide_hsum(total) + far_total;
+    sums.ce = V::wide_hsum(total) + lane_total;
     return sums;
 }
 
