@@ -691,7 +691,7 @@ def test_misaligned_and_strided_labels_and_weights(rng):
 
 
 def general_path_only(monkeypatch):
-    """Turn off the forward call's fast path (it asks _fast_axis first)."""
+    """Turn off the fast path of cross_entropy (it asks _fast_axis first)."""
     monkeypatch.setattr(fs._cross_entropy, "_fast_axis", lambda *args: -1)
 
 
@@ -721,26 +721,61 @@ def forward_cases(rng, dtype):
 
 
 @dtypes
-def test_forward_fast_path_matches_the_general_path(rng, dtype, monkeypatch):
-    """The forward call with default options goes straight to the kernel; what it
-    returns (and which arrays it copies first) must not differ from the general path."""
+@pytest.mark.parametrize("grad", ["none", "return_grad", "inplace_grad"])
+def test_fast_path_matches_the_general_path(rng, dtype, grad, monkeypatch):
+    """A call with default options goes straight to the kernel; what it returns (and which
+    arrays it copies first) must not differ from the general path."""
+    gkw = {"return_grad": grad != "none", "inplace_grad": grad == "inplace_grad"}
+
+    def call(x, y, kw):
+        x = x.copy() if gkw["inplace_grad"] else x  # (each call its own logits)
+        out = fs.cross_entropy(x, y, **kw, **gkw)
+        if gkw["inplace_grad"]:
+            assert out[1] is x
+        return out if gkw["return_grad"] else (out, None)
+
     cases = forward_cases(rng, dtype)
     with np.errstate(all="raise"):  # (no overflow warning for the +inf loss)
-        fast = [fs.cross_entropy(x, y, **kw) for x, y, kw in cases]
+        fast = [call(x, y, kw) for x, y, kw in cases]
     general_path_only(monkeypatch)
-    for (x, y, kw), got in zip(cases, fast):
+    for (x, y, kw), (loss, g) in zip(cases, fast):
         with np.errstate(over="ignore"):
-            expected = fs.cross_entropy(x, y, **kw)
-        assert type(got) is type(expected)
-        assert got.dtype == x.dtype
-        np.testing.assert_array_equal(got, expected)
-    assert np.isnan(fast[5])
-    assert fast[6] == 0
-    assert (fast[7] == np.inf) == (dtype == F32)
+            want, want_g = call(x, y, kw)
+        assert type(loss) is type(want)
+        assert loss.dtype == x.dtype
+        np.testing.assert_array_equal(loss, want)
+        np.testing.assert_array_equal(g, want_g)
+    assert np.isnan(fast[5][0])
+    assert fast[6][0] == 0
+    assert (fast[7][0] == np.inf) == (dtype == F32)
 
 
-def test_forward_fast_path_is_taken(rng, monkeypatch):
-    """The common forward call does not build the general path's _Call."""
+def test_inplace_grad_over_labels_in_the_logits_buffer(monkeypatch):
+    """Labels whose memory is part of the logits (one buffer viewed both ways): the
+    gradient must not be written over labels the kernel still reads, on either path."""
+    rows = np.random.default_rng(5).standard_normal((2, 4))
+    x = np.zeros((3, 4))
+    x[1:] = rows
+    want_loss, want_grad = fs.cross_entropy(x, np.zeros(3, np.int64), return_grad=True)
+
+    def call():
+        buf = np.zeros(12)
+        logits = buf.reshape(3, 4)
+        logits[1:] = rows
+        labels = buf.view(np.int64)[:3]  # the first row's 0.0s: labels 0
+        loss, grad = fs.cross_entropy(logits, labels, return_grad=True, inplace_grad=True)
+        assert grad is logits
+        return loss, grad
+
+    for _ in range(2):
+        loss, grad = call()
+        assert loss == want_loss
+        np.testing.assert_array_equal(grad, want_grad)
+        general_path_only(monkeypatch)
+
+
+def test_fast_path_is_taken(rng, monkeypatch):
+    """The common call does not build the general path's _Call."""
 
     def refuse(*args, **kwargs):
         raise AssertionError("the general path was taken")
@@ -750,8 +785,11 @@ def test_forward_fast_path_is_taken(rng, monkeypatch):
     monkeypatch.setattr(fs._cross_entropy, "_Call", refuse)
     fs.cross_entropy(x, y)
     fs.cross_entropy(x.T.astype(F64), y, axis=0, reduction="sum", ignore_index=2)
-    with pytest.raises(AssertionError, match="general path"):
-        fs.cross_entropy(x, y, reduction="none")
+    fs.cross_entropy(x, y, return_grad=True)
+    fs.cross_entropy(x.copy(), y, return_grad=True, inplace_grad=True)
+    for kw in ({"reduction": "none"}, {"return_grad": True, "grad_out": 2.0}):
+        with pytest.raises(AssertionError, match="general path"):
+            fs.cross_entropy(x, y, **kw)
 
 
 @pytest.mark.parametrize(
@@ -765,7 +803,7 @@ def test_forward_fast_path_is_taken(rng, monkeypatch):
         ((3, 4), [0, 1, 2], {"reduction": "avg"}),
     ],
 )
-def test_forward_fast_path_errors_match_the_general_path(logits_shape, labels, kwargs, monkeypatch):
+def test_fast_path_errors_match_the_general_path(logits_shape, labels, kwargs, monkeypatch):
     x = np.zeros(logits_shape, F32)
     y = np.array(labels, np.int64)
     with pytest.raises(Exception) as fast:  # noqa: PT011 (compared below)

@@ -416,8 +416,8 @@ def cross_entropy(
             raise ValueError("inplace_grad=True needs writeable logits; these are read-only")
     if grad_out is not None and not return_grad:
         raise ValueError("grad_out is only used with return_grad=True")
-    if (  # the common forward call, kept cheap: the binding checks the rest
-        not return_grad
+    if (  # the common call, kept cheap: the binding checks the rest
+        grad_out is None
         and type(logits) is np.ndarray
         and type(labels) is np.ndarray
         and labels.dtype is _I64
@@ -435,15 +435,19 @@ def cross_entropy(
         and logits.shape[ax] > 0
         and labels.shape == logits.shape[:ax] + logits.shape[ax + 1 :]
     ):
+        grad = None
+        if return_grad:
+            grad = logits if inplace_grad else np.empty(logits.shape, logits.dtype)
         try:
             total = _core.cross_entropy(
-                logits, ax, labels, None, None, None, None, None, reduction, None,
+                logits, ax, labels, None, None, grad, None, None, reduction, None,
                 0.0, 0.0, 0.0, ignore_index,
             )  # fmt: skip
-        except _core.Fallback:  # (unaligned logits or labels: the general path copies them)
-            pass
+        except _core.Fallback:  # unaligned logits or labels (the general path copies them),
+            pass  # or labels that share memory with the gradient
         else:
-            return _scalar_loss(total, logits.dtype)
+            loss = _scalar_loss(total, logits.dtype)
+            return (loss, grad) if return_grad else loss
     call = _Call(
         logits, labels, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
     )
