@@ -847,6 +847,7 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
         // lane in double as the rows form them (a per-example scale, 1 / sum of
         // the weights or a weight may lie beyond T's range where g does not)
         T fav[N], fev[N], fbv[N], sv[N], lsev[N];
+        double fbd[N];  // fb in double (also the label's gradient below)
         V::store(sv, s);
         V::store(lsev, lse);
         for (std::size_t l = 0; l < N; ++l) {
@@ -863,6 +864,7 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
             if (z != 0) fa_l += gsc[l] * (a.s_z * 2 * z) * static_cast<double>(lsev[l]);
             fav[l] = static_cast<T>(fa_l / static_cast<double>(sv[l]));
             fev[l] = static_cast<T>(fe_l);
+            fbd[l] = fb_l;
             fbv[l] = static_cast<T>(fb_l);
         }
         const reg fa = V::load(fav), fe = V::load(fev), fb = V::load(fbv);
@@ -880,14 +882,13 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
                 gyl[l] = T(0);
                 if (l >= ch.w || yf[l] < 0 || xy[l] != mt[l]) continue;
                 const double sc = gsc[l], sl = tsum[l] + rs[l];
-                const double fbl = sc * a.s_ce * (1 - eps) * static_cast<double>(wy[l]);
                 double fx = sc * extra;  // + the z-loss term
                 if (z != 0)
                     fx += sc * a.s_z * 2 * z *
                           (static_cast<double>(mt[l]) + static_cast<double>(lsv[l]));
                 const double cy =
                     o.weight ? static_cast<double>(o.weight[static_cast<std::size_t>(yf[l])]) : 1.0;
-                gyl[l] = static_cast<T>(label_gradient(fx, fbl, 1.0, (tsum[l] - 1) + rs[l], sl,
+                gyl[l] = static_cast<T>(label_gradient(fx, fbd[l], 1.0, (tsum[l] - 1) + rs[l], sl,
                                                        sc * a.s_ce * eps / dn * cy));
                 top[l] = T(1);
             }
