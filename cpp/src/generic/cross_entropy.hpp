@@ -386,7 +386,6 @@ double coef_sum(const Coef& coef, std::size_t n) {
 template <class V, bool kCap, class Coef>
 void ce_row_grad(const typename V::T* x, typename V::T* g, std::size_t n, typename V::T m,
                  const Factor<V>& f, typename V::T e, const Cap<V, kCap>& cap, const Coef& coef) {
-    using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
     const reg vm = V::set1(m), vlo = V::set1(exp_floor(m)), ve = V::set1(e);
