@@ -14,8 +14,9 @@
 // clang-format off
 #include FASTSOFTMAX_STR(arch/FASTSOFTMAX_TARGET/vec.hpp)
 // clang-format on
-#include "generic/cross_entropy.hpp"
-#include "generic/softmax.hpp"
+#include "generic/backward.hpp"
+#include "generic/ce_rows.hpp"
+#include "generic/softmax_rows.hpp"
 
 namespace fastsoftmax {
 

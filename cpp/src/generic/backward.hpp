@@ -1,0 +1,87 @@
+// softmax_backward and log_softmax_backward over rows and over columns.
+#pragma once
+
+#include <cstddef>
+
+#include "generic/blocks.hpp"
+#include "generic/vec_math.hpp"
+
+#ifndef FASTSOFTMAX_TARGET
+#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
+#endif
+
+// Each target's translation unit gets its own copy in its own namespace, so
+// no inline function compiled with one target's flags is shared with another.
+namespace fastsoftmax::FASTSOFTMAX_TARGET {
+
+// the terms accumulated by acc:
+template <class V>
+struct SoftmaxGrad {  // o = y * (g - sum(g * y))
+    using reg = typename V::reg;
+    static reg acc(reg s, reg g, reg y) { return V::fmadd(g, y, s); }
+    static reg out(reg g, reg y, reg s) { return V::mul(y, V::sub(g, s)); }
+};
+
+template <class V>
+struct LogSoftmaxGrad {  // o = g - exp(y) * sum(g)
+    using reg = typename V::reg;
+    static reg acc(reg s, reg g, reg) { return V::add(s, g); }
+    static reg out(reg g, reg y, reg s) { return V::fnmadd(vexp<V>(y), s, g); }
+};
+
+template <class V, class Op>
+void backward_rows(const typename V::T* g, std::ptrdiff_t gs, const typename V::T* y,
+                   std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os, std::size_t rows,
+                   std::size_t n) {
+    using T = typename V::T;
+    constexpr std::size_t N = V::N;
+    for (std::size_t r = 0; r < rows; ++r, g += gs, y += ys, o += os) {
+        auto wide = V::wide_zero();
+        std::size_t i = 0;
+        while (i + N <= n) {
+            const std::size_t end = (n - i >= kBlock * N) ? i + kBlock * N : n;
+            auto s0 = V::zero(), s1 = V::zero();
+            for (; i + 2 * N <= end; i += 2 * N) {
+                s0 = Op::acc(s0, V::load(g + i), V::load(y + i));
+                s1 = Op::acc(s1, V::load(g + i + N), V::load(y + i + N));
+            }
+            for (; i + N <= end; i += N) s0 = Op::acc(s0, V::load(g + i), V::load(y + i));
+            V::wide_add(wide, V::add(s0, s1));
+        }
+        if (i < n)  // zero fill: the missing lanes add nothing
+            V::wide_add(wide, Op::acc(V::zero(), V::load_partial(g + i, n - i, 0),
+                                      V::load_partial(y + i, n - i, 0)));
+        const auto vs = V::set1(static_cast<T>(V::wide_hsum(wide)));
+        for (i = 0; i + N <= n; i += N)
+            V::store(o + i, Op::out(V::load(g + i), V::load(y + i), vs));
+        if (i < n)
+            V::store_partial(
+                o + i, n - i,
+                Op::out(V::load_partial(g + i, n - i, 0), V::load_partial(y + i, n - i, 0), vs));
+    }
+}
+
+template <class V, class Op>
+void backward_cols(const typename V::T* g, std::ptrdiff_t gs, const typename V::T* y,
+                   std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os, std::size_t n,
+                   std::size_t inner) {
+    for (std::size_t c = 0; c < inner; c += V::N) {
+        const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
+        const auto at = [&](const typename V::T* p, std::ptrdiff_t ps, std::size_t i) {
+            return ch.load(p + c + static_cast<std::ptrdiff_t>(i) * ps, 0);
+        };
+        auto wide = V::wide_zero();
+        for (std::size_t i = 0; i < n;) {
+            const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
+            auto s = V::zero();
+            for (; i < end; ++i) s = Op::acc(s, at(g, gs, i), at(y, ys, i));
+            V::wide_add(wide, s);
+        }
+        const auto vs = V::wide_round(wide);
+        for (std::size_t i = 0; i < n; ++i)
+            ch.store(o + c + static_cast<std::ptrdiff_t>(i) * os,
+                     Op::out(at(g, gs, i), at(y, ys, i), vs));
+    }
+}
+
+}  // namespace fastsoftmax::FASTSOFTMAX_TARGET

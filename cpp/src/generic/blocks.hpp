@@ -1,0 +1,403 @@
+// Building blocks of every kernel, written once over a vector wrapper V:
+// row maxima, sums of exponentials (ExpSum, in the wide type), the two-float
+// factor that scales softmax outputs (Factor), the online (max, sum) walk of a
+// row block by block, element-wise maps with streaming stores, lane masks,
+// vectorized logs of a few scalars, and the column (chunk) versions of the
+// reductions. Generic code keeps scalars and scratch in the compute type
+// V::T; pointers to the caller's arrays are in the storage type V::S.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <new>
+
+#include "fastsoftmax/kernels.hpp"
+#include "generic/compensated.hpp"
+#include "generic/vec_math.hpp"
+
+#ifndef FASTSOFTMAX_TARGET
+#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
+#endif
+
+// Each target's translation unit gets its own copy in its own namespace, so
+// no inline function compiled with one target's flags is shared with another.
+namespace fastsoftmax::FASTSOFTMAX_TARGET {
+
+constexpr std::size_t kBlock = 64;  // vectors per block of a row (4 KiB)
+
+template <class T>
+constexpr T neg_inf() {
+    return -std::numeric_limits<T>::infinity();
+}
+
+// A double factor (1/sum, for the final scaling of softmax) applied to T
+// vectors. For float it is kept as hi + lo (two floats), and e * f =
+// fma(e, hi, e * lo) is rounded once, as a division by the sum would be, but
+// without a division per element.
+template <class V>
+struct Factor {
+    typename V::reg hi, lo;
+    static Factor of(double f) {
+        using T = typename V::T;
+        const T hi = static_cast<T>(f);
+        return {V::set1(hi), V::set1(static_cast<T>(f - static_cast<double>(hi)))};
+    }
+    static Factor reciprocal(double s) { return of(1.0 / s); }
+    typename V::reg apply(typename V::reg e) const {
+        if constexpr (sizeof(typename V::T) == 4) return V::fmadd(e, hi, V::mul(e, lo));
+        return V::mul(e, hi);  // double: rounding 1/s costs far less than the tolerance
+    }
+};
+
+// ---------------------------------------------------------------- rows ----
+
+template <class V>
+typename V::T row_max(const typename V::T* x, std::size_t n) {
+    using T = typename V::T;
+    constexpr std::size_t N = V::N;
+    auto m0 = V::set1(neg_inf<T>()), m1 = m0, m2 = m0, m3 = m0;
+    std::size_t i = 0;
+    for (; i + 4 * N <= n; i += 4 * N) {
+        m0 = V::max(m0, V::load(x + i));
+        m1 = V::max(m1, V::load(x + i + N));
+        m2 = V::max(m2, V::load(x + i + 2 * N));
+        m3 = V::max(m3, V::load(x + i + 3 * N));
+    }
+    for (; i + N <= n; i += N) m0 = V::max(m0, V::load(x + i));
+    if (i < n) m1 = V::max(m1, V::load_partial(x + i, n - i, neg_inf<T>()));
+    return V::hmax(V::max(V::max(m0, m1), V::max(m2, m3)));
+}
+
+// The sum of the exponentials that softmax divides by, per lane. A float
+// accumulator holding the row maximum's exp(0) = 1 would round every small
+// term it adds to 2^-24 (a bias of several ulp on the whole row), so in float
+// each pair of vectors is added once and goes straight into the double
+// accumulator. Double runs are summed in a register for up to kBlock vectors
+// and folded into the compensated sum.
+template <class V>
+struct ExpSum {
+    using reg = typename V::reg;
+    static constexpr bool kPairs = sizeof(typename V::T) == 4;
+    typename V::Wide wide = V::wide_zero();
+    reg run = V::zero();
+    std::size_t count = 0;  // vectors in run
+    void add2(reg e0, reg e1) {
+        if constexpr (kPairs) {
+            V::wide_add(wide, V::add(e0, e1));
+        } else {
+            run = V::add(run, V::add(e0, e1));
+            if ((count += 2) >= kBlock) flush();
+        }
+    }
+    void add(reg e) {
+        run = V::add(run, e);
+        if (++count >= (kPairs ? 2 : kBlock)) flush();
+    }
+    void flush() {
+        V::wide_add(wide, run);
+        run = V::zero();
+        count = 0;
+    }
+    double total() {
+        flush();
+        return V::wide_hsum(wide);
+    }
+};
+
+// Stores exp(x - m) into y (which may alias x) and returns the sum.
+template <class V>
+double row_store_exp_sum(const typename V::T* x, typename V::T* y, std::size_t n, typename V::T m) {
+    constexpr std::size_t N = V::N;
+    const auto vm = V::set1(m);
+    const auto vlo = V::set1(exp_floor(m));
+    ExpSum<V> s0;
+    std::size_t i = 0;
+    for (; i + 2 * N <= n; i += 2 * N) {
+        const auto e0 = vexp_sub<V>(V::load(x + i), vm, vlo);
+        const auto e1 = vexp_sub<V>(V::load(x + i + N), vm, vlo);
+        V::store(y + i, e0);
+        V::store(y + i + N, e1);
+        s0.add2(e0, e1);
+    }
+    for (; i < n; i += N) {
+        const std::size_t w = (n - i < N) ? n - i : N;
+        const auto e = vexp_sub<V>(V::load_partial(x + i, w, neg_inf<typename V::T>()), vm, vlo);
+        V::store_partial(y + i, w, e);
+        s0.add(e);
+    }
+    return s0.total();
+}
+
+// A heap buffer. Not std::vector: its out-of-line members would be compiled
+// with this target's flags yet shared (one copy per program) with the other
+// targets' code, so a baseline CPU could run AVX-512 instructions.
+template <class T>
+struct Scratch {
+    T* data;
+    explicit Scratch(std::size_t n)
+        : data(n ? static_cast<T*>(std::malloc(n * sizeof(T))) : nullptr) {
+        if (n && !data) throw std::bad_alloc();
+    }
+    ~Scratch() { std::free(data); }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+};
+
+// Arrays of at least kStreamBytes come from and go to memory: log_softmax
+// writes them with non-temporal (streaming) stores, which saves reading each
+// destination line before writing it, and softmax does not pipeline them.
+
+// y[i] = op(src[i]) for i < n; src may be y. With `stream`, the aligned
+// middle of y is written with non-temporal stores (call V::stream_fence()
+// before the data is used by another thread).
+template <class V, class Op>
+void map_row(const typename V::T* src, typename V::T* y, std::size_t n, Op op, bool stream) {
+    using T = typename V::T;
+    constexpr std::size_t N = V::N;
+    std::size_t i = 0;
+    if (stream) {
+        constexpr std::size_t A = N * sizeof(T);  // the alignment streaming stores need
+        const auto addr = reinterpret_cast<std::uintptr_t>(y);  // aligned to sizeof(T)
+        const std::size_t head = std::min(((A - addr % A) % A) / sizeof(T), n);  // < N
+        if (head > 0) V::store_partial(y, head, op(V::load_partial(src, head, 0)));
+        for (i = head; i + 2 * N <= n; i += 2 * N) {
+            V::stream(y + i, op(V::load(src + i)));
+            V::stream(y + i + N, op(V::load(src + i + N)));
+        }
+        for (; i + N <= n; i += N) V::stream(y + i, op(V::load(src + i)));
+    } else {
+        for (; i + 4 * N <= n; i += 4 * N) {
+            V::store(y + i, op(V::load(src + i)));
+            V::store(y + i + N, op(V::load(src + i + N)));
+            V::store(y + i + 2 * N, op(V::load(src + i + 2 * N)));
+            V::store(y + i + 3 * N, op(V::load(src + i + 3 * N)));
+        }
+        for (; i + N <= n; i += N) V::store(y + i, op(V::load(src + i)));
+    }
+    if (i < n) V::store_partial(y + i, n - i, op(V::load_partial(src + i, n - i, 0)));
+}
+
+// sum(exp(x - m)) over a stretch of a row (at most kBlock*N elements, so
+// the float accumulators stay short), per lane, before stretch_total.
+template <class V>
+typename V::reg stretch_exp_lanes(const typename V::T* x, std::size_t len, typename V::T m) {
+    constexpr std::size_t N = V::N;
+    const auto vm = V::set1(m);
+    auto s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
+    std::size_t i = 0;
+    for (; i + 4 * N <= len; i += 4 * N) {
+        s0 = V::add(s0, vexp<V>(V::sub(V::load(x + i), vm)));
+        s1 = V::add(s1, vexp<V>(V::sub(V::load(x + i + N), vm)));
+        s2 = V::add(s2, vexp<V>(V::sub(V::load(x + i + 2 * N), vm)));
+        s3 = V::add(s3, vexp<V>(V::sub(V::load(x + i + 3 * N), vm)));
+    }
+    for (; i + N <= len; i += N) s0 = V::add(s0, vexp<V>(V::sub(V::load(x + i), vm)));
+    if (i < len) {
+        s1 = V::add(s1,
+                    vexp<V>(V::sub(V::load_partial(x + i, len - i, neg_inf<typename V::T>()), vm)));
+    }
+    return V::add(V::add(s0, s1), V::add(s2, s3));
+}
+
+// The sum of stretch_exp_lanes' lanes, in the wide type.
+template <class V>
+double stretch_total(typename V::reg lanes) {
+    auto wide = V::wide_zero();
+    V::wide_add(wide, lanes);
+    return V::wide_hsum(wide);
+}
+
+template <class V>
+double stretch_sum_exp(const typename V::T* x, std::size_t len, typename V::T m) {
+    return stretch_total<V>(stretch_exp_lanes<V>(x, len, m));
+}
+
+template <class T>
+bool has_nan(const T* x, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i)
+        if (x[i] != x[i]) return true;
+    return false;
+}
+
+struct SameMax {
+    template <class T>
+    T operator()(T m) const {
+        return m;
+    }
+};
+
+// One read of the row: per 4 KiB block, the block maximum (from memory), then
+// block(b, i, len, ref) (from L1), which returns the block's sum of
+// exp(x - ref) against the running maximum ref (-inf for a block of -inf
+// entries, whose exponentials are 0). The running sum is rescaled only when
+// the maximum grows. special: the maximum is not finite or a NaN was seen.
+// map_max: the block's values are f(x) for an increasing f (cross_entropy's
+// soft-capping), so their maximum is f(max x).
+template <class V, class Block, class MapMax = SameMax>
+MaxSum online_max_sum(const typename V::T* x, std::size_t n, Block&& block, MapMax map_max = {}) {
+    using T = typename V::T;
+    constexpr std::size_t B = kBlock * V::N;
+    T m = neg_inf<T>();
+    NeumaierSum sum;
+    for (std::size_t b = 0, i = 0; i < n; ++b, i += B) {
+        const std::size_t len = (n - i < B) ? n - i : B;
+        const T bm = map_max(row_max<V>(x + i, len));
+        if (!(bm > neg_inf<T>())) {  // block of -inf (or a NaN the max dropped)
+            if (bm != bm || has_nan(x + i, len)) return {0, 0, true};
+            block(b, i, len, neg_inf<T>());
+            continue;
+        }
+        if (!std::isfinite(bm)) return {0, 0, true};
+        if (bm > m) {
+            if (sum.value() != 0.0) {
+                const double f = std::exp(static_cast<double>(m) - static_cast<double>(bm));
+                sum.sum *= f;
+                sum.comp *= f;
+            }
+            m = bm;
+        }
+        sum.add(block(b, i, len, m));
+    }
+    const double s = sum.value();
+    if (!std::isfinite(m) || s != s) return {0, 0, true};
+    return {static_cast<double>(m), s, false};
+}
+
+template <class V>
+MaxSum row_online_max_sum(const typename V::T* x, std::size_t n) {
+    return online_max_sum<V>(
+        x, n, [x](std::size_t, std::size_t i, std::size_t len, typename V::T ref) {
+            return ref == neg_inf<typename V::T>() ? 0.0 : stretch_sum_exp<V>(x + i, len, ref);
+        });
+}
+
+template <class V>
+void logs_of(const double* s, typename V::T* out, std::size_t g) {
+    using T = typename V::T;
+    for (std::size_t i = 0; i < g; i += V::N) {
+        T buf[V::N];
+        for (std::size_t k = 0; k < V::N; ++k)
+            buf[k] = (i + k < g) ? static_cast<T>(s[i + k]) : T(1);
+        V::store(buf, vlog<V>(V::load(buf)));
+        for (std::size_t k = 0; k < V::N && i + k < g; ++k) out[i + k] = buf[k];
+    }
+}
+
+template <class V>
+typename V::reg lane_numbers() {
+    using T = typename V::T;
+    static constexpr T kIota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    static_assert(V::N <= 16);
+    return V::load(kIota);
+}
+
+// Lanes [0, w) of a vector.
+template <class V>
+typename V::mask first_lanes(std::size_t w) {
+    return V::lt(lane_numbers<V>(), V::set1(static_cast<typename V::T>(w)));
+}
+
+// The per-class coefficients of the linear terms of the loss and gradient:
+// load(i) for a whole vector at class i, load_partial(i, w) with lanes past
+
+template <class V>
+typename V::mask lane_is(std::size_t j) {
+    using T = typename V::T;
+    return V::eq(lane_numbers<V>(), V::set1(static_cast<T>(j < V::N ? j : 16)));
+}
+
+// An ExpSplit before the sums across lanes (ce_stretch_lanes returns it;
+
+template <class V, class Op>
+void map_values(const double* in, double* out, std::size_t g, Op op) {
+    using T = typename V::T;
+    for (std::size_t i = 0; i < g; i += V::N) {
+        T buf[V::N];
+        for (std::size_t k = 0; k < V::N; ++k) buf[k] = (i + k < g) ? static_cast<T>(in[i + k]) : 0;
+        V::store(buf, op(V::load(buf)));
+        for (std::size_t k = 0; k < V::N && i + k < g; ++k) out[i + k] = buf[k];
+    }
+}
+
+// log1p(u): w = 1 + u rounded, then log(w) * u / (w - 1), which corrects the
+
+template <class T>
+void fill_row(T* p, std::size_t n, T v) {
+    for (std::size_t i = 0; i < n; ++i) p[i] = v;
+}
+
+// ------------------------------------------------------------- columns ----
+//
+// A "chunk" is one vector of lanes across the contiguous axis, at column
+// offset c with `w` valid lanes (w == V::N except for the last chunk).
+
+template <class V>
+struct Chunk {
+    std::size_t w;
+    typename V::reg load(const typename V::T* p, typename V::T fill) const {
+        return (w == V::N) ? V::load(p) : V::load_partial(p, w, fill);
+    }
+    void store(typename V::T* p, typename V::reg v) const {
+        if (w == V::N)
+            V::store(p, v);
+        else
+            V::store_partial(p, w, v);
+    }
+};
+
+constexpr std::size_t kColBlock = 32;  // rows per float accumulator before folding
+
+template <class V>
+typename V::reg col_max(const typename V::T* x, std::ptrdiff_t xs, std::size_t n, Chunk<V> ch) {
+    using T = typename V::T;
+    auto m0 = V::set1(neg_inf<T>()), m1 = m0;
+    std::size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        m0 = V::max(m0, ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()));
+        m1 = V::max(m1, ch.load(x + static_cast<std::ptrdiff_t>(i + 1) * xs, neg_inf<T>()));
+    }
+    if (i < n) m0 = V::max(m0, ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()));
+    return V::max(m0, m1);
+}
+
+// Sum over the column of exp(x - ref), per lane. kStore: also store the
+// exponentials in y, computed with vexp_sub (softmax outputs).
+template <class V, bool kStore>
+typename V::Wide col_sum_exp(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+                             std::ptrdiff_t ys, std::size_t n, typename V::reg ref, Chunk<V> ch) {
+    using T = typename V::T;
+    const auto ref_lo = exp_floor<V>(ref);
+    if constexpr (kStore) {
+        ExpSum<V> sum;
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto xv = ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>());
+            const auto e = vexp_sub<V>(xv, ref, ref_lo);
+            ch.store(y + static_cast<std::ptrdiff_t>(i) * ys, e);
+            sum.add(e);
+        }
+        sum.flush();
+        return sum.wide;
+    } else {
+        auto wide = V::wide_zero();
+        for (std::size_t i = 0; i < n;) {
+            const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
+            auto s = V::zero();
+            for (; i < end; ++i)
+                s = V::add(
+                    s, vexp<V>(V::sub(
+                           ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()), ref)));
+            V::wide_add(wide, s);
+        }
+        return wide;
+    }
+}
+
+// Column lanes need no scalar path: with ref = (max finite ? max : 0), as
+// SciPy does, a NaN anywhere makes the lane's sum NaN, a +inf makes it +inf,
+// and the formulas below give SciPy's answers lane by lane.
+
+}  // namespace fastsoftmax::FASTSOFTMAX_TARGET

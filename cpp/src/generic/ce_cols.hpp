@@ -1,0 +1,380 @@
+// The fused cross-entropy over columns: (N, C, d1..dk) with the classes on
+// axis 1, and the short rows' tiles.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+
+#include "fastsoftmax/cross_entropy.hpp"
+#include "generic/blocks.hpp"
+#include "generic/ce_terms.hpp"
+#include "generic/vec_math.hpp"
+
+#ifndef FASTSOFTMAX_TARGET
+#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
+#endif
+
+// Each target's translation unit gets its own copy in its own namespace, so
+// no inline function compiled with one target's flags is shared with another.
+namespace fastsoftmax::FASTSOFTMAX_TARGET {
+
+// ------------------------------------------------------------- columns ----
+//
+// (N, C, d1..dk) with the classes on axis 1: V::N examples side by side, one
+// per lane, the classes strided. Per chunk of lanes: the maximum (a pass over
+// the classes), the exponentials stored into the gradient with their sums
+// (ties apart, as for probabilities in rows) and the linear sums, the
+// per-lane logs in one vector op, then a pass that scales the stored
+// exponentials. Ignored lanes get 0, lanes whose maximum is not finite or
+// that hold a NaN get NaN. (Integer labels without smoothing or z-loss take
+// ce_cols_labels, below: the same in fewer steps.)
+template <class V, bool kSoft>
+CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o) {
+    using T = typename V::T;
+    using reg = typename V::reg;
+    constexpr std::size_t N = V::N;
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    const std::size_t n = a.n;
+    const double eps = o.smoothing, z = o.z_loss, dn = static_cast<double>(n);
+    const bool lin_terms = kSoft || eps != 0;
+    const reg keep = V::set1(static_cast<T>(1 - eps)), add = V::set1(static_cast<T>(eps / dn));
+    const reg zero = V::zero(), one = V::set1(T(1)),
+              nan = V::set1(std::numeric_limits<T>::quiet_NaN());
+    const auto at = [](auto* p, std::ptrdiff_t stride, std::size_t i) {
+        return p + static_cast<std::ptrdiff_t>(i) * stride;
+    };
+    CeSums total;
+    for (std::size_t c0 = 0; c0 < a.inner; c0 += N) {
+        const Chunk<V> ch{(a.inner - c0 < N) ? a.inner - c0 : N};
+        const T* x = a.x + c0;
+        T* g = a.grad ? a.grad + c0 : nullptr;
+        const T* t = kSoft ? a.target + c0 : nullptr;
+        // per lane, as T lanes: label, x[label], its weight; flags: ignored,
+        // unusable (a label out of range: labels changed by another thread
+        // since they were checked -> NaN); and the gradient's scale
+        T yf[N], xy[N], wy[N], ignored[N], unusable[N];
+        double gsc[N];
+        for (std::size_t l = 0; l < N; ++l) {
+            yf[l] = -1;
+            xy[l] = 0;
+            wy[l] = 1;
+            gsc[l] = a.grad_scale && l < ch.w ? a.grad_scale[c0 + l] : 1.0;
+            ignored[l] = unusable[l] = 0;
+            if (kSoft || l >= ch.w) continue;
+            const std::int64_t y = a.label[static_cast<std::ptrdiff_t>(c0 + l) * a.ls];
+            if (y == o.ignore_index) {
+                ignored[l] = 1;
+            } else if (y < 0 || static_cast<std::size_t>(y) >= n) {
+                unusable[l] = 1;
+            } else {
+                yf[l] = static_cast<T>(y);
+                xy[l] = x[static_cast<std::ptrdiff_t>(y) * a.xs + static_cast<std::ptrdiff_t>(l)];
+                if (o.weight) wy[l] = o.weight[y];
+            }
+        }
+        const auto coef_at = [&](std::size_t i) {
+            if constexpr (kSoft) {
+                const reg tp = V::fmadd(ch.load(at(t, a.ts, i), 0), keep, add);
+                return o.weight ? V::mul(V::set1(o.weight[i]), tp) : tp;
+            } else {
+                return V::set1(o.weight ? o.weight[i] : T(1));
+            }
+        };
+        const reg m = col_max<V>(x, a.xs, n, ch);
+        const reg ref = V::select(V::not_finite(m), zero, m);
+        const reg vs = V::set1(kLinScale<T>), ref_s = V::mul(ref, vs);  // (see kLinScale)
+        auto rest = V::wide_zero(), ties = V::wide_zero(), lin = V::wide_zero(),
+             cs = V::wide_zero();
+        for (std::size_t i = 0; i < n;) {
+            const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
+            reg r0 = zero, t0 = zero, l0 = zero, c0v = zero;
+            for (; i < end; ++i) {
+                const reg xv = ch.load(at(x, a.xs, i), -inf);
+                const reg e = vexp<V>(V::sub(xv, ref));
+                if (g) ch.store(at(g, a.gs, i), e);
+                const auto top = V::eq(xv, m);
+                r0 = V::add(r0, V::select(top, zero, e));
+                t0 = V::add(t0, V::select(top, one, zero));
+                if (lin_terms) {
+                    const reg cv = coef_at(i);
+                    l0 = V::fmadd(cv, V::fnmadd(xv, vs, ref_s), l0);
+                    c0v = V::add(c0v, cv);
+                }
+            }
+            V::wide_add(rest, r0);
+            V::wide_add(ties, t0);
+            if (lin_terms) {
+                V::wide_add(lin, l0);
+                V::wide_add(cs, c0v);
+            }
+        }
+        // log(s) = log1p((ties - 1) + rest), the small part formed in double
+        double rs[N], tsum[N], css[N];
+        T mt[N];
+        V::wide_store(rest, rs);
+        V::wide_store(ties, tsum);
+        V::wide_store(cs, css);
+        V::store(mt, m);
+        T u[N];
+        for (std::size_t l = 0; l < N; ++l) u[l] = static_cast<T>((tsum[l] - 1) + rs[l]);
+        const reg s = V::add(V::wide_round(ties), V::wide_round(rest));
+        const reg log_s = vlog1p<V>(V::load(u));
+        const reg lse = V::add(m, log_s);
+        auto special = V::mask_or(V::not_finite(m), V::isnan(s));
+        if constexpr (!kSoft)
+            special = V::mask_or(special, V::mask_or(V::isnan(V::load(xy)),
+                                                     V::gt(V::load(unusable), zero)));
+        const auto skip = V::gt(V::load(ignored), zero);
+        // the losses lane by lane in double, as the rows do: m - x[y], the linear
+        // sums and lse^2 may exceed the largest T where the loss does not
+        {
+            T ls[N], sp[N];
+            double lins[N];
+            V::store(ls, log_s);
+            V::store(sp, V::select(special, one, zero));
+            V::wide_store(lin, lins);
+            const double q = std::numeric_limits<double>::quiet_NaN();
+            for (std::size_t l = 0; l < ch.w; ++l) {
+                double ce = 0, zl = 0;
+                if (ignored[l] == 0) {
+                    if (sp[l] != 0) {
+                        ce = q;
+                        zl = z != 0 ? q : 0.0;
+                    } else {
+                        const double lsd = static_cast<double>(ls[l]), mx = static_cast<double>(mt[l]);
+                        const double lin_l = lins[l] * kLinUnscale;
+                        if constexpr (kSoft) {
+                            ce = css[l] * lsd + lin_l;
+                        } else {
+                            ce = (1 - eps) * static_cast<double>(wy[l]) *
+                                 (lsd + (mx - static_cast<double>(xy[l])));
+                            if (eps != 0) ce += eps / dn * (o.weight_sum * lsd + lin_l);
+                        }
+                        if (z != 0) zl = z * (mx + lsd) * (mx + lsd);
+                    }
+                    total.ce += ce;
+                    total.z += zl;
+                }
+                if (a.loss) a.loss[c0 + l] = ce + zl;
+            }
+        }
+        if (!g) continue;
+        // the gradient: g = fa * e - fe * coef - fb * [c = y], the factors per
+        // lane in double as the rows form them (a per-example scale, 1 / sum of
+        // the weights or a weight may lie beyond T's range where g does not)
+        T fav[N], fev[N], fbv[N], sv[N], lsev[N];
+        double fbd[N];  // fb in double (also the label's gradient below)
+        V::store(sv, s);
+        V::store(lsev, lse);
+        for (std::size_t l = 0; l < N; ++l) {
+            const double sc = gsc[l] * a.s_ce;
+            double fa_l, fe_l, fb_l = 0;
+            if constexpr (kSoft) {
+                fa_l = sc * css[l];
+                fe_l = sc;
+            } else {
+                fb_l = sc * (1 - eps) * static_cast<double>(wy[l]);
+                fa_l = fb_l + sc * (eps * o.weight_sum / dn);
+                fe_l = sc * (eps / dn);
+            }
+            if (z != 0) fa_l += gsc[l] * (a.s_z * 2 * z) * static_cast<double>(lsev[l]);
+            fav[l] = static_cast<T>(fa_l / static_cast<double>(sv[l]));
+            fev[l] = static_cast<T>(fe_l);
+            fbd[l] = fb_l;
+            fbv[l] = static_cast<T>(fb_l);
+        }
+        const reg fa = V::load(fav), fe = V::load(fev), fb = V::load(fbv);
+        const reg vy = V::load(yf);
+        // at a label that is the maximum, p - 1 = -((ties - 1) + rest) / s,
+        // in double: formed as fa * e - fb it would cancel when p is near 1
+        reg gy = zero;
+        auto label_top = V::lt(one, zero);  // (no lane)
+        if constexpr (!kSoft) {
+            T gyl[N], top[N], lsv[N];
+            V::store(lsv, log_s);
+            const double extra = a.s_ce * eps * o.weight_sum / dn;  // coef_a - coef_b, per unit
+            for (std::size_t l = 0; l < N; ++l) {
+                top[l] = T(0);
+                gyl[l] = T(0);
+                if (l >= ch.w || yf[l] < 0 || xy[l] != mt[l]) continue;
+                const double sc = gsc[l], sl = tsum[l] + rs[l];
+                double fx = sc * extra;  // + the z-loss term
+                if (z != 0)
+                    fx += sc * a.s_z * 2 * z *
+                          (static_cast<double>(mt[l]) + static_cast<double>(lsv[l]));
+                const double cy =
+                    o.weight ? static_cast<double>(o.weight[static_cast<std::size_t>(yf[l])]) : 1.0;
+                gyl[l] = static_cast<T>(label_gradient(fx, fbd[l], 1.0, (tsum[l] - 1) + rs[l], sl,
+                                                       sc * a.s_ce * eps / dn * cy));
+                top[l] = T(1);
+            }
+            gy = V::load(gyl);
+            label_top = V::gt(V::load(top), zero);
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            T* gi = at(g, a.gs, i);
+            reg gv = V::mul(ch.load(gi, 0), fa);
+            if (lin_terms) gv = V::fnmadd(fe, coef_at(i), gv);
+            if constexpr (!kSoft) {
+                const auto at_y = V::eq(vy, V::set1(static_cast<T>(i)));
+                gv = V::sub(gv, V::select(at_y, fb, zero));
+                gv = V::select(at_y, V::select(label_top, gy, gv), gv);
+            }
+            ch.store(gi, V::select(skip, zero, V::select(special, nan, gv)));
+        }
+    }
+    return total;
+}
+
+// Integer labels without smoothing or z-loss (the usual call), every step a
+// vector op across the lanes: one pass over the classes gives the maximum m,
+// then one pass gives x[y] and rest = the sum of exp(x - m) over the other
+// classes (stored into the gradient), and per lane
+//   ce = w[y] * (lse - x[y]) = w[y] * log1p(rest / ey),  ey = exp(x[y] - m),
+// exact in form as in the rows (a label far below the maximum, where ey
+// underflows: (m - x[y]) + log(ey + rest)); the gradient is
+//   f * exp(x - m), f = s_ce * scale * w[y] / s (s = ey + rest), and at the
+// label -f * rest (p - 1 = -rest / s, without cancellation). Products with a
+// class weight or a per-example scale are formed in double lane by lane, as
+// the rows form them (they may lie beyond T's range where the result does not).
+template <class V>
+CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o) {
+    using T = typename V::T;
+    using reg = typename V::reg;
+    constexpr std::size_t N = V::N;
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    constexpr T kIgnored = -1, kUnusable = -2;  // label lanes that hold no class
+    const std::size_t n = a.n;
+    const reg zero = V::zero(), one = V::set1(T(1)),
+              nan = V::set1(std::numeric_limits<T>::quiet_NaN());
+    const auto at = [](auto* p, std::ptrdiff_t stride, std::size_t i) {
+        return p + static_cast<std::ptrdiff_t>(i) * stride;
+    };
+    auto total = V::wide_zero();
+    double lane_total = 0;  // the lanes done one by one
+    // the gradient's factor formed in T: no weights or per-example scales, and
+    // s_ce a normal T (1 / count for a mean, times a scalar grad_out)
+    const T s_ce_t = static_cast<T>(a.s_ce);
+    const bool t_factor = !o.weight && !a.grad_scale && std::isfinite(s_ce_t) &&
+                          (a.s_ce == 0 || std::fabs(s_ce_t) >= std::numeric_limits<T>::min());
+    for (std::size_t c0 = 0; c0 < a.inner; c0 += N) {
+        const Chunk<V> ch{(a.inner - c0 < N) ? a.inner - c0 : N};
+        const T* x = a.x + c0;
+        T* g = a.grad ? a.grad + c0 : nullptr;
+        // per lane: the label, or kIgnored (and the lanes past the chunk), or
+        // kUnusable (out of range: labels changed by another thread since the
+        // driver checked them -> NaN)
+        T yf[N];
+        for (std::size_t l = 0; l < N; ++l) {
+            const std::int64_t y =
+                l < ch.w ? a.label[static_cast<std::ptrdiff_t>(c0 + l) * a.ls] : o.ignore_index;
+            yf[l] = y == o.ignore_index                           ? kIgnored
+                    : (y < 0 || static_cast<std::size_t>(y) >= n) ? kUnusable
+                                                                  : static_cast<T>(y);
+        }
+        const reg vy = V::load(yf);
+        reg vw = one;  // the label's weight
+        if (o.weight) {
+            T wy[N];
+            for (std::size_t l = 0; l < N; ++l)
+                wy[l] = yf[l] >= 0 ? o.weight[static_cast<std::size_t>(yf[l])] : T(1);
+            vw = V::load(wy);
+        }
+        const reg m = col_max<V>(x, a.xs, n, ch);
+        const reg ref = V::select(V::not_finite(m), zero, m);
+        reg xy = zero;
+        auto rest_w = V::wide_zero();
+        for (std::size_t i = 0; i < n;) {
+            const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
+            reg r = zero;
+            for (; i < end; ++i) {
+                const reg xv = ch.load(at(x, a.xs, i), -inf);
+                const reg e = vexp<V>(V::sub(xv, ref));
+                if (g) ch.store(at(g, a.gs, i), e);
+                const auto at_y = V::eq(vy, V::set1(static_cast<T>(i)));
+                xy = V::select(at_y, xv, xy);
+                r = V::add(r, V::select(at_y, zero, e));
+            }
+            V::wide_add(rest_w, r);
+        }
+        const reg rest = V::wide_round(rest_w);
+        const reg d = V::sub(xy, ref);  // <= 0
+        const reg ey = vexp<V>(d);
+        const auto far = V::lt(d, V::set1(T(-60)));  // ey underflows, or rest / ey overflows
+        const reg l1p = vlog1p<V>(V::select(far, V::sub(V::add(rest, ey), one), V::div(rest, ey)));
+        const auto skip = V::eq(vy, V::set1(kIgnored));
+        const auto special = V::mask_or(V::mask_or(V::not_finite(m), V::isnan(rest)),
+                                        V::mask_or(V::isnan(xy), V::eq(vy, V::set1(kUnusable))));
+        const auto done = V::mask_or(skip, special);  // a loss of 0, or NaN
+        // (the weight comes in below: the product is formed in double, where
+        // a weight may take it past the largest T, or be subnormal)
+        const reg loss = V::select(skip, zero, V::select(special, nan, V::select(far, zero, l1p)));
+        // far below: (m - x[y]) + log(s), in double (m - x[y] may exceed the largest T)
+        const reg far_lanes = V::select(done, zero, V::select(far, one, zero));
+        const bool per_lane = o.weight || V::hmax(far_lanes) > 0;
+        if (!per_lane) V::wide_add(total, loss);
+        double lanes[N];
+        if (a.loss || per_lane) {
+            auto lw = V::wide_zero();
+            V::wide_add(lw, loss);
+            V::wide_store(lw, lanes);
+        }
+        if (per_lane) {
+            T fl[N], mt[N], xt[N], lt[N], wt[N];
+            V::store(fl, far_lanes);
+            V::store(mt, m);
+            V::store(xt, xy);
+            V::store(lt, l1p);
+            V::store(wt, vw);
+            for (std::size_t l = 0; l < ch.w; ++l) {
+                const double wl = static_cast<double>(wt[l]);
+                if (fl[l] != 0) {
+                    const double mx = static_cast<double>(mt[l]), xl = static_cast<double>(xt[l]);
+                    lanes[l] = wl * ((mx - xl) + static_cast<double>(lt[l]));
+                } else {
+                    lanes[l] *= wl;  // (0 where ignored, NaN where special)
+                }
+                lane_total += lanes[l];
+            }
+        }
+        if (a.loss)
+            for (std::size_t l = 0; l < ch.w; ++l) a.loss[c0 + l] = lanes[l];
+        if (!g) continue;
+        const reg s = V::add(ey, rest);
+        reg f;  // s_ce * grad_scale * w[y] / s
+        if (t_factor) {
+            f = V::div(V::set1(s_ce_t), s);
+        } else {  // in double, as the rows form it: the factors may lie beyond T's range
+            T sv[N], wt[N], fv[N];
+            V::store(sv, s);
+            V::store(wt, vw);
+            for (std::size_t l = 0; l < N; ++l) {
+                const double gl = a.grad_scale && l < ch.w ? a.grad_scale[c0 + l] : 1.0;
+                fv[l] = static_cast<T>(a.s_ce * gl * static_cast<double>(wt[l]) /
+                                       static_cast<double>(sv[l]));
+            }
+            f = V::load(fv);
+        }
+        const reg gy = V::fnmadd(f, rest, zero);  // (+0 for a single class)
+        for (std::size_t i = 0; i < n; ++i) {
+            T* gi = at(g, a.gs, i);
+            const auto at_y = V::eq(vy, V::set1(static_cast<T>(i)));
+            const reg gv = V::select(at_y, gy, V::mul(ch.load(gi, 0), f));
+            ch.store(gi, V::select(skip, zero, V::select(special, nan, gv)));
+        }
+    }
+    CeSums sums;
+    sums.ce = V::wide_hsum(total) + lane_total;
+    return sums;
+}
+
+template <class V>
+CeSums cross_entropy_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o) {
+    if (!a.label) return ce_cols<V, true>(a, o);
+    if (o.smoothing == 0 && o.z_loss == 0) return ce_cols_labels<V>(a, o);
+    return ce_cols<V, false>(a, o);
+}
+
+}  // namespace fastsoftmax::FASTSOFTMAX_TARGET

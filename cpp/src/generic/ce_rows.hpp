@@ -1,0 +1,327 @@
+// The fused softmax cross-entropy over rows of contiguous logits, written
+// once over a vector wrapper V and compiled per target. Formulas: see
+// fastsoftmax/cross_entropy.hpp.
+//
+// Per row:
+//   1. one read of the logits (the online block walk of blocks.hpp): the
+//      maximum m of x', s = sum exp(x' - m) and, when the loss needs them
+//      (label smoothing, probability targets), lin = sum coef[c] * (m - x'[c])
+//      and cs = sum coef[c], where coef is w (smoothing) or w * t' (targets).
+//      Every term of lin is >= 0, so the loss,
+//        lse - x'[y] = log(s) + (m - x'[y]),   sum coef * (lse - x') = cs * log(s) + lin,
+//      is a sum of non-negative terms: no cancellation, and no log-probability
+//      is ever formed.
+//   2. with a gradient, one pass from cache that writes
+//        grad[c] = a * exp(x'[c] - m) / s - e * coef[c]   (- b at c = y),
+//      times the soft-capping derivative; no probability array, no one-hot.
+// Rows whose maximum is not finite or that hold a NaN give NaN (PyTorch's
+// answer); ignored rows give a loss of 0 and a zero gradient.
+#pragma once
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "fastsoftmax/cross_entropy.hpp"
+#include "generic/blocks.hpp"
+#include "generic/ce_cols.hpp"
+#include "generic/ce_row_passes.hpp"
+#include "generic/ce_terms.hpp"
+#include "generic/tiles.hpp"
+#include "generic/vec_math.hpp"
+
+#ifndef FASTSOFTMAX_TARGET
+#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
+#endif
+
+// Each target's translation unit gets its own copy in its own namespace, so
+// no inline function compiled with one target's flags is shared with another.
+namespace fastsoftmax::FASTSOFTMAX_TARGET {
+
+// Short rows (up to kCeGroupMaxVectors vectors: most class counts, not
+// vocabularies) go through in groups of kCeGroup, each step for the whole
+// group: the per-row chain of reductions (max, sums, log) is latency-bound
+// when done one short row at a time.
+constexpr std::size_t kCeGroup = 8;
+constexpr std::size_t kCeGroupMaxVectors = 16;  // longest rows grouped (vectors)
+
+// kTies: probabilities (see ExpSplit); integer labels otherwise.
+template <class V, bool kCap, bool kTies, class Coef, class MakeCoef>
+CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o,
+               MakeCoef make_coef) {
+    using T = typename V::T;
+    constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+    const Cap<V, kCap> cap(o.softcap);
+    const std::size_t n = a.n;
+    const double eps = o.smoothing, z = o.z_loss, dn = static_cast<double>(n);
+    // the store-then-scale gradient (one exp per element) needs the logits
+    // only in the read pass; soft-capping needs them again (its derivative)
+    constexpr bool kStore = !kCap;
+    const bool store = kStore && a.grad && !a.lse;
+    const std::size_t blocks = (n + kBlock * V::N - 1) / (kBlock * V::N);
+    // Short rows go through in groups (below); longer rows one at a time, so
+    // that a row is still in L1 for its second look (measured: a group of 8
+    // rows of 1024 float32 took 1.4x as long as single rows).
+    const bool grouped = !kCap && !a.lse && n <= kCeGroupMaxVectors * V::N;
+    Scratch<T> refs(store && !grouped ? blocks : 0);  // block references (single rows)
+    CeSums total;
+    const auto x_of = [&](std::size_t r) { return a.x + static_cast<std::ptrdiff_t>(r) * a.xs; };
+    const auto g_of = [&](std::size_t r) {
+        return a.grad ? a.grad + static_cast<std::ptrdiff_t>(r) * a.gs : nullptr;
+    };
+
+    // The row's label in y (-1 for probabilities); an ignored row is done here.
+    const auto ignored = [&](std::size_t r, std::int64_t& y) {
+        y = a.label ? a.label[static_cast<std::ptrdiff_t>(r) * a.ls] : -1;
+        if (!a.label) return false;
+        const bool ignore = y == o.ignore_index;
+        if (!ignore && y >= 0 && static_cast<std::size_t>(y) < n) return false;
+        // ignored; or out of range although the driver checked every label
+        // (another thread changed them since): NaN, and no access through y
+        const T fill = ignore ? T(0) : std::numeric_limits<T>::quiet_NaN();
+        if (a.loss) a.loss[r] = static_cast<double>(fill);
+        if (!ignore) total.ce += static_cast<double>(fill);
+        if (T* g = g_of(r)) fill_row(g, n, fill);
+        return true;
+    };
+
+    // The loss and gradient of row r from its read pass. xy = x[y] (read
+    // before the gradient may overwrite it); with stored exponentials, refs
+    // holds each block's reference.
+    const auto finish = [&](std::size_t r, std::int64_t y, T xy, const CeStats& st,
+                            const Coef& coef, const T* block_refs) {
+        const double wy = (a.label && o.weight) ? static_cast<double>(o.weight[y]) : 1.0;
+        const double log_s = st.log_sum, lse = st.max + log_s;
+        if (!a.lse) {
+            double ce = nan, zl = z != 0 ? nan : 0;
+            if (!st.special) {
+                if (a.label) {
+                    ce = (1 - eps) * wy * st.label_term;
+                    if (eps != 0) ce += eps / dn * (o.weight_sum * log_s + st.lin);
+                } else {
+                    ce = st.cs * log_s + st.lin;
+                }
+                if (z != 0) zl = z * lse * lse;
+            }
+            total.ce += ce;
+            total.z += zl;
+            if (a.loss) a.loss[r] = ce + zl;
+        }
+        T* g = g_of(r);
+        if (!g) return;
+        if (st.special) return fill_row(g, n, std::numeric_limits<T>::quiet_NaN());
+        const double scale = a.grad_scale ? a.grad_scale[r] : 1.0;
+        const double s_ce = scale * a.s_ce, s_z = scale * a.s_z;
+        double coef_a, coef_e, coef_b = 0;
+        if (a.label) {
+            coef_b = s_ce * (1 - eps) * wy;
+            coef_a = coef_b + s_ce * eps * o.weight_sum / dn;
+            coef_e = s_ce * eps / dn;
+        } else {
+            coef_a = s_ce * st.cs;
+            coef_e = s_ce;
+        }
+        if (z != 0) coef_a += s_z * 2 * z * lse;
+        if (store)
+            ce_row_scale<V>(g, n, block_refs, st.max, coef_a / st.sum, static_cast<T>(coef_e), coef);
+        else
+            ce_row_grad<V>(x_of(r), g, n, static_cast<T>(st.max), Factor<V>::of(coef_a / st.sum),
+                           static_cast<T>(coef_e), cap, coef);
+        if constexpr (!kTies) {  // integer labels (kTies: probabilities)
+            const double d = kCap ? static_cast<double>(cap.scalar_deriv(xy)) : 1.0;
+            if (st.others >= 0) {  // p - 1 = -others / s: no cancellation when p is near 1
+                const double cy = static_cast<double>(coef.at(static_cast<std::size_t>(y)));
+                g[y] = static_cast<T>(label_gradient(coef_a - coef_b, coef_b, st.label_exp,
+                                                     st.others, st.sum, coef_e * cy) *
+                                      d);
+            } else {
+                g[y] = static_cast<T>(static_cast<double>(g[y]) - coef_b * d);
+            }
+        }
+    };
+
+    if (!grouped) {
+        for (std::size_t r = 0; r < a.rows; ++r) {
+            std::int64_t y;
+            if (ignored(r, y)) continue;
+            const T* x = x_of(r);
+            const T xy = a.label ? x[y] : T(0);
+            const std::size_t skip = a.label ? static_cast<std::size_t>(y) : n;
+            const Coef coef = make_coef(r);
+            CeStats st;
+            if (a.lse) {
+                st.max = static_cast<double>(a.lse[static_cast<std::ptrdiff_t>(r) * a.lses]);
+                st.sum = 1;
+                st.log_sum = 0;
+                st.special = !std::isfinite(st.max);
+                if (a.label) {  // p = exp(x'[y] - lse) and 1 - p
+                    const double d = static_cast<double>(cap.scalar(xy)) - st.max;
+                    st.label_exp = std::exp(d);
+                    st.others = -std::expm1(d);
+                }
+                if constexpr (!Coef::kNone) st.cs = coef_sum<V>(coef, n);
+            } else if (store) {
+                st = ce_row_stats<V, kCap, Coef, kStore, kTies>(x, n, cap, coef, skip, xy, g_of(r),
+                                                                refs.data);
+            } else {
+                st = ce_row_stats<V, kCap, Coef, false, kTies>(x, n, cap, coef, skip, xy);
+            }
+            finish(r, y, xy, st, coef, refs.data);
+        }
+        return total;
+    }
+
+    // Short rows, kCeGroup at a time (without soft-capping): each step for
+    // the whole group, then the logs in one vector. Short rows count
+    // ties rather than skip the label: the skip's data-dependent branch (one
+    // mispredict per row) costs more than the ties' two operations per
+    // vector there.
+    const bool short_rows = kTies || n <= 4 * V::N;
+    std::size_t rows[kCeGroup];
+    std::int64_t ys[kCeGroup];
+    T xys[kCeGroup];
+    std::size_t count = 0;
+    const auto run_group = [&](auto ties_tag) {
+        constexpr bool kT = decltype(ties_tag)::value;
+        T m[kCeGroup];
+        CeStats st[kCeGroup];
+        SplitLanes<V, kT> lanes[kCeGroup];
+        ExpSplit es[kCeGroup];
+        double d[kCeGroup], ey[kCeGroup], u[kCeGroup], l1p[kCeGroup];
+        for (std::size_t k = 0; k < count; ++k) m[k] = row_max<V>(x_of(rows[k]), n);
+        for (std::size_t k = 0; k < count; ++k) {
+            st[k].max = static_cast<double>(m[k]);
+            st[k].special = !std::isfinite(m[k]);
+            d[k] = kT ? 0.0 : static_cast<double>(xys[k]) - st[k].max;
+            ey[k] = 1;
+            if (st[k].special) continue;
+            const Coef coef = make_coef(rows[k]);
+            const std::size_t skip = kT ? n : static_cast<std::size_t>(ys[k]);
+            lanes[k] =
+                store
+                    ? ce_stretch_lanes<V, kCap, Coef, true, kT>(x_of(rows[k]), g_of(rows[k]), n,
+                                                                m[k], cap, coef, 0, st[k].lin,
+                                                                st[k].cs, skip)
+                    : ce_stretch_lanes<V, kCap, Coef, false, kT>(
+                          x_of(rows[k]), nullptr, n, m[k], cap, coef, 0, st[k].lin, st[k].cs, skip);
+        }
+        // the reductions after all the rows' exponentials (off each row's path)
+        for (std::size_t k = 0; k < count; ++k)
+            if (!st[k].special) es[k] = lanes[k].split();
+        if constexpr (!kT) map_values<V>(d, ey, count, [](auto v) { return vexp<V>(v); });
+        // A label far below the maximum: exp(d) may underflow in T and
+        // rest / exp(d) overflow it; such rows (loss > -kFarBelow) take double.
+        constexpr double kFarBelow = -60;
+        for (std::size_t k = 0; k < count; ++k) {
+            if (!kT && d[k] < kFarBelow) ey[k] = std::exp(d[k]);
+            u[k] = st[k].special ? 0.0 : ce_log1p_arg<kT>(es[k], ey[k]);
+        }
+        map_values<V>(u, l1p, count, [](auto v) { return vlog1p<V>(v); });
+        for (std::size_t k = 0; k < count; ++k)
+            if (!kT && d[k] < kFarBelow) l1p[k] = std::log1p(u[k]);
+        for (std::size_t k = 0; k < count; ++k) {
+            if (!st[k].special)
+                ce_finish_sums<kT>(st[k], es[k], static_cast<double>(xys[k]), ey[k], l1p[k]);
+            finish(rows[k], ys[k], xys[k], st[k], make_coef(rows[k]), &m[k]);
+        }
+        count = 0;
+    };
+    const auto group = [&] {
+        if (short_rows)
+            run_group(std::true_type{});
+        else
+            run_group(std::false_type{});
+    };
+    for (std::size_t r = 0; r < a.rows; ++r) {
+        std::int64_t y;
+        if (ignored(r, y)) continue;
+        rows[count] = r;
+        ys[count] = y;
+        xys[count] = a.label ? x_of(r)[y] : T(0);
+        if (++count == kCeGroup) group();
+    }
+    if (count) group();
+    return total;
+}
+
+template <class V, bool kCap>
+CeSums ce_rows_capped(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o) {
+    using T = typename V::T;
+    if (!a.label) {
+        const auto keep = V::set1(static_cast<T>(1 - o.smoothing));
+        const auto add = V::set1(static_cast<T>(o.smoothing / static_cast<double>(a.n)));
+        if (o.weight)
+            return ce_rows<V, kCap, true, TargetCoef<V, true>>(a, o, [&](std::size_t r) {
+                return TargetCoef<V, true>{a.target + static_cast<std::ptrdiff_t>(r) * a.ts,
+                                           o.weight, keep, add};
+            });
+        return ce_rows<V, kCap, true, TargetCoef<V, false>>(a, o, [&](std::size_t r) {
+            return TargetCoef<V, false>{a.target + static_cast<std::ptrdiff_t>(r) * a.ts, nullptr,
+                                        keep, add};
+        });
+    }
+    if (o.smoothing == 0)
+        return ce_rows<V, kCap, false, NoCoef<V>>(a, o, [](std::size_t) { return NoCoef<V>{}; });
+    if (o.weight)
+        return ce_rows<V, kCap, false, WeightCoef<V>>(a, o,
+                                               [&](std::size_t) { return WeightCoef<V>{o.weight}; });
+    return ce_rows<V, kCap, false, OnesCoef<V>>(a, o, [](std::size_t) { return OnesCoef<V>{}; });
+}
+
+// The longest rows sent by tiles (tiles.hpp), with the column kernel of
+// integer labels (ce_cols_labels): float32 with its gradient, 128 classes
+// took 78 ns a row by rows and 68 by tiles with avx512, but with avx2's 8
+// lanes 114 and 124; float64, 128 classes: 762 by rows and 837 by tiles.
+template <class V>
+constexpr std::size_t kCeTileLimit = sizeof(typename V::T) == 4 && V::N >= 16 ? 128 : 96;
+
+// Short rows by tiles (tiles.hpp): V::N rows (logits, and probabilities)
+// transposed into tiles, ce_cols on them, the gradient transposed back. Each
+// lane is computed on its own, as in ce_cols, so a row's loss does not depend
+// on its batch.
+template <class V>
+CeSums ce_by_tiles(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o) {
+    using T = typename V::T;
+    constexpr std::size_t N = V::N;
+    alignas(64) T xt[kTileBytes / sizeof(T)];
+    alignas(64) T tt[kTileBytes / sizeof(T)];
+    CeSums total;
+    for (std::size_t r = 0; r < a.rows; r += N) {
+        const std::size_t w = (a.rows - r < N) ? a.rows - r : N;
+        const auto off = static_cast<std::ptrdiff_t>(r);
+        tile_in<V>(a.x + off * a.xs, a.xs, xt, w, a.n);
+        if (a.target) tile_in<V>(a.target + off * a.ts, a.ts, tt, w, a.n);
+        CeCols<T> c;
+        c.x = xt;
+        c.xs = N;
+        c.label = a.label ? a.label + off * a.ls : nullptr;
+        c.ls = a.ls;
+        c.target = a.target ? tt : nullptr;
+        c.ts = N;
+        c.grad = a.grad ? xt : nullptr;  // in place: ce_cols reads each entry first
+        c.gs = N;
+        c.grad_scale = a.grad_scale ? a.grad_scale + r : nullptr;
+        c.loss = a.loss ? a.loss + r : nullptr;
+        c.s_ce = a.s_ce;
+        c.s_z = a.s_z;
+        c.n = a.n;
+        c.inner = w;
+        const CeSums s = cross_entropy_cols<V>(c, o);
+        total.ce += s.ce;
+        total.z += s.z;
+        if (a.grad) tile_out<V>(xt, a.grad + off * a.gs, a.gs, w, a.n);
+    }
+    return total;
+}
+
+template <class V>
+CeSums cross_entropy_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o) {
+    if (o.softcap == 0 && !a.lse && tiles_pay<V>(a.n, kCeTileLimit<V>))
+        return ce_by_tiles<V>(a, o);
+    return o.softcap != 0 ? ce_rows_capped<V, true>(a, o) : ce_rows_capped<V, false>(a, o);
+}
+
+}  // namespace fastsoftmax::FASTSOFTMAX_TARGET

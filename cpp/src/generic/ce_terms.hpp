@@ -1,0 +1,149 @@
+// The cross-entropy's terms, shared by its row and column kernels: the
+// soft-capping (Cap), the per-class coefficients of the linear terms, the
+// statistics of a row's read pass and the label's gradient. Formulas: see
+// fastsoftmax/cross_entropy.hpp.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "fastsoftmax/cross_entropy.hpp"
+#include "generic/blocks.hpp"
+#include "generic/vec_math.hpp"
+
+#ifndef FASTSOFTMAX_TARGET
+#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
+#endif
+
+// Each target's translation unit gets its own copy in its own namespace, so
+// no inline function compiled with one target's flags is shared with another.
+namespace fastsoftmax::FASTSOFTMAX_TARGET {
+
+// x' = softcap * tanh(x / softcap) (kCap) or x, and dx'/dx = 1 - tanh^2.
+template <class V, bool kCap>
+struct Cap {
+    using T = typename V::T;
+    using reg = typename V::reg;
+    reg s, inv;
+    explicit Cap(T softcap)
+        : s(V::set1(softcap)), inv(V::set1(kCap ? T(1) / softcap : T(1))) {}
+    reg operator()(reg x) const {
+        if constexpr (kCap) return V::mul(s, vtanh<V>(V::mul(x, inv)));
+        return x;
+    }
+    // x' and dx'/dx
+    reg both(reg x, reg& deriv) const {
+        const reg u = vtanh<V>(V::mul(x, inv));
+        deriv = V::mul(V::sub(V::set1(T(1)), u), V::add(V::set1(T(1)), u));
+        return V::mul(s, u);
+    }
+    T scalar(T x) const {  // bit-identical to the vector lanes
+        T buf[V::N];
+        V::store(buf, (*this)(V::set1(x)));
+        return buf[0];
+    }
+    T scalar_deriv(T x) const {
+        T buf[V::N];
+        reg d;
+        both(V::set1(x), d);
+        V::store(buf, d);
+        return buf[0];
+    }
+};
+
+// 0, 1, ..., N-1: the lane numbers.
+
+// w unspecified (callers mask them).
+template <class V>
+struct NoCoef {  // integer labels without smoothing: no linear term
+    static constexpr bool kNone = true;
+    typename V::reg load(std::size_t) const { return V::zero(); }
+    typename V::reg load_partial(std::size_t, std::size_t) const { return V::zero(); }
+    typename V::T at(std::size_t) const { return 0; }
+};
+
+template <class V>
+struct OnesCoef {  // integer labels, smoothing, no weights
+    static constexpr bool kNone = false;
+    typename V::reg load(std::size_t) const { return V::set1(typename V::T(1)); }
+    typename V::reg load_partial(std::size_t, std::size_t) const {
+        return V::set1(typename V::T(1));
+    }
+    typename V::T at(std::size_t) const { return 1; }
+};
+
+template <class V>
+struct WeightCoef {  // integer labels, smoothing, class weights
+    static constexpr bool kNone = false;
+    const typename V::T* w;
+    typename V::reg load(std::size_t i) const { return V::load(w + i); }
+    typename V::reg load_partial(std::size_t i, std::size_t len) const {
+        return V::load_partial(w + i, len, 0);
+    }
+    typename V::T at(std::size_t i) const { return w[i]; }
+};
+
+template <class V, bool kWeight>
+struct TargetCoef {  // probabilities t: w * t', t' = (1 - eps) * t + eps / n
+    static constexpr bool kNone = false;
+    const typename V::T* t;
+    const typename V::T* w;
+    typename V::reg keep, add;  // 1 - eps, eps / n
+    typename V::reg of(typename V::reg tv, typename V::reg wv) const {
+        const auto tp = V::fmadd(tv, keep, add);
+        if constexpr (kWeight) return V::mul(wv, tp);
+        return tp;
+    }
+    typename V::reg load(std::size_t i) const {
+        return of(V::load(t + i), kWeight ? V::load(w + i) : V::zero());
+    }
+    typename V::reg load_partial(std::size_t i, std::size_t len) const {
+        return of(V::load_partial(t + i, len, 0),
+                  kWeight ? V::load_partial(w + i, len, 0) : V::zero());
+    }
+};
+
+// The linear sums coef * (ref - x) are accumulated scaled by 2^-64: ref - x
+// may exceed the largest T (logits of +-3e38) where the loss itself does not
+// (a small coefficient), and a zero coefficient must give 0, not 0 * inf.
+// Scaling by a power of two is exact; it is undone in double.
+template <class T>
+constexpr T kLinScale = T(1) / T(18446744073709551616.0);  // 2^-64
+constexpr double kLinUnscale = 18446744073709551616.0;     // 2^64
+
+// What the read pass found in a row.
+struct CeStats {
+    double max = 0, sum = 0;  // m = max x', s = sum exp(x' - m)
+    double log_sum = 0;       // log(s)
+    double label_term = 0;    // lse - x'[y] (integer labels), accurate also when tiny
+    double lin = 0, cs = 0;   // sum coef * (m - x'), sum coef
+    // integer labels: p = exp(x'[y] - m) and s - p, where the latter is known
+    // without cancellation (others < 0: not known; then p / s <= 1/2)
+    double label_exp = 1, others = -1;
+    bool special = false;  // a NaN, or a maximum that is not finite
+};
+
+// d loss / d x'[y] of an integer label, with the gradient's factors a (of
+// softmax), b (of the label's one-hot) and e * coef[y] (smoothing), where
+// p = ey / s is near 1: p - 1 = -others / s (others = s - ey, known without
+// cancellation), so a * p - b = ((a - b) * ey - b * others) / s.
+inline double label_gradient(double a_minus_b, double b, double ey, double others, double s,
+                             double e_coef_y) {
+    return (a_minus_b * ey - b * others) / s - e_coef_y;
+}
+
+// sum exp(x' - ref) over a stretch, as ties + rest. A confident row's loss
+// is log(1 + tiny), which a float accumulator holding the maximum's exp(0) = 1
+// would round away, so the big term is kept out of the float sums:
+//   integer labels: rest sums every entry but the label's (skip); the loss is
+//     then lse - x'[y] = log1p(rest / exp(x'[y] - m)), exact in form;
+//   probabilities (kTies): ties counts the entries equal to ref (exactly 1
+//     each) and rest sums the others.
+struct ExpSplit {
+    double ties = 0, rest = 0;
+};
+
+// Lane j of a vector (none for j >= N).
+
+}  // namespace fastsoftmax::FASTSOFTMAX_TARGET

@@ -1,0 +1,102 @@
+// Long rows: segments of a row split across threads (driver.cpp), and rows
+// longer than L1 done block by block from one read.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+
+#include "fastsoftmax/kernels.hpp"
+#include "generic/blocks.hpp"
+#include "generic/special_rows.hpp"
+
+#ifndef FASTSOFTMAX_TARGET
+#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
+#endif
+
+// Each target's translation unit gets its own copy in its own namespace, so
+// no inline function compiled with one target's flags is shared with another.
+namespace fastsoftmax::FASTSOFTMAX_TARGET {
+
+// ------------------------------------------------ segments of long rows --
+//
+// A few rows too long for one thread are cut into segments (driver.cpp):
+// first each segment's (max, sum) - softmax also stores exp(x - ref) per
+// block, as softmax_long_row does - then, with the row's (max, sum) merged
+// from them, each segment's outputs.
+
+// The (max, sum) of a segment; with y and refs, softmax's first pass (refs:
+// one per block of kBlock vectors, at least kMinSegmentBlock elements). A
+// segment of -inf only gives (-inf, 0), not special: its row may have other,
+// finite, segments.
+template <class V>
+MaxSum segment_max_sum(const typename V::T* x, std::size_t n, typename V::T* y,
+                       typename V::T* refs) {
+    using T = typename V::T;
+    static_assert(kBlock * V::N >= kMinSegmentBlock, "refs are sized for kMinSegmentBlock");
+    const MaxSum ms =
+        y ? online_max_sum<V>(x, n,
+                              [&](std::size_t b, std::size_t i, std::size_t len, T ref) {
+                                  refs[b] = ref;
+                                  return ref == neg_inf<T>()
+                                             ? 0.0
+                                             : row_store_exp_sum<V>(x + i, y + i, len, ref);
+                              })
+          : row_online_max_sum<V>(x, n);
+    if (ms.special && row_max<V>(x, n) == neg_inf<T>() && !has_nan(x, n))
+        return {static_cast<double>(neg_inf<T>()), 0.0, false};
+    return ms;
+}
+
+// softmax's second pass over a segment: y = exp(x - ref) * exp(ref - max) / sum.
+template <class V>
+void softmax_segment_scale(typename V::T* y, std::size_t n, const typename V::T* refs, double max,
+                           double sum) {
+    using T = typename V::T;
+    constexpr std::size_t B = kBlock * V::N;
+    for (std::size_t b = 0, i = 0; i < n; ++b, i += B) {
+        const std::size_t len = (n - i < B) ? n - i : B;
+        if (refs[b] == neg_inf<T>()) {
+            fill_strided(y + i, 1, len, T(0));
+            continue;
+        }
+        const auto vf = Factor<V>::of(std::exp(static_cast<double>(refs[b]) - max) / sum);
+        map_row<V>(y + i, y + i, len, [vf](typename V::reg v) { return vf.apply(v); }, false);
+    }
+}
+
+// log_softmax's last pass: y = (x - max) - log_sum, in this order (x - max
+// is exact for the entries that matter, and the log is rounded once).
+template <class V>
+void shift_row(const typename V::T* x, typename V::T* y, std::size_t n, typename V::T max,
+               typename V::T log_sum, bool stream) {
+    const auto vm = V::set1(max);
+    const auto vl = V::set1(log_sum);
+    map_row<V>(x, y, n, [vm, vl](typename V::reg v) { return V::sub(V::sub(v, vm), vl); }, stream);
+}
+
+// log_softmax over a segment, as log_softmax_rows does it for a whole row.
+template <class V>
+void log_softmax_segment(const typename V::T* x, typename V::T* y, std::size_t n, double max,
+                         double sum, bool stream) {
+    using T = typename V::T;
+    shift_row<V>(x, y, n, static_cast<T>(max), static_cast<T>(std::log(sum)), stream);
+    if (stream) V::stream_fence();
+}
+
+// Rows longer than this (about L1) are done block by block, so x is read
+// from memory once: per block, its maximum and then exp(x - running max)
+// while the block is in L1 (segment_max_sum over the whole row); a second
+// pass scales each block by exp(block's reference - row max) / sum.
+constexpr std::size_t kLongRowBytes = std::size_t(32) << 10;
+
+template <class V>
+void softmax_long_row(const typename V::T* x, typename V::T* y, std::size_t n) {
+    using T = typename V::T;
+    Scratch<T> refs((n + kBlock * V::N - 1) / (kBlock * V::N));  // one per block
+    const MaxSum ms = segment_max_sum<V>(x, n, y, refs.data);
+    if (ms.special || !(ms.max > static_cast<double>(neg_inf<T>())))  // (or only -inf)
+        return softmax_special(y, 1, n);
+    softmax_segment_scale<V>(y, n, refs.data, ms.max, ms.sum);
+}
+
+}  // namespace fastsoftmax::FASTSOFTMAX_TARGET

@@ -1,0 +1,127 @@
+// Rows of at most one vector, a few at a time (the targets without a vector
+// transpose, and the rows the tiles do not take).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+
+#include "generic/blocks.hpp"
+#include "generic/special_rows.hpp"
+#include "generic/vec_math.hpp"
+
+#ifndef FASTSOFTMAX_TARGET
+#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
+#endif
+
+// Each target's translation unit gets its own copy in its own namespace, so
+// no inline function compiled with one target's flags is shared with another.
+namespace fastsoftmax::FASTSOFTMAX_TARGET {
+
+// ------------------------------------------------------------ short rows --
+//
+// Rows of at most one vector (n <= V::N, e.g. 10 classes) are latency-bound
+// when done one at a time (max -> exp -> sum -> reciprocal is a chain), so
+// kShortGroup rows go through each step together, and their logs are taken
+// in one vector.
+
+constexpr std::size_t kShortGroup = 4;
+
+// kExact: the exponentials are softmax outputs (vexp_sub, exact x - max);
+// the log ops only need their sum.
+template <class V, std::size_t G, bool kExact>
+struct ShortGroup {
+    typename V::reg x[G];  // the rows, -inf past n
+    typename V::reg e[G];  // exp(x - max)
+    typename V::T max[G];
+    double sum[G];
+    bool special[G];  // max not finite, or a NaN: special_rows.hpp
+
+    ShortGroup(const typename V::T* p, std::ptrdiff_t ps, std::size_t n) {
+        using T = typename V::T;
+        for (std::size_t k = 0; k < G; ++k)
+            x[k] = V::load_partial(p + static_cast<std::ptrdiff_t>(k) * ps, n, neg_inf<T>());
+        for (std::size_t k = 0; k < G; ++k) max[k] = V::hmax(x[k]);
+        for (std::size_t k = 0; k < G; ++k) {
+            if constexpr (kExact)
+                e[k] = vexp_sub<V>(x[k], V::set1(max[k]), V::set1(exp_floor(max[k])));
+            else
+                e[k] = vexp<V>(V::sub(x[k], V::set1(max[k])));
+        }
+        for (std::size_t k = 0; k < G; ++k) {
+            auto w = V::wide_zero();
+            V::wide_add(w, e[k]);
+            sum[k] = V::wide_hsum(w);
+            special[k] = !std::isfinite(max[k]) || sum[k] != sum[k];
+        }
+    }
+};
+
+// out[k] = log(s[k]) for k < g, with the vectorized log (no libm call).
+
+template <class V>
+struct ShortSoftmax {
+    template <std::size_t G>
+    static void run(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
+                    std::size_t n) {
+        using T = typename V::T;
+        const ShortGroup<V, G, true> g(x, xs, n);
+        for (std::size_t k = 0; k < G; ++k) {
+            T* yk = y + static_cast<std::ptrdiff_t>(k) * ys;
+            if (g.special[k])
+                softmax_special(yk, 1, n);
+            else
+                V::store_partial(yk, n, Factor<V>::reciprocal(g.sum[k]).apply(g.e[k]));
+        }
+    }
+};
+
+template <class V>
+struct ShortLogSoftmax {
+    template <std::size_t G>
+    static void run(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
+                    std::size_t n) {
+        using T = typename V::T;
+        const ShortGroup<V, G, false> g(x, xs, n);
+        T logs[G];
+        logs_of<V>(g.sum, logs, G);
+        for (std::size_t k = 0; k < G; ++k) {
+            const std::ptrdiff_t kk = static_cast<std::ptrdiff_t>(k);
+            if (g.special[k])
+                log_softmax_special(x + kk * xs, 1, y + kk * ys, 1, n);
+            else
+                V::store_partial(y + kk * ys, n,
+                                 V::sub(V::sub(g.x[k], V::set1(g.max[k])), V::set1(logs[k])));
+        }
+    }
+};
+
+template <class V>
+struct ShortLogSumExp {
+    template <std::size_t G>
+    static void run(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out,
+                    std::ptrdiff_t os, std::size_t n) {
+        using T = typename V::T;
+        const ShortGroup<V, G, false> g(x, xs, n);
+        T logs[G];
+        logs_of<V>(g.sum, logs, G);
+        for (std::size_t k = 0; k < G; ++k) {
+            const std::ptrdiff_t kk = static_cast<std::ptrdiff_t>(k);
+            out[kk * os] = g.special[k] ? logsumexp_special(x + kk * xs, 1, n) : g.max[k] + logs[k];
+        }
+    }
+};
+
+// Runs Op::run<kShortGroup> over whole groups of rows, then Op::run<1> over the rest.
+template <class Op, class In, class Out>
+void short_rows(const In* x, std::ptrdiff_t xs, Out* y, std::ptrdiff_t ys, std::size_t rows,
+                std::size_t n) {
+    std::size_t r = 0;
+    for (; r + kShortGroup <= rows; r += kShortGroup) {
+        Op::template run<kShortGroup>(x, xs, y, ys, n);
+        x += static_cast<std::ptrdiff_t>(kShortGroup) * xs;
+        y += static_cast<std::ptrdiff_t>(kShortGroup) * ys;
+    }
+    for (; r < rows; ++r, x += xs, y += ys) Op::template run<1>(x, xs, y, ys, n);
+}
+
+}  // namespace fastsoftmax::FASTSOFTMAX_TARGET

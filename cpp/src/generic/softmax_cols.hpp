@@ -1,0 +1,90 @@
+// The softmax family over columns: the reduction axis strided, another axis
+// contiguous, one lane per independent reduction (no scalar path: see below).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <limits>
+
+#include "generic/blocks.hpp"
+#include "generic/vec_math.hpp"
+
+#ifndef FASTSOFTMAX_TARGET
+#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
+#endif
+
+// Each target's translation unit gets its own copy in its own namespace, so
+// no inline function compiled with one target's flags is shared with another.
+namespace fastsoftmax::FASTSOFTMAX_TARGET {
+
+template <class V>
+void softmax_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
+                  std::size_t n, std::size_t inner) {
+    using T = typename V::T;
+    if (n == 0) return;
+    for (std::size_t c = 0; c < inner; c += V::N) {
+        const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
+        const auto m = col_max<V>(x + c, xs, n, ch);
+        const auto bad = V::not_finite(m);
+        const auto wide =
+            col_sum_exp<V, true>(x + c, xs, y + c, ys, n, V::select(bad, V::zero(), m), ch);
+        // per lane 1/sum as hi + lo (see Factor); a non-finite max makes the
+        // whole lane NaN (SciPy), a NaN sum does by itself
+        double sums[V::N];
+        V::wide_store(wide, sums);
+        T hi[V::N], lo[V::N], maxes[V::N];
+        V::store(maxes, m);
+        for (std::size_t l = 0; l < V::N; ++l) {
+            const double inv = 1.0 / sums[l];
+            hi[l] =
+                std::isfinite(maxes[l]) ? static_cast<T>(inv) : std::numeric_limits<T>::quiet_NaN();
+            lo[l] = static_cast<T>(inv - static_cast<double>(hi[l]));
+        }
+        const Factor<V> inv{V::load(hi), V::load(lo)};
+        for (std::size_t i = 0; i < n; ++i) {
+            T* p = y + c + static_cast<std::ptrdiff_t>(i) * ys;
+            ch.store(p, inv.apply(ch.load(p, 0)));
+        }
+    }
+}
+
+template <class V>
+void log_softmax_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+                      std::ptrdiff_t ys, std::size_t n, std::size_t inner) {
+    if (n == 0) return;
+    for (std::size_t c = 0; c < inner; c += V::N) {
+        const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
+        const auto m = col_max<V>(x + c, xs, n, ch);
+        const auto s = V::wide_round(col_sum_exp<V, false>(
+            x + c, xs, nullptr, 0, n, V::select(V::not_finite(m), V::zero(), m), ch));
+        // max = +inf: s = +inf, so (x - max) - log(s) is NaN at +inf, -inf elsewhere;
+        // all -inf: x - max is NaN; a NaN: s is NaN. SciPy's answers in each case.
+        const auto ls = vlog<V>(s);
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto xv = ch.load(x + c + static_cast<std::ptrdiff_t>(i) * xs, 0);
+            ch.store(y + c + static_cast<std::ptrdiff_t>(i) * ys, V::sub(V::sub(xv, m), ls));
+        }
+    }
+}
+
+template <class V>
+void logsumexp_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out, std::size_t n,
+                    std::size_t inner) {
+    using T = typename V::T;
+    for (std::size_t c = 0; c < inner; c += V::N) {
+        const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
+        if (n == 0) {
+            ch.store(out + c, V::set1(neg_inf<T>()));
+            continue;
+        }
+        const auto m = col_max<V>(x + c, xs, n, ch);
+        const auto bad = V::not_finite(m);
+        const auto s = V::wide_round(
+            col_sum_exp<V, false>(x + c, xs, nullptr, 0, n, V::select(bad, V::zero(), m), ch));
+        // non-finite max: the max itself (+-inf), or NaN if a NaN was seen
+        const auto special = V::select(V::isnan(s), s, m);
+        ch.store(out + c, V::select(bad, special, V::add(m, vlog<V>(s))));
+    }
+}
+
+}  // namespace fastsoftmax::FASTSOFTMAX_TARGET

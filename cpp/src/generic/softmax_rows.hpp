@@ -1,0 +1,282 @@
+// The softmax family, written once over a vector wrapper V and compiled per
+// target (cpp/src/arch/instantiate.cpp).
+//
+// Rows (reduction axis contiguous), in XNNPACK's terms:
+//   softmax     : rmax -> raddstoreexpminusmax -> vscale        (3 passes)
+//                 - rows of one vector: four rows at a time (short rows)
+//                 - arrays in cache: the three passes software-pipelined
+//                   over consecutive rows
+//                 - rows longer than L1: block by block, one read of x
+//   log_softmax : online (max, sum) read pass -> (x - max) - log(sum)
+//   logsumexp   : online (max, sum) read pass, one read of the row
+// Many short rows (up to k*TileLimit) go by tiles: a tile of V::N rows is
+// transposed so that the column kernels below do them, one row per lane.
+// Columns (reduction axis strided, another axis contiguous): the same passes,
+// vectorized across the contiguous axis, one lane per independent reduction.
+//
+// Softmax outputs are exp of the exact x - max (vexp_sub), summed in double
+// (ExpSum) and scaled by 1/sum as two floats (Factor): about 2 ulp from the
+// exact value. Sums that only feed a log are accumulated in vector registers
+// over blocks of at most kBlock vectors and then folded into a wide
+// accumulator (double for float, compensated double for double), so the
+// error does not grow with the row length. Rows whose maximum is not finite,
+// or whose sum is NaN, take the scalar path of special_rows.hpp (SciPy's
+// answers).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+
+#include "fastsoftmax/kernels.hpp"
+#include "generic/blocks.hpp"
+#include "generic/segments.hpp"
+#include "generic/short_rows.hpp"
+#include "generic/softmax_cols.hpp"
+#include "generic/special_rows.hpp"
+#include "generic/tiles.hpp"
+#include "generic/vec_math.hpp"
+
+#ifndef FASTSOFTMAX_TARGET
+#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
+#endif
+
+// Each target's translation unit gets its own copy in its own namespace, so
+// no inline function compiled with one target's flags is shared with another.
+namespace fastsoftmax::FASTSOFTMAX_TARGET {
+
+// The longest rows each op sends by tiles (tiles.hpp), measured with avx512
+// on 4096 rows: e.g. float32 softmax of 10 classes 51 -> 39 us by tiles, but
+// of 64 classes 144 by rows and 158 by tiles; float64 logsumexp of 10
+// classes 183 -> 58 us, of 128 classes 506 -> 466 us (bench/RESULTS.md).
+template <class V>
+constexpr std::size_t kSoftmaxTileLimit = sizeof(typename V::T) == 4 ? 48 : 64;
+template <class V>
+constexpr std::size_t kLogSoftmaxTileLimit = 64;
+template <class V>
+constexpr std::size_t kLogSumExpTileLimit = 128;
+
+// Rows that fit in L1, in arrays that fit in cache, software-pipelined: one loop over the columns
+// does the exp-store-sum pass of row r (bound by the FMA units) together with the max pass of row
+// r+1 and the scale pass of row r-1 (bound by loads and stores), so the two kinds of work overlap
+// instead of taking turns.
+template <class V>
+void softmax_rows_pipelined(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+                            std::ptrdiff_t ys, std::size_t rows, std::size_t n) {
+    using T = typename V::T;
+    using reg = typename V::reg;
+    constexpr std::size_t N = V::N;
+    const std::size_t tail = n % N;
+    const std::size_t full = n - tail;
+    T m = row_max<V>(x, n);  // of the current row
+    T* prev = nullptr;       // the previous row, still to be scaled by inv_prev
+    Factor<V> inv_prev{V::zero(), V::zero()};
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* xr = x + static_cast<std::ptrdiff_t>(r) * xs;
+        T* yr = y + static_cast<std::ptrdiff_t>(r) * ys;
+        const T* xn = (r + 1 < rows) ? xr + xs : xr;  // the next row (the last row re-reads itself)
+        const bool ok = std::isfinite(m);
+        const reg vm = V::set1(ok ? m : T(0));
+        const reg vlo = V::set1(exp_floor(ok ? m : T(0)));
+        reg mx0 = V::set1(neg_inf<T>()), mx1 = mx0;
+        ExpSum<V> s0;
+        std::size_t i = 0;
+        for (; i + 2 * N <= full; i += 2 * N) {
+            mx0 = V::max(mx0, V::load(xn + i));
+            mx1 = V::max(mx1, V::load(xn + i + N));
+            if (ok) {
+                const reg e0 = vexp_sub<V>(V::load(xr + i), vm, vlo);
+                const reg e1 = vexp_sub<V>(V::load(xr + i + N), vm, vlo);
+                V::store(yr + i, e0);
+                V::store(yr + i + N, e1);
+                s0.add2(e0, e1);
+            }
+            if (prev) {
+                V::store(prev + i, inv_prev.apply(V::load(prev + i)));
+                V::store(prev + i + N, inv_prev.apply(V::load(prev + i + N)));
+            }
+        }
+        for (; i < n; i += N) {
+            const std::size_t w = (n - i < N) ? n - i : N;
+            mx0 = V::max(mx0, V::load_partial(xn + i, w, neg_inf<T>()));
+            if (ok) {
+                const reg e = vexp_sub<V>(V::load_partial(xr + i, w, neg_inf<T>()), vm, vlo);
+                V::store_partial(yr + i, w, e);
+                s0.add(e);
+            }
+            if (prev)
+                V::store_partial(prev + i, w, inv_prev.apply(V::load_partial(prev + i, w, 0)));
+        }
+        const double sum = s0.total();
+        if (!ok || sum != sum) {  // max not finite, or a NaN in the row
+            softmax_special(yr, 1, n);
+            prev = nullptr;
+        } else {
+            prev = yr;
+            inv_prev = Factor<V>::reciprocal(sum);
+        }
+        m = V::hmax(V::max(mx0, mx1));
+    }
+    if (prev) map_row<V>(prev, prev, n, [inv_prev](reg v) { return inv_prev.apply(v); }, false);
+}
+
+template <class V>
+void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
+                  std::size_t rows, std::size_t n, bool from_memory) {
+    using T = typename V::T;
+    if (n == 0) return;
+    if (tiles_pay<V>(n, kSoftmaxTileLimit<V>))
+        return by_tiles<V>(x, xs, y, ys, rows, n, n, [n](typename V::T* t, std::size_t w) {
+            softmax_cols<V>(t, V::N, t, V::N, n, w);
+        });
+    if (n <= V::N) return short_rows<ShortSoftmax<V>>(x, xs, y, ys, rows, n);
+    if (n * sizeof(T) > kLongRowBytes) {
+        for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) softmax_long_row<V>(x, y, n);
+        return;
+    }
+    // Pipelining pays while the data is in cache; on arrays that stream from
+    // memory it measured slower than three plain passes (8192x1024 float32:
+    // 3.8 vs 3.1 ms), which give the hardware prefetchers one stream at a time.
+    if (!from_memory) return softmax_rows_pipelined<V>(x, xs, y, ys, rows, n);
+    for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
+        const T m = row_max<V>(x, n);
+        if (!std::isfinite(m)) {
+            softmax_special(y, 1, n);
+            continue;
+        }
+        const double s = row_store_exp_sum<V>(x, y, n, m);
+        if (s != s) {  // a NaN in the row
+            softmax_special(y, 1, n);
+            continue;
+        }
+        const auto inv = Factor<V>::reciprocal(s);
+        map_row<V>(y, y, n, [inv](typename V::reg v) { return inv.apply(v); }, false);
+    }
+}
+
+// Rows of at most this many bytes (more than one vector, at most one block):
+// log_softmax and logsumexp take their logs kLogGroup at a time in one vector
+// (logs_of) instead of a libm call each, which cost as much as the rest of a
+// 128-element row (log_softmax 4096x128 float32: 320 -> 240 us). The group
+// stays in L1 for log_softmax's last pass.
+constexpr std::size_t kGroupedLogRowBytes = 2048;
+constexpr std::size_t kLogGroup = 8;
+
+// The (max, sum) of kLogGroup rows of one block each, and the logs of their
+// sums in one vector (a sum of 1 for the special rows).
+template <class V>
+void row_group_stats(const typename V::T* x, std::ptrdiff_t xs, std::size_t g, std::size_t n,
+                     MaxSum* ms, typename V::T* logs) {
+    using T = typename V::T;
+    double sums[kLogGroup];
+    T m[kLogGroup];
+    // the maxima first: each row's exponentials wait for its maximum's
+    // reduction, which is then ready, not on the row's critical path
+    for (std::size_t k = 0; k < g; ++k)
+        m[k] = row_max<V>(x + static_cast<std::ptrdiff_t>(k) * xs, n);
+    // then the exponentials' per-lane sums of every row, and only then their
+    // reductions, so that no row's reduction holds up the next row's work
+    typename V::reg lanes[kLogGroup];
+    for (std::size_t k = 0; k < g; ++k)  // one block: no running maximum needed
+        lanes[k] = std::isfinite(m[k])
+                       ? stretch_exp_lanes<V>(x + static_cast<std::ptrdiff_t>(k) * xs, n, m[k])
+                       : V::zero();
+    for (std::size_t k = 0; k < g; ++k) {
+        const double sum = stretch_total<V>(lanes[k]);
+        ms[k] = {static_cast<double>(m[k]), sum, !std::isfinite(m[k]) || sum != sum};
+        sums[k] = ms[k].special ? 1.0 : sum;
+    }
+    logs_of<V>(sums, logs, g);
+}
+
+template <class V>
+void logsumexp_row_groups(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out,
+                          std::ptrdiff_t os, std::size_t rows, std::size_t n) {
+    using T = typename V::T;
+    for (std::size_t r = 0; r < rows; r += kLogGroup) {
+        const std::size_t g = std::min(kLogGroup, rows - r);
+        const T* xg = x + static_cast<std::ptrdiff_t>(r) * xs;
+        MaxSum ms[kLogGroup];
+        T logs[kLogGroup];
+        row_group_stats<V>(xg, xs, g, n, ms, logs);
+        for (std::size_t k = 0; k < g; ++k) {
+            T* o = out + static_cast<std::ptrdiff_t>(r + k) * os;
+            *o = ms[k].special ? logsumexp_special(xg + static_cast<std::ptrdiff_t>(k) * xs, 1, n)
+                               : static_cast<T>(ms[k].max + static_cast<double>(logs[k]));
+        }
+    }
+}
+
+template <class V>
+void log_softmax_row_groups(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+                            std::ptrdiff_t ys, std::size_t rows, std::size_t n, bool stream) {
+    using T = typename V::T;
+    for (std::size_t r = 0; r < rows; r += kLogGroup) {
+        const std::size_t g = std::min(kLogGroup, rows - r);
+        const T* xg = x + static_cast<std::ptrdiff_t>(r) * xs;
+        T* yg = y + static_cast<std::ptrdiff_t>(r) * ys;
+        MaxSum ms[kLogGroup];
+        T logs[kLogGroup];
+        row_group_stats<V>(xg, xs, g, n, ms, logs);
+        for (std::size_t k = 0; k < g; ++k) {
+            const T* xk = xg + static_cast<std::ptrdiff_t>(k) * xs;
+            T* yk = yg + static_cast<std::ptrdiff_t>(k) * ys;
+            if (ms[k].special) {
+                log_softmax_special(xk, 1, yk, 1, n);
+                continue;
+            }
+            shift_row<V>(xk, yk, n, static_cast<T>(ms[k].max), logs[k], stream);
+        }
+    }
+}
+
+template <class V>
+void log_softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+                      std::ptrdiff_t ys, std::size_t rows, std::size_t n, bool from_memory) {
+    using T = typename V::T;
+    if (n == 0) return;
+    if (tiles_pay<V>(n, kLogSoftmaxTileLimit<V>))
+        return by_tiles<V>(x, xs, y, ys, rows, n, n, [n](typename V::T* t, std::size_t w) {
+            log_softmax_cols<V>(t, V::N, t, V::N, n, w);
+        });
+    if (n <= V::N) return short_rows<ShortLogSoftmax<V>>(x, xs, y, ys, rows, n);
+    const bool stream = from_memory;
+    if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N) {
+        log_softmax_row_groups<V>(x, xs, y, ys, rows, n, stream);
+        if (stream) V::stream_fence();
+        return;
+    }
+    for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
+        const MaxSum ms = row_online_max_sum<V>(x, n);
+        if (ms.special) {
+            log_softmax_special(x, 1, y, 1, n);
+            continue;
+        }
+        shift_row<V>(x, y, n, static_cast<T>(ms.max), static_cast<T>(std::log(ms.sum)), stream);
+    }
+    if (stream) V::stream_fence();
+}
+
+template <class V>
+void logsumexp_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out,
+                    std::ptrdiff_t os, std::size_t rows, std::size_t n) {
+    using T = typename V::T;
+    if (tiles_pay<V>(n, kLogSumExpTileLimit<V>))  // each lane's result in the tile's first row
+        return by_tiles<V>(x, xs, out, os, rows, n, 1,
+                           [n](T* t, std::size_t w) { logsumexp_cols<V>(t, V::N, t, n, w); });
+    if (n >= 1 && n <= V::N) return short_rows<ShortLogSumExp<V>>(x, xs, out, os, rows, n);
+    if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N)
+        return logsumexp_row_groups<V>(x, xs, out, os, rows, n);
+    for (std::size_t r = 0; r < rows; ++r, x += xs, out += os) {
+        if (n == 0) {
+            *out = neg_inf<T>();
+            continue;
+        }
+        const MaxSum ms = row_online_max_sum<V>(x, n);
+        *out = ms.special ? logsumexp_special(x, 1, n) : static_cast<T>(ms.max + std::log(ms.sum));
+    }
+}
+
+// The two backward ops, o = out(g, y, s) with s the sum over the reduction of
+
+}  // namespace fastsoftmax::FASTSOFTMAX_TARGET
