@@ -1,4 +1,5 @@
-"""The package's own vectorized exp, log and tanh (``_core.vexp`` / ``vlog`` / ``vtanh``) on the active target.
+"""The package's own vectorized exp, log, log1p and tanh (``_core.vexp`` / ``vlog`` / ``vlog1p`` /
+``vtanh``) on the active target.
 
 Accuracy in ulp against NumPy's float64 (for float32) or np.longdouble (for
 float64) functions, over at least 10^6 inputs per function and dtype, plus
@@ -195,6 +196,44 @@ def tanh_inputs(rng, dtype) -> np.ndarray:
     return np.concatenate(parts).astype(dtype)
 
 
+def log1p_inputs(rng, dtype) -> np.ndarray:
+    big = 38 if dtype == F32 else 307
+    near_minus_one = 7 if dtype == F32 else 15
+    parts = [
+        10.0 ** rng.uniform(-big, big, N // 2),
+        rng.uniform(-0.999, 1.0, N // 4),
+        -1.0 + 10.0 ** rng.uniform(-near_minus_one, -0.01, N // 4),
+    ]
+    x = np.concatenate(parts).astype(dtype)
+    return x[x > -1]
+
+
+@dtypes
+def test_log1p_within_2_3_ulp(rng, dtype):
+    """vlog1p (the cross-entropy's loss of confident rows) is within its stated 2.3 ulp bound."""
+    x = log1p_inputs(rng, dtype)
+    assert x.size >= 0.99 * N
+    with np.errstate(all="ignore"):
+        ref = np.log1p(x.astype(WIDE[dtype]))
+    assert_ulp(_core.vlog1p(x), ref, dtype, np.ones(x.shape, dtype=bool), 2.3, "log1p")
+
+
+@dtypes
+def test_log1p_special_values(dtype):
+    info = np.finfo(dtype)
+    x = np.array([0.0, -0.0, -1.0, np.nan, info.tiny, 1e-30, info.max], dtype)
+    got = _core.vlog1p(x)
+    assert got[0] == 0
+    assert not np.signbit(got[0])
+    assert got[1] == 0
+    assert np.signbit(got[1])
+    assert got[2] == -np.inf
+    assert np.isnan(got[3])
+    assert got[4] == info.tiny  # log1p(u) = u for tiny u
+    assert got[5] == dtype(1e-30)
+    assert np.isfinite(got[6])
+
+
 @dtypes
 def test_tanh_within_4_ulp(rng, dtype):
     x = tanh_inputs(rng, dtype)
@@ -217,7 +256,7 @@ def test_tanh_special_values(dtype):
 
 
 @dtypes
-@pytest.mark.parametrize("fn", ["vexp", "vlog", "vtanh"])
+@pytest.mark.parametrize("fn", ["vexp", "vlog", "vlog1p", "vtanh"])
 def test_lengths_and_tails_give_the_same_values(rng, dtype, fn):
     """Every length 0..70 (partial vectors): each element as in a long array, nothing past the end."""
     f = getattr(_core, fn)
@@ -237,7 +276,7 @@ def test_lengths_and_tails_give_the_same_values(rng, dtype, fn):
         )
 
 
-@pytest.mark.parametrize("fn", ["vexp", "vlog", "vtanh"])
+@pytest.mark.parametrize("fn", ["vexp", "vlog", "vlog1p", "vtanh"])
 def test_rejects_what_it_cannot_take(fn):
     f = getattr(_core, fn)
     with pytest.raises(ValueError, match="contiguous 1-d"):

@@ -1,5 +1,5 @@
 // _core.simd_target, targets, set_target, build_info and the element-wise
-// exp/log/tanh of the active target (for the tests of the vector math).
+// exp/log/log1p/tanh of the active target (for the tests of the vector math).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -16,7 +16,7 @@
 namespace fastsoftmax::bindings {
 namespace {
 
-enum class Fn { exp, log, tanh };
+enum class Fn { exp, log, log1p, tanh };
 
 template <class T>
 py::array elementwise(const py::array& x, Fn fn, py::object out_obj) {
@@ -40,7 +40,7 @@ py::array elementwise(const py::array& x, Fn fn, py::object out_obj) {
     {
         py::gil_scoped_release release;
         const Kernels<T>& k = kernels_of<T>(active_kernels());
-        (fn == Fn::exp ? k.exp : fn == Fn::log ? k.log : k.tanh)(in, o, n);
+        (fn == Fn::exp ? k.exp : fn == Fn::log ? k.log : fn == Fn::log1p ? k.log1p : k.tanh)(in, o, n);
     }
     return out;
 }
@@ -113,6 +113,14 @@ void register_config(py::module_& m) {
         [](const py::array& x, py::object out) { return elementwise_any(x, Fn::log, std::move(out)); },
         py::arg("x"), py::arg("out") = py::none(),
         "our vectorized log on a contiguous 1-d float32/float64 array (active target)");
+    m.def(
+        "vlog1p",
+        [](const py::array& x, py::object out) {
+            return elementwise_any(x, Fn::log1p, std::move(out));
+        },
+        py::arg("x"), py::arg("out") = py::none(),
+        "our vectorized log1p (the cross-entropy's) on a contiguous 1-d float32/float64 array "
+        "(active target)");
     m.def(
         "vtanh",
         [](const py::array& x, py::object out) {

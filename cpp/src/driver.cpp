@@ -35,35 +35,36 @@ using nd::kMaxOperands;
 template <class T>
 void call_rows(const Kernels<T>& k, Op op, const T* a, std::ptrdiff_t as, const T* b,
                std::ptrdiff_t bs, T* o, std::ptrdiff_t os, std::size_t rows, std::size_t n,
-               bool from_memory) {
+               const SoftmaxParams& params) {
     switch (op) {
         case Op::softmax:
-            return k.softmax_rows(a, as, o, os, rows, n, from_memory);
+            return k.softmax_rows(a, as, o, os, rows, n, params);
         case Op::log_softmax:
-            return k.log_softmax_rows(a, as, o, os, rows, n, from_memory);
+            return k.log_softmax_rows(a, as, o, os, rows, n, params);
         case Op::logsumexp:
-            return k.logsumexp_rows(a, as, o, os, rows, n);
+            return k.logsumexp_rows(a, as, o, os, rows, n, params);
         case Op::softmax_backward:
-            return k.softmax_backward_rows(a, as, b, bs, o, os, rows, n);
+            return k.softmax_backward_rows(a, as, b, bs, o, os, rows, n, params);
         case Op::log_softmax_backward:
-            return k.log_softmax_backward_rows(a, as, b, bs, o, os, rows, n);
+            return k.log_softmax_backward_rows(a, as, b, bs, o, os, rows, n, params);
     }
 }
 
 template <class T>
 void call_cols(const Kernels<T>& k, Op op, const T* a, std::ptrdiff_t as, const T* b,
-               std::ptrdiff_t bs, T* o, std::ptrdiff_t os, std::size_t n, std::size_t inner) {
+               std::ptrdiff_t bs, T* o, std::ptrdiff_t os, std::size_t n, std::size_t inner,
+               const SoftmaxParams& params) {
     switch (op) {
         case Op::softmax:
-            return k.softmax_cols(a, as, o, os, n, inner);
+            return k.softmax_cols(a, as, o, os, n, inner, params);
         case Op::log_softmax:
-            return k.log_softmax_cols(a, as, o, os, n, inner);
+            return k.log_softmax_cols(a, as, o, os, n, inner, params);
         case Op::logsumexp:
-            return k.logsumexp_cols(a, as, o, n, inner);
+            return k.logsumexp_cols(a, as, o, n, inner, params);
         case Op::softmax_backward:
-            return k.softmax_backward_cols(a, as, b, bs, o, os, n, inner);
+            return k.softmax_backward_cols(a, as, b, bs, o, os, n, inner, params);
         case Op::log_softmax_backward:
-            return k.log_softmax_backward_cols(a, as, b, bs, o, os, n, inner);
+            return k.log_softmax_backward_cols(a, as, b, bs, o, os, n, inner, params);
     }
 }
 
@@ -79,11 +80,13 @@ static_assert(kSegment % 1024 == 0, "segments start on a block of any target");
 // exponentials), merged per row, then per segment the outputs.
 template <class T>
 void long_rows(const Kernels<T>& k, Op op, const T* a, const std::vector<std::ptrdiff_t>& ia,
-               T* y, const std::vector<std::ptrdiff_t>& iy, std::size_t n, bool from_memory) {
+               T* y, const std::vector<std::ptrdiff_t>& iy, std::size_t n, const SoftmaxParams& params) {
     const std::size_t rows = ia.size();
     const std::size_t segs = (n + kSegment - 1) / kSegment;
     constexpr std::size_t kRefs = kSegment / kMinSegmentBlock;
     const bool soft = op == Op::softmax;
+    SoftmaxParams in_cache = params;  // (the scalar path of a special row)
+    in_cache.from_memory = false;
     std::vector<MaxSum> part(rows * segs);
     std::vector<T> refs(soft ? rows * segs * kRefs : 0);
     const auto seg = [&](std::size_t t, std::size_t& r, std::size_t& i) {
@@ -96,7 +99,7 @@ void long_rows(const Kernels<T>& k, Op op, const T* a, const std::vector<std::pt
         const std::size_t len = seg(t, r, i);
         const auto ii = static_cast<std::ptrdiff_t>(i);
         part[t] = k.segment_max_sum(a + ia[r] + ii, len, soft ? y + iy[r] + ii : nullptr,
-                                    soft ? &refs[t * kRefs] : nullptr);
+                                    soft ? &refs[t * kRefs] : nullptr, params);
     });
     std::vector<MaxSum> row(rows);
     for (std::size_t r = 0; r < rows; ++r) {
@@ -115,7 +118,7 @@ void long_rows(const Kernels<T>& k, Op op, const T* a, const std::vector<std::pt
     if (op == Op::logsumexp) {
         for (std::size_t r = 0; r < rows; ++r) {
             if (row[r].special)
-                k.logsumexp_rows(a + ia[r], 0, y + iy[r], 0, 1, n);
+                k.logsumexp_rows(a + ia[r], 0, y + iy[r], 0, 1, n, params);
             else
                 y[iy[r]] = static_cast<T>(row[r].max + std::log(row[r].sum));
         }
@@ -130,11 +133,11 @@ void long_rows(const Kernels<T>& k, Op op, const T* a, const std::vector<std::pt
             if (soft)
                 std::fill_n(y + iy[r] + ii, len, std::numeric_limits<T>::quiet_NaN());
             else if (i == 0)
-                k.log_softmax_rows(a + ia[r], 0, y + iy[r], 0, 1, n, false);
+                k.log_softmax_rows(a + ia[r], 0, y + iy[r], 0, 1, n, in_cache);
         } else if (soft) {
-            k.softmax_segment_scale(y + iy[r] + ii, len, &refs[t * kRefs], ms.max, ms.sum);
+            k.softmax_segment_scale(y + iy[r] + ii, len, &refs[t * kRefs], ms.max, ms.sum, params);
         } else {
-            k.log_softmax_segment(a + ia[r] + ii, y + iy[r] + ii, len, ms.max, ms.sum, from_memory);
+            k.log_softmax_segment(a + ia[r] + ii, y + iy[r] + ii, len, ms.max, ms.sum, params);
         }
     });
 }
@@ -167,7 +170,10 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
         dims.push_back(dim);
     }
     if (n == 0 && !reduce) return;
-    const bool from_memory = lines * n * sizeof(T) >= kStreamBytes;
+    SoftmaxParams params;
+    params.from_memory = lines * n * sizeof(T) >= kStreamBytes;
+    SoftmaxParams in_cache = params;  // (for one row copied to a buffer)
+    in_cache.from_memory = false;
 
     const T* const a = in0.data;
     const T* const b = in1 ? in1->data : nullptr;
@@ -186,7 +192,7 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
                 ia.push_back(off[0]);
                 iy.push_back(off[o]);
             });
-            return long_rows(kern, op, a, ia, y, iy, n, from_memory);
+            return long_rows(kern, op, a, ia, y, iy, n, params);
         }
         const std::size_t per = units_per_task(lines, n + kRowCost);
         parallel_for((lines + per - 1) / per, [&](std::size_t t) {
@@ -194,7 +200,7 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
                          [&](const std::ptrdiff_t* off, std::size_t count) {
                              call_rows(kern, op, a + off[0], last.stride[0],
                                        b ? b + off[1] : nullptr, last.stride[1], y + off[o],
-                                       last.stride[o], count, n, from_memory);
+                                       last.stride[o], count, n, params);
                          });
         });
         return;
@@ -216,7 +222,7 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
                          [&](const std::ptrdiff_t* off, std::size_t count) {
                              call_cols(kern, op, a + off[0], axis_stride[0],
                                        b ? b + off[1] : nullptr, axis_stride[1], y + off[o],
-                                       axis_stride[o], n, count);
+                                       axis_stride[o], n, count, params);
                          });
         });
         return;
@@ -232,7 +238,7 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
                 if (b) buf_b[i] = b[off[1] + static_cast<std::ptrdiff_t>(i) * axis_stride[1]];
             }
             call_rows(kern, op, buf_a.data(), 0, b ? buf_b.data() : nullptr, 0, buf_y.data(), 0,
-                      1, n, false);
+                      1, n, in_cache);
             if (reduce) {
                 y[off[o]] = buf_y[0];
             } else {

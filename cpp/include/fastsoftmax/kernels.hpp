@@ -17,8 +17,8 @@ namespace fastsoftmax {
 using std::ptrdiff_t;
 using std::size_t;
 
-// Arrays of at least this many bytes come from and go to memory (the kernels
-// then write with streaming stores, or do not pipeline their passes).
+// Arrays of at least this many bytes come from and go to memory (see
+// SoftmaxParams::from_memory).
 constexpr std::size_t kStreamBytes = std::size_t(8) << 20;
 
 // A row's maximum and sum(exp(x - max)), from one read pass.
@@ -31,53 +31,83 @@ struct MaxSum {
 // The segment kernels keep one `ref` per block of at least this many elements.
 constexpr std::size_t kMinSegmentBlock = 64;
 
-template <class T>
+// The compute type of a storage type S: the type of the registers, scalars
+// and scratch buffers a kernel for arrays of S works in (float for float and
+// for the half-precision types a later issue adds, double for double).
+template <class S>
+struct ComputeOf {
+    using type = S;
+};
+template <class S>
+using compute_t = typename ComputeOf<S>::type;
+
+// The per-call parameters of the softmax family (its parameter slot, as
+// CeOptions is the cross-entropy's): every kernel of the family takes them,
+// so that a new parameter (a temperature, a mask) changes no signature.
+struct SoftmaxParams {
+    // The whole array (of which a kernel's rows may be a part) is at least
+    // kStreamBytes: it comes from and goes to memory, so the kernels write
+    // with streaming stores or do not pipeline their passes.
+    bool from_memory = false;
+};
+
+// The kernels of one target for arrays of storage type S (float or double).
+// Filled by member name (cpp/src/arch/instantiate.cpp).
+template <class S>
 struct Kernels {
+    using C = compute_t<S>;
+    using Params = const SoftmaxParams&;
+
     // rows: `rows` rows of length n; row r starts at x + r*xs (resp. y + r*ys);
-    // elements of a row are contiguous. from_memory: the whole array (of
-    // which these rows may be a part) is at least kStreamBytes.
-    void (*softmax_rows)(const T* x, ptrdiff_t xs, T* y, ptrdiff_t ys, size_t rows, size_t n,
-                         bool from_memory);
-    void (*log_softmax_rows)(const T* x, ptrdiff_t xs, T* y, ptrdiff_t ys, size_t rows, size_t n,
-                             bool from_memory);
+    // elements of a row are contiguous.
+    void (*softmax_rows)(const S* x, ptrdiff_t xs, S* y, ptrdiff_t ys, size_t rows, size_t n,
+                         Params params);
+    void (*log_softmax_rows)(const S* x, ptrdiff_t xs, S* y, ptrdiff_t ys, size_t rows, size_t n,
+                             Params params);
     // out[r * os] = logsumexp(row r)
-    void (*logsumexp_rows)(const T* x, ptrdiff_t xs, T* out, ptrdiff_t os, size_t rows, size_t n);
-    void (*softmax_backward_rows)(const T* g, ptrdiff_t gs, const T* y, ptrdiff_t ys, T* o,
-                                  ptrdiff_t os, size_t rows, size_t n);
-    void (*log_softmax_backward_rows)(const T* g, ptrdiff_t gs, const T* y, ptrdiff_t ys, T* o,
-                                      ptrdiff_t os, size_t rows, size_t n);
+    void (*logsumexp_rows)(const S* x, ptrdiff_t xs, S* out, ptrdiff_t os, size_t rows, size_t n,
+                           Params params);
+    void (*softmax_backward_rows)(const S* g, ptrdiff_t gs, const S* y, ptrdiff_t ys, S* o,
+                                  ptrdiff_t os, size_t rows, size_t n, Params params);
+    void (*log_softmax_backward_rows)(const S* g, ptrdiff_t gs, const S* y, ptrdiff_t ys, S* o,
+                                      ptrdiff_t os, size_t rows, size_t n, Params params);
 
     // cols: `inner` independent reductions of length n, contiguous across
     // `inner`; step i of the reduction is at x + i*xs.
-    void (*softmax_cols)(const T* x, ptrdiff_t xs, T* y, ptrdiff_t ys, size_t n, size_t inner);
-    void (*log_softmax_cols)(const T* x, ptrdiff_t xs, T* y, ptrdiff_t ys, size_t n, size_t inner);
+    void (*softmax_cols)(const S* x, ptrdiff_t xs, S* y, ptrdiff_t ys, size_t n, size_t inner,
+                         Params params);
+    void (*log_softmax_cols)(const S* x, ptrdiff_t xs, S* y, ptrdiff_t ys, size_t n, size_t inner,
+                             Params params);
     // out[0 .. inner) is contiguous
-    void (*logsumexp_cols)(const T* x, ptrdiff_t xs, T* out, size_t n, size_t inner);
-    void (*softmax_backward_cols)(const T* g, ptrdiff_t gs, const T* y, ptrdiff_t ys, T* o,
-                                  ptrdiff_t os, size_t n, size_t inner);
-    void (*log_softmax_backward_cols)(const T* g, ptrdiff_t gs, const T* y, ptrdiff_t ys, T* o,
-                                      ptrdiff_t os, size_t n, size_t inner);
+    void (*logsumexp_cols)(const S* x, ptrdiff_t xs, S* out, size_t n, size_t inner,
+                           Params params);
+    void (*softmax_backward_cols)(const S* g, ptrdiff_t gs, const S* y, ptrdiff_t ys, S* o,
+                                  ptrdiff_t os, size_t n, size_t inner, Params params);
+    void (*log_softmax_backward_cols)(const S* g, ptrdiff_t gs, const S* y, ptrdiff_t ys, S* o,
+                                      ptrdiff_t os, size_t n, size_t inner, Params params);
 
     // Segments of a row split across threads (driver.cpp): the segment's
     // (max, sum) (a segment of -inf: (-inf, 0)); with y and refs (one per
     // kMinSegmentBlock elements at most), also softmax's exp(x - ref) per block.
-    MaxSum (*segment_max_sum)(const T* x, size_t n, T* y, T* refs);
+    MaxSum (*segment_max_sum)(const S* x, size_t n, S* y, C* refs, Params params);
     // then, given the whole row's (max, sum): softmax's scaling of those y ...
-    void (*softmax_segment_scale)(T* y, size_t n, const T* refs, double max, double sum);
+    void (*softmax_segment_scale)(S* y, size_t n, const C* refs, double max, double sum,
+                                  Params params);
     // ... or log_softmax's y = (x - max) - log(sum)
-    void (*log_softmax_segment)(const T* x, T* y, size_t n, double max, double sum,
-                                bool from_memory);
+    void (*log_softmax_segment)(const S* x, S* y, size_t n, double max, double sum,
+                                Params params);
 
     // cross-entropy over a batch of contiguous rows (see cross_entropy.hpp);
     // labels in range, n >= 1
-    CeSums (*cross_entropy_rows)(const CeRows<T>& rows, const CeOptions<T>& options);
+    CeSums (*cross_entropy_rows)(const CeRows<S>& rows, const CeOptions<S>& options);
     // ... over columns (no soft-capping, no saved lse; n < 2^24)
-    CeSums (*cross_entropy_cols)(const CeCols<T>& cols, const CeOptions<T>& options);
+    CeSums (*cross_entropy_cols)(const CeCols<S>& cols, const CeOptions<S>& options);
 
     // Element-wise vector math on contiguous arrays (exposed for the ULP tests).
-    void (*exp)(const T* x, T* y, size_t n);
-    void (*log)(const T* x, T* y, size_t n);
-    void (*tanh)(const T* x, T* y, size_t n);
+    void (*exp)(const S* x, S* y, size_t n);
+    void (*log)(const S* x, S* y, size_t n);
+    void (*log1p)(const S* x, S* y, size_t n);
+    void (*tanh)(const S* x, S* y, size_t n);
 };
 
 struct KernelTable {

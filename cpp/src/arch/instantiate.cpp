@@ -14,6 +14,7 @@
 // clang-format off
 #include FASTSOFTMAX_STR(arch/FASTSOFTMAX_TARGET/vec.hpp)
 // clang-format on
+#include "arch/vec_contract.hpp"
 #include "generic/backward.hpp"
 #include "generic/ce_rows.hpp"
 #include "generic/softmax_rows.hpp"
@@ -22,29 +23,31 @@ namespace fastsoftmax {
 
 namespace FASTSOFTMAX_TARGET {
 
-// All kernels of one element type, for the KernelTable.
+// All kernels for arrays of V::S, by member name (Kernels<S>, kernels.hpp).
 template <class V>
-constexpr Kernels<typename V::T> make_kernels() {
-    return Kernels<typename V::T>{
-        &softmax_rows<V>,
-        &log_softmax_rows<V>,
-        &logsumexp_rows<V>,
-        &backward_rows<V, SoftmaxGrad<V>>,
-        &backward_rows<V, LogSoftmaxGrad<V>>,
-        &softmax_cols<V>,
-        &log_softmax_cols<V>,
-        &logsumexp_cols<V>,
-        &backward_cols<V, SoftmaxGrad<V>>,
-        &backward_cols<V, LogSoftmaxGrad<V>>,
-        &segment_max_sum<V>,
-        &softmax_segment_scale<V>,
-        &log_softmax_segment<V>,
-        &cross_entropy_rows<V>,
-        &cross_entropy_cols<V>,
-        &exp_array<V>,
-        &log_array<V>,
-        &tanh_array<V>,
-    };
+constexpr Kernels<typename V::S> make_kernels() {
+    static_assert(VecContract<V>::value, "arch/README.md: the vector contract");
+    Kernels<typename V::S> k{};
+    k.softmax_rows = &softmax_rows<V>;
+    k.log_softmax_rows = &log_softmax_rows<V>;
+    k.logsumexp_rows = &logsumexp_rows<V>;
+    k.softmax_backward_rows = &backward_rows<V, SoftmaxGrad<V>>;
+    k.log_softmax_backward_rows = &backward_rows<V, LogSoftmaxGrad<V>>;
+    k.softmax_cols = &softmax_cols<V>;
+    k.log_softmax_cols = &log_softmax_cols<V>;
+    k.logsumexp_cols = &logsumexp_cols<V>;
+    k.softmax_backward_cols = &backward_cols<V, SoftmaxGrad<V>>;
+    k.log_softmax_backward_cols = &backward_cols<V, LogSoftmaxGrad<V>>;
+    k.segment_max_sum = &segment_max_sum<V>;
+    k.softmax_segment_scale = &softmax_segment_scale<V>;
+    k.log_softmax_segment = &log_softmax_segment<V>;
+    k.cross_entropy_rows = &cross_entropy_rows<V>;
+    k.cross_entropy_cols = &cross_entropy_cols<V>;
+    k.exp = &exp_array<V>;
+    k.log = &log_array<V>;
+    k.log1p = &log1p_array<V>;
+    k.tanh = &tanh_array<V>;
+    return k;
 }
 
 }  // namespace FASTSOFTMAX_TARGET

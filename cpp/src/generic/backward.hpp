@@ -30,9 +30,9 @@ struct LogSoftmaxGrad {  // o = g - exp(y) * sum(g)
 };
 
 template <class V, class Op>
-void backward_rows(const typename V::T* g, std::ptrdiff_t gs, const typename V::T* y,
-                   std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os, std::size_t rows,
-                   std::size_t n) {
+void backward_rows(const typename V::S* g, std::ptrdiff_t gs, const typename V::S* y,
+                   std::ptrdiff_t ys, typename V::S* o, std::ptrdiff_t os, std::size_t rows,
+                   std::size_t n, const SoftmaxParams&) {
     using T = typename V::T;
     constexpr std::size_t N = V::N;
     for (std::size_t r = 0; r < rows; ++r, g += gs, y += ys, o += os) {
@@ -62,12 +62,12 @@ void backward_rows(const typename V::T* g, std::ptrdiff_t gs, const typename V::
 }
 
 template <class V, class Op>
-void backward_cols(const typename V::T* g, std::ptrdiff_t gs, const typename V::T* y,
-                   std::ptrdiff_t ys, typename V::T* o, std::ptrdiff_t os, std::size_t n,
-                   std::size_t inner) {
+void backward_cols(const typename V::S* g, std::ptrdiff_t gs, const typename V::S* y,
+                   std::ptrdiff_t ys, typename V::S* o, std::ptrdiff_t os, std::size_t n,
+                   std::size_t inner, const SoftmaxParams&) {
     for (std::size_t c = 0; c < inner; c += V::N) {
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
-        const auto at = [&](const typename V::T* p, std::ptrdiff_t ps, std::size_t i) {
+        const auto at = [&](const typename V::S* p, std::ptrdiff_t ps, std::size_t i) {
             return ch.load(p + c + static_cast<std::ptrdiff_t>(i) * ps, 0);
         };
         auto wide = V::wide_zero();

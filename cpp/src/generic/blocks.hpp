@@ -56,7 +56,7 @@ struct Factor {
 // ---------------------------------------------------------------- rows ----
 
 template <class V>
-typename V::T row_max(const typename V::T* x, std::size_t n) {
+typename V::T row_max(const typename V::S* x, std::size_t n) {
     using T = typename V::T;
     constexpr std::size_t N = V::N;
     auto m0 = V::set1(neg_inf<T>()), m1 = m0, m2 = m0, m3 = m0;
@@ -110,7 +110,7 @@ struct ExpSum {
 
 // Stores exp(x - m) into y (which may alias x) and returns the sum.
 template <class V>
-double row_store_exp_sum(const typename V::T* x, typename V::T* y, std::size_t n, typename V::T m) {
+double row_store_exp_sum(const typename V::S* x, typename V::S* y, std::size_t n, typename V::T m) {
     constexpr std::size_t N = V::N;
     const auto vm = V::set1(m);
     const auto vlo = V::set1(exp_floor(m));
@@ -155,7 +155,7 @@ struct Scratch {
 // middle of y is written with non-temporal stores (call V::stream_fence()
 // before the data is used by another thread).
 template <class V, class Op>
-void map_row(const typename V::T* src, typename V::T* y, std::size_t n, Op op, bool stream) {
+void map_row(const typename V::S* src, typename V::S* y, std::size_t n, Op op, bool stream) {
     using T = typename V::T;
     constexpr std::size_t N = V::N;
     std::size_t i = 0;
@@ -184,7 +184,7 @@ void map_row(const typename V::T* src, typename V::T* y, std::size_t n, Op op, b
 // sum(exp(x - m)) over a stretch of a row (at most kBlock*N elements, so
 // the float accumulators stay short), per lane, before stretch_total.
 template <class V>
-typename V::reg stretch_exp_lanes(const typename V::T* x, std::size_t len, typename V::T m) {
+typename V::reg stretch_exp_lanes(const typename V::S* x, std::size_t len, typename V::T m) {
     constexpr std::size_t N = V::N;
     const auto vm = V::set1(m);
     auto s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
@@ -212,7 +212,7 @@ double stretch_total(typename V::reg lanes) {
 }
 
 template <class V>
-double stretch_sum_exp(const typename V::T* x, std::size_t len, typename V::T m) {
+double stretch_sum_exp(const typename V::S* x, std::size_t len, typename V::T m) {
     return stretch_total<V>(stretch_exp_lanes<V>(x, len, m));
 }
 
@@ -238,7 +238,7 @@ struct SameMax {
 // map_max: the block's values are f(x) for an increasing f (cross_entropy's
 // soft-capping), so their maximum is f(max x).
 template <class V, class Block, class MapMax = SameMax>
-MaxSum online_max_sum(const typename V::T* x, std::size_t n, Block&& block, MapMax map_max = {}) {
+MaxSum online_max_sum(const typename V::S* x, std::size_t n, Block&& block, MapMax map_max = {}) {
     using T = typename V::T;
     constexpr std::size_t B = kBlock * V::N;
     T m = neg_inf<T>();
@@ -268,7 +268,7 @@ MaxSum online_max_sum(const typename V::T* x, std::size_t n, Block&& block, MapM
 }
 
 template <class V>
-MaxSum row_online_max_sum(const typename V::T* x, std::size_t n) {
+MaxSum row_online_max_sum(const typename V::S* x, std::size_t n) {
     return online_max_sum<V>(
         x, n, [x](std::size_t, std::size_t i, std::size_t len, typename V::T ref) {
             return ref == neg_inf<typename V::T>() ? 0.0 : stretch_sum_exp<V>(x + i, len, ref);
@@ -338,10 +338,10 @@ void fill_row(T* p, std::size_t n, T v) {
 template <class V>
 struct Chunk {
     std::size_t w;
-    typename V::reg load(const typename V::T* p, typename V::T fill) const {
+    typename V::reg load(const typename V::S* p, typename V::T fill) const {
         return (w == V::N) ? V::load(p) : V::load_partial(p, w, fill);
     }
-    void store(typename V::T* p, typename V::reg v) const {
+    void store(typename V::S* p, typename V::reg v) const {
         if (w == V::N)
             V::store(p, v);
         else
@@ -352,7 +352,7 @@ struct Chunk {
 constexpr std::size_t kColBlock = 32;  // rows per float accumulator before folding
 
 template <class V>
-typename V::reg col_max(const typename V::T* x, std::ptrdiff_t xs, std::size_t n, Chunk<V> ch) {
+typename V::reg col_max(const typename V::S* x, std::ptrdiff_t xs, std::size_t n, Chunk<V> ch) {
     using T = typename V::T;
     auto m0 = V::set1(neg_inf<T>()), m1 = m0;
     std::size_t i = 0;
@@ -367,7 +367,7 @@ typename V::reg col_max(const typename V::T* x, std::ptrdiff_t xs, std::size_t n
 // Sum over the column of exp(x - ref), per lane. kStore: also store the
 // exponentials in y, computed with vexp_sub (softmax outputs).
 template <class V, bool kStore>
-typename V::Wide col_sum_exp(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+typename V::Wide col_sum_exp(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
                              std::ptrdiff_t ys, std::size_t n, typename V::reg ref, Chunk<V> ch) {
     using T = typename V::T;
     const auto ref_lo = exp_floor<V>(ref);

@@ -41,7 +41,7 @@ struct SplitLanes {
 // left out of rest when !kTies, or anything >= len. Returns the sums per
 // lane (ce_stretch: reduced).
 template <class V, bool kCap, class Coef, bool kStore, bool kTies>
-SplitLanes<V, kTies> ce_stretch_lanes(const typename V::T* x, typename V::T* e, std::size_t len,
+SplitLanes<V, kTies> ce_stretch_lanes(const typename V::S* x, typename V::S* e, std::size_t len,
                                       typename V::T ref, const Cap<V, kCap>& cap, const Coef& coef,
                                       std::size_t base, double& lin, double& cs, std::size_t skip) {
     using T = typename V::T;
@@ -121,7 +121,7 @@ SplitLanes<V, kTies> ce_stretch_lanes(const typename V::T* x, typename V::T* e, 
 }
 
 template <class V, bool kCap, class Coef, bool kStore, bool kTies>
-ExpSplit ce_stretch(const typename V::T* x, typename V::T* e, std::size_t len, typename V::T ref,
+ExpSplit ce_stretch(const typename V::S* x, typename V::S* e, std::size_t len, typename V::T ref,
                     const Cap<V, kCap>& cap, const Coef& coef, std::size_t base, double& lin,
                     double& cs, std::size_t skip) {
     return ce_stretch_lanes<V, kCap, Coef, kStore, kTies>(x, e, len, ref, cap, coef, base, lin, cs,
@@ -168,9 +168,9 @@ double ce_log1p_arg(const ExpSplit& sum, double ey) {
 // running maximum of that block, which goes into refs[block]. y: the label
 // (integer labels, !kTies) and x_y = x[y], read before e may overwrite it.
 template <class V, bool kCap, class Coef, bool kStore, bool kTies>
-CeStats ce_row_stats(const typename V::T* x, std::size_t n, const Cap<V, kCap>& cap,
+CeStats ce_row_stats(const typename V::S* x, std::size_t n, const Cap<V, kCap>& cap,
                      const Coef& coef, std::size_t y, typename V::T x_y,
-                     typename V::T* e = nullptr, typename V::T* refs = nullptr) {
+                     typename V::S* e = nullptr, typename V::T* refs = nullptr) {
     using T = typename V::T;
     CeStats st;
     double seen = 0;        // sum of coef so far
@@ -222,7 +222,7 @@ double coef_sum(const Coef& coef, std::size_t n) {
 // The gradient pass from the logits: g[c] = (f * exp(x'[c] - m) - e * coef[c])
 // * dx'/dx (g may be x: each element is read before it is written).
 template <class V, bool kCap, class Coef>
-void ce_row_grad(const typename V::T* x, typename V::T* g, std::size_t n, typename V::T m,
+void ce_row_grad(const typename V::S* x, typename V::S* g, std::size_t n, typename V::T m,
                  const Factor<V>& f, typename V::T e, const Cap<V, kCap>& cap, const Coef& coef) {
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
@@ -251,7 +251,7 @@ void ce_row_grad(const typename V::T* x, typename V::T* g, std::size_t n, typena
 // The gradient pass over stored exponentials (ce_row_stats with kStore):
 // g[c] = f_b * g[c] - e * coef[c], f_b = f * exp(refs[b] - m) per block.
 template <class V, class Coef>
-void ce_row_scale(typename V::T* g, std::size_t n, const typename V::T* refs, double m, double f,
+void ce_row_scale(typename V::S* g, std::size_t n, const typename V::T* refs, double m, double f,
                   typename V::T e, const Coef& coef) {
     using T = typename V::T;
     using reg = typename V::reg;

@@ -29,8 +29,8 @@ namespace fastsoftmax::FASTSOFTMAX_TARGET {
 // segment of -inf only gives (-inf, 0), not special: its row may have other,
 // finite, segments.
 template <class V>
-MaxSum segment_max_sum(const typename V::T* x, std::size_t n, typename V::T* y,
-                       typename V::T* refs) {
+MaxSum segment_max_sum(const typename V::S* x, std::size_t n, typename V::S* y,
+                       typename V::T* refs, const SoftmaxParams&) {
     using T = typename V::T;
     static_assert(kBlock * V::N >= kMinSegmentBlock, "refs are sized for kMinSegmentBlock");
     const MaxSum ms =
@@ -49,8 +49,8 @@ MaxSum segment_max_sum(const typename V::T* x, std::size_t n, typename V::T* y,
 
 // softmax's second pass over a segment: y = exp(x - ref) * exp(ref - max) / sum.
 template <class V>
-void softmax_segment_scale(typename V::T* y, std::size_t n, const typename V::T* refs, double max,
-                           double sum) {
+void softmax_segment_scale(typename V::S* y, std::size_t n, const typename V::T* refs, double max,
+                           double sum, const SoftmaxParams&) {
     using T = typename V::T;
     constexpr std::size_t B = kBlock * V::N;
     for (std::size_t b = 0, i = 0; i < n; ++b, i += B) {
@@ -67,7 +67,7 @@ void softmax_segment_scale(typename V::T* y, std::size_t n, const typename V::T*
 // log_softmax's last pass: y = (x - max) - log_sum, in this order (x - max
 // is exact for the entries that matter, and the log is rounded once).
 template <class V>
-void shift_row(const typename V::T* x, typename V::T* y, std::size_t n, typename V::T max,
+void shift_row(const typename V::S* x, typename V::S* y, std::size_t n, typename V::T max,
                typename V::T log_sum, bool stream) {
     const auto vm = V::set1(max);
     const auto vl = V::set1(log_sum);
@@ -76,8 +76,9 @@ void shift_row(const typename V::T* x, typename V::T* y, std::size_t n, typename
 
 // log_softmax over a segment, as log_softmax_rows does it for a whole row.
 template <class V>
-void log_softmax_segment(const typename V::T* x, typename V::T* y, std::size_t n, double max,
-                         double sum, bool stream) {
+void log_softmax_segment(const typename V::S* x, typename V::S* y, std::size_t n, double max,
+                         double sum, const SoftmaxParams& params) {
+    const bool stream = params.from_memory;
     using T = typename V::T;
     shift_row<V>(x, y, n, static_cast<T>(max), static_cast<T>(std::log(sum)), stream);
     if (stream) V::stream_fence();
@@ -90,13 +91,14 @@ void log_softmax_segment(const typename V::T* x, typename V::T* y, std::size_t n
 constexpr std::size_t kLongRowBytes = std::size_t(32) << 10;
 
 template <class V>
-void softmax_long_row(const typename V::T* x, typename V::T* y, std::size_t n) {
+void softmax_long_row(const typename V::S* x, typename V::S* y, std::size_t n,
+                      const SoftmaxParams& params) {
     using T = typename V::T;
     Scratch<T> refs((n + kBlock * V::N - 1) / (kBlock * V::N));  // one per block
-    const MaxSum ms = segment_max_sum<V>(x, n, y, refs.data);
+    const MaxSum ms = segment_max_sum<V>(x, n, y, refs.data, params);
     if (ms.special || !(ms.max > static_cast<double>(neg_inf<T>())))  // (or only -inf)
         return softmax_special(y, 1, n);
-    softmax_segment_scale<V>(y, n, refs.data, ms.max, ms.sum);
+    softmax_segment_scale<V>(y, n, refs.data, ms.max, ms.sum, params);
 }
 
 }  // namespace fastsoftmax::FASTSOFTMAX_TARGET

@@ -36,7 +36,7 @@ struct ShortGroup {
     double sum[G];
     bool special[G];  // max not finite, or a NaN: special_rows.hpp
 
-    ShortGroup(const typename V::T* p, std::ptrdiff_t ps, std::size_t n) {
+    ShortGroup(const typename V::S* p, std::ptrdiff_t ps, std::size_t n) {
         using T = typename V::T;
         for (std::size_t k = 0; k < G; ++k)
             x[k] = V::load_partial(p + static_cast<std::ptrdiff_t>(k) * ps, n, neg_inf<T>());
@@ -61,7 +61,7 @@ struct ShortGroup {
 template <class V>
 struct ShortSoftmax {
     template <std::size_t G>
-    static void run(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
+    static void run(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
                     std::size_t n) {
         using T = typename V::T;
         const ShortGroup<V, G, true> g(x, xs, n);
@@ -78,7 +78,7 @@ struct ShortSoftmax {
 template <class V>
 struct ShortLogSoftmax {
     template <std::size_t G>
-    static void run(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
+    static void run(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
                     std::size_t n) {
         using T = typename V::T;
         const ShortGroup<V, G, false> g(x, xs, n);
@@ -98,7 +98,7 @@ struct ShortLogSoftmax {
 template <class V>
 struct ShortLogSumExp {
     template <std::size_t G>
-    static void run(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out,
+    static void run(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out,
                     std::ptrdiff_t os, std::size_t n) {
         using T = typename V::T;
         const ShortGroup<V, G, false> g(x, xs, n);

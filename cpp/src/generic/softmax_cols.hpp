@@ -18,8 +18,8 @@
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 template <class V>
-void softmax_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
-                  std::size_t n, std::size_t inner) {
+void softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
+                  std::size_t n, std::size_t inner, const SoftmaxParams&) {
     using T = typename V::T;
     if (n == 0) return;
     for (std::size_t c = 0; c < inner; c += V::N) {
@@ -49,8 +49,9 @@ void softmax_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, s
 }
 
 template <class V>
-void log_softmax_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
-                      std::ptrdiff_t ys, std::size_t n, std::size_t inner) {
+void log_softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
+                      std::ptrdiff_t ys, std::size_t n, std::size_t inner,
+                      const SoftmaxParams&) {
     if (n == 0) return;
     for (std::size_t c = 0; c < inner; c += V::N) {
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
@@ -68,8 +69,8 @@ void log_softmax_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* 
 }
 
 template <class V>
-void logsumexp_cols(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out, std::size_t n,
-                    std::size_t inner) {
+void logsumexp_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out, std::size_t n,
+                    std::size_t inner, const SoftmaxParams&) {
     using T = typename V::T;
     for (std::size_t c = 0; c < inner; c += V::N) {
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};

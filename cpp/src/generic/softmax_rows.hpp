@@ -61,7 +61,7 @@ constexpr std::size_t kLogSumExpTileLimit = 128;
 // r+1 and the scale pass of row r-1 (bound by loads and stores), so the two kinds of work overlap
 // instead of taking turns.
 template <class V>
-void softmax_rows_pipelined(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
                             std::ptrdiff_t ys, std::size_t rows, std::size_t n) {
     using T = typename V::T;
     using reg = typename V::reg;
@@ -121,23 +121,23 @@ void softmax_rows_pipelined(const typename V::T* x, std::ptrdiff_t xs, typename 
 }
 
 template <class V>
-void softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
-                  std::size_t rows, std::size_t n, bool from_memory) {
+void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
+                  std::size_t rows, std::size_t n, const SoftmaxParams& params) {
     using T = typename V::T;
     if (n == 0) return;
     if (tiles_pay<V>(n, kSoftmaxTileLimit<V>))
-        return by_tiles<V>(x, xs, y, ys, rows, n, n, [n](typename V::T* t, std::size_t w) {
-            softmax_cols<V>(t, V::N, t, V::N, n, w);
+        return by_tiles<V>(x, xs, y, ys, rows, n, n, [n, &params](typename V::T* t, std::size_t w) {
+            softmax_cols<typename V::Compute>(t, V::N, t, V::N, n, w, params);
         });
     if (n <= V::N) return short_rows<ShortSoftmax<V>>(x, xs, y, ys, rows, n);
     if (n * sizeof(T) > kLongRowBytes) {
-        for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) softmax_long_row<V>(x, y, n);
+        for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) softmax_long_row<V>(x, y, n, params);
         return;
     }
     // Pipelining pays while the data is in cache; on arrays that stream from
     // memory it measured slower than three plain passes (8192x1024 float32:
     // 3.8 vs 3.1 ms), which give the hardware prefetchers one stream at a time.
-    if (!from_memory) return softmax_rows_pipelined<V>(x, xs, y, ys, rows, n);
+    if (!params.from_memory) return softmax_rows_pipelined<V>(x, xs, y, ys, rows, n);
     for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
         const T m = row_max<V>(x, n);
         if (!std::isfinite(m)) {
@@ -165,7 +165,7 @@ constexpr std::size_t kLogGroup = 8;
 // The (max, sum) of kLogGroup rows of one block each, and the logs of their
 // sums in one vector (a sum of 1 for the special rows).
 template <class V>
-void row_group_stats(const typename V::T* x, std::ptrdiff_t xs, std::size_t g, std::size_t n,
+void row_group_stats(const typename V::S* x, std::ptrdiff_t xs, std::size_t g, std::size_t n,
                      MaxSum* ms, typename V::T* logs) {
     using T = typename V::T;
     double sums[kLogGroup];
@@ -190,7 +190,7 @@ void row_group_stats(const typename V::T* x, std::ptrdiff_t xs, std::size_t g, s
 }
 
 template <class V>
-void logsumexp_row_groups(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out,
+void logsumexp_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out,
                           std::ptrdiff_t os, std::size_t rows, std::size_t n) {
     using T = typename V::T;
     for (std::size_t r = 0; r < rows; r += kLogGroup) {
@@ -208,7 +208,7 @@ void logsumexp_row_groups(const typename V::T* x, std::ptrdiff_t xs, typename V:
 }
 
 template <class V>
-void log_softmax_row_groups(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
+void log_softmax_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
                             std::ptrdiff_t ys, std::size_t rows, std::size_t n, bool stream) {
     using T = typename V::T;
     for (std::size_t r = 0; r < rows; r += kLogGroup) {
@@ -231,16 +231,16 @@ void log_softmax_row_groups(const typename V::T* x, std::ptrdiff_t xs, typename 
 }
 
 template <class V>
-void log_softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y,
-                      std::ptrdiff_t ys, std::size_t rows, std::size_t n, bool from_memory) {
+void log_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
+                      std::ptrdiff_t ys, std::size_t rows, std::size_t n, const SoftmaxParams& params) {
     using T = typename V::T;
     if (n == 0) return;
     if (tiles_pay<V>(n, kLogSoftmaxTileLimit<V>))
-        return by_tiles<V>(x, xs, y, ys, rows, n, n, [n](typename V::T* t, std::size_t w) {
-            log_softmax_cols<V>(t, V::N, t, V::N, n, w);
+        return by_tiles<V>(x, xs, y, ys, rows, n, n, [n, &params](typename V::T* t, std::size_t w) {
+            log_softmax_cols<typename V::Compute>(t, V::N, t, V::N, n, w, params);
         });
     if (n <= V::N) return short_rows<ShortLogSoftmax<V>>(x, xs, y, ys, rows, n);
-    const bool stream = from_memory;
+    const bool stream = params.from_memory;
     if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N) {
         log_softmax_row_groups<V>(x, xs, y, ys, rows, n, stream);
         if (stream) V::stream_fence();
@@ -258,12 +258,14 @@ void log_softmax_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* 
 }
 
 template <class V>
-void logsumexp_rows(const typename V::T* x, std::ptrdiff_t xs, typename V::T* out,
-                    std::ptrdiff_t os, std::size_t rows, std::size_t n) {
+void logsumexp_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out,
+                    std::ptrdiff_t os, std::size_t rows, std::size_t n, const SoftmaxParams& params) {
     using T = typename V::T;
     if (tiles_pay<V>(n, kLogSumExpTileLimit<V>))  // each lane's result in the tile's first row
         return by_tiles<V>(x, xs, out, os, rows, n, 1,
-                           [n](T* t, std::size_t w) { logsumexp_cols<V>(t, V::N, t, n, w); });
+                           [n, &params](T* t, std::size_t w) {
+                               logsumexp_cols<typename V::Compute>(t, V::N, t, n, w, params);
+                           });
     if (n >= 1 && n <= V::N) return short_rows<ShortLogSumExp<V>>(x, xs, out, os, rows, n);
     if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N)
         return logsumexp_row_groups<V>(x, xs, out, os, rows, n);

@@ -54,7 +54,7 @@ bool tiles_pay(std::size_t n, std::size_t limit) {
 // (the last one through a staging block, so that nothing past a row is
 // read); the tile's rows past n may then hold anything.
 template <class V>
-void tile_in(const typename V::T* x, std::ptrdiff_t xs, typename V::T* tile, std::size_t w,
+void tile_in(const typename V::S* x, std::ptrdiff_t xs, typename V::T* tile, std::size_t w,
              std::size_t n) {
     using T = typename V::T;
     constexpr std::size_t N = V::N;
@@ -80,7 +80,7 @@ void tile_in(const typename V::T* x, std::ptrdiff_t xs, typename V::T* tile, std
 // Lanes [0, w) of the tile's first n rows back into rows [0, w) of y:
 // y[l * ys + i] = tile[i * V::N + l].
 template <class V>
-void tile_out(const typename V::T* tile, typename V::T* y, std::ptrdiff_t ys, std::size_t w,
+void tile_out(const typename V::T* tile, typename V::S* y, std::ptrdiff_t ys, std::size_t w,
               std::size_t n) {
     using T = typename V::T;
     constexpr std::size_t N = V::N;
@@ -105,7 +105,7 @@ void tile_out(const typename V::T* tile, typename V::T* y, std::ptrdiff_t ys, st
 // cols(tile, w) computes lanes [0, w) of the n x V::N tile in place; the
 // tile's first out_n rows (n, or 1 for a reduction) go back to y.
 template <class V, class Cols>
-void by_tiles(const typename V::T* x, std::ptrdiff_t xs, typename V::T* y, std::ptrdiff_t ys,
+void by_tiles(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
               std::size_t rows, std::size_t n, std::size_t out_n, Cols cols) {
     using T = typename V::T;
     constexpr std::size_t N = V::N;

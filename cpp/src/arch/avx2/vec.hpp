@@ -23,7 +23,9 @@ inline __m256i mask64(std::size_t n) {
 }
 
 struct F32 {
-    using T = float;
+    using T = float;  // compute type (registers, scalars, scratch)
+    using S = float;  // storage type (the caller's arrays)
+    using Compute = F32;  // the wrapper for arrays of T
     using reg = __m256;
     using mask = __m256;  // all-ones / all-zeros lanes
     static constexpr std::size_t N = 8;
@@ -141,7 +143,9 @@ struct F32 {
 };
 
 struct F64 {
-    using T = double;
+    using T = double;  // compute type (registers, scalars, scratch)
+    using S = double;  // storage type (the caller's arrays)
+    using Compute = F64;  // the wrapper for arrays of T
     using reg = __m256d;
     using mask = __m256d;
     static constexpr std::size_t N = 4;

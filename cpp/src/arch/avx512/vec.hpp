@@ -25,7 +25,9 @@ inline void transpose_lanes(const __m512 (&in)[4], __m512 (&out)[4]) {
 }
 
 struct F32 {
-    using T = float;
+    using T = float;  // compute type (registers, scalars, scratch)
+    using S = float;  // storage type (the caller's arrays)
+    using Compute = F32;  // the wrapper for arrays of T
     using reg = __m512;
     using mask = __mmask16;
     static constexpr std::size_t N = 16;
@@ -121,7 +123,9 @@ struct F32 {
 };
 
 struct F64 {
-    using T = double;
+    using T = double;  // compute type (registers, scalars, scratch)
+    using S = double;  // storage type (the caller's arrays)
+    using Compute = F64;  // the wrapper for arrays of T
     using reg = __m512d;
     using mask = __mmask8;
     static constexpr std::size_t N = 8;

@@ -14,7 +14,8 @@ namespace fastsoftmax::baseline {
 
 template <class T_, class Bits, int MantBits, int Bias>
 struct Scalar {
-    using T = T_;
+    using T = T_;  // compute type (registers, scalars, scratch)
+    using S = T_;  // storage type (the caller's arrays)
     using reg = T;
     using mask = bool;
     static constexpr std::size_t N = 1;
@@ -74,6 +75,7 @@ struct Scalar {
 };
 
 struct F32 : Scalar<float, std::uint32_t, 23, 127> {
+    using Compute = F32;
     using Wide = double;
     static Wide wide_zero() { return 0.0; }
     static void wide_add(Wide& w, reg v) { w += v; }
@@ -83,6 +85,7 @@ struct F32 : Scalar<float, std::uint32_t, 23, 127> {
 };
 
 struct F64 : Scalar<double, std::uint64_t, 52, 1023> {
+    using Compute = F64;
     using Wide = NeumaierSum;
     static Wide wide_zero() { return {}; }
     static void wide_add(Wide& w, reg v) { w.add(v); }

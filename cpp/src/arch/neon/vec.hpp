@@ -31,7 +31,9 @@ inline uint64x2_t not64(uint64x2_t m) {
 }
 
 struct F32 {
-    using T = float;
+    using T = float;  // compute type (registers, scalars, scratch)
+    using S = float;  // storage type (the caller's arrays)
+    using Compute = F32;  // the wrapper for arrays of T
     using reg = float32x4_t;
     using mask = uint32x4_t;  // all-ones / all-zeros lanes
     static constexpr std::size_t N = 4;
@@ -126,7 +128,9 @@ struct F32 {
 };
 
 struct F64 {
-    using T = double;
+    using T = double;  // compute type (registers, scalars, scratch)
+    using S = double;  // storage type (the caller's arrays)
+    using Compute = F64;  // the wrapper for arrays of T
     using reg = float64x2_t;
     using mask = uint64x2_t;
     static constexpr std::size_t N = 2;
