@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "fastsoftmax/driver.hpp"
+#include "fastsoftmax/strided.hpp"
 
 namespace fastsoftmax::bindings {
 

@@ -26,8 +26,8 @@ void expect_shape(const py::array& a, const std::vector<py::ssize_t>& shape, con
 
 // A per-example operand (labels, lse): its strides, with 0 inserted at the class axis.
 template <class E>
-CeArray<const E> per_example(const py::array& a, std::size_t axis, const char* what) {
-    CeArray<const E> c{static_cast<const E*>(a.data()), element_strides<E>(a, what)};
+Strided<const E> per_example(const py::array& a, std::size_t axis, const char* what) {
+    Strided<const E> c = as_input<E>(a, what);
     c.strides.insert(c.strides.begin() + static_cast<std::ptrdiff_t>(axis), 0);
     return c;
 }
@@ -90,8 +90,7 @@ double run(const py::array& logits, std::size_t axis, const py::object& labels_o
         o.weight_sum = w;
     }
 
-    const CeArray<const T> x{static_cast<const T*>(logits.data()),
-                             element_strides<T>(logits, "logits")};
+    const Strided<const T> x = as_input<T>(logits, "logits");
     const py::array labels = array_or_null(labels_obj), target = array_or_null(target_obj),
                     lse = array_or_null(lse_obj), scale = array_or_null(scale_obj),
                     loss = array_or_null(loss_obj);
@@ -99,8 +98,8 @@ double run(const py::array& logits, std::size_t axis, const py::object& labels_o
     if (!labels == !target) throw py::value_error("pass exactly one of labels and target");
     const bool has_labels = static_cast<bool>(labels), has_target = !has_labels;
     const bool has_lse = static_cast<bool>(lse);
-    CeArray<const std::int64_t> lab;
-    CeArray<const T> tgt, ls;
+    Strided<const std::int64_t> lab;
+    Strided<const T> tgt, ls;
     if (has_labels) {
         check_dtype<std::int64_t>(labels, "labels");
         expect_shape(labels, ex_shape, "labels");
@@ -108,20 +107,18 @@ double run(const py::array& logits, std::size_t axis, const py::object& labels_o
     } else {
         check_dtype<T>(target, "target");
         expect_shape(target, shape, "target");
-        tgt = CeArray<const T>{static_cast<const T*>(target.data()),
-                               element_strides<T>(target, "target")};
+        tgt = as_input<T>(target, "target");
     }
     if (has_lse) {
         check_dtype<T>(lse, "lse");
         expect_shape(lse, ex_shape, "lse");
         ls = per_example<T>(lse, axis, "lse");
     }
-    CeArray<T> g;
+    Strided<T> g;
     if (grad) {
         check_dtype<T>(grad, "grad");
         expect_shape(grad, shape, "grad");
-        const Strided<T> gs = as_output<T>(grad, "grad");
-        g = CeArray<T>{gs.data, gs.strides};
+        g = as_output<T>(grad, "grad");
         check_no_partial_overlap(logits, grad);
         // the kernels read target, labels, weight and lse while writing grad
         // (only the logits may be grad itself): no overlap at all

@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "fastsoftmax/strided.hpp"
+
 namespace fastsoftmax {
 
 // Options shared by every row of a call.
@@ -76,14 +78,6 @@ struct CeSums {
     double ce = 0, z = 0;
 };
 
-// One N-d operand of the driver: data and strides in elements.
-template <class T>
-struct CeArray {
-    T* data = nullptr;
-    std::vector<std::ptrdiff_t> strides;  // one per logits dimension (0 on the class axis
-                                          // for per-example arrays)
-};
-
 enum class Reduction { none, sum, mean };
 
 // A label outside [0, n) that is not ignore_index, found before anything was
@@ -97,12 +91,13 @@ struct BadLabel {
 // loss (`loss_rows` gets per-example losses in C order for Reduction::none)
 // and, when grad.data is set, the gradient. lse (per example) given: the
 // gradient is computed from it and no loss is returned. Returns the reduced
-// loss (sum or mean; 0 for none).
+// loss (sum or mean; 0 for none). Every operand has one stride per logits
+// dimension; the per-example ones (labels, lse) have 0 on the class axis.
 template <class T>
 double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
-                     const CeArray<const T>& x, const CeArray<const std::int64_t>* labels,
-                     const CeArray<const T>* target, const CeArray<const T>* lse,
-                     const CeArray<T>& grad, const double* grad_scale, double* loss_rows,
+                     const Strided<const T>& x, const Strided<const std::int64_t>* labels,
+                     const Strided<const T>* target, const Strided<const T>* lse,
+                     const Strided<T>& grad, const double* grad_scale, double* loss_rows,
                      Reduction reduction, const CeOptions<T>& options);
 
 }  // namespace fastsoftmax

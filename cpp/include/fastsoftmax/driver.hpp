@@ -1,19 +1,15 @@
-// Walks N-d strided arrays and hands rows or columns to the active kernels.
+// The softmax family over N-d strided arrays: plans the walk
+// (cpp/src/layout/plan.hpp) and hands its pieces to the active kernels.
 #pragma once
 
 #include <cstddef>
 #include <vector>
 
+#include "fastsoftmax/strided.hpp"
+
 namespace fastsoftmax {
 
 enum class Op { softmax, log_softmax, logsumexp, softmax_backward, log_softmax_backward };
-
-// One array operand: data pointer and strides in elements (may be negative).
-template <class T>
-struct Strided {
-    T* data;
-    std::vector<std::ptrdiff_t> strides;
-};
 
 // Applies `op` along `axis` of arrays of shape `shape`.
 //   in0 (and in1 for the backward ops: in0 = grad, in1 = y) are read;

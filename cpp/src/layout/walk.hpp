@@ -1,16 +1,17 @@
-// Walking the axes of N-d strided arrays, shared by the drivers
-// (driver.cpp, cross_entropy.cpp). ISA-free.
+// Walking the axes of N-d strided arrays: the planner's building blocks
+// (plan.hpp), and the label checks of cross_entropy.cpp. ISA-free.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <vector>
 
-namespace fastsoftmax::nd {
+namespace fastsoftmax::layout {
 
 constexpr std::size_t kMaxOperands = 4;
 
-// The axes other than the reduction axis, with one stride per operand.
+// An axis other than the reduction axis: its length and one stride per
+// operand, in elements.
 struct Dim {
     std::size_t size;
     std::ptrdiff_t stride[kMaxOperands];
@@ -96,8 +97,8 @@ void for_each_run(const std::vector<Dim>& outer, const Dim& run, std::size_t k, 
 
 // for_each_run, one call f(offsets) per unit.
 template <class F>
-void for_each_unit(const std::vector<Dim>& outer, const Dim& run, std::size_t k,
-                   std::size_t begin, std::size_t end, F&& f) {
+void for_each_unit(const std::vector<Dim>& outer, const Dim& run, std::size_t k, std::size_t begin,
+                   std::size_t end, F&& f) {
     for_each_run(outer, run, k, begin, end, [&](const std::ptrdiff_t* off, std::size_t count) {
         std::ptrdiff_t at[kMaxOperands] = {off[0], off[1], off[2], off[3]};
         for (std::size_t i = 0; i < count; ++i) {
@@ -107,4 +108,4 @@ void for_each_unit(const std::vector<Dim>& outer, const Dim& run, std::size_t k,
     });
 }
 
-}  // namespace fastsoftmax::nd
+}  // namespace fastsoftmax::layout
