@@ -69,6 +69,24 @@ inline std::string shape_str(const py::array& a) {
     return py::str(py::tuple(py::cast(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()))));
 }
 
+// The element type a kernel runs on, as a value: dispatch_float passes one.
+template <class T>
+struct Element {
+    using type = T;
+};
+
+// Calls f(Element<T>{}) with T the element type of `dtype`, and returns what
+// f returns (the same type for every T). The one list of the dtypes the
+// kernels take: a new one (bfloat16, float16) is one more line here. Any
+// other dtype raises TypeError naming `what`.
+template <class F>
+decltype(auto) dispatch_float(const py::dtype& dtype, const char* what, F&& f) {
+    if (dtype.equal(py::dtype::of<float>())) return f(Element<float>{});
+    if (dtype.equal(py::dtype::of<double>())) return f(Element<double>{});
+    throw py::type_error(std::string(what) + " must have dtype float32 or float64, got " +
+                         std::string(py::str(dtype)));
+}
+
 template <class T>
 void check_dtype(const py::array& a, const char* what) {
     if (!a.dtype().equal(py::dtype::of<T>()))

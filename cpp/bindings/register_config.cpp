@@ -19,8 +19,7 @@ namespace {
 enum class Fn { exp, log, log1p, tanh };
 
 template <class T>
-py::array elementwise(const py::array& x, Fn fn, py::object out_obj) {
-    check_dtype<T>(x, "x");
+py::array elementwise(const py::array& x, Fn fn, py::object out_obj) {  // x's dtype is T
     const auto contiguous_1d = [](const py::array& a) {
         return a.ndim() == 1 &&
                (a.shape(0) <= 1 || a.strides(0) == static_cast<py::ssize_t>(sizeof(T)));
@@ -46,8 +45,9 @@ py::array elementwise(const py::array& x, Fn fn, py::object out_obj) {
 }
 
 py::array elementwise_any(const py::array& x, Fn fn, py::object out) {
-    return x.dtype().equal(py::dtype::of<float>()) ? elementwise<float>(x, fn, std::move(out))
-                                                   : elementwise<double>(x, fn, std::move(out));
+    return dispatch_float(x.dtype(), "x", [&](auto element) {
+        return elementwise<typename decltype(element)::type>(x, fn, std::move(out));
+    });
 }
 
 }  // namespace

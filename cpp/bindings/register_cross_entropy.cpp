@@ -59,8 +59,7 @@ double run(const py::array& logits, std::size_t axis, const py::object& labels_o
            const py::object& target_obj, const py::object& lse_obj, const py::object& grad_obj,
            const py::object& scale_obj, const py::object& loss_obj, Reduction reduction,
            const py::object& weight_obj, double smoothing, double z_loss, double softcap,
-           std::int64_t ignore_index) {
-    check_dtype<T>(logits, "logits");
+           std::int64_t ignore_index) {  // (logits' dtype is T: dispatched on)
     if (axis >= static_cast<std::size_t>(logits.ndim()))
         throw py::value_error("axis " + std::to_string(axis) + " is out of range");
     const std::vector<py::ssize_t> shape = dims_of(logits);
@@ -174,11 +173,11 @@ void register_cross_entropy(py::module_& m) {
                 red = Reduction::mean;
             else
                 throw py::value_error("unknown reduction '" + reduction + "'");
-            const bool f32 = logits.dtype().equal(py::dtype::of<float>());
-            return f32 ? run<float>(logits, axis, labels, target, lse, grad, grad_scale, loss, red,
-                                    weight, smoothing, z_loss, softcap, ignore_index)
-                       : run<double>(logits, axis, labels, target, lse, grad, grad_scale, loss,
-                                     red, weight, smoothing, z_loss, softcap, ignore_index);
+            return dispatch_float(logits.dtype(), "logits", [&](auto element) {
+                using T = typename decltype(element)::type;
+                return run<T>(logits, axis, labels, target, lse, grad, grad_scale, loss, red,
+                              weight, smoothing, z_loss, softcap, ignore_index);
+            });
         },
         py::arg("logits"), py::arg("axis"), py::arg("labels"), py::arg("target"), py::arg("lse"),
         py::arg("grad"), py::arg("grad_scale"), py::arg("loss"), py::arg("reduction"),

@@ -24,9 +24,9 @@ void check_same_shape(const py::array& a, const py::array& b, const char* what) 
 }
 
 // y = op(x) along axis; out=None allocates a C-contiguous result.
+// (x's dtype is T: the caller dispatched on it; likewise grad's in binary)
 template <class T>
 py::array unary(Op op, const py::array& x, py::ssize_t axis, py::object out_obj, bool checked) {
-    check_dtype<T>(x, "x");
     const std::size_t ax = checked_axis(x, axis);
     py::array out = out_obj.is_none()
                         ? py::array(py::dtype::of<T>(),
@@ -47,7 +47,6 @@ py::array unary(Op op, const py::array& x, py::ssize_t axis, py::object out_obj,
 // out = logsumexp(x) along axis; out has x's shape without the axis.
 template <class T>
 py::array reduce(const py::array& x, py::ssize_t axis, py::object out_obj, bool checked) {
-    check_dtype<T>(x, "x");
     const std::size_t ax = checked_axis(x, axis);
     std::vector<py::ssize_t> rshape(x.shape(), x.shape() + x.ndim());
     rshape.erase(rshape.begin() + static_cast<std::ptrdiff_t>(ax));
@@ -72,7 +71,6 @@ py::array reduce(const py::array& x, py::ssize_t axis, py::object out_obj, bool 
 template <class T>
 py::array binary(Op op, const py::array& grad, const py::array& y, py::ssize_t axis,
                  py::object out_obj, bool checked) {
-    check_dtype<T>(grad, "grad");
     // (the Python API's fast path leaves these to the binding: its general
     // path converts y, or names the mismatch)
     if (!y.dtype().equal(grad.dtype())) throw Fallback("y has another dtype than grad");
@@ -100,22 +98,24 @@ py::array binary(Op op, const py::array& grad, const py::array& y, py::ssize_t a
     return out;
 }
 
-bool is_f32(const py::array& a) { return a.dtype().equal(py::dtype::of<float>()); }
-
 }  // namespace
 
 void register_softmax(py::module_& m) {
     const auto unary_op = [](Op op) {
         return [op](const py::array& x, py::ssize_t axis, py::object out, bool checked) {
-            return is_f32(x) ? unary<float>(op, x, axis, std::move(out), checked)
-                             : unary<double>(op, x, axis, std::move(out), checked);
+            return dispatch_float(x.dtype(), "x", [&](auto element) {
+                using T = typename decltype(element)::type;
+                return unary<T>(op, x, axis, std::move(out), checked);
+            });
         };
     };
     const auto binary_op = [](Op op) {
-        return [op](const py::array& g, const py::array& y, py::ssize_t axis, py::object out,
+        return [op](const py::array& grad, const py::array& y, py::ssize_t axis, py::object out,
                     bool checked) {
-            return is_f32(g) ? binary<float>(op, g, y, axis, std::move(out), checked)
-                             : binary<double>(op, g, y, axis, std::move(out), checked);
+            return dispatch_float(grad.dtype(), "grad", [&](auto element) {
+                using T = typename decltype(element)::type;
+                return binary<T>(op, grad, y, axis, std::move(out), checked);
+            });
         };
     };
     m.def("softmax", unary_op(Op::softmax), py::arg("x"), py::arg("axis"),
@@ -127,8 +127,10 @@ void register_softmax(py::module_& m) {
     m.def(
         "logsumexp",
         [](const py::array& x, py::ssize_t axis, py::object out, bool checked) {
-            return is_f32(x) ? reduce<float>(x, axis, std::move(out), checked)
-                             : reduce<double>(x, axis, std::move(out), checked);
+            return dispatch_float(x.dtype(), "x", [&](auto element) {
+                using T = typename decltype(element)::type;
+                return reduce<T>(x, axis, std::move(out), checked);
+            });
         },
         py::arg("x"), py::arg("axis"), py::arg("out") = py::none(),
         py::arg("overlap_checked") = false,
