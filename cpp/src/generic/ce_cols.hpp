@@ -38,6 +38,7 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
     constexpr T inf = std::numeric_limits<T>::infinity();
     const std::size_t n = a.n;
     const double eps = o.smoothing, z = o.z_loss, dn = static_cast<double>(n);
+    const CeCall call(o, n, a.s_ce, a.s_z);
     const bool lin_terms = kSoft || eps != 0;
     const reg keep = V::set1(static_cast<T>(1 - eps)), add = V::set1(static_cast<T>(eps / dn));
     const reg zero = V::zero(), one = V::set1(T(1)),
@@ -121,7 +122,6 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
         for (std::size_t l = 0; l < N; ++l) u[l] = static_cast<T>((tsum[l] - 1) + rs[l]);
         const reg s = V::add(V::wide_round(ties), V::wide_round(rest));
         const reg log_s = vlog1p<V>(V::load(u));
-        const reg lse = V::add(m, log_s);
         auto special = V::mask_or(V::not_finite(m), V::isnan(s));
         if constexpr (!kSoft)
             special = V::mask_or(special, V::mask_or(V::isnan(V::load(xy)),
@@ -129,61 +129,49 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
         const auto skip = V::gt(V::load(ignored), zero);
         // the losses lane by lane in double, as the rows do: m - x[y], the linear
         // sums and lse^2 may exceed the largest T where the loss does not
-        {
-            T ls[N], sp[N];
-            double lins[N];
-            V::store(ls, log_s);
-            V::store(sp, V::select(special, one, zero));
-            V::wide_store(lin, lins);
-            const double q = std::numeric_limits<double>::quiet_NaN();
-            for (std::size_t l = 0; l < ch.w; ++l) {
-                double ce = 0, zl = 0;
-                if (ignored[l] == 0) {
-                    if (sp[l] != 0) {
-                        ce = q;
-                        zl = z != 0 ? q : 0.0;
-                    } else {
-                        const double lsd = static_cast<double>(ls[l]), mx = static_cast<double>(mt[l]);
-                        const double lin_l = lins[l] * kLinUnscale;
-                        if constexpr (kSoft) {
-                            ce = css[l] * lsd + lin_l;
-                        } else {
-                            ce = (1 - eps) * static_cast<double>(wy[l]) *
-                                 (lsd + (mx - static_cast<double>(xy[l])));
-                            if (eps != 0) ce += eps / dn * (o.weight_sum * lsd + lin_l);
-                        }
-                        if (z != 0) zl = z * (mx + lsd) * (mx + lsd);
-                    }
-                    total.ce += ce;
-                    total.z += zl;
+        T ls[N], sp[N];
+        double lins[N], lses[N];  // lin, and lse = m + log(s) in double
+        V::store(ls, log_s);
+        V::store(sp, V::select(special, one, zero));
+        V::wide_store(lin, lins);
+        for (std::size_t l = 0; l < N; ++l)
+            lses[l] = static_cast<double>(mt[l]) + static_cast<double>(ls[l]);
+        const double q = std::numeric_limits<double>::quiet_NaN();
+        for (std::size_t l = 0; l < ch.w; ++l) {
+            double ce = 0, zl = 0;
+            if (ignored[l] == 0) {
+                if (sp[l] != 0) {
+                    ce = q;
+                    zl = z != 0 ? q : 0.0;
+                } else {
+                    const double lsd = static_cast<double>(ls[l]), mx = static_cast<double>(mt[l]);
+                    const double lin_l = lins[l] * kLinUnscale;
+                    if constexpr (kSoft)
+                        ce = ce_target_loss(css[l], lsd, lin_l);
+                    else
+                        ce = ce_label_loss(call, static_cast<double>(wy[l]),
+                                           lsd + (mx - static_cast<double>(xy[l])), lsd, lin_l);
+                    zl = z_loss_term(call, lses[l]);
                 }
-                if (a.loss) a.loss[c0 + l] = ce + zl;
+                total.ce += ce;
+                total.z += zl;
             }
+            if (a.loss) a.loss[c0 + l] = ce + zl;
         }
         if (!g) continue;
-        // the gradient: g = fa * e - fe * coef - fb * [c = y], the factors per
-        // lane in double as the rows form them (a per-example scale, 1 / sum of
-        // the weights or a weight may lie beyond T's range where g does not)
-        T fav[N], fev[N], fbv[N], sv[N], lsev[N];
-        double fbd[N];  // fb in double (also the label's gradient below)
+        // the gradient: g = a * e - e * coef - b * [c = y] (ce_terms.hpp), the
+        // factors per lane in double as the rows form them (a per-example
+        // scale, 1 / sum of the weights or a weight may lie beyond T's range
+        // where g does not)
+        T fav[N], fev[N], fbv[N], sv[N];
+        CeGradFactors factors[N];
         V::store(sv, s);
-        V::store(lsev, lse);
         for (std::size_t l = 0; l < N; ++l) {
-            const double sc = gsc[l] * a.s_ce;
-            double fa_l, fe_l, fb_l = 0;
-            if constexpr (kSoft) {
-                fa_l = sc * css[l];
-                fe_l = sc;
-            } else {
-                fb_l = sc * (1 - eps) * static_cast<double>(wy[l]);
-                fa_l = fb_l + sc * (eps * o.weight_sum / dn);
-                fe_l = sc * (eps / dn);
-            }
-            if (z != 0) fa_l += gsc[l] * (a.s_z * 2 * z) * static_cast<double>(lsev[l]);
-            fav[l] = static_cast<T>(fa_l / static_cast<double>(sv[l]));
-            fev[l] = static_cast<T>(fe_l);
-            fbd[l] = fb_l;
-            fbv[l] = static_cast<T>(fb_l);
+            factors[l] = kSoft ? ce_target_factors(call, gsc[l], css[l], lses[l])
+                               : ce_label_factors(call, gsc[l], static_cast<double>(wy[l]), lses[l]);
+            fav[l] = static_cast<T>(factors[l].a / static_cast<double>(sv[l]));
+            fev[l] = static_cast<T>(factors[l].e);
+            fbv[l] = static_cast<T>(factors[l].b);
         }
         const reg fa = V::load(fav), fe = V::load(fev), fb = V::load(fbv);
         const reg vy = V::load(yf);
@@ -192,22 +180,15 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
         reg gy = zero;
         auto label_top = V::lt(one, zero);  // (no lane)
         if constexpr (!kSoft) {
-            T gyl[N], top[N], lsv[N];
-            V::store(lsv, log_s);
-            const double extra = a.s_ce * eps * o.weight_sum / dn;  // coef_a - coef_b, per unit
+            T gyl[N], top[N];
             for (std::size_t l = 0; l < N; ++l) {
                 top[l] = T(0);
                 gyl[l] = T(0);
                 if (l >= ch.w || yf[l] < 0 || xy[l] != mt[l]) continue;
-                const double sc = gsc[l], sl = tsum[l] + rs[l];
-                double fx = sc * extra;  // + the z-loss term
-                if (z != 0)
-                    fx += sc * a.s_z * 2 * z *
-                          (static_cast<double>(mt[l]) + static_cast<double>(lsv[l]));
                 const double cy =
                     o.weight ? static_cast<double>(o.weight[static_cast<std::size_t>(yf[l])]) : 1.0;
-                gyl[l] = static_cast<T>(label_gradient(fx, fbd[l], 1.0, (tsum[l] - 1) + rs[l], sl,
-                                                       sc * a.s_ce * eps / dn * cy));
+                gyl[l] = static_cast<T>(
+                    label_gradient(factors[l], 1.0, (tsum[l] - 1) + rs[l], tsum[l] + rs[l], cy));
                 top[l] = T(1);
             }
             gy = V::load(gyl);
@@ -252,6 +233,7 @@ CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V
     const auto at = [](auto* p, std::ptrdiff_t stride, std::size_t i) {
         return p + static_cast<std::ptrdiff_t>(i) * stride;
     };
+    const CeCall call(o, n, a.s_ce, a.s_z);  // (no smoothing, no z-loss here)
     auto total = V::wide_zero();
     double lane_total = 0;  // the lanes done one by one
     // the gradient's factor formed in T: no weights or per-example scales, and
@@ -352,8 +334,8 @@ CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V
             V::store(wt, vw);
             for (std::size_t l = 0; l < N; ++l) {
                 const double gl = a.grad_scale && l < ch.w ? a.grad_scale[c0 + l] : 1.0;
-                fv[l] = static_cast<T>(a.s_ce * gl * static_cast<double>(wt[l]) /
-                                       static_cast<double>(sv[l]));
+                const CeGradFactors f = ce_label_factors(call, gl, static_cast<double>(wt[l]), 0);
+                fv[l] = static_cast<T>(f.a / static_cast<double>(sv[l]));
             }
             f = V::load(fv);
         }

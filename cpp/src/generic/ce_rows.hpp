@@ -56,7 +56,8 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
     constexpr double nan = std::numeric_limits<double>::quiet_NaN();
     const Cap<V, kCap> cap(o.softcap);
     const std::size_t n = a.n;
-    const double eps = o.smoothing, z = o.z_loss, dn = static_cast<double>(n);
+    const double z = o.z_loss;
+    const CeCall call(o, n, a.s_ce, a.s_z);
     // the store-then-scale gradient (one exp per element) needs the logits
     // only in the read pass; soft-capping needs them again (its derivative)
     constexpr bool kStore = !kCap;
@@ -98,13 +99,9 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
         if (!a.lse) {
             double ce = nan, zl = z != 0 ? nan : 0;
             if (!st.special) {
-                if (a.label) {
-                    ce = (1 - eps) * wy * st.label_term;
-                    if (eps != 0) ce += eps / dn * (o.weight_sum * log_s + st.lin);
-                } else {
-                    ce = st.cs * log_s + st.lin;
-                }
-                if (z != 0) zl = z * lse * lse;
+                ce = a.label ? ce_label_loss(call, wy, st.label_term, log_s, st.lin)
+                             : ce_target_loss(st.cs, log_s, st.lin);
+                zl = z_loss_term(call, lse);
             }
             total.ce += ce;
             total.z += zl;
@@ -114,31 +111,21 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
         if (!g) return;
         if (st.special) return fill_row(g, n, std::numeric_limits<T>::quiet_NaN());
         const double scale = a.grad_scale ? a.grad_scale[r] : 1.0;
-        const double s_ce = scale * a.s_ce, s_z = scale * a.s_z;
-        double coef_a, coef_e, coef_b = 0;
-        if (a.label) {
-            coef_b = s_ce * (1 - eps) * wy;
-            coef_a = coef_b + s_ce * eps * o.weight_sum / dn;
-            coef_e = s_ce * eps / dn;
-        } else {
-            coef_a = s_ce * st.cs;
-            coef_e = s_ce;
-        }
-        if (z != 0) coef_a += s_z * 2 * z * lse;
+        const CeGradFactors f = a.label ? ce_label_factors(call, scale, wy, lse)
+                                        : ce_target_factors(call, scale, st.cs, lse);
         if (store)
-            ce_row_scale<V>(g, n, block_refs, st.max, coef_a / st.sum, static_cast<T>(coef_e), coef);
+            ce_row_scale<V>(g, n, block_refs, st.max, f.a / st.sum, static_cast<T>(f.e), coef);
         else
-            ce_row_grad<V>(x_of(r), g, n, static_cast<T>(st.max), Factor<V>::of(coef_a / st.sum),
-                           static_cast<T>(coef_e), cap, coef);
+            ce_row_grad<V>(x_of(r), g, n, static_cast<T>(st.max), Factor<V>::of(f.a / st.sum),
+                           static_cast<T>(f.e), cap, coef);
         if constexpr (!kTies) {  // integer labels (kTies: probabilities)
             const double d = kCap ? static_cast<double>(cap.scalar_deriv(xy)) : 1.0;
             if (st.others >= 0) {  // p - 1 = -others / s: no cancellation when p is near 1
                 const double cy = static_cast<double>(coef.at(static_cast<std::size_t>(y)));
-                g[y] = static_cast<T>(label_gradient(coef_a - coef_b, coef_b, st.label_exp,
-                                                     st.others, st.sum, coef_e * cy) *
-                                      d);
+                g[y] = static_cast<T>(
+                    label_gradient(f, st.label_exp, st.others, st.sum, cy) * d);
             } else {
-                g[y] = static_cast<T>(static_cast<double>(g[y]) - coef_b * d);
+                g[y] = static_cast<T>(static_cast<double>(g[y]) - f.b * d);
             }
         }
     };
