@@ -55,6 +55,7 @@ FASTSOFTMAX_REQUIRE_BINARY(HasMul, mul)
 FASTSOFTMAX_REQUIRE_BINARY(HasDiv, div)
 FASTSOFTMAX_REQUIRE_BINARY(HasMax, max)
 FASTSOFTMAX_REQUIRE_BINARY(HasMin, min)
+FASTSOFTMAX_REQUIRE(HasAbs, typename V::reg, V::abs(val<typename V::reg>()))
 FASTSOFTMAX_REQUIRE(HasFmadd, typename V::reg,
                     V::fmadd(val<typename V::reg>(), val<typename V::reg>(),
                              val<typename V::reg>()))
@@ -73,6 +74,7 @@ FASTSOFTMAX_REQUIRE(HasFrexp12, void,
 FASTSOFTMAX_REQUIRE_COMPARE(HasLt, lt)
 FASTSOFTMAX_REQUIRE_COMPARE(HasGt, gt)
 FASTSOFTMAX_REQUIRE_COMPARE(HasEq, eq)
+FASTSOFTMAX_REQUIRE_COMPARE(HasGe, ge)
 FASTSOFTMAX_REQUIRE(HasIsnan, typename V::mask, V::isnan(val<typename V::reg>()))
 FASTSOFTMAX_REQUIRE(HasNotFinite, typename V::mask, V::not_finite(val<typename V::reg>()))
 FASTSOFTMAX_REQUIRE(HasMaskOr, typename V::mask,
@@ -127,13 +129,14 @@ struct VecContract {
                   "reg add/sub/mul/div(reg, reg)");
     static_assert(contract::HasMax<V>::value && contract::HasMin<V>::value,
                   "reg max/min(reg, reg), x86 NaN semantics");
+    static_assert(contract::HasAbs<V>::value, "reg abs(reg)");
     static_assert(contract::HasFmadd<V>::value && contract::HasFnmadd<V>::value,
                   "reg fmadd/fnmadd(reg, reg, reg)");
     static_assert(contract::HasScalePow2OrZero<V>::value, "reg scale_pow2_or_zero(reg, reg, mask)");
     static_assert(contract::HasFrexp12<V>::value, "void frexp12(reg, reg&, reg&)");
     static_assert(contract::HasLt<V>::value && contract::HasGt<V>::value &&
-                      contract::HasEq<V>::value,
-                  "mask lt/gt/eq(reg, reg)");
+                      contract::HasEq<V>::value && contract::HasGe<V>::value,
+                  "mask lt/gt/eq/ge(reg, reg), false when either is NaN");
     static_assert(contract::HasIsnan<V>::value && contract::HasNotFinite<V>::value,
                   "mask isnan/not_finite(reg)");
     static_assert(contract::HasMaskOr<V>::value, "mask mask_or(mask, mask)");

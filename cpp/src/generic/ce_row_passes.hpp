@@ -7,16 +7,11 @@
 #include <cstddef>
 #include <limits>
 
+#include "generic/target.hpp"
 #include "generic/blocks.hpp"
 #include "generic/ce_terms.hpp"
 #include "generic/vec_math.hpp"
 
-#ifndef FASTSOFTMAX_TARGET
-#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
-#endif
-
-// Each target's translation unit gets its own copy in its own namespace, so
-// no inline function compiled with one target's flags is shared with another.
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 // a group of rows reduces theirs after all its exponentials: see ce_rows).

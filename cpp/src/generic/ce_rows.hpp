@@ -25,6 +25,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "generic/target.hpp"
 #include "fastsoftmax/cross_entropy.hpp"
 #include "generic/blocks.hpp"
 #include "generic/ce_cols.hpp"
@@ -33,12 +34,6 @@
 #include "generic/tiles.hpp"
 #include "generic/vec_math.hpp"
 
-#ifndef FASTSOFTMAX_TARGET
-#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
-#endif
-
-// Each target's translation unit gets its own copy in its own namespace, so
-// no inline function compiled with one target's flags is shared with another.
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 // Short rows (up to kCeGroupMaxVectors vectors: most class counts, not

@@ -8,16 +8,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "generic/target.hpp"
 #include "fastsoftmax/cross_entropy.hpp"
 #include "generic/blocks.hpp"
 #include "generic/vec_math.hpp"
 
-#ifndef FASTSOFTMAX_TARGET
-#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
-#endif
-
-// Each target's translation unit gets its own copy in its own namespace, so
-// no inline function compiled with one target's flags is shared with another.
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 // x' = softcap * tanh(x / softcap) (kCap) or x, and dx'/dx = 1 - tanh^2.

@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstddef>
 
+#include "generic/target.hpp"
 #include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
 #include "generic/segments.hpp"
@@ -37,12 +38,6 @@
 #include "generic/tiles.hpp"
 #include "generic/vec_math.hpp"
 
-#ifndef FASTSOFTMAX_TARGET
-#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
-#endif
-
-// Each target's translation unit gets its own copy in its own namespace, so
-// no inline function compiled with one target's flags is shared with another.
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 // The longest rows each op sends by tiles (tiles.hpp), measured with avx512
