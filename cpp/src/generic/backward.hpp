@@ -4,6 +4,7 @@
 #include <cstddef>
 
 #include "generic/target.hpp"
+#include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
 #include "generic/vec_math.hpp"
 

@@ -10,7 +10,6 @@
 
 #include "generic/target.hpp"
 #include "fastsoftmax/cross_entropy.hpp"
-#include "generic/blocks.hpp"
 #include "generic/vec_math.hpp"
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "generic/target.hpp"
+#include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
 #include "generic/vec_math.hpp"
 
