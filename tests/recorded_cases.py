@@ -1101,11 +1101,14 @@ def save_npz(directory: Path) -> None:
         print(f"wrote {directory / f'{t}.npz'} ({len(arrays)} arrays)", file=sys.stderr)
 
 
-def _ordered(a: np.ndarray) -> np.ndarray:
-    """Float bits as integers in the order of the values (for differences in ulp)."""
-    i = a.view(f"i{a.itemsize}").astype(np.int64)
-    mag = i & np.int64((1 << (8 * a.itemsize - 1)) - 1)
-    return np.where(i < 0, -mag, mag).astype(np.float64)
+def _ulps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How many floats lie between a and b (as float64: exact below 2^53)."""
+    mask = (1 << (8 * a.itemsize - 1)) - 1
+    i = a.view(f"i{a.itemsize}").astype(np.int64) & mask
+    j = b.view(f"i{b.itemsize}").astype(np.int64) & mask
+    same_sign = np.signbit(a) == np.signbit(b)
+    with np.errstate(over="ignore"):  # (the other branch of the where)
+        return np.where(same_sign, np.abs(i - j), i.astype(np.float64) + j.astype(np.float64))
 
 
 def difference(got: np.ndarray, want: np.ndarray) -> str:
@@ -1119,18 +1122,20 @@ def difference(got: np.ndarray, want: np.ndarray) -> str:
         return f"{int(np.count_nonzero(g != w))} of {g.size} differ"
     bits = g.view(f"u{g.itemsize}") != w.view(f"u{w.itemsize}")
     gn, wn = np.isnan(g), np.isnan(w)
-    nan_only = int(np.count_nonzero(bits & gn & wn))  # NaN on both sides, other bits
+    nan_bits = int(np.count_nonzero(bits & gn & wn))  # NaN on both sides, other bits
     nan_mismatch = int(np.count_nonzero(gn != wn))
     inf_mismatch = int(np.count_nonzero(np.isinf(g) != np.isinf(w)))
-    both = bits & ~gn & ~wn
-    ulp = np.abs(_ordered(g[both]) - _ordered(w[both])) if both.any() else np.zeros(1)
+    both = bits & ~gn & ~wn & np.isfinite(g) & np.isfinite(w)
+    ulp = _ulps(g[both], w[both]).max() if both.any() else 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        absdiff = np.abs(g[both].astype(np.float64) - w[both]).max() if both.any() else 0.0
     first = int(np.flatnonzero(bits)[0])
-    where = np.unravel_index(first, got.shape) if got.ndim else ()
+    where = tuple(int(k) for k in np.unravel_index(first, got.shape)) if got.ndim else ()
     return (
-        f"{int(np.count_nonzero(bits))} of {g.size} differ (max {ulp.max():.0f} ulp; "
-        f"NaN payload/sign only: {nan_only}; NaN mismatches: {nan_mismatch}; "
-        f"inf mismatches: {inf_mismatch}); first at {tuple(int(k) for k in where)}: "
-        f"got {g[first]!r}, recorded {w[first]!r}"
+        f"{int(np.count_nonzero(bits))} of {g.size} differ (finite ones: up to {ulp:.0f} ulp, "
+        f"{absdiff:.3g} apart; only NaN sign/payload: {nan_bits}; NaN mismatches: "
+        f"{nan_mismatch}; inf mismatches: {inf_mismatch}); the first at {where}: "
+        f"got {float(g[first])!r}, recorded {float(w[first])!r}"
     )
 
 
