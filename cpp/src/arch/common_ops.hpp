@@ -8,8 +8,8 @@
 #include <cstddef>
 #include <cstring>
 
-#include "generic/target.hpp"
 #include "generic/compensated.hpp"
+#include "generic/target.hpp"
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 

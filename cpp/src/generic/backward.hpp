@@ -3,9 +3,9 @@
 
 #include <cstddef>
 
-#include "generic/target.hpp"
 #include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
+#include "generic/target.hpp"
 #include "generic/vec_math.hpp"
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {

@@ -15,9 +15,9 @@
 #include <limits>
 #include <new>
 
-#include "generic/target.hpp"
 #include "fastsoftmax/kernels.hpp"
 #include "generic/compensated.hpp"
+#include "generic/target.hpp"
 #include "generic/vec_math.hpp"
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {

@@ -25,12 +25,12 @@
 #include <limits>
 #include <type_traits>
 
-#include "generic/target.hpp"
 #include "fastsoftmax/cross_entropy.hpp"
 #include "generic/blocks.hpp"
 #include "generic/ce_cols.hpp"
 #include "generic/ce_row_passes.hpp"
 #include "generic/ce_terms.hpp"
+#include "generic/target.hpp"
 #include "generic/tiles.hpp"
 #include "generic/vec_math.hpp"
 
@@ -117,8 +117,7 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
             const double d = kCap ? static_cast<double>(cap.scalar_deriv(xy)) : 1.0;
             if (st.others >= 0) {  // p - 1 = -others / s: no cancellation when p is near 1
                 const double cy = static_cast<double>(coef.at(static_cast<std::size_t>(y)));
-                g[y] = static_cast<T>(
-                    label_gradient(f, st.label_exp, st.others, st.sum, cy) * d);
+                g[y] = static_cast<T>(label_gradient(f, st.label_exp, st.others, st.sum, cy) * d);
             } else {
                 g[y] = static_cast<T>(static_cast<double>(g[y]) - f.b * d);
             }
@@ -248,8 +247,8 @@ CeSums ce_rows_capped(const CeRows<typename V::T>& a, const CeOptions<typename V
     if (o.smoothing == 0)
         return ce_rows<V, kCap, false, NoCoef<V>>(a, o, [](std::size_t) { return NoCoef<V>{}; });
     if (o.weight)
-        return ce_rows<V, kCap, false, WeightCoef<V>>(a, o,
-                                               [&](std::size_t) { return WeightCoef<V>{o.weight}; });
+        return ce_rows<V, kCap, false, WeightCoef<V>>(
+            a, o, [&](std::size_t) { return WeightCoef<V>{o.weight}; });
     return ce_rows<V, kCap, false, OnesCoef<V>>(a, o, [](std::size_t) { return OnesCoef<V>{}; });
 }
 
@@ -301,8 +300,7 @@ CeSums ce_by_tiles(const CeRows<typename V::T>& a, const CeOptions<typename V::T
 
 template <class V>
 CeSums cross_entropy_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o) {
-    if (o.softcap == 0 && !a.lse && tiles_pay<V>(a.n, kCeTileLimit<V>))
-        return ce_by_tiles<V>(a, o);
+    if (o.softcap == 0 && !a.lse && tiles_pay<V>(a.n, kCeTileLimit<V>)) return ce_by_tiles<V>(a, o);
     return o.softcap != 0 ? ce_rows_capped<V, true>(a, o) : ce_rows_capped<V, false>(a, o);
 }
 

@@ -8,8 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "generic/target.hpp"
 #include "fastsoftmax/cross_entropy.hpp"
+#include "generic/target.hpp"
 #include "generic/vec_math.hpp"
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
@@ -20,8 +20,7 @@ struct Cap {
     using T = typename V::T;
     using reg = typename V::reg;
     reg s, inv;
-    explicit Cap(T softcap)
-        : s(V::set1(softcap)), inv(V::set1(kCap ? T(1) / softcap : T(1))) {}
+    explicit Cap(T softcap) : s(V::set1(softcap)), inv(V::set1(kCap ? T(1) / softcap : T(1))) {}
     reg operator()(reg x) const {
         if constexpr (kCap) return V::mul(s, vtanh<V>(V::mul(x, inv)));
         return x;

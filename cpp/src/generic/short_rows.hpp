@@ -5,9 +5,9 @@
 #include <cmath>
 #include <cstddef>
 
-#include "generic/target.hpp"
 #include "generic/blocks.hpp"
 #include "generic/special_rows.hpp"
+#include "generic/target.hpp"
 #include "generic/vec_math.hpp"
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {

@@ -6,9 +6,9 @@
 #include <cstddef>
 #include <limits>
 
-#include "generic/target.hpp"
 #include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
+#include "generic/target.hpp"
 #include "generic/vec_math.hpp"
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
@@ -46,8 +46,7 @@ void softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
 
 template <class V>
 void log_softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
-                      std::ptrdiff_t ys, std::size_t n, std::size_t inner,
-                      const SoftmaxParams&) {
+                      std::ptrdiff_t ys, std::size_t n, std::size_t inner, const SoftmaxParams&) {
     if (n == 0) return;
     for (std::size_t c = 0; c < inner; c += V::N) {
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};

@@ -5,8 +5,8 @@
 #include <cstddef>
 #include <type_traits>
 
-#include "generic/target.hpp"
 #include "generic/blocks.hpp"
+#include "generic/target.hpp"
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 

@@ -25,8 +25,8 @@ inline __m256i mask64(std::size_t n) {
 // store_partial through the stack: vmaskmov stores are microcoded and slow on
 // AMD cores.
 struct F32 : BufferedPartialStore<F32>, ScaleOrZero<F32> {
-    using T = float;  // compute type (registers, scalars, scratch)
-    using S = float;  // storage type (the caller's arrays)
+    using T = float;      // compute type (registers, scalars, scratch)
+    using S = float;      // storage type (the caller's arrays)
     using Compute = F32;  // the wrapper for arrays of T
     using reg = __m256;
     using mask = __m256;  // all-ones / all-zeros lanes
@@ -138,8 +138,8 @@ struct F32 : BufferedPartialStore<F32>, ScaleOrZero<F32> {
 };
 
 struct F64 : BufferedPartialStore<F64>, ScaleOrZero<F64>, NeumaierLanes<F64> {
-    using T = double;  // compute type (registers, scalars, scratch)
-    using S = double;  // storage type (the caller's arrays)
+    using T = double;     // compute type (registers, scalars, scratch)
+    using S = double;     // storage type (the caller's arrays)
     using Compute = F64;  // the wrapper for arrays of T
     using reg = __m256d;
     using mask = __m256d;

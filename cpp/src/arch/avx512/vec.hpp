@@ -25,8 +25,8 @@ inline void transpose_lanes(const __m512 (&in)[4], __m512 (&out)[4]) {
 }
 
 struct F32 {
-    using T = float;  // compute type (registers, scalars, scratch)
-    using S = float;  // storage type (the caller's arrays)
+    using T = float;      // compute type (registers, scalars, scratch)
+    using S = float;      // storage type (the caller's arrays)
     using Compute = F32;  // the wrapper for arrays of T
     using reg = __m512;
     using mask = __mmask16;
@@ -125,8 +125,8 @@ struct F32 {
 };
 
 struct F64 : NeumaierLanes<F64> {
-    using T = double;  // compute type (registers, scalars, scratch)
-    using S = double;  // storage type (the caller's arrays)
+    using T = double;     // compute type (registers, scalars, scratch)
+    using S = double;     // storage type (the caller's arrays)
     using Compute = F64;  // the wrapper for arrays of T
     using reg = __m512d;
     using mask = __mmask8;

@@ -33,8 +33,8 @@ inline uint64x2_t not64(uint64x2_t m) {
 // No masked loads or stores in NEON: partial ones go through the stack, so
 // nothing past p + n is read or written.
 struct F32 : BufferedPartialLoad<F32>, BufferedPartialStore<F32>, ScaleOrZero<F32> {
-    using T = float;  // compute type (registers, scalars, scratch)
-    using S = float;  // storage type (the caller's arrays)
+    using T = float;      // compute type (registers, scalars, scratch)
+    using S = float;      // storage type (the caller's arrays)
     using Compute = F32;  // the wrapper for arrays of T
     using reg = float32x4_t;
     using mask = uint32x4_t;  // all-ones / all-zeros lanes
@@ -121,8 +121,8 @@ struct F64 : BufferedPartialLoad<F64>,
              BufferedPartialStore<F64>,
              ScaleOrZero<F64>,
              NeumaierLanes<F64> {
-    using T = double;  // compute type (registers, scalars, scratch)
-    using S = double;  // storage type (the caller's arrays)
+    using T = double;     // compute type (registers, scalars, scratch)
+    using S = double;     // storage type (the caller's arrays)
     using Compute = F64;  // the wrapper for arrays of T
     using reg = float64x2_t;
     using mask = uint64x2_t;
