@@ -28,6 +28,7 @@ import argparse
 import os
 import platform
 import resource
+import sys
 import tracemalloc
 from functools import partial
 
@@ -155,7 +156,8 @@ def kdim(args, torch) -> None:
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB; macOS: bytes
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def memory(args) -> None:

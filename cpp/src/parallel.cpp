@@ -11,9 +11,11 @@
 // on first use (pthread_atfork).
 #include "fastsoftmax/parallel.hpp"
 
-#include <sched.h>
+#if defined(__linux__)
+#include <sched.h>  // sched_getaffinity, CPU_COUNT (Linux only)
+#endif
 
-#include <pthread.h>
+#include <pthread.h>  // pthread_atfork (POSIX)
 
 #include <atomic>
 #include <chrono>
@@ -164,12 +166,16 @@ Pool& pool() {
 
 }  // namespace
 
+// The CPUs this process may run on: its affinity mask on Linux (as Python's
+// os.sched_getaffinity); elsewhere (macOS, the BSDs) every CPU.
 std::size_t default_num_threads() {
+#if defined(__linux__)
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof(set), &set) == 0) {
         const int n = CPU_COUNT(&set);
         if (n > 0) return static_cast<std::size_t>(n);
     }
+#endif
     const unsigned hw = std::thread::hardware_concurrency();
     return hw > 0 ? hw : 1;
 }

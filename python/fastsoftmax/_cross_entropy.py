@@ -79,7 +79,7 @@ class _Call:
         axis: SupportsIndex,
         weight: npt.ArrayLike | None,
         ignore_index: SupportsIndex,
-        reduction: str,
+        reduction: object,
         label_smoothing: float,
         z_loss: float,
         softcap: float | None,
@@ -293,7 +293,9 @@ def cross_entropy(
     axis: SupportsIndex = -1,
     weight: npt.ArrayLike | None = None,
     ignore_index: SupportsIndex = -100,
-    reduction: Reduction = "mean",
+    # Callers see a Reduction (the overloads); a str here: mypy takes `type(reduction) is str`
+    # of a Literal for never true, and would skip the fast path below as unreachable.
+    reduction: str = "mean",
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     softcap: float | None = None,
@@ -446,8 +448,8 @@ def cross_entropy(
         except _core.Fallback:  # unaligned logits or labels (the general path copies them),
             pass  # or labels that share memory with the gradient
         else:
-            loss = _scalar_loss(total, logits.dtype)
-            return (loss, grad) if return_grad else loss
+            scalar = _scalar_loss(total, logits.dtype)
+            return (scalar, grad) if return_grad else scalar
     call = _Call(
         logits, labels, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
     )

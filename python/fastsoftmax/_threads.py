@@ -42,7 +42,8 @@ def get_num_threads() -> int:
     """Return the number of threads a fastsoftmax call may use.
 
     The default is the number of CPUs this process may run on
-    (``len(os.sched_getaffinity(0))``), or the value of the environment variable
+    (``len(os.sched_getaffinity(0))``; ``os.cpu_count()`` where the OS has no affinity
+    mask, as on macOS), or the value of the environment variable
     ``FASTSOFTMAX_NUM_THREADS`` when fastsoftmax was imported. Small inputs run on the
     calling thread whatever the setting: work is cut into tasks of about 65,536 elements
     (each row counting 48 more, 160 in the cross-entropy), and an input of one task

@@ -79,8 +79,7 @@ struct Kernels {
     void (*log_softmax_cols)(const S* x, ptrdiff_t xs, S* y, ptrdiff_t ys, size_t n, size_t inner,
                              Params params);
     // out[0 .. inner) is contiguous
-    void (*logsumexp_cols)(const S* x, ptrdiff_t xs, S* out, size_t n, size_t inner,
-                           Params params);
+    void (*logsumexp_cols)(const S* x, ptrdiff_t xs, S* out, size_t n, size_t inner, Params params);
     void (*softmax_backward_cols)(const S* g, ptrdiff_t gs, const S* y, ptrdiff_t ys, S* o,
                                   ptrdiff_t os, size_t n, size_t inner, Params params);
     void (*log_softmax_backward_cols)(const S* g, ptrdiff_t gs, const S* y, ptrdiff_t ys, S* o,
@@ -94,8 +93,7 @@ struct Kernels {
     void (*softmax_segment_scale)(S* y, size_t n, const C* refs, double max, double sum,
                                   Params params);
     // ... or log_softmax's y = (x - max) - log(sum)
-    void (*log_softmax_segment)(const S* x, S* y, size_t n, double max, double sum,
-                                Params params);
+    void (*log_softmax_segment)(const S* x, S* y, size_t n, double max, double sum, Params params);
 
     // cross-entropy over a batch of contiguous rows (see cross_entropy.hpp);
     // labels in range, n >= 1

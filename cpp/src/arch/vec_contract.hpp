@@ -23,12 +23,11 @@ using void_t = void;
 
 // FASTSOFTMAX_REQUIRE(Name, expression in V, T, S, reg, mask, Wide): a trait
 // that is true when the expression is well-formed and has the given type.
-#define FASTSOFTMAX_REQUIRE(Name, Type, ...)                                                  \
-    template <class V, class = void>                                                          \
-    struct Name : std::false_type {};                                                         \
-    template <class V>                                                                        \
-    struct Name<V, void_t<decltype(__VA_ARGS__)>>                                             \
-        : std::is_same<decltype(__VA_ARGS__), Type> {};
+#define FASTSOFTMAX_REQUIRE(Name, Type, ...) \
+    template <class V, class = void>         \
+    struct Name : std::false_type {};        \
+    template <class V>                       \
+    struct Name<V, void_t<decltype(__VA_ARGS__)>> : std::is_same<decltype(__VA_ARGS__), Type> {};
 
 // (values of the wrapper's types, for the expressions below)
 template <class X>
@@ -40,14 +39,13 @@ FASTSOFTMAX_REQUIRE(HasLoadPartial, typename V::reg,
                                     val<typename V::T>()))
 FASTSOFTMAX_REQUIRE(HasStore, void, V::store(val<typename V::S*>(), val<typename V::reg>()))
 FASTSOFTMAX_REQUIRE(HasStorePartial, void,
-                    V::store_partial(val<typename V::S*>(), std::size_t{},
-                                     val<typename V::reg>()))
+                    V::store_partial(val<typename V::S*>(), std::size_t{}, val<typename V::reg>()))
 FASTSOFTMAX_REQUIRE(HasStream, void, V::stream(val<typename V::S*>(), val<typename V::reg>()))
 FASTSOFTMAX_REQUIRE(HasStreamFence, void, V::stream_fence())
 FASTSOFTMAX_REQUIRE(HasSet1, typename V::reg, V::set1(val<typename V::T>()))
 FASTSOFTMAX_REQUIRE(HasZero, typename V::reg, V::zero())
-#define FASTSOFTMAX_REQUIRE_BINARY(Name, op)                                               \
-    FASTSOFTMAX_REQUIRE(Name, typename V::reg,                                             \
+#define FASTSOFTMAX_REQUIRE_BINARY(Name, op)   \
+    FASTSOFTMAX_REQUIRE(Name, typename V::reg, \
                         V::op(val<typename V::reg>(), val<typename V::reg>()))
 FASTSOFTMAX_REQUIRE_BINARY(HasAdd, add)
 FASTSOFTMAX_REQUIRE_BINARY(HasSub, sub)
@@ -55,6 +53,7 @@ FASTSOFTMAX_REQUIRE_BINARY(HasMul, mul)
 FASTSOFTMAX_REQUIRE_BINARY(HasDiv, div)
 FASTSOFTMAX_REQUIRE_BINARY(HasMax, max)
 FASTSOFTMAX_REQUIRE_BINARY(HasMin, min)
+FASTSOFTMAX_REQUIRE(HasAbs, typename V::reg, V::abs(val<typename V::reg>()))
 FASTSOFTMAX_REQUIRE(HasFmadd, typename V::reg,
                     V::fmadd(val<typename V::reg>(), val<typename V::reg>(),
                              val<typename V::reg>()))
@@ -67,12 +66,13 @@ FASTSOFTMAX_REQUIRE(HasScalePow2OrZero, typename V::reg,
 FASTSOFTMAX_REQUIRE(HasFrexp12, void,
                     V::frexp12(val<typename V::reg>(), val<typename V::reg&>(),
                                val<typename V::reg&>()))
-#define FASTSOFTMAX_REQUIRE_COMPARE(Name, op)                                              \
-    FASTSOFTMAX_REQUIRE(Name, typename V::mask,                                            \
+#define FASTSOFTMAX_REQUIRE_COMPARE(Name, op)   \
+    FASTSOFTMAX_REQUIRE(Name, typename V::mask, \
                         V::op(val<typename V::reg>(), val<typename V::reg>()))
 FASTSOFTMAX_REQUIRE_COMPARE(HasLt, lt)
 FASTSOFTMAX_REQUIRE_COMPARE(HasGt, gt)
 FASTSOFTMAX_REQUIRE_COMPARE(HasEq, eq)
+FASTSOFTMAX_REQUIRE_COMPARE(HasGe, ge)
 FASTSOFTMAX_REQUIRE(HasIsnan, typename V::mask, V::isnan(val<typename V::reg>()))
 FASTSOFTMAX_REQUIRE(HasNotFinite, typename V::mask, V::not_finite(val<typename V::reg>()))
 FASTSOFTMAX_REQUIRE(HasMaskOr, typename V::mask,
@@ -82,8 +82,7 @@ FASTSOFTMAX_REQUIRE(HasSelect, typename V::reg,
                               val<typename V::reg>()))
 FASTSOFTMAX_REQUIRE(HasHmax, typename V::T, V::hmax(val<typename V::reg>()))
 FASTSOFTMAX_REQUIRE(HasWideZero, typename V::Wide, V::wide_zero())
-FASTSOFTMAX_REQUIRE(HasWideAdd, void,
-                    V::wide_add(val<typename V::Wide&>(), val<typename V::reg>()))
+FASTSOFTMAX_REQUIRE(HasWideAdd, void, V::wide_add(val<typename V::Wide&>(), val<typename V::reg>()))
 FASTSOFTMAX_REQUIRE(HasWideHsum, double, V::wide_hsum(val<const typename V::Wide&>()))
 FASTSOFTMAX_REQUIRE(HasWideStore, void,
                     V::wide_store(val<const typename V::Wide&>(), val<double*>()))
@@ -97,13 +96,12 @@ FASTSOFTMAX_REQUIRE(HasWideRound, typename V::reg, V::wide_round(val<const typen
 template <class V, class = void>
 struct HasTypes : std::false_type {};
 template <class V>
-struct HasTypes<V, void_t<typename V::T, typename V::S, typename V::Compute, typename V::reg,
-                          typename V::mask, typename V::Wide, decltype(V::N),
-                          decltype(V::kSlowSubnormals)>>
+struct HasTypes<
+    V, void_t<typename V::T, typename V::S, typename V::Compute, typename V::reg, typename V::mask,
+              typename V::Wide, decltype(V::N), decltype(V::kSlowSubnormals)>>
     : std::bool_constant<std::is_same_v<typename V::Compute::T, typename V::T> &&
                          std::is_same_v<typename V::Compute::S, typename V::T> &&
-                         std::is_floating_point_v<typename V::T> && (V::N >= 1) &&
-                         (V::N <= 16)> {};
+                         std::is_floating_point_v<typename V::T> && (V::N >= 1) && (V::N <= 16)> {};
 
 }  // namespace fastsoftmax::contract
 
@@ -127,13 +125,14 @@ struct VecContract {
                   "reg add/sub/mul/div(reg, reg)");
     static_assert(contract::HasMax<V>::value && contract::HasMin<V>::value,
                   "reg max/min(reg, reg), x86 NaN semantics");
+    static_assert(contract::HasAbs<V>::value, "reg abs(reg)");
     static_assert(contract::HasFmadd<V>::value && contract::HasFnmadd<V>::value,
                   "reg fmadd/fnmadd(reg, reg, reg)");
     static_assert(contract::HasScalePow2OrZero<V>::value, "reg scale_pow2_or_zero(reg, reg, mask)");
     static_assert(contract::HasFrexp12<V>::value, "void frexp12(reg, reg&, reg&)");
     static_assert(contract::HasLt<V>::value && contract::HasGt<V>::value &&
-                      contract::HasEq<V>::value,
-                  "mask lt/gt/eq(reg, reg)");
+                      contract::HasEq<V>::value && contract::HasGe<V>::value,
+                  "mask lt/gt/eq/ge(reg, reg), false when either is NaN");
     static_assert(contract::HasIsnan<V>::value && contract::HasNotFinite<V>::value,
                   "mask isnan/not_finite(reg)");
     static_assert(contract::HasMaskOr<V>::value, "mask mask_or(mask, mask)");

@@ -3,15 +3,11 @@
 
 #include <cstddef>
 
+#include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
+#include "generic/target.hpp"
 #include "generic/vec_math.hpp"
 
-#ifndef FASTSOFTMAX_TARGET
-#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
-#endif
-
-// Each target's translation unit gets its own copy in its own namespace, so
-// no inline function compiled with one target's flags is shared with another.
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 // the terms accumulated by acc:

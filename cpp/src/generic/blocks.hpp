@@ -17,14 +17,9 @@
 
 #include "fastsoftmax/kernels.hpp"
 #include "generic/compensated.hpp"
+#include "generic/target.hpp"
 #include "generic/vec_math.hpp"
 
-#ifndef FASTSOFTMAX_TARGET
-#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
-#endif
-
-// Each target's translation unit gets its own copy in its own namespace, so
-// no inline function compiled with one target's flags is shared with another.
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 constexpr std::size_t kBlock = 64;  // vectors per block of a row (4 KiB)

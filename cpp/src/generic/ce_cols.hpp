@@ -10,14 +10,9 @@
 #include "fastsoftmax/cross_entropy.hpp"
 #include "generic/blocks.hpp"
 #include "generic/ce_terms.hpp"
+#include "generic/target.hpp"
 #include "generic/vec_math.hpp"
 
-#ifndef FASTSOFTMAX_TARGET
-#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
-#endif
-
-// Each target's translation unit gets its own copy in its own namespace, so
-// no inline function compiled with one target's flags is shared with another.
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 // ------------------------------------------------------------- columns ----
@@ -38,6 +33,7 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
     constexpr T inf = std::numeric_limits<T>::infinity();
     const std::size_t n = a.n;
     const double eps = o.smoothing, z = o.z_loss, dn = static_cast<double>(n);
+    const CeCall call(o, n, a.s_ce, a.s_z);
     const bool lin_terms = kSoft || eps != 0;
     const reg keep = V::set1(static_cast<T>(1 - eps)), add = V::set1(static_cast<T>(eps / dn));
     const reg zero = V::zero(), one = V::set1(T(1)),
@@ -54,13 +50,13 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
         // per lane, as T lanes: label, x[label], its weight; flags: ignored,
         // unusable (a label out of range: labels changed by another thread
         // since they were checked -> NaN); and the gradient's scale
-        T yf[N], xy[N], wy[N], ignored[N], unusable[N];
-        double gsc[N];
+        T label_lanes[N], xy[N], wy[N], ignored[N], unusable[N];
+        double grad_scales[N];
         for (std::size_t l = 0; l < N; ++l) {
-            yf[l] = -1;
+            label_lanes[l] = -1;
             xy[l] = 0;
             wy[l] = 1;
-            gsc[l] = a.grad_scale && l < ch.w ? a.grad_scale[c0 + l] : 1.0;
+            grad_scales[l] = a.grad_scale && l < ch.w ? a.grad_scale[c0 + l] : 1.0;
             ignored[l] = unusable[l] = 0;
             if (kSoft || l >= ch.w) continue;
             const std::int64_t y = a.label[static_cast<std::ptrdiff_t>(c0 + l) * a.ls];
@@ -69,7 +65,7 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
             } else if (y < 0 || static_cast<std::size_t>(y) >= n) {
                 unusable[l] = 1;
             } else {
-                yf[l] = static_cast<T>(y);
+                label_lanes[l] = static_cast<T>(y);
                 xy[l] = x[static_cast<std::ptrdiff_t>(y) * a.xs + static_cast<std::ptrdiff_t>(l)];
                 if (o.weight) wy[l] = o.weight[y];
             }
@@ -89,125 +85,116 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
              cs = V::wide_zero();
         for (std::size_t i = 0; i < n;) {
             const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
-            reg r0 = zero, t0 = zero, l0 = zero, c0v = zero;
+            reg rest_block = zero, ties_block = zero, lin_block = zero, coef_block = zero;
             for (; i < end; ++i) {
                 const reg xv = ch.load(at(x, a.xs, i), -inf);
                 const reg e = vexp<V>(V::sub(xv, ref));
                 if (g) ch.store(at(g, a.gs, i), e);
                 const auto top = V::eq(xv, m);
-                r0 = V::add(r0, V::select(top, zero, e));
-                t0 = V::add(t0, V::select(top, one, zero));
+                rest_block = V::add(rest_block, V::select(top, zero, e));
+                ties_block = V::add(ties_block, V::select(top, one, zero));
                 if (lin_terms) {
                     const reg cv = coef_at(i);
-                    l0 = V::fmadd(cv, V::fnmadd(xv, vs, ref_s), l0);
-                    c0v = V::add(c0v, cv);
+                    lin_block = V::fmadd(cv, V::fnmadd(xv, vs, ref_s), lin_block);
+                    coef_block = V::add(coef_block, cv);
                 }
             }
-            V::wide_add(rest, r0);
-            V::wide_add(ties, t0);
+            V::wide_add(rest, rest_block);
+            V::wide_add(ties, ties_block);
             if (lin_terms) {
-                V::wide_add(lin, l0);
-                V::wide_add(cs, c0v);
+                V::wide_add(lin, lin_block);
+                V::wide_add(cs, coef_block);
             }
         }
         // log(s) = log1p((ties - 1) + rest), the small part formed in double
-        double rs[N], tsum[N], css[N];
-        T mt[N];
-        V::wide_store(rest, rs);
-        V::wide_store(ties, tsum);
-        V::wide_store(cs, css);
-        V::store(mt, m);
+        double rest_lanes[N], tie_lanes[N], coef_sum_lanes[N];
+        T max_lanes[N];
+        V::wide_store(rest, rest_lanes);
+        V::wide_store(ties, tie_lanes);
+        V::wide_store(cs, coef_sum_lanes);
+        V::store(max_lanes, m);
         T u[N];
-        for (std::size_t l = 0; l < N; ++l) u[l] = static_cast<T>((tsum[l] - 1) + rs[l]);
+        for (std::size_t l = 0; l < N; ++l)
+            u[l] = static_cast<T>((tie_lanes[l] - 1) + rest_lanes[l]);
         const reg s = V::add(V::wide_round(ties), V::wide_round(rest));
         const reg log_s = vlog1p<V>(V::load(u));
-        const reg lse = V::add(m, log_s);
         auto special = V::mask_or(V::not_finite(m), V::isnan(s));
         if constexpr (!kSoft)
-            special = V::mask_or(special, V::mask_or(V::isnan(V::load(xy)),
-                                                     V::gt(V::load(unusable), zero)));
+            special = V::mask_or(special,
+                                 V::mask_or(V::isnan(V::load(xy)), V::gt(V::load(unusable), zero)));
         const auto skip = V::gt(V::load(ignored), zero);
         // the losses lane by lane in double, as the rows do: m - x[y], the linear
         // sums and lse^2 may exceed the largest T where the loss does not
-        {
-            T ls[N], sp[N];
-            double lins[N];
-            V::store(ls, log_s);
-            V::store(sp, V::select(special, one, zero));
-            V::wide_store(lin, lins);
-            const double q = std::numeric_limits<double>::quiet_NaN();
-            for (std::size_t l = 0; l < ch.w; ++l) {
-                double ce = 0, zl = 0;
-                if (ignored[l] == 0) {
-                    if (sp[l] != 0) {
-                        ce = q;
-                        zl = z != 0 ? q : 0.0;
-                    } else {
-                        const double lsd = static_cast<double>(ls[l]), mx = static_cast<double>(mt[l]);
-                        const double lin_l = lins[l] * kLinUnscale;
-                        if constexpr (kSoft) {
-                            ce = css[l] * lsd + lin_l;
-                        } else {
-                            ce = (1 - eps) * static_cast<double>(wy[l]) *
-                                 (lsd + (mx - static_cast<double>(xy[l])));
-                            if (eps != 0) ce += eps / dn * (o.weight_sum * lsd + lin_l);
-                        }
-                        if (z != 0) zl = z * (mx + lsd) * (mx + lsd);
-                    }
-                    total.ce += ce;
-                    total.z += zl;
+        T log_sum_lanes[N], special_lanes[N];
+        double lin_lanes[N], lse_lanes[N];  // lin, and lse = m + log(s) in double
+        V::store(log_sum_lanes, log_s);
+        V::store(special_lanes, V::select(special, one, zero));
+        V::wide_store(lin, lin_lanes);
+        for (std::size_t l = 0; l < N; ++l)
+            lse_lanes[l] =
+                static_cast<double>(max_lanes[l]) + static_cast<double>(log_sum_lanes[l]);
+        const double q = std::numeric_limits<double>::quiet_NaN();
+        for (std::size_t l = 0; l < ch.w; ++l) {
+            double ce = 0, zl = 0;
+            if (ignored[l] == 0) {
+                if (special_lanes[l] != 0) {
+                    ce = q;
+                    zl = z != 0 ? q : 0.0;
+                } else {
+                    const double lsd = static_cast<double>(log_sum_lanes[l]),
+                                 mx = static_cast<double>(max_lanes[l]);
+                    const double lin_l = lin_lanes[l] * kLinUnscale;
+                    if constexpr (kSoft)
+                        ce = ce_target_loss(coef_sum_lanes[l], lsd, lin_l);
+                    else
+                        ce = ce_label_loss(call, static_cast<double>(wy[l]),
+                                           lsd + (mx - static_cast<double>(xy[l])), lsd, lin_l);
+                    zl = z_loss_term(call, lse_lanes[l]);
                 }
-                if (a.loss) a.loss[c0 + l] = ce + zl;
+                total.ce += ce;
+                total.z += zl;
             }
+            if (a.loss) a.loss[c0 + l] = ce + zl;
         }
         if (!g) continue;
-        // the gradient: g = fa * e - fe * coef - fb * [c = y], the factors per
-        // lane in double as the rows form them (a per-example scale, 1 / sum of
-        // the weights or a weight may lie beyond T's range where g does not)
-        T fav[N], fev[N], fbv[N], sv[N], lsev[N];
-        double fbd[N];  // fb in double (also the label's gradient below)
-        V::store(sv, s);
-        V::store(lsev, lse);
+        // the gradient: g = a * e - e * coef - b * [c = y] (ce_terms.hpp), the
+        // factors per lane in double as the rows form them (a per-example
+        // scale, 1 / sum of the weights or a weight may lie beyond T's range
+        // where g does not)
+        T softmax_factor_lanes[N], coef_factor_lanes[N], label_factor_lanes[N], sum_lanes[N];
+        CeGradFactors factors[N];
+        V::store(sum_lanes, s);
         for (std::size_t l = 0; l < N; ++l) {
-            const double sc = gsc[l] * a.s_ce;
-            double fa_l, fe_l, fb_l = 0;
-            if constexpr (kSoft) {
-                fa_l = sc * css[l];
-                fe_l = sc;
-            } else {
-                fb_l = sc * (1 - eps) * static_cast<double>(wy[l]);
-                fa_l = fb_l + sc * (eps * o.weight_sum / dn);
-                fe_l = sc * (eps / dn);
-            }
-            if (z != 0) fa_l += gsc[l] * (a.s_z * 2 * z) * static_cast<double>(lsev[l]);
-            fav[l] = static_cast<T>(fa_l / static_cast<double>(sv[l]));
-            fev[l] = static_cast<T>(fe_l);
-            fbd[l] = fb_l;
-            fbv[l] = static_cast<T>(fb_l);
+            factors[l] =
+                kSoft ? ce_target_factors(call, grad_scales[l], coef_sum_lanes[l], lse_lanes[l])
+                      : ce_label_factors(call, grad_scales[l], static_cast<double>(wy[l]),
+                                         lse_lanes[l]);
+            softmax_factor_lanes[l] =
+                static_cast<T>(factors[l].a / static_cast<double>(sum_lanes[l]));
+            coef_factor_lanes[l] = static_cast<T>(factors[l].e);
+            label_factor_lanes[l] = static_cast<T>(factors[l].b);
         }
-        const reg fa = V::load(fav), fe = V::load(fev), fb = V::load(fbv);
-        const reg vy = V::load(yf);
+        const reg softmax_factor = V::load(softmax_factor_lanes),
+                  coef_factor = V::load(coef_factor_lanes),
+                  label_factor = V::load(label_factor_lanes);
+        const reg vy = V::load(label_lanes);
         // at a label that is the maximum, p - 1 = -((ties - 1) + rest) / s,
-        // in double: formed as fa * e - fb it would cancel when p is near 1
+        // in double: formed as softmax_factor * e - label_factor it would cancel when p is near 1
         reg gy = zero;
         auto label_top = V::lt(one, zero);  // (no lane)
         if constexpr (!kSoft) {
-            T gyl[N], top[N], lsv[N];
-            V::store(lsv, log_s);
-            const double extra = a.s_ce * eps * o.weight_sum / dn;  // coef_a - coef_b, per unit
+            T gyl[N], top[N];
             for (std::size_t l = 0; l < N; ++l) {
                 top[l] = T(0);
                 gyl[l] = T(0);
-                if (l >= ch.w || yf[l] < 0 || xy[l] != mt[l]) continue;
-                const double sc = gsc[l], sl = tsum[l] + rs[l];
-                double fx = sc * extra;  // + the z-loss term
-                if (z != 0)
-                    fx += sc * a.s_z * 2 * z *
-                          (static_cast<double>(mt[l]) + static_cast<double>(lsv[l]));
+                if (l >= ch.w || label_lanes[l] < 0 || xy[l] != max_lanes[l]) continue;
                 const double cy =
-                    o.weight ? static_cast<double>(o.weight[static_cast<std::size_t>(yf[l])]) : 1.0;
-                gyl[l] = static_cast<T>(label_gradient(fx, fbd[l], 1.0, (tsum[l] - 1) + rs[l], sl,
-                                                       sc * a.s_ce * eps / dn * cy));
+                    o.weight
+                        ? static_cast<double>(o.weight[static_cast<std::size_t>(label_lanes[l])])
+                        : 1.0;
+                gyl[l] = static_cast<T>(label_gradient(factors[l], 1.0,
+                                                       (tie_lanes[l] - 1) + rest_lanes[l],
+                                                       tie_lanes[l] + rest_lanes[l], cy));
                 top[l] = T(1);
             }
             gy = V::load(gyl);
@@ -215,11 +202,11 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
         }
         for (std::size_t i = 0; i < n; ++i) {
             T* gi = at(g, a.gs, i);
-            reg gv = V::mul(ch.load(gi, 0), fa);
-            if (lin_terms) gv = V::fnmadd(fe, coef_at(i), gv);
+            reg gv = V::mul(ch.load(gi, 0), softmax_factor);
+            if (lin_terms) gv = V::fnmadd(coef_factor, coef_at(i), gv);
             if constexpr (!kSoft) {
                 const auto at_y = V::eq(vy, V::set1(static_cast<T>(i)));
-                gv = V::sub(gv, V::select(at_y, fb, zero));
+                gv = V::sub(gv, V::select(at_y, label_factor, zero));
                 gv = V::select(at_y, V::select(label_top, gy, gv), gv);
             }
             ch.store(gi, V::select(skip, zero, V::select(special, nan, gv)));
@@ -252,6 +239,7 @@ CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V
     const auto at = [](auto* p, std::ptrdiff_t stride, std::size_t i) {
         return p + static_cast<std::ptrdiff_t>(i) * stride;
     };
+    const CeCall call(o, n, a.s_ce, a.s_z);  // (no smoothing, no z-loss here)
     auto total = V::wide_zero();
     double lane_total = 0;  // the lanes done one by one
     // the gradient's factor formed in T: no weights or per-example scales, and
@@ -266,20 +254,21 @@ CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V
         // per lane: the label, or kIgnored (and the lanes past the chunk), or
         // kUnusable (out of range: labels changed by another thread since the
         // driver checked them -> NaN)
-        T yf[N];
+        T label_lanes[N];
         for (std::size_t l = 0; l < N; ++l) {
             const std::int64_t y =
                 l < ch.w ? a.label[static_cast<std::ptrdiff_t>(c0 + l) * a.ls] : o.ignore_index;
-            yf[l] = y == o.ignore_index                           ? kIgnored
-                    : (y < 0 || static_cast<std::size_t>(y) >= n) ? kUnusable
-                                                                  : static_cast<T>(y);
+            label_lanes[l] = y == o.ignore_index                           ? kIgnored
+                             : (y < 0 || static_cast<std::size_t>(y) >= n) ? kUnusable
+                                                                           : static_cast<T>(y);
         }
-        const reg vy = V::load(yf);
+        const reg vy = V::load(label_lanes);
         reg vw = one;  // the label's weight
         if (o.weight) {
             T wy[N];
             for (std::size_t l = 0; l < N; ++l)
-                wy[l] = yf[l] >= 0 ? o.weight[static_cast<std::size_t>(yf[l])] : T(1);
+                wy[l] =
+                    label_lanes[l] >= 0 ? o.weight[static_cast<std::size_t>(label_lanes[l])] : T(1);
             vw = V::load(wy);
         }
         const reg m = col_max<V>(x, a.xs, n, ch);
@@ -322,17 +311,18 @@ CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V
             V::wide_store(lw, lanes);
         }
         if (per_lane) {
-            T fl[N], mt[N], xt[N], lt[N], wt[N];
-            V::store(fl, far_lanes);
-            V::store(mt, m);
-            V::store(xt, xy);
-            V::store(lt, l1p);
-            V::store(wt, vw);
+            T far_flags[N], max_lanes[N], label_logit_lanes[N], log1p_lanes[N], weight_lanes[N];
+            V::store(far_flags, far_lanes);
+            V::store(max_lanes, m);
+            V::store(label_logit_lanes, xy);
+            V::store(log1p_lanes, l1p);
+            V::store(weight_lanes, vw);
             for (std::size_t l = 0; l < ch.w; ++l) {
-                const double wl = static_cast<double>(wt[l]);
-                if (fl[l] != 0) {
-                    const double mx = static_cast<double>(mt[l]), xl = static_cast<double>(xt[l]);
-                    lanes[l] = wl * ((mx - xl) + static_cast<double>(lt[l]));
+                const double wl = static_cast<double>(weight_lanes[l]);
+                if (far_flags[l] != 0) {
+                    const double mx = static_cast<double>(max_lanes[l]),
+                                 xl = static_cast<double>(label_logit_lanes[l]);
+                    lanes[l] = wl * ((mx - xl) + static_cast<double>(log1p_lanes[l]));
                 } else {
                     lanes[l] *= wl;  // (0 where ignored, NaN where special)
                 }
@@ -347,15 +337,16 @@ CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V
         if (t_factor) {
             f = V::div(V::set1(s_ce_t), s);
         } else {  // in double, as the rows form it: the factors may lie beyond T's range
-            T sv[N], wt[N], fv[N];
-            V::store(sv, s);
-            V::store(wt, vw);
+            T sum_lanes[N], weight_lanes[N], factor_lanes[N];
+            V::store(sum_lanes, s);
+            V::store(weight_lanes, vw);
             for (std::size_t l = 0; l < N; ++l) {
                 const double gl = a.grad_scale && l < ch.w ? a.grad_scale[c0 + l] : 1.0;
-                fv[l] = static_cast<T>(a.s_ce * gl * static_cast<double>(wt[l]) /
-                                       static_cast<double>(sv[l]));
+                const CeGradFactors f =
+                    ce_label_factors(call, gl, static_cast<double>(weight_lanes[l]), 0);
+                factor_lanes[l] = static_cast<T>(f.a / static_cast<double>(sum_lanes[l]));
             }
-            f = V::load(fv);
+            f = V::load(factor_lanes);
         }
         const reg gy = V::fnmadd(f, rest, zero);  // (+0 for a single class)
         for (std::size_t i = 0; i < n; ++i) {

@@ -9,14 +9,9 @@
 
 #include "generic/blocks.hpp"
 #include "generic/ce_terms.hpp"
+#include "generic/target.hpp"
 #include "generic/vec_math.hpp"
 
-#ifndef FASTSOFTMAX_TARGET
-#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
-#endif
-
-// Each target's translation unit gets its own copy in its own namespace, so
-// no inline function compiled with one target's flags is shared with another.
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 // a group of rows reduces theirs after all its exponentials: see ce_rows).
@@ -83,7 +78,8 @@ SplitLanes<V, kTies> ce_stretch_lanes(const typename V::S* x, typename V::S* e, 
         if constexpr (!Coef::kNone) {
             const reg c0 = coef.load(base + i), c1 = coef.load(base + i + N);
             if (live)
-                l.add2(V::mul(c0, V::fnmadd(x0, vs, vref_s)), V::mul(c1, V::fnmadd(x1, vs, vref_s)));
+                l.add2(V::mul(c0, V::fnmadd(x0, vs, vref_s)),
+                       V::mul(c1, V::fnmadd(x1, vs, vref_s)));
             else
                 l.add2(V::mul(c0, inf), V::mul(c1, inf));
             c.add2(c0, c1);
@@ -169,8 +165,8 @@ double ce_log1p_arg(const ExpSplit& sum, double ey) {
 // (integer labels, !kTies) and x_y = x[y], read before e may overwrite it.
 template <class V, bool kCap, class Coef, bool kStore, bool kTies>
 CeStats ce_row_stats(const typename V::S* x, std::size_t n, const Cap<V, kCap>& cap,
-                     const Coef& coef, std::size_t y, typename V::T x_y,
-                     typename V::S* e = nullptr, typename V::T* refs = nullptr) {
+                     const Coef& coef, std::size_t y, typename V::T x_y, typename V::S* e = nullptr,
+                     typename V::T* refs = nullptr) {
     using T = typename V::T;
     CeStats st;
     double seen = 0;        // sum of coef so far
@@ -263,8 +259,9 @@ void ce_row_scale(typename V::S* g, std::size_t n, const typename V::T* refs, do
         const T ref = refs[b];
         // one rounding of the factor: gradients are compared to their largest entry
         const double dref = static_cast<double>(ref);
-        const reg fb = V::set1(static_cast<T>(
-            dref == m ? f : ref == neg_inf<T>() ? 0.0 : f * std::exp(dref - m)));
+        const reg fb = V::set1(static_cast<T>(dref == m             ? f
+                                              : ref == neg_inf<T>() ? 0.0
+                                                                    : f * std::exp(dref - m)));
         const auto out = [&](reg ev, reg cv) {
             const reg gv = V::mul(ev, fb);
             if constexpr (Coef::kNone) return gv;

@@ -30,15 +30,10 @@
 #include "generic/ce_cols.hpp"
 #include "generic/ce_row_passes.hpp"
 #include "generic/ce_terms.hpp"
+#include "generic/target.hpp"
 #include "generic/tiles.hpp"
 #include "generic/vec_math.hpp"
 
-#ifndef FASTSOFTMAX_TARGET
-#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
-#endif
-
-// Each target's translation unit gets its own copy in its own namespace, so
-// no inline function compiled with one target's flags is shared with another.
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 // Short rows (up to kCeGroupMaxVectors vectors: most class counts, not
@@ -56,7 +51,8 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
     constexpr double nan = std::numeric_limits<double>::quiet_NaN();
     const Cap<V, kCap> cap(o.softcap);
     const std::size_t n = a.n;
-    const double eps = o.smoothing, z = o.z_loss, dn = static_cast<double>(n);
+    const double z = o.z_loss;
+    const CeCall call(o, n, a.s_ce, a.s_z);
     // the store-then-scale gradient (one exp per element) needs the logits
     // only in the read pass; soft-capping needs them again (its derivative)
     constexpr bool kStore = !kCap;
@@ -98,13 +94,9 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
         if (!a.lse) {
             double ce = nan, zl = z != 0 ? nan : 0;
             if (!st.special) {
-                if (a.label) {
-                    ce = (1 - eps) * wy * st.label_term;
-                    if (eps != 0) ce += eps / dn * (o.weight_sum * log_s + st.lin);
-                } else {
-                    ce = st.cs * log_s + st.lin;
-                }
-                if (z != 0) zl = z * lse * lse;
+                ce = a.label ? ce_label_loss(call, wy, st.label_term, log_s, st.lin)
+                             : ce_target_loss(st.cs, log_s, st.lin);
+                zl = z_loss_term(call, lse);
             }
             total.ce += ce;
             total.z += zl;
@@ -114,31 +106,20 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
         if (!g) return;
         if (st.special) return fill_row(g, n, std::numeric_limits<T>::quiet_NaN());
         const double scale = a.grad_scale ? a.grad_scale[r] : 1.0;
-        const double s_ce = scale * a.s_ce, s_z = scale * a.s_z;
-        double coef_a, coef_e, coef_b = 0;
-        if (a.label) {
-            coef_b = s_ce * (1 - eps) * wy;
-            coef_a = coef_b + s_ce * eps * o.weight_sum / dn;
-            coef_e = s_ce * eps / dn;
-        } else {
-            coef_a = s_ce * st.cs;
-            coef_e = s_ce;
-        }
-        if (z != 0) coef_a += s_z * 2 * z * lse;
+        const CeGradFactors f = a.label ? ce_label_factors(call, scale, wy, lse)
+                                        : ce_target_factors(call, scale, st.cs, lse);
         if (store)
-            ce_row_scale<V>(g, n, block_refs, st.max, coef_a / st.sum, static_cast<T>(coef_e), coef);
+            ce_row_scale<V>(g, n, block_refs, st.max, f.a / st.sum, static_cast<T>(f.e), coef);
         else
-            ce_row_grad<V>(x_of(r), g, n, static_cast<T>(st.max), Factor<V>::of(coef_a / st.sum),
-                           static_cast<T>(coef_e), cap, coef);
+            ce_row_grad<V>(x_of(r), g, n, static_cast<T>(st.max), Factor<V>::of(f.a / st.sum),
+                           static_cast<T>(f.e), cap, coef);
         if constexpr (!kTies) {  // integer labels (kTies: probabilities)
             const double d = kCap ? static_cast<double>(cap.scalar_deriv(xy)) : 1.0;
             if (st.others >= 0) {  // p - 1 = -others / s: no cancellation when p is near 1
                 const double cy = static_cast<double>(coef.at(static_cast<std::size_t>(y)));
-                g[y] = static_cast<T>(label_gradient(coef_a - coef_b, coef_b, st.label_exp,
-                                                     st.others, st.sum, coef_e * cy) *
-                                      d);
+                g[y] = static_cast<T>(label_gradient(f, st.label_exp, st.others, st.sum, cy) * d);
             } else {
-                g[y] = static_cast<T>(static_cast<double>(g[y]) - coef_b * d);
+                g[y] = static_cast<T>(static_cast<double>(g[y]) - f.b * d);
             }
         }
     };
@@ -266,8 +247,8 @@ CeSums ce_rows_capped(const CeRows<typename V::T>& a, const CeOptions<typename V
     if (o.smoothing == 0)
         return ce_rows<V, kCap, false, NoCoef<V>>(a, o, [](std::size_t) { return NoCoef<V>{}; });
     if (o.weight)
-        return ce_rows<V, kCap, false, WeightCoef<V>>(a, o,
-                                               [&](std::size_t) { return WeightCoef<V>{o.weight}; });
+        return ce_rows<V, kCap, false, WeightCoef<V>>(
+            a, o, [&](std::size_t) { return WeightCoef<V>{o.weight}; });
     return ce_rows<V, kCap, false, OnesCoef<V>>(a, o, [](std::size_t) { return OnesCoef<V>{}; });
 }
 
@@ -319,8 +300,7 @@ CeSums ce_by_tiles(const CeRows<typename V::T>& a, const CeOptions<typename V::T
 
 template <class V>
 CeSums cross_entropy_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o) {
-    if (o.softcap == 0 && !a.lse && tiles_pay<V>(a.n, kCeTileLimit<V>))
-        return ce_by_tiles<V>(a, o);
+    if (o.softcap == 0 && !a.lse && tiles_pay<V>(a.n, kCeTileLimit<V>)) return ce_by_tiles<V>(a, o);
     return o.softcap != 0 ? ce_rows_capped<V, true>(a, o) : ce_rows_capped<V, false>(a, o);
 }
 

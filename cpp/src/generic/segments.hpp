@@ -8,13 +8,8 @@
 #include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
 #include "generic/special_rows.hpp"
+#include "generic/target.hpp"
 
-#ifndef FASTSOFTMAX_TARGET
-#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
-#endif
-
-// Each target's translation unit gets its own copy in its own namespace, so
-// no inline function compiled with one target's flags is shared with another.
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 // ------------------------------------------------ segments of long rows --
@@ -29,18 +24,17 @@ namespace fastsoftmax::FASTSOFTMAX_TARGET {
 // segment of -inf only gives (-inf, 0), not special: its row may have other,
 // finite, segments.
 template <class V>
-MaxSum segment_max_sum(const typename V::S* x, std::size_t n, typename V::S* y,
-                       typename V::T* refs, const SoftmaxParams&) {
+MaxSum segment_max_sum(const typename V::S* x, std::size_t n, typename V::S* y, typename V::T* refs,
+                       const SoftmaxParams&) {
     using T = typename V::T;
     static_assert(kBlock * V::N >= kMinSegmentBlock, "refs are sized for kMinSegmentBlock");
     const MaxSum ms =
-        y ? online_max_sum<V>(x, n,
-                              [&](std::size_t b, std::size_t i, std::size_t len, T ref) {
-                                  refs[b] = ref;
-                                  return ref == neg_inf<T>()
-                                             ? 0.0
-                                             : row_store_exp_sum<V>(x + i, y + i, len, ref);
-                              })
+        y ? online_max_sum<V>(
+                x, n,
+                [&](std::size_t b, std::size_t i, std::size_t len, T ref) {
+                    refs[b] = ref;
+                    return ref == neg_inf<T>() ? 0.0 : row_store_exp_sum<V>(x + i, y + i, len, ref);
+                })
           : row_online_max_sum<V>(x, n);
     if (ms.special && row_max<V>(x, n) == neg_inf<T>() && !has_nan(x, n))
         return {static_cast<double>(neg_inf<T>()), 0.0, false};

@@ -6,15 +6,11 @@
 #include <cstddef>
 #include <limits>
 
+#include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
+#include "generic/target.hpp"
 #include "generic/vec_math.hpp"
 
-#ifndef FASTSOFTMAX_TARGET
-#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
-#endif
-
-// Each target's translation unit gets its own copy in its own namespace, so
-// no inline function compiled with one target's flags is shared with another.
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 template <class V>
@@ -50,8 +46,7 @@ void softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
 
 template <class V>
 void log_softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
-                      std::ptrdiff_t ys, std::size_t n, std::size_t inner,
-                      const SoftmaxParams&) {
+                      std::ptrdiff_t ys, std::size_t n, std::size_t inner, const SoftmaxParams&) {
     if (n == 0) return;
     for (std::size_t c = 0; c < inner; c += V::N) {
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};

@@ -34,15 +34,10 @@
 #include "generic/short_rows.hpp"
 #include "generic/softmax_cols.hpp"
 #include "generic/special_rows.hpp"
+#include "generic/target.hpp"
 #include "generic/tiles.hpp"
 #include "generic/vec_math.hpp"
 
-#ifndef FASTSOFTMAX_TARGET
-#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
-#endif
-
-// Each target's translation unit gets its own copy in its own namespace, so
-// no inline function compiled with one target's flags is shared with another.
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 // The longest rows each op sends by tiles (tiles.hpp), measured with avx512
@@ -131,7 +126,8 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
         });
     if (n <= V::N) return short_rows<ShortSoftmax<V>>(x, xs, y, ys, rows, n);
     if (n * sizeof(T) > kLongRowBytes) {
-        for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) softmax_long_row<V>(x, y, n, params);
+        for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys)
+            softmax_long_row<V>(x, y, n, params);
         return;
     }
     // Pipelining pays while the data is in cache; on arrays that stream from
@@ -232,7 +228,8 @@ void log_softmax_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename 
 
 template <class V>
 void log_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
-                      std::ptrdiff_t ys, std::size_t rows, std::size_t n, const SoftmaxParams& params) {
+                      std::ptrdiff_t ys, std::size_t rows, std::size_t n,
+                      const SoftmaxParams& params) {
     using T = typename V::T;
     if (n == 0) return;
     if (tiles_pay<V>(n, kLogSoftmaxTileLimit<V>))
@@ -259,13 +256,13 @@ void log_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
 
 template <class V>
 void logsumexp_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out,
-                    std::ptrdiff_t os, std::size_t rows, std::size_t n, const SoftmaxParams& params) {
+                    std::ptrdiff_t os, std::size_t rows, std::size_t n,
+                    const SoftmaxParams& params) {
     using T = typename V::T;
     if (tiles_pay<V>(n, kLogSumExpTileLimit<V>))  // each lane's result in the tile's first row
-        return by_tiles<V>(x, xs, out, os, rows, n, 1,
-                           [n, &params](T* t, std::size_t w) {
-                               logsumexp_cols<typename V::Compute>(t, V::N, t, n, w, params);
-                           });
+        return by_tiles<V>(x, xs, out, os, rows, n, 1, [n, &params](T* t, std::size_t w) {
+            logsumexp_cols<typename V::Compute>(t, V::N, t, n, w, params);
+        });
     if (n >= 1 && n <= V::N) return short_rows<ShortLogSumExp<V>>(x, xs, out, os, rows, n);
     if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N)
         return logsumexp_row_groups<V>(x, xs, out, os, rows, n);

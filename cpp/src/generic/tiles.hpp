@@ -6,13 +6,8 @@
 #include <type_traits>
 
 #include "generic/blocks.hpp"
+#include "generic/target.hpp"
 
-#ifndef FASTSOFTMAX_TARGET
-#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
-#endif
-
-// Each target's translation unit gets its own copy in its own namespace, so
-// no inline function compiled with one target's flags is shared with another.
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 // ------------------------------------------------ short rows as columns --

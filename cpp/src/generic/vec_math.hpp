@@ -31,12 +31,8 @@
 #include <cstddef>
 #include <limits>
 
-#ifndef FASTSOFTMAX_TARGET
-#error "define FASTSOFTMAX_TARGET (the target's namespace) before including generic code"
-#endif
+#include "generic/target.hpp"
 
-// Each target's translation unit gets its own copy in its own namespace, so
-// no inline function compiled with one target's flags is shared with another.
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 template <class T>
@@ -61,9 +57,10 @@ struct MathConsts<float> {
     static constexpr float log_poly[] = {
         // 2/3, 2/5, 2/7, 2/9
         0.666666666666666667f, 0.4f, 0.285714285714285714f, 0.222222222222222222f};
-    static constexpr float tanh_poly[] = {  // tanh(x) = x + x^3 * P(x^2)
-        -0.333333333f,   0.133333333f,    -0.0539682540f, 0.0218694885f, -0.00886323553f,
-        0.00359212804f, -0.00145583439f, 0.000590027441f, -0.000239129114f};
+    static constexpr float tanh_poly[] = {// tanh(x) = x + x^3 * P(x^2)
+                                          -0.333333333f,   0.133333333f,    -0.0539682540f,
+                                          0.0218694885f,   -0.00886323553f, 0.00359212804f,
+                                          -0.00145583439f, 0.000590027441f, -0.000239129114f};
 };
 
 template <>
@@ -224,7 +221,8 @@ inline typename V::reg vtanh(typename V::reg x) {
     const auto large = V::sub(V::set1(T(1)), V::div(V::set1(T(2)), V::add(e, V::set1(T(1)))));
     const auto t = V::select(V::lt(a, V::set1(T(0.55))), small, large);  // NaN: large (NaN)
     // sign of x restored (tanh(+-0) = +-0: x itself where t = 0)
-    return V::select(V::eq(t, V::zero()), x, V::select(V::lt(x, V::zero()), V::sub(V::zero(), t), t));
+    return V::select(V::eq(t, V::zero()), x,
+                     V::select(V::lt(x, V::zero()), V::sub(V::zero(), t), t));
 }
 
 // log1p(u) for finite u >= -1 (the cross-entropy's loss of a confident row):

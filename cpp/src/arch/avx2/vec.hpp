@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "generic/compensated.hpp"
+#include "arch/common_ops.hpp"
 
 namespace fastsoftmax::avx2 {
 
@@ -22,9 +22,11 @@ inline __m256i mask64(std::size_t n) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + 4 - n));
 }
 
-struct F32 {
-    using T = float;  // compute type (registers, scalars, scratch)
-    using S = float;  // storage type (the caller's arrays)
+// store_partial through the stack: vmaskmov stores are microcoded and slow on
+// AMD cores.
+struct F32 : BufferedPartialStore<F32>, ScaleOrZero<F32> {
+    using T = float;      // compute type (registers, scalars, scratch)
+    using S = float;      // storage type (the caller's arrays)
     using Compute = F32;  // the wrapper for arrays of T
     using reg = __m256;
     using mask = __m256;  // all-ones / all-zeros lanes
@@ -39,12 +41,6 @@ struct F32 {
                                 _mm256_castsi256_ps(m));
     }
     static void store(T* p, reg v) { _mm256_storeu_ps(p, v); }
-    // vmaskmovps stores are microcoded and slow on AMD cores: go through the stack.
-    static void store_partial(T* p, std::size_t n, reg v) {
-        alignas(32) T buf[N];
-        _mm256_store_ps(buf, v);
-        std::memcpy(p, buf, n * sizeof(T));
-    }
     // non-temporal store; p aligned to sizeof(reg)
     static void stream(T* p, reg v) { _mm256_stream_ps(p, v); }
     static void stream_fence() { _mm_sfence(); }
@@ -57,6 +53,7 @@ struct F32 {
     static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
     static reg fnmadd(reg a, reg b, reg c) { return _mm256_fnmadd_ps(a, b, c); }
     static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+    static reg abs(reg a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
     static reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
     // p * 2^n for integral n in [-252, 254]: two exact power-of-two factors,
     // so subnormal results are rounded once and large n overflow to +inf.
@@ -68,9 +65,6 @@ struct F32 {
         const reg s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
         const reg s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
         return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
-    }
-    static reg scale_pow2_or_zero(reg p, reg n, mask z) {  // 0 in the lanes of z
-        return select(z, zero(), scale_pow2(p, n));
     }
     static void frexp12(reg x, reg& m, reg& e) {
         // subnormals: scale by 2^23 first
@@ -87,6 +81,7 @@ struct F32 {
     static mask lt(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
     static mask gt(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
     static mask eq(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+    static mask ge(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
     static mask isnan(reg a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
     static mask not_finite(reg a) {
         return _mm256_cmp_ps(_mm256_sub_ps(a, a), _mm256_setzero_ps(), _CMP_NEQ_UQ);
@@ -142,9 +137,9 @@ struct F32 {
     }
 };
 
-struct F64 {
-    using T = double;  // compute type (registers, scalars, scratch)
-    using S = double;  // storage type (the caller's arrays)
+struct F64 : BufferedPartialStore<F64>, ScaleOrZero<F64>, NeumaierLanes<F64> {
+    using T = double;     // compute type (registers, scalars, scratch)
+    using S = double;     // storage type (the caller's arrays)
     using Compute = F64;  // the wrapper for arrays of T
     using reg = __m256d;
     using mask = __m256d;
@@ -159,11 +154,6 @@ struct F64 {
                                 _mm256_castsi256_pd(m));
     }
     static void store(T* p, reg v) { _mm256_storeu_pd(p, v); }
-    static void store_partial(T* p, std::size_t n, reg v) {
-        alignas(32) T buf[N];
-        _mm256_store_pd(buf, v);
-        std::memcpy(p, buf, n * sizeof(T));
-    }
     static void stream(T* p, reg v) { _mm256_stream_pd(p, v); }
     static void stream_fence() { _mm_sfence(); }
     static reg set1(T v) { return _mm256_set1_pd(v); }
@@ -175,6 +165,7 @@ struct F64 {
     static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
     static reg fnmadd(reg a, reg b, reg c) { return _mm256_fnmadd_pd(a, b, c); }
     static reg max(reg a, reg b) { return _mm256_max_pd(a, b); }
+    static reg abs(reg a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
     static reg min(reg a, reg b) { return _mm256_min_pd(a, b); }
     // p * 2^n for integral n in [-2044, 2046].
     static reg scale_pow2(reg p, reg n) {
@@ -187,9 +178,6 @@ struct F64 {
         const reg s2 = _mm256_castsi256_pd(
             _mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(n2), bias), 52));
         return _mm256_mul_pd(_mm256_mul_pd(p, s1), s2);
-    }
-    static reg scale_pow2_or_zero(reg p, reg n, mask z) {  // 0 in the lanes of z
-        return select(z, zero(), scale_pow2(p, n));
     }
     static void frexp12(reg x, reg& m, reg& e) {
         const reg sub = _mm256_cmp_pd(x, _mm256_set1_pd(2.2250738585072014e-308), _CMP_LT_OQ);
@@ -210,6 +198,7 @@ struct F64 {
     static mask lt(reg a, reg b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
     static mask gt(reg a, reg b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
     static mask eq(reg a, reg b) { return _mm256_cmp_pd(a, b, _CMP_EQ_OQ); }
+    static mask ge(reg a, reg b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
     static mask isnan(reg a) { return _mm256_cmp_pd(a, a, _CMP_UNORD_Q); }
     static mask not_finite(reg a) {
         return _mm256_cmp_pd(_mm256_sub_pd(a, a), _mm256_setzero_pd(), _CMP_NEQ_UQ);
@@ -234,31 +223,10 @@ struct F64 {
         return _mm_cvtsd_f64(m);
     }
 
+    // Double sums: Neumaier's compensated summation per lane (common_ops.hpp).
     struct Wide {
         reg sum, comp;
     };
-    static Wide wide_zero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
-    static void wide_add(Wide& w, reg v) {
-        const reg sign = _mm256_set1_pd(-0.0);
-        const reg t = _mm256_add_pd(w.sum, v);
-        const reg big =
-            _mm256_cmp_pd(_mm256_andnot_pd(sign, w.sum), _mm256_andnot_pd(sign, v), _CMP_GE_OQ);
-        const reg a = _mm256_blendv_pd(v, w.sum, big);  // the larger magnitude
-        const reg b = _mm256_blendv_pd(w.sum, v, big);
-        w.comp = _mm256_add_pd(w.comp, _mm256_add_pd(_mm256_sub_pd(a, t), b));
-        w.sum = t;
-    }
-    static double wide_hsum(const Wide& w) {
-        alignas(32) double s[N], c[N];
-        _mm256_store_pd(s, w.sum);
-        _mm256_store_pd(c, w.comp);
-        return neumaier_total(s, c, N);
-    }
-    // an infinite lane makes its compensation NaN (inf - inf): ignore it then
-    static reg wide_round(const Wide& w) {
-        return _mm256_blendv_pd(_mm256_add_pd(w.sum, w.comp), w.sum, not_finite(w.sum));
-    }
-    static void wide_store(const Wide& w, double* lanes) { _mm256_storeu_pd(lanes, wide_round(w)); }
 };
 
 }  // namespace fastsoftmax::avx2

@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "generic/compensated.hpp"
+#include "arch/common_ops.hpp"
 
 namespace fastsoftmax::avx512 {
 
@@ -25,8 +25,8 @@ inline void transpose_lanes(const __m512 (&in)[4], __m512 (&out)[4]) {
 }
 
 struct F32 {
-    using T = float;  // compute type (registers, scalars, scratch)
-    using S = float;  // storage type (the caller's arrays)
+    using T = float;      // compute type (registers, scalars, scratch)
+    using S = float;      // storage type (the caller's arrays)
     using Compute = F32;  // the wrapper for arrays of T
     using reg = __m512;
     using mask = __mmask16;
@@ -56,6 +56,7 @@ struct F32 {
     static reg fnmadd(reg a, reg b, reg c) { return _mm512_fnmadd_ps(a, b, c); }  // c-a*b
     // x86 max/min return the second operand when either is NaN.
     static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+    static reg abs(reg a) { return _mm512_abs_ps(a); }
     static reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
     // p * 2^n for integral n, with correct overflow, underflow and subnormals.
     static reg scale_pow2_or_zero(reg p, reg n, mask zero) {  // 0 in the lanes of zero
@@ -69,6 +70,7 @@ struct F32 {
     static mask lt(reg a, reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
     static mask gt(reg a, reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
     static mask eq(reg a, reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+    static mask ge(reg a, reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
     static mask isnan(reg a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
     static mask not_finite(reg a) {  // NaN or +-inf
         return _mm512_cmp_ps_mask(_mm512_sub_ps(a, a), _mm512_setzero_ps(), _CMP_NEQ_UQ);
@@ -122,9 +124,9 @@ struct F32 {
     }
 };
 
-struct F64 {
-    using T = double;  // compute type (registers, scalars, scratch)
-    using S = double;  // storage type (the caller's arrays)
+struct F64 : NeumaierLanes<F64> {
+    using T = double;     // compute type (registers, scalars, scratch)
+    using S = double;     // storage type (the caller's arrays)
     using Compute = F64;  // the wrapper for arrays of T
     using reg = __m512d;
     using mask = __mmask8;
@@ -152,6 +154,7 @@ struct F64 {
     static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
     static reg fnmadd(reg a, reg b, reg c) { return _mm512_fnmadd_pd(a, b, c); }
     static reg max(reg a, reg b) { return _mm512_max_pd(a, b); }
+    static reg abs(reg a) { return _mm512_abs_pd(a); }
     static reg min(reg a, reg b) { return _mm512_min_pd(a, b); }
     static reg scale_pow2_or_zero(reg p, reg n, mask zero) {
         return _mm512_maskz_scalef_pd(static_cast<mask>(~zero), p, n);
@@ -163,6 +166,7 @@ struct F64 {
     static mask lt(reg a, reg b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
     static mask gt(reg a, reg b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
     static mask eq(reg a, reg b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); }
+    static mask ge(reg a, reg b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
     static mask isnan(reg a) { return _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q); }
     static mask not_finite(reg a) {
         return _mm512_cmp_pd_mask(_mm512_sub_pd(a, a), _mm512_setzero_pd(), _CMP_NEQ_UQ);
@@ -187,30 +191,10 @@ struct F64 {
         }
     }
 
-    // Double sums use Neumaier's compensated summation per lane.
+    // Double sums: Neumaier's compensated summation per lane (common_ops.hpp).
     struct Wide {
         reg sum, comp;
     };
-    static Wide wide_zero() { return {_mm512_setzero_pd(), _mm512_setzero_pd()}; }
-    static void wide_add(Wide& w, reg v) {
-        const reg t = _mm512_add_pd(w.sum, v);
-        const __mmask8 big = _mm512_cmp_pd_mask(_mm512_abs_pd(w.sum), _mm512_abs_pd(v), _CMP_GE_OQ);
-        const reg a = _mm512_mask_blend_pd(big, v, w.sum);  // the larger magnitude
-        const reg b = _mm512_mask_blend_pd(big, w.sum, v);
-        w.comp = _mm512_add_pd(w.comp, _mm512_add_pd(_mm512_sub_pd(a, t), b));
-        w.sum = t;
-    }
-    static double wide_hsum(const Wide& w) {
-        alignas(64) double s[N], c[N];
-        _mm512_store_pd(s, w.sum);
-        _mm512_store_pd(c, w.comp);
-        return neumaier_total(s, c, N);
-    }
-    // an infinite lane makes its compensation NaN (inf - inf): ignore it then
-    static reg wide_round(const Wide& w) {
-        return _mm512_mask_blend_pd(not_finite(w.sum), _mm512_add_pd(w.sum, w.comp), w.sum);
-    }
-    static void wide_store(const Wide& w, double* lanes) { _mm512_storeu_pd(lanes, wide_round(w)); }
 };
 
 }  // namespace fastsoftmax::avx512

@@ -8,12 +8,12 @@
 #include <cstdint>
 #include <cstring>
 
-#include "generic/compensated.hpp"
+#include "arch/common_ops.hpp"
 
 namespace fastsoftmax::baseline {
 
 template <class T_, class Bits, int MantBits, int Bias>
-struct Scalar {
+struct Scalar : ScaleOrZero<Scalar<T_, Bits, MantBits, Bias>> {
     using T = T_;  // compute type (registers, scalars, scratch)
     using S = T_;  // storage type (the caller's arrays)
     using reg = T;
@@ -41,6 +41,7 @@ struct Scalar {
     // x86 semantics: the second operand when either is NaN.
     static reg max(reg a, reg b) { return a > b ? a : b; }
     static reg min(reg a, reg b) { return a < b ? a : b; }
+    static reg abs(reg a) { return std::fabs(a); }
     static Bits pow2_bits(Bits e) { return (e + Bias) << MantBits; }
     // p * 2^n for integral n in [-2 * Bias, 2 * Bias]; outside it (n infinite or
     // NaN: then p is NaN too, and so is the result) no integer conversion is
@@ -56,9 +57,6 @@ struct Scalar {
         std::memcpy(&s2, &b2, sizeof(T));
         return p * s1 * s2;
     }
-    static reg scale_pow2_or_zero(reg p, reg n, mask z) {  // 0 in the lanes of z
-        return select(z, zero(), scale_pow2(p, n));
-    }
     static void frexp12(reg x, reg& m, reg& e) {
         int ei = 0;
         m = std::frexp(x, &ei) * T(2);  // [0.5, 1) -> [1, 2)
@@ -67,6 +65,7 @@ struct Scalar {
     static mask lt(reg a, reg b) { return a < b; }
     static mask gt(reg a, reg b) { return a > b; }
     static mask eq(reg a, reg b) { return a == b; }
+    static mask ge(reg a, reg b) { return a >= b; }
     static mask isnan(reg a) { return a != a; }
     static mask not_finite(reg a) { return !std::isfinite(a); }
     static mask mask_or(mask a, mask b) { return a || b; }

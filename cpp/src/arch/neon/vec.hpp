@@ -21,7 +21,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "generic/compensated.hpp"
+#include "arch/common_ops.hpp"
 
 namespace fastsoftmax::neon {
 
@@ -30,9 +30,11 @@ inline uint64x2_t not64(uint64x2_t m) {
     return vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(m)));
 }
 
-struct F32 {
-    using T = float;  // compute type (registers, scalars, scratch)
-    using S = float;  // storage type (the caller's arrays)
+// No masked loads or stores in NEON: partial ones go through the stack, so
+// nothing past p + n is read or written.
+struct F32 : BufferedPartialLoad<F32>, BufferedPartialStore<F32>, ScaleOrZero<F32> {
+    using T = float;      // compute type (registers, scalars, scratch)
+    using S = float;      // storage type (the caller's arrays)
     using Compute = F32;  // the wrapper for arrays of T
     using reg = float32x4_t;
     using mask = uint32x4_t;  // all-ones / all-zeros lanes
@@ -41,18 +43,7 @@ struct F32 {
     static constexpr bool kSlowSubnormals = false;
 
     static reg load(const T* p) { return vld1q_f32(p); }
-    // No masked load in NEON: go through the stack so nothing past p + n is read.
-    static reg load_partial(const T* p, std::size_t n, T fill) {
-        T buf[N] = {fill, fill, fill, fill};
-        std::memcpy(buf, p, n * sizeof(T));
-        return vld1q_f32(buf);
-    }
     static void store(T* p, reg v) { vst1q_f32(p, v); }
-    static void store_partial(T* p, std::size_t n, reg v) {
-        T buf[N];
-        vst1q_f32(buf, v);
-        std::memcpy(p, buf, n * sizeof(T));
-    }
     // A plain store: NEON's only non-temporal store (STNP) is a pair-store
     // hint; no fence is needed.
     static void stream(T* p, reg v) { vst1q_f32(p, v); }
@@ -67,6 +58,7 @@ struct F32 {
     static reg fnmadd(reg a, reg b, reg c) { return vfmsq_f32(c, a, b); }  // c-a*b
     // NaN if either operand is NaN (see the top of this file).
     static reg max(reg a, reg b) { return vmaxq_f32(a, b); }
+    static reg abs(reg a) { return vabsq_f32(a); }
     static reg min(reg a, reg b) { return vminq_f32(a, b); }
     // p * 2^n for integral n in [-252, 254]: two exact power-of-two factors,
     // so subnormal results are rounded once and large n overflow to +inf.
@@ -78,9 +70,6 @@ struct F32 {
         const reg s1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n1, bias), 23));
         const reg s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n2, bias), 23));
         return vmulq_f32(vmulq_f32(p, s1), s2);
-    }
-    static reg scale_pow2_or_zero(reg p, reg n, mask z) {  // 0 in the lanes of z
-        return select(z, zero(), scale_pow2(p, n));
     }
     // x = m * 2^e, m in [1, 2), for finite x > 0; subnormals are scaled by
     // 2^23 first. Other inputs give garbage that vlog replaces.
@@ -100,6 +89,7 @@ struct F32 {
     static mask lt(reg a, reg b) { return vcltq_f32(a, b); }
     static mask gt(reg a, reg b) { return vcgtq_f32(a, b); }
     static mask eq(reg a, reg b) { return vceqq_f32(a, b); }
+    static mask ge(reg a, reg b) { return vcgeq_f32(a, b); }
     static mask isnan(reg a) { return vmvnq_u32(vceqq_f32(a, a)); }
     // a - a is 0 for finite a, NaN for +-inf and NaN
     static mask not_finite(reg a) {
@@ -127,9 +117,12 @@ struct F32 {
     static reg wide_round(const Wide& w) { return vcvt_high_f32_f64(vcvt_f32_f64(w.lo), w.hi); }
 };
 
-struct F64 {
-    using T = double;  // compute type (registers, scalars, scratch)
-    using S = double;  // storage type (the caller's arrays)
+struct F64 : BufferedPartialLoad<F64>,
+             BufferedPartialStore<F64>,
+             ScaleOrZero<F64>,
+             NeumaierLanes<F64> {
+    using T = double;     // compute type (registers, scalars, scratch)
+    using S = double;     // storage type (the caller's arrays)
     using Compute = F64;  // the wrapper for arrays of T
     using reg = float64x2_t;
     using mask = uint64x2_t;
@@ -138,17 +131,7 @@ struct F64 {
     static constexpr bool kSlowSubnormals = false;
 
     static reg load(const T* p) { return vld1q_f64(p); }
-    static reg load_partial(const T* p, std::size_t n, T fill) {
-        T buf[N] = {fill, fill};
-        std::memcpy(buf, p, n * sizeof(T));
-        return vld1q_f64(buf);
-    }
     static void store(T* p, reg v) { vst1q_f64(p, v); }
-    static void store_partial(T* p, std::size_t n, reg v) {
-        T buf[N];
-        vst1q_f64(buf, v);
-        std::memcpy(p, buf, n * sizeof(T));
-    }
     static void stream(T* p, reg v) { vst1q_f64(p, v); }
     static void stream_fence() {}
     static reg set1(T v) { return vdupq_n_f64(v); }
@@ -160,6 +143,7 @@ struct F64 {
     static reg fmadd(reg a, reg b, reg c) { return vfmaq_f64(c, a, b); }
     static reg fnmadd(reg a, reg b, reg c) { return vfmsq_f64(c, a, b); }
     static reg max(reg a, reg b) { return vmaxq_f64(a, b); }
+    static reg abs(reg a) { return vabsq_f64(a); }
     static reg min(reg a, reg b) { return vminq_f64(a, b); }
     // p * 2^n for integral n in [-2044, 2046].
     static reg scale_pow2(reg p, reg n) {
@@ -170,9 +154,6 @@ struct F64 {
         const reg s1 = vreinterpretq_f64_s64(vshlq_n_s64(vaddq_s64(n1, bias), 52));
         const reg s2 = vreinterpretq_f64_s64(vshlq_n_s64(vaddq_s64(n2, bias), 52));
         return vmulq_f64(vmulq_f64(p, s1), s2);
-    }
-    static reg scale_pow2_or_zero(reg p, reg n, mask z) {  // 0 in the lanes of z
-        return select(z, zero(), scale_pow2(p, n));
     }
     static void frexp12(reg x, reg& m, reg& e) {
         const mask sub = vcltq_f64(x, vdupq_n_f64(2.2250738585072014e-308));
@@ -188,36 +169,17 @@ struct F64 {
     static mask lt(reg a, reg b) { return vcltq_f64(a, b); }
     static mask gt(reg a, reg b) { return vcgtq_f64(a, b); }
     static mask eq(reg a, reg b) { return vceqq_f64(a, b); }
+    static mask ge(reg a, reg b) { return vcgeq_f64(a, b); }
     static mask isnan(reg a) { return not64(vceqq_f64(a, a)); }
     static mask not_finite(reg a) { return not64(vceqq_f64(vsubq_f64(a, a), vdupq_n_f64(0.0))); }
     static mask mask_or(mask a, mask b) { return vorrq_u64(a, b); }
     static reg select(mask m, reg a, reg b) { return vbslq_f64(m, a, b); }
     static T hmax(reg v) { return vmaxvq_f64(v); }
 
-    // Double sums use Neumaier's compensated summation per lane.
+    // Double sums: Neumaier's compensated summation per lane (common_ops.hpp).
     struct Wide {
         reg sum, comp;
     };
-    static Wide wide_zero() { return {vdupq_n_f64(0.0), vdupq_n_f64(0.0)}; }
-    static void wide_add(Wide& w, reg v) {
-        const reg t = vaddq_f64(w.sum, v);
-        const mask big = vcgeq_f64(vabsq_f64(w.sum), vabsq_f64(v));
-        const reg a = vbslq_f64(big, w.sum, v);  // the larger magnitude
-        const reg b = vbslq_f64(big, v, w.sum);
-        w.comp = vaddq_f64(w.comp, vaddq_f64(vsubq_f64(a, t), b));
-        w.sum = t;
-    }
-    static double wide_hsum(const Wide& w) {
-        double s[N], c[N];
-        vst1q_f64(s, w.sum);
-        vst1q_f64(c, w.comp);
-        return neumaier_total(s, c, N);
-    }
-    // an infinite lane makes its compensation NaN (inf - inf): ignore it then
-    static reg wide_round(const Wide& w) {
-        return vbslq_f64(not_finite(w.sum), w.sum, vaddq_f64(w.sum, w.comp));
-    }
-    static void wide_store(const Wide& w, double* lanes) { vst1q_f64(lanes, wide_round(w)); }
 };
 
 }  // namespace fastsoftmax::neon
