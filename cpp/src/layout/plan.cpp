@@ -3,6 +3,7 @@
 #include "layout/plan.hpp"
 
 #include <stdexcept>
+#include <utility>
 
 namespace fastsoftmax::layout {
 namespace {
@@ -34,8 +35,9 @@ std::size_t column_axis(const std::vector<Dim>& dims, const Operand* operands, s
 
 // dims coalesced, their last axis split off as plan.inner (a unit axis when
 // there is none).
-void split_last(Plan& plan, const std::vector<Dim>& dims) {
-    plan.outer = coalesce(dims, plan.operands);
+void split_last(Plan& plan, std::vector<Dim>&& dims) {
+    coalesce(dims, plan.operands);
+    plan.outer = std::move(dims);
     if (!plan.outer.empty()) {
         plan.inner = plan.outer.back();
         plan.outer.pop_back();
@@ -56,6 +58,7 @@ Plan plan(const std::vector<std::size_t>& shape, std::size_t axis, const Operand
 
     // the other axes, but for those of length 1 (which address nothing)
     std::vector<Dim> dims;
+    dims.reserve(shape.size() - 1);  // (the only allocation of most plans)
     plan.lines = 1;
     for (std::size_t d = 0; d < shape.size(); ++d) {
         if (d == axis) continue;
@@ -74,14 +77,14 @@ Plan plan(const std::vector<std::size_t>& shape, std::size_t axis, const Operand
         rows = rows && (n <= 1 || !along_axis(operands[a]) || plan.axis_stride[a] == 1);
     if (rows && options.segments && plan.lines <= kFewRows && n >= 2 * kSegment) {
         plan.way = Way::segments;
-        split_last(plan, dims);
+        split_last(plan, std::move(dims));
         plan.segments_per_line = (n + kSegment - 1) / kSegment;
         plan.units = plan.lines * plan.segments_per_line;
         return plan;
     }
     if (rows) {
         plan.way = Way::rows;
-        split_last(plan, dims);
+        split_last(plan, std::move(dims));
         // batches of short rows stay whole within a task (when one fits)
         const std::size_t cost = n + options.row_cost;
         plan.units = plan.lines;
@@ -95,13 +98,13 @@ Plan plan(const std::vector<std::size_t>& shape, std::size_t axis, const Operand
                               ? column_axis(dims, operands, count, options.lines_in_c_order)
                               : dims.size();
     if (j < dims.size()) {
-        std::vector<Dim> others(dims);
-        others.erase(others.begin() + static_cast<std::ptrdiff_t>(j));
+        const Dim across = dims[j];  // (the reserve leaves room to put it back)
+        dims.erase(dims.begin() + static_cast<std::ptrdiff_t>(j));
         plan.units = plan.lines;
         if (tiles) {
             // that axis last, merged with the others where memory allows
-            others.push_back(dims[j]);
-            split_last(plan, others);
+            dims.push_back(across);
+            split_last(plan, std::move(dims));
             // Tiles of about 8192 elements (32 KiB of float32), in whole
             // vectors of lines: the wider the tile, the longer each
             // contiguous segment copied in and out (64 -> 384 lines at 21
@@ -117,15 +120,16 @@ Plan plan(const std::vector<std::size_t>& shape, std::size_t axis, const Operand
             // lines where they can: which lanes share a vector stays as it
             // was recorded (a NaN's sign can depend on it).
             plan.way = Way::columns;
-            plan.outer = coalesce(others, count);
-            plan.inner = dims[j];
+            coalesce(dims, count);
+            plan.outer = std::move(dims);
+            plan.inner = across;
             plan.units_per_task = units_per_task(plan.lines, n, 64);
         }
         return plan;
     }
 
     plan.way = Way::gather;
-    split_last(plan, dims);
+    split_last(plan, std::move(dims));
     plan.units = plan.lines;
     plan.units_per_task = units_per_task(plan.lines, n + options.row_cost);
     return plan;

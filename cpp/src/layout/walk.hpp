@@ -17,12 +17,14 @@ struct Dim {
     std::ptrdiff_t stride[kMaxOperands];
 };
 
-// Merge neighbouring axes that step through memory as one (C order).
-inline std::vector<Dim> coalesce(const std::vector<Dim>& dims, std::size_t k) {
-    std::vector<Dim> out;
-    for (const Dim& d : dims) {
-        if (!out.empty()) {
-            Dim& prev = out.back();
+// Merges neighbouring axes that step through memory as one (C order), in
+// place.
+inline void coalesce(std::vector<Dim>& dims, std::size_t k) {
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < dims.size(); ++i) {
+        const Dim d = dims[i];
+        if (kept > 0) {
+            Dim& prev = dims[kept - 1];
             bool merge = true;
             for (std::size_t a = 0; a < k; ++a)
                 merge =
@@ -33,25 +35,9 @@ inline std::vector<Dim> coalesce(const std::vector<Dim>& dims, std::size_t k) {
                 continue;
             }
         }
-        out.push_back(d);
+        dims[kept++] = d;
     }
-    return out;
-}
-
-// The coalesced axes, split into the outer ones and the innermost (a unit
-// axis when there is none), the one kernels run along.
-struct Split {
-    std::vector<Dim> outer;
-    Dim last;
-};
-
-inline Split split_last(const std::vector<Dim>& dims, std::size_t k) {
-    Split s{coalesce(dims, k), Dim{1, {0, 0, 0, 0}}};
-    if (!s.outer.empty()) {
-        s.last = s.outer.back();
-        s.outer.pop_back();
-    }
-    return s;
+    dims.resize(kept);
 }
 
 // Calls f(offsets, count) for the units [begin, end) of the C-order index
