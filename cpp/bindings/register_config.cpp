@@ -39,7 +39,10 @@ py::array elementwise(const py::array& x, Fn fn, py::object out_obj) {  // x's d
     {
         py::gil_scoped_release release;
         const Kernels<T>& k = kernels_of<T>(active_kernels());
-        (fn == Fn::exp ? k.exp : fn == Fn::log ? k.log : fn == Fn::log1p ? k.log1p : k.tanh)(in, o, n);
+        (fn == Fn::exp     ? k.exp
+         : fn == Fn::log   ? k.log
+         : fn == Fn::log1p ? k.log1p
+                           : k.tanh)(in, o, n);
     }
     return out;
 }
@@ -110,7 +113,9 @@ void register_config(py::module_& m) {
         "our vectorized exp on a contiguous 1-d float32/float64 array (active target)");
     m.def(
         "vlog",
-        [](const py::array& x, py::object out) { return elementwise_any(x, Fn::log, std::move(out)); },
+        [](const py::array& x, py::object out) {
+            return elementwise_any(x, Fn::log, std::move(out));
+        },
         py::arg("x"), py::arg("out") = py::none(),
         "our vectorized log on a contiguous 1-d float32/float64 array (active target)");
     m.def(
