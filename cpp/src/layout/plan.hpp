@@ -37,7 +37,7 @@ enum class Holds {
     line_values,          // one value per line that the column kernels store
                           // contiguously (logsumexp's output): contiguous across
                           // the lines for columns
-    strided_line_values,  // one value per line, taken with any stride (labels)
+    strided_line_values,  // one value per line, taken with any stride (labels, lse)
 };
 
 struct Operand {
