@@ -1,6 +1,7 @@
 // The fused softmax cross-entropy: the ISA-free interface between the N-d
-// driver (cpp/src/cross_entropy.cpp) and the per-target row kernels
-// (cpp/src/generic/cross_entropy.hpp).
+// driver (cpp/src/cross_entropy.cpp) and the per-target kernels
+// (cpp/src/generic/ce_rows.hpp, ce_cols.hpp; their shared formulas in
+// ce_terms.hpp).
 //
 // Per example (a row x of n logits; x' = softcap * tanh(x / softcap) when
 // soft-capping, else x; lse = logsumexp(x'); eps = label_smoothing; w the
