@@ -1,5 +1,6 @@
 """Many short rows: the kernels transpose them into tiles (one row per lane) below a
-length that depends on the op and the dtype (kSoftmaxTileLimit ... in cpp/src/generic/softmax_rows.hpp, kCeTileLimit in ce_rows.hpp).
+length that depends on the op and the dtype (kSoftmaxTileLimit and the others in
+cpp/src/generic/softmax_rows.hpp, kCeTileLimit in ce_rows.hpp).
 
 Around each of those lengths, on every SIMD target: accuracy against the references,
 SciPy's answers for the rows holding NaN or infinities next to ordinary rows in the
