@@ -10,6 +10,10 @@
 namespace fastsoftmax::bindings {
 namespace {
 
+// The parameters of one call (SoftmaxParams, the family's parameter slot):
+// nothing the user sets yet; temperature and masks will be read here.
+SoftmaxParams call_params() { return SoftmaxParams{}; }
+
 std::size_t checked_axis(const py::array& x, py::ssize_t axis) {
     if (axis < 0 || axis >= x.ndim())
         throw py::value_error("axis " + std::to_string(axis) + " is out of range for an array of " +
@@ -39,7 +43,7 @@ py::array unary(Op op, const py::array& x, py::ssize_t axis, py::object out_obj,
     const Strided<T> o = as_output<T>(out, "out");
     {
         py::gil_scoped_release release;
-        apply<T>(op, shape_of(x), ax, in, nullptr, o);
+        apply<T>(op, shape_of(x), ax, in, nullptr, o, call_params());
     }
     return out;
 }
@@ -63,7 +67,7 @@ py::array reduce(const py::array& x, py::ssize_t axis, py::object out_obj, bool 
     o.strides.insert(o.strides.begin() + static_cast<std::ptrdiff_t>(ax), 0);
     {
         py::gil_scoped_release release;
-        apply<T>(Op::logsumexp, shape_of(x), ax, in, nullptr, o);
+        apply<T>(Op::logsumexp, shape_of(x), ax, in, nullptr, o, call_params());
     }
     return out;
 }
@@ -93,7 +97,7 @@ py::array binary(Op op, const py::array& grad, const py::array& y, py::ssize_t a
     const Strided<T> o = as_output<T>(out, "out");
     {
         py::gil_scoped_release release;
-        apply<T>(op, shape_of(grad), ax, g, &yy, o);
+        apply<T>(op, shape_of(grad), ax, g, &yy, o, call_params());
     }
     return out;
 }

@@ -128,7 +128,8 @@ void long_rows(const Kernels<T>& k, Op op, const layout::Plan& plan, const T* x,
 
 template <class T>
 void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
-           const Strided<const T>& in0, const Strided<const T>* in1, const Strided<T>& out) {
+           const Strided<const T>& in0, const Strided<const T>* in1, const Strided<T>& out,
+           const SoftmaxParams& call_params) {
     if (axis >= shape.size()) throw std::invalid_argument("axis out of range");
     const bool reduce = (op == Op::logsumexp);
     // operands: in0, [in1], out (last)
@@ -149,7 +150,7 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
     if (plan.lines == 0 || (n == 0 && !reduce)) return;  // nothing to compute
 
     const Kernels<T>& kern = kernels_of<T>(active_kernels());
-    SoftmaxParams params;
+    SoftmaxParams params = call_params;
     params.from_memory = plan.lines * n * sizeof(T) >= kStreamBytes;
     SoftmaxParams in_cache = params;  // (for one row copied to a buffer)
     in_cache.from_memory = false;
@@ -201,9 +202,9 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
 
 template void apply<float>(Op, const std::vector<std::size_t>&, std::size_t,
                            const Strided<const float>&, const Strided<const float>*,
-                           const Strided<float>&);
+                           const Strided<float>&, const SoftmaxParams&);
 template void apply<double>(Op, const std::vector<std::size_t>&, std::size_t,
                             const Strided<const double>&, const Strided<const double>*,
-                            const Strided<double>&);
+                            const Strided<double>&, const SoftmaxParams&);
 
 }  // namespace fastsoftmax
