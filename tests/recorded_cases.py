@@ -695,6 +695,10 @@ def _build() -> list[Case]:
     def add(name: str, fn: Callable[..., list[Output]], *args: Any) -> None:
         cases.append(Case(name, partial(fn, name, *args)))
 
+    def add_ce_rows(dn: str, dt: Any, option: str, rows: int, n: int) -> None:
+        """cross_entropy over `rows` contiguous rows of n logits, named by what it covers."""
+        add(f"cross_entropy/{dn}/{option}/rows/n={n}/rows={rows}", _ce_rows, option, dt, rows, n)
+
     dtypes = {"float32": F32, "float64": F64}
     # the softmax family: rows of every length, special values, layouts
     for op in FAMILY:
@@ -801,50 +805,19 @@ def _build() -> list[Case]:
         for n in LENGTHS:
             rows = 37 if n <= 1025 else 9
             for option in ("mean+grad", "probs+mean+grad"):
-                add(
-                    f"cross_entropy/{dn}/{option}/rows/n={n}/rows={rows}",
-                    _ce_rows,
-                    option,
-                    dt,
-                    rows,
-                    n,
-                )
+                add_ce_rows(dn, dt, option, rows, n)
             if n in MANY_ROWS:
-                add(
-                    f"cross_entropy/{dn}/mean+grad/rows/n={n}/rows=70",
-                    _ce_rows,
-                    "mean+grad",
-                    dt,
-                    70,
-                    n,
-                )
+                add_ce_rows(dn, dt, "mean+grad", 70, n)
         for n in (9000, 20000, 70000):
-            add(f"cross_entropy/{dn}/mean+grad/rows/n={n}/rows=2", _ce_rows, "mean+grad", dt, 2, n)
-            add(
-                f"cross_entropy/{dn}/all+mean+grad/rows/n={n}/rows=2",
-                _ce_rows,
-                "all+mean+grad",
-                dt,
-                2,
-                n,
-            )
-        add(
-            f"cross_entropy/{dn}/mean+grad/rows/n=10/rows=1000", _ce_rows, "mean+grad", dt, 1000, 10
-        )
+            add_ce_rows(dn, dt, "mean+grad", 2, n)
+            add_ce_rows(dn, dt, "all+mean+grad", 2, n)
+        add_ce_rows(dn, dt, "mean+grad", 1000, 10)
         add(f"cross_entropy/{dn}/sum/rows/n=1000/rows=200", _ce_rows, "sum+grad", dt, 200, 1000)
         for option in CE_OPTIONS:
             if option in ("mean+grad", "probs+mean+grad"):  # (every length, above)
                 continue
             for n in SOME_LENGTHS:
-                rows = 37 if n <= 1025 else 9
-                add(
-                    f"cross_entropy/{dn}/{option}/rows/n={n}/rows={rows}",
-                    _ce_rows,
-                    option,
-                    dt,
-                    rows,
-                    n,
-                )
+                add_ce_rows(dn, dt, option, 37 if n <= 1025 else 9, n)
         for option in (
             "mean+grad",
             "none+grad",
