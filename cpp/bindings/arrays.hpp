@@ -3,6 +3,7 @@
 // the C++ boundary so that no call can read or write out of bounds.
 #pragma once
 
+#include <pybind11/gil_safe_call_once.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -10,8 +11,10 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "fastsoftmax/half.hpp"
 #include "fastsoftmax/strided.hpp"
 
 namespace fastsoftmax::bindings {
@@ -69,29 +72,62 @@ inline std::string shape_str(const py::array& a) {
     return py::str(py::tuple(py::cast(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()))));
 }
 
+// NumPy's dtype of ml_dtypes.bfloat16 (imported once, on first use), or
+// None when ml_dtypes cannot be imported (then no array is bfloat16).
+inline const py::object& bfloat16_dtype() {
+    PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> storage;
+    return storage
+        .call_once_and_store_result([]() -> py::object {
+            try {
+                return py::dtype::from_args(py::module_::import("ml_dtypes").attr("bfloat16"));
+            } catch (const py::error_already_set&) {
+                return py::none();
+            }
+        })
+        .get_stored();
+}
+
+// The NumPy dtype of storage type S.
+template <class S>
+py::dtype dtype_of() {
+    if constexpr (std::is_same_v<S, bfloat16>) {
+        const py::object& d = bfloat16_dtype();
+        if (d.is_none()) throw py::type_error("bfloat16 arrays need the ml_dtypes package");
+        return d.cast<py::dtype>();
+    } else if constexpr (std::is_same_v<S, float16>) {
+        return py::dtype("float16");
+    } else {
+        return py::dtype::of<S>();
+    }
+}
+
 // The element type a kernel runs on, as a value: dispatch_float passes one.
 template <class T>
 struct Element {
     using type = T;
 };
 
-// Calls f(Element<T>{}) with T the element type of `dtype`, and returns what
-// f returns (the same type for every T). The one list of the dtypes the
-// kernels take: a new one (bfloat16, float16) is one more line here. Any
-// other dtype raises TypeError naming `what`.
+// Calls f(Element<S>{}) with S the storage type of `dtype`, and returns what
+// f returns (the same type for every S). The one list of the dtypes the
+// kernels take (bfloat16 is ml_dtypes.bfloat16, matched by dtype equality,
+// not by its type character). Any other dtype raises TypeError naming `what`.
 template <class F>
 decltype(auto) dispatch_float(const py::dtype& dtype, const char* what, F&& f) {
     if (dtype.equal(py::dtype::of<float>())) return f(Element<float>{});
     if (dtype.equal(py::dtype::of<double>())) return f(Element<double>{});
-    throw py::type_error(std::string(what) + " must have dtype float32 or float64, got " +
+    if (dtype.equal(dtype_of<float16>())) return f(Element<float16>{});
+    if (const py::object& bf16 = bfloat16_dtype(); !bf16.is_none() && dtype.equal(bf16))
+        return f(Element<bfloat16>{});
+    throw py::type_error(std::string(what) +
+                         " must have dtype float32, float64, float16 or bfloat16, got " +
                          std::string(py::str(dtype)));
 }
 
 template <class T>
 void check_dtype(const py::array& a, const char* what) {
-    if (!a.dtype().equal(py::dtype::of<T>()))
+    if (!a.dtype().equal(dtype_of<T>()))
         throw py::type_error(std::string(what) + " must have dtype " +
-                             std::string(py::str(py::dtype::of<T>())) + ", got " +
+                             std::string(py::str(dtype_of<T>())) + ", got " +
                              std::string(py::str(a.dtype())));
 }
 

@@ -27,7 +27,7 @@ py::array elementwise(const py::array& x, Fn fn, py::object out_obj) {  // x's d
     if (!contiguous_1d(x)) throw py::value_error("x must be a contiguous 1-d array");
     element_strides<T>(x, "x");  // checks the alignment
     py::array out = out_obj.is_none()
-                        ? py::array(py::dtype::of<T>(), std::vector<py::ssize_t>{x.shape(0)})
+                        ? py::array(dtype_of<T>(), std::vector<py::ssize_t>{x.shape(0)})
                         : out_obj.cast<py::array>();
     check_dtype<T>(out, "out");
     if (!contiguous_1d(out) || out.shape(0) != x.shape(0) || !out.writeable())

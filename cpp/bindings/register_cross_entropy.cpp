@@ -69,21 +69,22 @@ double run(const py::array& logits, std::size_t axis, const py::object& labels_o
     for (py::ssize_t s : ex_shape) examples *= static_cast<std::size_t>(s);
     const auto n = static_cast<std::size_t>(shape[axis]);
 
+    using C = compute_t<T>;  // of the weights and the lse (float for half precision)
     CeOptions<T> o;
     o.smoothing = smoothing;
     o.z_loss = z_loss;
-    o.softcap = static_cast<T>(softcap);
+    o.softcap = static_cast<C>(softcap);
     o.ignore_index = ignore_index;
     o.weight_sum = static_cast<double>(n);
     const py::array weight = array_or_null(weight_obj);
     if (weight) {
-        check_dtype<T>(weight, "weight");
+        check_dtype<C>(weight, "weight");
         if (weight.ndim() != 1 || static_cast<std::size_t>(weight.shape(0)) != n ||
             !(weight.flags() & py::array::c_style))
             throw py::value_error("weight must be a contiguous array of " + std::to_string(n) +
                                   " class weights");
-        element_strides<T>(weight, "weight");
-        o.weight = static_cast<const T*>(weight.data());
+        element_strides<C>(weight, "weight");
+        o.weight = static_cast<const C*>(weight.data());
         double w = 0;
         for (std::size_t c = 0; c < n; ++c) w += static_cast<double>(o.weight[c]);
         o.weight_sum = w;
@@ -98,7 +99,8 @@ double run(const py::array& logits, std::size_t axis, const py::object& labels_o
     const bool has_labels = static_cast<bool>(labels), has_target = !has_labels;
     const bool has_lse = static_cast<bool>(lse);
     Strided<const std::int64_t> lab;
-    Strided<const T> tgt, ls;
+    Strided<const T> tgt;
+    Strided<const C> ls;
     if (has_labels) {
         check_dtype<std::int64_t>(labels, "labels");
         expect_shape(labels, ex_shape, "labels");
@@ -109,9 +111,9 @@ double run(const py::array& logits, std::size_t axis, const py::object& labels_o
         tgt = as_input<T>(target, "target");
     }
     if (has_lse) {
-        check_dtype<T>(lse, "lse");
+        check_dtype<C>(lse, "lse");
         expect_shape(lse, ex_shape, "lse");
-        ls = per_example<T>(lse, axis, "lse");
+        ls = per_example<C>(lse, axis, "lse");
     }
     Strided<T> g;
     if (grad) {

@@ -32,10 +32,10 @@ void check_same_shape(const py::array& a, const py::array& b, const char* what) 
 template <class T>
 py::array unary(Op op, const py::array& x, py::ssize_t axis, py::object out_obj, bool checked) {
     const std::size_t ax = checked_axis(x, axis);
-    py::array out = out_obj.is_none()
-                        ? py::array(py::dtype::of<T>(),
-                                    std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()))
-                        : out_obj.cast<py::array>();
+    py::array out =
+        out_obj.is_none()
+            ? py::array(dtype_of<T>(), std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()))
+            : out_obj.cast<py::array>();
     check_dtype<T>(out, "out");
     check_same_shape(x, out, "out");
     if (!checked) check_no_partial_overlap(x, out);
@@ -55,7 +55,7 @@ py::array reduce(const py::array& x, py::ssize_t axis, py::object out_obj, bool 
     std::vector<py::ssize_t> rshape(x.shape(), x.shape() + x.ndim());
     rshape.erase(rshape.begin() + static_cast<std::ptrdiff_t>(ax));
     py::array out =
-        out_obj.is_none() ? py::array(py::dtype::of<T>(), rshape) : out_obj.cast<py::array>();
+        out_obj.is_none() ? py::array(dtype_of<T>(), rshape) : out_obj.cast<py::array>();
     check_dtype<T>(out, "out");
     if (out.ndim() != static_cast<py::ssize_t>(rshape.size()) ||
         !std::equal(rshape.begin(), rshape.end(), out.shape()))
@@ -81,11 +81,10 @@ py::array binary(Op op, const py::array& grad, const py::array& y, py::ssize_t a
     if (y.ndim() != grad.ndim() || !std::equal(y.shape(), y.shape() + y.ndim(), grad.shape()))
         throw Fallback("y has another shape than grad");
     const std::size_t ax = checked_axis(grad, axis);
-    py::array out =
-        out_obj.is_none()
-            ? py::array(py::dtype::of<T>(),
-                        std::vector<py::ssize_t>(grad.shape(), grad.shape() + grad.ndim()))
-            : out_obj.cast<py::array>();
+    py::array out = out_obj.is_none()
+                        ? py::array(dtype_of<T>(), std::vector<py::ssize_t>(
+                                                       grad.shape(), grad.shape() + grad.ndim()))
+                        : out_obj.cast<py::array>();
     check_dtype<T>(out, "out");
     check_same_shape(grad, out, "out");
     if (!checked) {

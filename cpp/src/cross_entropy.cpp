@@ -77,7 +77,7 @@ struct CrossEntropyTasks {
     const Strided<const T>& x;
     const Strided<const std::int64_t>* labels;
     const Strided<const T>* target;
-    const Strided<const T>* lse;
+    const Strided<const compute_t<T>>* lse;
     const Strided<T>& grad;
     const double* grad_scale;
     double* loss_rows;
@@ -206,7 +206,7 @@ struct CrossEntropyTasks {
 template <class T>
 double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
                      const Strided<const T>& x, const Strided<const std::int64_t>* labels,
-                     const Strided<const T>* target, const Strided<const T>* lse,
+                     const Strided<const T>* target, const Strided<const compute_t<T>>* lse,
                      const Strided<T>& grad, const double* grad_scale, double* loss_rows,
                      Reduction reduction, const CeOptions<T>& options) {
     if (axis >= shape.size()) throw std::invalid_argument("axis out of range");
@@ -292,5 +292,17 @@ template double cross_entropy<double>(const std::vector<std::size_t>&, std::size
                                       const Strided<const double>*, const Strided<const double>*,
                                       const Strided<double>&, const double*, double*, Reduction,
                                       const CeOptions<double>&);
+template double cross_entropy<bfloat16>(const std::vector<std::size_t>&, std::size_t,
+                                        const Strided<const bfloat16>&,
+                                        const Strided<const std::int64_t>*,
+                                        const Strided<const bfloat16>*, const Strided<const float>*,
+                                        const Strided<bfloat16>&, const double*, double*, Reduction,
+                                        const CeOptions<bfloat16>&);
+template double cross_entropy<float16>(const std::vector<std::size_t>&, std::size_t,
+                                       const Strided<const float16>&,
+                                       const Strided<const std::int64_t>*,
+                                       const Strided<const float16>*, const Strided<const float>*,
+                                       const Strided<float16>&, const double*, double*, Reduction,
+                                       const CeOptions<float16>&);
 
 }  // namespace fastsoftmax

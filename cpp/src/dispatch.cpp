@@ -34,7 +34,9 @@ bool cpu_avx512() {
 const KernelTable* avx2_table() { return &avx2_kernels(); }
 bool cpu_avx2() {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    // F16C: the float16 loads and stores (every AVX2 CPU has it; a VM may mask it)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
 }
 #endif
 #if defined(FASTSOFTMAX_HAVE_NEON)

@@ -73,7 +73,7 @@ void long_rows(const Kernels<T>& k, Op op, const layout::Plan& plan, const T* x,
         y_row.push_back(offsets[1]);
     });
     std::vector<MaxSum> part(plan.units);
-    std::vector<T> refs(soft ? plan.units * kRefs : 0);
+    std::vector<compute_t<T>> refs(soft ? plan.units * kRefs : 0);
     parallel_for(plan.tasks(), [&](std::size_t t) {
         const layout::Segment seg = layout::segment_of(plan, t);
         const auto start = static_cast<std::ptrdiff_t>(seg.start);
@@ -101,7 +101,8 @@ void long_rows(const Kernels<T>& k, Op op, const layout::Plan& plan, const T* x,
             if (row[r].special)
                 k.logsumexp_rows(x + x_row[r], 0, y + y_row[r], 0, 1, n, params);
             else
-                y[y_row[r]] = static_cast<T>(row[r].max + std::log(row[r].sum));
+                y[y_row[r]] =
+                    to_storage<T>(static_cast<compute_t<T>>(row[r].max + std::log(row[r].sum)));
         }
         return;
     }
@@ -113,11 +114,12 @@ void long_rows(const Kernels<T>& k, Op op, const layout::Plan& plan, const T* x,
         const MaxSum& ms = row[seg.line];
         if (ms.special) {  // SciPy's answers, from the scalar path (x was not written)
             if (soft)
-                std::fill_n(ys, seg.length, std::numeric_limits<T>::quiet_NaN());
+                std::fill_n(ys, seg.length,
+                            to_storage<T>(std::numeric_limits<compute_t<T>>::quiet_NaN()));
             else if (seg.start == 0)
                 k.log_softmax_rows(xs, 0, ys, 0, 1, n, in_cache);
         } else if (soft) {
-            k.softmax_segment_scale(ys, seg.length, &refs[t * kRefs], ms.max, ms.sum, params);
+            k.softmax_segment_scale(xs, ys, seg.length, &refs[t * kRefs], ms.max, ms.sum, params);
         } else {
             k.log_softmax_segment(xs, ys, seg.length, ms.max, ms.sum, params);
         }
@@ -206,5 +208,11 @@ template void apply<float>(Op, const std::vector<std::size_t>&, std::size_t,
 template void apply<double>(Op, const std::vector<std::size_t>&, std::size_t,
                             const Strided<const double>&, const Strided<const double>*,
                             const Strided<double>&, const SoftmaxParams&);
+template void apply<bfloat16>(Op, const std::vector<std::size_t>&, std::size_t,
+                              const Strided<const bfloat16>&, const Strided<const bfloat16>*,
+                              const Strided<bfloat16>&, const SoftmaxParams&);
+template void apply<float16>(Op, const std::vector<std::size_t>&, std::size_t,
+                             const Strided<const float16>&, const Strided<const float16>*,
+                             const Strided<float16>&, const SoftmaxParams&);
 
 }  // namespace fastsoftmax

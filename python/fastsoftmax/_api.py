@@ -7,6 +7,7 @@ import operator
 from collections.abc import Callable
 from typing import Any, SupportsIndex, Union
 
+import ml_dtypes
 import numpy as np
 import numpy.typing as npt
 from numpy.exceptions import AxisError
@@ -17,19 +18,32 @@ AxisLike = Union[SupportsIndex, "tuple[SupportsIndex, ...]", None]
 
 _F32: np.dtype[Any] = np.dtype(np.float32)
 _F64: np.dtype[Any] = np.dtype(np.float64)
+_F16: np.dtype[Any] = np.dtype(np.float16)
+_BF16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)  # (kind "V": not found by kind)
+
+
+def _native(dt: np.dtype) -> bool:
+    """Whether the kernels take dtype dt as it is (float32, float64, float16, bfloat16)."""
+    return dt is _F32 or dt is _F64 or dt is _F16 or dt is _BF16
+
+
+def _compute_dtype(dt: np.dtype) -> np.dtype:
+    """The dtype the kernels compute a native dtype in: float32 for the half-precision ones."""
+    return _F32 if dt is _F16 or dt is _BF16 else dt
 
 
 def _prepare(x: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.dtype]:
     """Return (array to compute on, dtype of the result).
 
-    float32/float64 run natively; float16 is computed in float32 and longdouble
-    in float64, each returned in its own dtype; integers and bools are computed
-    and returned as float64 (as scipy.special.logsumexp does). Anything else is a
-    TypeError.
+    float32, float64, float16 and bfloat16 (ml_dtypes) are stored natively (the
+    half-precision ones computed in float32 registers); longdouble is computed
+    in float64 and returned in its own dtype; integers and bools are computed
+    and returned as float64 (as scipy.special.logsumexp does). Anything else
+    (complex, float8, ...) is a TypeError naming the dtype.
     """
     if type(x) is np.ndarray:
         dt = x.dtype
-        if (dt is _F32 or dt is _F64) and _aligned(x):
+        if _native(dt) and _aligned(x):
             return x, dt
     else:
         x = np.asarray(x)
@@ -37,15 +51,17 @@ def _prepare(x: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.dtype]:
     kind = dt.kind
     work: np.dtype[Any]
     result: np.dtype[Any]
-    if kind == "f":
-        work = _F32 if dt.itemsize <= 4 else _F64
-        result = dt.newbyteorder("=")  # float16 / float32 / float64 / longdouble, native order
+    if dt == _BF16:
+        work = result = _BF16
+    elif kind == "f" and issubclass(dt.type, np.floating):  # (not float8_e5m2: kind "f")
+        result = np.dtype(dt.type)  # float16 / 32 / 64 / longdouble, native order, canonical
+        work = result if _native(result) else _F64  # (longdouble)
     elif kind in "iub":
         work = result = _F64
     else:
         raise TypeError(
             f"{name} has dtype {dt}, which fastsoftmax does not support; "
-            "expected a real floating-point, integer or bool array"
+            "expected float32, float64, float16, bfloat16, longdouble, integer or bool"
         )
     try:
         return _require(x, work, "A"), result
@@ -185,12 +201,12 @@ def _fast_axis(x: np.ndarray, axis: Any, out: Any) -> int:
     """The non-negative axis when (x, axis, out) may go straight to the kernel, else -1.
 
     That is the common case, kept cheap: x (an ndarray: callers check its exact
-    type first) is float32/float64, axis an in-range int, and out is None or an
+    type first) has a native dtype (float32, float64, float16, bfloat16), axis an in-range int, and out is None or an
     array of x's shape and dtype. The binding checks the rest (alignment, overlap)
     and raises _core.Fallback when the general path must take over.
     """
     dt = x.dtype
-    if not ((dt is _F32 or dt is _F64) and type(axis) is int):
+    if not (_native(dt) and type(axis) is int):
         return -1
     ndim = x.ndim
     if not -ndim <= axis < ndim:
@@ -276,10 +292,12 @@ def softmax(x: npt.ArrayLike, axis: AxisLike = -1, *, out: np.ndarray | None = N
     Parameters
     ----------
     x : array_like
-        Logits. float32 and float64 are computed natively; float16 in float32
-        and longdouble in float64 (each returned in its own dtype); integers
-        and bools are computed and returned as float64. Complex, object and
-        string inputs raise TypeError.
+        Logits. float32, float64, float16 and bfloat16 (``ml_dtypes.bfloat16``)
+        are read and written natively, the half-precision ones computed in
+        float32 registers (each result within 1 ulp of the correctly rounded
+        one); longdouble is computed in float64; each is returned in its own
+        dtype. Integers and bools are computed and returned as float64.
+        Complex, float8, object and string inputs raise TypeError.
     axis : int, tuple of ints or None, default -1
         The axis (or axes, merged) to normalize over; None means all axes.
         Negative values count from the end; a bad axis raises

@@ -11,9 +11,11 @@ import numpy.typing as npt
 
 from . import _core
 from ._api import (
+    _BF16,
     _aligned,
     _axis_index,
     _cast,
+    _compute_dtype,
     _copy_into,
     _fast_axis,
     _prepare,
@@ -29,6 +31,17 @@ _LossLike = Union[np.ndarray, np.floating]
 _I64: np.dtype[Any] = np.dtype(np.int64)
 # the largest finite value of each result dtype: a loss beyond it becomes +inf
 _MAX = {np.dtype(t): float(np.finfo(t).max) for t in (np.float16, np.float32, np.float64)}
+_F32: np.dtype[Any] = np.dtype(np.float32)
+
+
+def _loss_dtype(result: np.dtype) -> np.dtype:
+    """The loss's dtype for logits of result dtype `result`: float32 for float16 and
+    bfloat16 logits (PyTorch returns their own dtype; a loss with 8 or 11 significant
+    bits would lose the small differences between steps that people compare), else
+    the logits' own."""
+    return _F32 if result.itemsize == 2 else result
+
+
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -107,13 +120,17 @@ class _Call:
             raise ValueError(f"ignore_index must fit in int64, got {ignore_index!r}")
 
         self.x, self.result = _prepare(logits, "logits")
+        self.loss_dtype = _loss_dtype(self.result)
         if self.x.ndim == 0:
             raise ValueError("logits must have at least one dimension (the classes)")
         work = self.x.dtype
+        # class weights, the saved lse and the cap are in the compute dtype
+        # (float32 for half-precision logits)
+        self.compute = compute = _compute_dtype(work)
         if softcap is not None and not (
-            float(np.finfo(work).tiny) <= self.softcap <= float(np.finfo(work).max)
+            float(np.finfo(compute).tiny) <= self.softcap <= float(np.finfo(compute).max)
         ):
-            raise ValueError(f"softcap {softcap!r} is out of the range of {work}")
+            raise ValueError(f"softcap {softcap!r} is out of the range of {compute}")
         try:  # one class axis: not None nor a tuple, even where they would name one axis
             index = operator.index(axis)
         except TypeError:
@@ -141,7 +158,7 @@ class _Call:
                     f"and is not ignore_index ({self.ignore_index})"
                 )
             self.labels = lab if lab.dtype is _I64 and _aligned(lab) else _require(lab, _I64, "A")
-        elif lab.dtype.kind == "f":
+        elif lab.dtype.kind == "f" or lab.dtype == _BF16:
             if lab.shape != shape:
                 raise ValueError(
                     f"probability labels must have the shape of logits, {shape}, got {lab.shape}"
@@ -169,11 +186,11 @@ class _Call:
                     f"weight must be finite and non-negative, got {w[bad[0]].item()!r} at class {bad[0]}"
                 )
             with np.errstate(over="ignore"):
-                self.weight = _require(w, work, ["C", "A"])
+                self.weight = _require(w, compute, ["C", "A"])
             over = np.flatnonzero(~np.isfinite(self.weight))
             if over.size:
                 raise ValueError(
-                    f"weight has entries out of the range of {work}, "
+                    f"weight has entries out of the range of {compute}, "
                     f"the first {w[over[0]].item()!r} at class {over[0]}"
                 )
 
@@ -233,9 +250,9 @@ class _Call:
             self.ignore_index,
         )
         if rows is None:
-            return _scalar_loss(total, self.result), grad
+            return _scalar_loss(total, self.loss_dtype), grad
         with np.errstate(over="ignore"):  # a loss beyond the dtype's range is +inf
-            return rows.astype(self.result), grad
+            return rows.astype(self.loss_dtype), grad
 
 
 @overload
@@ -338,18 +355,22 @@ def cross_entropy(
     Parameters
     ----------
     logits : array_like
-        Unnormalized scores. float32 and float64 are computed natively,
-        float16 in float32 (returned as float16), integers as float64.
+        Unnormalized scores. float32, float64, float16 and bfloat16
+        (``ml_dtypes.bfloat16``) are read and written natively (the
+        half-precision ones computed in float32 registers); longdouble and
+        integers are computed in float64.
     labels : array_like
         Either integer class indices (any integer dtype) with the shape of
         ``logits`` without ``axis`` -- ``(N,)`` for ``(N, C)`` logits,
         ``(N, d1, ..., dk)`` for ``(N, C, d1, ..., dk)`` with ``axis=1`` -- or
-        floating-point probabilities with the shape of ``logits``.
+        floating-point probabilities with the shape of ``logits`` (converted
+        to the logits' dtype, as PyTorch requires them to be).
     axis : int, default -1
         The class axis.
     weight : array_like, optional
         ``C`` finite, non-negative class weights (within the range of the
-        logits' computation dtype).
+        logits' computation dtype: float32 for float16 and bfloat16 logits,
+        whose weights are not rounded to 8 or 11 bits).
     ignore_index : int, default -100
         Integer labels equal to it contribute no loss and a zero gradient (and
         do not count in the mean). Not used with probabilities.
@@ -374,7 +395,9 @@ def cross_entropy(
     Returns
     -------
     loss : numpy scalar or ndarray
-        In the logits' result dtype.
+        In the logits' result dtype, but float32 for float16 and bfloat16
+        logits (PyTorch returns their own dtype; a loss of 8 or 11 significant
+        bits would hide the changes between training steps).
     grad : ndarray
         With ``return_grad=True``: the gradient, shaped like ``logits``
         (``logits`` itself with ``inplace_grad=True``).
@@ -410,7 +433,7 @@ def cross_entropy(
             raise TypeError(
                 f"inplace_grad=True needs logits to be a numpy.ndarray, got {type(logits).__name__}"
             )
-        if logits.dtype.kind != "f":
+        if logits.dtype.kind != "f" and logits.dtype != _BF16:
             raise TypeError(
                 f"inplace_grad=True needs floating-point logits, got dtype {logits.dtype}"
             )
@@ -448,7 +471,7 @@ def cross_entropy(
         except _core.Fallback:  # unaligned logits or labels (the general path copies them),
             pass  # or labels that share memory with the gradient
         else:
-            scalar = _scalar_loss(total, logits.dtype)
+            scalar = _scalar_loss(total, _loss_dtype(logits.dtype))
             return (scalar, grad) if return_grad else scalar
     call = _Call(
         logits, labels, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
@@ -527,7 +550,7 @@ def cross_entropy_backward(
             raise ValueError(
                 f"lse must have the per-example shape {call.example_shape}, got {saved.shape}"
             )
-        saved = _require(saved, x.dtype, "A")
+        saved = _require(saved, call.compute, "A")
     if out is None:
         grad = np.empty(x.shape, x.dtype)
     else:

@@ -19,34 +19,57 @@
 #include <cstdint>
 #include <vector>
 
+#include "fastsoftmax/half.hpp"
 #include "fastsoftmax/strided.hpp"
 
 namespace fastsoftmax {
 
+// The operands' types: S is the storage type of the logits, the probability
+// targets and the gradient (float, double, bfloat16, float16); the class
+// weights, the saved lse and the cap are in its compute type (float for the
+// half-precision types: a weight or an lse rounded to 8 bits would cost the
+// loss its accuracy).
+
 // Options shared by every row of a call.
-template <class T>
+template <class S>
 struct CeOptions {
-    const T* weight = nullptr;  // n class weights (contiguous), or nullptr: all 1
+    using C = compute_t<S>;
+    const C* weight = nullptr;  // n class weights (contiguous), or nullptr: all 1
     double weight_sum = 0;      // W
     double smoothing = 0;       // eps
     double z_loss = 0;
-    T softcap = 0;  // 0: none
+    C softcap = 0;  // 0: none
     std::int64_t ignore_index = -100;
 };
 
+// The same options for kernels over scratch arrays of the compute type (the
+// tiles of a half-precision call): the fields that are not S already are C.
+template <class S>
+CeOptions<compute_t<S>> compute_options(const CeOptions<S>& o) {
+    CeOptions<compute_t<S>> c;
+    c.weight = o.weight;
+    c.weight_sum = o.weight_sum;
+    c.smoothing = o.smoothing;
+    c.z_loss = o.z_loss;
+    c.softcap = o.softcap;
+    c.ignore_index = o.ignore_index;
+    return c;
+}
+
 // A batch of `rows` rows of n contiguous logits, row r at x + r * xs (every
 // other pointer likewise, with its own stride in elements).
-template <class T>
+template <class S>
 struct CeRows {
-    const T* x = nullptr;
+    using C = compute_t<S>;
+    const S* x = nullptr;
     std::ptrdiff_t xs = 0;
     const std::int64_t* label = nullptr;  // integer labels, already validated ...
     std::ptrdiff_t ls = 0;
-    const T* target = nullptr;  // ... or probabilities (when label is nullptr)
+    const S* target = nullptr;  // ... or probabilities (when label is nullptr)
     std::ptrdiff_t ts = 0;
-    const T* lse = nullptr;  // saved logsumexp(x') per row (backward only), or nullptr
+    const C* lse = nullptr;  // saved logsumexp(x') per row (backward only), or nullptr
     std::ptrdiff_t lses = 0;
-    T* grad = nullptr;  // nullptr: no gradient; may be x itself (in place)
+    S* grad = nullptr;  // nullptr: no gradient; may be x itself (in place)
     std::ptrdiff_t gs = 0;
     const double* grad_scale = nullptr;  // per-row factor of the gradient, or nullptr: 1
     double* loss = nullptr;              // per-row loss ce + z (contiguous), or nullptr
@@ -58,15 +81,15 @@ struct CeRows {
 // strided: class c of example l at x[c * xs + l] (likewise target, grad).
 // Integer labels only when soft-capping is off and no lse is given (the
 // driver's choice); per-example arrays (grad_scale, loss) are contiguous.
-template <class T>
+template <class S>
 struct CeCols {
-    const T* x = nullptr;
+    const S* x = nullptr;
     std::ptrdiff_t xs = 0;
     const std::int64_t* label = nullptr;  // label of example l at label[l * ls], or ...
     std::ptrdiff_t ls = 0;
-    const T* target = nullptr;  // ... probabilities
+    const S* target = nullptr;  // ... probabilities
     std::ptrdiff_t ts = 0;
-    T* grad = nullptr;  // nullptr: no gradient; may be x itself
+    S* grad = nullptr;  // nullptr: no gradient; may be x itself
     std::ptrdiff_t gs = 0;
     const double* grad_scale = nullptr;
     double* loss = nullptr;
@@ -94,11 +117,11 @@ struct BadLabel {
 // gradient is computed from it and no loss is returned. Returns the reduced
 // loss (sum or mean; 0 for none). Every operand has one stride per logits
 // dimension; the per-example ones (labels, lse) have 0 on the class axis.
-template <class T>
+template <class S>
 double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
-                     const Strided<const T>& x, const Strided<const std::int64_t>* labels,
-                     const Strided<const T>* target, const Strided<const T>* lse,
-                     const Strided<T>& grad, const double* grad_scale, double* loss_rows,
-                     Reduction reduction, const CeOptions<T>& options);
+                     const Strided<const S>& x, const Strided<const std::int64_t>* labels,
+                     const Strided<const S>* target, const Strided<const compute_t<S>>* lse,
+                     const Strided<S>& grad, const double* grad_scale, double* loss_rows,
+                     Reduction reduction, const CeOptions<S>& options);
 
 }  // namespace fastsoftmax

@@ -9,8 +9,10 @@
 #pragma once
 
 #include <cstddef>
+#include <type_traits>
 
 #include "fastsoftmax/cross_entropy.hpp"
+#include "fastsoftmax/half.hpp"
 
 namespace fastsoftmax {
 
@@ -31,16 +33,6 @@ struct MaxSum {
 // The segment kernels keep one `ref` per block of at least this many elements.
 constexpr std::size_t kMinSegmentBlock = 64;
 
-// The compute type of a storage type S: the type of the registers, scalars
-// and scratch buffers a kernel for arrays of S works in (float for float and
-// for the half-precision types a later issue adds, double for double).
-template <class S>
-struct ComputeOf {
-    using type = S;
-};
-template <class S>
-using compute_t = typename ComputeOf<S>::type;
-
 // The per-call parameters of the softmax family (its parameter slot, as
 // CeOptions is the cross-entropy's): every kernel of the family takes them,
 // so that a new parameter (a temperature, a mask) changes no signature.
@@ -49,9 +41,15 @@ struct SoftmaxParams {
     // kStreamBytes: it comes from and goes to memory, so the kernels write
     // with streaming stores or do not pipeline their passes.
     bool from_memory = false;
+    // The results are stored in fewer bits than they are computed in (float16,
+    // bfloat16): a kernel over float scratch (a tile) then takes logs near 0
+    // as log1p(s - 1), as the half-precision kernels themselves do. Set by
+    // those kernels, not by the driver.
+    bool narrow_output = false;
 };
 
-// The kernels of one target for arrays of storage type S (float or double).
+// The kernels of one target for arrays of storage type S (float, double,
+// bfloat16 or float16; the last two compute in float).
 // Filled by member name (cpp/src/arch/instantiate.cpp).
 template <class S>
 struct Kernels {
@@ -89,8 +87,9 @@ struct Kernels {
     // (max, sum) (a segment of -inf: (-inf, 0)); with y and refs (one per
     // kMinSegmentBlock elements at most), also softmax's exp(x - ref) per block.
     MaxSum (*segment_max_sum)(const S* x, size_t n, S* y, C* refs, Params params);
-    // then, given the whole row's (max, sum): softmax's scaling of those y ...
-    void (*softmax_segment_scale)(S* y, size_t n, const C* refs, double max, double sum,
+    // then, given the whole row's (max, sum): softmax's scaling of those y
+    // (half-precision storage: y from x, the first pass having written nothing) ...
+    void (*softmax_segment_scale)(const S* x, S* y, size_t n, const C* refs, double max, double sum,
                                   Params params);
     // ... or log_softmax's y = (x - max) - log(sum)
     void (*log_softmax_segment)(const S* x, S* y, size_t n, double max, double sum, Params params);
@@ -112,15 +111,21 @@ struct KernelTable {
     const char* name;
     Kernels<float> f32;
     Kernels<double> f64;
+    Kernels<bfloat16> bf16;
+    Kernels<float16> f16;
 };
 
-// The table's kernels for element type T.
-template <class T>
-const Kernels<T>& kernels_of(const KernelTable& t) {
-    if constexpr (sizeof(T) == sizeof(float))
+// The table's kernels for storage type S.
+template <class S>
+const Kernels<S>& kernels_of(const KernelTable& t) {
+    if constexpr (std::is_same_v<S, float>)
         return t.f32;
-    else
+    else if constexpr (std::is_same_v<S, double>)
         return t.f64;
+    else if constexpr (std::is_same_v<S, bfloat16>)
+        return t.bf16;
+    else
+        return t.f16;
 }
 
 // One per compiled target; cpp/src/arch/instantiate.cpp, compiled once per target.

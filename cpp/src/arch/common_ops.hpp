@@ -7,7 +7,9 @@
 
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 
+#include "fastsoftmax/half.hpp"
 #include "generic/compensated.hpp"
 #include "generic/target.hpp"
 
@@ -16,9 +18,11 @@ namespace fastsoftmax::FASTSOFTMAX_TARGET {
 // Partial loads and stores through a stack buffer, so that nothing past
 // p + n is touched: for targets without masked memory operations (NEON), or
 // whose masked stores are slow (AVX2's vmaskmov is microcoded on AMD cores).
+// (for arrays of the wrapper's own T only: a converting wrapper has its own)
 template <class V>
 struct BufferedPartialStore {
-    template <class S, class R>
+    template <class S, class R, class V2 = V,
+              std::enable_if_t<std::is_same_v<S, typename V2::T>, int> = 0>
     static void store_partial(S* p, std::size_t n, R v) {
         alignas(64) S buf[V::N];
         V::store(buf, v);
@@ -29,7 +33,8 @@ struct BufferedPartialStore {
 template <class V>
 struct BufferedPartialLoad {
     // (fill: any arithmetic value, converted as the wrapper's own would be)
-    template <class S, class Fill>
+    template <class S, class Fill, class V2 = V,
+              std::enable_if_t<std::is_same_v<S, typename V2::T>, int> = 0>
     static auto load_partial(const S* p, std::size_t n, Fill fill) {
         alignas(64) S buf[V::N];
         for (std::size_t i = 0; i < V::N; ++i) buf[i] = static_cast<S>(fill);
@@ -81,6 +86,96 @@ struct NeumaierLanes {
     static void wide_store(const W& w, double* lanes) {
         V::store(lanes, wide_round(w));
     }
+};
+
+// The wrapper for arrays of a half-precision storage type H (bfloat16,
+// float16) over the target's float wrapper F: every operation of F, arrays
+// of float included (scratch, tiles), and loads and stores of H that convert
+// in registers, from Cvt's
+//   static reg load(const H* p);            N elements, widened exactly
+//   static void store(H* p, reg v);         N elements, rounded to nearest even
+// and, where the target has something better than going through the stack,
+//   static reg load_partial(const H* p, size_t n, float fill);
+//   static void store_partial(H* p, size_t n, reg v);
+//   static void stream(H* p, reg v);        p aligned to N * sizeof(H)
+template <class F, class H, class Cvt>
+struct Converting : F {
+    using S = H;
+    using Compute = F;
+    using T = typename F::T;
+    using reg = typename F::reg;
+    static_assert(std::is_same_v<T, float>, "half-precision storage computes in float");
+
+    using F::load;
+    using F::load_partial;
+    using F::store;
+    using F::store_partial;
+    using F::stream;
+    static reg load(const S* p) { return Cvt::load(p); }
+    static void store(S* p, reg v) { Cvt::store(p, v); }
+    static reg load_partial(const S* p, std::size_t n, T fill) {
+        if constexpr (HasPartial<Cvt>::value) {
+            return Cvt::load_partial(p, n, fill);
+        } else {
+            alignas(64) T buf[F::N];
+            for (std::size_t i = 0; i < F::N; ++i) buf[i] = i < n ? to_compute(p[i]) : fill;
+            return F::load(buf);
+        }
+    }
+    static void store_partial(S* p, std::size_t n, reg v) {
+        if constexpr (HasPartial<Cvt>::value) {
+            Cvt::store_partial(p, n, v);
+        } else {
+            alignas(64) S buf[F::N];
+            Cvt::store(buf, v);
+            std::memcpy(p, buf, n * sizeof(S));
+        }
+    }
+    static void stream(S* p, reg v) {
+        if constexpr (HasStream<Cvt>::value)
+            Cvt::stream(p, v);
+        else
+            Cvt::store(p, v);
+    }
+    // F's transpose (where F has one) between arrays of S and of T, through
+    // a staging block of T: dst[j * ds + i] = src[i * ss + j], i, j < N.
+    template <class Src, class Dst, class F2 = F>
+    static auto transpose(const Src* src, std::ptrdiff_t ss, Dst* dst, std::ptrdiff_t ds)
+        -> decltype(F2::transpose(static_cast<const T*>(nullptr), ss, static_cast<T*>(nullptr),
+                                  ds)) {
+        constexpr std::size_t N = F::N;
+        if constexpr (std::is_same_v<Src, T> && std::is_same_v<Dst, T>) {
+            F::transpose(src, ss, dst, ds);
+        } else if constexpr (std::is_same_v<Src, S> && std::is_same_v<Dst, T>) {
+            alignas(64) T block[N * N];
+            for (std::size_t i = 0; i < N; ++i)
+                F::store(block + i * N, load(src + static_cast<std::ptrdiff_t>(i) * ss));
+            F::transpose(block, N, dst, ds);
+        } else {
+            static_assert(std::is_same_v<Src, T> && std::is_same_v<Dst, S>);
+            alignas(64) T block[N * N];
+            F::transpose(src, ss, block, N);
+            for (std::size_t i = 0; i < N; ++i)
+                store(dst + static_cast<std::ptrdiff_t>(i) * ds, F::load(block + i * N));
+        }
+    }
+
+  private:
+    // (expressions, not member pointers: a pointer to a function of vector
+    // type as a template argument drops the type's attributes, and warns)
+    template <class C, class = void>
+    struct HasPartial : std::false_type {};
+    template <class C>
+    struct HasPartial<
+        C, std::void_t<decltype(void(C::load_partial(static_cast<const H*>(nullptr), std::size_t{},
+                                                     float{}))),
+                       decltype(C::store_partial(static_cast<H*>(nullptr), std::size_t{}, reg{}))>>
+        : std::true_type {};
+    template <class C, class = void>
+    struct HasStream : std::false_type {};
+    template <class C>
+    struct HasStream<C, std::void_t<decltype(C::stream(static_cast<H*>(nullptr), reg{}))>>
+        : std::true_type {};
 };
 
 }  // namespace fastsoftmax::FASTSOFTMAX_TARGET

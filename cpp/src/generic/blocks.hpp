@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <limits>
 #include <new>
+#include <type_traits>
 
 #include "fastsoftmax/kernels.hpp"
 #include "generic/compensated.hpp"
@@ -127,6 +128,15 @@ double row_store_exp_sum(const typename V::S* x, typename V::S* y, std::size_t n
     return s0.total();
 }
 
+// Whether a kernel may keep intermediate values (softmax's unnormalized
+// exponentials) in its output array: only when the storage type is the
+// compute type. In a half-precision output they would be rounded, and the
+// result rounded again (up to 1.5 ulp off); those kernels recompute the
+// exponentials from x instead (softmax_row_from_stats), so that every
+// output is rounded once.
+template <class V>
+constexpr bool kExpInOutput = std::is_same_v<typename V::S, typename V::T>;
+
 // A heap buffer. Not std::vector: its out-of-line members would be compiled
 // with this target's flags yet shared (one copy per program) with the other
 // targets' code, so a baseline CPU could run AVX-512 instructions.
@@ -151,13 +161,13 @@ struct Scratch {
 // before the data is used by another thread).
 template <class V, class Op>
 void map_row(const typename V::S* src, typename V::S* y, std::size_t n, Op op, bool stream) {
-    using T = typename V::T;
     constexpr std::size_t N = V::N;
     std::size_t i = 0;
     if (stream) {
-        constexpr std::size_t A = N * sizeof(T);  // the alignment streaming stores need
-        const auto addr = reinterpret_cast<std::uintptr_t>(y);  // aligned to sizeof(T)
-        const std::size_t head = std::min(((A - addr % A) % A) / sizeof(T), n);  // < N
+        using S = typename V::S;
+        constexpr std::size_t A = N * sizeof(S);  // the alignment streaming stores need
+        const auto addr = reinterpret_cast<std::uintptr_t>(y);  // aligned to sizeof(S)
+        const std::size_t head = std::min(((A - addr % A) % A) / sizeof(S), n);  // < N
         if (head > 0) V::store_partial(y, head, op(V::load_partial(src, head, 0)));
         for (i = head; i + 2 * N <= n; i += 2 * N) {
             V::stream(y + i, op(V::load(src + i)));
@@ -174,6 +184,18 @@ void map_row(const typename V::S* src, typename V::S* y, std::size_t n, Op op, b
         for (; i + N <= n; i += N) V::store(y + i, op(V::load(src + i)));
     }
     if (i < n) V::store_partial(y + i, n - i, op(V::load_partial(src + i, n - i, 0)));
+}
+
+// softmax of a row from its (max, sum): y = exp(x - max) * (1 / sum), one
+// rounding per output (see kExpInOutput). max finite, sum >= 1.
+template <class V>
+void softmax_row_from_stats(const typename V::S* x, typename V::S* y, std::size_t n,
+                            typename V::T max, double sum, bool stream) {
+    const auto vm = V::set1(max);
+    const auto vlo = V::set1(exp_floor(max));
+    const auto inv = Factor<V>::reciprocal(sum);
+    map_row<V>(
+        x, y, n, [=](typename V::reg v) { return inv.apply(vexp_sub<V>(v, vm, vlo)); }, stream);
 }
 
 // sum(exp(x - m)) over a stretch of a row (at most kBlock*N elements, so
@@ -211,10 +233,10 @@ double stretch_sum_exp(const typename V::S* x, std::size_t len, typename V::T m)
     return stretch_total<V>(stretch_exp_lanes<V>(x, len, m));
 }
 
-template <class T>
-bool has_nan(const T* x, std::size_t n) {
+template <class S>
+bool has_nan(const S* x, std::size_t n) {
     for (std::size_t i = 0; i < n; ++i)
-        if (x[i] != x[i]) return true;
+        if (const auto v = to_compute(x[i]); v != v) return true;
     return false;
 }
 
@@ -275,9 +297,19 @@ void logs_of(const double* s, typename V::T* out, std::size_t g) {
     using T = typename V::T;
     for (std::size_t i = 0; i < g; i += V::N) {
         T buf[V::N];
-        for (std::size_t k = 0; k < V::N; ++k)
-            buf[k] = (i + k < g) ? static_cast<T>(s[i + k]) : T(1);
-        V::store(buf, vlog<V>(V::load(buf)));
+        if constexpr (kExpInOutput<V>) {
+            for (std::size_t k = 0; k < V::N; ++k)
+                buf[k] = (i + k < g) ? static_cast<T>(s[i + k]) : T(1);
+            V::store(buf, vlog<V>(V::load(buf)));
+        } else {
+            // half precision: log1p(s - 1), s - 1 formed in double, so that a log
+            // near 0 (s near 1) keeps the relative accuracy a 1-ulp result in 8 or
+            // 11 bits needs (softmax_cols.hpp does the same)
+            for (std::size_t k = 0; k < V::N; ++k)
+                buf[k] = (i + k < g) ? static_cast<T>(s[i + k] - 1.0) : T(0);
+            const auto r = V::load(buf);  // (+inf and NaN as log's: themselves)
+            V::store(buf, V::select(V::not_finite(r), r, vlog1p<V>(r)));
+        }
         for (std::size_t k = 0; k < V::N && i + k < g; ++k) out[i + k] = buf[k];
     }
 }

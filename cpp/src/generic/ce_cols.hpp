@@ -25,8 +25,27 @@ namespace fastsoftmax::FASTSOFTMAX_TARGET {
 // exponentials. Ignored lanes get 0, lanes whose maximum is not finite or
 // that hold a NaN get NaN. (Integer labels without smoothing or z-loss take
 // ce_cols_labels, below: the same in fewer steps.)
+// The gradient pass's exp(x[i] - ref) of a chunk: the exponential the read
+// pass left in the gradient g (at gi), or, for half-precision storage (see
+// kExpInOutput), the same exponential again from x.
+template <class V>
+auto ce_col_exp(Chunk<V> ch, typename V::reg ref, std::ptrdiff_t xs) {
+    using T = typename V::T;
+    return [ch, ref, xs](const typename V::S* x, const typename V::S* gi, std::size_t i) {
+        if constexpr (kExpInOutput<V>) {
+            (void)x;
+            return ch.load(gi, 0);
+        } else {
+            (void)gi;
+            const auto xv = ch.load(x + static_cast<std::ptrdiff_t>(i) * xs,
+                                    -std::numeric_limits<T>::infinity());
+            return vexp<V>(V::sub(xv, ref));
+        }
+    };
+}
+
 template <class V, bool kSoft>
-CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o) {
+CeSums ce_cols(const CeCols<typename V::S>& a, const CeOptions<typename V::S>& o) {
     using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
@@ -44,9 +63,9 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
     CeSums total;
     for (std::size_t c0 = 0; c0 < a.inner; c0 += N) {
         const Chunk<V> ch{(a.inner - c0 < N) ? a.inner - c0 : N};
-        const T* x = a.x + c0;
-        T* g = a.grad ? a.grad + c0 : nullptr;
-        const T* t = kSoft ? a.target + c0 : nullptr;
+        const typename V::S* x = a.x + c0;
+        typename V::S* g = a.grad ? a.grad + c0 : nullptr;
+        const typename V::S* t = kSoft ? a.target + c0 : nullptr;
         // per lane, as T lanes: label, x[label], its weight; flags: ignored,
         // unusable (a label out of range: labels changed by another thread
         // since they were checked -> NaN); and the gradient's scale
@@ -66,7 +85,8 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
                 unusable[l] = 1;
             } else {
                 label_lanes[l] = static_cast<T>(y);
-                xy[l] = x[static_cast<std::ptrdiff_t>(y) * a.xs + static_cast<std::ptrdiff_t>(l)];
+                xy[l] = to_compute(
+                    x[static_cast<std::ptrdiff_t>(y) * a.xs + static_cast<std::ptrdiff_t>(l)]);
                 if (o.weight) wy[l] = o.weight[y];
             }
         }
@@ -80,6 +100,7 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
         };
         const reg m = col_max<V>(x, a.xs, n, ch);
         const reg ref = V::select(V::not_finite(m), zero, m);
+        const auto exp_at = ce_col_exp<V>(ch, ref, a.xs);
         const reg vs = V::set1(kLinScale<T>), ref_s = V::mul(ref, vs);  // (see kLinScale)
         auto rest = V::wide_zero(), ties = V::wide_zero(), lin = V::wide_zero(),
              cs = V::wide_zero();
@@ -89,7 +110,7 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
             for (; i < end; ++i) {
                 const reg xv = ch.load(at(x, a.xs, i), -inf);
                 const reg e = vexp<V>(V::sub(xv, ref));
-                if (g) ch.store(at(g, a.gs, i), e);
+                if (kExpInOutput<V> && g) ch.store(at(g, a.gs, i), e);
                 const auto top = V::eq(xv, m);
                 rest_block = V::add(rest_block, V::select(top, zero, e));
                 ties_block = V::add(ties_block, V::select(top, one, zero));
@@ -201,8 +222,8 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
             label_top = V::gt(V::load(top), zero);
         }
         for (std::size_t i = 0; i < n; ++i) {
-            T* gi = at(g, a.gs, i);
-            reg gv = V::mul(ch.load(gi, 0), softmax_factor);
+            typename V::S* gi = at(g, a.gs, i);
+            reg gv = V::mul(exp_at(x, gi, i), softmax_factor);
             if (lin_terms) gv = V::fnmadd(coef_factor, coef_at(i), gv);
             if constexpr (!kSoft) {
                 const auto at_y = V::eq(vy, V::set1(static_cast<T>(i)));
@@ -227,7 +248,7 @@ CeSums ce_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o
 // class weight or a per-example scale are formed in double lane by lane, as
 // the rows form them (they may lie beyond T's range where the result does not).
 template <class V>
-CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o) {
+CeSums ce_cols_labels(const CeCols<typename V::S>& a, const CeOptions<typename V::S>& o) {
     using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
@@ -249,8 +270,8 @@ CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V
                           (a.s_ce == 0 || std::fabs(s_ce_t) >= std::numeric_limits<T>::min());
     for (std::size_t c0 = 0; c0 < a.inner; c0 += N) {
         const Chunk<V> ch{(a.inner - c0 < N) ? a.inner - c0 : N};
-        const T* x = a.x + c0;
-        T* g = a.grad ? a.grad + c0 : nullptr;
+        const typename V::S* x = a.x + c0;
+        typename V::S* g = a.grad ? a.grad + c0 : nullptr;
         // per lane: the label, or kIgnored (and the lanes past the chunk), or
         // kUnusable (out of range: labels changed by another thread since the
         // driver checked them -> NaN)
@@ -273,6 +294,7 @@ CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V
         }
         const reg m = col_max<V>(x, a.xs, n, ch);
         const reg ref = V::select(V::not_finite(m), zero, m);
+        const auto exp_at = ce_col_exp<V>(ch, ref, a.xs);
         reg xy = zero;
         auto rest_w = V::wide_zero();
         for (std::size_t i = 0; i < n;) {
@@ -281,7 +303,7 @@ CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V
             for (; i < end; ++i) {
                 const reg xv = ch.load(at(x, a.xs, i), -inf);
                 const reg e = vexp<V>(V::sub(xv, ref));
-                if (g) ch.store(at(g, a.gs, i), e);
+                if (kExpInOutput<V> && g) ch.store(at(g, a.gs, i), e);
                 const auto at_y = V::eq(vy, V::set1(static_cast<T>(i)));
                 xy = V::select(at_y, xv, xy);
                 r = V::add(r, V::select(at_y, zero, e));
@@ -350,9 +372,9 @@ CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V
         }
         const reg gy = V::fnmadd(f, rest, zero);  // (+0 for a single class)
         for (std::size_t i = 0; i < n; ++i) {
-            T* gi = at(g, a.gs, i);
+            typename V::S* gi = at(g, a.gs, i);
             const auto at_y = V::eq(vy, V::set1(static_cast<T>(i)));
-            const reg gv = V::select(at_y, gy, V::mul(ch.load(gi, 0), f));
+            const reg gv = V::select(at_y, gy, V::mul(exp_at(x, gi, i), f));
             ch.store(gi, V::select(skip, zero, V::select(special, nan, gv)));
         }
     }
@@ -362,7 +384,7 @@ CeSums ce_cols_labels(const CeCols<typename V::T>& a, const CeOptions<typename V
 }
 
 template <class V>
-CeSums cross_entropy_cols(const CeCols<typename V::T>& a, const CeOptions<typename V::T>& o) {
+CeSums cross_entropy_cols(const CeCols<typename V::S>& a, const CeOptions<typename V::S>& o) {
     if (!a.label) return ce_cols<V, true>(a, o);
     if (o.smoothing == 0 && o.z_loss == 0) return ce_cols_labels<V>(a, o);
     return ce_cols<V, false>(a, o);

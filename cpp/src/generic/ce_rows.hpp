@@ -45,7 +45,7 @@ constexpr std::size_t kCeGroupMaxVectors = 16;  // longest rows grouped (vectors
 
 // kTies: probabilities (see ExpSplit); integer labels otherwise.
 template <class V, bool kCap, bool kTies, class Coef, class MakeCoef>
-CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o,
+CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o,
                MakeCoef make_coef) {
     using T = typename V::T;
     constexpr double nan = std::numeric_limits<double>::quiet_NaN();
@@ -54,9 +54,10 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
     const double z = o.z_loss;
     const CeCall call(o, n, a.s_ce, a.s_z);
     // the store-then-scale gradient (one exp per element) needs the logits
-    // only in the read pass; soft-capping needs them again (its derivative)
+    // only in the read pass; soft-capping needs them again (its derivative),
+    // and half-precision storage recomputes the exponentials (kExpInOutput)
     constexpr bool kStore = !kCap;
-    const bool store = kStore && a.grad && !a.lse;
+    const bool store = kStore && kExpInOutput<V> && a.grad && !a.lse;
     const std::size_t blocks = (n + kBlock * V::N - 1) / (kBlock * V::N);
     // Short rows go through in groups (below); longer rows one at a time, so
     // that a row is still in L1 for its second look (measured: a group of 8
@@ -80,7 +81,7 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
         const T fill = ignore ? T(0) : std::numeric_limits<T>::quiet_NaN();
         if (a.loss) a.loss[r] = static_cast<double>(fill);
         if (!ignore) total.ce += static_cast<double>(fill);
-        if (T* g = g_of(r)) fill_row(g, n, fill);
+        if (typename V::S* g = g_of(r)) fill_row(g, n, to_storage<typename V::S>(fill));
         return true;
     };
 
@@ -102,9 +103,10 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
             total.z += zl;
             if (a.loss) a.loss[r] = ce + zl;
         }
-        T* g = g_of(r);
+        typename V::S* g = g_of(r);
         if (!g) return;
-        if (st.special) return fill_row(g, n, std::numeric_limits<T>::quiet_NaN());
+        if (st.special)
+            return fill_row(g, n, to_storage<typename V::S>(std::numeric_limits<T>::quiet_NaN()));
         const double scale = a.grad_scale ? a.grad_scale[r] : 1.0;
         const CeGradFactors f = a.label ? ce_label_factors(call, scale, wy, lse)
                                         : ce_target_factors(call, scale, st.cs, lse);
@@ -117,9 +119,11 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
             const double d = kCap ? static_cast<double>(cap.scalar_deriv(xy)) : 1.0;
             if (st.others >= 0) {  // p - 1 = -others / s: no cancellation when p is near 1
                 const double cy = static_cast<double>(coef.at(static_cast<std::size_t>(y)));
-                g[y] = static_cast<T>(label_gradient(f, st.label_exp, st.others, st.sum, cy) * d);
+                g[y] = to_storage<typename V::S>(
+                    static_cast<T>(label_gradient(f, st.label_exp, st.others, st.sum, cy) * d));
             } else {
-                g[y] = static_cast<T>(static_cast<double>(g[y]) - f.b * d);
+                g[y] = to_storage<typename V::S>(
+                    static_cast<T>(static_cast<double>(to_compute(g[y])) - f.b * d));
             }
         }
     };
@@ -128,8 +132,8 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
         for (std::size_t r = 0; r < a.rows; ++r) {
             std::int64_t y;
             if (ignored(r, y)) continue;
-            const T* x = x_of(r);
-            const T xy = a.label ? x[y] : T(0);
+            const typename V::S* x = x_of(r);
+            const T xy = a.label ? to_compute(x[y]) : T(0);
             const std::size_t skip = a.label ? static_cast<std::size_t>(y) : n;
             const Coef coef = make_coef(r);
             CeStats st;
@@ -221,7 +225,7 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
         if (ignored(r, y)) continue;
         rows[count] = r;
         ys[count] = y;
-        xys[count] = a.label ? x_of(r)[y] : T(0);
+        xys[count] = a.label ? to_compute(x_of(r)[y]) : T(0);
         if (++count == kCeGroup) group();
     }
     if (count) group();
@@ -229,7 +233,7 @@ CeSums ce_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o
 }
 
 template <class V, bool kCap>
-CeSums ce_rows_capped(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o) {
+CeSums ce_rows_capped(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o) {
     using T = typename V::T;
     if (!a.label) {
         const auto keep = V::set1(static_cast<T>(1 - o.smoothing));
@@ -264,18 +268,19 @@ constexpr std::size_t kCeTileLimit = sizeof(typename V::T) == 4 && V::N >= 16 ? 
 // lane is computed on its own, as in ce_cols, so a row's loss does not depend
 // on its batch.
 template <class V>
-CeSums ce_by_tiles(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o) {
+CeSums ce_by_tiles(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o) {
     using T = typename V::T;
     constexpr std::size_t N = V::N;
     alignas(64) T xt[kTileBytes / sizeof(T)];
     alignas(64) T tt[kTileBytes / sizeof(T)];
+    const CeOptions<T> co = compute_options(o);
     CeSums total;
     for (std::size_t r = 0; r < a.rows; r += N) {
         const std::size_t w = (a.rows - r < N) ? a.rows - r : N;
         const auto off = static_cast<std::ptrdiff_t>(r);
         tile_in<V>(a.x + off * a.xs, a.xs, xt, w, a.n);
         if (a.target) tile_in<V>(a.target + off * a.ts, a.ts, tt, w, a.n);
-        CeCols<T> c;
+        CeCols<T> c;  // over the tiles, in the compute type
         c.x = xt;
         c.xs = N;
         c.label = a.label ? a.label + off * a.ls : nullptr;
@@ -290,7 +295,7 @@ CeSums ce_by_tiles(const CeRows<typename V::T>& a, const CeOptions<typename V::T
         c.s_z = a.s_z;
         c.n = a.n;
         c.inner = w;
-        const CeSums s = cross_entropy_cols<V>(c, o);
+        const CeSums s = cross_entropy_cols<typename V::Compute>(c, co);
         total.ce += s.ce;
         total.z += s.z;
         if (a.grad) tile_out<V>(xt, a.grad + off * a.gs, a.gs, w, a.n);
@@ -299,7 +304,7 @@ CeSums ce_by_tiles(const CeRows<typename V::T>& a, const CeOptions<typename V::T
 }
 
 template <class V>
-CeSums cross_entropy_rows(const CeRows<typename V::T>& a, const CeOptions<typename V::T>& o) {
+CeSums cross_entropy_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o) {
     if (o.softcap == 0 && !a.lse && tiles_pay<V>(a.n, kCeTileLimit<V>)) return ce_by_tiles<V>(a, o);
     return o.softcap != 0 ? ce_rows_capped<V, true>(a, o) : ce_rows_capped<V, false>(a, o);
 }

@@ -69,7 +69,7 @@ struct OnesCoef {  // integer labels, smoothing, no weights
 template <class V>
 struct WeightCoef {  // integer labels, smoothing, class weights
     static constexpr bool kNone = false;
-    const typename V::S* w;
+    const typename V::T* w;  // (class weights are in the compute type)
     typename V::reg load(std::size_t i) const { return V::load(w + i); }
     typename V::reg load_partial(std::size_t i, std::size_t len) const {
         return V::load_partial(w + i, len, 0);
@@ -81,7 +81,7 @@ template <class V, bool kWeight>
 struct TargetCoef {  // probabilities t: w * t', t' = (1 - eps) * t + eps / n
     static constexpr bool kNone = false;
     const typename V::S* t;
-    const typename V::S* w;
+    const typename V::T* w;
     typename V::reg keep, add;  // 1 - eps, eps / n
     typename V::reg of(typename V::reg tv, typename V::reg wv) const {
         const auto tp = V::fmadd(tv, keep, add);

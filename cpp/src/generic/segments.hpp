@@ -29,28 +29,38 @@ MaxSum segment_max_sum(const typename V::S* x, std::size_t n, typename V::S* y, 
     using T = typename V::T;
     static_assert(kBlock * V::N >= kMinSegmentBlock, "refs are sized for kMinSegmentBlock");
     const MaxSum ms =
-        y ? online_max_sum<V>(
-                x, n,
-                [&](std::size_t b, std::size_t i, std::size_t len, T ref) {
-                    refs[b] = ref;
-                    return ref == neg_inf<T>() ? 0.0 : row_store_exp_sum<V>(x + i, y + i, len, ref);
-                })
-          : row_online_max_sum<V>(x, n);
+        (y && kExpInOutput<V>)
+            ? online_max_sum<V>(x, n,
+                                [&](std::size_t b, std::size_t i, std::size_t len, T ref) {
+                                    refs[b] = ref;
+                                    return ref == neg_inf<T>()
+                                               ? 0.0
+                                               : row_store_exp_sum<V>(x + i, y + i, len, ref);
+                                })
+            : row_online_max_sum<V>(x, n);
     if (ms.special && row_max<V>(x, n) == neg_inf<T>() && !has_nan(x, n))
         return {static_cast<double>(neg_inf<T>()), 0.0, false};
     return ms;
 }
 
-// softmax's second pass over a segment: y = exp(x - ref) * exp(ref - max) / sum.
+// softmax's second pass over a segment, given the row's (max, sum):
+// y = exp(x - ref) * exp(ref - max) / sum from the exponentials the first
+// pass left in y, or (half precision, kExpInOutput) y = exp(x - max) / sum.
 template <class V>
-void softmax_segment_scale(typename V::S* y, std::size_t n, const typename V::T* refs, double max,
-                           double sum, const SoftmaxParams&) {
+void softmax_segment_scale(const typename V::S* x, typename V::S* y, std::size_t n,
+                           const typename V::T* refs, double max, double sum,
+                           const SoftmaxParams& params) {
     using T = typename V::T;
+    if constexpr (!kExpInOutput<V>) {  // y holds nothing yet (segment_max_sum)
+        softmax_row_from_stats<V>(x, y, n, static_cast<T>(max), sum, params.from_memory);
+        if (params.from_memory) V::stream_fence();
+        return;
+    }
     constexpr std::size_t B = kBlock * V::N;
     for (std::size_t b = 0, i = 0; i < n; ++b, i += B) {
         const std::size_t len = (n - i < B) ? n - i : B;
         if (refs[b] == neg_inf<T>()) {
-            fill_strided(y + i, 1, len, T(0));
+            fill_strided<typename V::S>(y + i, 1, len, T(0));
             continue;
         }
         const auto vf = Factor<V>::of(std::exp(static_cast<double>(refs[b]) - max) / sum);
@@ -92,7 +102,7 @@ void softmax_long_row(const typename V::S* x, typename V::S* y, std::size_t n,
     const MaxSum ms = segment_max_sum<V>(x, n, y, refs.data, params);
     if (ms.special || !(ms.max > static_cast<double>(neg_inf<T>())))  // (or only -inf)
         return softmax_special(y, 1, n);
-    softmax_segment_scale<V>(y, n, refs.data, ms.max, ms.sum, params);
+    softmax_segment_scale<V>(x, y, n, refs.data, ms.max, ms.sum, params);
 }
 
 }  // namespace fastsoftmax::FASTSOFTMAX_TARGET

@@ -58,10 +58,9 @@ struct ShortSoftmax {
     template <std::size_t G>
     static void run(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
                     std::size_t n) {
-        using T = typename V::T;
         const ShortGroup<V, G, true> g(x, xs, n);
         for (std::size_t k = 0; k < G; ++k) {
-            T* yk = y + static_cast<std::ptrdiff_t>(k) * ys;
+            typename V::S* yk = y + static_cast<std::ptrdiff_t>(k) * ys;
             if (g.special[k])
                 softmax_special(yk, 1, n);
             else
@@ -101,7 +100,8 @@ struct ShortLogSumExp {
         logs_of<V>(g.sum, logs, G);
         for (std::size_t k = 0; k < G; ++k) {
             const std::ptrdiff_t kk = static_cast<std::ptrdiff_t>(k);
-            out[kk * os] = g.special[k] ? logsumexp_special(x + kk * xs, 1, n) : g.max[k] + logs[k];
+            out[kk * os] = to_storage<typename V::S>(
+                g.special[k] ? logsumexp_special(x + kk * xs, 1, n) : g.max[k] + logs[k]);
         }
     }
 };

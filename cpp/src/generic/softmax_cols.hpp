@@ -22,8 +22,9 @@ void softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
         const auto m = col_max<V>(x + c, xs, n, ch);
         const auto bad = V::not_finite(m);
-        const auto wide =
-            col_sum_exp<V, true>(x + c, xs, y + c, ys, n, V::select(bad, V::zero(), m), ch);
+        const auto ref = V::select(bad, V::zero(), m);
+        // (half precision: no exponentials in y, see kExpInOutput)
+        const auto wide = col_sum_exp<V, kExpInOutput<V>>(x + c, xs, y + c, ys, n, ref, ch);
         // per lane 1/sum as hi + lo (see Factor); a non-finite max makes the
         // whole lane NaN (SciPy), a NaN sum does by itself
         double sums[V::N];
@@ -37,25 +38,61 @@ void softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
             lo[l] = static_cast<T>(inv - static_cast<double>(hi[l]));
         }
         const Factor<V> inv{V::load(hi), V::load(lo)};
-        for (std::size_t i = 0; i < n; ++i) {
-            T* p = y + c + static_cast<std::ptrdiff_t>(i) * ys;
-            ch.store(p, inv.apply(ch.load(p, 0)));
+        if constexpr (kExpInOutput<V>) {
+            for (std::size_t i = 0; i < n; ++i) {
+                typename V::S* p = y + c + static_cast<std::ptrdiff_t>(i) * ys;
+                ch.store(p, inv.apply(ch.load(p, 0)));
+            }
+        } else {
+            const auto ref_lo = exp_floor<V>(ref);
+            for (std::size_t i = 0; i < n; ++i) {
+                const auto at = static_cast<std::ptrdiff_t>(i);
+                const auto e = vexp_sub<V>(ch.load(x + c + at * xs, neg_inf<T>()), ref, ref_lo);
+                ch.store(y + c + at * ys, inv.apply(e));
+            }
         }
     }
 }
 
 template <class V>
 void log_softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
-                      std::ptrdiff_t ys, std::size_t n, std::size_t inner, const SoftmaxParams&) {
+                      std::ptrdiff_t ys, std::size_t n, std::size_t inner,
+                      const SoftmaxParams& params) {
     if (n == 0) return;
+    const bool narrow = !kExpInOutput<V> || params.narrow_output;
     for (std::size_t c = 0; c < inner; c += V::N) {
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
         const auto m = col_max<V>(x + c, xs, n, ch);
-        const auto s = V::wide_round(col_sum_exp<V, false>(
-            x + c, xs, nullptr, 0, n, V::select(V::not_finite(m), V::zero(), m), ch));
+        const auto ref = V::select(V::not_finite(m), V::zero(), m);
+        auto wide = V::wide_zero();
+        if (!narrow) {
+            wide = col_sum_exp<V, false>(x + c, xs, nullptr, 0, n, ref, ch);
+        } else {  // each term straight into the wide sum: no float sum holding the
+                  // maximum's 1 rounds the small terms, so s - 1 is exact enough
+            using T = typename V::T;
+            for (std::size_t i = 0; i < n; ++i)
+                V::wide_add(
+                    wide,
+                    vexp<V>(V::sub(
+                        ch.load(x + c + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()), ref)));
+        }
         // max = +inf: s = +inf, so (x - max) - log(s) is NaN at +inf, -inf elsewhere;
         // all -inf: x - max is NaN; a NaN: s is NaN. SciPy's answers in each case.
-        const auto ls = vlog<V>(s);
+        typename V::reg ls;
+        if (!narrow) {
+            ls = vlog<V>(V::wide_round(wide));
+        } else {
+            // half precision: log(s) = log1p(s - 1), s - 1 formed in double, so that
+            // the outputs near 0 (the maximum's, -log(s) for s near 1) keep their
+            // relative accuracy, as a 1-ulp result in 8 or 11 bits needs
+            double lanes[V::N];
+            typename V::T rest[V::N];
+            V::wide_store(wide, lanes);
+            for (std::size_t l = 0; l < V::N; ++l)
+                rest[l] = static_cast<typename V::T>(lanes[l] - 1.0);
+            const auto r = V::load(rest);  // (+inf and NaN as log's: themselves)
+            ls = V::select(V::not_finite(r), r, vlog1p<V>(r));
+        }
         for (std::size_t i = 0; i < n; ++i) {
             const auto xv = ch.load(x + c + static_cast<std::ptrdiff_t>(i) * xs, 0);
             ch.store(y + c + static_cast<std::ptrdiff_t>(i) * ys, V::sub(V::sub(xv, m), ls));

@@ -63,13 +63,14 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
     constexpr std::size_t N = V::N;
     const std::size_t tail = n % N;
     const std::size_t full = n - tail;
-    T m = row_max<V>(x, n);  // of the current row
-    T* prev = nullptr;       // the previous row, still to be scaled by inv_prev
+    T m = row_max<V>(x, n);         // of the current row
+    typename V::S* prev = nullptr;  // the previous row, still to be scaled by inv_prev
     Factor<V> inv_prev{V::zero(), V::zero()};
     for (std::size_t r = 0; r < rows; ++r) {
-        const T* xr = x + static_cast<std::ptrdiff_t>(r) * xs;
-        T* yr = y + static_cast<std::ptrdiff_t>(r) * ys;
-        const T* xn = (r + 1 < rows) ? xr + xs : xr;  // the next row (the last row re-reads itself)
+        const typename V::S* xr = x + static_cast<std::ptrdiff_t>(r) * xs;
+        typename V::S* yr = y + static_cast<std::ptrdiff_t>(r) * ys;
+        const typename V::S* xn =
+            (r + 1 < rows) ? xr + xs : xr;  // the next row (the last row re-reads itself)
         const bool ok = std::isfinite(m);
         const reg vm = V::set1(ok ? m : T(0));
         const reg vlo = V::set1(exp_floor(ok ? m : T(0)));
@@ -125,6 +126,18 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
             softmax_cols<typename V::Compute>(t, V::N, t, V::N, n, w, params);
         });
     if (n <= V::N) return short_rows<ShortSoftmax<V>>(x, xs, y, ys, rows, n);
+    if constexpr (!kExpInOutput<V>) {  // half precision: a read pass, then one rounding each
+        for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
+            const MaxSum ms = row_online_max_sum<V>(x, n);
+            if (ms.special)
+                softmax_special(y, 1, n);
+            else
+                softmax_row_from_stats<V>(x, y, n, static_cast<T>(ms.max), ms.sum,
+                                          params.from_memory);
+        }
+        if (params.from_memory) V::stream_fence();
+        return;
+    }
     if (n * sizeof(T) > kLongRowBytes) {
         for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys)
             softmax_long_row<V>(x, y, n, params);
@@ -191,14 +204,15 @@ void logsumexp_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename V:
     using T = typename V::T;
     for (std::size_t r = 0; r < rows; r += kLogGroup) {
         const std::size_t g = std::min(kLogGroup, rows - r);
-        const T* xg = x + static_cast<std::ptrdiff_t>(r) * xs;
+        const typename V::S* xg = x + static_cast<std::ptrdiff_t>(r) * xs;
         MaxSum ms[kLogGroup];
         T logs[kLogGroup];
         row_group_stats<V>(xg, xs, g, n, ms, logs);
         for (std::size_t k = 0; k < g; ++k) {
-            T* o = out + static_cast<std::ptrdiff_t>(r + k) * os;
-            *o = ms[k].special ? logsumexp_special(xg + static_cast<std::ptrdiff_t>(k) * xs, 1, n)
-                               : static_cast<T>(ms[k].max + static_cast<double>(logs[k]));
+            typename V::S* o = out + static_cast<std::ptrdiff_t>(r + k) * os;
+            *o = to_storage<typename V::S>(
+                ms[k].special ? logsumexp_special(xg + static_cast<std::ptrdiff_t>(k) * xs, 1, n)
+                              : static_cast<T>(ms[k].max + static_cast<double>(logs[k])));
         }
     }
 }
@@ -209,14 +223,14 @@ void log_softmax_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename 
     using T = typename V::T;
     for (std::size_t r = 0; r < rows; r += kLogGroup) {
         const std::size_t g = std::min(kLogGroup, rows - r);
-        const T* xg = x + static_cast<std::ptrdiff_t>(r) * xs;
-        T* yg = y + static_cast<std::ptrdiff_t>(r) * ys;
+        const typename V::S* xg = x + static_cast<std::ptrdiff_t>(r) * xs;
+        typename V::S* yg = y + static_cast<std::ptrdiff_t>(r) * ys;
         MaxSum ms[kLogGroup];
         T logs[kLogGroup];
         row_group_stats<V>(xg, xs, g, n, ms, logs);
         for (std::size_t k = 0; k < g; ++k) {
-            const T* xk = xg + static_cast<std::ptrdiff_t>(k) * xs;
-            T* yk = yg + static_cast<std::ptrdiff_t>(k) * ys;
+            const typename V::S* xk = xg + static_cast<std::ptrdiff_t>(k) * xs;
+            typename V::S* yk = yg + static_cast<std::ptrdiff_t>(k) * ys;
             if (ms[k].special) {
                 log_softmax_special(xk, 1, yk, 1, n);
                 continue;
@@ -234,7 +248,9 @@ void log_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
     if (n == 0) return;
     if (tiles_pay<V>(n, kLogSoftmaxTileLimit<V>))
         return by_tiles<V>(x, xs, y, ys, rows, n, n, [n, &params](typename V::T* t, std::size_t w) {
-            log_softmax_cols<typename V::Compute>(t, V::N, t, V::N, n, w, params);
+            SoftmaxParams tile_params = params;
+            tile_params.narrow_output = !kExpInOutput<V>;
+            log_softmax_cols<typename V::Compute>(t, V::N, t, V::N, n, w, tile_params);
         });
     if (n <= V::N) return short_rows<ShortLogSoftmax<V>>(x, xs, y, ys, rows, n);
     const bool stream = params.from_memory;
@@ -268,11 +284,12 @@ void logsumexp_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* ou
         return logsumexp_row_groups<V>(x, xs, out, os, rows, n);
     for (std::size_t r = 0; r < rows; ++r, x += xs, out += os) {
         if (n == 0) {
-            *out = neg_inf<T>();
+            *out = to_storage<typename V::S>(neg_inf<T>());
             continue;
         }
         const MaxSum ms = row_online_max_sum<V>(x, n);
-        *out = ms.special ? logsumexp_special(x, 1, n) : static_cast<T>(ms.max + std::log(ms.sum));
+        *out = to_storage<typename V::S>(ms.special ? logsumexp_special(x, 1, n)
+                                                    : static_cast<T>(ms.max + std::log(ms.sum)));
     }
 }
 

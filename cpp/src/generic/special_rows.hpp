@@ -4,12 +4,14 @@
 //   log_softmax  : NaN present or all -inf -> every entry NaN;
 //                  max +inf -> NaN where x = +inf, -inf elsewhere;
 //   logsumexp    : NaN present -> NaN, else the maximum (+inf or -inf).
-// Strides are in elements.
+// Strides are in elements; S is the storage type (its values are compared and
+// written in the compute type, compute_t<S>).
 #pragma once
 
 #include <cstddef>
 #include <limits>
 
+#include "fastsoftmax/half.hpp"
 #include "generic/target.hpp"
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
@@ -20,12 +22,13 @@ struct RowExtremes {
     bool all_neg_inf = true;
 };
 
-template <class T>
-RowExtremes scan_extremes(const T* x, std::ptrdiff_t xs, std::size_t n) {
+template <class S>
+RowExtremes scan_extremes(const S* x, std::ptrdiff_t xs, std::size_t n) {
+    using T = compute_t<S>;
     RowExtremes r;
     constexpr T inf = std::numeric_limits<T>::infinity();
     for (std::size_t i = 0; i < n; ++i) {
-        const T v = x[static_cast<std::ptrdiff_t>(i) * xs];
+        const T v = to_compute(x[static_cast<std::ptrdiff_t>(i) * xs]);
         if (v != v) r.has_nan = true;
         if (v == inf) r.has_pos_inf = true;
         if (v != -inf) r.all_neg_inf = false;
@@ -33,19 +36,21 @@ RowExtremes scan_extremes(const T* x, std::ptrdiff_t xs, std::size_t n) {
     return r;
 }
 
-template <class T>
-void fill_strided(T* y, std::ptrdiff_t ys, std::size_t n, T value) {
-    for (std::size_t i = 0; i < n; ++i) y[static_cast<std::ptrdiff_t>(i) * ys] = value;
+template <class S>
+void fill_strided(S* y, std::ptrdiff_t ys, std::size_t n, compute_t<S> value) {
+    const S v = to_storage<S>(value);
+    for (std::size_t i = 0; i < n; ++i) y[static_cast<std::ptrdiff_t>(i) * ys] = v;
 }
 
-template <class T>
-void softmax_special(T* y, std::ptrdiff_t ys, std::size_t n) {
-    fill_strided(y, ys, n, std::numeric_limits<T>::quiet_NaN());
+template <class S>
+void softmax_special(S* y, std::ptrdiff_t ys, std::size_t n) {
+    fill_strided(y, ys, n, std::numeric_limits<compute_t<S>>::quiet_NaN());
 }
 
 // x is read before y is written, element by element, so y may alias x.
-template <class T>
-void log_softmax_special(const T* x, std::ptrdiff_t xs, T* y, std::ptrdiff_t ys, std::size_t n) {
+template <class S>
+void log_softmax_special(const S* x, std::ptrdiff_t xs, S* y, std::ptrdiff_t ys, std::size_t n) {
+    using T = compute_t<S>;
     constexpr T inf = std::numeric_limits<T>::infinity();
     constexpr T nan = std::numeric_limits<T>::quiet_NaN();
     const RowExtremes r = scan_extremes(x, xs, n);
@@ -54,13 +59,15 @@ void log_softmax_special(const T* x, std::ptrdiff_t xs, T* y, std::ptrdiff_t ys,
         return;
     }
     for (std::size_t i = 0; i < n; ++i) {
-        const T v = x[static_cast<std::ptrdiff_t>(i) * xs];
-        y[static_cast<std::ptrdiff_t>(i) * ys] = (v == inf) ? nan : -inf;
+        const T v = to_compute(x[static_cast<std::ptrdiff_t>(i) * xs]);
+        y[static_cast<std::ptrdiff_t>(i) * ys] = to_storage<S>((v == inf) ? nan : -inf);
     }
 }
 
-template <class T>
-T logsumexp_special(const T* x, std::ptrdiff_t xs, std::size_t n) {
+// (in the compute type: the caller stores it)
+template <class S>
+compute_t<S> logsumexp_special(const S* x, std::ptrdiff_t xs, std::size_t n) {
+    using T = compute_t<S>;
     constexpr T inf = std::numeric_limits<T>::infinity();
     const RowExtremes r = scan_extremes(x, xs, n);
     if (r.has_nan) return std::numeric_limits<T>::quiet_NaN();

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <type_traits>
+#include <utility>
 
 #include "generic/blocks.hpp"
 #include "generic/target.hpp"
@@ -33,7 +34,10 @@ constexpr std::size_t kTileBytes = 8192;
 template <class V, class = void>
 struct HasTranspose : std::false_type {};
 template <class V>
-struct HasTranspose<V, std::void_t<decltype(&V::transpose)>> : std::true_type {};
+struct HasTranspose<
+    V, std::void_t<decltype(V::transpose(std::declval<const typename V::T*>(), std::ptrdiff_t{},
+                                         std::declval<typename V::T*>(), std::ptrdiff_t{}))>>
+    : std::true_type {};
 
 // Whether rows of n go by tiles: on targets with a vector transpose (moved
 // element by element, the tiles were slower), by n (and the op, the type and
@@ -69,7 +73,7 @@ void tile_in(const typename V::S* x, std::ptrdiff_t xs, typename V::T* tile, std
         }
     }
     for (std::size_t l = 0; l < w; ++l, x += xs)
-        for (std::size_t k = 0; k < n; ++k) tile[k * N + l] = x[k];
+        for (std::size_t k = 0; k < n; ++k) tile[k * N + l] = to_compute(x[k]);
 }
 
 // Lanes [0, w) of the tile's first n rows back into rows [0, w) of y:
@@ -94,7 +98,7 @@ void tile_out(const typename V::T* tile, typename V::S* y, std::ptrdiff_t ys, st
         }
     }
     for (std::size_t l = 0; l < w; ++l, y += ys)
-        for (std::size_t k = 0; k < n; ++k) y[k] = tile[k * N + l];
+        for (std::size_t k = 0; k < n; ++k) y[k] = to_storage<typename V::S>(tile[k * N + l]);
 }
 
 // cols(tile, w) computes lanes [0, w) of the n x V::N tile in place; the

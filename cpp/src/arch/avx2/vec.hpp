@@ -229,4 +229,50 @@ struct F64 : BufferedPartialStore<F64>, ScaleOrZero<F64>, NeumaierLanes<F64> {
     };
 };
 
+// Half-precision storage (Converting, common_ops.hpp): 8 elements of 16 bits
+// per float vector; partial loads and stores go through the stack.
+
+// bfloat16: the top half of a float; narrowing rounds to nearest even.
+struct Bf16Cvt {
+    static __m256 widen(__m128i h) {
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    static __m128i narrow(__m256 v) {
+        const __m256i u = _mm256_castps_si256(v);
+        const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+        __m256i r = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb);
+        const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        r = _mm256_blendv_epi8(r, _mm256_or_si256(u, _mm256_set1_epi32(0x00400000)), nan);
+        r = _mm256_srli_epi32(r, 16);  // <= 0xffff: packus keeps it
+        return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    }
+    static __m256 load(const bfloat16* p) {
+        return widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static void store(bfloat16* p, __m256 v) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(p), narrow(v));
+    }
+    static void stream(bfloat16* p, __m256 v) {
+        _mm_stream_si128(reinterpret_cast<__m128i*>(p), narrow(v));
+    }
+};
+
+// float16: F16C's vcvtph2ps / vcvtps2ph (round to nearest even).
+struct F16Cvt {
+    static __m256 load(const float16* p) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static void store(float16* p, __m256 v) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                         _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+    static void stream(float16* p, __m256 v) {
+        _mm_stream_si128(reinterpret_cast<__m128i*>(p),
+                         _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+};
+
+struct BF16 : Converting<F32, bfloat16, Bf16Cvt> {};
+struct F16 : Converting<F32, float16, F16Cvt> {};
+
 }  // namespace fastsoftmax::avx2

@@ -197,4 +197,66 @@ struct F64 : NeumaierLanes<F64> {
     };
 };
 
+// Half-precision storage (Converting, common_ops.hpp): 16 elements of 16 bits
+// per float vector, masked loads and stores of 16-bit lanes (AVX512BW).
+inline __mmask16 lanes16(std::size_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+
+// bfloat16: the top half of a float. Widening is a shift; narrowing rounds
+// to nearest even with integer adds (AVX512-BF16's vcvtneps2bf16 would also
+// do, but flushes subnormals to zero).
+struct Bf16Cvt {
+    static __m512 widen(__m256i h) {
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    static __m512i narrow(__m512 v) {  // bfloat16 bits in the low half of each lane
+        const __m512i u = _mm512_castps_si512(v);
+        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+        const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
+        const __m512i quiet = _mm512_or_si512(u, _mm512_set1_epi32(0x00400000));
+        return _mm512_srli_epi32(
+            _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), quiet), 16);
+    }
+    static __m512 load(const bfloat16* p) {
+        return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+    static __m512 load_partial(const bfloat16* p, std::size_t n, float fill) {
+        const __mmask16 m = lanes16(n);
+        return _mm512_mask_blend_ps(m, _mm512_set1_ps(fill), widen(_mm256_maskz_loadu_epi16(m, p)));
+    }
+    static void store(bfloat16* p, __m512 v) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(narrow(v)));
+    }
+    static void store_partial(bfloat16* p, std::size_t n, __m512 v) {
+        _mm512_mask_cvtepi32_storeu_epi16(p, lanes16(n), narrow(v));
+    }
+    static void stream(bfloat16* p, __m512 v) {
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(narrow(v)));
+    }
+};
+
+// float16: vcvtph2ps / vcvtps2ph (round to nearest even, subnormals kept).
+struct F16Cvt {
+    static constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    static __m512 load(const float16* p) {
+        return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+    static __m512 load_partial(const float16* p, std::size_t n, float fill) {
+        const __mmask16 m = lanes16(n);
+        return _mm512_mask_blend_ps(m, _mm512_set1_ps(fill),
+                                    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)));
+    }
+    static void store(float16* p, __m512 v) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, kRound));
+    }
+    static void store_partial(float16* p, std::size_t n, __m512 v) {
+        _mm256_mask_storeu_epi16(p, lanes16(n), _mm512_cvtps_ph(v, kRound));
+    }
+    static void stream(float16* p, __m512 v) {
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, kRound));
+    }
+};
+
+struct BF16 : Converting<F32, bfloat16, Bf16Cvt> {};
+struct F16 : Converting<F32, float16, F16Cvt> {};
+
 }  // namespace fastsoftmax::avx512

@@ -93,4 +93,15 @@ struct F64 : Scalar<double, std::uint64_t, 52, 1023> {
     static void wide_store(const Wide& w, double* lanes) { lanes[0] = w.value(); }
 };
 
+// Half-precision storage (Converting, common_ops.hpp): one element at a time,
+// by the portable scalar conversions of fastsoftmax/half.hpp.
+template <class H>
+struct ScalarCvt {
+    static float load(const H* p) { return to_compute(*p); }
+    static void store(H* p, float v) { *p = to_storage<H>(v); }
+};
+
+struct BF16 : Converting<F32, bfloat16, ScalarCvt<bfloat16>> {};
+struct F16 : Converting<F32, float16, ScalarCvt<float16>> {};
+
 }  // namespace fastsoftmax::baseline

@@ -182,4 +182,37 @@ struct F64 : BufferedPartialLoad<F64>,
     };
 };
 
+// Half-precision storage (Converting, common_ops.hpp): 4 elements of 16 bits
+// per float vector; partial loads and stores go through the stack.
+inline const std::uint16_t* bits16(const void* p) { return static_cast<const std::uint16_t*>(p); }
+inline std::uint16_t* bits16(void* p) { return static_cast<std::uint16_t*>(p); }
+
+// bfloat16: the top half of a float; narrowing rounds to nearest even.
+struct Bf16Cvt {
+    static float32x4_t load(const bfloat16* p) {
+        return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(bits16(p)), 16));
+    }
+    static void store(bfloat16* p, float32x4_t v) {
+        const uint32x4_t u = vreinterpretq_u32_f32(v);
+        const uint32x4_t lsb = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1));
+        uint32x4_t r = vaddq_u32(vaddq_u32(u, vdupq_n_u32(0x7fff)), lsb);
+        const uint32x4_t nan = vmvnq_u32(vceqq_f32(v, v));
+        r = vbslq_u32(nan, vorrq_u32(u, vdupq_n_u32(0x00400000)), r);
+        vst1_u16(bits16(p), vshrn_n_u32(r, 16));
+    }
+};
+
+// float16: FCVTL / FCVTN (round to nearest even, the default FPCR mode).
+struct F16Cvt {
+    static float32x4_t load(const float16* p) {
+        return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(bits16(p))));
+    }
+    static void store(float16* p, float32x4_t v) {
+        vst1_u16(bits16(p), vreinterpret_u16_f16(vcvt_f16_f32(v)));
+    }
+};
+
+struct BF16 : Converting<F32, bfloat16, Bf16Cvt> {};
+struct F16 : Converting<F32, float16, F16Cvt> {};
+
 }  // namespace fastsoftmax::neon
