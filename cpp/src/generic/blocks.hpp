@@ -104,9 +104,11 @@ struct ExpSum {
     }
 };
 
-// Stores exp(x - m) into y (which may alias x) and returns the sum.
-template <class V>
-double row_store_exp_sum(const typename V::S* x, typename V::S* y, std::size_t n, typename V::T m) {
+// Stores exp(x - m) into y (which may alias x) and returns the sum. y is
+// the output (of V::S) or a scratch row of V::T (half precision, see
+// kExpInOutput).
+template <class V, class Y>
+double row_store_exp_sum(const typename V::S* x, Y* y, std::size_t n, typename V::T m) {
     constexpr std::size_t N = V::N;
     const auto vm = V::set1(m);
     const auto vlo = V::set1(exp_floor(m));
@@ -156,11 +158,11 @@ struct Scratch {
 // writes them with non-temporal (streaming) stores, which saves reading each
 // destination line before writing it, and softmax does not pipeline them.
 
-// y[i] = op(src[i]) for i < n; src may be y. With `stream`, the aligned
-// middle of y is written with non-temporal stores (call V::stream_fence()
-// before the data is used by another thread).
-template <class V, class Op>
-void map_row(const typename V::S* src, typename V::S* y, std::size_t n, Op op, bool stream) {
+// y[i] = op(src[i]) for i < n; src may be y, or a scratch row of V::T. With
+// `stream`, the aligned middle of y is written with non-temporal stores (call
+// V::stream_fence() before the data is used by another thread).
+template <class V, class Op, class Src>
+void map_row(const Src* src, typename V::S* y, std::size_t n, Op op, bool stream) {
     constexpr std::size_t N = V::N;
     std::size_t i = 0;
     if (stream) {

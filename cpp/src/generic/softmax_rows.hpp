@@ -116,6 +116,11 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
     if (prev) map_row<V>(prev, prev, n, [inv_prev](reg v) { return inv_prev.apply(v); }, false);
 }
 
+// Half-precision rows up to this many bytes of float exponentials keep them
+// in a scratch row (L2) between the exp pass and the scaling pass; longer
+// rows compute them twice rather than take the scratch row through memory.
+constexpr std::size_t kHalfScratchBytes = std::size_t(256) << 10;
+
 template <class V>
 void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
                   std::size_t rows, std::size_t n, const SoftmaxParams& params) {
@@ -126,7 +131,27 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
             softmax_cols<typename V::Compute>(t, V::N, t, V::N, n, w, params);
         });
     if (n <= V::N) return short_rows<ShortSoftmax<V>>(x, xs, y, ys, rows, n);
-    if constexpr (!kExpInOutput<V>) {  // half precision: a read pass, then one rounding each
+    if constexpr (!kExpInOutput<V>) {  // half precision: each output rounded once
+        if (n * sizeof(T) <= kHalfScratchBytes) {
+            // the exponentials in a float row that stays in L1/L2, then scaled
+            // into y: one exp per element, as the float rows do
+            Scratch<T> e(n);
+            for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
+                const T m = row_max<V>(x, n);
+                const double sum = std::isfinite(m) ? row_store_exp_sum<V>(x, e.data, n, m) : 0.0;
+                if (!std::isfinite(m) || sum != sum) {  // max not finite, or a NaN in the row
+                    softmax_special(y, 1, n);
+                    continue;
+                }
+                const auto inv = Factor<V>::reciprocal(sum);
+                map_row<V>(
+                    e.data, y, n, [inv](typename V::reg v) { return inv.apply(v); },
+                    params.from_memory);
+            }
+            if (params.from_memory) V::stream_fence();
+            return;
+        }
+        // longer rows: a read pass for (max, sum), then exp(x - max) / sum again
         for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
             const MaxSum ms = row_online_max_sum<V>(x, n);
             if (ms.special)
