@@ -35,8 +35,8 @@ struct SplitLanes {
 // stores exp(x' - ref) there (e may be x). skip: the index (in the stretch)
 // left out of rest when !kTies, or anything >= len. Returns the sums per
 // lane (ce_stretch: reduced).
-template <class V, bool kCap, class Coef, bool kStore, bool kTies>
-SplitLanes<V, kTies> ce_stretch_lanes(const typename V::S* x, typename V::S* e, std::size_t len,
+template <class V, bool kCap, class Coef, bool kStore, bool kTies, class E>
+SplitLanes<V, kTies> ce_stretch_lanes(const typename V::S* x, E* e, std::size_t len,
                                       typename V::T ref, const Cap<V, kCap>& cap, const Coef& coef,
                                       std::size_t base, double& lin, double& cs, std::size_t skip) {
     using T = typename V::T;
@@ -116,8 +116,8 @@ SplitLanes<V, kTies> ce_stretch_lanes(const typename V::S* x, typename V::S* e, 
     return {t0, V::add(s0, s1)};
 }
 
-template <class V, bool kCap, class Coef, bool kStore, bool kTies>
-ExpSplit ce_stretch(const typename V::S* x, typename V::S* e, std::size_t len, typename V::T ref,
+template <class V, bool kCap, class Coef, bool kStore, bool kTies, class E>
+ExpSplit ce_stretch(const typename V::S* x, E* e, std::size_t len, typename V::T ref,
                     const Cap<V, kCap>& cap, const Coef& coef, std::size_t base, double& lin,
                     double& cs, std::size_t skip) {
     return ce_stretch_lanes<V, kCap, Coef, kStore, kTies>(x, e, len, ref, cap, coef, base, lin, cs,
@@ -163,9 +163,10 @@ double ce_log1p_arg(const ExpSplit& sum, double ey) {
 // e (kStore), the exponentials of each block are stored there against the
 // running maximum of that block, which goes into refs[block]. y: the label
 // (integer labels, !kTies) and x_y = x[y], read before e may overwrite it.
-template <class V, bool kCap, class Coef, bool kStore, bool kTies>
+// e: the gradient row, or a float scratch row (half precision, kExpInOutput).
+template <class V, bool kCap, class Coef, bool kStore, bool kTies, class E = typename V::S>
 CeStats ce_row_stats(const typename V::S* x, std::size_t n, const Cap<V, kCap>& cap,
-                     const Coef& coef, std::size_t y, typename V::T x_y, typename V::S* e = nullptr,
+                     const Coef& coef, std::size_t y, typename V::T x_y, E* e = nullptr,
                      typename V::T* refs = nullptr) {
     using T = typename V::T;
     CeStats st;
@@ -184,7 +185,7 @@ CeStats ce_row_stats(const typename V::S* x, std::size_t n, const Cap<V, kCap>& 
         }
         if constexpr (kStore) refs[b] = ref;
         const double before = st.cs;
-        const ExpSplit bs = ce_stretch<V, kCap, Coef, kStore, kTies>(
+        const ExpSplit bs = ce_stretch<V, kCap, Coef, kStore, kTies, E>(
             x + i, kStore ? e + i : nullptr, len, ref, cap, coef, i, st.lin, st.cs, y - i);
         seen += st.cs - before;
         sum.ties += bs.ties;
@@ -245,10 +246,11 @@ void ce_row_grad(const typename V::S* x, typename V::S* g, std::size_t n, typena
 }
 
 // The gradient pass over stored exponentials (ce_row_stats with kStore):
-// g[c] = f_b * g[c] - e * coef[c], f_b = f * exp(refs[b] - m) per block.
-template <class V, class Coef>
-void ce_row_scale(typename V::S* g, std::size_t n, const typename V::T* refs, double m, double f,
-                  typename V::T e, const Coef& coef) {
+// g[c] = f_b * src[c] - e * coef[c], f_b = f * exp(refs[b] - m) per block;
+// src is g itself, or the float scratch row (half precision).
+template <class V, class Coef, class E>
+void ce_row_scale(const E* src, typename V::S* g, std::size_t n, const typename V::T* refs,
+                  double m, double f, typename V::T e, const Coef& coef) {
     using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
@@ -269,12 +271,13 @@ void ce_row_scale(typename V::S* g, std::size_t n, const typename V::T* refs, do
         };
         std::size_t i = i0;
         for (; i + 2 * N <= end; i += 2 * N) {
-            V::store(g + i, out(V::load(g + i), coef.load(i)));
-            V::store(g + i + N, out(V::load(g + i + N), coef.load(i + N)));
+            V::store(g + i, out(V::load(src + i), coef.load(i)));
+            V::store(g + i + N, out(V::load(src + i + N), coef.load(i + N)));
         }
         for (; i < end; i += N) {
             const std::size_t w = (end - i < N) ? end - i : N;
-            V::store_partial(g + i, w, out(V::load_partial(g + i, w, 0), coef.load_partial(i, w)));
+            V::store_partial(g + i, w,
+                             out(V::load_partial(src + i, w, 0), coef.load_partial(i, w)));
         }
     }
 }

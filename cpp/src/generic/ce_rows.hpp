@@ -54,20 +54,32 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
     const double z = o.z_loss;
     const CeCall call(o, n, a.s_ce, a.s_z);
     // the store-then-scale gradient (one exp per element) needs the logits
-    // only in the read pass; soft-capping needs them again (its derivative),
-    // and half-precision storage recomputes the exponentials (kExpInOutput)
+    // only in the read pass; soft-capping needs them again (its derivative).
+    // Half-precision storage keeps the exponentials in a float scratch row
+    // (kExpInOutput), up to kHalfScratchBytes a row; longer rows recompute.
     constexpr bool kStore = !kCap;
-    const bool store = kStore && kExpInOutput<V> && a.grad && !a.lse;
+    constexpr bool kHalf = !kExpInOutput<V>;
+    const bool store = kStore && a.grad && !a.lse && (!kHalf || n * sizeof(T) <= kHalfScratchBytes);
     const std::size_t blocks = (n + kBlock * V::N - 1) / (kBlock * V::N);
     // Short rows go through in groups (below); longer rows one at a time, so
     // that a row is still in L1 for its second look (measured: a group of 8
     // rows of 1024 float32 took 1.4x as long as single rows).
     const bool grouped = !kCap && !a.lse && n <= kCeGroupMaxVectors * V::N;
     Scratch<T> refs(store && !grouped ? blocks : 0);  // block references (single rows)
+    // where the exponentials of row r (slot k of a group) go: its gradient
+    // row, or (half precision) slot k of the scratch rows
+    using E = std::conditional_t<kHalf, T, typename V::S>;
+    Scratch<T> scratch(kHalf && store ? (grouped ? kCeGroup : 1) * n : 0);
     CeSums total;
     const auto x_of = [&](std::size_t r) { return a.x + static_cast<std::ptrdiff_t>(r) * a.xs; };
     const auto g_of = [&](std::size_t r) {
         return a.grad ? a.grad + static_cast<std::ptrdiff_t>(r) * a.gs : nullptr;
+    };
+    const auto e_of = [&](std::size_t r, std::size_t k) -> E* {
+        if constexpr (kHalf)
+            return scratch.data + k * n;
+        else
+            return (void)k, g_of(r);
     };
 
     // The row's label in y (-1 for probabilities); an ignored row is done here.
@@ -89,7 +101,7 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
     // before the gradient may overwrite it); with stored exponentials, refs
     // holds each block's reference.
     const auto finish = [&](std::size_t r, std::int64_t y, T xy, const CeStats& st,
-                            const Coef& coef, const T* block_refs) {
+                            const Coef& coef, const T* block_refs, const E* e) {
         const double wy = (a.label && o.weight) ? static_cast<double>(o.weight[y]) : 1.0;
         const double log_s = st.log_sum, lse = st.max + log_s;
         if (!a.lse) {
@@ -111,7 +123,7 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
         const CeGradFactors f = a.label ? ce_label_factors(call, scale, wy, lse)
                                         : ce_target_factors(call, scale, st.cs, lse);
         if (store)
-            ce_row_scale<V>(g, n, block_refs, st.max, f.a / st.sum, static_cast<T>(f.e), coef);
+            ce_row_scale<V>(e, g, n, block_refs, st.max, f.a / st.sum, static_cast<T>(f.e), coef);
         else
             ce_row_grad<V>(x_of(r), g, n, static_cast<T>(st.max), Factor<V>::of(f.a / st.sum),
                            static_cast<T>(f.e), cap, coef);
@@ -149,12 +161,12 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
                 }
                 if constexpr (!Coef::kNone) st.cs = coef_sum<V>(coef, n);
             } else if (store) {
-                st = ce_row_stats<V, kCap, Coef, kStore, kTies>(x, n, cap, coef, skip, xy, g_of(r),
-                                                                refs.data);
+                st = ce_row_stats<V, kCap, Coef, kStore, kTies, E>(x, n, cap, coef, skip, xy,
+                                                                   e_of(r, 0), refs.data);
             } else {
                 st = ce_row_stats<V, kCap, Coef, false, kTies>(x, n, cap, coef, skip, xy);
             }
-            finish(r, y, xy, st, coef, refs.data);
+            finish(r, y, xy, st, coef, refs.data, store ? e_of(r, 0) : nullptr);
         }
         return total;
     }
@@ -187,10 +199,10 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
             const std::size_t skip = kT ? n : static_cast<std::size_t>(ys[k]);
             lanes[k] =
                 store
-                    ? ce_stretch_lanes<V, kCap, Coef, true, kT>(x_of(rows[k]), g_of(rows[k]), n,
-                                                                m[k], cap, coef, 0, st[k].lin,
-                                                                st[k].cs, skip)
-                    : ce_stretch_lanes<V, kCap, Coef, false, kT>(
+                    ? ce_stretch_lanes<V, kCap, Coef, true, kT, E>(x_of(rows[k]), e_of(rows[k], k),
+                                                                   n, m[k], cap, coef, 0, st[k].lin,
+                                                                   st[k].cs, skip)
+                    : ce_stretch_lanes<V, kCap, Coef, false, kT, E>(
                           x_of(rows[k]), nullptr, n, m[k], cap, coef, 0, st[k].lin, st[k].cs, skip);
         }
         // the reductions after all the rows' exponentials (off each row's path)
@@ -210,7 +222,8 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
         for (std::size_t k = 0; k < count; ++k) {
             if (!st[k].special)
                 ce_finish_sums<kT>(st[k], es[k], static_cast<double>(xys[k]), ey[k], l1p[k]);
-            finish(rows[k], ys[k], xys[k], st[k], make_coef(rows[k]), &m[k]);
+            finish(rows[k], ys[k], xys[k], st[k], make_coef(rows[k]), &m[k],
+                   store ? e_of(rows[k], k) : nullptr);
         }
         count = 0;
     };

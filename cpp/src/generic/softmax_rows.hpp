@@ -116,11 +116,6 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
     if (prev) map_row<V>(prev, prev, n, [inv_prev](reg v) { return inv_prev.apply(v); }, false);
 }
 
-// Half-precision rows up to this many bytes of float exponentials keep them
-// in a scratch row (L2) between the exp pass and the scaling pass; longer
-// rows compute them twice rather than take the scratch row through memory.
-constexpr std::size_t kHalfScratchBytes = std::size_t(256) << 10;
-
 template <class V>
 void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
                   std::size_t rows, std::size_t n, const SoftmaxParams& params) {
