@@ -24,6 +24,7 @@ import importlib
 import inspect
 import linecache
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -436,41 +437,46 @@ def _finish(result: Any, kind: str, written: list[tuple[Any, Any]]) -> Any:
 
 
 def _doc(names: Sequence[str], out: str | None, inplace: tuple[str, str] | None) -> str:
+    """The docstring section on framework arrays of a decorated function."""
     args = ", ".join(f"``{n}``" for n in names)
-    text = [
-        "Framework arrays",
-        "----------------",
-        f"{args} may also be PyTorch tensors, JAX arrays or other CPU arrays that speak",
-        "DLPack (``__dlpack__``). They are read without a copy (bfloat16 included, as",
-        "``ml_dtypes.bfloat16``), and the result has the type of the first of them: a",
-        "torch tensor in gives a torch tensor out (sharing the memory of the result), a",
-        "JAX array gives a JAX array (a copy of the result: JAX arrays are immutable),",
-        "any other DLPack array gives a NumPy array, and NumPy stays NumPy.",
-    ]
+    which = f"Each of {args}" if len(names) > 1 else args
+    first = (
+        f"{which} may also be a PyTorch tensor, a JAX "
+        "array or another CPU array that speaks DLPack (``__dlpack__``). It is read "
+        "without a copy (bfloat16 too, as ``ml_dtypes.bfloat16``). The result has the "
+        "type of the first such argument: a torch tensor gives a torch tensor (over the "
+        "result's memory, no copy), a JAX array a JAX array (a copy, JAX arrays being "
+        "immutable; JAX's dtype rules apply: without ``jax_enable_x64`` a float64 result "
+        "becomes float32), any other DLPack array a NumPy array; NumPy stays NumPy."
+    )
+    paragraphs = [first]
     if out is not None:
-        text += [
-            f"``{out}`` may be a torch tensor (or another writeable DLPack array) of the",
-            "result's shape and dtype: it is written in place and returned itself; a",
-            "read-only one (a JAX array) is a ValueError and nothing is written.",
-        ]
+        paragraphs.append(
+            f"``{out}`` may be a torch tensor (or another writeable DLPack array) of the "
+            "result's shape and dtype: it is written in place and returned itself. A "
+            "read-only one (a JAX array) is a ValueError, and nothing is written."
+        )
     if inplace is not None:
-        text += [
-            f"With ``{inplace[1]}=True``, a torch tensor ``{inplace[0]}`` receives the",
-            "gradient in its own storage, and is returned itself.",
-        ]
+        paragraphs.append(
+            f"With ``{inplace[1]}=True`` and a torch tensor ``{inplace[0]}``, the gradient "
+            "is written into that tensor's storage, and the tensor itself is returned."
+        )
     if "logits" in names:
-        text += [
-            "A reduced (scalar) loss of framework arrays is a 0-d tensor (a 0-d JAX array),",
-            "as :func:`torch.nn.functional.cross_entropy` returns; a NumPy scalar otherwise.",
-        ]
-    text += [
-        "A tensor that requires grad is read as data (through ``.detach()``, no copy):",
-        "this function has no autograd (the ``fastsoftmax.torch`` integration adds it);",
-        "one that it would write into is refused (ValueError), as PyTorch refuses an",
-        "in-place operation on it. An array on another device (a GPU) raises TypeError",
-        "naming the device.",
-    ]
-    return "\n".join(text)
+        paragraphs.append(
+            "A reduced (scalar) loss is a 0-d tensor when the logits or labels are "
+            "framework arrays (a 0-d JAX array for JAX), as "
+            ":func:`torch.nn.functional.cross_entropy` returns; a NumPy scalar otherwise."
+        )
+    paragraphs.append(
+        "A tensor that requires grad is read as data (through ``.detach()``, no copy): "
+        "this function has no autograd (the PyTorch integration, ``fastsoftmax.torch``, "
+        "adds it). One that it would write into is refused (ValueError), as PyTorch "
+        "refuses an in-place operation on it; pass ``.detach()`` to write it anyway. An "
+        "array on another device (a GPU) is a TypeError naming the device; float8 and "
+        "complex dtypes are TypeErrors naming the dtype."
+    )
+    body = "\n\n".join(textwrap.fill(p, 76) for p in paragraphs)
+    return f"Framework arrays\n----------------\n{body}"
 
 
 def accepts_arrays(
