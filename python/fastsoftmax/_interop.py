@@ -25,6 +25,7 @@ import inspect
 import linecache
 import sys
 import textwrap
+import types
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -479,6 +480,17 @@ def _doc(names: Sequence[str], out: str | None, inplace: tuple[str, str] | None)
     return f"Framework arrays\n----------------\n{body}"
 
 
+def _positional(f: Callable[..., Any]) -> Callable[..., Any]:
+    """f, with its keyword-only parameters taken by position (the same code object but for
+    the two counts: the arguments' slots are the same, in the same order). Passing a
+    dozen keywords costs the wrapper of cross_entropy 0.09 us a call; this, nothing."""
+    code = f.__code__
+    positional = code.replace(
+        co_argcount=code.co_argcount + code.co_kwonlyargcount, co_kwonlyargcount=0
+    )
+    return types.FunctionType(positional, f.__globals__, f.__name__, None, f.__closure__)
+
+
 def accepts_arrays(
     *names: str, out: str | None = None, inplace: tuple[str, str] | None = None
 ) -> Callable[[F], F]:
@@ -493,7 +505,7 @@ def accepts_arrays(
 
         def softmax(x, axis=_d[1], *, out=_d[2]):
             if type(x) is _ND and (out is None or type(out) is _ND):
-                return _f(x, axis, out=out)
+                return _f(x, axis, out)
             _k = None  # the kind of the first framework array: the result's
             _w = []  # (what the function writes, what the caller passed)
             if x is not None and type(x) is not _ND and (_t := _fw(x)) is not None:
@@ -508,11 +520,12 @@ def accepts_arrays(
             elif out is not None and True:
                 _w.append((out, out))
             if _k is None:
-                return _f(x, axis, out=out)
-            return _finish(_f(x, axis, out=out), _k, _w)
+                return _f(x, axis, out)
+            return _finish(_f(x, axis, out), _k, _w)
 
-    (``_fw``: :func:`framework`; ``_tv``, ``_v``: the torch and the general conversion;
-    ``True`` stands where cross_entropy's ``logits`` have ``bool(inplace_grad)``.)
+    (``_f``: the function, its keyword-only parameters made positional; ``_fw``:
+    :func:`framework`; ``_tv``, ``_v``: the torch and the general conversion; ``True``
+    stands where cross_entropy's ``logits`` have ``bool(inplace_grad)``.)
     """
 
     def decorate(f: F) -> F:
@@ -533,12 +546,7 @@ def accepts_arrays(
             f"type({n}) is _ND" if n in required else f"({n} is None or type({n}) is _ND)"
             for n in arrays
         ]
-        call = "_f({})".format(
-            ", ".join(
-                p.name if p.kind is p.POSITIONAL_OR_KEYWORD else f"{p.name}={p.name}"
-                for p in params
-            )
-        )
+        call = f"_f({', '.join(order)})"
         lines = [
             f"def {f.__name__}({', '.join(sig)}):",
             f"    if {' and '.join(checks)}:",
@@ -578,7 +586,7 @@ def accepts_arrays(
         src = "\n".join(lines) + "\n"
         scope: dict[str, Any] = {
             "_ND": _ND,
-            "_f": f,
+            "_f": _positional(f),
             "_fw": framework,
             "_tv": _torch_to_numpy,
             "_v": to_numpy,
