@@ -254,6 +254,19 @@ def test_torch_integer_and_bool_tensors(torch):
     np.testing.assert_array_equal(r.numpy(), fs.softmax(np.array([[1, 2, 3]])))
 
 
+def test_torch_lazy_negation(torch):
+    """A tensor with the negative bit (a lazy negation) has no memory holding its values:
+    it is resolved (a copy) to be read, and refused as out."""
+    if not hasattr(torch, "_neg_view"):
+        pytest.skip("no torch._neg_view")
+    x = torch.randn(2, 3, dtype=torch.float64)
+    np.testing.assert_array_equal(fs.softmax(torch._neg_view(x)).numpy(), fs.softmax(-x.numpy()))
+    out = torch.zeros(2, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="out is a lazily negated"):
+        fs.softmax(x, out=torch._neg_view(out))
+    assert not out.any()
+
+
 def test_torch_sparse_is_refused(torch):
     with pytest.raises(TypeError, match=r"x is a torch.sparse_coo tensor.*to_dense"):
         fs.softmax(torch.zeros(2, 2).to_sparse())

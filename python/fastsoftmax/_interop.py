@@ -340,6 +340,8 @@ def _torch_to_numpy_checked(t: Any, name: str, written: bool) -> np.ndarray:
             "real floating-point (float16, bfloat16, float32, float64), integer or bool tensor"
         ) from None
     except RuntimeError:  # a lazy negation or conjugation (Tensor.numpy() refuses it)
+        if not (t.is_neg() or t.is_conj()):
+            raise
         if written:
             raise ValueError(
                 f"{name} is a lazily negated or conjugated view; pass a tensor that owns its values"
