@@ -185,6 +185,9 @@ def test_a_forked_child_computes_with_threads():
     with warnings.catch_warnings():
         # Python >= 3.12 warns about forking a process that has threads: that is this test
         warnings.simplefilter("ignore", DeprecationWarning)
+        # and JAX, once test_framework_arrays.py has imported it, warns at every fork (the
+        # children here do not use JAX)
+        warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(2) as pool:
             results = pool.map_async(_child_softmax, [x, x[:200], x[1:]]).get(timeout=60)

@@ -13,6 +13,7 @@ import numpy.typing as npt
 from numpy.exceptions import AxisError
 
 from . import _core
+from ._interop import accepts_arrays
 
 AxisLike = Union[SupportsIndex, "tuple[SupportsIndex, ...]", None]
 
@@ -283,6 +284,7 @@ def _elementwise(
     return out
 
 
+@accepts_arrays("x", out="out")
 def softmax(x: npt.ArrayLike, axis: AxisLike = -1, *, out: np.ndarray | None = None) -> np.ndarray:
     r"""Softmax along an axis.
 
@@ -327,6 +329,7 @@ def softmax(x: npt.ArrayLike, axis: AxisLike = -1, *, out: np.ndarray | None = N
     return _elementwise(_core.softmax, (x,), ("x",), axis, out)
 
 
+@accepts_arrays("x", out="out")
 def log_softmax(
     x: npt.ArrayLike, axis: AxisLike = -1, *, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -354,6 +357,7 @@ def log_softmax(
     return _elementwise(_core.log_softmax, (x,), ("x",), axis, out)
 
 
+@accepts_arrays("grad", "y", out="out")
 def softmax_backward(
     grad: npt.ArrayLike,
     y: npt.ArrayLike,
@@ -380,6 +384,7 @@ def softmax_backward(
     return _backward(_core.softmax_backward, grad, y, axis, out)
 
 
+@accepts_arrays("grad", "y", out="out")
 def log_softmax_backward(
     grad: npt.ArrayLike,
     y: npt.ArrayLike,
@@ -398,6 +403,7 @@ def log_softmax_backward(
     return _backward(_core.log_softmax_backward, grad, y, axis, out)
 
 
+@accepts_arrays("x", out="out")
 def logsumexp(
     x: npt.ArrayLike,
     axis: AxisLike = -1,

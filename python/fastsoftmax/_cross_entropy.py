@@ -22,6 +22,7 @@ from ._api import (
     _require,
     _same_elements,
 )
+from ._interop import accepts_arrays
 
 Reduction = Literal["none", "sum", "mean"]
 _REDUCTIONS = ("none", "sum", "mean")
@@ -303,6 +304,7 @@ def cross_entropy(
     grad_out: npt.ArrayLike | None = ...,
     inplace_grad: bool = ...,
 ) -> Any: ...
+@accepts_arrays("logits", "labels", "weight", "grad_out", inplace=("logits", "inplace_grad"))
 def cross_entropy(
     logits: npt.ArrayLike,
     labels: npt.ArrayLike,
@@ -388,9 +390,9 @@ def cross_entropy(
         broadcasts to the per-example losses. Only with ``return_grad``.
     inplace_grad : bool, default False
         Write the gradient into ``logits`` (which must then be a writeable
-        floating-point ndarray) instead of a new array: no second array of the
-        logits' size is allocated. Requires ``return_grad=True``. The logits are
-        left untouched when the call raises.
+        floating-point ndarray or torch tensor) instead of a new array: no
+        second array of the logits' size is allocated. Requires
+        ``return_grad=True``. The logits are left untouched when the call raises.
 
     Returns
     -------
@@ -498,6 +500,7 @@ def cross_entropy(
     return loss, grad if grad.dtype == call.result else _cast(grad, call.result)
 
 
+@accepts_arrays("logits", "labels", "lse", "weight", "grad_out", out="out")
 def cross_entropy_backward(
     logits: npt.ArrayLike,
     labels: npt.ArrayLike,
