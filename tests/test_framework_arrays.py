@@ -6,8 +6,8 @@ nothing written.
 
 The torch tests skip without torch and the JAX tests without JAX, each on its own
 (``pip install torch==2.13.0 jax jaxlib``; ``pytest -m peers``). The bfloat16 *reading*
-layer (``fastsoftmax._interop``) is tested directly; the bfloat16 *computations* wait for
-the native kernels (xfail until they land).
+layer (``fastsoftmax._interop``) is tested directly, and the bfloat16 computations on
+framework arrays against the float32 results.
 """
 
 from __future__ import annotations
@@ -26,21 +26,6 @@ from fastsoftmax import _interop
 pytestmark = pytest.mark.peers
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
-
-
-def _bf16_supported() -> bool:
-    try:
-        fs.softmax(np.zeros(2, BF16))
-    except TypeError:
-        return False
-    return True
-
-
-bf16_compute = pytest.mark.xfail(
-    not _bf16_supported(),
-    reason="native bfloat16 kernels land with the C++ part of issue 13",
-    strict=False,
-)
 
 
 @pytest.fixture
@@ -527,7 +512,6 @@ def test_dlpack_capsule_refused_before_taking_it_over():
     assert m.deleted == 0
 
 
-@bf16_compute
 def test_torch_bfloat16_compute(torch, rng):
     x = rng.standard_normal((3, 50)).astype(np.float32)
     t = torch.from_numpy(x).to(torch.bfloat16)
@@ -539,7 +523,6 @@ def test_torch_bfloat16_compute(torch, rng):
     assert ulps.max() <= 1
 
 
-@bf16_compute
 def test_jax_bfloat16_compute(jnp, rng):
     x = rng.standard_normal((3, 50)).astype(np.float32)
     j = jnp.asarray(x.astype(BF16))
