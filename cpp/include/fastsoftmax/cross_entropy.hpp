@@ -45,7 +45,7 @@ struct CeOptions {
 // The same options for kernels over scratch arrays of the compute type (the
 // tiles of a half-precision call): the fields that are not S already are C.
 template <class S>
-CeOptions<compute_t<S>> compute_options(const CeOptions<S>& o) {
+static inline CeOptions<compute_t<S>> compute_options(const CeOptions<S>& o) {
     CeOptions<compute_t<S>> c;
     c.weight = o.weight;
     c.weight_sum = o.weight_sum;

@@ -1,5 +1,10 @@
 // The half-precision storage types: bfloat16 and IEEE binary16 (float16).
 //
+// The functions here are static (internal linkage): the per-target objects
+// (cpp/src/arch/instantiate.cpp, compiled with AVX-512 flags, say) inline or
+// emit their own copies, and the linker cannot hand one target's copy to
+// another target's code (.ci/run checks each target's symbols).
+//
 // Both are 16-bit patterns the kernels load into float32 registers and store
 // back from them (arch/<isa>/vec.hpp converts whole vectors); all arithmetic
 // is in float32 (compute_t<S> is float). The scalar conversions here are
@@ -24,21 +29,23 @@ struct float16 {
 };
 
 namespace half_detail {
-inline std::uint32_t bits_of(float f) {
+static inline std::uint32_t bits_of(float f) {
     std::uint32_t u;
     std::memcpy(&u, &f, sizeof u);
     return u;
 }
-inline float float_of(std::uint32_t u) {
+static inline float float_of(std::uint32_t u) {
     float f;
     std::memcpy(&f, &u, sizeof f);
     return f;
 }
 }  // namespace half_detail
 
-inline float to_float(bfloat16 h) { return half_detail::float_of(std::uint32_t(h.bits) << 16); }
+static inline float to_float(bfloat16 h) {
+    return half_detail::float_of(std::uint32_t(h.bits) << 16);
+}
 
-inline bfloat16 to_bfloat16(float f) {
+static inline bfloat16 to_bfloat16(float f) {
     const std::uint32_t u = half_detail::bits_of(f);
     if ((u & 0x7fffffffu) > 0x7f800000u)  // NaN: keep the sign and top payload, set quiet
         return {static_cast<std::uint16_t>((u >> 16) | 0x0040u)};
@@ -47,7 +54,7 @@ inline bfloat16 to_bfloat16(float f) {
     return {static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16)};
 }
 
-inline float to_float(float16 h) {
+static inline float to_float(float16 h) {
     const std::uint32_t sign = std::uint32_t(h.bits & 0x8000u) << 16;
     const std::uint32_t exp = (h.bits >> 10) & 0x1fu;
     const std::uint32_t mant = h.bits & 0x3ffu;
@@ -59,7 +66,7 @@ inline float to_float(float16 h) {
     return half_detail::float_of(sign | ((exp + 112u) << 23) | (mant << 13));
 }
 
-inline float16 to_float16(float f) {
+static inline float16 to_float16(float f) {
     using half_detail::bits_of;
     using half_detail::float_of;
     std::uint32_t u = bits_of(f);
@@ -103,13 +110,13 @@ using compute_t = typename ComputeOf<S>::type;
 // One element of storage type S as its compute type, and back (rounded to
 // nearest even): the scalar paths of the kernels (the vector ones convert in
 // registers, arch/<isa>/vec.hpp).
-inline float to_compute(float v) { return v; }
-inline double to_compute(double v) { return v; }
-inline float to_compute(bfloat16 v) { return to_float(v); }
-inline float to_compute(float16 v) { return to_float(v); }
+static inline float to_compute(float v) { return v; }
+static inline double to_compute(double v) { return v; }
+static inline float to_compute(bfloat16 v) { return to_float(v); }
+static inline float to_compute(float16 v) { return to_float(v); }
 
 template <class S>
-S to_storage(compute_t<S> v) {
+static inline S to_storage(compute_t<S> v) {
     if constexpr (std::is_same_v<S, bfloat16>)
         return to_bfloat16(v);
     else if constexpr (std::is_same_v<S, float16>)

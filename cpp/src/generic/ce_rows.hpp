@@ -69,7 +69,7 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
     // where the exponentials of row r (slot k of a group) go: its gradient
     // row, or (half precision) slot k of the scratch rows
     using E = std::conditional_t<kHalf, T, typename V::S>;
-    Scratch<T> scratch(kHalf && store ? (grouped ? kCeGroup : 1) * n : 0);
+    T* const scratch = kHalf && store ? thread_scratch<T>((grouped ? kCeGroup : 1) * n) : nullptr;
     CeSums total;
     const auto x_of = [&](std::size_t r) { return a.x + static_cast<std::ptrdiff_t>(r) * a.xs; };
     const auto g_of = [&](std::size_t r) {
@@ -77,7 +77,7 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
     };
     const auto e_of = [&](std::size_t r, std::size_t k) -> E* {
         if constexpr (kHalf)
-            return scratch.data + k * n;
+            return scratch + k * n;
         else
             return (void)k, g_of(r);
     };

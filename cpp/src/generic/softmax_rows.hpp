@@ -130,18 +130,17 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
         if (n * sizeof(T) <= kHalfScratchBytes) {
             // the exponentials in a float row that stays in L1/L2, then scaled
             // into y: one exp per element, as the float rows do
-            Scratch<T> e(n);
+            T* const e = thread_scratch<T>(n);
             for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
                 const T m = row_max<V>(x, n);
-                const double sum = std::isfinite(m) ? row_store_exp_sum<V>(x, e.data, n, m) : 0.0;
+                const double sum = std::isfinite(m) ? row_store_exp_sum<V>(x, e, n, m) : 0.0;
                 if (!std::isfinite(m) || sum != sum) {  // max not finite, or a NaN in the row
                     softmax_special(y, 1, n);
                     continue;
                 }
                 const auto inv = Factor<V>::reciprocal(sum);
                 map_row<V>(
-                    e.data, y, n, [inv](typename V::reg v) { return inv.apply(v); },
-                    params.from_memory);
+                    e, y, n, [inv](typename V::reg v) { return inv.apply(v); }, params.from_memory);
             }
             if (params.from_memory) V::stream_fence();
             return;

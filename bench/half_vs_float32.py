@@ -1,0 +1,78 @@
+"""bfloat16 and float16 against float32, the same call, interleaved: issue 13's speed check.
+
+    taskset -c 1 python bench/half_vs_float32.py [--rounds 21] [--threads 1]
+
+For softmax with ``out=`` and the cross-entropy's loss with an in-place gradient
+(``return_grad=True, inplace_grad=True``), at the issue's shapes, each round times a
+batch of calls on float32, bfloat16 and float16 copies of the same logits (in turn,
+the order rotating between rounds) and keeps each half-precision time over the
+float32 time of the same round; the table gives the medians. The target: at most
+0.6x (half the bytes moved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import fastsoftmax as fs
+import ml_dtypes
+import numpy as np
+
+SHAPES = [(8192, 1024), (256, 32000), (32, 128256)]
+DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
+
+
+def batch(f: Callable[[], object], n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        f()
+    return (time.perf_counter() - t0) / n
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=21)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    fs.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    print("| shape | op | float32 | bfloat16 | float16 | bf16/f32 | f16/f32 |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for shape in SHAPES:
+        x32 = (rng.standard_normal(shape) * 3).astype(np.float32)
+        labels = rng.integers(0, shape[1], shape[0])
+        calls: dict[str, dict[str, Callable[[], object]]] = {"softmax out=": {}, "ce+grad": {}}
+        for name, dt in DTYPES.items():
+            x = x32.astype(dt)
+            o = np.empty_like(x)
+            g = x.copy()  # (in place: later calls run on the previous gradient, same work)
+            calls["softmax out="][name] = lambda x=x, o=o: fs.softmax(x, out=o)
+            calls["ce+grad"][name] = lambda g=g, labels=labels: fs.cross_entropy(
+                g, labels, return_grad=True, inplace_grad=True
+            )
+        for op, by_dtype in calls.items():
+            names = list(by_dtype)
+            n = max(1, int(0.05 / batch(by_dtype["float32"], 2)))
+            times: dict[str, list[float]] = {k: [] for k in names}
+            ratios: dict[str, list[float]] = {k: [] for k in names[1:]}
+            for r in range(args.rounds):
+                order = names[r % 3 :] + names[: r % 3]
+                got = {k: batch(by_dtype[k], n) for k in order}
+                for k in names:
+                    times[k].append(got[k])
+                for k in names[1:]:
+                    ratios[k].append(got[k] / got["float32"])
+            med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+            rb, rf = (statistics.median(ratios[k]) for k in names[1:])
+            print(
+                f"| {shape[0]}x{shape[1]} | {op} | {med['float32']:.2f} ms | "
+                f"{med['bfloat16']:.2f} ms | {med['float16']:.2f} ms | {rb:.2f} | {rf:.2f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
