@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 from fastsoftmax import bench
-from fastsoftmax.bench import numpy_impls, peers, suite
+from fastsoftmax.bench import accuracy, numpy_impls, peers, suite
 
 TINY = [(8, 10), (3, 2000)]
 
@@ -49,6 +49,7 @@ def test_every_op_and_numpy_peer_with_small_errors():
     for r in rows:
         tol = 1e-5 if r["dtype"] == "float32" else 1e-12
         assert r["max_error"] < tol, r
+        assert r["max_error_eps"] == pytest.approx(r["max_error"] / np.finfo(r["dtype"]).eps)
         assert r["time_s"] > 0
         assert r["GBps"] > 0
         assert r["copy_fraction"] > 0
@@ -190,3 +191,21 @@ def test_quick_suite_writes_json_and_png(tmp_path):
     image = pytest.importorskip("matplotlib.image").imread(out_png)
     assert image.ndim == 3
     assert image.shape[0] > 100
+
+
+def test_error_measures_count_subnormal_results_against_tiny():
+    """A correctly rounded float16 softmax scores at most 0.5 eps even where it is subnormal;
+    one that flushes subnormal outputs to zero does not."""
+    assert accuracy.eps("bfloat16") == 2.0**-7
+    assert accuracy.eps("float16") == 2.0**-10
+    assert accuracy.eps("float32") == 2.0**-23
+    assert accuracy.tiny("float16") == 2.0**-14
+    assert accuracy.tiny("bfloat16") == 2.0**-126
+    x = np.array([[0.0, -10.0, -12.0, -15.0, -20.0, -30.0]], np.float16)
+    ref = accuracy.Reference("softmax", x)
+    assert ref.array is not None
+    rounded = ref.array.astype(np.float16)  # NumPy rounds float64 to float16 once
+    assert 0 < rounded[0, 3] < accuracy.tiny("float16")  # a subnormal output
+    assert accuracy.in_eps(ref.error(rounded), "float16") <= 0.5 + 1e-9
+    flushed = np.where(rounded < accuracy.tiny("float16"), 0, rounded).astype(np.float16)
+    assert accuracy.in_eps(ref.error(flushed), "float16") > 100

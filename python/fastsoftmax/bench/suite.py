@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .accuracy import Reference, reference
+from .accuracy import Reference, in_eps, reference
 from .peers import BACKWARD_OPS, PEERS, Case, FastSoftmax, Impl, Peer, optional_module
 from .timing import copy_bandwidth, time_interleaved_samples
 
@@ -151,6 +151,7 @@ def run_case(
                 "bytes": nbytes,
                 "GBps": nbytes / t / 1e9,
                 "max_error": err,
+                "max_error_eps": in_eps(err, case.x.dtype),
             }
         )
     return rows
