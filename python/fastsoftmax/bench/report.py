@@ -140,6 +140,11 @@ def header(doc: dict[str, Any]) -> str:
     for p, v in peers.items():
         by_doc.setdefault(v["threads"]["doc"], []).append(p)
     errors = [f"{op}: {text}" for op, text in doc["error_measures"].items() if op in s["ops"]]
+    via: dict[str, list[str]] = {}  # "float32 (float16)" -> implementations computing in it
+    for r in doc["results"]:
+        if r.get("via"):
+            names = via.setdefault(f"{r['via']} ({r['dtype']})", [])
+            names += [] if r["impl"] in names else [r["impl"]]
     paragraphs = [
         f"{m['cpu_model']} ({m['architecture']}), {m['usable_cpus']} usable CPUs; "
         + ", ".join(f"{lib} {version}" for lib, version in libraries.items()),
@@ -166,6 +171,11 @@ def header(doc: dict[str, Any]) -> str:
         + doc.get("error_units", ERROR_UNITS)
         + ".",
     ]
+    if via:
+        paragraphs.append(
+            "computed in another dtype (inputs converted and the result cast back within "
+            "each call): " + "; ".join(f"{d}: {', '.join(names)}" for d, names in via.items())
+        )
     return "\n".join(textwrap.fill(p, 100, subsequent_indent="  ") for p in paragraphs)
 
 
