@@ -24,6 +24,8 @@ from typing import Any
 Suite = dict[tuple[str, int, tuple[int, ...], str], dict[str, dict[str, Any]]]
 
 PEERS = ("numpy", "scipy", "torch", "jax", "tensorflow")
+# Bytes per element of the suite's dtypes (--dtype)
+ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 
 
 def fmt_time(s: float) -> str:
@@ -112,7 +114,7 @@ def main() -> None:
                     cells.append(f"{a[impl]['time_s'] / b[impl]['time_s']:.2f}x")
                 else:
                     cells.append("-")
-            size = shape[0] * shape[1] * (4 if dtype == "float32" else 8) / 2**20
+            size = shape[0] * shape[1] * ITEMSIZE[dtype] / 2**20
             print(
                 f"| {dtype} | {'x'.join(map(str, shape))} | {size:.1f} | "
                 + " | ".join(cells)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from functools import partial
 
 import numpy as np
 import pytest
 from fastsoftmax import bench
-from fastsoftmax.bench import numpy_impls, peers, suite
+from fastsoftmax.bench import accuracy, numpy_impls, peers, suite
 
 TINY = [(8, 10), (3, 2000)]
 
@@ -49,6 +50,7 @@ def test_every_op_and_numpy_peer_with_small_errors():
     for r in rows:
         tol = 1e-5 if r["dtype"] == "float32" else 1e-12
         assert r["max_error"] < tol, r
+        assert r["max_error_eps"] == pytest.approx(r["max_error"] / np.finfo(r["dtype"]).eps)
         assert r["time_s"] > 0
         assert r["GBps"] > 0
         assert r["copy_fraction"] > 0
@@ -82,15 +84,34 @@ def test_a_failing_peer_is_noted_and_skipped(monkeypatch):
         def setup(self, mod):
             raise AttributeError("module has no attribute 'softmax'")
 
+    class NoBfloat16(peers.Peer):  # its arrays cannot hold the case's dtype
+        name = "nobf16"
+        module = "numpy"
+
+        def build(self, case):
+            if case.x.dtype == accuracy.numpy_dtype("bfloat16"):
+                raise TypeError("cannot convert bfloat16")
+            call = partial(numpy_impls.naive_softmax, case.x)
+            return [peers.Impl(self.name, call, call)]
+
     monkeypatch.setitem(peers.PEERS, "broken", Broken)
     monkeypatch.setitem(peers.PEERS, "half", HalfInstalled)
-    settings = tiny_settings(shapes=[(8, 10)], dtypes=["float32"], ops=["softmax"])
-    settings.peers = ["numpy", "broken", "half"]
+    monkeypatch.setitem(peers.PEERS, "nobf16", NoBfloat16)
+    settings = tiny_settings(shapes=[(8, 10)], dtypes=["float32", "bfloat16"], ops=["softmax"])
+    settings.peers = ["numpy", "broken", "half", "nobf16"]
     result = suite.run(settings, echo=lambda _: None)
-    assert {r["peer"] for r in result["results"]} == {"fastsoftmax", "numpy"}
+    peers_of = {
+        d: {r["peer"] for r in result["results"] if r["dtype"] == d}
+        for d in ("float32", "bfloat16")
+    }
+    assert peers_of == {
+        "float32": {"fastsoftmax", "numpy", "nobf16"},
+        "bfloat16": {"fastsoftmax", "numpy"},
+    }
     notes = "\n".join(result["notes"])
     assert "RuntimeError: no such kernel" in notes
     assert "half: failed to load (AttributeError" in notes
+    assert "nobf16, softmax bfloat16 8x10 threads=1: TypeError: cannot convert bfloat16" in notes
 
 
 def test_traffic_counts_bytes_read_and_written():
@@ -190,3 +211,138 @@ def test_quick_suite_writes_json_and_png(tmp_path):
     image = pytest.importorskip("matplotlib.image").imread(out_png)
     assert image.ndim == 3
     assert image.shape[0] > 100
+
+
+def test_error_measures_count_subnormal_results_against_tiny():
+    """A correctly rounded float16 softmax scores at most 0.5 eps even where it is subnormal;
+    one that flushes subnormal outputs to zero does not."""
+    assert accuracy.eps("bfloat16") == 2.0**-7
+    assert accuracy.eps("float16") == 2.0**-10
+    assert accuracy.eps("float32") == 2.0**-23
+    assert accuracy.tiny("float16") == 2.0**-14
+    assert accuracy.tiny("bfloat16") == 2.0**-126
+    x = np.array([[0.0, -10.0, -12.0, -15.0, -20.0, -30.0]], np.float16)
+    ref = accuracy.Reference("softmax", x)
+    assert ref.array is not None
+    rounded = ref.array.astype(np.float16)  # NumPy rounds float64 to float16 once
+    assert 0 < rounded[0, 3] < accuracy.tiny("float16")  # a subnormal output
+    assert accuracy.in_eps(ref.error(rounded), "float16") <= 0.5 + 1e-9
+    flushed = np.where(rounded < accuracy.tiny("float16"), 0, rounded).astype(np.float16)
+    assert accuracy.in_eps(ref.error(flushed), "float16") > 100
+
+
+def _settings_of(monkeypatch, argv, main=bench.main):
+    """The suite.Settings the command line builds (the suite itself does not run)."""
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def run(settings):
+        seen.append(settings)
+        raise Stop
+
+    monkeypatch.setattr(suite, "run", run)
+    with pytest.raises(Stop):
+        main(argv)
+    return seen[0]
+
+
+def test_cli_dtypes(monkeypatch, capsys):
+    assert _settings_of(monkeypatch, []).dtypes == ["float32", "float64"]  # as before
+    assert _settings_of(monkeypatch, ["--quick"]).dtypes == ["float32"]
+    assert _settings_of(monkeypatch, [], bench.main_job).dtypes == ["float32"]
+    half = _settings_of(monkeypatch, ["--dtype", "bfloat16, float16"])
+    assert half.dtypes == ["bfloat16", "float16"]
+    everything = _settings_of(monkeypatch, ["--quick", "--dtype", "all"])
+    assert everything.dtypes == ["float32", "float64", "float16", "bfloat16"]
+    with pytest.raises(SystemExit):
+        bench.main(["--dtype", "float8"])
+    assert "bfloat16" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--help"])
+    assert "--dtype" in capsys.readouterr().out
+
+
+def test_half_precision_inputs():
+    for name in ("bfloat16", "float16"):
+        inputs = suite.make_inputs((8, 10), name)
+        assert str(inputs["x"].dtype) == name
+        assert str(inputs["grad"].dtype) == name
+        assert inputs["labels"].dtype == np.int64
+        case, _ = suite.make_case("softmax_backward", inputs)
+        assert str(case.x.dtype) == name  # the forward output y, rounded to the dtype
+        assert case.traffic_bytes() == 3 * 8 * 10 * 2
+
+
+@pytest.mark.parametrize(
+    "peer_names",
+    [["numpy", "numpy-naive", "scipy"], pytest.param(["torch"], marks=pytest.mark.peers)],
+)
+def test_half_precision_rows(peer_names):
+    if "torch" in peer_names:
+        pytest.importorskip("torch")
+    dtypes = ["bfloat16", "float16"]
+    result = suite.run(tiny_settings(dtypes=dtypes, peers=peer_names), echo=lambda _: None)
+    assert result["notes"] == []
+    rows = result["results"]
+    assert {(r["dtype"], tuple(r["shape"]), r["op"]) for r in rows} == {
+        (d, s, op) for d in dtypes for s in TINY for op in peers.OPS
+    }
+    assert {r["peer"] for r in rows} == {"fastsoftmax", *peer_names}
+    for r in rows:
+        assert np.isfinite(r["time_s"]), r
+        assert r["time_s"] > 0
+        assert np.isfinite(r["GBps"]), r
+        assert r["GBps"] > 0
+        if r["op"] in ("softmax", "log_softmax"):  # 2-byte elements, read and written
+            assert r["bytes"] == 2 * 2 * r["shape"][0] * r["shape"][1], r
+        assert np.isfinite(r["max_error"]), r
+        assert r["max_error_eps"] == pytest.approx(r["max_error"] / accuracy.eps(r["dtype"]))
+        # fastsoftmax is within 1 ulp; NumPy and SciPy round a float32 result once;
+        # PyTorch's cross-entropy gradient goes through a rounded log_softmax (~9 eps)
+        assert r["max_error_eps"] <= (32 if r["peer"] == "torch" else 1.0), r
+        if r["op"] == "cross_entropy":
+            assert r["result_dtype"] is None  # a loss alone
+        else:
+            assert r["result_dtype"] == r["dtype"], r
+        if r["peer"] in ("fastsoftmax", "torch"):
+            assert r["via"] is None, r  # the half-precision arrays themselves
+        else:
+            assert r["via"] == "float32", r
+
+
+def test_fastsoftmax_results_in_the_requested_dtype():
+    for name in ("bfloat16", "float16"):
+        inputs = suite.make_inputs((8, 10), name)
+        for op in peers.OPS:
+            case, ref = suite.make_case(op, inputs)
+            for impl in peers.FastSoftmax().build(case):
+                got = impl.result()
+                if op == "cross_entropy":
+                    assert isinstance(got, float)
+                    continue
+                array = got[1] if isinstance(got, tuple) else got
+                assert isinstance(array, np.ndarray)
+                assert str(array.dtype) == name, (op, impl.name)
+                assert accuracy.in_eps(ref.error(got), name) <= 1.0, (op, impl.name)
+
+
+def test_half_precision_json_and_png(tmp_path, capsys):
+    out_json, out_png = tmp_path / "half.json", tmp_path / "half.png"
+    argv = ["--quick", "--no-default-shapes", "--shape", "8x10", "--dtype", "bfloat16,float16"]
+    argv += ["--threads", "1", "--rounds", "1", "--peers", "numpy", "--no-progress"]
+    argv += ["--ops", "softmax,logsumexp,cross_entropy_grad"]
+    assert bench.main([*argv, "--json", str(out_json), "--png", str(out_png)]) == 0
+    out = capsys.readouterr().out
+    assert "== bfloat16, 1 thread ==" in out
+    assert "== float16, 1 thread ==" in out
+    assert "err/eps" in out
+    assert "float32 (bfloat16): numpy" in " ".join(out.split())  # careful NumPy: in float32
+    doc = json.loads(out_json.read_text())
+    assert doc["settings"]["dtypes"] == ["bfloat16", "float16"]
+    assert {r["dtype"] for r in doc["results"]} == {"bfloat16", "float16"}
+    for r in doc["results"]:
+        if r["op"] == "softmax":
+            assert r["bytes"] == 2 * 8 * 10 * 2  # 2-byte elements, read and written
+    assert out_png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

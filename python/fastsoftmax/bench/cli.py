@@ -1,9 +1,10 @@
 """Command lines: ``python -m fastsoftmax.bench`` (the suite) and ``python -m fastsoftmax``.
 
 The suite compares fastsoftmax with every peer that is installed, on float32
-and float64, one thread and all threads, and writes a JSON file and a PNG. The
-main job (``python -m fastsoftmax``) is the same run with a short default:
-careful NumPy only, float32, one thread, no files unless asked for.
+and float64 (float16 and bfloat16 on request: ``--dtype``), one thread and all
+threads, and writes a JSON file and a PNG. The main job (``python -m
+fastsoftmax``) is the same run with a short default: careful NumPy only,
+float32, one thread, no files unless asked for.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 from .._config import simd_target
 from . import plot, report, suite
+from .accuracy import DTYPES
 from .peers import OPS, PEER_ALIASES, PEERS
 
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = (
@@ -29,7 +31,8 @@ DEFAULT_SHAPES: tuple[tuple[int, int], ...] = (
 QUICK_SHAPES: tuple[tuple[int, int], ...] = ((4096, 10), (128, 1000), (16, 32000))
 # The operations of issue 4; log_softmax_backward on request (--ops all).
 DEFAULT_OPS = tuple(op for op in OPS if op != "log_softmax_backward")
-DTYPES = ("float32", "float64")
+# The default dtypes of the suite (--quick and the main job: float32 alone); all: DTYPES.
+DEFAULT_DTYPES = ("float32", "float64")
 
 
 def _parse_shape(text: str) -> tuple[int, int]:
@@ -99,7 +102,12 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
         "log_softmax_backward)",
     )
     p.add_argument(
-        "--dtype", type=_choices(DTYPES), help="float32, float64 or both: float32,float64"
+        "--dtype",
+        type=_choices(list(DTYPES)),
+        help=f"comma-separated, from {', '.join(DTYPES)}, or all (default: "
+        f"{','.join(DEFAULT_DTYPES)}; --quick: float32). fastsoftmax, PyTorch, JAX and "
+        "TensorFlow take float16 and bfloat16 (ml_dtypes) arrays as they are; NumPy and SciPy "
+        "compute them in float32 and cast the result back",
     )
     p.add_argument(
         "--threads",
@@ -138,7 +146,7 @@ def run(argv: Sequence[str] | None, *, main_job: bool) -> int:
         dtypes, threads, peers = ["float32"], [1], ["numpy"]
         json_path, png_path = args.json, args.png
     else:
-        dtypes = ["float32"] if args.quick else list(DTYPES)
+        dtypes = ["float32"] if args.quick else list(DEFAULT_DTYPES)
         threads, peers = list(dict.fromkeys([1, n_all])), list(PEERS)
         json_path = args.json or "fastsoftmax-bench.json"
         png_path = args.png or "fastsoftmax-bench.png"
@@ -176,8 +184,8 @@ def run(argv: Sequence[str] | None, *, main_job: bool) -> int:
             )
     if main_job:
         print(
-            "\nSciPy, PyTorch, JAX and TensorFlow (when installed), float64, all threads, "
-            "a JSON file and a plot: python -m fastsoftmax.bench --help"
+            "\nSciPy, PyTorch, JAX and TensorFlow (when installed), float64 (float16, bfloat16: "
+            "--dtype), all threads, a JSON file and a plot: python -m fastsoftmax.bench --help"
         )
     return 0
 

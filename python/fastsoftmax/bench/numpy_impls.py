@@ -5,11 +5,20 @@ input, ``m`` and ``s`` one value per row), as a NumPy user who cares about speed
 would write it; *naive* NumPy is the textbook expression (still subtracting the
 maximum), allocating its temporaries and result. Both take (rows, classes)
 arrays and work along the last axis. NumPy runs these operations on one thread.
+
+float16 and bfloat16 (``ml_dtypes.bfloat16``) are computed in float32 and cast
+back: :func:`via_into` (careful, preallocated) and :func:`via` (naive).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Union
+
 import numpy as np
+
+# What the implementations return: an array, a loss, or a loss and its gradient.
+Output = Union[np.ndarray, float, tuple[float, np.ndarray]]
 
 
 def numpy_softmax(x: np.ndarray, o: np.ndarray, m: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -145,3 +154,39 @@ def naive_cross_entropy(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray
     g[rows, y] -= 1.0
     g /= n
     return loss, g
+
+
+def via_into(
+    f: Callable[[], Output],
+    inputs: Sequence[tuple[np.ndarray, np.ndarray]],
+    out: np.ndarray | None,
+) -> Output:
+    """f computed on wider copies of the inputs, its array cast into out (careful NumPy).
+
+    inputs: (array, preallocated wider array f reads) pairs, copied first; out:
+    where f's array result (a gradient, for a loss and gradient) is cast, in the
+    inputs' dtype (None: f returns a loss alone, returned as it is).
+    """
+    for src, dst in inputs:
+        np.copyto(dst, src)
+    r = f()
+    if out is None:
+        return r
+    if isinstance(r, tuple):
+        np.copyto(out, r[1], casting="same_kind")
+        return r[0], out
+    np.copyto(out, r, casting="same_kind")
+    return out
+
+
+def via(wide: np.dtype, f: Callable[..., Output], *args: np.ndarray) -> Output:
+    """f of args converted to wide (integer arrays, the labels, as they are), its array cast back.
+
+    The allocating counterpart of via_into: x.astype(float32), the formula,
+    .astype(x.dtype) of the result.
+    """
+    narrow = args[0].dtype
+    r = f(*(a.astype(wide) if a.dtype == narrow else a for a in args))
+    if isinstance(r, tuple):
+        return r[0], r[1].astype(narrow)
+    return r.astype(narrow) if isinstance(r, np.ndarray) else r

@@ -9,6 +9,14 @@ timing; every call then does the whole operation and waits for its result
 Optional libraries (SciPy, PyTorch, JAX, TensorFlow) are imported only when
 their peer is loaded; a missing one is skipped with a note. They are imported
 through ``importlib`` so that the package type-checks without them.
+
+float16 and bfloat16 (``ml_dtypes.bfloat16``) cases go to fastsoftmax, PyTorch,
+JAX and TensorFlow in their own dtype (bfloat16 tensors are zero-copy views of
+the NumPy arrays). NumPy and SciPy have no bfloat16 arithmetic beyond
+ml_dtypes' element-by-element ufuncs (and SciPy's logsumexp refuses bfloat16),
+so their implementations convert the inputs to float32, compute there and cast
+the result back, all inside the timed call (``Impl.via``). A peer that cannot
+do a case (its conversion or its call raises) is skipped for it with a note.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import numpy as np
 from .. import _api, _cross_entropy
 from .._threads import get_num_threads, use_threads
 from . import numpy_impls as npi
-from .accuracy import Result
+from .accuracy import DTYPES, HALF_DTYPES, Result
 
 OPS = (
     "softmax",
@@ -83,14 +91,17 @@ class Impl:
     """One implementation of a case: ``call`` is timed, ``result`` gives its output as NumPy.
 
     ``preallocated``: it writes into arrays allocated beforehand (``out=`` or in
-    place) rather than allocating its result on each call. ``peer``: the library
-    (set by the suite).
+    place) rather than allocating its result on each call. ``via``: the dtype
+    it computes in when that is not the case's own ("float32" for NumPy and
+    SciPy on float16 and bfloat16: the inputs are converted and the result cast
+    back within ``call``). ``peer``: the library (set by the suite).
     """
 
     name: str
     call: Callable[[], object]
     result: Callable[[], Result]
     preallocated: bool = False
+    via: str = ""
     peer: str = ""
 
 
@@ -144,7 +155,11 @@ class Peer:
 
 
 class FastSoftmax(Peer):
-    """fastsoftmax itself: with a new result array per call, and with out= (or in place)."""
+    """fastsoftmax itself: with a new result array per call, and with out= (or in place).
+
+    Every dtype natively: float16 and bfloat16 arrays in, results in the same
+    dtype (the cross-entropy's loss of half-precision logits is float32).
+    """
 
     name = "fastsoftmax"
     module = "fastsoftmax"
@@ -218,27 +233,47 @@ def _loss(f: Callable[..., Any], *args: Any) -> float:
     return float(f(*args))
 
 
+def _via(x: np.ndarray) -> str:
+    """The dtype NumPy and SciPy compute a case of x's dtype in, when not x's own."""
+    return "float32" if x.dtype in HALF_DTYPES else ""
+
+
 class NumpyCareful(Peer):
-    """Careful NumPy: max, subtract, exp, sum, ... all in place into preallocated arrays."""
+    """Careful NumPy: max, subtract, exp, sum, ... all in place into preallocated arrays.
+
+    float16 and bfloat16: the inputs are copied into preallocated float32 arrays,
+    computed there, and the result cast into a preallocated array of their dtype.
+    """
 
     name = "numpy"
     module = "numpy"
 
     def build(self, case: Case) -> list[Impl]:
         x, op = case.x, case.op
+        via = _via(x)
+        work = np.dtype(via) if via else x.dtype
+        xw, gw = (np.empty(x.shape, work), np.empty(x.shape, work)) if via else (x, case.grad)
         rows = (x.shape[0], 1)
-        o, m, s = np.empty_like(x), np.empty(rows, x.dtype), np.empty(rows, x.dtype)
+        o, m, s = np.empty(x.shape, work), np.empty(rows, work), np.empty(rows, work)
         call: Callable[[], Any]
         if op in npi.NUMPY_IMPLS:
-            call = partial(npi.NUMPY_IMPLS[op], x, o, m, s)
+            call = partial(npi.NUMPY_IMPLS[op], xw, o, m, s)
         elif op == "softmax_backward":
-            call = partial(npi.numpy_softmax_backward, case.grad, x, o, s)
+            call = partial(npi.numpy_softmax_backward, gw, xw, o, s)
         elif op == "log_softmax_backward":
-            call = partial(npi.numpy_log_softmax_backward, case.grad, x, o, s)
+            call = partial(npi.numpy_log_softmax_backward, gw, xw, o, s)
         elif op == "cross_entropy":
-            call = partial(npi.numpy_cross_entropy_loss, x, case.labels, o, m, s)
+            call = partial(npi.numpy_cross_entropy_loss, xw, case.labels, o, m, s)
         else:
-            call = partial(npi.numpy_cross_entropy, x, case.labels, o, m, s)
+            call = partial(npi.numpy_cross_entropy, xw, case.labels, o, m, s)
+        if via:
+            inputs = [(case.grad, gw), (x, xw)] if op in BACKWARD_OPS else [(x, xw)]
+            out: np.ndarray | None = np.empty_like(x)
+            if op == "logsumexp":
+                out = np.empty(x.shape[0], x.dtype)
+            elif op == "cross_entropy":
+                out = None  # the loss: a Python float
+            call = partial(npi.via_into, call, inputs, out)
 
         def result() -> Result:
             r = call()
@@ -246,31 +281,40 @@ class NumpyCareful(Peer):
                 return r[0], r[1].copy()
             return r if isinstance(r, float) else np.array(r)
 
-        return [Impl(self.name, call, result, True)]
+        return [Impl(self.name, call, result, True, via=via)]
 
 
 class NumpyNaive(Peer):
-    """Textbook NumPy (max subtracted), allocating its temporaries and its result."""
+    """Textbook NumPy (max subtracted), allocating its temporaries and its result.
+
+    float16 and bfloat16: x.astype(float32), the formula, .astype(dtype) of the result.
+    """
 
     name = "numpy-naive"
     module = "numpy"
 
     def build(self, case: Case) -> list[Impl]:
         x, op = case.x, case.op
-        call: Callable[[], Any]
+        f: Callable[..., Any]
+        args: list[np.ndarray]
         if op in BACKWARD_OPS:
-            call = partial(getattr(npi, f"naive_{op}"), case.grad, x)
+            f, args = getattr(npi, f"naive_{op}"), [case.grad, x]
         elif op == "cross_entropy":
-            call = partial(npi.naive_cross_entropy_loss, x, case.labels)
+            f, args = npi.naive_cross_entropy_loss, [x, case.labels]
         elif op == "cross_entropy_grad":
-            call = partial(npi.naive_cross_entropy, x, case.labels)
+            f, args = npi.naive_cross_entropy, [x, case.labels]
         else:
-            call = partial(getattr(npi, f"naive_{op}"), x)
-        return [Impl(self.name, call, call)]
+            f, args = getattr(npi, f"naive_{op}"), [x]
+        via = _via(x)
+        call = partial(npi.via, np.dtype(via), f, *args) if via else partial(f, *args)
+        return [Impl(self.name, call, call, via=via)]
 
 
 class Scipy(Peer):
-    """scipy.special's softmax, log_softmax and logsumexp (it has no gradients)."""
+    """scipy.special's softmax, log_softmax and logsumexp (it has no gradients).
+
+    float16 and bfloat16: computed in float32 as numpy-naive does.
+    """
 
     name = "scipy"
     module = "scipy.special"
@@ -288,12 +332,18 @@ class Scipy(Peer):
     def build(self, case: Case) -> list[Impl]:
         if case.op not in ("softmax", "log_softmax", "logsumexp"):
             return []
-        call = partial(getattr(self.special, case.op), case.x, axis=-1)
-        return [Impl(self.name, call, lambda: np.asarray(call()))]
+        f = partial(getattr(self.special, case.op), axis=-1)
+        via = _via(case.x)
+        call = partial(npi.via, np.dtype(via), f, case.x) if via else partial(f, case.x)
+        return [Impl(self.name, call, lambda: np.asarray(call()), via=via)]
 
 
 class Torch(Peer):
-    """PyTorch on the CPU, eager, with torch.set_num_threads(n)."""
+    """PyTorch on the CPU, eager, with torch.set_num_threads(n).
+
+    float16 and bfloat16 natively (torch.float16, torch.bfloat16); a bfloat16
+    tensor is a view of the NumPy array's bits, and so is its result's array.
+    """
 
     name = "torch"
     module = "torch"
@@ -320,22 +370,35 @@ class Torch(Peer):
             "interop": self.torch.get_num_interop_threads(),
         }
 
+    def tensor(self, a: np.ndarray) -> Any:
+        """A tensor sharing a's memory (NumPy's bfloat16 is ml_dtypes', unknown to torch)."""
+        if a.dtype == DTYPES["bfloat16"]:
+            return self.torch.from_numpy(a.view(np.int16)).view(self.torch.bfloat16)
+        return self.torch.from_numpy(a)
+
+    def array(self, t: Any) -> np.ndarray:
+        """A NumPy array sharing t's memory, of t's dtype (bfloat16: ml_dtypes.bfloat16)."""
+        if t.dtype == self.torch.bfloat16:
+            out: np.ndarray = t.view(self.torch.int16).numpy().view(DTYPES["bfloat16"])
+            return out
+        return np.asarray(t.numpy())
+
     def build(self, case: Case) -> list[Impl]:
         torch, F, op = self.torch, self.F, case.op
-        t = torch.from_numpy(case.x)
+        t = self.tensor(case.x)
         call: Callable[[], Any]
         if op in ("softmax", "log_softmax", "logsumexp"):
             call = partial(getattr(torch, op), t, -1)
         elif op in BACKWARD_OPS:
             f = getattr(torch, f"_{op}_data")  # the kernel autograd runs
-            call = partial(f, torch.from_numpy(case.grad), t, -1, t.dtype)
+            call = partial(f, self.tensor(case.grad), t, -1, t.dtype)
         elif op == "cross_entropy":
             # t does not require grad, so no graph is built (a torch.no_grad() block
             # around the call cost as much as the whole call on one row of 1000)
             call = partial(F.cross_entropy, t, torch.from_numpy(case.labels))
         else:
             labels = torch.from_numpy(case.labels)
-            tx = torch.from_numpy(case.x.copy()).requires_grad_(True)
+            tx = self.tensor(case.x.copy()).requires_grad_(True)
 
             def call() -> Any:
                 tx.grad = None
@@ -344,13 +407,13 @@ class Torch(Peer):
                 return loss
 
             def grad_result() -> Result:
-                return float(call().item()), tx.grad.numpy().copy()
+                return float(call().item()), self.array(tx.grad).copy()
 
             return [Impl(self.name, call, grad_result)]
 
         def result() -> Result:
             r = call()
-            return float(r.item()) if r.ndim == 0 else r.numpy()
+            return float(r.item()) if r.ndim == 0 else self.array(r)
 
         return [Impl(self.name, call, result)]
 
@@ -365,7 +428,10 @@ class _FixedPool(Peer):
 
 
 class Jax(_FixedPool):
-    """JAX on the CPU: each operation jitted; float64 enabled (jax_enable_x64)."""
+    """JAX on the CPU: each operation jitted; float64 enabled (jax_enable_x64).
+
+    float16 and bfloat16 natively: JAX takes and returns ml_dtypes' arrays.
+    """
 
     name = "jax"
     module = "jax"
@@ -420,7 +486,12 @@ class Jax(_FixedPool):
 
 
 class TensorFlow(_FixedPool):
-    """TensorFlow on the CPU: each operation a tf.function (graph, no XLA)."""
+    """TensorFlow on the CPU: each operation a tf.function (graph, no XLA).
+
+    float16 and bfloat16 go to tf.constant as they are (not tried here: where
+    TensorFlow's NumPy bfloat16 is not ml_dtypes', the conversion fails and the
+    peer is skipped for the case with a note).
+    """
 
     name = "tensorflow"
     module = "tensorflow"

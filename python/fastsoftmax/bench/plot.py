@@ -13,8 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from .accuracy import numpy_dtype
 from .peers import optional_module
 
 PEER_COLORS = {
@@ -83,7 +82,7 @@ def plot(doc: dict[str, Any], path: str | Path) -> None:
         ax = axes[row][-1]
         for op in ops:
             pts = sorted(
-                (math.prod(r["shape"]) * np.dtype(dtype).itemsize, r["GBps"])
+                (math.prod(r["shape"]) * numpy_dtype(dtype).itemsize, r["GBps"])
                 for r in here
                 if r["op"] == op and r["impl"] == _fs_variant(here, op)
             )

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._config import simd_target, simd_targets
-from .accuracy import ERROR_MEASURES
+from .accuracy import ERROR_MEASURES, ERROR_UNITS
 from .suite import all_threads
 
 SCHEMA = "fastsoftmax.bench/1"
@@ -101,6 +101,7 @@ def build_document(run: dict[str, Any], argv: Sequence[str]) -> dict[str, Any]:
         "machine": machine(),
         "versions": versions(),
         "error_measures": ERROR_MEASURES,
+        "error_units": ERROR_UNITS,
         **run,
     }
 
@@ -139,6 +140,11 @@ def header(doc: dict[str, Any]) -> str:
     for p, v in peers.items():
         by_doc.setdefault(v["threads"]["doc"], []).append(p)
     errors = [f"{op}: {text}" for op, text in doc["error_measures"].items() if op in s["ops"]]
+    via: dict[str, list[str]] = {}  # "float32 (float16)" -> implementations computing in it
+    for r in doc["results"]:
+        if r.get("via"):
+            names = via.setdefault(f"{r['via']} ({r['dtype']})", [])
+            names += [] if r["impl"] in names else [r["impl"]]
     paragraphs = [
         f"{m['cpu_model']} ({m['architecture']}), {m['usable_cpus']} usable CPUs; "
         + ", ".join(f"{lib} {version}" for lib, version in libraries.items()),
@@ -160,8 +166,16 @@ def header(doc: dict[str, Any]) -> str:
             "other peers do."
         ),
         "max error against a float64 reference (longdouble for float64 inputs): "
-        + "; ".join(errors),
+        + "; ".join(errors)
+        + ". "
+        + doc.get("error_units", ERROR_UNITS)
+        + ".",
     ]
+    if via:
+        paragraphs.append(
+            "computed in another dtype (inputs converted and the result cast back within "
+            "each call): " + "; ".join(f"{d}: {', '.join(names)}" for d, names in via.items())
+        )
     return "\n".join(textwrap.fill(p, 100, subsequent_indent="  ") for p in paragraphs)
 
 
@@ -169,7 +183,7 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
     """One section per (dtype, thread count), one line per implementation."""
     head = (
         f"{'shape':>12}  {'op':<20} {'implementation':<17} {'median':>10} {'GB/s':>7} "
-        f"{'of copy':>7} {'fs speed-up':>11} {'max error':>9}"
+        f"{'of copy':>7} {'fs speed-up':>11} {'max error':>9} {'err/eps':>8}"
     )
     sections: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in results:
@@ -190,6 +204,15 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
             out.append(
                 f"{shape:>12}  {op:<20} {r['impl']:<17} {fmt_time(r['time_s']):>10} "
                 f"{r['GBps']:>7.1f} {r['copy_fraction']:>7.0%} {speedup:>11} "
-                f"{err:>9.1e}"
+                f"{err:>9.1e} {fmt_eps(r.get('max_error_eps')):>8}"
             )
     return "\n".join(out)
+
+
+def fmt_eps(v: float | None) -> str:
+    """An error in units of eps: two decimals under 10, whole numbers up to 99999."""
+    if v is None or not math.isfinite(v):
+        return "-" if v is None else str(v)
+    if v < 10:
+        return f"{v:.2f}"
+    return f"{v:.0f}" if v < 1e5 else f"{v:.1e}"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .accuracy import Reference, reference
+from .accuracy import Reference, Result, in_eps, numpy_dtype, reference
 from .peers import BACKWARD_OPS, PEERS, Case, FastSoftmax, Impl, Peer, optional_module
 from .timing import copy_bandwidth, time_interleaved_samples
 
@@ -72,8 +72,12 @@ def load_peers(names: Sequence[str]) -> Loaded:
     return loaded
 
 
-def make_inputs(shape: tuple[int, int], dtype: np.dtype) -> dict[str, np.ndarray]:
-    """Logits (normal, scale 3), an upstream gradient and labels; the same for every run."""
+def make_inputs(shape: tuple[int, int], dtype: str | np.dtype) -> dict[str, np.ndarray]:
+    """Logits (normal, scale 3), an upstream gradient and labels; the same for every run.
+
+    dtype: a NumPy dtype or a name of accuracy.DTYPES ("bfloat16": ml_dtypes.bfloat16).
+    """
+    dtype = numpy_dtype(dtype)
     rng = np.random.default_rng(list(shape))
     return {
         "x": (rng.standard_normal(shape) * 3).astype(dtype),
@@ -122,35 +126,48 @@ def case_label(case: Case, threads: int) -> str:
     return f"{case.op} {case.x.dtype} {rows}x{cols} threads={threads}"
 
 
+def result_dtype(result: Result) -> str | None:
+    """The dtype of a result's array (a cross-entropy gradient's); None for a loss alone."""
+    if isinstance(result, tuple):
+        return str(result[1].dtype)
+    return str(result.dtype) if isinstance(result, np.ndarray) else None
+
+
 def run_case(
     case: Case, ref: Reference, impls: list[Impl], settings: Settings, notes: list[str], label: str
 ) -> list[dict[str, Any]]:
     """Check each implementation once (the warm-up), then time the ones that ran, interleaved."""
     ok: list[Impl] = []
     errors: list[float] = []
+    dtypes: list[str | None] = []
     for impl in impls:
         try:
+            got = impl.result()
             with np.errstate(all="ignore"):
-                errors.append(ref.error(impl.result()))
+                errors.append(ref.error(got))
         except Exception as exc:  # noqa: BLE001 - a peer that cannot do this case: note it, go on
             notes.append(f"{impl.name}, {label}: {type(exc).__name__}: {exc}")
             continue
+        dtypes.append(result_dtype(got))
         ok.append(impl)
     samples = time_interleaved_samples([i.call for i in ok], settings.rounds, settings.min_time)
     nbytes = case.traffic_bytes()
     rows = []
-    for impl, err, s in zip(ok, errors, samples):
+    for impl, err, dtype, s in zip(ok, errors, dtypes, samples):
         t = float(np.median(s))
         rows.append(
             {
                 "peer": impl.peer,
                 "impl": impl.name,
                 "preallocated": impl.preallocated,
+                "via": impl.via or None,
+                "result_dtype": dtype,
                 "time_s": t,
                 "samples_s": s,
                 "bytes": nbytes,
                 "GBps": nbytes / t / 1e9,
                 "max_error": err,
+                "max_error_eps": in_eps(err, case.x.dtype),
             }
         )
     return rows
@@ -189,7 +206,7 @@ def run(settings: Settings, echo: Callable[[str], None] = print) -> dict[str, An
     try:
         for dtype in settings.dtypes:
             for shape in settings.shapes:
-                inputs = make_inputs(shape, np.dtype(dtype))
+                inputs = make_inputs(shape, dtype)
                 for op in settings.ops:
                     case, ref = make_case(op, inputs)
                     for n in settings.threads:
@@ -233,10 +250,16 @@ def run_threads(
     active = [p for p in loaded.peers if p.runs_at(n, n_all)]
     with ExitStack() as stack:
         peer_impls: list[Impl] = []
+        label = case_label(case, n)
         for p in [loaded.fastsoftmax, *active]:
             stack.enter_context(p.threads(n))
         for p in active:
-            for impl in p.build(case):
+            try:  # converting the inputs to the peer's arrays (a dtype it lacks, say) may fail
+                impls = p.build(case)
+            except Exception as exc:  # noqa: BLE001 - note it, go on without this peer
+                notes.append(f"{p.name}, {label}: {type(exc).__name__}: {exc}")
+                continue
+            for impl in impls:
                 impl.peer = p.name
                 peer_impls.append(impl)
         fs_impls = loaded.fastsoftmax.build(case)
@@ -245,7 +268,6 @@ def run_threads(
         if peer_impls:  # time only the fastsoftmax variants some peer is compared with
             conventions = {impl.preallocated for impl in peer_impls}
             fs_impls = [i for i in fs_impls if i.preallocated in conventions] or fs_impls
-        label = case_label(case, n)
         rows = run_case(case, ref, fs_impls + peer_impls, settings, notes, label)
     add_speedups(rows)
     where = {"dtype": str(case.x.dtype), "shape": [int(d) for d in case.x.shape], "op": case.op}
