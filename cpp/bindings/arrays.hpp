@@ -95,7 +95,8 @@ py::dtype dtype_of() {
         if (d.is_none()) throw py::type_error("bfloat16 arrays need the ml_dtypes package");
         return d.cast<py::dtype>();
     } else if constexpr (std::is_same_v<S, float16>) {
-        return py::dtype("float16");
+        constexpr int kNpyHalf = 23;  // NumPy's NPY_HALF (a lookup, not a parse of "float16")
+        return py::dtype(kNpyHalf);
     } else {
         return py::dtype::of<S>();
     }
