@@ -312,6 +312,47 @@ def test_half_precision_rows(peer_names):
             assert r["via"] == "float32", r
 
 
+@pytest.mark.peers
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_framework_arrays_rows(framework):
+    """--framework-arrays: fastsoftmax fed the peer's own arrays, timed beside it, with the
+    same results as the NumPy-fed calls."""
+    pytest.importorskip(framework)
+    dtypes = ["float32", "bfloat16"]
+    settings = tiny_settings(dtypes=dtypes, peers=[framework], framework_arrays=True)
+    # (JAX's own rows run at all threads only; fastsoftmax[jax]'s at every setting)
+    result = suite.run(settings, echo=lambda _: None)
+    assert result["notes"] == []
+    rows = result["results"]
+    name = f"fastsoftmax[{framework}]"
+    mine = [r for r in rows if r["peer"] == name]
+    assert {(r["dtype"], tuple(r["shape"]), r["op"]) for r in mine} == {
+        (d, s, op) for d in dtypes for s in TINY for op in peers.OPS
+    }
+    plain = {
+        (r["dtype"], tuple(r["shape"]), r["op"]): r["max_error"]
+        for r in rows
+        if r["impl"] == "fastsoftmax"
+    }
+    for r in mine:
+        assert r["time_s"] > 0
+        # the same kernels on the same memory: the same results as the NumPy-fed call
+        assert r["max_error"] == plain[(r["dtype"], tuple(r["shape"]), r["op"])], r
+        assert r["speedup_against"] in ("fastsoftmax", "fastsoftmax out="), r
+        assert r["speedup"] > 0
+    variants = {r["impl"] for r in mine}
+    if framework == "torch":  # out= a tensor, and the gradient in place into one
+        assert variants == {name, f"{name} out="}
+    else:  # JAX arrays are immutable
+        assert variants == {name}
+    assert not any(
+        r["peer"] == name
+        for r in suite.run(
+            tiny_settings(dtypes=["float32"], peers=[framework]), echo=lambda _: None
+        )["results"]
+    )  # (off by default)
+
+
 def test_fastsoftmax_results_in_the_requested_dtype():
     for name in ("bfloat16", "float16"):
         inputs = suite.make_inputs((8, 10), name)

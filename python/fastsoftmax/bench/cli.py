@@ -119,6 +119,12 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
         type=_choices(list(PEERS), PEER_ALIASES),
         help=f"comma-separated, from {', '.join(PEERS)}, or all; missing ones are skipped",
     )
+    p.add_argument(
+        "--framework-arrays",
+        action="store_true",
+        help="also time fastsoftmax called with the torch and JAX peers' own arrays "
+        "(rows 'fastsoftmax[torch]', 'fastsoftmax[jax]'), as their users would call it",
+    )
     p.add_argument("--rounds", type=int, help="interleaved rounds per measurement")
     p.add_argument("--min-time", type=float, help="seconds per timed sample")
     p.add_argument("--quick", action="store_true", help="a short run: few shapes, few rounds")
@@ -161,6 +167,7 @@ def run(argv: Sequence[str] | None, *, main_job: bool) -> int:
         copy_bytes=(64 if args.quick else 256) << 20,
         quick=args.quick,
         progress=not args.no_progress,
+        framework_arrays=args.framework_arrays,
     )
 
     print(f"fastsoftmax SIMD target: {simd_target()}", flush=True)

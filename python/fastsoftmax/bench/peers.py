@@ -17,6 +17,12 @@ ml_dtypes' element-by-element ufuncs (and SciPy's logsumexp refuses bfloat16),
 so their implementations convert the inputs to float32, compute there and cast
 the result back, all inside the timed call (``Impl.via``). A peer that cannot
 do a case (its conversion or its call raises) is skipped for it with a note.
+
+``--framework-arrays`` also times fastsoftmax called with the PyTorch and JAX
+peers' own arrays (``fastsoftmax[torch]``, ``fastsoftmax[jax]``: zero-copy
+reads, results in the caller's array type), as a user of that framework
+would call it; their speed-up column is their time over NumPy-fed
+fastsoftmax's, the cost of passing framework arrays.
 """
 
 from __future__ import annotations
@@ -417,6 +423,60 @@ class Torch(Peer):
 
         return [Impl(self.name, call, result)]
 
+    def fastsoftmax_impls(self, case: Case) -> list[Impl]:
+        """fastsoftmax called with this case's arrays as torch tensors (--framework-arrays).
+
+        The tensors share the NumPy arrays' memory; fastsoftmax reads them without a
+        copy and returns tensors (out= a tensor, the gradient in place into one).
+        """
+        torch, name = self.torch, "fastsoftmax[torch]"
+
+        def numpy_of(r: Any) -> Result:
+            if isinstance(r, tuple):
+                return float(r[0].item()), self.array(r[1]).copy()
+            return float(r.item()) if r.ndim == 0 else self.array(r).copy()
+
+        t = self.tensor(case.x)
+        op = case.op
+        if op in ("softmax", "log_softmax", "logsumexp") or op in BACKWARD_OPS:
+            f = getattr(_api, op)
+            args = [self.tensor(case.grad), t] if op in BACKWARD_OPS else [t]
+            impls = [Impl(name, partial(f, *args), lambda: numpy_of(f(*args)))]
+            if op != "logsumexp":
+                o = torch.empty_like(t)
+                impls.append(
+                    Impl(
+                        f"{name} out=",
+                        partial(f, *args, out=o),
+                        lambda: numpy_of(f(*args, out=o)),
+                        True,
+                    )
+                )
+            return impls
+        ce = _cross_entropy.cross_entropy
+        labels = torch.from_numpy(case.labels)
+        if op == "cross_entropy":
+            return [Impl(name, partial(ce, t, labels), lambda: numpy_of(ce(t, labels)))]
+        scratch = self.tensor(case.x.copy())  # (in place: see FastSoftmax.build)
+
+        def inplace_result() -> Result:
+            fresh = self.tensor(case.x.copy())
+            return numpy_of(ce(fresh, labels, return_grad=True, inplace_grad=True))
+
+        return [
+            Impl(
+                name,
+                partial(ce, t, labels, return_grad=True),
+                lambda: numpy_of(ce(t, labels, return_grad=True)),
+            ),
+            Impl(
+                f"{name} out=",
+                partial(ce, scratch, labels, return_grad=True, inplace_grad=True),
+                inplace_result,
+                True,
+            ),
+        ]
+
 
 class _FixedPool(Peer):
     """A library whose thread pool is sized when it starts: rows under all threads only."""
@@ -483,6 +543,28 @@ class Jax(_FixedPool):
             return float(r) if op == "cross_entropy" else np.asarray(r)
 
         return [Impl(self.name, call, result)]
+
+    def fastsoftmax_impls(self, case: Case) -> list[Impl]:
+        """fastsoftmax called with this case's arrays as JAX arrays (--framework-arrays).
+
+        fastsoftmax reads a JAX CPU array without a copy and returns a new JAX array
+        (JAX arrays are immutable: no out= or in-place variant).
+        """
+        jax, op, name = self.jax, case.op, "fastsoftmax[jax]"
+        args = [jax.device_put(a) for a in case.arrays()]
+        f: Callable[..., Any]
+        if op.startswith("cross_entropy"):
+            f = partial(_cross_entropy.cross_entropy, return_grad=op == "cross_entropy_grad")
+        else:
+            f = getattr(_api, op)
+
+        def result() -> Result:
+            r = f(*args)
+            if isinstance(r, tuple):
+                return float(r[0]), np.asarray(r[1])
+            return float(r) if op == "cross_entropy" else np.asarray(r)
+
+        return [Impl(name, partial(f, *args), result)]
 
 
 class TensorFlow(_FixedPool):

@@ -43,6 +43,7 @@ class Settings:
     copy_bytes: int
     quick: bool = False
     progress: bool = True
+    framework_arrays: bool = False  # also fastsoftmax fed the framework peers' own arrays
 
 
 @dataclass
@@ -180,7 +181,7 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
     fastsoftmax's out= (in place) variant, a peer allocating its result with
     fastsoftmax allocating its result (where both variants exist).
     """
-    fs = {r["impl"]: r for r in rows if r["impl"].startswith("fastsoftmax")}
+    fs = {r["impl"]: r for r in rows if r["impl"] in ("fastsoftmax", "fastsoftmax out=")}
     for r in rows:
         if r["impl"] in fs:
             r["speedup"] = r["speedup_against"] = None
@@ -261,6 +262,20 @@ def run_threads(
                 continue
             for impl in impls:
                 impl.peer = p.name
+                peer_impls.append(impl)
+        for p in loaded.peers if settings.framework_arrays else []:
+            # (at every thread count, even for a peer with rows at all threads only:
+            # these are fastsoftmax's calls)
+            framework_impls = getattr(p, "fastsoftmax_impls", None)
+            if framework_impls is None:
+                continue
+            try:
+                impls = framework_impls(case)
+            except Exception as exc:  # noqa: BLE001 - note it, go on without these rows
+                notes.append(f"fastsoftmax[{p.name}], {label}: {type(exc).__name__}: {exc}")
+                continue
+            for impl in impls:
+                impl.peer = f"fastsoftmax[{p.name}]"
                 peer_impls.append(impl)
         fs_impls = loaded.fastsoftmax.build(case)
         for impl in fs_impls:
