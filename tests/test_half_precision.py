@@ -196,7 +196,9 @@ def _ce_kwargs(opts, rng, n):
 
 
 @pytest.mark.parametrize("dtype", HALVES)
-@pytest.mark.parametrize("shape", [(64, 10), (16, 1000), (4, 5000)], ids=str)
+# (3, 20001): rows past 32 KiB, whose gradient goes out with streaming stores from an
+# unaligned start (not in place)
+@pytest.mark.parametrize("shape", [(64, 10), (16, 1000), (4, 5000), (3, 20001)], ids=str)
 @pytest.mark.parametrize("opts", CE_OPTIONS, ids=lambda o: ",".join(o) or "plain")
 def test_cross_entropy(rng, dtype, shape, opts):
     x = logits(rng, shape, dtype)

@@ -3,8 +3,10 @@
 // over stored exponentials).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 
 #include "generic/blocks.hpp"
@@ -248,9 +250,11 @@ void ce_row_grad(const typename V::S* x, typename V::S* g, std::size_t n, typena
 // The gradient pass over stored exponentials (ce_row_stats with kStore):
 // g[c] = f_b * src[c] - e * coef[c], f_b = f * exp(refs[b] - m) per block;
 // src is g itself, or the float scratch row (half precision).
+// stream: the aligned middle of each block goes out with non-temporal stores
+// (then V::stream_fence() before another thread reads g).
 template <class V, class Coef, class E>
 void ce_row_scale(const E* src, typename V::S* g, std::size_t n, const typename V::T* refs,
-                  double m, double f, typename V::T e, const Coef& coef) {
+                  double m, double f, typename V::T e, const Coef& coef, bool stream = false) {
     using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
@@ -270,6 +274,18 @@ void ce_row_scale(const E* src, typename V::S* g, std::size_t n, const typename 
             return V::fnmadd(ve, cv, gv);
         };
         std::size_t i = i0;
+        if (stream) {
+            constexpr std::size_t A = N * sizeof(typename V::S);  // streaming stores' alignment
+            const auto addr = reinterpret_cast<std::uintptr_t>(g + i);
+            const std::size_t head =
+                std::min(((A - addr % A) % A) / sizeof(typename V::S), end - i);
+            if (head > 0)
+                V::store_partial(
+                    g + i, head,
+                    out(V::load_partial(src + i, head, 0), coef.load_partial(i, head)));
+            for (i += head; i + N <= end; i += N)
+                V::stream(g + i, out(V::load(src + i), coef.load(i)));
+        }
         for (; i + 2 * N <= end; i += 2 * N) {
             V::store(g + i, out(V::load(src + i), coef.load(i)));
             V::store(g + i + N, out(V::load(src + i + N), coef.load(i + N)));
