@@ -323,24 +323,32 @@ MaxSum row_online_max_sum(const typename V::S* x, std::size_t n) {
         });
 }
 
+// log(s[i]) for i < g as log1p(s[i] - 1), s - 1 formed in double: a log near 0
+// (s near 1) keeps the relative accuracy that a 1-ulp result in 8 or 11 bits
+// needs (the half-precision outputs; see kExpInOutput). +inf and NaN give
+// themselves, as log does.
 template <class V>
-void logs_of(const double* s, typename V::T* out, std::size_t g) {
+void logs_near_one(const double* s, typename V::T* out, std::size_t g) {
     using T = typename V::T;
     for (std::size_t i = 0; i < g; i += V::N) {
         T buf[V::N];
-        if constexpr (kExpInOutput<V>) {
-            for (std::size_t k = 0; k < V::N; ++k)
-                buf[k] = (i + k < g) ? static_cast<T>(s[i + k]) : T(1);
-            V::store(buf, vlog<V>(V::load(buf)));
-        } else {
-            // half precision: log1p(s - 1), s - 1 formed in double, so that a log
-            // near 0 (s near 1) keeps the relative accuracy a 1-ulp result in 8 or
-            // 11 bits needs (softmax_cols.hpp does the same)
-            for (std::size_t k = 0; k < V::N; ++k)
-                buf[k] = (i + k < g) ? static_cast<T>(s[i + k] - 1.0) : T(0);
-            const auto r = V::load(buf);  // (+inf and NaN as log's: themselves)
-            V::store(buf, V::select(V::not_finite(r), r, vlog1p<V>(r)));
-        }
+        for (std::size_t k = 0; k < V::N; ++k)
+            buf[k] = (i + k < g) ? static_cast<T>(s[i + k] - 1.0) : T(0);
+        const auto r = V::load(buf);
+        V::store(buf, V::select(V::not_finite(r), r, vlog1p<V>(r)));
+        for (std::size_t k = 0; k < V::N && i + k < g; ++k) out[i + k] = buf[k];
+    }
+}
+
+template <class V>
+void logs_of(const double* s, typename V::T* out, std::size_t g) {
+    using T = typename V::T;
+    if constexpr (!kExpInOutput<V>) return logs_near_one<V>(s, out, g);
+    for (std::size_t i = 0; i < g; i += V::N) {
+        T buf[V::N];
+        for (std::size_t k = 0; k < V::N; ++k)
+            buf[k] = (i + k < g) ? static_cast<T>(s[i + k]) : T(1);
+        V::store(buf, vlog<V>(V::load(buf)));
         for (std::size_t k = 0; k < V::N && i + k < g; ++k) out[i + k] = buf[k];
     }
 }

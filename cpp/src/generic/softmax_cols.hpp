@@ -64,34 +64,26 @@ void log_softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
         const auto m = col_max<V>(x + c, xs, n, ch);
         const auto ref = V::select(V::not_finite(m), V::zero(), m);
-        auto wide = V::wide_zero();
+        // max = +inf: s = +inf, so (x - max) - log(s) is NaN at +inf, -inf elsewhere;
+        // all -inf: x - max is NaN; a NaN: s is NaN. SciPy's answers in each case.
+        typename V::reg ls;
         if (!narrow) {
-            wide = col_sum_exp<V, false>(x + c, xs, nullptr, 0, n, ref, ch);
-        } else {  // each term straight into the wide sum: no float sum holding the
-                  // maximum's 1 rounds the small terms, so s - 1 is exact enough
+            ls = vlog<V>(V::wide_round(col_sum_exp<V, false>(x + c, xs, nullptr, 0, n, ref, ch)));
+        } else {
+            // each term straight into the wide sum (no float sum holding the
+            // maximum's 1 rounds the small terms), then log1p(s - 1)
             using T = typename V::T;
+            auto wide = V::wide_zero();
             for (std::size_t i = 0; i < n; ++i)
                 V::wide_add(
                     wide,
                     vexp<V>(V::sub(
                         ch.load(x + c + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()), ref)));
-        }
-        // max = +inf: s = +inf, so (x - max) - log(s) is NaN at +inf, -inf elsewhere;
-        // all -inf: x - max is NaN; a NaN: s is NaN. SciPy's answers in each case.
-        typename V::reg ls;
-        if (!narrow) {
-            ls = vlog<V>(V::wide_round(wide));
-        } else {
-            // half precision: log(s) = log1p(s - 1), s - 1 formed in double, so that
-            // the outputs near 0 (the maximum's, -log(s) for s near 1) keep their
-            // relative accuracy, as a 1-ulp result in 8 or 11 bits needs
-            double lanes[V::N];
-            typename V::T rest[V::N];
-            V::wide_store(wide, lanes);
-            for (std::size_t l = 0; l < V::N; ++l)
-                rest[l] = static_cast<typename V::T>(lanes[l] - 1.0);
-            const auto r = V::load(rest);  // (+inf and NaN as log's: themselves)
-            ls = V::select(V::not_finite(r), r, vlog1p<V>(r));
+            double sums[V::N];
+            T logs[V::N];
+            V::wide_store(wide, sums);
+            logs_near_one<V>(sums, logs, V::N);
+            ls = V::load(logs);
         }
         for (std::size_t i = 0; i < n; ++i) {
             const auto xv = ch.load(x + c + static_cast<std::ptrdiff_t>(i) * xs, 0);
