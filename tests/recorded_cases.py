@@ -699,6 +699,10 @@ def _build() -> list[Case]:
         """cross_entropy over `rows` contiguous rows of n logits, named by what it covers."""
         add(f"cross_entropy/{dn}/{option}/rows/n={n}/rows={rows}", _ce_rows, option, dt, rows, n)
 
+    def add_ce_kdim(dn: str, dt: Any, option: str, shape: tuple[int, ...]) -> None:
+        """cross_entropy of (N, C, d1..dk) logits over axis 1, named by what it covers."""
+        add(f"cross_entropy/{dn}/K-d/{_s(shape)}/axis=1/{option}", _ce_kdim, option, dt, shape)
+
     dtypes = {"float32": F32, "float64": F64}
     # the softmax family: rows of every length, special values, layouts
     for op in FAMILY:
@@ -837,26 +841,14 @@ def _build() -> list[Case]:
                     "none+grad",
                     "probs+mean+grad",
                 ):
-                    add(
-                        f"cross_entropy/{dn}/K-d/{_s(shape)}/axis=1/{option}",
-                        _ce_kdim,
-                        option,
-                        dt,
-                        shape,
-                    )
+                    add_ce_kdim(dn, dt, option, shape)
         for shape in ((2, 21, 40, 50), (1, 300, 7, 11), (2, 4097, 3)):
             for option in (
                 "mean+grad",
                 "all-but-softcap+sum+grad",
                 "probs+weight+smoothing+none+grad",
             ):
-                add(
-                    f"cross_entropy/{dn}/K-d/{_s(shape)}/axis=1/{option}",
-                    _ce_kdim,
-                    option,
-                    dt,
-                    shape,
-                )
+                add_ce_kdim(dn, dt, option, shape)
         for shape in ((2, 10, 5, 7), (2, 21, 33)):
             for option in (
                 "softcap+grad",
@@ -871,13 +863,7 @@ def _build() -> list[Case]:
                 "z_loss+grad",
                 "ignore=3+none+grad",
             ):
-                add(
-                    f"cross_entropy/{dn}/K-d/{_s(shape)}/axis=1/{option}",
-                    _ce_kdim,
-                    option,
-                    dt,
-                    shape,
-                )
+                add_ce_kdim(dn, dt, option, shape)
         for c, hw in ((3, 35), (10, 117), (21, 16), (64, 20)):
             for option in ("mean+grad", "none+grad", "all-but-softcap+sum+grad", "probs+mean+grad"):
                 add(
@@ -940,16 +926,10 @@ def _build() -> list[Case]:
                 )
     for n in (3, 10, 100, 1000):
         for option in ("mean+grad", "all-but-softcap+sum+grad", "probs+mean+grad", "softcap+grad"):
-            add(f"cross_entropy/float16/{option}/rows/n={n}/rows=37", _ce_rows, option, F16, 37, n)
+            add_ce_rows("float16", F16, option, 37, n)
     for option in ("mean+grad", "none+grad"):
         add(f"cross_entropy/float16/special/{option}/n=33", _ce_special, option, F16, 33)
-    add(
-        "cross_entropy/float16/K-d/(2,10,5,7)/axis=1/mean+grad",
-        _ce_kdim,
-        "mean+grad",
-        F16,
-        (2, 10, 5, 7),
-    )
+    add_ce_kdim("float16", F16, "mean+grad", (2, 10, 5, 7))
     add(
         "cross_entropy_backward/float16/lse/(37,33)/axis=-1", _ce_backward, F16, "lse", (37, 33), -1
     )
