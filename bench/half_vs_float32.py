@@ -5,8 +5,9 @@
 For softmax with ``out=`` and the cross-entropy's loss with an in-place gradient
 (``return_grad=True, inplace_grad=True``), at the issue's shapes, each round times a
 batch of calls on float32, bfloat16 and float16 copies of the same logits (in turn,
-the order rotating between rounds) and keeps each half-precision time over the
-float32 time of the same round; the table gives the medians. The target: at most
+the order rotating between rounds: fastsoftmax.bench.timing) and keeps each
+half-precision time over the float32 time of the same round; the table gives the
+medians. The target: at most
 0.6x (half the bytes moved).
 """
 
@@ -14,22 +15,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import fastsoftmax as fs
 import ml_dtypes
 import numpy as np
+from fastsoftmax.bench.timing import time_interleaved_samples
 
 SHAPES = [(8192, 1024), (256, 32000), (32, 128256)]
 DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
-
-
-def batch(f: Callable[[], object], n: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(n):
-        f()
-    return (time.perf_counter() - t0) / n
 
 
 def main() -> None:
@@ -55,18 +49,15 @@ def main() -> None:
             )
         for op, by_dtype in calls.items():
             names = list(by_dtype)
-            n = max(1, int(0.05 / batch(by_dtype["float32"], 2)))
-            times: dict[str, list[float]] = {k: [] for k in names}
-            ratios: dict[str, list[float]] = {k: [] for k in names[1:]}
-            for r in range(args.rounds):
-                order = names[r % 3 :] + names[: r % 3]
-                got = {k: batch(by_dtype[k], n) for k in order}
-                for k in names:
-                    times[k].append(got[k])
-                for k in names[1:]:
-                    ratios[k].append(got[k] / got["float32"])
-            med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-            rb, rf = (statistics.median(ratios[k]) for k in names[1:])
+            # one sample of each dtype per round, the first one rotating
+            samples = dict(
+                zip(names, time_interleaved_samples(list(by_dtype.values()), args.rounds, 0.05))
+            )
+            med = {k: statistics.median(v) * 1e3 for k, v in samples.items()}
+            rb, rf = (
+                statistics.median([h / f for h, f in zip(samples[k], samples["float32"])])
+                for k in names[1:]
+            )
             print(
                 f"| {shape[0]}x{shape[1]} | {op} | {med['float32']:.2f} ms | "
                 f"{med['bfloat16']:.2f} ms | {med['float16']:.2f} ms | {rb:.2f} | {rf:.2f} |",

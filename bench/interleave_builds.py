@@ -8,7 +8,7 @@ as the packages ``fs_before`` and ``fs_after`` (the package imports its
 extension relatively, so both load side by side) and imported by the same
 interpreter. For each operation of the quick suite's shapes, every round
 times a batch of calls of one build, then of the other (the order alternating
-between rounds), and keeps after/before; the table gives the median ratio over
+between rounds: fastsoftmax.bench.timing), and keeps after/before; the table gives the median ratio over
 the rounds and its 10th-90th percentile band. A drift of the machine falls on
 both builds within a round, so the ratio resolves a few percent where separate
 processes (``compare_builds.py``) do not.
@@ -22,12 +22,12 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+from fastsoftmax.bench.timing import time_interleaved_samples
 
 SHAPES = [(4096, 10), (128, 1000), (16, 32000)]
 
@@ -76,19 +76,12 @@ def calls(fs: ModuleType, a: dict[str, np.ndarray]) -> dict[str, Callable[[], ob
     }
 
 
-def batch_time(f: Callable[[], object], n: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(n):
-        f()
-    return (time.perf_counter() - t0) / n
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("before", type=Path, help="the earlier build's installed package folder")
     p.add_argument("after", type=Path, help="the later build's installed package folder")
     p.add_argument("--rounds", type=int, default=41, help="rounds per operation and shape")
-    p.add_argument("--batch-s", type=float, default=0.01, help="target seconds per batch")
+    p.add_argument("--batch-s", type=float, default=0.01, help="seconds per batch of calls")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         sys.path.insert(0, tmp)
@@ -105,19 +98,11 @@ def main() -> None:
             arrays = inputs(shape)
             before, after = calls(builds[0], arrays), calls(builds[1], arrays)
             for op in before:
-                fb, fa = before[op], after[op]
-                per = batch_time(fb, 3)
-                n = max(1, int(args.batch_s / max(per, 1e-7)))
-                batch_time(fb, n), batch_time(fa, n)  # warm both
-                tb, ta, ratios = [], [], []
-                for r in range(args.rounds):
-                    if r % 2:
-                        a, b = batch_time(fa, n), batch_time(fb, n)
-                    else:
-                        b, a = batch_time(fb, n), batch_time(fa, n)
-                    tb.append(b)
-                    ta.append(a)
-                    ratios.append(a / b)
+                # one sample of each build per round, the first one alternating
+                tb, ta = time_interleaved_samples(
+                    [before[op], after[op]], args.rounds, args.batch_s
+                )
+                ratios = [a / b for a, b in zip(ta, tb)]
                 q = statistics.quantiles(ratios, n=10)
                 med = statistics.median(ratios)
                 worst = max(worst, med)
