@@ -116,6 +116,38 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
     if (prev) map_row<V>(prev, prev, n, [inv_prev](reg v) { return inv_prev.apply(v); }, false);
 }
 
+// Three plain passes per row: the maximum; exp(x - max) and its sum, stored
+// in y, or for half precision (see kExpInOutput) in a float scratch row that
+// stays in L1/L2; then y = those exponentials * (1 / sum). With `stream`,
+// y is written with non-temporal stores.
+template <class V>
+void softmax_rows_three_passes(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
+                               std::ptrdiff_t ys, std::size_t rows, std::size_t n, bool stream) {
+    using T = typename V::T;
+    T* scratch = nullptr;
+    if constexpr (!kExpInOutput<V>) scratch = thread_scratch<T>(n);
+    for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
+        T* e;  // (S is T where the exponentials go to y)
+        if constexpr (kExpInOutput<V>)
+            e = y;
+        else
+            e = scratch;
+        const T m = row_max<V>(x, n);
+        if (!std::isfinite(m)) {
+            softmax_special(y, 1, n);
+            continue;
+        }
+        const double s = row_store_exp_sum<V>(x, e, n, m);
+        if (s != s) {  // a NaN in the row
+            softmax_special(y, 1, n);
+            continue;
+        }
+        const auto inv = Factor<V>::reciprocal(s);
+        map_row<V>(e, y, n, [inv](typename V::reg v) { return inv.apply(v); }, stream);
+    }
+    if (stream) V::stream_fence();
+}
+
 template <class V>
 void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
                   std::size_t rows, std::size_t n, const SoftmaxParams& params) {
@@ -126,25 +158,9 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
             softmax_cols<typename V::Compute>(t, V::N, t, V::N, n, w, params);
         });
     if (n <= V::N) return short_rows<ShortSoftmax<V>>(x, xs, y, ys, rows, n);
-    if constexpr (!kExpInOutput<V>) {  // half precision: each output rounded once
-        if (n * sizeof(T) <= kHalfScratchBytes) {
-            // the exponentials in a float row that stays in L1/L2, then scaled
-            // into y: one exp per element, as the float rows do
-            T* const e = thread_scratch<T>(n);
-            for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
-                const T m = row_max<V>(x, n);
-                const double sum = std::isfinite(m) ? row_store_exp_sum<V>(x, e, n, m) : 0.0;
-                if (!std::isfinite(m) || sum != sum) {  // max not finite, or a NaN in the row
-                    softmax_special(y, 1, n);
-                    continue;
-                }
-                const auto inv = Factor<V>::reciprocal(sum);
-                map_row<V>(
-                    e, y, n, [inv](typename V::reg v) { return inv.apply(v); }, params.from_memory);
-            }
-            if (params.from_memory) V::stream_fence();
-            return;
-        }
+    if constexpr (!kExpInOutput<V>) {            // half precision: each output rounded once
+        if (n * sizeof(T) <= kHalfScratchBytes)  // one exp per element, as the float rows
+            return softmax_rows_three_passes<V>(x, xs, y, ys, rows, n, params.from_memory);
         // longer rows: a read pass for (max, sum), then exp(x - max) / sum again
         for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
             const MaxSum ms = row_online_max_sum<V>(x, n);
@@ -166,20 +182,7 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
     // memory it measured slower than three plain passes (8192x1024 float32:
     // 3.8 vs 3.1 ms), which give the hardware prefetchers one stream at a time.
     if (!params.from_memory) return softmax_rows_pipelined<V>(x, xs, y, ys, rows, n);
-    for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
-        const T m = row_max<V>(x, n);
-        if (!std::isfinite(m)) {
-            softmax_special(y, 1, n);
-            continue;
-        }
-        const double s = row_store_exp_sum<V>(x, y, n, m);
-        if (s != s) {  // a NaN in the row
-            softmax_special(y, 1, n);
-            continue;
-        }
-        const auto inv = Factor<V>::reciprocal(s);
-        map_row<V>(y, y, n, [inv](typename V::reg v) { return inv.apply(v); }, false);
-    }
+    softmax_rows_three_passes<V>(x, xs, y, ys, rows, n, false);
 }
 
 // Rows of at most this many bytes (more than one vector, at most one block):
