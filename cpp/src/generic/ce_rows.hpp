@@ -75,7 +75,7 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
     // in the scaling pass cost (256, 32000) bfloat16 1.6 ms of 3.9.
     // (not in place: there the exp pass has just read the lines it overwrites)
     const bool stream_grad = kHalf && store && static_cast<const void*>(a.grad) != a.x &&
-                             n * sizeof(typename V::S) >= (std::size_t(32) << 10);
+                             n * sizeof(typename V::S) >= kLongRowBytes;
     T* const scratch = kHalf && store ? thread_scratch<T>((grouped ? kCeGroup : 1) * n) : nullptr;
     CeSums total;
     const auto x_of = [&](std::size_t r) { return a.x + static_cast<std::ptrdiff_t>(r) * a.xs; };

@@ -88,11 +88,10 @@ void log_softmax_segment(const typename V::S* x, typename V::S* y, std::size_t n
     if (stream) V::stream_fence();
 }
 
-// Rows longer than this (about L1) are done block by block, so x is read
-// from memory once: per block, its maximum and then exp(x - running max)
+// Rows longer than kLongRowBytes (about L1) are done block by block, so x is
+// read from memory once: per block, its maximum and then exp(x - running max)
 // while the block is in L1 (segment_max_sum over the whole row); a second
 // pass scales each block by exp(block's reference - row max) / sum.
-constexpr std::size_t kLongRowBytes = std::size_t(32) << 10;
 
 template <class V>
 void softmax_long_row(const typename V::S* x, typename V::S* y, std::size_t n,
