@@ -32,15 +32,14 @@ _LossLike = Union[np.ndarray, np.floating]
 _I64: np.dtype[Any] = np.dtype(np.int64)
 # the largest finite value of each result dtype: a loss beyond it becomes +inf
 _MAX = {np.dtype(t): float(np.finfo(t).max) for t in (np.float16, np.float32, np.float64)}
-_F32: np.dtype[Any] = np.dtype(np.float32)
 
 
 def _loss_dtype(result: np.dtype) -> np.dtype:
-    """The loss's dtype for logits of result dtype `result`: float32 for float16 and
-    bfloat16 logits (PyTorch returns their own dtype; a loss with 8 or 11 significant
-    bits would lose the small differences between steps that people compare), else
-    the logits' own."""
-    return _F32 if result.itemsize == 2 else result
+    """The loss's dtype for logits of result dtype `result`: their compute dtype, float32
+    for float16 and bfloat16 logits (PyTorch returns their own dtype; a loss with 8 or 11
+    significant bits would lose the small differences between steps that people
+    compare), else the logits' own."""
+    return _compute_dtype(result)
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
