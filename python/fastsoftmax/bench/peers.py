@@ -181,62 +181,60 @@ class FastSoftmax(Peer):
 
     def build(self, case: Case) -> list[Impl]:
         """Both variants where the result is an array the size of the input."""
-        x, op = case.x, case.op
-        if op in ("softmax", "log_softmax"):
-            f = getattr(_api, op)
-            o = np.empty_like(x)
-            return [
-                Impl(self.name, partial(f, x), partial(f, x)),
-                Impl(f"{self.name} out=", partial(f, x, out=o), partial(_copy, f, x, out=o), True),
-            ]
-        if op == "logsumexp":
-            return [Impl(self.name, partial(_api.logsumexp, x), partial(_api.logsumexp, x))]
-        if op in BACKWARD_OPS:
-            f = getattr(_api, op)
-            o = np.empty_like(x)
-            return [
-                Impl(self.name, partial(f, case.grad, x), partial(f, case.grad, x)),
-                Impl(
-                    f"{self.name} out=",
-                    partial(f, case.grad, x, out=o),
-                    partial(_copy, f, case.grad, x, out=o),
-                    True,
-                ),
-            ]
-        ce = _cross_entropy.cross_entropy
-        if op == "cross_entropy":
-            loss = partial(_loss, ce, x, case.labels)
-            return [Impl(self.name, partial(ce, x, case.labels), loss)]
+        return fastsoftmax_impls(self.name, case, lambda a: a, _numpy_result, np.empty_like)
+
+
+def fastsoftmax_impls(
+    name: str,
+    case: Case,
+    array: Callable[[np.ndarray], Any],
+    result: Callable[[Any], Result],
+    empty_like: Callable[[Any], Any] | None,
+) -> list[Impl]:
+    """fastsoftmax's implementations of a case, on the arrays ``array`` makes of the
+    case's (NumPy's own, or a framework's: --framework-arrays), ``result`` turning what
+    a call returns into NumPy. With ``empty_like`` (arrays that can be written), also the
+    variant into a preallocated array: ``out=``, or for the cross-entropy's gradient in
+    place into the logits."""
+    x, op = array(case.x), case.op
+    impls: list[Impl] = []
+
+    def add(label: str, call: Callable[[], Any], preallocated: bool = False) -> None:
+        impls.append(Impl(label, call, lambda: result(call()), preallocated))
+
+    if op in ("softmax", "log_softmax", "logsumexp") or op in BACKWARD_OPS:
+        f = getattr(_api, op)
+        args = (array(case.grad), x) if op in BACKWARD_OPS else (x,)
+        add(name, partial(f, *args))
+        if op != "logsumexp" and empty_like is not None:
+            add(f"{name} out=", partial(f, *args, out=empty_like(x)), True)
+        return impls
+    ce, labels = _cross_entropy.cross_entropy, array(case.labels)
+    if op == "cross_entropy":
+        add(name, partial(ce, x, labels))
+        return impls
+    add(name, partial(ce, x, labels, return_grad=True))
+    if empty_like is not None:
         # The in-place variant's later calls run on the previous call's gradient
         # (values in [-1, 1]): the same work on any finite data, and no page
         # faults of a fresh gradient array, which have nothing to do with the kernel.
-        scratch = x.copy()
+        # Its result is taken from a fresh copy of the logits.
+        scratch = array(case.x.copy())
 
         def inplace_result() -> Result:
-            loss, g = ce(x.copy(), case.labels, return_grad=True, inplace_grad=True)
-            return float(loss), g
+            fresh = array(case.x.copy())
+            return result(ce(fresh, labels, return_grad=True, inplace_grad=True))
 
-        def new_result() -> Result:
-            loss, g = ce(x, case.labels, return_grad=True)
-            return float(loss), g
-
-        return [
-            Impl(self.name, partial(ce, x, case.labels, return_grad=True), new_result),
-            Impl(
-                f"{self.name} out=",
-                partial(ce, scratch, case.labels, return_grad=True, inplace_grad=True),
-                inplace_result,
-                True,
-            ),
-        ]
+        call = partial(ce, scratch, labels, return_grad=True, inplace_grad=True)
+        impls.append(Impl(f"{name} out=", call, inplace_result, True))
+    return impls
 
 
-def _copy(f: Callable[..., np.ndarray], *args: Any, **kwargs: Any) -> np.ndarray:
-    return f(*args, **kwargs).copy()
-
-
-def _loss(f: Callable[..., Any], *args: Any) -> float:
-    return float(f(*args))
+def _numpy_result(r: Any) -> Result:
+    """A NumPy result (an array, a numpy scalar loss, or (loss, gradient)) as a Result."""
+    if isinstance(r, tuple):
+        return float(r[0]), np.array(r[1])
+    return float(r) if np.ndim(r) == 0 else np.array(r)
 
 
 def _via(x: np.ndarray) -> str:
@@ -429,53 +427,15 @@ class Torch(Peer):
         The tensors share the NumPy arrays' memory; fastsoftmax reads them without a
         copy and returns tensors (out= a tensor, the gradient in place into one).
         """
-        torch, name = self.torch, "fastsoftmax[torch]"
 
-        def numpy_of(r: Any) -> Result:
+        def result(r: Any) -> Result:
             if isinstance(r, tuple):
                 return float(r[0].item()), self.array(r[1]).copy()
             return float(r.item()) if r.ndim == 0 else self.array(r).copy()
 
-        t = self.tensor(case.x)
-        op = case.op
-        if op in ("softmax", "log_softmax", "logsumexp") or op in BACKWARD_OPS:
-            f = getattr(_api, op)
-            args = [self.tensor(case.grad), t] if op in BACKWARD_OPS else [t]
-            impls = [Impl(name, partial(f, *args), lambda: numpy_of(f(*args)))]
-            if op != "logsumexp":
-                o = torch.empty_like(t)
-                impls.append(
-                    Impl(
-                        f"{name} out=",
-                        partial(f, *args, out=o),
-                        lambda: numpy_of(f(*args, out=o)),
-                        True,
-                    )
-                )
-            return impls
-        ce = _cross_entropy.cross_entropy
-        labels = torch.from_numpy(case.labels)
-        if op == "cross_entropy":
-            return [Impl(name, partial(ce, t, labels), lambda: numpy_of(ce(t, labels)))]
-        scratch = self.tensor(case.x.copy())  # (in place: see FastSoftmax.build)
-
-        def inplace_result() -> Result:
-            fresh = self.tensor(case.x.copy())
-            return numpy_of(ce(fresh, labels, return_grad=True, inplace_grad=True))
-
-        return [
-            Impl(
-                name,
-                partial(ce, t, labels, return_grad=True),
-                lambda: numpy_of(ce(t, labels, return_grad=True)),
-            ),
-            Impl(
-                f"{name} out=",
-                partial(ce, scratch, labels, return_grad=True, inplace_grad=True),
-                inplace_result,
-                True,
-            ),
-        ]
+        return fastsoftmax_impls(
+            "fastsoftmax[torch]", case, self.tensor, result, self.torch.empty_like
+        )
 
 
 class _FixedPool(Peer):
@@ -550,21 +510,13 @@ class Jax(_FixedPool):
         fastsoftmax reads a JAX CPU array without a copy and returns a new JAX array
         (JAX arrays are immutable: no out= or in-place variant).
         """
-        jax, op, name = self.jax, case.op, "fastsoftmax[jax]"
-        args = [jax.device_put(a) for a in case.arrays()]
-        f: Callable[..., Any]
-        if op.startswith("cross_entropy"):
-            f = partial(_cross_entropy.cross_entropy, return_grad=op == "cross_entropy_grad")
-        else:
-            f = getattr(_api, op)
 
-        def result() -> Result:
-            r = f(*args)
+        def result(r: Any) -> Result:
             if isinstance(r, tuple):
                 return float(r[0]), np.asarray(r[1])
-            return float(r) if op == "cross_entropy" else np.asarray(r)
+            return float(r) if r.ndim == 0 else np.asarray(r)
 
-        return [Impl(name, partial(f, *args), result)]
+        return fastsoftmax_impls("fastsoftmax[jax]", case, self.jax.device_put, result, None)
 
 
 class TensorFlow(_FixedPool):
