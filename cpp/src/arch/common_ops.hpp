@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 
@@ -53,6 +54,45 @@ struct ScaleOrZero {
     }
 };
 
+// The lane tables of the short transposes (column_of, block_of): N rows of n
+// elements (n < N) laid end to end fill n vectors, element e = l * n + j
+// (row l, column j) sitting in vector e / N, lane e % N.
+//   column j (lane l = row l's element j) takes lane col_lane[n][j][l] of
+//     vector col_src[n][j][l]; bit l of col_mask[n][j][k] is set where that
+//     vector is k;
+//   block vector k (lane q = element k * N + q) takes lane row_lane[n][k][q]
+//     (the row) of column row_src[n][k][q]; bit q of row_mask[n][k][j] is set
+//     where that column is j.
+// Lane is the permutes' index type (32-bit, or 64-bit for double lanes).
+template <std::size_t N, class Lane>
+struct ShortTransposeTables {
+    alignas(64) Lane col_lane[N][N][N] = {};
+    alignas(64) Lane col_src[N][N][N] = {};
+    alignas(64) Lane row_lane[N][N][N] = {};
+    alignas(64) Lane row_src[N][N][N] = {};
+    std::uint32_t col_mask[N][N][N] = {};
+    std::uint32_t row_mask[N][N][N] = {};
+
+    constexpr ShortTransposeTables() {
+        for (std::size_t n = 1; n < N; ++n) {
+            for (std::size_t j = 0; j < n; ++j)
+                for (std::size_t l = 0; l < N; ++l) {
+                    const std::size_t e = l * n + j;
+                    col_lane[n][j][l] = static_cast<Lane>(e % N);
+                    col_src[n][j][l] = static_cast<Lane>(e / N);
+                    col_mask[n][j][e / N] |= std::uint32_t{1} << l;
+                }
+            for (std::size_t k = 0; k < n; ++k)
+                for (std::size_t q = 0; q < N; ++q) {
+                    const std::size_t e = k * N + q;
+                    row_lane[n][k][q] = static_cast<Lane>(e / n);
+                    row_src[n][k][q] = static_cast<Lane>(e % n);
+                    row_mask[n][k][e % n] |= std::uint32_t{1} << q;
+                }
+        }
+    }
+};
+
 // The wide accumulator of double lanes: Neumaier's compensated summation
 // per lane. The wrapper declares `struct Wide { reg sum, comp; };` (its
 // register type cannot be named here: V is incomplete where this struct is
@@ -85,6 +125,11 @@ struct NeumaierLanes {
     template <class W>
     static void wide_store(const W& w, double* lanes) {
         V::store(lanes, wide_round(w));
+    }
+    template <class W, class R>
+    static void wide_reciprocal(const W& w, R& hi, R& lo) {
+        hi = V::div(V::set1(1.0), wide_round(w));
+        lo = V::sub(hi, hi);  // 0, or NaN with hi
     }
 };
 

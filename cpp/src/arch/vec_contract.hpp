@@ -87,6 +87,9 @@ FASTSOFTMAX_REQUIRE(HasWideHsum, double, V::wide_hsum(val<const typename V::Wide
 FASTSOFTMAX_REQUIRE(HasWideStore, void,
                     V::wide_store(val<const typename V::Wide&>(), val<double*>()))
 FASTSOFTMAX_REQUIRE(HasWideRound, typename V::reg, V::wide_round(val<const typename V::Wide&>()))
+FASTSOFTMAX_REQUIRE(HasWideReciprocal, void,
+                    V::wide_reciprocal(val<const typename V::Wide&>(), val<typename V::reg&>(),
+                                       val<typename V::reg&>()))
 #undef FASTSOFTMAX_REQUIRE_BINARY
 #undef FASTSOFTMAX_REQUIRE_COMPARE
 #undef FASTSOFTMAX_REQUIRE
@@ -140,8 +143,8 @@ struct VecContract {
     static_assert(contract::HasHmax<V>::value, "T hmax(reg)");
     static_assert(contract::HasWideZero<V>::value && contract::HasWideAdd<V>::value &&
                       contract::HasWideHsum<V>::value && contract::HasWideStore<V>::value &&
-                      contract::HasWideRound<V>::value,
-                  "the wide accumulator: wide_zero/add/hsum/store/round");
+                      contract::HasWideRound<V>::value && contract::HasWideReciprocal<V>::value,
+                  "the wide accumulator: wide_zero/add/hsum/store/round/reciprocal");
     static constexpr bool value = true;
 };
 

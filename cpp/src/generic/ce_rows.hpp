@@ -301,8 +301,8 @@ CeSums ce_by_tiles(const CeRows<typename V::S>& a, const CeOptions<typename V::S
     for (std::size_t r = 0; r < a.rows; r += N) {
         const std::size_t w = (a.rows - r < N) ? a.rows - r : N;
         const auto off = static_cast<std::ptrdiff_t>(r);
-        tile_in<V>(a.x + off * a.xs, a.xs, xt, w, a.n);
-        if (a.target) tile_in<V>(a.target + off * a.ts, a.ts, tt, w, a.n);
+        tile_in<V>(a.x + off * a.xs, a.xs, xt, N, w, a.n);
+        if (a.target) tile_in<V>(a.target + off * a.ts, a.ts, tt, N, w, a.n);
         CeCols<T> c;  // over the tiles, in the compute type
         c.x = xt;
         c.xs = N;
@@ -321,7 +321,7 @@ CeSums ce_by_tiles(const CeRows<typename V::S>& a, const CeOptions<typename V::S
         const CeSums s = cross_entropy_cols<typename V::Compute>(c, co);
         total.ce += s.ce;
         total.z += s.z;
-        if (a.grad) tile_out<V>(xt, a.grad + off * a.gs, a.gs, w, a.n);
+        if (a.grad) tile_out<V>(xt, N, a.grad + off * a.gs, a.gs, w, a.n);
     }
     return total;
 }

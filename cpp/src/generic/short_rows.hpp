@@ -106,6 +106,35 @@ struct ShortLogSumExp {
     }
 };
 
+// ------------------------------------------------------ one-element rows --
+//
+// Rows of one element need no exponential: f(x) maps a vector of rows to
+// their outputs (softmax: 1, log_softmax: 0, logsumexp: x + 0, each NaN where
+// the row is not finite, as the general paths answer). V::N rows at a time,
+// straight from memory when the rows are adjacent, else through a buffer.
+template <class V, class F>
+void one_element_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
+                      std::ptrdiff_t ys, std::size_t rows, F f) {
+    using T = typename V::T;
+    constexpr std::size_t N = V::N;
+    std::size_t r = 0;
+    if (xs == 1 && ys == 1) {
+        for (; r + N <= rows; r += N) V::store(y + r, f(V::load(x + r)));
+        if (r < rows) V::store_partial(y + r, rows - r, f(V::load_partial(x + r, rows - r, 0)));
+        return;
+    }
+    alignas(64) T buf[N];
+    for (; r < rows; r += N) {
+        const std::size_t w = (rows - r < N) ? rows - r : N;
+        const auto at = static_cast<std::ptrdiff_t>(r);
+        for (std::size_t l = 0; l < w; ++l)
+            buf[l] = to_compute(x[(at + static_cast<std::ptrdiff_t>(l)) * xs]);
+        V::Compute::store(buf, f(V::Compute::load(buf)));
+        for (std::size_t l = 0; l < w; ++l)
+            y[(at + static_cast<std::ptrdiff_t>(l)) * ys] = to_storage<typename V::S>(buf[l]);
+    }
+}
+
 // Runs Op::run<kShortGroup> over whole groups of rows, then Op::run<1> over the rest.
 template <class Op, class In, class Out>
 void short_rows(const In* x, std::ptrdiff_t xs, Out* y, std::ptrdiff_t ys, std::size_t rows,

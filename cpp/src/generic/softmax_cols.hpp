@@ -27,17 +27,10 @@ void softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
         const auto wide = col_sum_exp<V, kExpInOutput<V>>(x + c, xs, y + c, ys, n, ref, ch);
         // per lane 1/sum as hi + lo (see Factor); a non-finite max makes the
         // whole lane NaN (SciPy), a NaN sum does by itself
-        double sums[V::N];
-        V::wide_store(wide, sums);
-        T hi[V::N], lo[V::N], maxes[V::N];
-        V::store(maxes, m);
-        for (std::size_t l = 0; l < V::N; ++l) {
-            const double inv = 1.0 / sums[l];
-            hi[l] =
-                std::isfinite(maxes[l]) ? static_cast<T>(inv) : std::numeric_limits<T>::quiet_NaN();
-            lo[l] = static_cast<T>(inv - static_cast<double>(hi[l]));
-        }
-        const Factor<V> inv{V::load(hi), V::load(lo)};
+        typename V::reg hi, lo;
+        V::wide_reciprocal(wide, hi, lo);
+        const auto nan = V::set1(std::numeric_limits<T>::quiet_NaN());
+        const Factor<V> inv{V::select(bad, nan, hi), V::select(bad, nan, lo)};
         if constexpr (kExpInOutput<V>) {
             for (std::size_t i = 0; i < n; ++i) {
                 typename V::S* p = y + c + static_cast<std::ptrdiff_t>(i) * ys;

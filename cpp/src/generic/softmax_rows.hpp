@@ -27,9 +27,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <limits>
 
 #include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
+#include "generic/register_tiles.hpp"
 #include "generic/segments.hpp"
 #include "generic/short_rows.hpp"
 #include "generic/softmax_cols.hpp"
@@ -153,10 +155,23 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
                   std::size_t rows, std::size_t n, const SoftmaxParams& params) {
     using T = typename V::T;
     if (n == 0) return;
-    if (tiles_pay<V>(n, kSoftmaxTileLimit<V>))
-        return by_tiles<V>(x, xs, y, ys, rows, n, n, [n, &params](typename V::T* t, std::size_t w) {
-            softmax_cols<typename V::Compute>(t, V::N, t, V::N, n, w, params);
+    if (n == 1)
+        return one_element_rows<V>(x, xs, y, ys, rows, [](typename V::reg v) {
+            return V::select(V::not_finite(v), V::set1(std::numeric_limits<T>::quiet_NaN()),
+                             V::set1(T(1)));
         });
+    if constexpr (kHasRegisterTiles<V>) {
+        if (n < V::N && n <= kRegisterTileMax && xs == static_cast<std::ptrdiff_t>(n) && ys == xs)
+            return with_fixed_length(n, [&](auto k) {
+                if constexpr (k != 0) softmax_register_tiles<V, k>(x, y, rows);
+            });
+    }
+    if (tiles_pay<V>(n, kSoftmaxTileLimit<V>))
+        return by_tiles<V>(x, xs, y, ys, rows, n, n,
+                           [n, &params](typename V::T* t, std::size_t ts, std::size_t w) {
+                               const auto its = static_cast<std::ptrdiff_t>(ts);
+                               softmax_cols<typename V::Compute>(t, its, t, its, n, w, params);
+                           });
     if (n <= V::N) return short_rows<ShortSoftmax<V>>(x, xs, y, ys, rows, n);
     if constexpr (!kExpInOutput<V>) {            // half precision: each output rounded once
         if (n * sizeof(T) <= kHalfScratchBytes)  // one exp per element, as the float rows
@@ -268,12 +283,26 @@ void log_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
                       const SoftmaxParams& params) {
     using T = typename V::T;
     if (n == 0) return;
-    if (tiles_pay<V>(n, kLogSoftmaxTileLimit<V>))
-        return by_tiles<V>(x, xs, y, ys, rows, n, n, [n, &params](typename V::T* t, std::size_t w) {
-            SoftmaxParams tile_params = params;
-            tile_params.narrow_output = !kExpInOutput<V>;
-            log_softmax_cols<typename V::Compute>(t, V::N, t, V::N, n, w, tile_params);
+    if (n == 1)
+        return one_element_rows<V>(x, xs, y, ys, rows, [](typename V::reg v) {
+            return V::select(V::not_finite(v), V::set1(std::numeric_limits<T>::quiet_NaN()),
+                             V::zero());
         });
+    if constexpr (kHasRegisterTiles<V> && kExpInOutput<V>) {
+        if (n < V::N && n <= kRegisterTileMax && xs == static_cast<std::ptrdiff_t>(n) && ys == xs)
+            return with_fixed_length(n, [&](auto k) {
+                if constexpr (k != 0) log_softmax_register_tiles<V, k>(x, y, rows);
+            });
+    }
+    if (tiles_pay<V>(n, kLogSoftmaxTileLimit<V>))
+        return by_tiles<V>(x, xs, y, ys, rows, n, n,
+                           [n, &params](typename V::T* t, std::size_t ts, std::size_t w) {
+                               SoftmaxParams tile_params = params;
+                               tile_params.narrow_output = !kExpInOutput<V>;
+                               const auto its = static_cast<std::ptrdiff_t>(ts);
+                               log_softmax_cols<typename V::Compute>(t, its, t, its, n, w,
+                                                                     tile_params);
+                           });
     if (n <= V::N) return short_rows<ShortLogSoftmax<V>>(x, xs, y, ys, rows, n);
     const bool stream = params.from_memory;
     if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N) {
@@ -297,10 +326,22 @@ void logsumexp_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* ou
                     std::ptrdiff_t os, std::size_t rows, std::size_t n,
                     const SoftmaxParams& params) {
     using T = typename V::T;
+    if (n == 1)  // x + 0: -0 becomes +0, as max + log(1) does
+        return one_element_rows<V>(x, xs, out, os, rows,
+                                   [](typename V::reg v) { return V::add(v, V::zero()); });
+    if constexpr (kHasRegisterTiles<V>) {
+        if (n >= 2 && n < V::N && n <= kRegisterTileMax && xs == static_cast<std::ptrdiff_t>(n) &&
+            os == 1)
+            return with_fixed_length(n, [&](auto k) {
+                if constexpr (k != 0) logsumexp_register_tiles<V, k>(x, out, rows);
+            });
+    }
     if (tiles_pay<V>(n, kLogSumExpTileLimit<V>))  // each lane's result in the tile's first row
-        return by_tiles<V>(x, xs, out, os, rows, n, 1, [n, &params](T* t, std::size_t w) {
-            logsumexp_cols<typename V::Compute>(t, V::N, t, n, w, params);
-        });
+        return by_tiles<V>(x, xs, out, os, rows, n, 1,
+                           [n, &params](T* t, std::size_t ts, std::size_t w) {
+                               logsumexp_cols<typename V::Compute>(
+                                   t, static_cast<std::ptrdiff_t>(ts), t, n, w, params);
+                           });
     if (n >= 1 && n <= V::N) return short_rows<ShortLogSumExp<V>>(x, xs, out, os, rows, n);
     if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N)
         return logsumexp_row_groups<V>(x, xs, out, os, rows, n);

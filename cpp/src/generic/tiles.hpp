@@ -48,48 +48,104 @@ bool tiles_pay(std::size_t n, std::size_t limit) {
            n * V::N * sizeof(typename V::T) <= kTileBytes;
 }
 
-// Rows [0, w) of x (n elements each) into lanes [0, w) of an n x V::N tile:
-// tile[i * V::N + l] = x[l * xs + i]. Whole tiles go by blocks of V::N x V::N
-// (the last one through a staging block, so that nothing past a row is
-// read); the tile's rows past n may then hold anything.
+// Whether V has column_of and block_of (the short transposes, for rows of
+// n < V::N laid end to end: arch/common_ops.hpp, ShortTransposeTables).
+template <class V, class = void>
+struct HasShortTranspose : std::false_type {};
 template <class V>
-void tile_in(const typename V::S* x, std::ptrdiff_t xs, typename V::T* tile, std::size_t w,
-             std::size_t n) {
+struct HasShortTranspose<V,
+                         std::void_t<decltype(V::column_of(std::declval<const typename V::reg*>(),
+                                                           std::size_t{}, std::size_t{})),
+                                     decltype(V::block_of(std::declval<const typename V::reg*>(),
+                                                          std::size_t{}, std::size_t{}))>>
+    : std::true_type {};
+
+// The longest rows the short transposes take: n masked permutes per vector
+// each way grow as n^2, and from 5 elements on the V::N x V::N blocks below
+// measured faster (float32, avx512, cross_entropy with its gradient: 8
+// classes 1.27x slower by the short transposes, 10 classes softmax 0.83 ->
+// 0.53 ns an element by the blocks).
+constexpr std::size_t kShortTransposeMax = 4;
+
+// Rows [0, w) of x (n elements each, w <= V::N) into lanes [0, w) of a tile
+// whose rows are ts apart: tile[i * ts + l] = x[l * xs + i]. Rows laid end
+// to end and shorter than a vector go by the short transposes where V has
+// them; whole tiles by blocks of V::N x V::N (the last one through a staging
+// block, so that nothing past a row is read), which may fill the tile's rows
+// past n, up to the next multiple of V::N, with anything.
+template <class V>
+void tile_in(const typename V::S* x, std::ptrdiff_t xs, typename V::T* tile, std::size_t ts,
+             std::size_t w, std::size_t n) {
     using T = typename V::T;
     constexpr std::size_t N = V::N;
+    const auto its = static_cast<std::ptrdiff_t>(ts);
+    if constexpr (HasShortTranspose<V>::value) {
+        if (n < N && n <= kShortTransposeMax && xs == static_cast<std::ptrdiff_t>(n)) {
+            // rows end to end: n vectors
+            const std::size_t total = w * n;
+            typename V::reg v[N];
+            for (std::size_t k = 0, at = 0; k < n; ++k, at += N)
+                v[k] = at + N <= total ? V::load(x + at)
+                                       : V::load_partial(x + at, at < total ? total - at : 0, 0);
+            for (std::size_t j = 0; j < n; ++j)
+                V::Compute::store(tile + j * ts, V::column_of(v, n, j));
+            return;
+        }
+    }
     if constexpr (HasTranspose<V>::value) {
         if (w == N) {
             std::size_t i = 0;
-            for (; i + N <= n; i += N) V::transpose(x + i, xs, tile + i * N, N);
+            if (ts == N)  // (the stride as a constant: the stores' addresses fold)
+                for (; i + N <= n; i += N) V::transpose(x + i, xs, tile + i * N, N);
+            for (; i + N <= n; i += N) V::transpose(x + i, xs, tile + i * ts, its);
             if (i < n) {
                 alignas(64) T block[N * N];
                 for (std::size_t l = 0; l < N; ++l)
                     V::store(
                         block + l * N,
                         V::load_partial(x + static_cast<std::ptrdiff_t>(l) * xs + i, n - i, 0));
-                V::transpose(block, N, tile + i * N, N);
+                V::transpose(block, N, tile + i * ts, its);
             }
             return;
         }
     }
     for (std::size_t l = 0; l < w; ++l, x += xs)
-        for (std::size_t k = 0; k < n; ++k) tile[k * N + l] = to_compute(x[k]);
+        for (std::size_t k = 0; k < n; ++k) tile[k * ts + l] = to_compute(x[k]);
 }
 
-// Lanes [0, w) of the tile's first n rows back into rows [0, w) of y:
-// y[l * ys + i] = tile[i * V::N + l].
+// Lanes [0, w) of the tile's first n rows (ts apart) back into rows [0, w)
+// of y: y[l * ys + i] = tile[i * ts + l].
 template <class V>
-void tile_out(const typename V::T* tile, typename V::S* y, std::ptrdiff_t ys, std::size_t w,
-              std::size_t n) {
+void tile_out(const typename V::T* tile, std::size_t ts, typename V::S* y, std::ptrdiff_t ys,
+              std::size_t w, std::size_t n) {
     using T = typename V::T;
     constexpr std::size_t N = V::N;
+    const auto its = static_cast<std::ptrdiff_t>(ts);
+    if constexpr (HasShortTranspose<V>::value) {
+        if (n < N && n <= kShortTransposeMax && ys == static_cast<std::ptrdiff_t>(n)) {
+            // rows end to end: n vectors
+            const std::size_t total = w * n;
+            typename V::reg c[N];
+            for (std::size_t j = 0; j < n; ++j) c[j] = V::Compute::load(tile + j * ts);
+            for (std::size_t k = 0, at = 0; at < total; ++k, at += N) {
+                const auto b = V::block_of(c, n, k);
+                if (at + N <= total)
+                    V::store(y + at, b);
+                else
+                    V::store_partial(y + at, total - at, b);
+            }
+            return;
+        }
+    }
     if constexpr (HasTranspose<V>::value) {
         if (w == N && n > 1) {
             std::size_t i = 0;
-            for (; i + N <= n; i += N) V::transpose(tile + i * N, N, y + i, ys);
+            if (ts == N)
+                for (; i + N <= n; i += N) V::transpose(tile + i * N, N, y + i, ys);
+            for (; i + N <= n; i += N) V::transpose(tile + i * ts, its, y + i, ys);
             if (i < n) {
                 alignas(64) T block[N * N];
-                V::transpose(tile + i * N, N, block, N);
+                V::transpose(tile + i * ts, its, block, N);
                 for (std::size_t l = 0; l < N; ++l)
                     V::store_partial(y + static_cast<std::ptrdiff_t>(l) * ys + i, n - i,
                                      V::load(block + l * N));
@@ -98,28 +154,46 @@ void tile_out(const typename V::T* tile, typename V::S* y, std::ptrdiff_t ys, st
         }
     }
     for (std::size_t l = 0; l < w; ++l, y += ys)
-        for (std::size_t k = 0; k < n; ++k) y[k] = to_storage<typename V::S>(tile[k * N + l]);
+        for (std::size_t k = 0; k < n; ++k) y[k] = to_storage<typename V::S>(tile[k * ts + l]);
 }
 
-// cols(tile, w) computes lanes [0, w) of the n x V::N tile in place; the
-// tile's first out_n rows (n, or 1 for a reduction) go back to y.
+// How many groups of V::N rows one tile takes (kTileBytes, at most
+// kTileGroups): rows of up to kWideTileMax elements do little work per group,
+// and a kernel call per group was bound by its latency (max -> exp -> sum ->
+// 1/sum -> scale); longer rows measured no faster in wider tiles (64
+// classes: log_softmax 1.18x slower).
+constexpr std::size_t kTileGroups = 16;
+constexpr std::size_t kWideTileMax = 16;
+template <class V>
+std::size_t tile_groups(std::size_t n) {
+    constexpr std::size_t N = V::N;
+    if (n > kWideTileMax) return 1;
+    const std::size_t rows_held = (n + N - 1) / N * N;  // (the blocks' rows past n)
+    const std::size_t k = kTileBytes / (rows_held * N * sizeof(typename V::T));
+    return k < 1 ? 1 : (k > kTileGroups ? kTileGroups : k);
+}
+
+// cols(tile, ts, w) computes lanes [0, w) of the tile (rows ts apart) in
+// place; the tile's first out_n rows (n, or 1 for a reduction) go back to y.
 template <class V, class Cols>
 void by_tiles(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
               std::size_t rows, std::size_t n, std::size_t out_n, Cols cols) {
     using T = typename V::T;
     constexpr std::size_t N = V::N;
     alignas(64) T tile[kTileBytes / sizeof(T)];
-    for (std::size_t r = 0; r < rows; r += N) {
-        const std::size_t w = (rows - r < N) ? rows - r : N;
-        const auto off = static_cast<std::ptrdiff_t>(r);
-        tile_in<V>(x + off * xs, xs, tile, w, n);
-        cols(tile, w);
-        tile_out<V>(tile, y + off * ys, ys, w, out_n);
+    const std::size_t ts = tile_groups<V>(n) * N;  // lanes per tile
+    for (std::size_t r = 0; r < rows; r += ts) {
+        const std::size_t w = (rows - r < ts) ? rows - r : ts;
+        for (std::size_t g = 0; g < w; g += N) {
+            const auto off = static_cast<std::ptrdiff_t>(r + g);
+            tile_in<V>(x + off * xs, xs, tile + g, ts, (w - g < N) ? w - g : N, n);
+        }
+        cols(tile, ts, w);
+        for (std::size_t g = 0; g < w; g += N) {
+            const auto off = static_cast<std::ptrdiff_t>(r + g);
+            tile_out<V>(tile + g, ts, y + off * ys, ys, (w - g < N) ? w - g : N, out_n);
+        }
     }
 }
-
-// Rows that fit in L1, in arrays that fit in cache, software-pipelined: one loop over the columns
-// does the exp-store-sum pass of row r (bound by the FMA units) together with the max pass of row
-// r+1 and the scale pass of row r-1 (bound by loads and stores), so the two kinds of work overlap
 
 }  // namespace fastsoftmax::FASTSOFTMAX_TARGET

@@ -106,6 +106,34 @@ struct F32 : BufferedPartialStore<F32>, ScaleOrZero<F32> {
             store(dst + (4 + j) * ds, _mm256_permute2f128_ps(u[j], u[4 + j], 0x31));
         }
     }
+    // The short transposes (common_ops.hpp, ShortTransposeTables), n < 8:
+    // rows[k] holds elements 8k .. 8k + 7 of 8 rows of n laid end to end;
+    // column_of gives lane l = element j of row l, block_of the inverse. n
+    // permutes and blends each.
+    static constexpr ShortTransposeTables<8, std::int32_t> kShort{};
+    static __m256i lanes(const std::int32_t* p) {
+        return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
+    }
+    static reg column_of(const reg* rows, std::size_t n, std::size_t j) {
+        const __m256i idx = lanes(kShort.col_lane[n][j]), src = lanes(kShort.col_src[n][j]);
+        reg acc = _mm256_permutevar8x32_ps(rows[0], idx);
+        for (std::size_t k = 1; k < n; ++k) {
+            const __m256i from_k = _mm256_cmpeq_epi32(src, _mm256_set1_epi32(static_cast<int>(k)));
+            acc = _mm256_blendv_ps(acc, _mm256_permutevar8x32_ps(rows[k], idx),
+                                   _mm256_castsi256_ps(from_k));
+        }
+        return acc;
+    }
+    static reg block_of(const reg* cols, std::size_t n, std::size_t k) {
+        const __m256i idx = lanes(kShort.row_lane[n][k]), src = lanes(kShort.row_src[n][k]);
+        reg acc = _mm256_permutevar8x32_ps(cols[0], idx);
+        for (std::size_t j = 1; j < n; ++j) {
+            const __m256i from_j = _mm256_cmpeq_epi32(src, _mm256_set1_epi32(static_cast<int>(j)));
+            acc = _mm256_blendv_ps(acc, _mm256_permutevar8x32_ps(cols[j], idx),
+                                   _mm256_castsi256_ps(from_j));
+        }
+        return acc;
+    }
     static T hmax(reg v) {
         __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -134,6 +162,15 @@ struct F32 : BufferedPartialStore<F32>, ScaleOrZero<F32> {
     static reg wide_round(const Wide& w) {
         return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(w.lo)),
                                     _mm256_cvtpd_ps(w.hi), 1);
+    }
+    static void wide_reciprocal(const Wide& w, reg& hi, reg& lo) {
+        const __m256d one = _mm256_set1_pd(1.0);
+        const __m256d r0 = _mm256_div_pd(one, w.lo), r1 = _mm256_div_pd(one, w.hi);
+        const __m128 h0 = _mm256_cvtpd_ps(r0), h1 = _mm256_cvtpd_ps(r1);
+        const __m128 l0 = _mm256_cvtpd_ps(_mm256_sub_pd(r0, _mm256_cvtps_pd(h0)));
+        const __m128 l1 = _mm256_cvtpd_ps(_mm256_sub_pd(r1, _mm256_cvtps_pd(h1)));
+        hi = _mm256_insertf128_ps(_mm256_castps128_ps256(h0), h1, 1);
+        lo = _mm256_insertf128_ps(_mm256_castps128_ps256(l0), l1, 1);
     }
 };
 

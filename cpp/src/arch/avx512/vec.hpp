@@ -78,6 +78,27 @@ struct F32 {
     static mask mask_or(mask a, mask b) { return static_cast<mask>(a | b); }
     static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_ps(m, b, a); }  // m ? a : b
     static T hmax(reg v) { return _mm512_reduce_max_ps(v); }
+    // The short transposes (common_ops.hpp, ShortTransposeTables), n < 16:
+    // rows[k] holds elements 16k .. 16k + 15 of 16 rows of n laid end to end;
+    // column_of gives lane l = element j of row l, block_of the inverse. n
+    // masked permutes each.
+    static constexpr ShortTransposeTables<16, std::int32_t> kShort{};
+    static reg column_of(const reg* rows, std::size_t n, std::size_t j) {
+        const __m512i idx = _mm512_load_si512(kShort.col_lane[n][j]);
+        reg acc = _mm512_permutexvar_ps(idx, rows[0]);
+        for (std::size_t k = 1; k < n; ++k)
+            acc = _mm512_mask_permutexvar_ps(acc, static_cast<mask>(kShort.col_mask[n][j][k]), idx,
+                                             rows[k]);
+        return acc;
+    }
+    static reg block_of(const reg* cols, std::size_t n, std::size_t k) {
+        const __m512i idx = _mm512_load_si512(kShort.row_lane[n][k]);
+        reg acc = _mm512_permutexvar_ps(idx, cols[0]);
+        for (std::size_t j = 1; j < n; ++j)
+            acc = _mm512_mask_permutexvar_ps(acc, static_cast<mask>(kShort.row_mask[n][k][j]), idx,
+                                             cols[j]);
+        return acc;
+    }
     // dst[j * ds + i] = src[i * ss + j] for i, j < 16: 16 loads, 64 shuffles, 16 stores
     static void transpose(const T* src, std::ptrdiff_t ss, T* dst, std::ptrdiff_t ds) {
         reg u[16];  // u[4q + j]: lane k holds element 4k + j of rows 4q .. 4q + 3
@@ -121,6 +142,15 @@ struct F32 {
         const __m256 lo = _mm512_cvtpd_ps(w.lo);
         const __m256 hi = _mm512_cvtpd_ps(w.hi);
         return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+    }
+    static void wide_reciprocal(const Wide& w, reg& hi, reg& lo) {
+        const __m512d one = _mm512_set1_pd(1.0);
+        const __m512d r0 = _mm512_div_pd(one, w.lo), r1 = _mm512_div_pd(one, w.hi);
+        const __m256 h0 = _mm512_cvtpd_ps(r0), h1 = _mm512_cvtpd_ps(r1);
+        const __m256 l0 = _mm512_cvtpd_ps(_mm512_sub_pd(r0, _mm512_cvtps_pd(h0)));
+        const __m256 l1 = _mm512_cvtpd_ps(_mm512_sub_pd(r1, _mm512_cvtps_pd(h1)));
+        hi = _mm512_insertf32x8(_mm512_castps256_ps512(h0), h1, 1);
+        lo = _mm512_insertf32x8(_mm512_castps256_ps512(l0), l1, 1);
     }
 };
 
@@ -174,6 +204,24 @@ struct F64 : NeumaierLanes<F64> {
     static mask mask_or(mask a, mask b) { return static_cast<mask>(a | b); }
     static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_pd(m, b, a); }
     static T hmax(reg v) { return _mm512_reduce_max_pd(v); }
+    // The short transposes (as F32's), n < 8
+    static constexpr ShortTransposeTables<8, std::int64_t> kShort{};
+    static reg column_of(const reg* rows, std::size_t n, std::size_t j) {
+        const __m512i idx = _mm512_load_si512(kShort.col_lane[n][j]);
+        reg acc = _mm512_permutexvar_pd(idx, rows[0]);
+        for (std::size_t k = 1; k < n; ++k)
+            acc = _mm512_mask_permutexvar_pd(acc, static_cast<mask>(kShort.col_mask[n][j][k]), idx,
+                                             rows[k]);
+        return acc;
+    }
+    static reg block_of(const reg* cols, std::size_t n, std::size_t k) {
+        const __m512i idx = _mm512_load_si512(kShort.row_lane[n][k]);
+        reg acc = _mm512_permutexvar_pd(idx, cols[0]);
+        for (std::size_t j = 1; j < n; ++j)
+            acc = _mm512_mask_permutexvar_pd(acc, static_cast<mask>(kShort.row_mask[n][k][j]), idx,
+                                             cols[j]);
+        return acc;
+    }
     // dst[j * ds + i] = src[i * ss + j] for i, j < 8: 8 loads, 24 shuffles, 8 stores
     static void transpose(const T* src, std::ptrdiff_t ss, T* dst, std::ptrdiff_t ds) {
         reg u[8];  // u[2p + j]: lane k holds element 2k + j of rows 2p, 2p + 1

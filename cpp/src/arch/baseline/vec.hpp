@@ -81,6 +81,11 @@ struct F32 : Scalar<float, std::uint32_t, 23, 127> {
     static double wide_hsum(const Wide& w) { return w; }
     static reg wide_round(const Wide& w) { return static_cast<float>(w); }
     static void wide_store(const Wide& w, double* lanes) { lanes[0] = w; }
+    static void wide_reciprocal(const Wide& w, reg& hi, reg& lo) {
+        const double inv = 1.0 / w;
+        hi = static_cast<float>(inv);
+        lo = static_cast<float>(inv - static_cast<double>(hi));
+    }
 };
 
 struct F64 : Scalar<double, std::uint64_t, 52, 1023> {
@@ -91,6 +96,10 @@ struct F64 : Scalar<double, std::uint64_t, 52, 1023> {
     static double wide_hsum(const Wide& w) { return w.value(); }
     static reg wide_round(const Wide& w) { return w.value(); }
     static void wide_store(const Wide& w, double* lanes) { lanes[0] = w.value(); }
+    static void wide_reciprocal(const Wide& w, reg& hi, reg& lo) {
+        hi = 1.0 / w.value();
+        lo = hi - hi;  // 0, or NaN with hi
+    }
 };
 
 // Half-precision storage (Converting, common_ops.hpp): one element at a time,

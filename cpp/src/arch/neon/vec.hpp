@@ -115,6 +115,15 @@ struct F32 : BufferedPartialLoad<F32>, BufferedPartialStore<F32>, ScaleOrZero<F3
         vst1q_f64(lanes + 2, w.hi);
     }
     static reg wide_round(const Wide& w) { return vcvt_high_f32_f64(vcvt_f32_f64(w.lo), w.hi); }
+    static void wide_reciprocal(const Wide& w, reg& hi, reg& lo) {
+        const float64x2_t one = vdupq_n_f64(1.0);
+        const float64x2_t r0 = vdivq_f64(one, w.lo), r1 = vdivq_f64(one, w.hi);
+        const float32x2_t h0 = vcvt_f32_f64(r0);
+        hi = vcvt_high_f32_f64(h0, r1);
+        const float64x2_t d0 = vsubq_f64(r0, vcvt_f64_f32(h0));
+        const float64x2_t d1 = vsubq_f64(r1, vcvt_high_f64_f32(hi));
+        lo = vcvt_high_f32_f64(vcvt_f32_f64(d0), d1);
+    }
 };
 
 struct F64 : BufferedPartialLoad<F64>,

@@ -1,0 +1,195 @@
+// Rows of 2 to kRegisterTileMax elements laid end to end (a contiguous
+// (rows, n) array), on targets with the short transposes (V::column_of,
+// V::block_of): V::N rows at a time are transposed in registers, one row per
+// lane, computed with exactly the column kernels' lane-by-lane arithmetic
+// (softmax_cols, log_softmax_cols, logsumexp_cols: the same bits as the
+// tiles, tiles.hpp), and transposed back, with no tile in memory. Two groups
+// of V::N rows go through each step together: one group's chain (max -> exp
+// -> sum -> 1/sum -> scale) is too short for the core to overlap the next.
+#pragma once
+
+#include <cstddef>
+#include <limits>
+#include <type_traits>
+
+#include "generic/blocks.hpp"
+#include "generic/target.hpp"
+#include "generic/tiles.hpp"
+#include "generic/vec_math.hpp"
+
+namespace fastsoftmax::FASTSOFTMAX_TARGET {
+
+// (longer rows: n masked permutes per vector each way grow as n^2, and the
+// tiles' V::N x V::N transposes measured faster from 9 elements on)
+constexpr std::size_t kRegisterTileMax = 8;
+constexpr std::size_t kRegisterGroups = 2;
+
+template <class V>
+constexpr bool kHasRegisterTiles = HasShortTranspose<V>::value;
+
+// f(std::integral_constant<std::size_t, n>{}) for n in [2, kRegisterTileMax],
+// else f(integral_constant<0>): the kernels below for the row length, as a
+// compile-time constant (their loops unroll, their tiles stay in registers).
+template <class F>
+void with_fixed_length(std::size_t n, F f) {
+    using std::integral_constant;
+    switch (n) {
+        case 2:
+            return f(integral_constant<std::size_t, 2>{});
+        case 3:
+            return f(integral_constant<std::size_t, 3>{});
+        case 4:
+            return f(integral_constant<std::size_t, 4>{});
+        case 5:
+            return f(integral_constant<std::size_t, 5>{});
+        case 6:
+            return f(integral_constant<std::size_t, 6>{});
+        case 7:
+            return f(integral_constant<std::size_t, 7>{});
+        case 8:
+            return f(integral_constant<std::size_t, 8>{});
+        default:
+            return f(integral_constant<std::size_t, 0>{});
+    }
+}
+
+// G groups of V::N rows of kN elements each: cols[g][j], lane l = element j
+// of row l of group g; `rows` of them are real (the rest read as 0).
+template <class V, std::size_t kN, std::size_t G = kRegisterGroups>
+struct RegisterTile {
+    using reg = typename V::reg;
+    static constexpr std::size_t N = V::N;
+    reg c[G][kN];
+
+    void load(const typename V::S* x, std::size_t rows) {
+        const std::size_t total = rows * kN;
+        for (std::size_t g = 0; g < G; ++g) {
+            reg v[kN];
+            for (std::size_t k = 0; k < kN; ++k) {
+                const std::size_t at = (g * kN + k) * N;
+                v[k] = at + N <= total ? V::load(x + at)
+                                       : V::load_partial(x + at, at < total ? total - at : 0, 0);
+            }
+            for (std::size_t j = 0; j < kN; ++j) c[g][j] = V::column_of(v, kN, j);
+        }
+    }
+    // out[g][j] back to `rows` rows of kN at y
+    static void store(const reg (&out)[G][kN], typename V::S* y, std::size_t rows) {
+        const std::size_t total = rows * kN;
+        for (std::size_t g = 0; g < G; ++g)
+            for (std::size_t k = 0; k < kN; ++k) {
+                const std::size_t at = (g * kN + k) * N;
+                if (at >= total) return;
+                const reg b = V::block_of(out[g], kN, k);
+                if (at + N <= total)
+                    V::store(y + at, b);
+                else
+                    V::store_partial(y + at, total - at, b);
+            }
+    }
+    // the column maximum, as col_max takes it (the same NaN answers)
+    reg max(std::size_t g) const {
+        using T = typename V::T;
+        reg m0 = V::set1(neg_inf<T>()), m1 = m0;
+        std::size_t i = 0;
+        for (; i + 2 <= kN; i += 2) {
+            m0 = V::max(m0, c[g][i]);
+            m1 = V::max(m1, c[g][i + 1]);
+        }
+        if (i < kN) m0 = V::max(m0, c[g][i]);
+        return V::max(m0, m1);
+    }
+};
+
+// Runs op(tile, rows) over the rows, G * V::N at a time.
+template <class V, std::size_t kN, class Op>
+void by_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows, Op op) {
+    constexpr std::size_t step = kRegisterGroups * V::N;
+    for (std::size_t r = 0; r < rows; r += step) {
+        const std::size_t w = (rows - r < step) ? rows - r : step;
+        RegisterTile<V, kN> t;
+        t.load(x + r * kN, w);
+        op(t, y, r, w);
+    }
+}
+
+template <class V, std::size_t kN>
+void softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows) {
+    using T = typename V::T;
+    using reg = typename V::reg;
+    constexpr std::size_t G = kRegisterGroups;
+    by_register_tiles<V, kN>(
+        x, y, rows, [](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w) {
+            using C = typename V::Compute;  // (the tiles' arithmetic: float for half precision)
+            reg e[G][kN];
+            for (std::size_t g = 0; g < G; ++g) {  // (softmax_cols, lane by lane)
+                const reg m = t.max(g);
+                const auto bad = C::not_finite(m);
+                const reg ref = C::select(bad, C::zero(), m);
+                const reg ref_lo = exp_floor<C>(ref);
+                ExpSum<C> sum;
+                for (std::size_t j = 0; j < kN; ++j) {
+                    e[g][j] = vexp_sub<C>(t.c[g][j], ref, ref_lo);
+                    sum.add(e[g][j]);
+                }
+                sum.flush();
+                reg hi, lo;
+                C::wide_reciprocal(sum.wide, hi, lo);
+                const reg nan = C::set1(std::numeric_limits<T>::quiet_NaN());
+                const Factor<C> inv{C::select(bad, nan, hi), C::select(bad, nan, lo)};
+                for (std::size_t j = 0; j < kN; ++j) e[g][j] = inv.apply(e[g][j]);
+            }
+            RegisterTile<V, kN>::store(e, out + r * kN, w);
+        });
+}
+
+template <class V, std::size_t kN>
+void log_softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows) {
+    using reg = typename V::reg;
+    constexpr std::size_t G = kRegisterGroups;
+    by_register_tiles<V, kN>(
+        x, y, rows, [](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w) {
+            reg o[G][kN];
+            for (std::size_t g = 0; g < G; ++g) {  // (log_softmax_cols, lane by lane)
+                const reg m = t.max(g);
+                const reg ref = V::select(V::not_finite(m), V::zero(), m);
+                reg s = V::zero();
+                for (std::size_t j = 0; j < kN; ++j) s = V::add(s, vexp<V>(V::sub(t.c[g][j], ref)));
+                auto wide = V::wide_zero();
+                V::wide_add(wide, s);
+                const reg ls = vlog<V>(V::wide_round(wide));
+                for (std::size_t j = 0; j < kN; ++j) o[g][j] = V::sub(V::sub(t.c[g][j], m), ls);
+            }
+            RegisterTile<V, kN>::store(o, out + r * kN, w);
+        });
+}
+
+template <class V, std::size_t kN>
+void logsumexp_register_tiles(const typename V::S* x, typename V::S* out, std::size_t rows) {
+    using reg = typename V::reg;
+    constexpr std::size_t G = kRegisterGroups;
+    by_register_tiles<V, kN>(
+        x, out, rows, [](RegisterTile<V, kN>& t, typename V::S* o, std::size_t r, std::size_t w) {
+            for (std::size_t g = 0; g < G; ++g) {  // (logsumexp_cols, lane by lane)
+                const std::size_t at = r + g * V::N;
+                if (at >= r + w) return;
+                const reg m = t.max(g);
+                const auto bad = V::not_finite(m);
+                const reg ref = V::select(bad, V::zero(), m);
+                reg s = V::zero();  // (float arithmetic only: V is F32 or F64)
+                for (std::size_t j = 0; j < kN; ++j) s = V::add(s, vexp<V>(V::sub(t.c[g][j], ref)));
+                auto wide = V::wide_zero();
+                V::wide_add(wide, s);
+                const reg sr = V::wide_round(wide);
+                const reg special = V::select(V::isnan(sr), sr, m);
+                const reg v = V::select(bad, special, V::add(m, vlog<V>(sr)));
+                const std::size_t left = r + w - at;
+                if (left >= V::N)
+                    V::store(o + at, v);
+                else
+                    V::store_partial(o + at, left, v);
+            }
+        });
+}
+
+}  // namespace fastsoftmax::FASTSOFTMAX_TARGET

@@ -1,0 +1,94 @@
+"""Rows of very few classes, contiguous (the common classifier shapes, issue 17 part 1).
+
+- One class: softmax is 1, log_softmax 0 and logsumexp the logit itself (+0 for -0), NaN
+  where the logit is not finite (the general paths' answers), with no exponential at all,
+  for every dtype, layout and SIMD target.
+- 2 to 8 classes (float64 on AVX-512 and float32 on AVX2: to 7), rows laid end to end:
+  transposed in registers rather than through a tile in memory (register_tiles.hpp).
+  The arithmetic is the tiles' lane by lane, so a row gets bitwise the answer it gets in a
+  strided batch (which still goes by tiles or by rows), at any position of a batch whose
+  length is not a multiple of the 32 rows done together.
+"""
+
+from __future__ import annotations
+
+import fastsoftmax as fs
+import ml_dtypes
+import numpy as np
+import pytest
+from test_short_rows import make_batch
+
+OPS = ["softmax", "log_softmax", "logsumexp"]
+DTYPES = [np.float32, np.float64, np.float16, ml_dtypes.bfloat16]
+
+
+def one_class_expected(name: str, x: np.ndarray) -> np.ndarray:
+    v = x.astype(np.float64)
+    finite = np.isfinite(v)
+    if name == "softmax":
+        out = np.where(finite, 1.0, np.nan)
+    elif name == "log_softmax":
+        out = np.where(finite, 0.0, np.nan)
+    else:
+        out = v + 0.0  # max + log(1): -0 gives +0, +-inf and NaN stay
+    return out.astype(x.dtype)
+
+
+def one_class_logits(rows: int, dtype) -> np.ndarray:
+    rng = np.random.default_rng(rows)
+    x = (rng.standard_normal(rows) * 30).astype(dtype)
+    special = [np.inf, -np.inf, np.nan, -0.0, 0.0, float(np.finfo(dtype).max)]
+    x[: min(rows, len(special))] = np.array(special[:rows], dtype=dtype)
+    return x
+
+
+@pytest.mark.parametrize("rows", [1, 5, 16, 37, 1000])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", OPS)
+def test_one_class_rows_in_every_layout(name, dtype, rows):
+    op = getattr(fs, name)
+    x = one_class_logits(rows, dtype)
+    want = one_class_expected(name, x)
+    col = x.reshape(rows, 1)
+    wide = np.zeros((rows, 3), dtype)  # rows 3 apart: the strided path
+    wide[:, 1] = x
+    views = {
+        "contiguous (rows, 1)": col,
+        "strided rows": wide[:, 1:2],
+        "reversed rows": col[::-1],
+        "axis 0 of (1, rows)": x.reshape(1, rows),
+    }
+    for label, v in views.items():
+        axis = 0 if label.startswith("axis 0") else -1
+        got = op(v, axis=axis)
+        flat = np.asarray(got).reshape(-1)
+        expect = want[::-1] if label == "reversed rows" else want
+        assert flat.dtype == np.dtype(dtype), label
+        assert np.array_equal(flat, expect, equal_nan=True), f"{label}: {flat} != {expect}"
+        if name == "logsumexp":  # the sign of zero, too
+            assert np.array_equal(np.signbit(flat), np.signbit(expect)), label
+    if name != "logsumexp":
+        y = col.copy()
+        op(y, out=y)
+        assert np.array_equal(y.reshape(-1), want, equal_nan=True), "in place"
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 7, 8, 9])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", OPS)
+def test_contiguous_rows_match_strided_rows_bitwise(rng, name, dtype, n):
+    op = getattr(fs, name)
+    with np.errstate(over="ignore"):  # (float32's large rows become inf in half precision)
+        x = make_batch(rng, 77, n, np.float32).astype(dtype)  # 2 groups of 32, then 13 rows
+    padded = np.zeros((77, n + 3), dtype)  # the same rows, n + 3 apart
+    padded[:, :n] = x
+    whole = op(x)
+    strided = op(padded[:, :n])
+    assert np.array_equal(whole, strided, equal_nan=True), "contiguous vs strided rows"
+    for start, stop in [(0, 1), (5, 6), (31, 33), (3, 77), (40, 77), (64, 77)]:
+        part = op(x[start:stop])
+        assert np.array_equal(whole[start:stop], part, equal_nan=True), f"rows {start}:{stop}"
+    if name != "logsumexp":
+        y = x.copy()
+        op(y, out=y)
+        assert np.array_equal(whole, y, equal_nan=True), "in place"
