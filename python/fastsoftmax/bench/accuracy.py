@@ -129,8 +129,8 @@ def backward_terms(op: str, g: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def reference_cross_entropy(x: np.ndarray, y: np.ndarray) -> float:
-    """Mean cross-entropy in longdouble."""
-    w = np.asarray(x).astype(np.longdouble)
+    """Mean cross-entropy, wide (float64; longdouble for float64 logits)."""
+    w = _wide(x)
     m = w.max(axis=1, keepdims=True)
     lse = m[:, 0] + np.log(np.exp(w - m).sum(axis=1))
     return float(np.mean(lse - w[np.arange(len(y)), y]))
