@@ -8,6 +8,7 @@ bench/RESULTS.md.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -167,6 +168,47 @@ def test_main_job_needs_only_numpy(tmp_path, monkeypatch, capsys):
     assert not out_png.exists()
     doc = json.loads(out_json.read_text())
     assert {r["peer"] for r in doc["results"]} == {"fastsoftmax", "numpy", "numpy-naive"}
+
+
+def test_main_job_progress_without_tqdm_in_a_log(monkeypatch, capsys):
+    """stderr not a terminal (capsys): a few plain lines, whether or not tqdm is installed."""
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import raises ImportError
+    argv = ["--quick", "--no-default-shapes", "--shape", "16x10", "--shape", "3x2000"]
+    assert bench.main_job(argv) == 0
+    captured = capsys.readouterr()
+    cases = 2 * len(bench.DEFAULT_OPS)
+    lines = captured.err.splitlines()
+    assert lines[0] == f"timing {cases} cases ..."
+    assert lines[-1].startswith(f"{cases}/{cases} cases timed, ")
+    assert len(lines) == 5  # the start and each quarter
+    assert "\r" not in captured.err
+    assert "cases timed" not in captured.out
+    assert bench.main_job([*argv, "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_without_tqdm_on_a_terminal(monkeypatch):
+    """One line, rewritten in place for each case, ended by a newline."""
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    settings = tiny_settings(shapes=[(8, 10)], ops=["softmax", "logsumexp"], progress=True)
+    suite.run(settings, echo=lambda _: None)
+    text = terminal.getvalue()
+    assert text.endswith("\n")
+    assert text.count("\n") == 1
+    states = text[:-1].split("\r")[1:]
+    assert states[0].startswith("[0/4] ")
+    assert states[0].endswith("  softmax float32 8x10 threads=1")
+    assert any(s.startswith("[2/4] ") and "logsumexp float32 8x10" in s for s in states)
+    assert states[-1].startswith("4/4 cases timed in ")
+    for before, after in zip(states, states[1:]):  # a shorter line blanks the longer one
+        assert len(after) >= len(before.rstrip())
 
 
 def test_bad_options_are_refused(capsys):

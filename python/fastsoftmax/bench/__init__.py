@@ -9,7 +9,8 @@ bandwidth), :mod:`.suite` (the run), :mod:`.report` (table, JSON, machine),
 :mod:`.plot` (the PNG) and :mod:`.cli`.
 
 Only NumPy is needed; the other libraries, matplotlib and tqdm are imported
-when used and skipped with a note when missing.
+when used and skipped with a note when missing (without tqdm, progress is a
+plain line on stderr).
 """
 
 from __future__ import annotations

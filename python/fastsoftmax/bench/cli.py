@@ -130,7 +130,7 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a short run: few shapes, few rounds")
     p.add_argument("--json", help="write every figure and the machine's description here")
     p.add_argument("--png", help="write the plot here (needs matplotlib)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     return p
 
 
