@@ -14,10 +14,11 @@ import subprocess
 import sys
 from functools import partial
 
+import fastsoftmax
 import numpy as np
 import pytest
 from fastsoftmax import bench
-from fastsoftmax.bench import accuracy, numpy_impls, peers, suite
+from fastsoftmax.bench import accuracy, numpy_impls, peers, report, suite
 
 TINY = [(8, 10), (3, 2000)]
 
@@ -143,13 +144,33 @@ def test_numpy_cross_entropy_matches_the_reference():
     np.testing.assert_allclose(naive_grad, grad, atol=1e-7)
 
 
-def test_main_job_prints_the_table_against_numpy(capsys):
-    assert bench.main_job(["--quick", "--no-default-shapes", "--shape", "16x10"]) == 0
+def test_main_job_opens_with_a_summary_then_the_table(tmp_path, capsys):
+    out_json = tmp_path / "r.json"
+    argv = ["--quick", "--no-default-shapes", "--shape", "16x10", "--shape", "3x2000"]
+    assert bench.main_job([*argv, "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
-    assert "SIMD target" in out
-    assert "cross_entropy_grad" in out
-    assert "fastsoftmax out=" in out
-    assert "numpy" in out
+    doc = json.loads(out_json.read_text())
+    rows = doc["results"]
+    lines = out.splitlines()
+    table = lines.index("== float32, 1 thread ==")
+    head = "\n".join(lines[:table])  # the summary: everything before the table
+    assert lines[0].startswith(f"fastsoftmax {doc['peers']['fastsoftmax']['version']}, ")
+    assert f"SIMD target {fastsoftmax.simd_target()}, 1 thread " in lines[0]
+    assert f"float32: {len(bench.DEFAULT_OPS) * 2} cases in " in lines[0]
+    speedups = sorted(r["speedup"] for r in rows if r["peer"] == "numpy")
+    least, most = report.fmt_speedup(speedups[0]), report.fmt_speedup(speedups[-1])
+    assert f"speed-up over numpy: {least} to {most} (median " in head
+    fs_worst = max((r for r in rows if r["peer"] == "fastsoftmax"), key=lambda r: r["max_error"])
+    case = f"{fs_worst['op']} {'x'.join(map(str, fs_worst['shape']))}"
+    assert f"worst max error:     fastsoftmax {fs_worst['max_error']:.1e} = " in head
+    assert f" eps ({case})" in head
+    assert "numpy       " in head  # numpy's worst error, aligned under fastsoftmax's
+    assert table <= 6  # a short summary
+    rest = "\n".join(lines[table:])
+    assert "cross_entropy_grad" in rest
+    assert "fastsoftmax out=" in rest
+    # the definitions after the table
+    assert rest.index("fastsoftmax out=") < rest.index("medians of 3 interleaved rounds")
 
 
 def test_main_job_needs_only_numpy(tmp_path, monkeypatch, capsys):
@@ -209,6 +230,20 @@ def test_progress_without_tqdm_on_a_terminal(monkeypatch):
     assert states[-1].startswith("4/4 cases timed in ")
     for before, after in zip(states, states[1:]):  # a shorter line blanks the longer one
         assert len(after) >= len(before.rstrip())
+
+
+def test_summary_counts_a_nan_error_as_the_worst():
+    result = suite.run(tiny_settings(shapes=[(8, 10)], peers=["numpy"]), echo=lambda _: None)
+    doc = {**result, "machine": {"simd_target": "avx2", "usable_cpus": 4}}
+    rows = doc["results"]
+    bad = next(r for r in rows if r["peer"] == "numpy" and r["op"] == "logsumexp")  # float32
+    bad["max_error"] = bad["max_error_eps"] = float("nan")
+    text = report.summary(doc)
+    assert text.splitlines()[0].startswith("fastsoftmax ")
+    assert "SIMD target avx2, 1 thread (of 4 CPUs), float32, float64: " in text
+    assert "numpy       nan = nan eps (logsumexp 8x10 float32)" in text
+    speedups = [r["speedup"] for r in rows if r["peer"] == "numpy"]
+    assert f"speed-up over numpy: {report.fmt_speedup(min(speedups))} to " in text
 
 
 def test_bad_options_are_refused(capsys):

@@ -5,6 +5,9 @@ and float64 (float16 and bfloat16 on request: ``--dtype``), one thread and all
 threads, and writes a JSON file and a PNG. The main job (``python -m
 fastsoftmax``) is the same run with a short default: careful NumPy only,
 float32, one thread, no files unless asked for.
+
+Both print a short summary (:func:`.report.summary`), then the table, then
+what was measured and how (:func:`.report.header`); progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from .._config import simd_target
 from . import plot, report, suite
 from .accuracy import DTYPES
 from .peers import OPS, PEER_ALIASES, PEERS
@@ -170,14 +172,14 @@ def run(argv: Sequence[str] | None, *, main_job: bool) -> int:
         framework_arrays=args.framework_arrays,
     )
 
-    print(f"fastsoftmax SIMD target: {simd_target()}", flush=True)
     start = time.perf_counter()
     result = suite.run(settings)
     doc = report.build_document(result, [prog, *(argv if argv is not None else sys.argv[1:])])
     doc["elapsed_s"] = time.perf_counter() - start
-    print(report.header(doc))
+    print(report.summary(doc))
     print(report.format_table(doc["results"]))
-    print(f"\nran in {doc['elapsed_s']:.1f} s")
+    print()
+    print(report.header(doc))
     if json_path:
         report.write_json(doc, json_path)
         print(f"wrote {json_path}")
@@ -203,5 +205,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def main_job(argv: Sequence[str] | None = None) -> int:
-    """``python -m fastsoftmax``: the SIMD target and the table against careful NumPy."""
+    """``python -m fastsoftmax``: a summary and the table against careful NumPy."""
     return run(argv, main_job=True)

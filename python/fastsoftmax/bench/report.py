@@ -131,6 +131,74 @@ def fmt_time(t: float) -> str:
     return f"{t:.3f} s"
 
 
+def summary(doc: dict[str, Any]) -> str:
+    """The run in a few lines, printed before the table.
+
+    What ran (fastsoftmax's version and SIMD target, threads, dtypes, cases, time),
+    the range of fastsoftmax's speed-ups over each peer (and where it is least),
+    and each library's worst max error (the largest in units of eps; NaN first).
+    """
+    m, results = doc["machine"], doc["results"]
+    threads = sorted({r["threads"] for r in results}) or doc["settings"]["threads"]
+    dtypes = list(dict.fromkeys(r["dtype"] for r in results)) or doc["settings"]["dtypes"]
+    cases = {(r["dtype"], tuple(r["shape"]), r["op"], r["threads"]) for r in results}
+    version = doc["peers"].get("fastsoftmax", {}).get("version", "")
+    ran = f" in {doc['elapsed_s']:.1f} s" if "elapsed_s" in doc else ""
+    plural = "thread" if threads == [1] else "threads"
+    first = (
+        f"fastsoftmax {version}, SIMD target {m['simd_target']}, "
+        f"{' and '.join(map(str, threads))} {plural} (of {m['usable_cpus']} CPUs), "
+        f"{', '.join(dtypes)}: {len(cases)} cases{ran}"
+    )
+
+    def where(r: dict[str, Any]) -> str:
+        """A row's case, with its dtype and threads where the run had several."""
+        text = f"{r['op']} {'x'.join(map(str, r['shape']))}"
+        if len(dtypes) > 1:
+            text += f" {r['dtype']}"
+        if len(threads) > 1:
+            text += f" {r['threads']} thread" + ("" if r["threads"] == 1 else "s")
+        return text
+
+    # (fastsoftmax fed framework arrays, --framework-arrays, is left to the table)
+    peer_rows = [r for r in results if not r["peer"].startswith("fastsoftmax[")]
+    speedups: dict[str, list[dict[str, Any]]] = {}  # fastsoftmax's, over each peer
+    for r in peer_rows:
+        if r.get("speedup"):
+            speedups.setdefault(r["peer"], []).append(r)
+    labelled: list[tuple[str, str]] = []  # (label, text) lines, the texts aligned
+    for peer, rows in speedups.items():
+        rows = sorted(rows, key=lambda r: float(r["speedup"]))
+        least, most = fmt_speedup(rows[0]["speedup"]), fmt_speedup(rows[-1]["speedup"])
+        median = fmt_speedup(float(np.median([r["speedup"] for r in rows])))
+        text = f"{least} to {most} (median {median}); least at {where(rows[0])}"
+        labelled.append((f"speed-up over {peer}:", text))
+
+    def size(r: dict[str, Any]) -> float:
+        err = float(r["max_error_eps"])
+        return math.inf if math.isnan(err) else err
+
+    worst: dict[str, dict[str, Any]] = {}  # each library's largest error, in units of eps
+    for r in peer_rows:
+        if r.get("max_error_eps") is None:
+            continue
+        if r["peer"] not in worst or size(r) > size(worst[r["peer"]]):
+            worst[r["peer"]] = r
+    name_width = max(map(len, worst), default=0)
+    for i, (peer, r) in enumerate(worst.items()):
+        eps = fmt_eps(r["max_error_eps"])
+        text = f"{peer:<{name_width}} {r['max_error']:.1e} = {eps} eps ({where(r)})"
+        labelled.append(("worst max error:" if i == 0 else "", text))
+    width = max((len(label) for label, _ in labelled), default=0) + 1
+    lines = [textwrap.fill(first, 100, subsequent_indent="  ")]
+    for label, text in labelled:
+        indent = " " * width
+        lines.append(
+            textwrap.fill(text, 100, initial_indent=label.ljust(width), subsequent_indent=indent)
+        )
+    return "\n".join(lines)
+
+
 def header(doc: dict[str, Any]) -> str:
     """What ran where, and how to read the table."""
     m, s, copy = doc["machine"], doc["settings"], doc["copy_bandwidth"]
@@ -207,6 +275,11 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
                 f"{err:>9.1e} {fmt_eps(r.get('max_error_eps')):>8}"
             )
     return "\n".join(out)
+
+
+def fmt_speedup(v: float) -> str:
+    """A ratio with three significant digits up to 1000 (2.20x, 15.8x, 123x)."""
+    return f"{v:.2f}x" if v < 10 else f"{v:.1f}x" if v < 100 else f"{v:.0f}x"
 
 
 def fmt_eps(v: float | None) -> str:
