@@ -1,4 +1,5 @@
-"""`python -m fastsoftmax`: the SIMD target in use and a benchmark table against NumPy."""
+"""`python -m fastsoftmax`: a summary (SIMD target, speed-ups over NumPy, worst error), then
+a benchmark table against NumPy; about 12 s, progress on stderr (see .bench.cli)."""
 
 from .bench import main_job
 
