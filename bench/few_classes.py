@@ -58,12 +58,16 @@ def main() -> None:
     parser.add_argument("--min-time", type=float, default=0.01)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--classes", default=",".join(map(str, CLASSES)))
+    parser.add_argument("--target", help="a SIMD target for both builds (avx2, baseline, ...)")
     args = parser.parse_args()
     builds: dict[str, ModuleType] = {"after": fastsoftmax}
     tmp = tempfile.TemporaryDirectory()
     if args.before:
         sys.path.insert(0, tmp.name)
         builds["before"] = load(args.before, "fs_before", Path(tmp.name))
+    if args.target:
+        for fs in builds.values():
+            fs._core.set_target(args.target)
     dtype = np.dtype(args.dtype)
     print(f"fastsoftmax {fastsoftmax.simd_target()}, {args.dtype}, {ELEMENTS} elements, ", end="")
     print(f"medians of {args.rounds} interleaved rounds; ns per element, (ratio to np.exp)")

@@ -77,11 +77,13 @@ def test_a_row_gets_the_same_bits_in_any_batch(rng, name, dtype, n):
 # Without soft-capping (and a saved logsumexp), rows of up to 128 (float32 with avx512)
 # and 96 (float64; float32 with avx2) classes go by tiles.
 
-CE_LENGTHS = [2, 10, 16, 17, 96, 97, 128, 129]
+CE_LENGTHS = [1, 2, 10, 16, 17, 96, 97, 128, 129]  # (one class: float32 by tiles too)
 
 
+# (one class apart: its gradient is only the z-loss term, far below the absolute error of
+# p - t, about one ulp of 1, that the tolerance scaled by the largest gradient assumes)
 @pytest.mark.parametrize("rows", ROWS)
-@pytest.mark.parametrize("n", CE_LENGTHS)
+@pytest.mark.parametrize("n", [n for n in CE_LENGTHS if n > 1])
 @pytest.mark.parametrize("soft", [False, True], ids=["indices", "probabilities"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cross_entropy_of_short_rows_matches_the_reference(rng, dtype, soft, n, rows):
@@ -100,7 +102,7 @@ def test_cross_entropy_of_short_rows_matches_the_reference(rng, dtype, soft, n, 
 def test_cross_entropy_of_a_row_is_the_same_in_any_batch(rng, dtype, n):
     x = (rng.standard_normal((40, n)) * 4).astype(dtype)
     x[2] = np.nan
-    x[5, 1] = np.inf
+    x[5, min(1, n - 1)] = np.inf
     x[9] = -np.inf
     y = rng.integers(0, n, 40)
     y[7] = -100  # ignored

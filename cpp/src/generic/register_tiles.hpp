@@ -99,6 +99,31 @@ struct RegisterTile {
         if (i < kN) m0 = V::max(m0, c[g][i]);
         return V::max(m0, m1);
     }
+    // The exponentials of group g's columns: exp(c - ref), by vexp_sub (kSub)
+    // or vexp. Two columns need one: where the row's maximum is finite, the
+    // larger element's exp(0) is exactly 1 (as the column kernels compute
+    // it); where it is not, softmax's factor is NaN and the log ops' answers
+    // come from x - max alone, and a NaN still reaches the sum (the compare
+    // picks the NaN as the smaller element, or the maximum is that NaN).
+    template <bool kSub>
+    void exps(std::size_t g, reg ref, reg ref_lo, reg (&e)[kN]) const {
+        using C = typename V::Compute;
+        const auto ex = [&](reg v) {
+            if constexpr (kSub)
+                return vexp_sub<C>(v, ref, ref_lo);
+            else
+                return vexp<C>(C::sub(v, ref));
+        };
+        if constexpr (kN == 2) {
+            const auto first = C::ge(c[g][0], c[g][1]);  // false for a NaN
+            const reg small = ex(C::select(first, c[g][1], c[g][0]));
+            const reg one = C::set1(typename V::T(1));
+            e[0] = C::select(first, one, small);
+            e[1] = C::select(first, small, one);
+        } else {
+            for (std::size_t j = 0; j < kN; ++j) e[j] = ex(c[g][j]);
+        }
+    }
 };
 
 // Runs op(tile, rows) over the rows, G * V::N at a time.
@@ -127,11 +152,9 @@ void softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_
                 const auto bad = C::not_finite(m);
                 const reg ref = C::select(bad, C::zero(), m);
                 const reg ref_lo = exp_floor<C>(ref);
+                t.template exps<true>(g, ref, ref_lo, e[g]);
                 ExpSum<C> sum;
-                for (std::size_t j = 0; j < kN; ++j) {
-                    e[g][j] = vexp_sub<C>(t.c[g][j], ref, ref_lo);
-                    sum.add(e[g][j]);
-                }
+                for (std::size_t j = 0; j < kN; ++j) sum.add(e[g][j]);
                 sum.flush();
                 reg hi, lo;
                 C::wide_reciprocal(sum.wide, hi, lo);
@@ -153,8 +176,10 @@ void log_softmax_register_tiles(const typename V::S* x, typename V::S* y, std::s
             for (std::size_t g = 0; g < G; ++g) {  // (log_softmax_cols, lane by lane)
                 const reg m = t.max(g);
                 const reg ref = V::select(V::not_finite(m), V::zero(), m);
+                reg e[kN];
+                t.template exps<false>(g, ref, ref, e);
                 reg s = V::zero();
-                for (std::size_t j = 0; j < kN; ++j) s = V::add(s, vexp<V>(V::sub(t.c[g][j], ref)));
+                for (std::size_t j = 0; j < kN; ++j) s = V::add(s, e[j]);
                 auto wide = V::wide_zero();
                 V::wide_add(wide, s);
                 const reg ls = vlog<V>(V::wide_round(wide));
@@ -176,8 +201,10 @@ void logsumexp_register_tiles(const typename V::S* x, typename V::S* out, std::s
                 const reg m = t.max(g);
                 const auto bad = V::not_finite(m);
                 const reg ref = V::select(bad, V::zero(), m);
-                reg s = V::zero();  // (float arithmetic only: V is F32 or F64)
-                for (std::size_t j = 0; j < kN; ++j) s = V::add(s, vexp<V>(V::sub(t.c[g][j], ref)));
+                reg e[kN];
+                t.template exps<false>(g, ref, ref, e);
+                reg s = V::zero();
+                for (std::size_t j = 0; j < kN; ++j) s = V::add(s, e[j]);
                 auto wide = V::wide_zero();
                 V::wide_add(wide, s);
                 const reg sr = V::wide_round(wide);
