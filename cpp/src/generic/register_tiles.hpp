@@ -87,17 +87,26 @@ struct RegisterTile {
                     V::store_partial(y + at, total - at, b);
             }
     }
-    // the column maximum, as col_max takes it (the same NaN answers)
+    // the column maximum, as col_max takes it (the same NaN answers: its first
+    // max(-inf, x) is x itself, a NaN included)
     reg max(std::size_t g) const {
-        using T = typename V::T;
-        reg m0 = V::set1(neg_inf<T>()), m1 = m0;
-        std::size_t i = 0;
+        static_assert(kN >= 2);
+        reg m0 = c[g][0], m1 = c[g][1];
+        std::size_t i = 2;
         for (; i + 2 <= kN; i += 2) {
             m0 = V::max(m0, c[g][i]);
             m1 = V::max(m1, c[g][i + 1]);
         }
         if (i < kN) m0 = V::max(m0, c[g][i]);
         return V::max(m0, m1);
+    }
+    // The sum of the column kernels' log ops, (0 + e[0]) + e[1] + ...: their
+    // float sum of a block, which they then pass through the wide accumulator
+    // and back unchanged (one block: the same bits).
+    static reg log_sum(const reg (&e)[kN]) {
+        reg s = e[0];  // (0 + e = e: no exponential is -0)
+        for (std::size_t j = 1; j < kN; ++j) s = V::add(s, e[j]);
+        return s;
     }
     // The exponentials of group g's columns: exp(c - ref), by vexp_sub (kSub)
     // or vexp. Two columns need one: where the row's maximum is finite, the
@@ -178,11 +187,7 @@ void log_softmax_register_tiles(const typename V::S* x, typename V::S* y, std::s
                 const reg ref = V::select(V::not_finite(m), V::zero(), m);
                 reg e[kN];
                 t.template exps<false>(g, ref, ref, e);
-                reg s = V::zero();
-                for (std::size_t j = 0; j < kN; ++j) s = V::add(s, e[j]);
-                auto wide = V::wide_zero();
-                V::wide_add(wide, s);
-                const reg ls = vlog<V>(V::wide_round(wide));
+                const reg ls = vlog<V>(RegisterTile<V, kN>::log_sum(e));
                 for (std::size_t j = 0; j < kN; ++j) o[g][j] = V::sub(V::sub(t.c[g][j], m), ls);
             }
             RegisterTile<V, kN>::store(o, out + r * kN, w);
@@ -203,11 +208,7 @@ void logsumexp_register_tiles(const typename V::S* x, typename V::S* out, std::s
                 const reg ref = V::select(bad, V::zero(), m);
                 reg e[kN];
                 t.template exps<false>(g, ref, ref, e);
-                reg s = V::zero();
-                for (std::size_t j = 0; j < kN; ++j) s = V::add(s, e[j]);
-                auto wide = V::wide_zero();
-                V::wide_add(wide, s);
-                const reg sr = V::wide_round(wide);
+                const reg sr = RegisterTile<V, kN>::log_sum(e);
                 const reg special = V::select(V::isnan(sr), sr, m);
                 const reg v = V::select(bad, special, V::add(m, vlog<V>(sr)));
                 const std::size_t left = r + w - at;

@@ -163,7 +163,7 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
     if constexpr (kHasRegisterTiles<V>) {
         if (n < V::N && n <= kRegisterTileMax && xs == static_cast<std::ptrdiff_t>(n) && ys == xs)
             return with_fixed_length(n, [&](auto k) {
-                if constexpr (k != 0) softmax_register_tiles<V, k>(x, y, rows);
+                if constexpr (k != 0 && k < V::N) softmax_register_tiles<V, k>(x, y, rows);
             });
     }
     if (tiles_pay<V>(n, kSoftmaxTileLimit<V>))
@@ -291,7 +291,7 @@ void log_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
     if constexpr (kHasRegisterTiles<V> && kExpInOutput<V>) {
         if (n < V::N && n <= kRegisterTileMax && xs == static_cast<std::ptrdiff_t>(n) && ys == xs)
             return with_fixed_length(n, [&](auto k) {
-                if constexpr (k != 0) log_softmax_register_tiles<V, k>(x, y, rows);
+                if constexpr (k != 0 && k < V::N) log_softmax_register_tiles<V, k>(x, y, rows);
             });
     }
     if (tiles_pay<V>(n, kLogSoftmaxTileLimit<V>))
@@ -333,7 +333,7 @@ void logsumexp_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* ou
         if (n >= 2 && n < V::N && n <= kRegisterTileMax && xs == static_cast<std::ptrdiff_t>(n) &&
             os == 1)
             return with_fixed_length(n, [&](auto k) {
-                if constexpr (k != 0) logsumexp_register_tiles<V, k>(x, out, rows);
+                if constexpr (k != 0 && k < V::N) logsumexp_register_tiles<V, k>(x, out, rows);
             });
     }
     if (tiles_pay<V>(n, kLogSumExpTileLimit<V>))  // each lane's result in the tile's first row

@@ -52,13 +52,14 @@ bool tiles_pay(std::size_t n, std::size_t limit) {
 // n < V::N laid end to end: arch/common_ops.hpp, ShortTransposeTables).
 template <class V, class = void>
 struct HasShortTranspose : std::false_type {};
+// (void(...): the functions return a vector, and a vector type as a template
+// argument of void_t loses its attributes, which GCC warns about)
 template <class V>
-struct HasShortTranspose<V,
-                         std::void_t<decltype(V::column_of(std::declval<const typename V::reg*>(),
-                                                           std::size_t{}, std::size_t{})),
-                                     decltype(V::block_of(std::declval<const typename V::reg*>(),
-                                                          std::size_t{}, std::size_t{}))>>
-    : std::true_type {};
+struct HasShortTranspose<
+    V, std::void_t<decltype(void(V::column_of(static_cast<const typename V::reg*>(nullptr),
+                                              std::size_t{}, std::size_t{}))),
+                   decltype(void(V::block_of(static_cast<const typename V::reg*>(nullptr),
+                                             std::size_t{}, std::size_t{})))>> : std::true_type {};
 
 // The longest rows the short transposes take: n masked permutes per vector
 // each way grow as n^2, and from 5 elements on the V::N x V::N blocks below
