@@ -92,3 +92,50 @@ def test_contiguous_rows_match_strided_rows_bitwise(rng, name, dtype, n):
         y = x.copy()
         op(y, out=y)
         assert np.array_equal(whole, y, equal_nan=True), "in place"
+
+
+CE_OPTIONS = [
+    {"reduction": "mean"},
+    {"reduction": "sum", "ignore_index": 2},
+    {"reduction": "none"},
+    {"reduction": "none", "grad_out": "per-row"},
+    {"reduction": "mean", "weight": "random"},
+]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 8, 9])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("options", range(len(CE_OPTIONS)))
+def test_cross_entropy_contiguous_rows_match_strided_rows_bitwise(rng, options, dtype, n):
+    """Integer labels without smoothing or z-loss: contiguous rows of up to 8 classes go by
+    register tiles, strided ones by tiles; the losses (and their sum, in the same order)
+    and the gradients are the same bits, also in place and for any part of the batch."""
+    rows = 77
+    with np.errstate(over="ignore"):
+        x = make_batch(rng, rows, n, np.float32).astype(dtype)
+    kw = dict(CE_OPTIONS[options])
+    labels = rng.integers(0, n, rows)
+    labels[[4, 40]] = kw.get("ignore_index", -100)
+    if kw.get("grad_out") == "per-row":
+        kw["grad_out"] = rng.standard_normal(rows)
+    if kw.get("weight") == "random":
+        half = np.dtype(dtype).itemsize == 2  # (weights of half-precision logits: float32)
+        kw["weight"] = (rng.random(n) * 2).astype(np.float32 if half else dtype)
+    padded = np.zeros((rows, n + 3), dtype)
+    padded[:, :n] = x
+    loss, grad = fs.cross_entropy(x, labels, return_grad=True, **kw)
+    loss_s, grad_s = fs.cross_entropy(padded[:, :n], labels, return_grad=True, **kw)
+    assert np.array_equal(loss, loss_s, equal_nan=True), "loss: contiguous vs strided rows"
+    assert np.array_equal(grad, grad_s, equal_nan=True), "gradient: contiguous vs strided rows"
+    no_grad = {k: v for k, v in kw.items() if k != "grad_out"}
+    assert np.array_equal(loss, fs.cross_entropy(x, labels, **no_grad), equal_nan=True)
+    xi = x.copy()
+    loss_i = fs.cross_entropy(xi, labels, return_grad=True, inplace_grad=True, **kw)[0]
+    assert np.array_equal(loss, loss_i, equal_nan=True), "loss in place"
+    assert np.array_equal(grad, xi, equal_nan=True), "gradient in place"
+    if kw["reduction"] == "none":
+        for start, stop in [(0, 1), (31, 33), (40, 77)]:
+            part = {k: (v[start:stop] if k == "grad_out" else v) for k, v in kw.items()}
+            lp, gp = fs.cross_entropy(x[start:stop], labels[start:stop], return_grad=True, **part)
+            assert np.array_equal(loss[start:stop], lp, equal_nan=True), f"rows {start}:{stop}"
+            assert np.array_equal(grad[start:stop], gp, equal_nan=True), f"rows {start}:{stop}"

@@ -247,38 +247,60 @@ CeSums ce_cols(const CeCols<typename V::S>& a, const CeOptions<typename V::S>& o
 // label -f * rest (p - 1 = -rest / s, without cancellation). Products with a
 // class weight or a per-example scale are formed in double lane by lane, as
 // the rows form them (they may lie beyond T's range where the result does not).
-template <class V>
-CeSums ce_cols_labels(const CeCols<typename V::S>& a, const CeOptions<typename V::S>& o) {
+// The per-chunk work of ce_cols_labels, for the tiles (columns in memory)
+// and the register tiles (register_tiles.hpp): the chunk's lanes [0, w) are
+// examples c0 + l of `a` (labels, per-example scales and losses); its
+// logits, its exponentials and its gradient go through the callers' hooks.
+// The sums are kept in the order ce_cols_labels has always added them.
+// kN: the number of classes where known at compile time (the register
+// tiles: the loops over the classes unroll), else 0.
+template <class V, std::size_t kN = 0>
+struct CeLabelsChunks {
     using T = typename V::T;
     using reg = typename V::reg;
-    constexpr std::size_t N = V::N;
-    constexpr T inf = std::numeric_limits<T>::infinity();
-    constexpr T kIgnored = -1, kUnusable = -2;  // label lanes that hold no class
-    const std::size_t n = a.n;
-    const reg zero = V::zero(), one = V::set1(T(1)),
-              nan = V::set1(std::numeric_limits<T>::quiet_NaN());
-    const auto at = [](auto* p, std::ptrdiff_t stride, std::size_t i) {
-        return p + static_cast<std::ptrdiff_t>(i) * stride;
-    };
-    const CeCall call(o, n, a.s_ce, a.s_z);  // (no smoothing, no z-loss here)
-    auto total = V::wide_zero();
-    double lane_total = 0;  // the lanes done one by one
+    static constexpr std::size_t N = V::N;
+    static constexpr T kIgnored = -1, kUnusable = -2;  // label lanes that hold no class
+    const CeCols<typename V::S>& a;
+    const CeOptions<typename V::S>& o;
+    const CeCall call;  // (no smoothing, no z-loss here)
     // the gradient's factor formed in T: no weights or per-example scales, and
     // s_ce a normal T (1 / count for a mean, times a scalar grad_out)
-    const T s_ce_t = static_cast<T>(a.s_ce);
-    const bool t_factor = !o.weight && !a.grad_scale && std::isfinite(s_ce_t) &&
-                          (a.s_ce == 0 || std::fabs(s_ce_t) >= std::numeric_limits<T>::min());
-    for (std::size_t c0 = 0; c0 < a.inner; c0 += N) {
-        const Chunk<V> ch{(a.inner - c0 < N) ? a.inner - c0 : N};
-        const typename V::S* x = a.x + c0;
-        typename V::S* g = a.grad ? a.grad + c0 : nullptr;
+    const T s_ce_t;
+    const bool t_factor;
+    typename V::Wide total = V::wide_zero();
+    double lane_total = 0;  // the lanes done one by one
+
+    CeLabelsChunks(const CeCols<typename V::S>& a_, const CeOptions<typename V::S>& o_)
+        : a(a_),
+          o(o_),
+          call(o_, a_.n, a_.s_ce, a_.s_z),
+          s_ce_t(static_cast<T>(a_.s_ce)),
+          t_factor(!o_.weight && !a_.grad_scale && std::isfinite(s_ce_t) &&
+                   (a_.s_ce == 0 || std::fabs(s_ce_t) >= std::numeric_limits<T>::min())) {}
+
+    CeSums sums() const {
+        CeSums out;
+        out.ce = V::wide_hsum(total) + lane_total;
+        return out;
+    }
+
+    // x_at(i): class i's logits (lanes past w: anything); with a gradient
+    // (grad), keep(i, e) is handed exp(x - ref) of class i in the first pass,
+    // again(i, ref) gives it back in the second, and put(i, v) takes the
+    // gradient of class i.
+    template <class X, class Keep, class Again, class Put>
+    void chunk(std::size_t c0, std::size_t w, X x_at, bool grad, Keep keep, Again again, Put put) {
+        constexpr T inf = std::numeric_limits<T>::infinity();
+        const std::size_t n = kN ? kN : a.n;
+        const reg zero = V::zero(), one = V::set1(T(1)),
+                  nan = V::set1(std::numeric_limits<T>::quiet_NaN());
         // per lane: the label, or kIgnored (and the lanes past the chunk), or
         // kUnusable (out of range: labels changed by another thread since the
         // driver checked them -> NaN)
         T label_lanes[N];
         for (std::size_t l = 0; l < N; ++l) {
             const std::int64_t y =
-                l < ch.w ? a.label[static_cast<std::ptrdiff_t>(c0 + l) * a.ls] : o.ignore_index;
+                l < w ? a.label[static_cast<std::ptrdiff_t>(c0 + l) * a.ls] : o.ignore_index;
             label_lanes[l] = y == o.ignore_index                           ? kIgnored
                              : (y < 0 || static_cast<std::size_t>(y) >= n) ? kUnusable
                                                                            : static_cast<T>(y);
@@ -292,18 +314,25 @@ CeSums ce_cols_labels(const CeCols<typename V::S>& a, const CeOptions<typename V
                     label_lanes[l] >= 0 ? o.weight[static_cast<std::size_t>(label_lanes[l])] : T(1);
             vw = V::load(wy);
         }
-        const reg m = col_max<V>(x, a.xs, n, ch);
+        // the maximum, as col_max takes it (the same NaN answers)
+        reg m0 = V::set1(-inf), m1 = m0;
+        std::size_t k = 0;
+        for (; k + 2 <= n; k += 2) {
+            m0 = V::max(m0, x_at(k));
+            m1 = V::max(m1, x_at(k + 1));
+        }
+        if (k < n) m0 = V::max(m0, x_at(k));
+        const reg m = V::max(m0, m1);
         const reg ref = V::select(V::not_finite(m), zero, m);
-        const auto exp_at = ce_col_exp<V>(ch, ref, a.xs);
         reg xy = zero;
         auto rest_w = V::wide_zero();
         for (std::size_t i = 0; i < n;) {
             const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
             reg r = zero;
             for (; i < end; ++i) {
-                const reg xv = ch.load(at(x, a.xs, i), -inf);
+                const reg xv = x_at(i);
                 const reg e = vexp<V>(V::sub(xv, ref));
-                if (kExpInOutput<V> && g) ch.store(at(g, a.gs, i), e);
+                if (grad) keep(i, e);
                 const auto at_y = V::eq(vy, V::set1(static_cast<T>(i)));
                 xy = V::select(at_y, xv, xy);
                 r = V::add(r, V::select(at_y, zero, e));
@@ -339,7 +368,7 @@ CeSums ce_cols_labels(const CeCols<typename V::S>& a, const CeOptions<typename V
             V::store(label_logit_lanes, xy);
             V::store(log1p_lanes, l1p);
             V::store(weight_lanes, vw);
-            for (std::size_t l = 0; l < ch.w; ++l) {
+            for (std::size_t l = 0; l < w; ++l) {
                 const double wl = static_cast<double>(weight_lanes[l]);
                 if (far_flags[l] != 0) {
                     const double mx = static_cast<double>(max_lanes[l]),
@@ -352,8 +381,8 @@ CeSums ce_cols_labels(const CeCols<typename V::S>& a, const CeOptions<typename V
             }
         }
         if (a.loss)
-            for (std::size_t l = 0; l < ch.w; ++l) a.loss[c0 + l] = lanes[l];
-        if (!g) continue;
+            for (std::size_t l = 0; l < w; ++l) a.loss[c0 + l] = lanes[l];
+        if (!grad) return;
         const reg s = V::add(ey, rest);
         reg f;  // s_ce * grad_scale * w[y] / s
         if (t_factor) {
@@ -363,24 +392,47 @@ CeSums ce_cols_labels(const CeCols<typename V::S>& a, const CeOptions<typename V
             V::store(sum_lanes, s);
             V::store(weight_lanes, vw);
             for (std::size_t l = 0; l < N; ++l) {
-                const double gl = a.grad_scale && l < ch.w ? a.grad_scale[c0 + l] : 1.0;
-                const CeGradFactors f =
+                const double gl = a.grad_scale && l < w ? a.grad_scale[c0 + l] : 1.0;
+                const CeGradFactors gf =
                     ce_label_factors(call, gl, static_cast<double>(weight_lanes[l]), 0);
-                factor_lanes[l] = static_cast<T>(f.a / static_cast<double>(sum_lanes[l]));
+                factor_lanes[l] = static_cast<T>(gf.a / static_cast<double>(sum_lanes[l]));
             }
             f = V::load(factor_lanes);
         }
         const reg gy = V::fnmadd(f, rest, zero);  // (+0 for a single class)
         for (std::size_t i = 0; i < n; ++i) {
-            typename V::S* gi = at(g, a.gs, i);
             const auto at_y = V::eq(vy, V::set1(static_cast<T>(i)));
-            const reg gv = V::select(at_y, gy, V::mul(exp_at(x, gi, i), f));
-            ch.store(gi, V::select(skip, zero, V::select(special, nan, gv)));
+            const reg gv = V::select(at_y, gy, V::mul(again(i, ref), f));
+            put(i, V::select(skip, zero, V::select(special, nan, gv)));
         }
     }
-    CeSums sums;
-    sums.ce = V::wide_hsum(total) + lane_total;
-    return sums;
+};
+
+template <class V>
+CeSums ce_cols_labels(const CeCols<typename V::S>& a, const CeOptions<typename V::S>& o) {
+    using T = typename V::T;
+    using reg = typename V::reg;
+    constexpr std::size_t N = V::N;
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    const auto at = [](auto* p, std::ptrdiff_t stride, std::size_t i) {
+        return p + static_cast<std::ptrdiff_t>(i) * stride;
+    };
+    CeLabelsChunks<V> k(a, o);
+    for (std::size_t c0 = 0; c0 < a.inner; c0 += N) {
+        const Chunk<V> ch{(a.inner - c0 < N) ? a.inner - c0 : N};
+        const typename V::S* x = a.x + c0;
+        typename V::S* g = a.grad ? a.grad + c0 : nullptr;
+        k.chunk(
+            c0, ch.w, [&](std::size_t i) { return ch.load(at(x, a.xs, i), -inf); }, g != nullptr,
+            [&](std::size_t i, reg e) {
+                if constexpr (kExpInOutput<V>) ch.store(at(g, a.gs, i), e);
+            },
+            [&](std::size_t i, reg ref) {
+                return ce_col_exp<V>(ch, ref, a.xs)(x, at(g, a.gs, i), i);
+            },
+            [&](std::size_t i, reg v) { ch.store(at(g, a.gs, i), v); });
+    }
+    return k.sums();
 }
 
 template <class V>

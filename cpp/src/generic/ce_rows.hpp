@@ -17,7 +17,6 @@
 // Rows whose maximum is not finite or that hold a NaN give NaN (PyTorch's
 // answer); ignored rows give a loss of 0 and a zero gradient.
 #pragma once
-#pragma once
 
 #include <cmath>
 #include <cstddef>
@@ -30,6 +29,7 @@
 #include "generic/ce_cols.hpp"
 #include "generic/ce_row_passes.hpp"
 #include "generic/ce_terms.hpp"
+#include "generic/register_tiles.hpp"
 #include "generic/target.hpp"
 #include "generic/tiles.hpp"
 #include "generic/vec_math.hpp"
@@ -326,8 +326,62 @@ CeSums ce_by_tiles(const CeRows<typename V::S>& a, const CeOptions<typename V::S
     return total;
 }
 
+// Integer labels without smoothing, z-loss or soft-capping, rows of kN
+// classes laid end to end (and their gradient): the register tiles
+// (register_tiles.hpp) with ce_cols_labels' per-chunk work, V::N rows a chunk
+// as in ce_by_tiles, whose sums it adds in the same order: the same bits.
+template <class V, std::size_t kN>
+CeSums ce_register_tiles(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o) {
+    using T = typename V::T;
+    using reg = typename V::reg;
+    using C = typename V::Compute;
+    constexpr std::size_t N = V::N, G = kRegisterGroups;
+    const CeOptions<T> co = compute_options(o);
+    CeCols<T> c;  // the examples' arrays (the logits and gradient are the tiles')
+    c.label = a.label;
+    c.ls = a.ls;
+    c.grad_scale = a.grad_scale;
+    c.loss = a.loss;
+    c.s_ce = a.s_ce;
+    c.s_z = a.s_z;
+    c.n = kN;
+    CeSums total;
+    for (std::size_t r = 0; r < a.rows; r += G * N) {
+        const std::size_t w = (a.rows - r < G * N) ? a.rows - r : G * N;
+        RegisterTile<V, kN> t;
+        t.load(a.x + r * kN, w);
+        reg grad[G][kN], e[kN];
+        for (std::size_t g = 0; g < G && g * N < w; ++g) {
+            CeLabelsChunks<C, kN> k(c, co);  // (one chunk: ce_by_tiles' tile of V::N rows)
+            k.chunk(
+                r + g * N, (w - g * N < N) ? w - g * N : N,
+                [&](std::size_t i) { return t.c[g][i]; }, a.grad != nullptr,
+                [&](std::size_t i, reg v) { e[i] = v; }, [&](std::size_t i, reg) { return e[i]; },
+                [&](std::size_t i, reg v) { grad[g][i] = v; });
+            const CeSums s = k.sums();
+            total.ce += s.ce;
+            total.z += s.z;
+        }
+        if (a.grad) RegisterTile<V, kN>::store(grad, a.grad + r * kN, w);
+    }
+    return total;
+}
+
 template <class V>
 CeSums cross_entropy_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o) {
+    if constexpr (kHasRegisterTiles<V>) {
+        // (one class: float only, as the tiles below)
+        const auto n = static_cast<std::ptrdiff_t>(a.n);
+        if (a.label && o.softcap == 0 && o.smoothing == 0 && o.z_loss == 0 && !a.lse &&
+            a.n < V::N && a.n <= kRegisterTileMax && (a.n >= 2 || sizeof(typename V::T) == 4) &&
+            a.xs == n && (!a.grad || a.gs == n)) {
+            CeSums s;
+            with_fixed_length(a.n, [&](auto k) {
+                if constexpr (k != 0 && k < V::N) s = ce_register_tiles<V, k>(a, o);
+            });
+            return s;
+        }
+    }
     // One class, float compute: by tiles too where their transposes exist (the row
     // paths' scalar steps cost 40-50 ns a row; 5.7 by tiles). Float64 keeps its rows:
     // its loss would change in the last bit (another order of summation).

@@ -27,13 +27,15 @@ constexpr std::size_t kRegisterGroups = 2;
 template <class V>
 constexpr bool kHasRegisterTiles = HasShortTranspose<V>::value;
 
-// f(std::integral_constant<std::size_t, n>{}) for n in [2, kRegisterTileMax],
+// f(std::integral_constant<std::size_t, n>{}) for n in [1, kRegisterTileMax],
 // else f(integral_constant<0>): the kernels below for the row length, as a
 // compile-time constant (their loops unroll, their tiles stay in registers).
 template <class F>
 void with_fixed_length(std::size_t n, F f) {
     using std::integral_constant;
     switch (n) {
+        case 1:
+            return f(integral_constant<std::size_t, 1>{});
         case 2:
             return f(integral_constant<std::size_t, 2>{});
         case 3:
@@ -90,8 +92,8 @@ struct RegisterTile {
     // the column maximum, as col_max takes it (the same NaN answers: its first
     // max(-inf, x) is x itself, a NaN included)
     reg max(std::size_t g) const {
-        static_assert(kN >= 2);
-        reg m0 = c[g][0], m1 = c[g][1];
+        if constexpr (kN == 1) return V::max(c[g][0], V::set1(neg_inf<typename V::T>()));
+        reg m0 = c[g][0], m1 = c[g][kN > 1 ? 1 : 0];
         std::size_t i = 2;
         for (; i + 2 <= kN; i += 2) {
             m0 = V::max(m0, c[g][i]);
