@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "fastsoftmax/cross_entropy.hpp"
 #include "generic/blocks.hpp"
@@ -247,6 +248,16 @@ CeSums ce_cols(const CeCols<typename V::S>& a, const CeOptions<typename V::S>& o
 // label -f * rest (p - 1 = -rest / s, without cancellation). Products with a
 // class weight or a per-example scale are formed in double lane by lane, as
 // the rows form them (they may lie beyond T's range where the result does not).
+// Whether V has label_lanes (integer class labels as lanes, compared in
+// int64: arch/README.md).
+template <class V, class = void>
+struct HasLabelLanes : std::false_type {};
+template <class V>
+struct HasLabelLanes<V, std::void_t<decltype(void(V::label_lanes(
+                            static_cast<const std::int64_t*>(nullptr), std::size_t{},
+                            std::int64_t{}, std::size_t{}, typename V::T{}, typename V::T{})))>>
+    : std::true_type {};
+
 // The per-chunk work of ce_cols_labels, for the tiles (columns in memory)
 // and the register tiles (register_tiles.hpp): the chunk's lanes [0, w) are
 // examples c0 + l of `a` (labels, per-example scales and losses); its
@@ -298,14 +309,23 @@ struct CeLabelsChunks {
         // kUnusable (out of range: labels changed by another thread since the
         // driver checked them -> NaN)
         T label_lanes[N];
-        for (std::size_t l = 0; l < N; ++l) {
-            const std::int64_t y =
-                l < w ? a.label[static_cast<std::ptrdiff_t>(c0 + l) * a.ls] : o.ignore_index;
-            label_lanes[l] = y == o.ignore_index                           ? kIgnored
-                             : (y < 0 || static_cast<std::size_t>(y) >= n) ? kUnusable
-                                                                           : static_cast<T>(y);
+        reg vy;
+        if constexpr (HasLabelLanes<V>::value) {
+            if (a.ls == 1) {  // (contiguous labels: the usual case, in vector registers)
+                vy = V::label_lanes(a.label + c0, w, o.ignore_index, n, kIgnored, kUnusable);
+                if (o.weight) V::store(label_lanes, vy);
+            }
         }
-        const reg vy = V::load(label_lanes);
+        if (!HasLabelLanes<V>::value || a.ls != 1) {
+            for (std::size_t l = 0; l < N; ++l) {
+                const std::int64_t y =
+                    l < w ? a.label[static_cast<std::ptrdiff_t>(c0 + l) * a.ls] : o.ignore_index;
+                label_lanes[l] = y == o.ignore_index                           ? kIgnored
+                                 : (y < 0 || static_cast<std::size_t>(y) >= n) ? kUnusable
+                                                                               : static_cast<T>(y);
+            }
+            vy = V::load(label_lanes);
+        }
         reg vw = one;  // the label's weight
         if (o.weight) {
             T wy[N];

@@ -99,6 +99,32 @@ struct F32 {
                                              cols[j]);
         return acc;
     }
+    // Integer class labels as lanes (the cross-entropy's label vector): lane l
+    // is p[l] as a float, `ignored` where p[l] == ignore or l >= w, `unusable`
+    // where p[l] is outside [0, n). The comparisons are made in int64.
+    static reg label_lanes(const std::int64_t* p, std::size_t w, std::int64_t ignore, std::size_t n,
+                           T ignored, T unusable) {
+        const __mmask8 m0 = static_cast<__mmask8>(w >= 8 ? 0xff : (1u << w) - 1u);
+        const __mmask8 m1 = static_cast<__mmask8>(w >= 16  ? 0xff
+                                                  : w <= 8 ? 0
+                                                           : (1u << (w - 8)) - 1u);
+        const __m512i ig = _mm512_set1_epi64(ignore),
+                      cls = _mm512_set1_epi64(static_cast<long long>(n));
+        const __m512i y0 = _mm512_mask_loadu_epi64(ig, m0, p),
+                      y1 = _mm512_mask_loadu_epi64(ig, m1, p + 8);
+        const auto half = [&](__m512i y, __mmask8& skip, __mmask8& bad) {
+            skip = _mm512_cmpeq_epi64_mask(y, ig);
+            bad = static_cast<__mmask8>(~skip & ~_mm512_cmplt_epu64_mask(y, cls));
+            return _mm512_cvtepi64_ps(y);
+        };
+        __mmask8 s0, b0, s1, b1;
+        const __m256 f0 = half(y0, s0, b0), f1 = half(y1, s1, b1);
+        reg v = _mm512_insertf32x8(_mm512_castps256_ps512(f0), f1, 1);
+        const mask skip = static_cast<mask>(s0 | (s1 << 8)),
+                   bad = static_cast<mask>(b0 | (b1 << 8));
+        v = _mm512_mask_mov_ps(v, bad, _mm512_set1_ps(unusable));
+        return _mm512_mask_mov_ps(v, skip, _mm512_set1_ps(ignored));
+    }
     // dst[j * ds + i] = src[i * ss + j] for i, j < 16: 16 loads, 64 shuffles, 16 stores
     static void transpose(const T* src, std::ptrdiff_t ss, T* dst, std::ptrdiff_t ds) {
         reg u[16];  // u[4q + j]: lane k holds element 4k + j of rows 4q .. 4q + 3
@@ -204,6 +230,18 @@ struct F64 : NeumaierLanes<F64> {
     static mask mask_or(mask a, mask b) { return static_cast<mask>(a | b); }
     static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_pd(m, b, a); }
     static T hmax(reg v) { return _mm512_reduce_max_pd(v); }
+    // Integer class labels as lanes (as F32's)
+    static reg label_lanes(const std::int64_t* p, std::size_t w, std::int64_t ignore, std::size_t n,
+                           T ignored, T unusable) {
+        const __mmask8 m = static_cast<__mmask8>(w >= 8 ? 0xff : (1u << w) - 1u);
+        const __m512i ig = _mm512_set1_epi64(ignore);
+        const __m512i y = _mm512_mask_loadu_epi64(ig, m, p);
+        const __mmask8 skip = _mm512_cmpeq_epi64_mask(y, ig);
+        const __mmask8 bad = static_cast<__mmask8>(
+            ~skip & ~_mm512_cmplt_epu64_mask(y, _mm512_set1_epi64(static_cast<long long>(n))));
+        reg v = _mm512_mask_mov_pd(_mm512_cvtepi64_pd(y), bad, _mm512_set1_pd(unusable));
+        return _mm512_mask_mov_pd(v, skip, _mm512_set1_pd(ignored));
+    }
     // The short transposes (as F32's), n < 8
     static constexpr ShortTransposeTables<8, std::int64_t> kShort{};
     static reg column_of(const reg* rows, std::size_t n, std::size_t j) {
