@@ -294,6 +294,13 @@ struct CeLabelsChunks {
         out.ce = V::wide_hsum(total) + lane_total;
         return out;
     }
+    // sums(), and the sums back to 0 (the next chunks' own)
+    CeSums take() {
+        const CeSums out = sums();
+        total = V::wide_zero();
+        lane_total = 0;
+        return out;
+    }
 
     // x_at(i): class i's logits (lanes past w: anything); with a gradient
     // (grad), keep(i, e) is handed exp(x - ref) of class i in the first pass,

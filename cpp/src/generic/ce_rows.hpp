@@ -345,6 +345,7 @@ CeSums ce_register_tiles(const CeRows<typename V::S>& a, const CeOptions<typenam
     c.s_ce = a.s_ce;
     c.s_z = a.s_z;
     c.n = kN;
+    CeLabelsChunks<C, kN> k(c, co);
     CeSums total;
     for (std::size_t r = 0; r < a.rows; r += G * N) {
         const std::size_t w = (a.rows - r < G * N) ? a.rows - r : G * N;
@@ -352,13 +353,12 @@ CeSums ce_register_tiles(const CeRows<typename V::S>& a, const CeOptions<typenam
         t.load(a.x + r * kN, w);
         reg grad[G][kN], e[kN];
         for (std::size_t g = 0; g < G && g * N < w; ++g) {
-            CeLabelsChunks<C, kN> k(c, co);  // (one chunk: ce_by_tiles' tile of V::N rows)
             k.chunk(
                 r + g * N, (w - g * N < N) ? w - g * N : N,
                 [&](std::size_t i) { return t.c[g][i]; }, a.grad != nullptr,
                 [&](std::size_t i, reg v) { e[i] = v; }, [&](std::size_t i, reg) { return e[i]; },
                 [&](std::size_t i, reg v) { grad[g][i] = v; });
-            const CeSums s = k.sums();
+            const CeSums s = k.take();  // (one chunk: ce_by_tiles' tile of V::N rows)
             total.ce += s.ce;
             total.z += s.z;
         }
