@@ -286,6 +286,22 @@ CeSums ce_rows_capped(const CeRows<typename V::S>& a, const CeOptions<typename V
 template <class V>
 constexpr std::size_t kCeTileLimit = sizeof(typename V::T) == 4 && V::N >= 16 ? 128 : 96;
 
+// The per-example arrays of rows [r, ...) of a, for a column kernel over
+// their tiles (whose logits, targets and gradient the caller sets).
+template <class S>
+CeCols<compute_t<S>> examples_of(const CeRows<S>& a, std::size_t r) {
+    const auto off = static_cast<std::ptrdiff_t>(r);
+    CeCols<compute_t<S>> c;
+    c.label = a.label ? a.label + off * a.ls : nullptr;
+    c.ls = a.ls;
+    c.grad_scale = a.grad_scale ? a.grad_scale + r : nullptr;
+    c.loss = a.loss ? a.loss + r : nullptr;
+    c.s_ce = a.s_ce;
+    c.s_z = a.s_z;
+    c.n = a.n;
+    return c;
+}
+
 // Short rows by tiles (tiles.hpp): V::N rows (logits, and probabilities)
 // transposed into tiles, ce_cols on them, the gradient transposed back. Each
 // lane is computed on its own, as in ce_cols, so a row's loss does not depend
@@ -303,20 +319,13 @@ CeSums ce_by_tiles(const CeRows<typename V::S>& a, const CeOptions<typename V::S
         const auto off = static_cast<std::ptrdiff_t>(r);
         tile_in<V>(a.x + off * a.xs, a.xs, xt, N, w, a.n);
         if (a.target) tile_in<V>(a.target + off * a.ts, a.ts, tt, N, w, a.n);
-        CeCols<T> c;  // over the tiles, in the compute type
+        CeCols<T> c = examples_of(a, r);  // over the tiles, in the compute type
         c.x = xt;
         c.xs = N;
-        c.label = a.label ? a.label + off * a.ls : nullptr;
-        c.ls = a.ls;
         c.target = a.target ? tt : nullptr;
         c.ts = N;
         c.grad = a.grad ? xt : nullptr;  // in place: ce_cols reads each entry first
         c.gs = N;
-        c.grad_scale = a.grad_scale ? a.grad_scale + r : nullptr;
-        c.loss = a.loss ? a.loss + r : nullptr;
-        c.s_ce = a.s_ce;
-        c.s_z = a.s_z;
-        c.n = a.n;
         c.inner = w;
         const CeSums s = cross_entropy_cols<typename V::Compute>(c, co);
         total.ce += s.ce;
@@ -337,14 +346,7 @@ CeSums ce_register_tiles(const CeRows<typename V::S>& a, const CeOptions<typenam
     using C = typename V::Compute;
     constexpr std::size_t N = V::N, G = kRegisterGroups;
     const CeOptions<T> co = compute_options(o);
-    CeCols<T> c;  // the examples' arrays (the logits and gradient are the tiles')
-    c.label = a.label;
-    c.ls = a.ls;
-    c.grad_scale = a.grad_scale;
-    c.loss = a.loss;
-    c.s_ce = a.s_ce;
-    c.s_z = a.s_z;
-    c.n = kN;
+    const CeCols<T> c = examples_of(a, 0);  // (the logits and gradient are the tiles')
     CeLabelsChunks<C, kN> k(c, co);
     CeSums total;
     for (std::size_t r = 0; r < a.rows; r += G * N) {
@@ -369,19 +371,14 @@ CeSums ce_register_tiles(const CeRows<typename V::S>& a, const CeOptions<typenam
 
 template <class V>
 CeSums cross_entropy_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o) {
-    if constexpr (kHasRegisterTiles<V>) {
-        // (one class: float only, as the tiles below)
-        const auto n = static_cast<std::ptrdiff_t>(a.n);
-        if (a.label && o.softcap == 0 && o.smoothing == 0 && o.z_loss == 0 && !a.lse &&
-            a.n < V::N && a.n <= kRegisterTileMax && (a.n >= 2 || sizeof(typename V::T) == 4) &&
-            a.xs == n && (!a.grad || a.gs == n)) {
-            CeSums s;
-            with_fixed_length(a.n, [&](auto k) {
-                if constexpr (k != 0 && k < V::N) s = ce_register_tiles<V, k>(a, o);
-            });
-            return s;
-        }
-    }
+    // (one class: float only, as by the tiles below)
+    const auto n = static_cast<std::ptrdiff_t>(a.n);
+    CeSums s;
+    if (a.label && o.softcap == 0 && o.smoothing == 0 && o.z_loss == 0 && !a.lse &&
+        try_register_tiles<V>(a.n, sizeof(typename V::T) == 4 ? 1 : 2,
+                              a.xs == n && (!a.grad || a.gs == n),
+                              [&](auto k) { s = ce_register_tiles<V, k>(a, o); }))
+        return s;
     // One class, float compute: by tiles too where their transposes exist (the row
     // paths' scalar steps cost 40-50 ns a row; 5.7 by tiles). Float64 keeps its rows:
     // its loss would change in the last bit (another order of summation).

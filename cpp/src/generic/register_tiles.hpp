@@ -27,32 +27,50 @@ constexpr std::size_t kRegisterGroups = 2;
 template <class V>
 constexpr bool kHasRegisterTiles = HasShortTranspose<V>::value;
 
-// f(std::integral_constant<std::size_t, n>{}) for n in [1, kRegisterTileMax],
-// else f(integral_constant<0>): the kernels below for the row length, as a
-// compile-time constant (their loops unroll, their tiles stay in registers).
-template <class F>
-void with_fixed_length(std::size_t n, F f) {
-    using std::integral_constant;
-    switch (n) {
-        case 1:
-            return f(integral_constant<std::size_t, 1>{});
-        case 2:
-            return f(integral_constant<std::size_t, 2>{});
-        case 3:
-            return f(integral_constant<std::size_t, 3>{});
-        case 4:
-            return f(integral_constant<std::size_t, 4>{});
-        case 5:
-            return f(integral_constant<std::size_t, 5>{});
-        case 6:
-            return f(integral_constant<std::size_t, 6>{});
-        case 7:
-            return f(integral_constant<std::size_t, 7>{});
-        case 8:
-            return f(integral_constant<std::size_t, 8>{});
-        default:
-            return f(integral_constant<std::size_t, 0>{});
+// Whether V does rows of n by register tiles: n in [lo, kRegisterTileMax],
+// below V::N (the tables stop at V::N - 1), the rows laid end to end; then
+// f(std::integral_constant<std::size_t, n>{}) runs (the kernels below for the
+// row length as a compile-time constant: their loops unroll, their tiles
+// stay in registers).
+template <class V, class F>
+bool try_register_tiles(std::size_t n, std::size_t lo, bool end_to_end, F f) {
+    if constexpr (kHasRegisterTiles<V>) {
+        static_assert(kRegisterTileMax == 8, "a case per length below");
+        if (!end_to_end || n < lo || n >= V::N || n > kRegisterTileMax) return false;
+        const auto fixed = [&f](auto k) {
+            if constexpr (k < V::N) f(k);
+        };
+        using std::integral_constant;
+        switch (n) {
+            case 1:
+                fixed(integral_constant<std::size_t, 1>{});
+                break;
+            case 2:
+                fixed(integral_constant<std::size_t, 2>{});
+                break;
+            case 3:
+                fixed(integral_constant<std::size_t, 3>{});
+                break;
+            case 4:
+                fixed(integral_constant<std::size_t, 4>{});
+                break;
+            case 5:
+                fixed(integral_constant<std::size_t, 5>{});
+                break;
+            case 6:
+                fixed(integral_constant<std::size_t, 6>{});
+                break;
+            case 7:
+                fixed(integral_constant<std::size_t, 7>{});
+                break;
+            case 8:
+                fixed(integral_constant<std::size_t, 8>{});
+                break;
+        }
+        return true;
     }
+    (void)n, (void)lo, (void)end_to_end, (void)f;
+    return false;
 }
 
 // G groups of V::N rows of kN elements each: cols[g][j], lane l = element j

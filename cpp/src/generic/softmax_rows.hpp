@@ -160,12 +160,10 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
             return V::select(V::not_finite(v), V::set1(std::numeric_limits<T>::quiet_NaN()),
                              V::set1(T(1)));
         });
-    if constexpr (kHasRegisterTiles<V>) {
-        if (n < V::N && n <= kRegisterTileMax && xs == static_cast<std::ptrdiff_t>(n) && ys == xs)
-            return with_fixed_length(n, [&](auto k) {
-                if constexpr (k != 0 && k < V::N) softmax_register_tiles<V, k>(x, y, rows);
-            });
-    }
+    const bool end_to_end = xs == static_cast<std::ptrdiff_t>(n) && ys == xs;
+    if (try_register_tiles<V>(n, 2, end_to_end,
+                              [&](auto k) { softmax_register_tiles<V, k>(x, y, rows); }))
+        return;
     if (tiles_pay<V>(n, kSoftmaxTileLimit<V>))
         return by_tiles<V>(x, xs, y, ys, rows, n, n,
                            [n, &params](typename V::T* t, std::size_t ts, std::size_t w) {
@@ -288,11 +286,11 @@ void log_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
             return V::select(V::not_finite(v), V::set1(std::numeric_limits<T>::quiet_NaN()),
                              V::zero());
         });
-    if constexpr (kHasRegisterTiles<V> && kExpInOutput<V>) {
-        if (n < V::N && n <= kRegisterTileMax && xs == static_cast<std::ptrdiff_t>(n) && ys == xs)
-            return with_fixed_length(n, [&](auto k) {
-                if constexpr (k != 0 && k < V::N) log_softmax_register_tiles<V, k>(x, y, rows);
-            });
+    if constexpr (kExpInOutput<V>) {  // (half precision: the tiles' narrow path)
+        const bool end_to_end = xs == static_cast<std::ptrdiff_t>(n) && ys == xs;
+        if (try_register_tiles<V>(n, 2, end_to_end,
+                                  [&](auto k) { log_softmax_register_tiles<V, k>(x, y, rows); }))
+            return;
     }
     if (tiles_pay<V>(n, kLogSoftmaxTileLimit<V>))
         return by_tiles<V>(x, xs, y, ys, rows, n, n,
@@ -329,13 +327,9 @@ void logsumexp_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* ou
     if (n == 1)  // x + 0: -0 becomes +0, as max + log(1) does
         return one_element_rows<V>(x, xs, out, os, rows,
                                    [](typename V::reg v) { return V::add(v, V::zero()); });
-    if constexpr (kHasRegisterTiles<V>) {
-        if (n >= 2 && n < V::N && n <= kRegisterTileMax && xs == static_cast<std::ptrdiff_t>(n) &&
-            os == 1)
-            return with_fixed_length(n, [&](auto k) {
-                if constexpr (k != 0 && k < V::N) logsumexp_register_tiles<V, k>(x, out, rows);
-            });
-    }
+    if (try_register_tiles<V>(n, 2, xs == static_cast<std::ptrdiff_t>(n) && os == 1,
+                              [&](auto k) { logsumexp_register_tiles<V, k>(x, out, rows); }))
+        return;
     if (tiles_pay<V>(n, kLogSumExpTileLimit<V>))  // each lane's result in the tile's first row
         return by_tiles<V>(x, xs, out, os, rows, n, 1,
                            [n, &params](T* t, std::size_t ts, std::size_t w) {
