@@ -96,7 +96,9 @@ void tile_in(const typename V::S* x, std::ptrdiff_t xs, typename V::T* tile, std
     if constexpr (HasTranspose<V>::value) {
         if (w == N) {
             std::size_t i = 0;
-            if (ts == N)  // (the stride as a constant: the stores' addresses fold)
+            // the stride as a constant, so that the stores' addresses fold (without
+            // this loop, log_softmax of 64 classes measured 1.10-1.12x slower)
+            if (ts == N)
                 for (; i + N <= n; i += N) V::transpose(x + i, xs, tile + i * N, N);
             for (; i + N <= n; i += N) V::transpose(x + i, xs, tile + i * ts, its);
             if (i < n) {
