@@ -52,8 +52,10 @@ void softmax_segment_scale(const typename V::S* x, typename V::S* y, std::size_t
                            const SoftmaxParams& params) {
     using T = typename V::T;
     if constexpr (!kExpInOutput<V>) {  // y holds nothing yet (segment_max_sum)
-        softmax_row_from_stats<V>(x, y, n, static_cast<T>(max), sum, params.from_memory);
-        if (params.from_memory) V::stream_fence();
+        StreamedRows<V> out;
+        softmax_row_from_stats<V>(x, y, n, static_cast<T>(max), sum,
+                                  params.from_memory ? &out : nullptr);
+        if (params.from_memory) out.finish();
         return;
     }
     constexpr std::size_t B = kBlock * V::N;
@@ -64,7 +66,7 @@ void softmax_segment_scale(const typename V::S* x, typename V::S* y, std::size_t
             continue;
         }
         const auto vf = Factor<V>::of(std::exp(static_cast<double>(refs[b]) - max) / sum);
-        map_row<V>(y + i, y + i, len, [vf](typename V::reg v) { return vf.apply(v); }, false);
+        map_row<V>(y + i, y + i, len, [vf](typename V::reg v) { return vf.apply(v); }, nullptr);
     }
 }
 
@@ -72,7 +74,7 @@ void softmax_segment_scale(const typename V::S* x, typename V::S* y, std::size_t
 // is exact for the entries that matter, and the log is rounded once).
 template <class V>
 void shift_row(const typename V::S* x, typename V::S* y, std::size_t n, typename V::T max,
-               typename V::T log_sum, bool stream) {
+               typename V::T log_sum, StreamedRows<V>* stream) {
     const auto vm = V::set1(max);
     const auto vl = V::set1(log_sum);
     map_row<V>(x, y, n, [vm, vl](typename V::reg v) { return V::sub(V::sub(v, vm), vl); }, stream);
@@ -82,10 +84,11 @@ void shift_row(const typename V::S* x, typename V::S* y, std::size_t n, typename
 template <class V>
 void log_softmax_segment(const typename V::S* x, typename V::S* y, std::size_t n, double max,
                          double sum, const SoftmaxParams& params) {
-    const bool stream = params.from_memory;
     using T = typename V::T;
-    shift_row<V>(x, y, n, static_cast<T>(max), static_cast<T>(std::log(sum)), stream);
-    if (stream) V::stream_fence();
+    StreamedRows<V> out;
+    shift_row<V>(x, y, n, static_cast<T>(max), static_cast<T>(std::log(sum)),
+                 params.from_memory ? &out : nullptr);
+    if (params.from_memory) out.finish();
 }
 
 // Rows longer than kLongRowBytes (about L1) are done block by block, so x is

@@ -6,6 +6,8 @@
 //                 - rows of one vector: four rows at a time (short rows)
 //                 - arrays in cache: the three passes software-pipelined
 //                   over consecutive rows
+//                 - arrays from memory: likewise, the exponentials in a
+//                   scratch row, the outputs written with streaming stores
 //                 - rows longer than L1: block by block, one read of x
 //   log_softmax : online (max, sum) read pass -> (x - max) - log(sum)
 //   logsumexp   : online (max, sum) read pass, one read of the row
@@ -115,7 +117,90 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
         }
         m = V::hmax(V::max(mx0, mx1));
     }
-    if (prev) map_row<V>(prev, prev, n, [inv_prev](reg v) { return inv_prev.apply(v); }, false);
+    if (prev) map_row<V>(prev, prev, n, [inv_prev](reg v) { return inv_prev.apply(v); }, nullptr);
+}
+
+// Rows of arrays that stream from memory, when a row fits in L1/L2: one loop
+// over the columns does three rows' work, the maximum of row r+1 (read from
+// memory), exp(x - max) of row r into a scratch row that stays in cache, and
+// row r-1 = its scratch row * (1 / sum), written with non-temporal stores
+// (StreamedRows). Reading, computing and writing overlap, and y's lines are
+// never read.
+template <class V>
+void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
+                           std::ptrdiff_t ys, std::size_t rows, std::size_t n) {
+    using T = typename V::T;
+    using S = typename V::S;
+    using reg = typename V::reg;
+    constexpr std::size_t N = V::N;
+    const std::size_t full = n - n % N;
+    T* const scratch = thread_scratch<T>(2 * n);
+    StreamedRows<V> out;
+    T m = row_max<V>(x, n);  // of the current row
+    // The previous row, still to be written: its exponentials (null: none),
+    // output, 1 / sum and next element.
+    const T* pe = nullptr;
+    S* py = nullptr;
+    Factor<V> pinv{V::zero(), V::zero()};
+    std::size_t j = 0;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const S* xr = x + static_cast<std::ptrdiff_t>(r) * xs;
+        S* yr = y + static_cast<std::ptrdiff_t>(r) * ys;
+        const S* xn = (r + 1 < rows) ? xr + xs : xr;  // the next row (the last re-reads itself)
+        T* const e = scratch + (r & 1) * n;
+        const bool ok = std::isfinite(m);
+        const reg vm = V::set1(ok ? m : T(0));
+        const reg vlo = V::set1(exp_floor(ok ? m : T(0)));
+        reg mx0 = V::set1(neg_inf<T>()), mx1 = mx0;
+        ExpSum<V> s0;
+        if (pe) {
+            j = StreamedRows<V>::head(py, n);
+            out.begin(py, j, j > 0 ? pinv.apply(V::load_partial(pe, j, 0)) : V::zero());
+        }
+        std::size_t i = 0;
+        for (; i + 2 * N <= full; i += 2 * N) {
+            mx0 = V::max(mx0, V::load(xn + i));
+            mx1 = V::max(mx1, V::load(xn + i + N));
+            if (ok) {
+                const reg e0 = vexp_sub<V>(V::load(xr + i), vm, vlo);
+                const reg e1 = vexp_sub<V>(V::load(xr + i + N), vm, vlo);
+                V::store(e + i, e0);
+                V::store(e + i + N, e1);
+                s0.add2(e0, e1);
+            }
+            if (pe && j + 2 * N <= n) {
+                V::stream(py + j, pinv.apply(V::load(pe + j)));
+                V::stream(py + j + N, pinv.apply(V::load(pe + j + N)));
+                j += 2 * N;
+            }
+        }
+        for (; i < n; i += N) {
+            const std::size_t w = (n - i < N) ? n - i : N;
+            mx0 = V::max(mx0, V::load_partial(xn + i, w, neg_inf<T>()));
+            if (ok) {
+                const reg e0 = vexp_sub<V>(V::load_partial(xr + i, w, neg_inf<T>()), vm, vlo);
+                V::store_partial(e + i, w, e0);
+                s0.add(e0);
+            }
+        }
+        if (pe) {
+            for (; j + N <= n; j += N) V::stream(py + j, pinv.apply(V::load(pe + j)));
+            out.end(py + n, n - j,
+                    j < n ? pinv.apply(V::load_partial(pe + j, n - j, 0)) : V::zero());
+        }
+        const double sum = s0.total();
+        if (!ok || sum != sum) {  // max not finite, or a NaN in the row
+            softmax_special(yr, 1, n);
+            pe = nullptr;
+        } else {
+            pe = e;
+            py = yr;
+            pinv = Factor<V>::reciprocal(sum);
+        }
+        m = V::hmax(V::max(mx0, mx1));
+    }
+    if (pe) map_row<V>(pe, py, n, [pinv](reg v) { return pinv.apply(v); }, &out);
+    out.finish();
 }
 
 // Three plain passes per row: the maximum; exp(x - max) and its sum, stored
@@ -126,6 +211,7 @@ template <class V>
 void softmax_rows_three_passes(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
                                std::ptrdiff_t ys, std::size_t rows, std::size_t n, bool stream) {
     using T = typename V::T;
+    StreamedRows<V> out;
     T* scratch = nullptr;
     if constexpr (!kExpInOutput<V>) scratch = thread_scratch<T>(n);
     for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
@@ -145,9 +231,10 @@ void softmax_rows_three_passes(const typename V::S* x, std::ptrdiff_t xs, typena
             continue;
         }
         const auto inv = Factor<V>::reciprocal(s);
-        map_row<V>(e, y, n, [inv](typename V::reg v) { return inv.apply(v); }, stream);
+        map_row<V>(
+            e, y, n, [inv](typename V::reg v) { return inv.apply(v); }, stream ? &out : nullptr);
     }
-    if (stream) V::stream_fence();
+    if (stream) out.finish();
 }
 
 template <class V>
@@ -171,19 +258,22 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
                                softmax_cols<typename V::Compute>(t, its, t, its, n, w, params);
                            });
     if (n <= V::N) return short_rows<ShortSoftmax<V>>(x, xs, y, ys, rows, n);
+    if (params.from_memory && n * sizeof(T) <= kLongRowBytes)
+        return softmax_rows_streamed<V>(x, xs, y, ys, rows, n);
     if constexpr (!kExpInOutput<V>) {            // half precision: each output rounded once
         if (n * sizeof(T) <= kHalfScratchBytes)  // one exp per element, as the float rows
             return softmax_rows_three_passes<V>(x, xs, y, ys, rows, n, params.from_memory);
         // longer rows: a read pass for (max, sum), then exp(x - max) / sum again
+        StreamedRows<V> out;
         for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
             const MaxSum ms = row_online_max_sum<V>(x, n);
             if (ms.special)
                 softmax_special(y, 1, n);
             else
                 softmax_row_from_stats<V>(x, y, n, static_cast<T>(ms.max), ms.sum,
-                                          params.from_memory);
+                                          params.from_memory ? &out : nullptr);
         }
-        if (params.from_memory) V::stream_fence();
+        if (params.from_memory) out.finish();
         return;
     }
     if (n * sizeof(T) > kLongRowBytes) {
@@ -191,11 +281,7 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
             softmax_long_row<V>(x, y, n, params);
         return;
     }
-    // Pipelining pays while the data is in cache; on arrays that stream from
-    // memory it measured slower than three plain passes (8192x1024 float32:
-    // 3.8 vs 3.1 ms), which give the hardware prefetchers one stream at a time.
-    if (!params.from_memory) return softmax_rows_pipelined<V>(x, xs, y, ys, rows, n);
-    softmax_rows_three_passes<V>(x, xs, y, ys, rows, n, false);
+    softmax_rows_pipelined<V>(x, xs, y, ys, rows, n);
 }
 
 // Rows of at most this many bytes (more than one vector, at most one block):
@@ -254,7 +340,8 @@ void logsumexp_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename V:
 
 template <class V>
 void log_softmax_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
-                            std::ptrdiff_t ys, std::size_t rows, std::size_t n, bool stream) {
+                            std::ptrdiff_t ys, std::size_t rows, std::size_t n,
+                            StreamedRows<V>* stream) {
     using T = typename V::T;
     for (std::size_t r = 0; r < rows; r += kLogGroup) {
         const std::size_t g = std::min(kLogGroup, rows - r);
@@ -302,10 +389,11 @@ void log_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
                                                                      tile_params);
                            });
     if (n <= V::N) return short_rows<ShortLogSoftmax<V>>(x, xs, y, ys, rows, n);
-    const bool stream = params.from_memory;
+    StreamedRows<V> out;
+    StreamedRows<V>* const stream = params.from_memory ? &out : nullptr;
     if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N) {
         log_softmax_row_groups<V>(x, xs, y, ys, rows, n, stream);
-        if (stream) V::stream_fence();
+        if (stream) out.finish();
         return;
     }
     for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
@@ -316,7 +404,7 @@ void log_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
         }
         shift_row<V>(x, y, n, static_cast<T>(ms.max), static_cast<T>(std::log(ms.sum)), stream);
     }
-    if (stream) V::stream_fence();
+    if (stream) out.finish();
 }
 
 template <class V>

@@ -1,0 +1,105 @@
+"""Arrays that do not fit in cache against a copy of them: issue 17 parts 2 and 3's table.
+
+    taskset -c 1 python bench/out_of_cache.py [--before BEFORE_PKG] [--rounds 15]
+
+One thread, float32 (or --dtype), every output into a preallocated array: for each
+shape, the median time of `np.copyto(o, x)` and of fastsoftmax's softmax and log_softmax
+with `out=`, softmax_backward and log_softmax_backward with `out=`, and cross_entropy
+(mean, integer labels) with its gradient in place, and each op's ratio to the copy. The
+in-place cross-entropy runs on one scratch array that it keeps overwriting with its
+gradient (finite values in [-1, 1]: the same work as logits, without a copy to
+subtract). The targets at (8192, 1024), (256, 32000), (32, 128256): softmax <= 1.15x,
+1.2x and 1.5x the copy, the cross-entropy in place <= 0.95x. Two shapes in cache,
+(1024, 1000) and (4096, 128), show that arrays in cache did not get slower.
+
+With --before, a second installed ``fastsoftmax`` package folder is loaded beside the
+current one (as in interleave_builds.py) and its calls join the same interleaved
+rounds: the table then also gives each op's after/before ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import fastsoftmax
+import numpy as np
+from fastsoftmax.bench.timing import time_interleaved_samples
+from interleave_builds import load
+
+SHAPES = [(8192, 1024), (256, 32000), (32, 128256), (1024, 1000), (4096, 128)]
+OPS = ["softmax", "log_softmax", "softmax_bw", "log_softmax_bw", "ce+grad"]
+
+
+def op_calls(
+    fs: ModuleType, x: np.ndarray, g: np.ndarray, o: np.ndarray, labels: np.ndarray
+) -> dict[str, Callable[[], object]]:
+    scratch = x.copy()
+    y = fs.softmax(x)
+    return {
+        "softmax": lambda: fs.softmax(x, axis=-1, out=o),
+        "log_softmax": lambda: fs.log_softmax(x, axis=-1, out=o),
+        "softmax_bw": lambda: fs.softmax_backward(g, y, axis=-1, out=o),
+        "log_softmax_bw": lambda: fs.log_softmax_backward(g, y, axis=-1, out=o),
+        "ce+grad": lambda: fs.cross_entropy(scratch, labels, return_grad=True, inplace_grad=True),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before", type=Path, help="another build's fastsoftmax package folder")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--min-time", type=float, default=0.02)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--ops", default=",".join(OPS))
+    parser.add_argument("--shapes", help="e.g. 8192x1024,256x32000")
+    args = parser.parse_args()
+    builds: dict[str, ModuleType] = {"after": fastsoftmax}
+    tmp = tempfile.TemporaryDirectory()
+    if args.before:
+        sys.path.insert(0, tmp.name)
+        builds["before"] = load(args.before, "fs_before", Path(tmp.name))
+    ops = args.ops.split(",")
+    shapes = SHAPES
+    if args.shapes:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    dtype = np.dtype(args.dtype)
+    print(f"fastsoftmax {fastsoftmax.simd_target()}, {args.dtype}, threads ", end="")
+    print(f"{fastsoftmax.get_num_threads()}, medians of {args.rounds} interleaved rounds;")
+    print("ms per call, (ratio to np.copyto)")
+    head = f"{'shape':>13} {'copy':>7} " + " ".join(f"{op:>16}" for op in ops)
+    if args.before:
+        head += "  after/before: " + " ".join(f"{op:>8}" for op in ops)
+    print(head)
+    for shape in shapes:
+        rng = np.random.default_rng(shape[1])
+        x = (rng.standard_normal(shape) * 3).astype(dtype)
+        g = rng.standard_normal(shape).astype(dtype)
+        o = np.empty_like(x)
+        labels = rng.integers(0, shape[1], shape[0])
+        names = ["copy"]
+        fns: list[Callable[[], object]] = [lambda x=x, o=o: np.copyto(o, x)]
+        for build, fs in builds.items():
+            calls = op_calls(fs, x, g, o, labels)
+            for op in ops:
+                names.append(f"{build} {op}")
+                fns.append(calls[op])
+        samples = time_interleaved_samples(fns, args.rounds, args.min_time)
+        med = {name: float(np.median(s)) * 1e3 for name, s in zip(names, samples, strict=True)}
+        line = f"{'x'.join(map(str, shape)):>13} {med['copy']:7.3f} "
+        line += " ".join(
+            f"{med['after ' + op]:7.3f} ({med['after ' + op] / med['copy']:5.2f})" for op in ops
+        )
+        if args.before:
+            line += "                " + " ".join(
+                f"{med['after ' + op] / med['before ' + op]:8.2f}" for op in ops
+            )
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Arrays past the streaming threshold (kStreamBytes, 8 MiB): outputs written from memory.
+
+Their rows are written with non-temporal stores, and the partial vector at the end of a
+row waits for the next row (StreamedRows in cpp/src/generic/blocks.hpp): where the next
+row starts right after it, the two go out as one aligned vector. These tests put rows at
+every alignment, special rows between ordinary ones, outputs whose rows do not follow each
+other and outputs that are the input, and check each row against the same row computed
+alone (in cache, by other kernels) bit for bit, and the whole against the float64
+reference.
+"""
+
+from __future__ import annotations
+
+import fastsoftmax as fs
+import numpy as np
+import pytest
+from reference import (
+    LOG_ATOL,
+    SOFTMAX_RTOL,
+    assert_log_close,
+    assert_softmax_close,
+    ref_log_softmax,
+    ref_softmax,
+)
+
+STREAM_BYTES = 8 << 20
+OPS = {"softmax": fs.softmax, "log_softmax": fs.log_softmax}
+# 1024: every row at the same alignment; 1027 and 7001: each row at another one
+# (7001 float64 rows are past 32 KiB: block by block); 100: short rows.
+LENGTHS = (100, 1024, 1027, 7001)
+SPECIAL_ROWS = {  # row index: what is put there
+    1: "nan",
+    2: "+inf",
+    5: "all -inf",
+    6: "-inf entries",
+}
+
+
+def logits(rng: np.random.Generator, n: int, dtype) -> np.ndarray:
+    """Enough rows of n logits to pass the streaming threshold, with special rows."""
+    rows = STREAM_BYTES // (n * np.dtype(dtype).itemsize) + 3
+    x = (rng.standard_normal((rows, n)) * 4).astype(dtype)
+    x[1, n // 2] = np.nan
+    x[2, n // 3] = np.inf
+    x[5] = -np.inf
+    x[6, ::3] = -np.inf
+    return x
+
+
+def check_rows_alone(op: str, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> None:
+    """Row r of y is bitwise op of row r alone (the first, last, special and sampled rows)."""
+    rows = x.shape[0]
+    picks = {0, rows - 1, rows - 2, *range(8), *rng.integers(0, rows, 40).tolist()}
+    for r in sorted(picks):
+        np.testing.assert_array_equal(
+            y[r], OPS[op](x[r : r + 1])[0], err_msg=f"{op}: row {r} of {rows} differs"
+        )
+
+
+def check_reference(op: str, x: np.ndarray, y: np.ndarray) -> None:
+    ordinary = np.ones(x.shape[0], bool)
+    ordinary[list(SPECIAL_ROWS)] = False
+    xs, ys = x[ordinary][::7], y[ordinary][::7]  # every 7th row: the reference is slow
+    dtype = x.dtype.type
+    if op == "softmax":
+        assert_softmax_close(ys, ref_softmax(xs), SOFTMAX_RTOL[dtype], 1e-30)
+    else:
+        assert_log_close(ys, ref_log_softmax(xs), LOG_ATOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("op", OPS)
+def test_rows(rng, op, n, dtype):
+    x = logits(rng, n, dtype)
+    y = OPS[op](x)
+    check_rows_alone(op, x, y, rng)
+    if dtype is not np.float16:  # (half precision: test_half_precision.py)
+        check_reference(op, x, y)
+
+
+@pytest.mark.parametrize("n", [1024, 1027])
+@pytest.mark.parametrize("op", OPS)
+def test_out_views(rng, op, n):
+    """out= rows at any offset from alignment, rows apart, and the input itself."""
+    x = logits(rng, n, np.float32)
+    expected = OPS[op](x)
+    rows = x.shape[0]
+    for offset in (1, 2, 3):  # a flat buffer's elements [offset, offset + size)
+        buf = np.full(x.size + 8, 7.0, np.float32)
+        out = buf[offset : offset + x.size].reshape(x.shape)
+        OPS[op](x, out=out)
+        np.testing.assert_array_equal(out, expected, err_msg=f"out= at offset {offset}")
+        np.testing.assert_array_equal(buf[:offset], 7.0, err_msg="wrote before out=")
+        np.testing.assert_array_equal(buf[offset + x.size :], 7.0, err_msg="wrote after out=")
+    # rows that do not follow each other: 5 elements between them
+    wide = np.full((rows, n + 5), 7.0, np.float32)
+    OPS[op](x, out=wide[:, 2 : n + 2])
+    np.testing.assert_array_equal(wide[:, 2 : n + 2], expected, err_msg="out= rows apart")
+    np.testing.assert_array_equal(wide[:, :2], 7.0, err_msg="wrote between out='s rows")
+    np.testing.assert_array_equal(wide[:, n + 2 :], 7.0, err_msg="wrote between out='s rows")
+    # in place
+    inplace = x.copy()
+    OPS[op](inplace, out=inplace)
+    np.testing.assert_array_equal(inplace, expected, err_msg="in place")
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_threads(rng, op):
+    """The rows split between threads: the same bits as one thread."""
+    x = logits(rng, 1027, np.float32)
+    with fs.use_threads(1):
+        one = OPS[op](x)
+    with fs.use_threads(2):
+        two = OPS[op](x)
+    np.testing.assert_array_equal(two, one)
