@@ -5,8 +5,9 @@ row waits for the next row (StreamedRows in cpp/src/generic/blocks.hpp): where t
 row starts right after it, the two go out as one aligned vector. These tests put rows at
 every alignment, special rows between ordinary ones, outputs whose rows do not follow each
 other and outputs that are the input, and check each row against the same row computed
-alone (in cache, by other kernels) bit for bit, and the whole against the float64
-reference.
+alone (in cache, by other kernels) bit for bit, and the forward functions against the
+float64 reference (the backward ones' rows alone are checked against it in
+test_backward.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from reference import (
 )
 
 STREAM_BYTES = 8 << 20
-OPS = {"softmax": fs.softmax, "log_softmax": fs.log_softmax}
+FORWARD = {"softmax": fs.softmax, "log_softmax": fs.log_softmax}
+BACKWARD = {"softmax_backward": fs.softmax, "log_softmax_backward": fs.log_softmax}
+OPS = [*FORWARD, *BACKWARD]
 # 1024: every row at the same alignment; 1027 and 7001: each row at another one
 # (7001 float64 rows are past 32 KiB: block by block); 100: short rows.
 LENGTHS = (100, 1024, 1027, 7001)
@@ -47,14 +50,25 @@ def logits(rng: np.random.Generator, n: int, dtype) -> np.ndarray:
     return x
 
 
-def check_rows_alone(op: str, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> None:
-    """Row r of y is bitwise op of row r alone (the first, last, special and sampled rows)."""
-    rows = x.shape[0]
+def inputs(op: str, x: np.ndarray) -> list[np.ndarray]:
+    """The op's arguments for logits x: x, or (upstream gradient, forward output)."""
+    if op in FORWARD:
+        return [x]
+    grad = np.cos(np.arange(x.size).reshape(x.shape) * 0.37).astype(x.dtype)
+    return [grad, BACKWARD[op](x)]
+
+
+def call(op: str, args: list[np.ndarray], **kw) -> np.ndarray:
+    return getattr(fs, op)(*args, **kw)
+
+
+def check_rows_alone(op: str, args: list[np.ndarray], got: np.ndarray, rng) -> None:
+    """Row r of got is bitwise op of row r alone (the first, last, special and sampled rows)."""
+    rows = got.shape[0]
     picks = {0, rows - 1, rows - 2, *range(8), *rng.integers(0, rows, 40).tolist()}
     for r in sorted(picks):
-        np.testing.assert_array_equal(
-            y[r], OPS[op](x[r : r + 1])[0], err_msg=f"{op}: row {r} of {rows} differs"
-        )
+        alone = call(op, [a[r : r + 1] for a in args])[0]
+        np.testing.assert_array_equal(got[r], alone, err_msg=f"{op}: row {r} of {rows} differs")
 
 
 def check_reference(op: str, x: np.ndarray, y: np.ndarray) -> None:
@@ -73,10 +87,11 @@ def check_reference(op: str, x: np.ndarray, y: np.ndarray) -> None:
 @pytest.mark.parametrize("op", OPS)
 def test_rows(rng, op, n, dtype):
     x = logits(rng, n, dtype)
-    y = OPS[op](x)
-    check_rows_alone(op, x, y, rng)
-    if dtype is not np.float16:  # (half precision: test_half_precision.py)
-        check_reference(op, x, y)
+    args = inputs(op, x)
+    got = call(op, args)
+    check_rows_alone(op, args, got, rng)
+    if op in FORWARD and dtype is not np.float16:  # (half precision: test_half_precision.py)
+        check_reference(op, x, got)
 
 
 @pytest.mark.parametrize("n", [1024, 1027])
@@ -84,33 +99,35 @@ def test_rows(rng, op, n, dtype):
 def test_out_views(rng, op, n):
     """out= rows at any offset from alignment, rows apart, and the input itself."""
     x = logits(rng, n, np.float32)
-    expected = OPS[op](x)
+    args = inputs(op, x)
+    expected = call(op, args)
     rows = x.shape[0]
     for offset in (1, 2, 3):  # a flat buffer's elements [offset, offset + size)
         buf = np.full(x.size + 8, 7.0, np.float32)
         out = buf[offset : offset + x.size].reshape(x.shape)
-        OPS[op](x, out=out)
+        call(op, args, out=out)
         np.testing.assert_array_equal(out, expected, err_msg=f"out= at offset {offset}")
         np.testing.assert_array_equal(buf[:offset], 7.0, err_msg="wrote before out=")
         np.testing.assert_array_equal(buf[offset + x.size :], 7.0, err_msg="wrote after out=")
     # rows that do not follow each other: 5 elements between them
     wide = np.full((rows, n + 5), 7.0, np.float32)
-    OPS[op](x, out=wide[:, 2 : n + 2])
+    call(op, args, out=wide[:, 2 : n + 2])
     np.testing.assert_array_equal(wide[:, 2 : n + 2], expected, err_msg="out= rows apart")
     np.testing.assert_array_equal(wide[:, :2], 7.0, err_msg="wrote between out='s rows")
     np.testing.assert_array_equal(wide[:, n + 2 :], 7.0, err_msg="wrote between out='s rows")
-    # in place
-    inplace = x.copy()
-    OPS[op](inplace, out=inplace)
-    np.testing.assert_array_equal(inplace, expected, err_msg="in place")
+    # in place (of each input)
+    for k in range(len(args)):
+        copies = [a.copy() for a in args]
+        call(op, copies, out=copies[k])
+        np.testing.assert_array_equal(copies[k], expected, err_msg=f"in place of input {k}")
 
 
 @pytest.mark.parametrize("op", OPS)
 def test_threads(rng, op):
     """The rows split between threads: the same bits as one thread."""
-    x = logits(rng, 1027, np.float32)
+    args = inputs(op, logits(rng, 1027, np.float32))
     with fs.use_threads(1):
-        one = OPS[op](x)
+        one = call(op, args)
     with fs.use_threads(2):
-        two = OPS[op](x)
+        two = call(op, args)
     np.testing.assert_array_equal(two, one)

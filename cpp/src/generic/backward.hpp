@@ -11,9 +11,16 @@
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 // the terms accumulated by acc:
+// kStreamLongRows: whether rows past kLongRowBytes of arrays from memory are
+// written with streaming stores as the shorter ones are (StreamedRows), as
+// measured (bench/out_of_cache.py, float32 out=, time against ordinary
+// stores): softmax_backward 0.97 at (8192, 1024), 0.77 at (256, 32000), 0.80
+// at (32, 128256); log_softmax_backward 0.74, but 1.04 and 1.05 (its second
+// pass, with an exp per element, is bound by the arithmetic, not memory).
 template <class V>
 struct SoftmaxGrad {  // o = y * (g - sum(g * y))
     using reg = typename V::reg;
+    static constexpr bool kStreamLongRows = true;
     static reg acc(reg s, reg g, reg y) { return V::fmadd(g, y, s); }
     static reg out(reg g, reg y, reg s) { return V::mul(y, V::sub(g, s)); }
 };
@@ -21,6 +28,7 @@ struct SoftmaxGrad {  // o = y * (g - sum(g * y))
 template <class V>
 struct LogSoftmaxGrad {  // o = g - exp(y) * sum(g)
     using reg = typename V::reg;
+    static constexpr bool kStreamLongRows = false;
     static reg acc(reg s, reg g, reg) { return V::add(s, g); }
     static reg out(reg g, reg y, reg s) { return V::fnmadd(vexp<V>(y), s, g); }
 };
@@ -28,9 +36,12 @@ struct LogSoftmaxGrad {  // o = g - exp(y) * sum(g)
 template <class V, class Op>
 void backward_rows(const typename V::S* g, std::ptrdiff_t gs, const typename V::S* y,
                    std::ptrdiff_t ys, typename V::S* o, std::ptrdiff_t os, std::size_t rows,
-                   std::size_t n, const SoftmaxParams&) {
+                   std::size_t n, const SoftmaxParams& params) {
     using T = typename V::T;
     constexpr std::size_t N = V::N;
+    StreamedRows<V> out;
+    const bool stream =
+        params.from_memory && (Op::kStreamLongRows || n * sizeof(T) <= kLongRowBytes);
     for (std::size_t r = 0; r < rows; ++r, g += gs, y += ys, o += os) {
         auto wide = V::wide_zero();
         std::size_t i = 0;
@@ -48,13 +59,22 @@ void backward_rows(const typename V::S* g, std::ptrdiff_t gs, const typename V::
             V::wide_add(wide, Op::acc(V::zero(), V::load_partial(g + i, n - i, 0),
                                       V::load_partial(y + i, n - i, 0)));
         const auto vs = V::set1(static_cast<T>(V::wide_hsum(wide)));
+        const auto part = [&](std::size_t k, std::size_t w) {
+            return Op::out(V::load_partial(g + k, w, 0), V::load_partial(y + k, w, 0), vs);
+        };
+        if (stream) {
+            const std::size_t head = StreamedRows<V>::head(o, n);
+            out.begin(o, head, head > 0 ? part(0, head) : V::zero());
+            for (i = head; i + N <= n; i += N)
+                V::stream(o + i, Op::out(V::load(g + i), V::load(y + i), vs));
+            out.end(o + n, n - i, i < n ? part(i, n - i) : V::zero());
+            continue;
+        }
         for (i = 0; i + N <= n; i += N)
             V::store(o + i, Op::out(V::load(g + i), V::load(y + i), vs));
-        if (i < n)
-            V::store_partial(
-                o + i, n - i,
-                Op::out(V::load_partial(g + i, n - i, 0), V::load_partial(y + i, n - i, 0), vs));
+        if (i < n) V::store_partial(o + i, n - i, part(i, n - i));
     }
+    if (stream) out.finish();
 }
 
 template <class V, class Op>

@@ -253,6 +253,53 @@ class StreamedRows {
     std::size_t waiting_ = 0;
 };
 
+// One row of y written through StreamedRows a stretch at a time, beside
+// other work: begin(), to(limit) as often as wanted (the whole vectors that
+// end by limit), end(). at(k, w) gives the values of y[k, k + w), w <= N, in
+// its first lanes.
+template <class V, class At>
+class RowStream {
+    using S = typename V::S;
+    static constexpr std::size_t N = V::N;
+
+  public:
+    RowStream(S* y, std::size_t n, At at) : y_(y), n_(n), at_(at) {}
+    void begin(StreamedRows<V>& out) {
+        j_ = StreamedRows<V>::head(y_, n_);
+        out.begin(y_, j_, j_ > 0 ? at_(0, j_) : V::zero());
+    }
+    void to(std::size_t limit) {
+        for (; j_ + 2 * N <= limit; j_ += 2 * N) {
+            V::stream(y_ + j_, at_(j_, N));
+            V::stream(y_ + j_ + N, at_(j_ + N, N));
+        }
+        if (j_ + N <= limit) {
+            V::stream(y_ + j_, at_(j_, N));
+            j_ += N;
+        }
+    }
+    void end(StreamedRows<V>& out) {
+        to(n_);
+        out.end(y_ + n_, n_ - j_, j_ < n_ ? at_(j_, n_ - j_) : V::zero());
+    }
+
+  private:
+    S* y_;
+    std::size_t n_;
+    At at_;
+    std::size_t j_ = 0;  // the next element to write
+};
+
+// The values of e[k, k + w) * f for RowStream (softmax's last pass).
+template <class V>
+struct ScaledBy {
+    const typename V::T* e;
+    Factor<V> f;
+    typename V::reg operator()(std::size_t k, std::size_t w) const {
+        return f.apply(w == V::N ? V::load(e + k) : V::load_partial(e + k, w, 0));
+    }
+};
+
 // y[i] = op(src[i]) for i < n; src may be y, or a scratch row of V::T. With
 // `stream`, y is written with non-temporal stores (StreamedRows).
 template <class V, class Op, class Src>

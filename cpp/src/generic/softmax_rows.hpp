@@ -137,12 +137,9 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
     T* const scratch = thread_scratch<T>(2 * n);
     StreamedRows<V> out;
     T m = row_max<V>(x, n);  // of the current row
-    // The previous row, still to be written: its exponentials (null: none),
-    // output, 1 / sum and next element.
-    const T* pe = nullptr;
-    S* py = nullptr;
-    Factor<V> pinv{V::zero(), V::zero()};
-    std::size_t j = 0;
+    // the previous row, still to be written (if any)
+    RowStream<V, ScaledBy<V>> prev(y, n, {scratch, Factor<V>::of(1.0)});
+    bool have_prev = false;
     for (std::size_t r = 0; r < rows; ++r) {
         const S* xr = x + static_cast<std::ptrdiff_t>(r) * xs;
         S* yr = y + static_cast<std::ptrdiff_t>(r) * ys;
@@ -153,10 +150,7 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
         const reg vlo = V::set1(exp_floor(ok ? m : T(0)));
         reg mx0 = V::set1(neg_inf<T>()), mx1 = mx0;
         ExpSum<V> s0;
-        if (pe) {
-            j = StreamedRows<V>::head(py, n);
-            out.begin(py, j, j > 0 ? pinv.apply(V::load_partial(pe, j, 0)) : V::zero());
-        }
+        if (have_prev) prev.begin(out);
         std::size_t i = 0;
         for (; i + 2 * N <= full; i += 2 * N) {
             mx0 = V::max(mx0, V::load(xn + i));
@@ -168,11 +162,7 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
                 V::store(e + i + N, e1);
                 s0.add2(e0, e1);
             }
-            if (pe && j + 2 * N <= n) {
-                V::stream(py + j, pinv.apply(V::load(pe + j)));
-                V::stream(py + j + N, pinv.apply(V::load(pe + j + N)));
-                j += 2 * N;
-            }
+            if (have_prev) prev.to(i + 2 * N);
         }
         for (; i < n; i += N) {
             const std::size_t w = (n - i < N) ? n - i : N;
@@ -183,23 +173,19 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
                 s0.add(e0);
             }
         }
-        if (pe) {
-            for (; j + N <= n; j += N) V::stream(py + j, pinv.apply(V::load(pe + j)));
-            out.end(py + n, n - j,
-                    j < n ? pinv.apply(V::load_partial(pe + j, n - j, 0)) : V::zero());
-        }
+        if (have_prev) prev.end(out);
         const double sum = s0.total();
-        if (!ok || sum != sum) {  // max not finite, or a NaN in the row
+        have_prev = ok && sum == sum;
+        if (have_prev)
+            prev = RowStream<V, ScaledBy<V>>(yr, n, {e, Factor<V>::reciprocal(sum)});
+        else  // max not finite, or a NaN in the row
             softmax_special(yr, 1, n);
-            pe = nullptr;
-        } else {
-            pe = e;
-            py = yr;
-            pinv = Factor<V>::reciprocal(sum);
-        }
         m = V::hmax(V::max(mx0, mx1));
     }
-    if (pe) map_row<V>(pe, py, n, [pinv](reg v) { return pinv.apply(v); }, &out);
+    if (have_prev) {
+        prev.begin(out);
+        prev.end(out);
+    }
     out.finish();
 }
 
