@@ -1,6 +1,6 @@
 """Arrays that do not fit in cache against a copy of them: issue 17 parts 2 and 3's table.
 
-    taskset -c 1 python bench/out_of_cache.py [--before BEFORE_PKG] [--rounds 15]
+    taskset -c 1 python bench/out_of_cache.py [--before BEFORE_PKG] [--rounds 7] [--repeats 3]
 
 One thread, float32 (or --dtype), every output into a preallocated array: for each
 shape, the median time of `np.copyto(o, x)` and of fastsoftmax's softmax and log_softmax
@@ -12,9 +12,14 @@ subtract). The targets at (8192, 1024), (256, 32000), (32, 128256): softmax <= 1
 1.2x and 1.5x the copy, the cross-entropy in place <= 0.95x. Two shapes in cache,
 (1024, 1000) and (4096, 128), show that arrays in cache did not get slower.
 
-With --before, a second installed ``fastsoftmax`` package folder is loaded beside the
-current one (as in interleave_builds.py) and its calls join the same interleaved
-rounds: the table then also gives each op's after/before ratio.
+Each op of each build is timed in rounds of its own, interleaved with the copy: what an op
+leaves in the caches (the 32 MiB L3 holds much of these arrays, and streaming stores
+evict them) then never meets another op or build. Its figure is the median of its ratios
+to the copy over those rounds, times the median copy. With --before, a second installed
+``fastsoftmax`` package folder is loaded beside the current one (as in
+interleave_builds.py) and timed the same way, the two builds taking turns --repeats
+times: the table then also gives each op's after/before ratio (of those ratios to the
+copy).
 """
 
 from __future__ import annotations
@@ -56,7 +61,8 @@ def op_calls(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", type=Path, help="another build's fastsoftmax package folder")
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--min-time", type=float, default=0.02)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--ops", default=",".join(OPS))
@@ -73,7 +79,7 @@ def main() -> None:
         shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     dtype = np.dtype(args.dtype)
     print(f"fastsoftmax {fastsoftmax.simd_target()}, {args.dtype}, threads ", end="")
-    print(f"{fastsoftmax.get_num_threads()}, medians of {args.rounds} interleaved rounds;")
+    print(f"{fastsoftmax.get_num_threads()}, medians of {args.repeats} x {args.rounds} rounds;")
     print("ms per call, (ratio to np.copyto)")
     head = f"{'shape':>13} {'copy':>7} " + " ".join(f"{op:>16}" for op in ops)
     if args.before:
@@ -86,15 +92,26 @@ def main() -> None:
         y = fastsoftmax.softmax(x)  # (the same arrays for both builds)
         o = np.empty_like(x)
         labels = rng.integers(0, shape[1], shape[0])
-        names = ["copy"]
-        fns: list[Callable[[], object]] = [lambda x=x, o=o: np.copyto(o, x)]
-        for build, fs in builds.items():
-            calls = op_calls(fs, x, g, y, o, labels)
-            for op in ops:
-                names.append(f"{build} {op}")
-                fns.append(calls[op])
-        samples = time_interleaved_samples(fns, args.rounds, args.min_time)
-        med = {name: float(np.median(s)) * 1e3 for name, s in zip(names, samples, strict=True)}
+        # each op of each build timed in rounds of its own, with the copy (what one op
+        # or build leaves in the caches then never meets another), the builds taking
+        # turns --repeats times (a drift of the machine then falls on both)
+        ratios: dict[str, list[float]] = {}
+        copies: list[float] = []
+        calls = {build: op_calls(fs, x, g, y, o, labels) for build, fs in builds.items()}
+        for op in ops:
+            for _ in range(args.repeats):
+                for build in builds:
+                    fns: list[Callable[[], object]] = [
+                        lambda x=x, o=o: np.copyto(o, x),
+                        calls[build][op],
+                    ]
+                    copy, t = map(
+                        np.asarray, time_interleaved_samples(fns, args.rounds, args.min_time)
+                    )
+                    ratios.setdefault(f"{build} {op}", []).extend(t / copy)
+                    copies.append(float(np.median(copy)) * 1e3)
+        med = {"copy": float(np.median(copies))}
+        med.update({name: float(np.median(r)) * med["copy"] for name, r in ratios.items()})
         line = f"{'x'.join(map(str, shape)):>13} {med['copy']:7.3f} "
         line += " ".join(
             f"{med['after ' + op]:7.3f} ({med['after ' + op] / med['copy']:5.2f})" for op in ops

@@ -64,10 +64,16 @@ void backward_rows(const typename V::S* g, std::ptrdiff_t gs, const typename V::
         };
         if (stream) {
             const std::size_t head = StreamedRows<V>::head(o, n);
-            out.begin(o, head, head > 0 ? part(0, head) : V::zero());
+            if (head > 0)
+                out.begin(o, head, part(0, head));
+            else
+                out.begin(o, 0, V::zero());
             for (i = head; i + N <= n; i += N)
                 V::stream(o + i, Op::out(V::load(g + i), V::load(y + i), vs));
-            out.end(o + n, n - i, i < n ? part(i, n - i) : V::zero());
+            if (i < n)
+                out.end(o + n, n - i, part(i, n - i));
+            else
+                out.end(o + n, 0, V::zero());
             continue;
         }
         for (i = 0; i + N <= n; i += N)

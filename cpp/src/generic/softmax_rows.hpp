@@ -375,7 +375,7 @@ void log_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
                                                                      tile_params);
                            });
     if (n <= V::N) return short_rows<ShortLogSoftmax<V>>(x, xs, y, ys, rows, n);
-    StreamedRows<V> out;
+    StreamedRows<V> out(false);
     StreamedRows<V>* const stream = params.from_memory ? &out : nullptr;
     if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N) {
         log_softmax_row_groups<V>(x, xs, y, ys, rows, n, stream);
