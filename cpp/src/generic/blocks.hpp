@@ -151,6 +151,38 @@ constexpr std::size_t kLongRowBytes = std::size_t(32) << 10;
 // out=: 1.96 ms recomputing, 1.37 ms with the scratch row; float32 1.13 ms.
 constexpr std::size_t kHalfScratchBytes = std::size_t(768) << 10;
 
+// Rows up to kLongRowBytes that cross_entropy reads twice (its sums, then
+// its gradient from cache), after a load of the label's logit somewhere in
+// the row: at the start of a row it asks for the row about
+// kPrefetchAheadBytes further on (prefetch_ahead), so that when the array
+// comes from memory the lines arrive while this row's arithmetic runs
+// (with its gradient, in place, float32: 8192x1024 3.4 -> 2.6 ms, 2048x4096
+// 3.0 -> 2.3; arrays in cache 0.95-1.01x). Not for the other ops: in
+// softmax_backward and log_softmax_backward it measured 1.1-1.15x slower,
+// in log_softmax the same.
+constexpr std::size_t kPrefetchAheadBytes = 4096;
+
+// How many rows of n elements of S ahead prefetch_ahead asks for: 0 (none)
+// for rows past kLongRowBytes.
+template <class S>
+std::size_t rows_ahead(std::size_t n) {
+    const std::size_t bytes = n * sizeof(S);
+    if (bytes == 0 || bytes > kLongRowBytes) return 0;
+    return std::max<std::size_t>(1, kPrefetchAheadBytes / bytes);
+}
+
+// Asks for the lines of row r + ahead (of `rows`, `stride` apart) into cache.
+template <class S>
+void prefetch_ahead(const S* row, std::ptrdiff_t stride, std::size_t r, std::size_t rows,
+                    std::size_t n, std::size_t ahead) {
+    // (no early return: GCC 12 then dropped the loop of prefetches as if it
+    // did nothing)
+    const std::size_t bytes = (ahead > 0 && r + ahead < rows) ? n * sizeof(S) : 0;
+    const char* p = reinterpret_cast<const char*>(row) +
+                    static_cast<std::ptrdiff_t>(ahead * sizeof(S)) * stride;
+    for (std::size_t k = 0; k < bytes; k += 64) __builtin_prefetch(p + k);
+}
+
 // A heap buffer. Not std::vector: its out-of-line members would be compiled
 // with this target's flags yet shared (one copy per program) with the other
 // targets' code, so a baseline CPU could run AVX-512 instructions.

@@ -149,7 +149,9 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
     };
 
     if (!grouped) {
+        const std::size_t ahead = rows_ahead<typename V::S>(n);
         for (std::size_t r = 0; r < a.rows; ++r) {
+            prefetch_ahead(x_of(r), a.xs, r, a.rows, n, ahead);
             std::int64_t y;
             if (ignored(r, y)) continue;
             const typename V::S* x = x_of(r);
