@@ -1,6 +1,7 @@
 """Arrays that do not fit in cache against a copy of them: issue 17 parts 2 and 3's table.
 
     taskset -c 1 python bench/out_of_cache.py [--before BEFORE_PKG] [--rounds 7] [--repeats 3]
+        [--dtype float32|float64|float16|bfloat16] [--target avx2] [--ops ...] [--shapes ...]
 
 One thread, float32 (or --dtype), every output into a preallocated array: for each
 shape, the median time of `np.copyto(o, x)` and of fastsoftmax's softmax and log_softmax
@@ -67,17 +68,26 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--ops", default=",".join(OPS))
     parser.add_argument("--shapes", help="e.g. 8192x1024,256x32000")
+    parser.add_argument("--target", help="a SIMD target for both builds (avx2, baseline, ...)")
     args = parser.parse_args()
     builds: dict[str, ModuleType] = {"after": fastsoftmax}
     tmp = tempfile.TemporaryDirectory()
     if args.before:
         sys.path.insert(0, tmp.name)
         builds["before"] = load(args.before, "fs_before", Path(tmp.name))
+    if args.target:
+        for fs in builds.values():
+            fs._core.set_target(args.target)
     ops = args.ops.split(",")
     shapes = SHAPES
     if args.shapes:
         shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
-    dtype = np.dtype(args.dtype)
+    if args.dtype == "bfloat16":
+        import ml_dtypes
+
+        dtype = np.dtype(ml_dtypes.bfloat16)
+    else:
+        dtype = np.dtype(args.dtype)
     print(f"fastsoftmax {fastsoftmax.simd_target()}, {args.dtype}, threads ", end="")
     print(f"{fastsoftmax.get_num_threads()}, medians of {args.repeats} x {args.rounds} rounds;")
     print("ms per call, (ratio to np.copyto)")
