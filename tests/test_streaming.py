@@ -28,12 +28,13 @@ STREAM_BYTES = 8 << 20
 FORWARD = {"softmax": fs.softmax, "log_softmax": fs.log_softmax}
 BACKWARD = {"softmax_backward": fs.softmax, "log_softmax_backward": fs.log_softmax}
 OPS = [*FORWARD, *BACKWARD]
-# 1024: every row at the same alignment; 1027 and 7001: each row at another one
-# (7001 float64 rows are past 32 KiB: block by block); 100: short rows.
-LENGTHS = (100, 1024, 1027, 7001)
+# 1024: every row at the same alignment; 1027, 7001 and 9001: each row at another
+# one (rows past 32 KiB, 9001 and float64's 7001, go block by block); 100: short rows.
+LENGTHS = (100, 1024, 1027, 7001, 9001)
 SPECIAL_ROWS = {  # row index: what is put there
     1: "nan",
     2: "+inf",
+    4: "+inf after an ordinary row (ends a row's block walk early)",
     5: "all -inf",
     6: "-inf entries",
 }
@@ -45,6 +46,7 @@ def logits(rng: np.random.Generator, n: int, dtype) -> np.ndarray:
     x = (rng.standard_normal((rows, n)) * 4).astype(dtype)
     x[1, n // 2] = np.nan
     x[2, n // 3] = np.inf
+    x[4, n // 3] = np.inf
     x[5] = -np.inf
     x[6, ::3] = -np.inf
     return x
