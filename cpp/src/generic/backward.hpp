@@ -10,13 +10,14 @@
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
-// the terms accumulated by acc:
 // kStreamLongRows: whether rows past kLongRowBytes of arrays from memory are
 // written with streaming stores as the shorter ones are (StreamedRows), as
 // measured (bench/out_of_cache.py, float32 out=, time against ordinary
 // stores): softmax_backward 0.97 at (8192, 1024), 0.77 at (256, 32000), 0.80
 // at (32, 128256); log_softmax_backward 0.74, but 1.04 and 1.05 (its second
 // pass, with an exp per element, is bound by the arithmetic, not memory).
+
+// the terms accumulated by acc:
 template <class V>
 struct SoftmaxGrad {  // o = y * (g - sum(g * y))
     using reg = typename V::reg;
@@ -64,16 +65,10 @@ void backward_rows(const typename V::S* g, std::ptrdiff_t gs, const typename V::
         };
         if (stream) {
             const std::size_t head = StreamedRows<V>::head(o, n);
-            if (head > 0)
-                out.begin(o, head, part(0, head));
-            else
-                out.begin(o, 0, V::zero());
+            out.begin(o, head, [&] { return part(0, head); });
             for (i = head; i + N <= n; i += N)
                 V::stream(o + i, Op::out(V::load(g + i), V::load(y + i), vs));
-            if (i < n)
-                out.end(o + n, n - i, part(i, n - i));
-            else
-                out.end(o + n, 0, V::zero());
+            out.end(o + n, n - i, [&] { return part(i, n - i); });
             continue;
         }
         for (i = 0; i + N <= n; i += N)

@@ -255,24 +255,29 @@ class StreamedRows {
         const auto addr = reinterpret_cast<std::uintptr_t>(y);  // aligned to sizeof(S)
         return std::min(((kAlign - addr % kAlign) % kAlign) / sizeof(S), n);
     }
-    // Starts the row at y with its first h = head(y, n) elements (v's first
-    // lanes): whole with the previous row's wait if that ends at y.
-    void begin(S* y, std::size_t h, reg v) {
+    // Starts the row at y with its first h = head(y, n) elements, the first
+    // lanes of values() (called only for h > 0: computing a vector of none
+    // measured 5% of log_softmax): whole with the previous row's wait if that
+    // ends at y.
+    template <class Values>
+    void begin(S* y, std::size_t h, Values values) {
         if (waiting_ > 0 && end_ == y && waiting_ + h == N) {
-            V::store_partial(buf_ + waiting_, h, v);
+            V::store_partial(buf_ + waiting_, h, values());
             whole_ = y - waiting_;
             waiting_ = 0;
             return;
         }
         flush();
-        if (h > 0) V::store_partial(y, h, v);
+        if (h > 0) V::store_partial(y, h, values());
     }
-    // Ends a row at `end` with its last t < N elements (v's first lanes),
-    // which start on an aligned vector: they wait for the next row.
-    void end(S* end, std::size_t t, reg v) {
+    // Ends a row at `end` with its last t < N elements, the first lanes of
+    // values() (called only for t > 0), which start on an aligned vector:
+    // they wait for the next row.
+    template <class Values>
+    void end(S* end, std::size_t t, Values values) {
         flush();
         if (t == 0) return;
-        V::store_partial(buf_, t, v);
+        V::store_partial(buf_, t, values());
         waiting_ = t;
         end_ = end;
     }
@@ -309,10 +314,7 @@ class RowStream {
     RowStream(S* y, std::size_t n, At at) : y_(y), n_(n), at_(at) {}
     void begin(StreamedRows<V>& out) {
         j_ = StreamedRows<V>::head(y_, n_);
-        if (j_ > 0)
-            out.begin(y_, j_, at_(0, j_));
-        else
-            out.begin(y_, 0, V::zero());
+        out.begin(y_, j_, [&] { return at_(0, j_); });
     }
     void to(std::size_t limit) {
         for (; j_ + 2 * N <= limit; j_ += 2 * N) {
@@ -326,10 +328,7 @@ class RowStream {
     }
     void end(StreamedRows<V>& out) {
         to(n_);
-        if (j_ < n_)
-            out.end(y_ + n_, n_ - j_, at_(j_, n_ - j_));
-        else
-            out.end(y_ + n_, 0, V::zero());
+        out.end(y_ + n_, n_ - j_, [&] { return at_(j_, n_ - j_); });
     }
 
   private:
@@ -368,19 +367,13 @@ void map_row(const Src* src, typename V::S* y, std::size_t n, Op op, StreamedRow
     }
     if (stream) {
         const std::size_t head = StreamedRows<V>::head(y, n);
-        if (head > 0)
-            stream->begin(y, head, op(V::load_partial(src, head, 0)));
-        else
-            stream->begin(y, 0, V::zero());
+        stream->begin(y, head, [&] { return op(V::load_partial(src, head, 0)); });
         for (i = head; i + 2 * N <= n; i += 2 * N) {
             V::stream(y + i, op(V::load(src + i)));
             V::stream(y + i + N, op(V::load(src + i + N)));
         }
         for (; i + N <= n; i += N) V::stream(y + i, op(V::load(src + i)));
-        if (i < n)
-            stream->end(y + n, n - i, op(V::load_partial(src + i, n - i, 0)));
-        else
-            stream->end(y + n, 0, V::zero());
+        stream->end(y + n, n - i, [&] { return op(V::load_partial(src + i, n - i, 0)); });
         return;
     }
     for (; i + 4 * N <= n; i += 4 * N) {
