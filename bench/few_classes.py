@@ -18,8 +18,6 @@ rounds: the table then also gives each op's after/before ratio.
 from __future__ import annotations
 
 import argparse
-import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -27,7 +25,7 @@ from types import ModuleType
 import fastsoftmax
 import numpy as np
 from fastsoftmax.bench.timing import time_interleaved_samples
-from interleave_builds import load
+from interleave_builds import builds_of
 
 CLASSES = [1, 2, 3, 4, 5, 8, 10, 16, 33, 64]
 ELEMENTS = 131072
@@ -60,14 +58,7 @@ def main() -> None:
     parser.add_argument("--classes", default=",".join(map(str, CLASSES)))
     parser.add_argument("--target", help="a SIMD target for both builds (avx2, baseline, ...)")
     args = parser.parse_args()
-    builds: dict[str, ModuleType] = {"after": fastsoftmax}
-    tmp = tempfile.TemporaryDirectory()
-    if args.before:
-        sys.path.insert(0, tmp.name)
-        builds["before"] = load(args.before, "fs_before", Path(tmp.name))
-    if args.target:
-        for fs in builds.values():
-            fs._core.set_target(args.target)
+    builds = builds_of(args.before, args.target)
     dtype = np.dtype(args.dtype)
     print(f"fastsoftmax {fastsoftmax.simd_target()}, {args.dtype}, {ELEMENTS} elements, ", end="")
     print(f"medians of {args.rounds} interleaved rounds; ns per element, (ratio to np.exp)")

@@ -17,6 +17,7 @@ processes (``compare_builds.py``) do not.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import shutil
 import statistics
@@ -35,6 +36,24 @@ SHAPES = [(4096, 10), (128, 1000), (16, 32000)]
 def load(pkg: Path, name: str, into: Path) -> ModuleType:
     shutil.copytree(pkg, into / name, ignore=shutil.ignore_patterns("__pycache__"))
     return importlib.import_module(name)
+
+
+def builds_of(before: Path | None, target: str | None) -> dict[str, ModuleType]:
+    """{"after": this fastsoftmax} and, with `before` (an installed package folder), its
+    copy loaded beside it as "before"; both switched to the SIMD `target` if given. The
+    copy's temporary folder is removed when the process exits."""
+    import fastsoftmax
+
+    builds: dict[str, ModuleType] = {"after": fastsoftmax}
+    if before:
+        tmp = tempfile.mkdtemp()
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+        sys.path.insert(0, tmp)
+        builds["before"] = load(before, "fs_before", Path(tmp))
+    if target:
+        for fs in builds.values():
+            fs._core.set_target(target)
+    return builds
 
 
 def inputs(shape: tuple[int, int]) -> dict[str, np.ndarray]:

@@ -26,8 +26,6 @@ copy).
 from __future__ import annotations
 
 import argparse
-import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -35,7 +33,7 @@ from types import ModuleType
 import fastsoftmax
 import numpy as np
 from fastsoftmax.bench.timing import time_interleaved_samples
-from interleave_builds import load
+from interleave_builds import builds_of
 
 SHAPES = [(8192, 1024), (256, 32000), (32, 128256), (1024, 1000), (4096, 128)]
 OPS = ["softmax", "log_softmax", "softmax_bw", "log_softmax_bw", "ce+grad"]
@@ -70,14 +68,7 @@ def main() -> None:
     parser.add_argument("--shapes", help="e.g. 8192x1024,256x32000")
     parser.add_argument("--target", help="a SIMD target for both builds (avx2, baseline, ...)")
     args = parser.parse_args()
-    builds: dict[str, ModuleType] = {"after": fastsoftmax}
-    tmp = tempfile.TemporaryDirectory()
-    if args.before:
-        sys.path.insert(0, tmp.name)
-        builds["before"] = load(args.before, "fs_before", Path(tmp.name))
-    if args.target:
-        for fs in builds.values():
-            fs._core.set_target(args.target)
+    builds = builds_of(args.before, args.target)
     ops = args.ops.split(",")
     shapes = SHAPES
     if args.shapes:
