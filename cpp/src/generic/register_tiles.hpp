@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <limits>
 #include <type_traits>
+#include <utility>
 
 #include "generic/blocks.hpp"
 #include "generic/target.hpp"
@@ -27,6 +28,12 @@ constexpr std::size_t kRegisterGroups = 2;
 template <class V>
 constexpr bool kHasRegisterTiles = HasShortTranspose<V>::value;
 
+// f(std::integral_constant<std::size_t, n>{}) for n in [1, sizeof...(K)].
+template <class F, std::size_t... K>
+void call_with_constant(std::size_t n, F& f, std::index_sequence<K...>) {
+    ((n == K + 1 ? f(std::integral_constant<std::size_t, K + 1>{}) : void()), ...);
+}
+
 // Whether V does rows of n by register tiles: n in [lo, kRegisterTileMax],
 // below V::N (the tables stop at V::N - 1), the rows laid end to end; then
 // f(std::integral_constant<std::size_t, n>{}) runs (the kernels below for the
@@ -35,38 +42,11 @@ constexpr bool kHasRegisterTiles = HasShortTranspose<V>::value;
 template <class V, class F>
 bool try_register_tiles(std::size_t n, std::size_t lo, bool end_to_end, F f) {
     if constexpr (kHasRegisterTiles<V>) {
-        static_assert(kRegisterTileMax == 8, "a case per length below");
         if (!end_to_end || n < lo || n >= V::N || n > kRegisterTileMax) return false;
         const auto fixed = [&f](auto k) {
             if constexpr (k < V::N) f(k);
         };
-        using std::integral_constant;
-        switch (n) {
-            case 1:
-                fixed(integral_constant<std::size_t, 1>{});
-                break;
-            case 2:
-                fixed(integral_constant<std::size_t, 2>{});
-                break;
-            case 3:
-                fixed(integral_constant<std::size_t, 3>{});
-                break;
-            case 4:
-                fixed(integral_constant<std::size_t, 4>{});
-                break;
-            case 5:
-                fixed(integral_constant<std::size_t, 5>{});
-                break;
-            case 6:
-                fixed(integral_constant<std::size_t, 6>{});
-                break;
-            case 7:
-                fixed(integral_constant<std::size_t, 7>{});
-                break;
-            case 8:
-                fixed(integral_constant<std::size_t, 8>{});
-                break;
-        }
+        call_with_constant(n, fixed, std::make_index_sequence<kRegisterTileMax>{});
         return true;
     }
     (void)n, (void)lo, (void)end_to_end, (void)f;
