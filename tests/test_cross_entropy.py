@@ -12,6 +12,7 @@ from __future__ import annotations
 import fastsoftmax as fs
 import numpy as np
 import pytest
+import scipy.special
 from reference import widen
 
 F32, F64 = np.float32, np.float64
@@ -1063,3 +1064,47 @@ def test_confident_rows_keep_the_labels_gradient_accurate(rng, dtype, n, how):
     if how == "saved lse":  # p = exp(x[y] - lse) is no closer than the saved lse's rounding
         rtol, atol = 0.0, 4 * eps * (1 + float(np.abs(fs.logsumexp(x)).max()))
     np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol, err_msg=f"{how}, n={n}")
+
+
+@pytest.mark.parametrize("kind", ["labels", "probs", "softcap"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize(
+    ("shape", "axis"),
+    [
+        ((7, 3), -1),
+        ((33, 10), -1),
+        ((5, 1000), -1),
+        ((4, 5, 6), 1),
+        ((3, 200, 7), 1),
+        ((2, 9000), 0),
+    ],
+)
+def test_forward_writes_each_examples_logsumexp(rng, shape, axis, dtype, kind):
+    """The forward pass's per-example lse (for a backward that reads the logits once, as
+    fastsoftmax.torch saves it), on every path: rows, short rows, tiles, columns; 0 for
+    an ignored example, NaN where the loss is NaN."""
+    from fastsoftmax._cross_entropy import _Call
+
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    ax = axis % len(shape)
+    examples = shape[:ax] + shape[ax + 1 :]
+    labels = rng.integers(0, shape[ax], size=examples)
+    labels.flat[0] = -100
+    np.moveaxis(x, ax, -1)[(*np.unravel_index(1, examples), 0)] = np.nan  # example 1: NaN
+    softcap = 5.0 if kind == "softcap" else None
+    target = labels
+    if kind == "probs":
+        target = rng.random(shape).astype(dtype)
+    call = _Call(x, target, axis, None, -100, "mean", 0.0, 0.0, softcap)
+    lse = np.empty(examples)
+    call.run(None, None, None, lse)
+    xc = x.astype(np.float64)
+    if softcap:
+        xc = softcap * np.tanh(xc / softcap)
+    want = scipy.special.logsumexp(np.moveaxis(xc, ax, -1), axis=-1)
+    if kind != "probs":
+        want.flat[0] = 0.0
+    assert np.array_equal(np.isnan(lse), np.isnan(want))
+    eps = np.finfo(np.float32 if dtype == np.float16 else dtype).eps
+    ok = ~np.isnan(want)
+    assert np.all(np.abs(lse[ok] - want[ok]) <= 4 * eps * np.maximum(1.0, np.abs(want[ok])))

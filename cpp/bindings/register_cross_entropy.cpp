@@ -57,8 +57,9 @@ std::string index_str(const std::vector<std::size_t>& idx) {
 template <class T>
 double run(const py::array& logits, std::size_t axis, const py::object& labels_obj,
            const py::object& target_obj, const py::object& lse_obj, const py::object& grad_obj,
-           const py::object& scale_obj, const py::object& loss_obj, Reduction reduction,
-           const py::object& weight_obj, double smoothing, double z_loss, double softcap,
+           const py::object& scale_obj, const py::object& loss_obj, const py::object& lse_out_obj,
+           Reduction reduction, const py::object& weight_obj, double smoothing, double z_loss,
+           double softcap,
            std::int64_t ignore_index) {  // (logits' dtype is T: dispatched on)
     if (axis >= static_cast<std::size_t>(logits.ndim()))
         throw py::value_error("axis " + std::to_string(axis) + " is out of range");
@@ -93,7 +94,7 @@ double run(const py::array& logits, std::size_t axis, const py::object& labels_o
     const Strided<const T> x = as_input<T>(logits, "logits");
     const py::array labels = array_or_null(labels_obj), target = array_or_null(target_obj),
                     lse = array_or_null(lse_obj), scale = array_or_null(scale_obj),
-                    loss = array_or_null(loss_obj);
+                    loss = array_or_null(loss_obj), lse_out = array_or_null(lse_out_obj);
     py::array grad = array_or_null(grad_obj);
     if (!labels == !target) throw py::value_error("pass exactly one of labels and target");
     const bool has_labels = static_cast<bool>(labels), has_target = !has_labels;
@@ -133,11 +134,16 @@ double run(const py::array& logits, std::size_t axis, const py::object& labels_o
         if (has_lse) apart(lse);
     }
     const double* sc = nullptr;
-    double* lo = nullptr;
+    double *lo = nullptr, *lse_rows = nullptr;
     if (scale) sc = contiguous_f64(scale, examples, "grad_scale");
     if (loss) {
         if (!loss.writeable()) throw py::value_error("loss is read-only");
         lo = contiguous_f64(loss, examples, "loss");
+    }
+    if (lse_out) {
+        if (!lse_out.writeable()) throw py::value_error("lse_out is read-only");
+        if (has_lse) throw py::value_error("pass at most one of lse and lse_out");
+        lse_rows = contiguous_f64(lse_out, examples, "lse_out");
     }
 
     const std::vector<std::size_t> ushape = shape_of(logits);
@@ -146,7 +152,7 @@ double run(const py::array& logits, std::size_t axis, const py::object& labels_o
         py::gil_scoped_release release;
         result = cross_entropy<T>(ushape, axis, x, has_labels ? &lab : nullptr,
                                   has_target ? &tgt : nullptr, has_lse ? &ls : nullptr, g, sc, lo,
-                                  reduction, o);
+                                  lse_rows, reduction, o);
     } catch (const BadLabel& bad) {
         throw py::value_error("label " + std::to_string(bad.value) + " at position " +
                               index_str(bad.index) + " is outside [0, " + std::to_string(n) +
@@ -164,8 +170,8 @@ void register_cross_entropy(py::module_& m) {
         "cross_entropy",
         [](const py::array& logits, std::size_t axis, py::object labels, py::object target,
            py::object lse, py::object grad, py::object grad_scale, py::object loss,
-           const std::string& reduction, py::object weight, double smoothing, double z_loss,
-           double softcap, std::int64_t ignore_index) {
+           py::object lse_out, const std::string& reduction, py::object weight, double smoothing,
+           double z_loss, double softcap, std::int64_t ignore_index) {
             Reduction red;
             if (reduction == "none")
                 red = Reduction::none;
@@ -177,14 +183,14 @@ void register_cross_entropy(py::module_& m) {
                 throw py::value_error("unknown reduction '" + reduction + "'");
             return dispatch_float(logits.dtype(), "logits", [&](auto element) {
                 using T = typename decltype(element)::type;
-                return run<T>(logits, axis, labels, target, lse, grad, grad_scale, loss, red,
-                              weight, smoothing, z_loss, softcap, ignore_index);
+                return run<T>(logits, axis, labels, target, lse, grad, grad_scale, loss, lse_out,
+                              red, weight, smoothing, z_loss, softcap, ignore_index);
             });
         },
         py::arg("logits"), py::arg("axis"), py::arg("labels"), py::arg("target"), py::arg("lse"),
-        py::arg("grad"), py::arg("grad_scale"), py::arg("loss"), py::arg("reduction"),
-        py::arg("weight"), py::arg("label_smoothing"), py::arg("z_loss"), py::arg("softcap"),
-        py::arg("ignore_index"),
+        py::arg("grad"), py::arg("grad_scale"), py::arg("loss"), py::arg("lse_out"),
+        py::arg("reduction"), py::arg("weight"), py::arg("label_smoothing"), py::arg("z_loss"),
+        py::arg("softcap"), py::arg("ignore_index"),
         "fused softmax cross-entropy (see fastsoftmax.cross_entropy); returns the reduced loss");
 }
 

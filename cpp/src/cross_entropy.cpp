@@ -81,6 +81,7 @@ struct CrossEntropyTasks {
     const Strided<T>& grad;
     const double* grad_scale;
     double* loss_rows;
+    double* lse_rows;
     const CeOptions<T>& options;
     CeRows<T> base;  // n and the reduction's factors
 
@@ -97,6 +98,7 @@ struct CrossEntropyTasks {
         if (lse) rows.lse = lse->data + piece.offsets[kLse];
         rows.grad_scale = grad_scale ? grad_scale + piece.first_line : nullptr;
         rows.loss = loss_rows ? loss_rows + piece.first_line : nullptr;
+        rows.lse_out = lse_rows ? lse_rows + piece.first_line : nullptr;
         add(into, kernels.cross_entropy_rows(rows, options));
     }
 
@@ -163,6 +165,7 @@ struct CrossEntropyTasks {
         }
         cols.grad_scale = grad_scale ? grad_scale + piece.first_line : nullptr;
         cols.loss = loss_rows ? loss_rows + piece.first_line : nullptr;
+        cols.lse_out = lse_rows ? lse_rows + piece.first_line : nullptr;
         cols.s_ce = base.s_ce;
         cols.s_z = base.s_z;
         cols.n = n;
@@ -208,7 +211,7 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
                      const Strided<const T>& x, const Strided<const std::int64_t>* labels,
                      const Strided<const T>* target, const Strided<const compute_t<T>>* lse,
                      const Strided<T>& grad, const double* grad_scale, double* loss_rows,
-                     Reduction reduction, const CeOptions<T>& options) {
+                     double* lse_rows, Reduction reduction, const CeOptions<T>& options) {
     if (axis >= shape.size()) throw std::invalid_argument("axis out of range");
     if ((labels == nullptr) == (target == nullptr))
         throw std::invalid_argument("pass exactly one of labels and target");
@@ -255,6 +258,7 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
                                          grad,
                                          grad_scale,
                                          loss_rows,
+                                         lse_rows,
                                          options,
                                          base};
         // Tasks depend on the shape only, and their sums are added in task
@@ -284,25 +288,25 @@ template double cross_entropy<float>(const std::vector<std::size_t>&, std::size_
                                      const Strided<const float>&,
                                      const Strided<const std::int64_t>*,
                                      const Strided<const float>*, const Strided<const float>*,
-                                     const Strided<float>&, const double*, double*, Reduction,
-                                     const CeOptions<float>&);
+                                     const Strided<float>&, const double*, double*, double*,
+                                     Reduction, const CeOptions<float>&);
 template double cross_entropy<double>(const std::vector<std::size_t>&, std::size_t,
                                       const Strided<const double>&,
                                       const Strided<const std::int64_t>*,
                                       const Strided<const double>*, const Strided<const double>*,
-                                      const Strided<double>&, const double*, double*, Reduction,
-                                      const CeOptions<double>&);
+                                      const Strided<double>&, const double*, double*, double*,
+                                      Reduction, const CeOptions<double>&);
 template double cross_entropy<bfloat16>(const std::vector<std::size_t>&, std::size_t,
                                         const Strided<const bfloat16>&,
                                         const Strided<const std::int64_t>*,
                                         const Strided<const bfloat16>*, const Strided<const float>*,
-                                        const Strided<bfloat16>&, const double*, double*, Reduction,
-                                        const CeOptions<bfloat16>&);
+                                        const Strided<bfloat16>&, const double*, double*, double*,
+                                        Reduction, const CeOptions<bfloat16>&);
 template double cross_entropy<float16>(const std::vector<std::size_t>&, std::size_t,
                                        const Strided<const float16>&,
                                        const Strided<const std::int64_t>*,
                                        const Strided<const float16>*, const Strided<const float>*,
-                                       const Strided<float16>&, const double*, double*, Reduction,
-                                       const CeOptions<float16>&);
+                                       const Strided<float16>&, const double*, double*, double*,
+                                       Reduction, const CeOptions<float16>&);
 
 }  // namespace fastsoftmax

@@ -39,6 +39,7 @@ def cross_entropy(
     grad: np.ndarray | None,
     grad_scale: np.ndarray | None,
     loss: np.ndarray | None,
+    lse_out: np.ndarray | None,
     reduction: str,
     weight: np.ndarray | None,
     label_smoothing: float,

@@ -228,7 +228,12 @@ class _Call:
         grad: np.ndarray | None,
         grad_out: Any = None,
         lse: np.ndarray | None = None,
+        lse_out: np.ndarray | None = None,
     ) -> tuple[_LossLike, np.ndarray | None]:
+        """The kernel: the loss (reduced, or per example), the gradient into grad
+        (when given; from the saved ``lse`` when given), and each example's
+        logsumexp into ``lse_out`` (float64 of the per-example shape, C order;
+        0 for ignored examples, NaN where the loss is NaN) when given."""
         scalar, per = self.grad_scale(grad_out) if grad is not None else (1.0, None)
         rows = np.empty(self.example_shape, np.float64) if self.reduction == "none" else None
         if per is None and scalar != 1.0:
@@ -242,6 +247,7 @@ class _Call:
             grad,
             per,
             rows,
+            lse_out,
             self.reduction,
             self.weight,
             self.smoothing,
@@ -466,7 +472,7 @@ def cross_entropy(
             grad = logits if inplace_grad else np.empty(logits.shape, logits.dtype)
         try:
             total = _core.cross_entropy(
-                logits, ax, labels, None, None, grad, None, None, reduction, None,
+                logits, ax, labels, None, None, grad, None, None, None, reduction, None,
                 0.0, 0.0, 0.0, ignore_index,
             )  # fmt: skip
         except _core.Fallback:  # unaligned logits or labels (the general path copies them),

@@ -73,6 +73,7 @@ struct CeRows {
     std::ptrdiff_t gs = 0;
     const double* grad_scale = nullptr;  // per-row factor of the gradient, or nullptr: 1
     double* loss = nullptr;              // per-row loss ce + z (contiguous), or nullptr
+    double* lse_out = nullptr;           // per-row logsumexp(x') (contiguous), or nullptr
     double s_ce = 1, s_z = 1;            // gradient factors of the two terms (the reduction)
     std::size_t rows = 0, n = 0;
 };
@@ -93,6 +94,7 @@ struct CeCols {
     std::ptrdiff_t gs = 0;
     const double* grad_scale = nullptr;
     double* loss = nullptr;
+    double* lse_out = nullptr;
     double s_ce = 1, s_z = 1;
     std::size_t n = 0, inner = 0;
 };
@@ -112,8 +114,10 @@ struct BadLabel {
 };
 
 // The whole call: validates the labels (throws BadLabel), then computes the
-// loss (`loss_rows` gets per-example losses in C order for Reduction::none)
-// and, when grad.data is set, the gradient. lse (per example) given: the
+// loss (`loss_rows` gets per-example losses in C order for Reduction::none;
+// `lse_rows`, when set, each example's logsumexp(x') in C order, for a
+// backward that reads the logits once) and, when grad.data is set, the
+// gradient. An ignored example's lse is 0. lse (per example) given: the
 // gradient is computed from it and no loss is returned. Returns the reduced
 // loss (sum or mean; 0 for none). Every operand has one stride per logits
 // dimension; the per-example ones (labels, lse) have 0 on the class axis.
@@ -122,6 +126,6 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
                      const Strided<const S>& x, const Strided<const std::int64_t>* labels,
                      const Strided<const S>* target, const Strided<const compute_t<S>>* lse,
                      const Strided<S>& grad, const double* grad_scale, double* loss_rows,
-                     Reduction reduction, const CeOptions<S>& options);
+                     double* lse_rows, Reduction reduction, const CeOptions<S>& options);
 
 }  // namespace fastsoftmax

@@ -177,6 +177,10 @@ CeSums ce_cols(const CeCols<typename V::S>& a, const CeOptions<typename V::S>& o
                 total.z += zl;
             }
             if (a.loss) a.loss[c0 + l] = ce + zl;
+            if (a.lse_out)  // (as the rows: 0 where ignored, NaN where special)
+                a.lse_out[c0 + l] = ignored[l] != 0         ? 0.0
+                                    : special_lanes[l] != 0 ? q
+                                                            : lse_lanes[l];
         }
         if (!g) continue;
         // the gradient: g = a * e - e * coef - b * [c = y] (ce_terms.hpp), the
@@ -409,6 +413,20 @@ struct CeLabelsChunks {
         }
         if (a.loss)
             for (std::size_t l = 0; l < w; ++l) a.loss[c0 + l] = lanes[l];
+        if (a.lse_out) {  // m + log(s), s = ey + rest (as the rows: 0 where
+                          // ignored, NaN where special)
+            T max_lanes[N], sum_lanes[N], label_lanes_now[N], special_now[N];
+            V::store(max_lanes, m);
+            V::store(sum_lanes, V::add(ey, rest));
+            V::store(label_lanes_now, vy);
+            V::store(special_now, V::select(special, one, zero));
+            for (std::size_t l = 0; l < w; ++l)
+                a.lse_out[c0 + l] = label_lanes_now[l] == kIgnored ? 0.0
+                                    : special_now[l] != 0
+                                        ? std::numeric_limits<double>::quiet_NaN()
+                                        : static_cast<double>(max_lanes[l]) +
+                                              std::log(static_cast<double>(sum_lanes[l]));
+        }
         if (!grad) return;
         const reg s = V::add(ey, rest);
         reg f;  // s_ce * grad_scale * w[y] / s

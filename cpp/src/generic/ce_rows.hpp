@@ -99,6 +99,7 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
         // (another thread changed them since): NaN, and no access through y
         const T fill = ignore ? T(0) : std::numeric_limits<T>::quiet_NaN();
         if (a.loss) a.loss[r] = static_cast<double>(fill);
+        if (a.lse_out) a.lse_out[r] = 0;
         if (!ignore) total.ce += static_cast<double>(fill);
         if (typename V::S* g = g_of(r)) fill_row(g, n, to_storage<typename V::S>(fill));
         return true;
@@ -121,6 +122,9 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
             total.ce += ce;
             total.z += zl;
             if (a.loss) a.loss[r] = ce + zl;
+            // (a row with NaN or +inf, or only -inf: NaN, so that a backward
+            // from it gives the NaN gradient this pass gives)
+            if (a.lse_out) a.lse_out[r] = st.special ? nan : lse;
         }
         typename V::S* g = g_of(r);
         if (!g) return;
@@ -298,6 +302,7 @@ CeCols<compute_t<S>> examples_of(const CeRows<S>& a, std::size_t r) {
     c.ls = a.ls;
     c.grad_scale = a.grad_scale ? a.grad_scale + r : nullptr;
     c.loss = a.loss ? a.loss + r : nullptr;
+    c.lse_out = a.lse_out ? a.lse_out + r : nullptr;
     c.s_ce = a.s_ce;
     c.s_z = a.s_z;
     c.n = a.n;
