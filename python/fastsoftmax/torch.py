@@ -1,0 +1,883 @@
+r"""PyTorch operators with autograd: fastsoftmax's kernels inside a training loop.
+
+``import fastsoftmax.torch`` needs PyTorch (the package itself does not). The
+functions take and return CPU tensors, with PyTorch's own signatures and
+conventions (``dim``, ``keepdim``, the class dimension 1 of K-dimensional
+inputs, ``ignore_index=-100``, ``reduction="mean"``), and each is a
+``torch.library`` custom operator (``torch.ops.fastsoftmax.*``) with a fake
+(meta) implementation and an autograd formula: they work in eager mode, under
+``torch.compile(fullgraph=True)`` without graph breaks, under
+``torch.func.grad``, and pass ``torch.library.opcheck``.
+
+=====================================  =======================================
+function                               backward
+=====================================  =======================================
+``softmax(input, dim)``                ``softmax_backward`` (saves the output)
+``log_softmax(input, dim)``            ``log_softmax_backward`` (the output)
+``logsumexp(input, dim, keepdim)``     ``exp(input - result) * grad``
+``cross_entropy(input, target, ...)``  one fused pass over the logits, from the
+                                       logits and each example's logsumexp
+                                       saved by the forward pass
+``CrossEntropyLoss(...)``              (the module of ``cross_entropy``)
+=====================================  =======================================
+
+Dtypes: float32, float64, float16 and bfloat16 (the half-precision ones read
+and written natively, computed in float32). Results have the input's dtype, as
+PyTorch's do. A tensor on another device (CUDA, say) raises a TypeError naming
+the device: nothing is copied to the CPU behind your back.
+
+Threads: the kernels run on fastsoftmax's own thread pool
+(:func:`fastsoftmax.set_num_threads`, :func:`fastsoftmax.use_threads`), not on
+PyTorch's intra-op pool (``torch.set_num_threads``), which keeps running
+PyTorch's operators (the matrix products of a model). The two pools take turns
+within a step: set both to the number of cores. The GIL is released while a
+kernel runs.
+
+Second derivatives: the backward functions of ``softmax`` and ``log_softmax``
+have autograd formulas of their own and ``logsumexp``'s is made of PyTorch's
+operators, so every order of derivative works. The cross-entropy's backward
+has none yet: ``create_graph=True`` through it raises PyTorch's RuntimeError
+("Trying to backward through fastsoftmax.cross_entropy_backward.default but no
+autograd formula was registered").
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import _api, _core, _cross_entropy, _interop
+
+__all__ = ["CrossEntropyLoss", "cross_entropy", "log_softmax", "logsumexp", "softmax"]
+
+_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_NUMPY_DTYPES = {
+    torch.float32: np.dtype(np.float32),
+    torch.float64: np.dtype(np.float64),
+    torch.float16: np.dtype(np.float16),
+    torch.bfloat16: np.dtype(ml_dtypes.bfloat16),
+}
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+# ---------------------------------------------------------------------------------------
+# checks shared by the real and the fake implementations
+
+
+def _check_tensor(t: Tensor, name: str, *, floating: bool = True) -> None:
+    """t on the CPU (or the meta device, for shape propagation), and of a kernel dtype."""
+    if t.device.type not in ("cpu", "meta"):
+        raise TypeError(
+            f"fastsoftmax.torch: {name} is on device {t.device}; fastsoftmax computes on "
+            f"the CPU only: move it with .cpu() (or use PyTorch's own function on {t.device})"
+        )
+    if floating and t.dtype not in _FLOATS:
+        raise TypeError(
+            f"fastsoftmax.torch: {name} has dtype {t.dtype}; expected float32, float64, "
+            "float16 or bfloat16"
+        )
+
+
+def _dim(dim: Any, ndim: int) -> int:
+    """dim in [0, max(ndim, 1)), as PyTorch wraps it (a 0-d tensor has dims -1 and 0)."""
+    try:
+        d = operator.index(dim)
+    except TypeError:
+        raise TypeError(f"dim must be an integer, got {dim!r}") from None
+    top = max(ndim, 1)
+    if not -top <= d < top:
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{-top}, {top - 1}], but got {d})"
+        )
+    return d % top
+
+
+def _numpy(t: Tensor, name: str, *, written: bool = False) -> np.ndarray:
+    """A CPU tensor as a NumPy view of its memory (bfloat16 as ml_dtypes.bfloat16)."""
+    return _interop._torch_to_numpy(t.detach() if t.requires_grad else t, name, written)
+
+
+def _tensor(a: Any) -> Tensor:
+    """A fresh NumPy result as a tensor over its memory."""
+    r = np.asarray(a)
+    if not r.flags.c_contiguous:  # (np.ascontiguousarray would make a 0-d array 1-d)
+        r = r.copy(order="C")
+    return _interop._to_torch(r)  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------------------
+# softmax, log_softmax and their backward functions
+
+
+def _unary(fn: Any, x: Tensor, dim: int) -> Tensor:
+    """fn (fastsoftmax's softmax or log_softmax) over dim, a 0-d tensor as one element."""
+    a = _numpy(x, "input")
+    if a.ndim == 0:
+        return _tensor(fn(a.reshape(1), axis=0).reshape(()))
+    return _tensor(fn(a, axis=_dim(dim, a.ndim)))
+
+
+def _binary(fn: Any, grad: Tensor, output: Tensor, dim: int) -> Tensor:
+    """fn (a backward function of fastsoftmax) of grad and output over dim."""
+    _check_tensor(grad, "grad")
+    g, y = _numpy(grad, "grad"), _numpy(output, "output")
+    if y.ndim == 0:
+        return _tensor(fn(g.reshape(1), y.reshape(1), axis=0).reshape(()))
+    return _tensor(fn(g, y, axis=_dim(dim, y.ndim)))
+
+
+def _softmax_impl(input: Tensor, dim: int) -> Tensor:
+    _check_tensor(input, "input")
+    return _unary(_api.softmax, input, dim)
+
+
+def _log_softmax_impl(input: Tensor, dim: int) -> Tensor:
+    _check_tensor(input, "input")
+    return _unary(_api.log_softmax, input, dim)
+
+
+def _softmax_backward_impl(grad: Tensor, output: Tensor, dim: int) -> Tensor:
+    _check_tensor(output, "output")
+    return _binary(_api.softmax_backward, grad.to(output.dtype), output, dim)
+
+
+def _log_softmax_backward_impl(grad: Tensor, output: Tensor, dim: int) -> Tensor:
+    _check_tensor(output, "output")
+    return _binary(_api.log_softmax_backward, grad.to(output.dtype), output, dim)
+
+
+def _op(name: str, impl: Any, mutates: Sequence[str] = ()) -> Any:
+    """The custom operator fastsoftmax::name, implemented by impl (for every device: the
+    implementation names a device other than the CPU in its error)."""
+    return torch.library.custom_op(f"fastsoftmax::{name}", impl, mutates_args=tuple(mutates))
+
+
+_softmax = _op("softmax", _softmax_impl)
+_log_softmax = _op("log_softmax", _log_softmax_impl)
+_softmax_backward = _op("softmax_backward", _softmax_backward_impl)
+_log_softmax_backward = _op("log_softmax_backward", _log_softmax_backward_impl)
+
+
+def _fake_like(input: Tensor, dim: int) -> Tensor:
+    _check_tensor(input, "input")
+    _dim(dim, input.dim())
+    return input.new_empty(input.shape)  # (C-contiguous, as the real results are)
+
+
+def _fake_backward(grad: Tensor, output: Tensor, dim: int) -> Tensor:
+    _check_tensor(grad, "grad")
+    if grad.shape != output.shape:
+        raise ValueError(f"grad has shape {tuple(grad.shape)}, output {tuple(output.shape)}")
+    return _fake_like(output, dim)
+
+
+for _custom in (_softmax, _log_softmax):
+    _custom.register_fake(_fake_like)
+for _custom in (_softmax_backward, _log_softmax_backward):
+    _custom.register_fake(_fake_backward)
+
+
+def _call(ctx: Any, op: Any, *args: Any) -> Any:
+    """op(*args) from a backward formula: the implementation itself when the formula runs
+    in the eager path (below) and no graph of the backward is being recorded, else the
+    operator (which torch.compile traces, and autograd differentiates again)."""
+    if getattr(ctx, "eager", False) and not torch.is_grad_enabled():
+        result = _IMPLS[op](*args)
+        if op is _cross_entropy_backward_inplace_op:  # (as the operator does for autograd)
+            torch.autograd.graph.increment_version(args[0])
+        return result
+    return op(*args)
+
+
+def _save_output(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    ctx.dim = inputs[1]
+    ctx.save_for_backward(output)
+
+
+def _softmax_grad(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+    (output,) = ctx.saved_tensors
+    return _call(ctx, _softmax_backward, grad, output, ctx.dim), None
+
+
+def _log_softmax_grad(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+    (output,) = ctx.saved_tensors
+    return _call(ctx, _log_softmax_backward, grad, output, ctx.dim), None
+
+
+_softmax.register_autograd(_softmax_grad, setup_context=_save_output)
+_log_softmax.register_autograd(_log_softmax_grad, setup_context=_save_output)
+
+
+# Second derivatives: the backward functions' own formulas, from PyTorch's operators and
+# the backward functions themselves (so every order is differentiable).
+def _save_backward(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    grad, y, ctx.dim = inputs
+    ctx.save_for_backward(grad, y)
+
+
+def _softmax_backward_grad(ctx: Any, h: Tensor) -> tuple[Tensor, Tensor, None]:
+    r"""z = y (g - \sum g y): dz.h/dg = y (h - \sum h y); dz.h/dy = h (g - \sum g y) - g \sum h y."""
+    g, y = ctx.saved_tensors
+    d = ctx.dim if y.dim() else None
+    grad_g = torch.ops.fastsoftmax.softmax_backward(h, y, ctx.dim)
+    gy = (g * y).sum(d, keepdim=True) if d is not None else g * y
+    hy = (h * y).sum(d, keepdim=True) if d is not None else h * y
+    return grad_g, h * (g - gy) - g * hy, None
+
+
+def _log_softmax_backward_grad(ctx: Any, h: Tensor) -> tuple[Tensor, Tensor, None]:
+    r"""z = g - e^y \sum g: dz.h/dg = h - \sum h e^y; dz.h/dy = -h e^y \sum g."""
+    g, y = ctx.saved_tensors
+    d = ctx.dim if y.dim() else None
+    p = torch.exp(y)
+    hp = (h * p).sum(d, keepdim=True) if d is not None else h * p
+    gs = g.sum(d, keepdim=True) if d is not None else g
+    return h - hp, -(h * p) * gs, None
+
+
+_softmax_backward.register_autograd(_softmax_backward_grad, setup_context=_save_backward)
+_log_softmax_backward.register_autograd(_log_softmax_backward_grad, setup_context=_save_backward)
+
+
+def softmax(input: Tensor, dim: int, *, dtype: torch.dtype | None = None) -> Tensor:
+    r"""Softmax of ``input`` along ``dim``, as :func:`torch.softmax`, with autograd.
+
+    .. math:: \mathrm{softmax}(x)_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}},
+              \quad m = \max_j x_j
+
+    ``dtype``: the input is cast to it first (as PyTorch's ``dtype=`` does).
+    The backward pass is fastsoftmax's ``softmax_backward`` on the saved output,
+    :math:`y \odot (g - \sum g \odot y)`.
+
+    Examples
+    --------
+    >>> import torch, fastsoftmax.torch as fst
+    >>> x = torch.tensor([[1.0, 2.0, 3.0]], requires_grad=True)
+    >>> fst.softmax(x, dim=1)
+    tensor([[0.0900, 0.2447, 0.6652]], grad_fn=<...>)
+    """
+    if dtype is not None:
+        input = input.to(dtype)
+    if _eager(input):
+        return _SoftmaxFunction.apply(input, dim)  # type: ignore[no-any-return]
+    return _softmax(input, dim)  # type: ignore[no-any-return]
+
+
+def log_softmax(input: Tensor, dim: int, *, dtype: torch.dtype | None = None) -> Tensor:
+    r"""Log-softmax of ``input`` along ``dim``, as :func:`torch.log_softmax`, with autograd.
+
+    .. math:: \mathrm{log\_softmax}(x)_i = (x_i - m) - \log\sum_j e^{x_j - m}
+
+    The backward pass is fastsoftmax's ``log_softmax_backward`` on the saved
+    output, :math:`g - e^{y} \sum g`.
+
+    Examples
+    --------
+    >>> import torch, fastsoftmax.torch as fst
+    >>> fst.log_softmax(torch.tensor([0.0, 0.0]), dim=0)
+    tensor([-0.6931, -0.6931])
+    """
+    if dtype is not None:
+        input = input.to(dtype)
+    if _eager(input):
+        return _LogSoftmaxFunction.apply(input, dim)  # type: ignore[no-any-return]
+    return _log_softmax(input, dim)  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------------------
+# logsumexp
+
+
+def _dims(dim: Sequence[int], ndim: int) -> tuple[int, ...]:
+    """The reduced dims, in [0, ndim), sorted; all of them for an empty list."""
+    if not dim:
+        return tuple(range(ndim))
+    dims = sorted(_dim(d, ndim) for d in dim)
+    if len(set(dims)) != len(dims):
+        raise RuntimeError(f"dim {list(dim)} appears multiple times in the list of dims")
+    return tuple(dims) if ndim else ()
+
+
+def _logsumexp_impl(input: Tensor, dim: list[int], keepdim: bool) -> Tensor:
+    _check_tensor(input, "input")
+    a = _numpy(input, "input")
+    dims = _dims(dim, a.ndim)
+    if a.ndim == 0:
+        return input.clone()
+    r = _api.logsumexp(a, axis=dims, keepdims=keepdim)
+    return _tensor(np.asarray(r))
+
+
+_logsumexp = _op("logsumexp", _logsumexp_impl)
+
+
+@_logsumexp.register_fake
+def _(input: Tensor, dim: list[int], keepdim: bool) -> Tensor:
+    _check_tensor(input, "input")
+    dims = _dims(dim, input.dim())
+    shape = [1 if i in dims else s for i, s in enumerate(input.shape)]
+    if not keepdim:
+        shape = [s for i, s in enumerate(input.shape) if i not in dims]
+    return input.new_empty(shape)
+
+
+def _save_logsumexp(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    input, dim, keepdim = inputs
+    ctx.dims = _dims(dim, input.dim())
+    ctx.keepdim = keepdim
+    ctx.save_for_backward(input, output)
+
+
+def _logsumexp_grad(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+    input, result = ctx.saved_tensors
+    if not ctx.keepdim:
+        for d in ctx.dims:  # (sorted: each unsqueeze lands where its dim was)
+            grad, result = grad.unsqueeze(d), result.unsqueeze(d)
+    # as PyTorch's own formula: grad * exp(input - result)
+    return grad * torch.exp(input - result), None, None
+
+
+_logsumexp.register_autograd(_logsumexp_grad, setup_context=_save_logsumexp)
+
+
+def logsumexp(input: Tensor, dim: int | Sequence[int], keepdim: bool = False) -> Tensor:
+    r"""``log(sum(exp(input)))`` along ``dim`` (one or several), as :func:`torch.logsumexp`.
+
+    .. math:: \mathrm{lse}(x) = m + \log\sum_j e^{x_j - m}, \quad m = \max_j x_j
+
+    computed without overflow, with autograd (the gradient is
+    ``exp(input - result)`` times the incoming one, differentiable again).
+    An empty ``dim`` list reduces every dimension.
+
+    Examples
+    --------
+    >>> import torch, fastsoftmax.torch as fst
+    >>> fst.logsumexp(torch.tensor([[1000.0, 1000.0]]), dim=1)
+    tensor([1000.6931])
+    """
+    dims = [dim] if isinstance(dim, int) or not isinstance(dim, Sequence) else list(dim)
+    args = (input, [operator.index(d) for d in dims], bool(keepdim))
+    if _eager(input):
+        return _LogsumexpFunction.apply(*args)  # type: ignore[no-any-return]
+    return _logsumexp(*args)  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------------------
+# cross_entropy
+
+
+def _ce_axis(input: Tensor) -> int:
+    """The class dimension: 1, or 0 for a 1-d input (one example)."""
+    if input.dim() == 0:
+        raise ValueError("cross_entropy: input must have at least one dimension (the classes)")
+    return 1 if input.dim() >= 2 else 0
+
+
+def _ce_check(
+    input: Tensor, target: Tensor, weight: Tensor | None, reduction: str
+) -> tuple[int, tuple[int, ...], bool]:
+    """(class dim, per-example shape, probabilities?) after PyTorch's shape checks."""
+    _check_tensor(input, "input")
+    _check_tensor(target, "target", floating=False)
+    if weight is not None:
+        _check_tensor(weight, "weight", floating=False)
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    axis = _ce_axis(input)
+    shape = tuple(input.shape)
+    examples = shape[:axis] + shape[axis + 1 :]
+    probs = target.is_floating_point()
+    if probs:
+        if tuple(target.shape) != shape:
+            raise ValueError(
+                f"probability targets must have the shape of input, {shape}, "
+                f"got {tuple(target.shape)}"
+            )
+    elif target.dtype.is_complex or target.dtype is torch.bool:
+        raise RuntimeError(f"expected target dtype to be an integer type, but got {target.dtype}")
+    elif tuple(target.shape) != examples:
+        raise ValueError(
+            f"class-index targets must have the shape of input without dim {axis}, "
+            f"{examples}, got {tuple(target.shape)}"
+        )
+    return axis, examples, probs
+
+
+def _lse_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The saved logsumexp's dtype: the kernels' compute dtype."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _options(
+    weight: Tensor | None, ignore_index: int, reduction: str, label_smoothing: float,
+    z_loss: float, softcap: float | None,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "weight": None if weight is None else _numpy(weight, "weight"),
+        "ignore_index": ignore_index,
+        "reduction": reduction,
+        "label_smoothing": label_smoothing,
+        "z_loss": z_loss,
+        "softcap": softcap,
+    }
+
+
+def _label_error(e: ValueError) -> Exception:
+    """A target out of range is an IndexError, as PyTorch raises it."""
+    return IndexError(str(e)) if str(e).startswith("label ") else e
+
+
+def _ce_kernel(
+    checked: tuple[int, tuple[int, ...], bool],
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float | None,
+    *,
+    grad: np.ndarray | None = None,
+    grad_loss: Tensor | None = None,
+    lse: Tensor | None = None,
+    lse_out: np.ndarray | None = None,
+) -> Any:
+    """fastsoftmax's kernel on tensors that passed _ce_check (its result: ``checked``):
+    the loss (a NumPy scalar or array), and what fastsoftmax.cross_entropy's private
+    _Call.run writes (the gradient into ``grad``, from the saved ``lse`` when given;
+    each example's lse into ``lse_out``). The common call (class indices in int64; no
+    class weights, no soft-capping) goes to the binding directly: _Call's checks cost
+    more than the kernel at (64, 1000)."""
+    axis, examples, _ = checked
+    x, labels = _numpy(input, "input"), _numpy(target, "target")
+    saved = None if lse is None else _numpy(lse, "lse")
+    scale: Any = None  # the loss's incoming gradient: a float, or float64 per example
+    if grad_loss is not None:
+        if grad_loss.dim():
+            scale = np.ascontiguousarray(_numpy(grad_loss, "grad"), dtype=np.float64)
+        else:
+            scale = grad_loss.item()
+    try:
+        if (
+            weight is None
+            and softcap is None
+            and labels.dtype == np.int64
+            and 0.0 <= label_smoothing <= 1.0
+            and 0.0 <= z_loss < math.inf
+            and -(2**63) <= ignore_index < 2**63
+        ):
+            per = scale
+            if type(scale) is float:
+                per = None if scale == 1.0 else np.full(examples, scale)
+            rows = np.empty(examples) if reduction == "none" else None
+            try:
+                total = _core.cross_entropy(
+                    x, axis, labels, None, saved, grad, per, rows, lse_out, reduction, None,
+                    label_smoothing, z_loss, 0.0, ignore_index,
+                )  # fmt: skip
+            except _core.Fallback:  # (unaligned, or labels sharing memory with grad)
+                pass
+            else:
+                return total if rows is None else rows
+        call = _cross_entropy._Call(
+            x,
+            labels,
+            axis,
+            None if weight is None else _numpy(weight, "weight"),
+            ignore_index,
+            reduction,
+            label_smoothing,
+            z_loss,
+            softcap,
+        )
+        return call.run(grad, scale, saved, lse_out)[0]
+    except ValueError as e:
+        raise _label_error(e) from None
+
+
+def _as_tensor(a: Any, dtype: torch.dtype) -> Tensor:
+    """A NumPy result (a float, a NumPy scalar or array) as a tensor of dtype."""
+    r = np.asarray(a, dtype=_NUMPY_DTYPES[dtype])
+    return _interop._to_torch(r)  # type: ignore[no-any-return]
+
+
+def _cross_entropy_impl(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float | None,
+    inplace_backward: bool,
+) -> tuple[Tensor, Tensor]:
+    checked = _ce_check(input, target, weight, reduction)
+    lse = np.empty(checked[1])
+    loss = _ce_kernel(
+        checked, input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
+        softcap, lse_out=lse,
+    )  # fmt: skip
+    if input.dtype in (torch.float16, torch.bfloat16):  # (in float32 first, as fastsoftmax's)
+        loss = np.asarray(loss, dtype=np.float32)
+    with np.errstate(over="ignore"):  # (a loss beyond the dtype's range is +inf)
+        return _as_tensor(loss, input.dtype), _as_tensor(lse, _lse_dtype(input.dtype))
+
+
+_cross_entropy_op = _op("cross_entropy", _cross_entropy_impl)
+
+
+@_cross_entropy_op.register_fake
+def _(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float | None,
+    inplace_backward: bool,
+) -> tuple[Tensor, Tensor]:
+    _, examples, _ = _ce_check(input, target, weight, reduction)
+    loss = input.new_empty(examples if reduction == "none" else ())
+    return loss, input.new_empty(examples, dtype=_lse_dtype(input.dtype))
+
+
+def _cross_entropy_backward_impl(
+    grad_loss: Tensor,
+    input: Tensor,
+    target: Tensor,
+    lse: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float | None,
+) -> Tensor:
+    checked = _ce_check(input, target, weight, reduction)
+    _check_tensor(lse, "lse")
+    grad = np.empty(tuple(input.shape), _NUMPY_DTYPES[input.dtype])
+    _ce_kernel(
+        checked, input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
+        softcap, grad=grad, grad_loss=grad_loss, lse=lse,
+    )  # fmt: skip
+    return _interop._to_torch(grad)  # type: ignore[no-any-return]
+
+
+_cross_entropy_backward_op = _op("cross_entropy_backward", _cross_entropy_backward_impl)
+
+
+@_cross_entropy_backward_op.register_fake
+def _(
+    grad_loss: Tensor,
+    input: Tensor,
+    target: Tensor,
+    lse: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float | None,
+) -> Tensor:
+    _ce_check(input, target, weight, reduction)
+    return input.new_empty(input.shape)
+
+
+def _cross_entropy_backward_inplace_impl(
+    input: Tensor,
+    grad_loss: Tensor,
+    target: Tensor,
+    lse: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float | None,
+) -> None:
+    checked = _ce_check(input, target, weight, reduction)
+    _check_tensor(lse, "lse")
+    _ce_kernel(
+        checked, input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
+        softcap, grad=_numpy(input, "input", written=True), grad_loss=grad_loss, lse=lse,
+    )  # fmt: skip
+
+
+_cross_entropy_backward_inplace_op = _op(
+    "cross_entropy_backward_", _cross_entropy_backward_inplace_impl, mutates=("input",)
+)
+
+
+@_cross_entropy_backward_inplace_op.register_fake
+def _(
+    input: Tensor,
+    grad_loss: Tensor,
+    target: Tensor,
+    lse: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float | None,
+) -> None:
+    _ce_check(input, target, weight, reduction)
+
+
+def _save_cross_entropy(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
+    input, target, weight, *options = inputs
+    ctx.options = options  # ignore_index ... inplace_backward
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(input, target, weight, output[1])
+
+
+def _target_grad(
+    grad_loss: Tensor, input: Tensor, lse: Tensor, weight: Tensor | None, options: list[Any]
+) -> Tensor:
+    r"""d loss / d t for probability targets: :math:`(1-\varepsilon) w_c (\mathrm{lse} - x'_c)`
+    times the loss's incoming gradient and the reduction's factor (made of PyTorch's
+    operators, so differentiable again)."""
+    _, reduction, label_smoothing, _, softcap, _ = options
+    axis = _ce_axis(input)
+    x = input.to(lse.dtype)
+    if softcap is not None:
+        x = softcap * torch.tanh(x / softcap)
+    g = grad_loss.to(lse.dtype)
+    if reduction == "mean":
+        g = g / max(1, math.prod(lse.shape))
+    if g.dim():
+        g = g.unsqueeze(axis)
+    d = (lse.unsqueeze(axis) - x) * ((1.0 - label_smoothing) * g)
+    if weight is not None:
+        shape = [1] * input.dim()
+        shape[axis] = -1
+        d = d * weight.to(lse.dtype).reshape(shape)
+    return d.to(input.dtype)
+
+
+def _cross_entropy_grad(ctx: Any, grad_loss: Tensor, _grad_lse: Any) -> tuple[Any, ...]:
+    input, target, weight, lse = ctx.saved_tensors
+    ignore_index, reduction, label_smoothing, z_loss, softcap, inplace = ctx.options
+    grad_target = None
+    if ctx.needs_input_grad[1] and target.is_floating_point():
+        grad_target = _target_grad(grad_loss, input, lse, weight, ctx.options)
+    grad_input = None
+    if ctx.needs_input_grad[0]:
+        args = (target, lse, weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
+        if inplace:
+            _call(ctx, _cross_entropy_backward_inplace_op, input, grad_loss, *args)
+            grad_input = input
+        else:
+            grad_input = _call(ctx, _cross_entropy_backward_op, grad_loss, input, *args)
+    return grad_input, grad_target, None, None, None, None, None, None, None
+
+
+_cross_entropy_op.register_autograd(_cross_entropy_grad, setup_context=_save_cross_entropy)
+
+
+# ---------------------------------------------------------------------------------------
+# the eager path
+#
+# A call through a custom operator costs about 40 us of PyTorch's Python machinery
+# (the dispatcher's boxed calls, argument defaults, the generated autograd.Function), a
+# backward as much again: more than the whole F.cross_entropy + backward() at (64, 1000).
+# An eager call of plain tensors, with no mode active, goes through an autograd.Function
+# made of the operators' own implementations, setup_context and backward formulas instead:
+# the same values, the same errors. torch.compile, functorch transforms, tensor subclasses
+# and modes (FakeTensor, FlopCounter, TorchFunctionMode) see the operators.
+
+_IMPLS: dict[Any, Any] = {
+    _softmax_backward: _softmax_backward_impl,
+    _log_softmax_backward: _log_softmax_backward_impl,
+    _cross_entropy_backward_op: _cross_entropy_backward_impl,
+    _cross_entropy_backward_inplace_op: _cross_entropy_backward_inplace_impl,
+}
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def _eager(*tensors: Tensor | None) -> bool:
+    """Whether a call of these tensors may take the eager path."""
+    return (
+        not torch.compiler.is_compiling()
+        and all(t is None or type(t) in _PLAIN for t in tensors)
+        and not torch._C._is_torch_function_mode_enabled()
+        and torch._C._len_torch_dispatch_stack() == 0
+        and torch._C._functorch.peek_interpreter_stack() is None
+    )
+
+
+def _eager_function(name: str, impl: Any, setup: Any, backward: Any) -> Any:
+    """An autograd.Function computing impl, with the operator's setup and formula."""
+
+    def forward(ctx: Any, *inputs: Any) -> Any:
+        output = impl(*inputs)
+        ctx.eager = True
+        setup(ctx, inputs, output)
+        return output
+
+    body = {"forward": staticmethod(forward), "backward": staticmethod(backward)}
+    return type(name, (torch.autograd.Function,), body)
+
+
+_SoftmaxFunction = _eager_function("_SoftmaxFunction", _softmax_impl, _save_output, _softmax_grad)
+_LogSoftmaxFunction = _eager_function(
+    "_LogSoftmaxFunction", _log_softmax_impl, _save_output, _log_softmax_grad
+)
+_LogsumexpFunction = _eager_function(
+    "_LogsumexpFunction", _logsumexp_impl, _save_logsumexp, _logsumexp_grad
+)
+_CrossEntropyFunction = _eager_function(
+    "_CrossEntropyFunction", _cross_entropy_impl, _save_cross_entropy, _cross_entropy_grad
+)
+
+
+def cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    inplace_backward: bool = False,
+) -> Tensor:
+    r"""Softmax cross-entropy, as :func:`torch.nn.functional.cross_entropy`, fused.
+
+    ``input`` is ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)`` (classes on
+    dim 1); ``target`` holds class indices (an integer tensor of ``input``'s
+    shape without the class dim) or probabilities (``input``'s shape). With
+    :math:`x' = \mathrm{softcap}\cdot\tanh(x/\mathrm{softcap})` (or :math:`x`)
+    and :math:`\mathrm{lse} = \log\sum_c e^{x'_c}`, an example's loss is
+
+    .. math:: \ell = (1-\varepsilon)\, w_y (\mathrm{lse} - x'_y)
+              + \frac{\varepsilon}{C} \sum_c w_c (\mathrm{lse} - x'_c)
+              + \zeta\,\mathrm{lse}^2
+
+    for a class index :math:`y` (:math:`\varepsilon` = ``label_smoothing``,
+    :math:`\zeta` = ``z_loss``), exactly PyTorch's loss when ``z_loss`` is 0 and
+    ``softcap`` None (see :func:`fastsoftmax.cross_entropy` for probabilities and
+    the reductions). The forward pass reads the logits once and saves them with
+    each example's lse; the backward pass is one fused pass over them.
+
+    Parameters
+    ----------
+    input, target, weight, ignore_index, reduction, label_smoothing
+        As :func:`torch.nn.functional.cross_entropy` (a target out of range is
+        an IndexError naming it). ``target`` may be any integer dtype.
+    z_loss : float >= 0, default 0
+        PaLM's auxiliary loss :math:`\zeta\,\mathrm{lse}^2`.
+    softcap : float > 0, optional
+        Gemma 2's logit soft-capping, the gradient flowing through it.
+    inplace_backward : bool, default False
+        Write the gradient into ``input``'s storage in the backward pass
+        (declared as a mutation of ``input``), so that no second tensor of the
+        logits' size is allocated; as Liger-Kernel does on GPUs. Only for
+        logits nothing else needs after the loss (autograd raises if another
+        operator saved them for its own backward).
+
+    Returns
+    -------
+    Tensor
+        The loss in ``input``'s dtype (computed in float32 for float16 and
+        bfloat16, then rounded): 0-d, or per example for ``reduction="none"``.
+
+    Examples
+    --------
+    >>> import torch, fastsoftmax.torch as fst
+    >>> logits = torch.tensor([[2.0, 0.5, -1.0]], requires_grad=True)
+    >>> loss = fst.cross_entropy(logits, torch.tensor([0]))
+    >>> loss.backward()
+    >>> logits.grad
+    tensor([[-0.2142,  0.1820,  0.0322]])
+    """
+    args = (
+        input,
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        float(label_smoothing),
+        float(z_loss),
+        None if softcap is None else float(softcap),
+        bool(inplace_backward),
+    )
+    if _eager(input, target, weight):
+        return _CrossEntropyFunction.apply(*args)[0]  # type: ignore[no-any-return]
+    return _cross_entropy_op(*args)[0]  # type: ignore[no-any-return]
+
+
+class CrossEntropyLoss(torch.nn.Module):
+    """:class:`torch.nn.CrossEntropyLoss` on fastsoftmax's fused kernels, plus
+    ``z_loss``, ``softcap`` and ``inplace_backward`` (see :func:`cross_entropy`).
+
+    Examples
+    --------
+    >>> import torch, fastsoftmax.torch as fst
+    >>> loss_fn = fst.CrossEntropyLoss(label_smoothing=0.1, z_loss=1e-4)
+    >>> loss_fn(torch.zeros(2, 4), torch.tensor([1, 3]))
+    tensor(1.3865)
+    """
+
+    __constants__ = ("ignore_index", "reduction", "label_smoothing", "z_loss", "softcap")
+
+    def __init__(
+        self,
+        weight: Tensor | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        *,
+        z_loss: float = 0.0,
+        softcap: float | None = None,
+        inplace_backward: bool = False,
+    ) -> None:
+        super().__init__()
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"{reduction} is not a valid value for reduction")
+        self.register_buffer("weight", weight)
+        self.weight: Tensor | None
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
+        self.z_loss = z_loss
+        self.softcap = softcap
+        self.inplace_backward = inplace_backward
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return cross_entropy(
+            input,
+            target,
+            self.weight,
+            self.ignore_index,
+            self.reduction,
+            self.label_smoothing,
+            z_loss=self.z_loss,
+            softcap=self.softcap,
+            inplace_backward=self.inplace_backward,
+        )
+
+    def extra_repr(self) -> str:
+        extra = [f"reduction={self.reduction!r}"]
+        if self.ignore_index != -100:
+            extra.append(f"ignore_index={self.ignore_index}")
+        extra += [
+            f"{n}={getattr(self, n)}" for n in ("label_smoothing", "z_loss") if getattr(self, n)
+        ]
+        if self.softcap is not None:
+            extra.append(f"softcap={self.softcap}")
+        if self.inplace_backward:
+            extra.append("inplace_backward=True")
+        return ", ".join(extra)
