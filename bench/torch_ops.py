@@ -13,7 +13,12 @@ Run pinned to one CPU for one thread (``taskset -c 1``), with ``THP_MEM_ALLOC_EN
 for PyTorch's huge-page allocator (say which in RESULTS.md)::
 
     taskset -c 1 python bench/torch_ops.py calls
-    taskset -c 1 python bench/torch_ops.py step --dtype float32 --threads 1
+    taskset -c 1 python bench/torch_ops.py step --dtype float32 --threads 1 [--compile]
+    taskset -c 1 python bench/torch_ops.py kernels --dtype float32   (the loss part's pieces)
+
+``--compile`` compiles the loss (and each step's forward: the linear layer and the loss)
+with ``torch.compile(fullgraph=True)`` and the default backend, Inductor, which fuses
+F.cross_entropy itself: our operator against Inductor's kernel.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ def calls(rounds: int) -> None:
         )
 
 
-def step(dtype: torch.dtype, rounds: int) -> None:
+def step(dtype: torch.dtype, rounds: int, compiled: bool, parts: tuple[str, ...]) -> None:
     torch.manual_seed(0)
     n, d, v = 2048, 512, 32000
     head = torch.nn.Linear(d, v, bias=False, dtype=dtype)
@@ -83,17 +88,34 @@ def step(dtype: torch.dtype, rounds: int) -> None:
     logits = torch.randn(n, v, dtype=dtype) * 2
 
     def loss_only(fn: Callable[..., torch.Tensor]) -> Callable[[], object]:
+        source = logits.clone()  # (inplace_backward overwrites it with gradients: its own)
+        if compiled:
+            fn = torch.compile(fn, fullgraph=True)
+
         def run() -> None:
-            x = logits.detach().requires_grad_()
-            fn(x, target).backward()
+            # (torch.autograd.grad: the gradient as the loss's backward returns it, as it
+            # reaches the layer below; .backward() would clone one that is the logits'
+            # own storage (inplace_backward) into x.grad, x being a leaf here)
+            x = source.detach().requires_grad_()
+            torch.autograd.grad(fn(x, target), x)
 
         return run
 
+    def inplace(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return fst.cross_entropy(x, t, inplace_backward=True)
+
     def whole(fn: Callable[..., torch.Tensor]) -> Callable[[], object]:
+        def forward(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return fn(head(h), t)
+
+        if compiled:  # (Inductor, PyTorch's default backend: F.cross_entropy fused by it)
+            forward = torch.compile(forward, fullgraph=True)
+
         def run() -> None:
             head.zero_grad(set_to_none=True)
-            fn(head(hidden), target).backward()
+            forward(hidden, target).backward()
 
+        run()  # (compiles)
         return run
 
     torch.testing.assert_close(
@@ -102,38 +124,83 @@ def step(dtype: torch.dtype, rounds: int) -> None:
         rtol=1e-2 if dtype is torch.bfloat16 else 1e-5,
         atol=0,
     )
+    make = {"loss": loss_only, "step": whole}
+    cands = {
+        f"{part} {name}": make[part](fn)
+        for part in parts
+        for name, fn in (
+            ("F", F.cross_entropy),
+            ("fst", fst.cross_entropy),
+            ("fst inplace", inplace),
+        )
+    }
+    r = _rounds(cands, rounds, 1)
+    ms = {k: x * 1e3 for k, x in r.items()}
+    label = f"{dtype}{' compiled' if compiled else ''}, threads {torch.get_num_threads()}"
+    for part in parts:
+        base = r[f"{part} F"]
+        cells = " | ".join(
+            f"{ms[k]:.1f} ms ({base / r[k]:.2f}x)" for k in (f"{part} fst", f"{part} fst inplace")
+        )
+        print(f"| {label} | {part} | {ms[f'{part} F']:.1f} ms | {cells} |")
+
+
+def kernels(dtype: str, rounds: int) -> None:
+    """The loss part's pieces at the step's shape, through the binding (NumPy arrays): the
+    forward with its per-example lse, the backward from it into a preallocated and into a
+    fresh array, in place, and what a fresh array's first touch costs alone."""
+    import ml_dtypes
+    import numpy as np
+    from fastsoftmax import _core
+
+    dt = np.dtype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((2048, 32000)) * 2).astype(dt)
+    t = rng.integers(0, 32000, 2048)
+    lse = np.empty(2048)
+    g, xi = np.empty_like(x), x.copy()
+
+    def ce(logits: np.ndarray, saved: object, grad: object, lse_out: object) -> None:
+        _core.cross_entropy(
+            logits, 1, t, None, saved, grad, None, None, lse_out, "mean", None, 0.0, 0.0, 0.0, -100
+        )
+
+    ce(x, None, None, lse)
+    saved = lse.astype(np.float32 if dt.itemsize < 8 else np.float64)
     r = _rounds(
         {
-            "loss F": loss_only(F.cross_entropy),
-            "loss fst": loss_only(fst.cross_entropy),
-            "step F": whole(F.cross_entropy),
-            "step fst": whole(fst.cross_entropy),
+            "forward (+lse)": lambda: ce(x, None, None, lse),
+            "backward, preallocated": lambda: ce(x, saved, g, None),
+            "backward, fresh np.empty": lambda: ce(x, saved, np.empty_like(x), None),
+            "backward, in place": lambda: ce(xi, saved, xi, None),
+            "np.empty + fill(0)": lambda: np.empty_like(x).fill(0),
+            "np.copyto": lambda: np.copyto(g, x),
         },
         rounds,
         1,
     )
-    ms = {k: x * 1e3 for k, x in r.items()}
-    print(f"| {dtype} | threads torch {torch.get_num_threads()}, fastsoftmax "
-          f"{fastsoftmax.get_num_threads()} | loss F {ms['loss F']:.1f} ms | loss fst "
-          f"{ms['loss fst']:.1f} ms ({r['loss F'] / r['loss fst']:.2f}x) | step F "
-          f"{ms['step F']:.1f} ms | step fst {ms['step fst']:.1f} ms "
-          f"({r['step F'] / r['step fst']:.2f}x) |")  # fmt: skip
+    for name, sec in r.items():
+        print(f"| {dtype} (2048, 32000) | {name} | {sec * 1e3:.1f} ms |")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=["calls", "step"])
+    p.add_argument("what", choices=["calls", "step", "kernels"])
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--threads", type=int, default=0, help="both pools (0: leave as they are)")
     p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--compile", action="store_true", help="step: torch.compile each step")
+    p.add_argument("--parts", default="loss,step", help="step: loss, step or both")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
         fastsoftmax.set_num_threads(a.threads)
     if a.what == "calls":
         calls(a.rounds)
+    elif a.what == "kernels":
+        kernels(a.dtype, a.rounds)
     else:
-        step(getattr(torch, a.dtype), a.rounds)
+        step(getattr(torch, a.dtype), a.rounds, a.compile, tuple(a.parts.split(",")))
 
 
 if __name__ == "__main__":

@@ -319,3 +319,43 @@ def test_no_mode_or_subclass_takes_the_eager_path():  # type: ignore[no-untyped-
         pass
 
     assert not fst._eager(x.as_subclass(Sub))
+
+
+class _PassThrough(torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_eager_path_and_operators_agree_bitwise(reduction, inplace):  # type: ignore[no-untyped-def]
+    x, t, _ = _case((6, 9), False, seed=14)
+    up = torch.rand(6 if reduction == "none" else (), generator=_gen(2), dtype=torch.float64)
+    results = []
+    for mode in (None, _PassThrough()):  # (with a mode active: the operators)
+        a = (x * 1.0).requires_grad_()
+        h = a * 1.0
+        if mode is None:
+            assert fst._eager(h)
+            loss = fst.cross_entropy(h, t, reduction=reduction, inplace_backward=inplace)
+            y = fst.softmax(h, 1)
+        else:
+            with mode:
+                assert not fst._eager(h)
+                loss = fst.cross_entropy(h, t, reduction=reduction, inplace_backward=inplace)
+                y = fst.softmax(h, 1)
+        (loss * up).sum().backward()
+        results.append((loss.detach(), a.grad, y.detach()))
+    for one, other in zip(*results):
+        assert torch.equal(one, other)
+
+
+def test_eager_path_refuses_logits_changed_after_the_forward():  # type: ignore[no-untyped-def]
+    x, t, _ = _case((4, 5), False, seed=15)
+    x.requires_grad_()
+    h = x * 1.0
+    loss = fst.cross_entropy(h, t)
+    with torch.no_grad():
+        h.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

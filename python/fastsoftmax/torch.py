@@ -73,7 +73,7 @@ _REDUCTIONS = ("none", "mean", "sum")
 
 def _check_tensor(t: Tensor, name: str, *, floating: bool = True) -> None:
     """t on the CPU (or the meta device, for shape propagation), and of a kernel dtype."""
-    if t.device.type not in ("cpu", "meta"):
+    if not t.is_cpu and t.device.type != "meta":
         raise TypeError(
             f"fastsoftmax.torch: {name} is on device {t.device}; fastsoftmax computes on "
             f"the CPU only: move it with .cpu() (or use PyTorch's own function on {t.device})"
@@ -189,10 +189,7 @@ def _call(ctx: Any, op: Any, *args: Any) -> Any:
     in the eager path (below) and no graph of the backward is being recorded, else the
     operator (which torch.compile traces, and autograd differentiates again)."""
     if getattr(ctx, "eager", False) and not torch.is_grad_enabled():
-        result = _IMPLS[op](*args)
-        if op is _cross_entropy_backward_inplace_op:  # (as the operator does for autograd)
-            torch.autograd.graph.increment_version(args[0])
-        return result
+        return _IMPLS[op](*args)
     return op(*args)
 
 
@@ -266,7 +263,7 @@ def softmax(input: Tensor, dim: int, *, dtype: torch.dtype | None = None) -> Ten
     if dtype is not None:
         input = input.to(dtype)
     if _eager(input):
-        return _SoftmaxFunction.apply(input, dim)  # type: ignore[no-any-return]
+        return _apply[0](input, dim)  # type: ignore[no-any-return]
     return _softmax(input, dim)  # type: ignore[no-any-return]
 
 
@@ -287,7 +284,7 @@ def log_softmax(input: Tensor, dim: int, *, dtype: torch.dtype | None = None) ->
     if dtype is not None:
         input = input.to(dtype)
     if _eager(input):
-        return _LogSoftmaxFunction.apply(input, dim)  # type: ignore[no-any-return]
+        return _apply[1](input, dim)  # type: ignore[no-any-return]
     return _log_softmax(input, dim)  # type: ignore[no-any-return]
 
 
@@ -365,7 +362,7 @@ def logsumexp(input: Tensor, dim: int | Sequence[int], keepdim: bool = False) ->
     dims = [dim] if isinstance(dim, int) or not isinstance(dim, Sequence) else list(dim)
     args = (input, [operator.index(d) for d in dims], bool(keepdim))
     if _eager(input):
-        return _LogsumexpFunction.apply(*args)  # type: ignore[no-any-return]
+        return _apply[2](*args)  # type: ignore[no-any-return]
     return _logsumexp(*args)  # type: ignore[no-any-return]
 
 
@@ -436,8 +433,8 @@ def _label_error(e: ValueError) -> Exception:
 
 def _ce_kernel(
     checked: tuple[int, tuple[int, ...], bool],
-    input: Tensor,
-    target: Tensor,
+    x: np.ndarray,
+    labels: np.ndarray,
     weight: Tensor | None,
     ignore_index: int,
     reduction: str,
@@ -446,25 +443,18 @@ def _ce_kernel(
     softcap: float | None,
     *,
     grad: np.ndarray | None = None,
-    grad_loss: Tensor | None = None,
-    lse: Tensor | None = None,
+    scale: Any = None,
+    saved: np.ndarray | None = None,
     lse_out: np.ndarray | None = None,
 ) -> Any:
-    """fastsoftmax's kernel on tensors that passed _ce_check (its result: ``checked``):
-    the loss (a NumPy scalar or array), and what fastsoftmax.cross_entropy's private
-    _Call.run writes (the gradient into ``grad``, from the saved ``lse`` when given;
-    each example's lse into ``lse_out``). The common call (class indices in int64; no
-    class weights, no soft-capping) goes to the binding directly: _Call's checks cost
-    more than the kernel at (64, 1000)."""
+    """fastsoftmax's kernel on the NumPy views of tensors that passed _ce_check (its
+    result: ``checked``): the loss (a float or a float64 array), and what
+    fastsoftmax.cross_entropy's private _Call.run writes (the gradient into ``grad``,
+    times ``scale`` (see _scale), from the ``saved`` lse when given; each example's lse
+    into ``lse_out``). The common call (class indices in int64; no class weights, no
+    soft-capping) goes to the binding directly: _Call's checks cost more than the kernel
+    at (64, 1000)."""
     axis, examples, _ = checked
-    x, labels = _numpy(input, "input"), _numpy(target, "target")
-    saved = None if lse is None else _numpy(lse, "lse")
-    scale: Any = None  # the loss's incoming gradient: a float, or float64 per example
-    if grad_loss is not None:
-        if grad_loss.dim():
-            scale = np.ascontiguousarray(_numpy(grad_loss, "grad"), dtype=np.float64)
-        else:
-            scale = grad_loss.item()
     try:
         if (
             weight is None
@@ -503,10 +493,42 @@ def _ce_kernel(
         raise _label_error(e) from None
 
 
+def _scale(grad_loss: Tensor) -> Any:
+    """The loss's incoming gradient for _ce_kernel: a float, or float64 per example."""
+    if grad_loss.dim():
+        return np.ascontiguousarray(_numpy(grad_loss, "grad"), dtype=np.float64)
+    return grad_loss.item()
+
+
 def _as_tensor(a: Any, dtype: torch.dtype) -> Tensor:
     """A NumPy result (a float, a NumPy scalar or array) as a tensor of dtype."""
     r = np.asarray(a, dtype=_NUMPY_DTYPES[dtype])
     return _interop._to_torch(r)  # type: ignore[no-any-return]
+
+
+def _ce_forward(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float | None,
+) -> tuple[Tensor, np.ndarray, tuple[Any, ...]]:
+    """(the loss tensor, each example's lse in the compute dtype, (checked, x, labels))."""
+    checked = _ce_check(input, target, weight, reduction)
+    x, labels = _numpy(input, "input"), _numpy(target, "target")
+    lse = np.empty(checked[1])
+    loss = _ce_kernel(
+        checked, x, labels, weight, ignore_index, reduction, label_smoothing, z_loss,
+        softcap, lse_out=lse,
+    )  # fmt: skip
+    if input.dtype in (torch.float16, torch.bfloat16):  # (in float32 first, as fastsoftmax's)
+        loss = np.asarray(loss, dtype=np.float32)
+    with np.errstate(over="ignore"):  # (a loss beyond the dtype's range is +inf)
+        loss_t = _as_tensor(loss, input.dtype)
+    return loss_t, lse.astype(_NUMPY_DTYPES[_lse_dtype(input.dtype)]), (checked, x, labels)
 
 
 def _cross_entropy_impl(
@@ -520,16 +542,10 @@ def _cross_entropy_impl(
     softcap: float | None,
     inplace_backward: bool,
 ) -> tuple[Tensor, Tensor]:
-    checked = _ce_check(input, target, weight, reduction)
-    lse = np.empty(checked[1])
-    loss = _ce_kernel(
-        checked, input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
-        softcap, lse_out=lse,
-    )  # fmt: skip
-    if input.dtype in (torch.float16, torch.bfloat16):  # (in float32 first, as fastsoftmax's)
-        loss = np.asarray(loss, dtype=np.float32)
-    with np.errstate(over="ignore"):  # (a loss beyond the dtype's range is +inf)
-        return _as_tensor(loss, input.dtype), _as_tensor(lse, _lse_dtype(input.dtype))
+    loss, lse, _ = _ce_forward(
+        input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
+    )
+    return loss, torch.from_numpy(lse)
 
 
 _cross_entropy_op = _op("cross_entropy", _cross_entropy_impl)
@@ -568,8 +584,9 @@ def _cross_entropy_backward_impl(
     _check_tensor(lse, "lse")
     grad = np.empty(tuple(input.shape), _NUMPY_DTYPES[input.dtype])
     _ce_kernel(
-        checked, input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
-        softcap, grad=grad, grad_loss=grad_loss, lse=lse,
+        checked, _numpy(input, "input"), _numpy(target, "target"), weight, ignore_index,
+        reduction, label_smoothing, z_loss, softcap, grad=grad, scale=_scale(grad_loss),
+        saved=_numpy(lse, "lse"),
     )  # fmt: skip
     return _interop._to_torch(grad)  # type: ignore[no-any-return]
 
@@ -608,9 +625,11 @@ def _cross_entropy_backward_inplace_impl(
 ) -> None:
     checked = _ce_check(input, target, weight, reduction)
     _check_tensor(lse, "lse")
+    x = _numpy(input, "input", written=True)
     _ce_kernel(
-        checked, input, target, weight, ignore_index, reduction, label_smoothing, z_loss,
-        softcap, grad=_numpy(input, "input", written=True), grad_loss=grad_loss, lse=lse,
+        checked, x, _numpy(target, "target"), weight, ignore_index, reduction,
+        label_smoothing, z_loss, softcap, grad=x, scale=_scale(grad_loss),
+        saved=_numpy(lse, "lse"),
     )  # fmt: skip
 
 
@@ -676,10 +695,10 @@ def _cross_entropy_grad(ctx: Any, grad_loss: Tensor, _grad_lse: Any) -> tuple[An
     if ctx.needs_input_grad[0]:
         args = (target, lse, weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
         if inplace:
-            _call(ctx, _cross_entropy_backward_inplace_op, input, grad_loss, *args)
+            _cross_entropy_backward_inplace_op(input, grad_loss, *args)
             grad_input = input
         else:
-            grad_input = _call(ctx, _cross_entropy_backward_op, grad_loss, input, *args)
+            grad_input = _cross_entropy_backward_op(grad_loss, input, *args)
     return grad_input, grad_target, None, None, None, None, None, None, None
 
 
@@ -700,8 +719,6 @@ _cross_entropy_op.register_autograd(_cross_entropy_grad, setup_context=_save_cro
 _IMPLS: dict[Any, Any] = {
     _softmax_backward: _softmax_backward_impl,
     _log_softmax_backward: _log_softmax_backward_impl,
-    _cross_entropy_backward_op: _cross_entropy_backward_impl,
-    _cross_entropy_backward_inplace_op: _cross_entropy_backward_inplace_impl,
 }
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
@@ -737,9 +754,72 @@ _LogSoftmaxFunction = _eager_function(
 _LogsumexpFunction = _eager_function(
     "_LogsumexpFunction", _logsumexp_impl, _save_logsumexp, _logsumexp_grad
 )
-_CrossEntropyFunction = _eager_function(
-    "_CrossEntropyFunction", _cross_entropy_impl, _save_cross_entropy, _cross_entropy_grad
-)
+
+
+class _CrossEntropyFunction(torch.autograd.Function):
+    """The cross-entropy's eager path. Its forward keeps the NumPy views of the logits and
+    labels and the lse (a NumPy array) for its backward, which runs the kernel on them
+    directly: half of the backward's cost at (64, 1000) was converting them again. The
+    tensors are saved too, so that autograd still raises if the logits were modified in
+    place in between."""
+
+    @staticmethod
+    def forward(ctx: Any, *inputs: Any) -> Tensor:
+        input, target, weight, *options = inputs
+        loss, lse, ctx.arrays = _ce_forward(input, target, weight, *options[:-1])
+        ctx.lse = lse
+        ctx.options = options  # ignore_index ... inplace_backward
+        ctx.save_for_backward(input, target, weight)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor) -> tuple[Any, ...]:
+        input, target, weight = ctx.saved_tensors
+        ignore_index, reduction, label_smoothing, z_loss, softcap, inplace = ctx.options
+        lse = torch.from_numpy(ctx.lse)
+        grad_target = None
+        if ctx.needs_input_grad[1] and target.is_floating_point():
+            grad_target = _target_grad(grad_loss, input, lse, weight, ctx.options)
+        grad_input = None
+        if ctx.needs_input_grad[0]:
+            options = (ignore_index, reduction, label_smoothing, z_loss, softcap)
+            if torch.is_grad_enabled():  # (create_graph: through the operators)
+                args = (target, lse, weight, *options)
+                if inplace:
+                    _cross_entropy_backward_inplace_op(input, grad_loss, *args)
+                    grad_input = input
+                else:
+                    grad_input = _cross_entropy_backward_op(grad_loss, input, *args)
+            else:
+                checked, x, labels = ctx.arrays
+                if inplace:
+                    grad = _numpy(input, "input", written=True)
+                    grad_input = input
+                else:
+                    grad = np.empty(x.shape, x.dtype)
+                _ce_kernel(
+                    checked, x, labels, weight, *options, grad=grad, scale=_scale(grad_loss),
+                    saved=ctx.lse,
+                )  # fmt: skip
+                if inplace:
+                    torch.autograd.graph.increment_version(input)
+                else:
+                    grad_input = _interop._to_torch(grad)
+        return grad_input, grad_target, None, None, None, None, None, None, None
+
+
+def _apply_of(cls: Any) -> Any:
+    """cls.apply without autograd.Function.apply's Python prologue, which unwraps
+    functorch's dead wrappers (_eager has ruled functorch out): 2 us of a 10 us call.
+    PyTorch's own apply where its C base class has none."""
+    base = vars(torch._C._FunctionBase).get("apply")
+    return cls.apply if base is None else base.__get__(None, cls)
+
+
+_apply = [
+    _apply_of(f)
+    for f in (_SoftmaxFunction, _LogSoftmaxFunction, _LogsumexpFunction, _CrossEntropyFunction)
+]
 
 
 def cross_entropy(
@@ -815,7 +895,7 @@ def cross_entropy(
         bool(inplace_backward),
     )
     if _eager(input, target, weight):
-        return _CrossEntropyFunction.apply(*args)[0]  # type: ignore[no-any-return]
+        return _apply[3](*args)  # type: ignore[no-any-return]
     return _cross_entropy_op(*args)[0]  # type: ignore[no-any-return]
 
 
