@@ -3,6 +3,7 @@ gradients (gradcheck in float64), opcheck, torch.compile, half precision, errors
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import types
 
@@ -20,6 +21,11 @@ def simd() -> str:
     """conftest's per-target fixture, overridden: these tests run once, on the best target
     (the kernels' own tests run on every one; these test the binding to PyTorch)."""
     return "default"
+
+
+class _PassThrough(torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        return func(*args, **(kwargs or {}))
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -160,12 +166,32 @@ def test_logsumexp_matches_pytorch_and_gradchecks(dim, keepdim):  # type: ignore
     assert torch.autograd.gradgradcheck(lambda v: fst.logsumexp(v, dim, keepdim), (x1,))
 
 
-def test_cross_entropy_double_backward_is_a_clear_error():  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("weighted", "reduction", "smoothing", "z_loss", "softcap"), OPTIONS)
+def test_cross_entropy_gradgradcheck(weighted, reduction, smoothing, z_loss, softcap):  # type: ignore[no-untyped-def]
+    for shape, probs in [((4, 3), False), ((2, 3, 2), False), ((3,), False), ((4, 3), True)]:
+        x, t, w = _case(shape, probs, seed=16)
+        x.requires_grad_()
+        if probs:
+            t.requires_grad_()
+
+        def f(a, b, w=w if weighted else None):  # type: ignore[no-untyped-def]
+            return fst.cross_entropy(
+                a, b, w, reduction=reduction, label_smoothing=smoothing, z_loss=z_loss,
+                softcap=softcap,
+            )  # fmt: skip
+
+        assert torch.autograd.gradgradcheck(f, (x, t))
+
+
+def test_cross_entropy_inplace_backward_has_no_second_derivative():  # type: ignore[no-untyped-def]
     x, t, _ = _case((4, 5), False, seed=8)
     x.requires_grad_()
-    (g,) = torch.autograd.grad(fst.cross_entropy(x, t), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="cross_entropy_backward"):
-        g.sum().backward()
+    for mode in (None, _PassThrough()):  # (the eager path, the operators)
+        h = x * 1.0
+        with mode or contextlib.nullcontext():
+            loss = fst.cross_entropy(h, t, inplace_backward=True)
+        with pytest.raises(RuntimeError, match="cannot be differentiated again"):
+            torch.autograd.grad(loss, x, create_graph=True)
 
 
 def _opcheck_cases():  # type: ignore[no-untyped-def]
@@ -319,11 +345,6 @@ def test_no_mode_or_subclass_takes_the_eager_path():  # type: ignore[no-untyped-
         pass
 
     assert not fst._eager(x.as_subclass(Sub))
-
-
-class _PassThrough(torch.overrides.TorchFunctionMode):
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize("inplace", [False, True])

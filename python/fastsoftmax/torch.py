@@ -33,12 +33,11 @@ PyTorch's operators (the matrix products of a model). The two pools take turns
 within a step: set both to the number of cores. The GIL is released while a
 kernel runs.
 
-Second derivatives: the backward functions of ``softmax`` and ``log_softmax``
-have autograd formulas of their own and ``logsumexp``'s is made of PyTorch's
-operators, so every order of derivative works. The cross-entropy's backward
-has none yet: ``create_graph=True`` through it raises PyTorch's RuntimeError
-("Trying to backward through fastsoftmax.cross_entropy_backward.default but no
-autograd formula was registered").
+Second derivatives: the backward functions have autograd formulas of their
+own (made of PyTorch's operators, or of the backward functions themselves), so
+``create_graph=True`` and every further order work, as in PyTorch; but for the
+cross-entropy with ``inplace_backward=True``, whose gradient overwrites the
+logits (a RuntimeError says so).
 """
 
 from __future__ import annotations
@@ -258,7 +257,7 @@ def softmax(input: Tensor, dim: int, *, dtype: torch.dtype | None = None) -> Ten
     >>> import torch, fastsoftmax.torch as fst
     >>> x = torch.tensor([[1.0, 2.0, 3.0]], requires_grad=True)
     >>> fst.softmax(x, dim=1)
-    tensor([[0.0900, 0.2447, 0.6652]], grad_fn=<...>)
+    tensor([[0.0900, 0.2447, 0.6652]], grad_fn=<_SoftmaxFunctionBackward>)
     """
     if dtype is not None:
         input = input.to(dtype)
@@ -357,7 +356,7 @@ def logsumexp(input: Tensor, dim: int | Sequence[int], keepdim: bool = False) ->
     --------
     >>> import torch, fastsoftmax.torch as fst
     >>> fst.logsumexp(torch.tensor([[1000.0, 1000.0]]), dim=1)
-    tensor([1000.6931])
+    tensor([1000.6932])
     """
     dims = [dim] if isinstance(dim, int) or not isinstance(dim, Sequence) else list(dim)
     args = (input, [operator.index(d) for d in dims], bool(keepdim))
@@ -672,6 +671,8 @@ def _target_grad(
     x = input.to(lse.dtype)
     if softcap is not None:
         x = softcap * torch.tanh(x / softcap)
+    if torch.is_grad_enabled():  # (create_graph: the lse as a function of the logits)
+        lse = torch.logsumexp(x, axis)
     g = grad_loss.to(lse.dtype)
     if reduction == "mean":
         g = g / max(1, math.prod(lse.shape))
@@ -685,9 +686,19 @@ def _target_grad(
     return d.to(input.dtype)
 
 
+def _no_second_derivative_inplace(inplace: bool) -> None:
+    if inplace and torch.is_grad_enabled():
+        raise RuntimeError(
+            "fastsoftmax.torch.cross_entropy: inplace_backward=True writes the gradient into "
+            "the logits' storage, which cannot be differentiated again; pass "
+            "inplace_backward=False for create_graph=True"
+        )
+
+
 def _cross_entropy_grad(ctx: Any, grad_loss: Tensor, _grad_lse: Any) -> tuple[Any, ...]:
     input, target, weight, lse = ctx.saved_tensors
     ignore_index, reduction, label_smoothing, z_loss, softcap, inplace = ctx.options
+    _no_second_derivative_inplace(inplace and ctx.needs_input_grad[0])
     grad_target = None
     if ctx.needs_input_grad[1] and target.is_floating_point():
         grad_target = _target_grad(grad_loss, input, lse, weight, ctx.options)
@@ -703,6 +714,90 @@ def _cross_entropy_grad(ctx: Any, grad_loss: Tensor, _grad_lse: Any) -> tuple[An
 
 
 _cross_entropy_op.register_autograd(_cross_entropy_grad, setup_context=_save_cross_entropy)
+
+
+# The second derivative: the backward operator's own formula, from PyTorch's operators
+# (so every further order is differentiable too). With x' the (soft-capped) logits,
+# p = softmax(x'), per example a = s_ce * g * (sum of w_c t'_c, or (1-eps) w_y + eps/C W)
+# and z = s_z * g * 2 zeta, the gradient is G' = (a + z lse) p - b (b: the targets' part)
+# and G = G' * cap'(x). For an upstream V (u = V cap' with respect to x'):
+#   d<V, G>/dx'   = p * ((a + z lse) (u - <u, p>) + z <u, p>)
+#   d<V, G>/dx    = that * cap' + V G' cap''        (cap'' = -2 tanh(x/s) cap' / s)
+#   d<V, G>/dt_j  = s_ce g (1 - eps) w_j (<u, p> - u_j)   (probabilities)
+#   d<V, G>/dg    = <V, G / g>                      (G is linear in the incoming g)
+
+
+def _save_cross_entropy_backward(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    grad_loss, input, target, _lse, weight, *options = inputs
+    ctx.options = options  # ignore_index, reduction, label_smoothing, z_loss, softcap
+    ctx.save_for_backward(grad_loss, input, target, weight)
+
+
+def _cross_entropy_backward_grad(ctx: Any, v: Tensor) -> tuple[Any, ...]:
+    grad_loss, input, target, weight = ctx.saved_tensors
+    ignore_index, reduction, smoothing, z_loss, softcap = ctx.options
+    axis = _ce_axis(input)
+    n = input.shape[axis]
+    dt = _lse_dtype(input.dtype)
+    x, v = input.to(dt), v.to(dt)
+    if softcap is not None:
+        th = torch.tanh(x / softcap)
+        x = softcap * th
+        cap1 = 1 - th * th
+    lse = torch.logsumexp(x, axis, keepdim=True)
+    p = torch.exp(x - lse)
+    lse = lse.squeeze(axis)
+    class_shape = [1] * input.dim()
+    class_shape[axis] = n
+    w = None if weight is None else weight.to(dt).reshape(class_shape)
+    total_weight = float(n) if weight is None else weight.to(dt).sum()
+    if target.is_floating_point():
+        t = (1 - smoothing) * target.to(dt) + smoothing / n
+        wt = t if w is None else w * t
+        a = wt.sum(axis)
+        kept = torch.ones_like(a)
+        b = wt  # the targets' part of G' (before the scales below)
+        s_ce = s_z = 1.0 / max(1, a.numel()) if reduction == "mean" else 1.0
+    else:
+        kept = (target != ignore_index).to(dt)
+        y = torch.where(target != ignore_index, target, 0).to(torch.int64)
+        wy = kept if weight is None else weight.to(dt)[y] * kept
+        a = (1 - smoothing) * wy + (smoothing / n) * total_weight * kept
+        one_hot = torch.nn.functional.one_hot(y, n).to(dt)
+        if input.dim() > 1:
+            one_hot = one_hot.movedim(-1, axis)
+        wc = torch.ones(class_shape, dtype=dt) if w is None else w
+        b = (smoothing / n) * wc + (1 - smoothing) * wy.unsqueeze(axis) * one_hot
+        s_ce, s_z = 1.0, 1.0
+        if reduction == "mean":
+            s_ce, s_z = 1.0 / wy.sum(), 1.0 / kept.sum()
+    # the gradient for an incoming gradient of 1 (G is linear in it), per example
+    z1 = s_z * 2 * z_loss * kept
+    coef = ((s_ce * a + z1 * lse) * kept).unsqueeze(axis)
+    unit = coef * p - s_ce * b * kept.unsqueeze(axis)  # dG'/dg, with respect to x'
+    g = grad_loss.to(dt)
+    g = g.unsqueeze(axis) if g.dim() else g
+    u = v * cap1 if softcap is not None else v
+    up = (u * p).sum(axis, keepdim=True)
+    d_x = g * p * (coef * (u - up) + z1.unsqueeze(axis) * up)
+    if softcap is not None:
+        d_x = d_x * cap1 + v * g * unit * (-2 * th * cap1 / softcap)
+    d_target = None
+    if ctx.needs_input_grad[2] and target.is_floating_point():
+        wj = 1.0 if w is None else w
+        d_target = ((s_ce * (1 - smoothing)) * g * wj * (up - u)).to(target.dtype)
+    d_grad_loss = None
+    if ctx.needs_input_grad[0]:
+        d_grad_loss = (u * unit).sum(axis)  # <V, dG/dg> per example
+        if grad_loss.dim() == 0:
+            d_grad_loss = d_grad_loss.sum()
+        d_grad_loss = d_grad_loss.to(grad_loss.dtype)
+    return d_grad_loss, d_x.to(input.dtype), d_target, None, None, None, None, None, None, None
+
+
+_cross_entropy_backward_op.register_autograd(
+    _cross_entropy_backward_grad, setup_context=_save_cross_entropy_backward
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -784,6 +879,7 @@ class _CrossEntropyFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             options = (ignore_index, reduction, label_smoothing, z_loss, softcap)
             if torch.is_grad_enabled():  # (create_graph: through the operators)
+                _no_second_derivative_inplace(inplace)
                 args = (target, lse, weight, *options)
                 if inplace:
                     _cross_entropy_backward_inplace_op(input, grad_loss, *args)
@@ -881,7 +977,7 @@ def cross_entropy(
     >>> loss = fst.cross_entropy(logits, torch.tensor([0]))
     >>> loss.backward()
     >>> logits.grad
-    tensor([[-0.2142,  0.1820,  0.0322]])
+    tensor([[-0.2144,  0.1753,  0.0391]])
     """
     args = (
         input,
