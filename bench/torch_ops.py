@@ -27,25 +27,34 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any, Union
 
 import fastsoftmax
 import fastsoftmax.torch as fst
 import torch
 import torch.nn.functional as F
 
+Timed = Union[Callable[[], object], "tuple[Callable[[], Any], Callable[[Any], object]]"]
 
-def _time(f: Callable[[], object], number: int) -> float:
-    """Seconds per call: the best of 3 runs of `number` calls."""
+
+def _time(f: Timed, number: int) -> float:
+    """Seconds per call: the best of 3 runs of `number` calls. f is a callable, or a pair
+    (prepare, run): run(prepare()) is timed, prepare() is not (number must be 1)."""
     best = float("inf")
     for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            f()
+        if isinstance(f, tuple):
+            prepared = f[0]()
+            t0 = time.perf_counter()
+            f[1](prepared)
+        else:
+            t0 = time.perf_counter()
+            for _ in range(number):
+                f()
         best = min(best, (time.perf_counter() - t0) / number)
     return best
 
 
-def _rounds(cands: dict[str, Callable[[], object]], rounds: int, number: int) -> dict[str, float]:
+def _rounds(cands: dict[str, Timed], rounds: int, number: int) -> dict[str, float]:
     """Median seconds per call of each candidate over interleaved rounds."""
     times: dict[str, list[float]] = {n: [] for n in cands}
     for _ in range(rounds):
@@ -87,19 +96,21 @@ def step(dtype: torch.dtype, rounds: int, compiled: bool, parts: tuple[str, ...]
     target = torch.randint(0, v, (n,))
     logits = torch.randn(n, v, dtype=dtype) * 2
 
-    def loss_only(fn: Callable[..., torch.Tensor]) -> Callable[[], object]:
-        source = logits.clone()  # (inplace_backward overwrites it with gradients: its own)
+    def loss_only(fn: Callable[..., torch.Tensor]) -> Timed:
+        # The logits as a model hands them over: the output of an operation (untimed: a
+        # copy), of which the gradient is taken (torch.autograd.grad: as the loss's backward
+        # returns it to the layer below; inplace_backward refuses a leaf, as PyTorch's
+        # in-place operations do).
         if compiled:
             fn = torch.compile(fn, fullgraph=True)
 
-        def run() -> None:
-            # (torch.autograd.grad: the gradient as the loss's backward returns it, as it
-            # reaches the layer below; .backward() would clone one that is the logits'
-            # own storage (inplace_backward) into x.grad, x being a leaf here)
-            x = source.detach().requires_grad_()
+        def prepare() -> torch.Tensor:
+            return logits.detach().requires_grad_() * 1.0
+
+        def run(x: torch.Tensor) -> None:
             torch.autograd.grad(fn(x, target), x)
 
-        return run
+        return prepare, run
 
     def inplace(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return fst.cross_entropy(x, t, inplace_backward=True)

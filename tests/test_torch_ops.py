@@ -149,7 +149,7 @@ def test_softmax_family_matches_pytorch_and_gradchecks(name, dim):  # type: igno
     xs = [x, x.t(), x[:, ::2], torch.tensor(0.5, dtype=torch.float64)]
     for a in xs:
         d = dim if a.dim() else 0
-        a1 = a.clone().requires_grad_()
+        a1 = a.detach().requires_grad_()  # (the view itself: strided, transposed)
         torch.testing.assert_close(ours(a1, d), ref(a, d))
         assert torch.autograd.gradcheck(lambda v, d=d: ours(v, d), (a1,))
         assert torch.autograd.gradgradcheck(lambda v, d=d: ours(v, d), (a1,))
@@ -350,25 +350,25 @@ def test_no_mode_or_subclass_takes_the_eager_path():  # type: ignore[no-untyped-
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_eager_path_and_operators_agree_bitwise(reduction, inplace):  # type: ignore[no-untyped-def]
-    x, t, _ = _case((6, 9), False, seed=14)
+    x, t, w = _case((6, 9), False, seed=14)
     up = torch.rand(6 if reduction == "none" else (), generator=_gen(2), dtype=torch.float64)
+    v = torch.rand(6, 9, generator=_gen(3), dtype=torch.float64)
+    options = [{}, {"weight": w, "label_smoothing": 0.1, "z_loss": 0.01, "softcap": 5.0}]
     results = []
     for mode in (None, _PassThrough()):  # (with a mode active: the operators)
-        a = (x * 1.0).requires_grad_()
-        h = a * 1.0
-        if mode is None:
-            assert fst._eager(h)
-            loss = fst.cross_entropy(h, t, reduction=reduction, inplace_backward=inplace)
-            y = fst.softmax(h, 1)
-        else:
-            with mode:
-                assert not fst._eager(h)
-                loss = fst.cross_entropy(h, t, reduction=reduction, inplace_backward=inplace)
-                y = fst.softmax(h, 1)
-        (loss * up).sum().backward()
-        results.append((loss.detach(), a.grad, y.detach()))
-    for one, other in zip(*results):
-        assert torch.equal(one, other)
+        for kw in options:
+            a = (x * 1.0).requires_grad_()
+            h = a * 1.0
+            with mode or contextlib.nullcontext():
+                assert fst._eager(h) == (mode is None)
+                loss = fst.cross_entropy(h, t, reduction=reduction, inplace_backward=inplace, **kw)
+                y = fst.softmax(a, 1) + fst.log_softmax(a, 0) + fst.logsumexp(a, 1, True)
+            ((loss * up).sum() + (y * v).sum()).backward()
+            results.append((loss.detach(), a.grad, y.detach()))
+    half = len(results) // 2
+    for eager, ops in zip(results[:half], results[half:]):
+        for one, other in zip(eager, ops):
+            assert torch.equal(one, other)
 
 
 def test_eager_path_refuses_logits_changed_after_the_forward():  # type: ignore[no-untyped-def]
@@ -380,3 +380,81 @@ def test_eager_path_refuses_logits_changed_after_the_forward():  # type: ignore[
         h.add_(1.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+def test_second_derivative_of_an_all_ignored_mean_is_zero():  # type: ignore[no-untyped-def]
+    for shape in [(3, 4), (4,)]:
+        x = torch.randn(*shape, generator=_gen(17), dtype=torch.float64, requires_grad=True)
+        t = torch.full(shape[:-1], -100)
+        (g,) = torch.autograd.grad(fst.cross_entropy(x, t, z_loss=0.1), x, create_graph=True)
+        (h,) = torch.autograd.grad(g.sum(), x)
+        assert torch.equal(h, torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64])
+def test_other_integer_targets_with_ignored_ones(dtype):  # type: ignore[no-untyped-def]
+    """Labels of any integer dtype, compared with ignore_index as int64 (no wrap-around:
+    -100 is not uint8's 156), to the second derivative."""
+    x = torch.randn(3, 200, generator=_gen(18), dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([156, 3, 7], dtype=dtype)
+    ref = x.detach().clone().requires_grad_()
+    (g1,) = torch.autograd.grad(fst.cross_entropy(x, t), x, create_graph=True)
+    (g2,) = torch.autograd.grad(F.cross_entropy(ref, t.long()), ref, create_graph=True)
+    torch.testing.assert_close(g1, g2)
+    (h1,) = torch.autograd.grad(g1.pow(2).sum(), x)
+    (h2,) = torch.autograd.grad(g2.pow(2).sum(), ref)
+    torch.testing.assert_close(h1, h2)
+
+
+def test_half_precision_weights():  # type: ignore[no-untyped-def]
+    x = torch.randn(4, 5, generator=_gen(19)).bfloat16()
+    t = torch.tensor([0, 1, 2, 3])
+    w = torch.rand(5, generator=_gen(20)).bfloat16()
+    want = F.cross_entropy(x.double(), t, w.double())
+    assert abs(fst.cross_entropy(x, t, w).double() - want) <= 2**-7 * abs(want)
+    assert fst.CrossEntropyLoss(weight=w.float()).bfloat16()(x, t).dtype == torch.bfloat16
+
+
+def test_inplace_backward_refuses_what_pytorch_refuses_in_place():  # type: ignore[no-untyped-def]
+    a = torch.randn(5, 4, generator=_gen(21), dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0, 1, 2])
+    with pytest.raises(RuntimeError, match="elements do not share memory"):
+        fst.cross_entropy((a * 1.0)[0:1].expand(3, 4), t, inplace_backward=True)
+    with pytest.raises(RuntimeError, match="leaf tensor that requires grad"):
+        fst.cross_entropy(a[:3], t, inplace_backward=True)
+    with pytest.raises(RuntimeError, match="leaf tensor that requires grad"):
+        fst.cross_entropy(a, torch.tensor([0, 1, 2, 3, 0]), inplace_backward=True)
+    fst.cross_entropy((a * 1.0).t()[:, :3].t(), t, inplace_backward=True)  # (strided: fine)
+
+
+def test_weight_that_requires_grad_is_refused_as_in_pytorch():  # type: ignore[no-untyped-def]
+    x = torch.randn(4, 5, requires_grad=True)
+    w = torch.rand(5, requires_grad=True)
+    t = torch.tensor([0, 1, 2, 3])
+    for f in (F.cross_entropy, fst.cross_entropy):
+        with pytest.raises(
+            RuntimeError, match="not differentiable with respect to argument 'weight'"
+        ):
+            f(x, t, w).backward()
+
+
+def test_positional_arguments_are_pytorchs():  # type: ignore[no-untyped-def]
+    x, t, w = _case((6, 5), False, seed=22)
+    t[t == -100] = 1
+    # (input, target, weight, size_average, ignore_index, reduce, reduction, label_smoothing)
+    args = (w, None, 1, None, "sum", 0.1)
+    torch.testing.assert_close(fst.cross_entropy(x, t, *args), F.cross_entropy(x, t, *args))
+    with pytest.warns(UserWarning, match="deprecated"):
+        legacy = fst.cross_entropy(x, t, None, None, -100, False)
+    torch.testing.assert_close(legacy, F.cross_entropy(x, t, reduction="none"))
+    ours = fst.CrossEntropyLoss(w, None, 1, None, "sum", 0.1)
+    torch.testing.assert_close(
+        ours(x, t), torch.nn.CrossEntropyLoss(w, None, 1, None, "sum", 0.1)(x, t)
+    )
+
+
+def test_zero_dim_softmax_checks_dim():  # type: ignore[no-untyped-def]
+    for f in (fst.softmax, fst.log_softmax):
+        with pytest.raises(IndexError, match="Dimension out of range"):
+            f(torch.tensor(2.0), 5)
+        assert f(torch.tensor(2.0), -1).shape == ()

@@ -173,7 +173,7 @@ class _Call:
         self.weight: np.ndarray | None = None
         if weight is not None:
             w = np.asarray(weight)
-            if w.dtype.kind not in "fiu":
+            if w.dtype.kind not in "fiu" and w.dtype != _BF16:
                 raise TypeError(f"weight must be real numbers, got dtype {w.dtype}")
             if w.shape != (self.n_classes,):
                 raise ValueError(

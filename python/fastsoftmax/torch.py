@@ -5,9 +5,10 @@ functions take and return CPU tensors, with PyTorch's own signatures and
 conventions (``dim``, ``keepdim``, the class dimension 1 of K-dimensional
 inputs, ``ignore_index=-100``, ``reduction="mean"``), and each is a
 ``torch.library`` custom operator (``torch.ops.fastsoftmax.*``) with a fake
-(meta) implementation and an autograd formula: they work in eager mode, under
-``torch.compile(fullgraph=True)`` without graph breaks, under
-``torch.func.grad``, and pass ``torch.library.opcheck``.
+(meta) implementation and an autograd formula: they work in eager mode and
+under ``torch.compile(fullgraph=True)`` without graph breaks, and pass
+``torch.library.opcheck``. (``torch.func`` transforms: PyTorch 2.13 does not run
+custom operators with autograd formulas under them, and says so.)
 
 =====================================  =======================================
 function                               backward
@@ -118,18 +119,20 @@ def _tensor(a: Any) -> Tensor:
 def _unary(fn: Any, x: Tensor, dim: int) -> Tensor:
     """fn (fastsoftmax's softmax or log_softmax) over dim, a 0-d tensor as one element."""
     a = _numpy(x, "input")
+    d = _dim(dim, a.ndim)
     if a.ndim == 0:
         return _tensor(fn(a.reshape(1), axis=0).reshape(()))
-    return _tensor(fn(a, axis=_dim(dim, a.ndim)))
+    return _tensor(fn(a, axis=d))
 
 
 def _binary(fn: Any, grad: Tensor, output: Tensor, dim: int) -> Tensor:
     """fn (a backward function of fastsoftmax) of grad and output over dim."""
     _check_tensor(grad, "grad")
     g, y = _numpy(grad, "grad"), _numpy(output, "output")
+    d = _dim(dim, y.ndim)
     if y.ndim == 0:
         return _tensor(fn(g.reshape(1), y.reshape(1), axis=0).reshape(()))
-    return _tensor(fn(g, y, axis=_dim(dim, y.ndim)))
+    return _tensor(fn(g, y, axis=d))
 
 
 def _softmax_impl(input: Tensor, dim: int) -> Tensor:
@@ -727,6 +730,11 @@ _cross_entropy_op.register_autograd(_cross_entropy_grad, setup_context=_save_cro
 #   d<V, G>/dg    = <V, G / g>                      (G is linear in the incoming g)
 
 
+def _reciprocal(t: Tensor) -> Tensor:
+    """1 / t, and 0 where t is 0."""
+    return torch.where(t != 0, 1.0 / torch.where(t != 0, t, 1.0), 0.0)
+
+
 def _save_cross_entropy_backward(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
     grad_loss, input, target, _lse, weight, *options = inputs
     ctx.options = options  # ignore_index, reduction, label_smoothing, z_loss, softcap
@@ -759,8 +767,9 @@ def _cross_entropy_backward_grad(ctx: Any, v: Tensor) -> tuple[Any, ...]:
         b = wt  # the targets' part of G' (before the scales below)
         s_ce = s_z = 1.0 / max(1, a.numel()) if reduction == "mean" else 1.0
     else:
-        kept = (target != ignore_index).to(dt)
-        y = torch.where(target != ignore_index, target, 0).to(torch.int64)
+        labels = target.to(torch.int64)  # (as the kernel reads them: no wrap-around)
+        kept = (labels != ignore_index).to(dt)
+        y = torch.where(labels != ignore_index, labels, 0)
         wy = kept if weight is None else weight.to(dt)[y] * kept
         a = (1 - smoothing) * wy + (smoothing / n) * total_weight * kept
         one_hot = torch.nn.functional.one_hot(y, n).to(dt)
@@ -769,8 +778,8 @@ def _cross_entropy_backward_grad(ctx: Any, v: Tensor) -> tuple[Any, ...]:
         wc = torch.ones(class_shape, dtype=dt) if w is None else w
         b = (smoothing / n) * wc + (1 - smoothing) * wy.unsqueeze(axis) * one_hot
         s_ce, s_z = 1.0, 1.0
-        if reduction == "mean":
-            s_ce, s_z = 1.0 / wy.sum(), 1.0 / kept.sum()
+        if reduction == "mean":  # (nothing kept: a NaN loss, whose gradients are 0)
+            s_ce, s_z = _reciprocal(wy.sum()), _reciprocal(kept.sum())
     # the gradient for an incoming gradient of 1 (G is linear in it), per example
     z1 = s_z * 2 * z_loss * kept
     coef = ((s_ce * a + z1 * lse) * kept).unsqueeze(axis)
@@ -852,26 +861,24 @@ _LogsumexpFunction = _eager_function(
 
 
 class _CrossEntropyFunction(torch.autograd.Function):
-    """The cross-entropy's eager path. Its forward keeps the NumPy views of the logits and
-    labels and the lse (a NumPy array) for its backward, which runs the kernel on them
-    directly: half of the backward's cost at (64, 1000) was converting them again. The
-    tensors are saved too, so that autograd still raises if the logits were modified in
-    place in between."""
+    """The cross-entropy's eager path: its backward runs the kernel on NumPy views of the
+    saved tensors directly (everything saved goes through save_for_backward, so that
+    checkpointing and saved-tensor hooks see it, and autograd raises if the logits were
+    modified in place in between)."""
 
     @staticmethod
     def forward(ctx: Any, *inputs: Any) -> Tensor:
         input, target, weight, *options = inputs
-        loss, lse, ctx.arrays = _ce_forward(input, target, weight, *options[:-1])
-        ctx.lse = lse
+        loss, lse, arrays = _ce_forward(input, target, weight, *options[:-1])
+        ctx.checked = arrays[0]
         ctx.options = options  # ignore_index ... inplace_backward
-        ctx.save_for_backward(input, target, weight)
+        ctx.save_for_backward(input, target, weight, torch.from_numpy(lse))
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor) -> tuple[Any, ...]:
-        input, target, weight = ctx.saved_tensors
+        input, target, weight, lse = ctx.saved_tensors
         ignore_index, reduction, label_smoothing, z_loss, softcap, inplace = ctx.options
-        lse = torch.from_numpy(ctx.lse)
         grad_target = None
         if ctx.needs_input_grad[1] and target.is_floating_point():
             grad_target = _target_grad(grad_loss, input, lse, weight, ctx.options)
@@ -887,15 +894,15 @@ class _CrossEntropyFunction(torch.autograd.Function):
                 else:
                     grad_input = _cross_entropy_backward_op(grad_loss, input, *args)
             else:
-                checked, x, labels = ctx.arrays
+                x = _numpy(input, "input", written=inplace)
                 if inplace:
-                    grad = _numpy(input, "input", written=True)
+                    grad = x
                     grad_input = input
                 else:
                     grad = np.empty(x.shape, x.dtype)
                 _ce_kernel(
-                    checked, x, labels, weight, *options, grad=grad, scale=_scale(grad_loss),
-                    saved=ctx.lse,
+                    ctx.checked, x, _numpy(target, "target"), weight, *options, grad=grad,
+                    scale=_scale(grad_loss), saved=_numpy(lse, "lse"),
                 )  # fmt: skip
                 if inplace:
                     torch.autograd.graph.increment_version(input)
@@ -918,11 +925,48 @@ _apply = [
 ]
 
 
+def _legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
+    """PyTorch's deprecated size_average / reduce, as PyTorch turns them into a reduction."""
+    if size_average is None and reduce is None:
+        return reduction
+    return torch.nn._reduction.legacy_get_string(size_average, reduce)  # type: ignore[no-any-return]
+
+
+def _non_overlapping(t: Tensor) -> bool:
+    """Whether no two elements of t share memory (checked by the strides, conservatively)."""
+    extent = 1
+    for stride, size in sorted((abs(st), sz) for st, sz in zip(t.stride(), t.shape) if sz > 1):
+        if stride < extent:
+            return False
+        extent = stride * (size - 1) + extent
+    return True
+
+
+def _check_inplace_backward(input: Tensor) -> None:
+    """What PyTorch refuses for an in-place write, refused before the forward pass."""
+    base = input._base if input._is_view() else input
+    if input.requires_grad and (input.is_leaf or (base.is_leaf and base.requires_grad)):
+        raise RuntimeError(
+            "fastsoftmax.torch.cross_entropy: inplace_backward=True would overwrite a leaf "
+            "tensor that requires grad (or a view of one) with the gradient, as PyTorch "
+            "refuses for in-place operations; pass the output of an operation (the model's "
+            "logits), or inplace_backward=False"
+        )
+    if not _non_overlapping(input):
+        raise RuntimeError(
+            "fastsoftmax.torch.cross_entropy: inplace_backward=True needs logits whose "
+            "elements do not share memory (this one is expanded or overlapping): clone() it "
+            "first, or pass inplace_backward=False"
+        )
+
+
 def cross_entropy(
     input: Tensor,
     target: Tensor,
     weight: Tensor | None = None,
+    size_average: bool | None = None,
     ignore_index: int = -100,
+    reduce: bool | None = None,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     *,
@@ -950,9 +994,12 @@ def cross_entropy(
 
     Parameters
     ----------
-    input, target, weight, ignore_index, reduction, label_smoothing
-        As :func:`torch.nn.functional.cross_entropy` (a target out of range is
-        an IndexError naming it). ``target`` may be any integer dtype.
+    input, target, weight, size_average, ignore_index, reduce, reduction, label_smoothing
+        As :func:`torch.nn.functional.cross_entropy`, positions included
+        (``size_average`` and ``reduce`` deprecated there too; a target out of
+        range is an IndexError naming it). ``target`` may be any integer dtype;
+        ``weight`` gets no gradient (as in PyTorch: one that requires grad is a
+        RuntimeError).
     z_loss : float >= 0, default 0
         PaLM's auxiliary loss :math:`\zeta\,\mathrm{lse}^2`.
     softcap : float > 0, optional
@@ -962,7 +1009,9 @@ def cross_entropy(
         (declared as a mutation of ``input``), so that no second tensor of the
         logits' size is allocated; as Liger-Kernel does on GPUs. Only for
         logits nothing else needs after the loss (autograd raises if another
-        operator saved them for its own backward).
+        operator saved them for its own backward). As PyTorch's in-place
+        operations, it refuses (RuntimeError) a leaf that requires grad, a
+        view of one, and logits whose elements share memory (expanded).
 
     Returns
     -------
@@ -979,6 +1028,14 @@ def cross_entropy(
     >>> logits.grad
     tensor([[-0.2144,  0.1753,  0.0391]])
     """
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if weight is not None and weight.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError(  # (PyTorch's own words)
+            "The function 'cross_entropy' is not differentiable with respect to argument "
+            "'weight'. This input cannot have requires_grad True."
+        )
+    if inplace_backward and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        _check_inplace_backward(input)  # (a compiled graph copies what it cannot write)
     args = (
         input,
         target,
@@ -1012,7 +1069,9 @@ class CrossEntropyLoss(torch.nn.Module):
     def __init__(
         self,
         weight: Tensor | None = None,
+        size_average: bool | None = None,
         ignore_index: int = -100,
+        reduce: bool | None = None,
         reduction: str = "mean",
         label_smoothing: float = 0.0,
         *,
@@ -1021,6 +1080,7 @@ class CrossEntropyLoss(torch.nn.Module):
         inplace_backward: bool = False,
     ) -> None:
         super().__init__()
+        reduction = _legacy_reduction(size_average, reduce, reduction)
         if reduction not in _REDUCTIONS:
             raise ValueError(f"{reduction} is not a valid value for reduction")
         self.register_buffer("weight", weight)
@@ -1037,9 +1097,9 @@ class CrossEntropyLoss(torch.nn.Module):
             input,
             target,
             self.weight,
-            self.ignore_index,
-            self.reduction,
-            self.label_smoothing,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
             z_loss=self.z_loss,
             softcap=self.softcap,
             inplace_backward=self.inplace_backward,
