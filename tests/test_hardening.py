@@ -75,6 +75,10 @@ def calls(i: dict[str, np.ndarray]) -> list[tuple[str, Callable[[], Any]]]:
     out_lse = np.empty(x.shape[1], x.dtype)
     grad = np.empty_like(x)
 
+    parts = np.stack([i["big"][:, :350].max(1), i["big"][:, 350:].max(1)], 1), np.ones((300, 2))
+    whole = fs.logsumexp_parts(i["big"], axis=0)
+    rows = fs.logsumexp_parts(x)
+
     def inplace() -> tuple[Any, np.ndarray]:
         np.copyto(grad, x)
         return fs.cross_entropy(grad, y, return_grad=True, inplace_grad=True)
@@ -107,6 +111,11 @@ def calls(i: dict[str, np.ndarray]) -> list[tuple[str, Callable[[], Any]]]:
             "cross_entropy_backward lse out",
             lambda: fs.cross_entropy_backward(x, y, lse=i["lse"], out=out),
         ),
+        ("logsumexp_parts", lambda: tuple(fs.logsumexp_parts(i["big"], axis=0))),
+        ("merge_logsumexp_parts", lambda: tuple(fs.merge_logsumexp_parts(*parts))),
+        ("logsumexp_from_parts", lambda: fs.logsumexp_from_parts(*parts, dtype=np.float32)),
+        ("softmax_from_parts", lambda: fs.softmax_from_parts(i["big"], *whole, axis=0)),
+        ("log_softmax_from_parts out", lambda: fs.log_softmax_from_parts(x, *rows, out=out)),
     ]
 
 
@@ -119,6 +128,7 @@ def test_threads_calling_every_function_for_seconds_get_the_serial_results():
     inputs = shared_inputs(np.random.default_rng(0))
     expected = {name: flat(f()) for name, f in calls(inputs)}
     assert {name.split()[0] for name in expected} == set(fs.__all__) - {
+        "LogsumexpParts",  # (a named tuple)
         "__version__",
         "get_num_threads",
         "set_num_threads",

@@ -9,6 +9,7 @@ namespace fastsoftmax::bindings {
 void register_softmax(py::module_& m);
 void register_config(py::module_& m);
 void register_cross_entropy(py::module_& m);
+void register_parts(py::module_& m);
 }  // namespace fastsoftmax::bindings
 
 PYBIND11_MODULE(_core, m) {
@@ -17,5 +18,6 @@ PYBIND11_MODULE(_core, m) {
     py::register_exception<fastsoftmax::bindings::Fallback>(m, "Fallback", PyExc_ValueError);
     fastsoftmax::bindings::register_softmax(m);
     fastsoftmax::bindings::register_cross_entropy(m);
+    fastsoftmax::bindings::register_parts(m);
     fastsoftmax::bindings::register_config(m);
 }

@@ -26,6 +26,14 @@ from ._api import (
 )
 from ._config import show_config, simd_target, simd_targets
 from ._cross_entropy import cross_entropy, cross_entropy_backward
+from ._parts import (
+    LogsumexpParts,
+    log_softmax_from_parts,
+    logsumexp_from_parts,
+    logsumexp_parts,
+    merge_logsumexp_parts,
+    softmax_from_parts,
+)
 from ._threads import get_num_threads, set_num_threads, use_threads
 
 try:
@@ -34,18 +42,24 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - not installed
     __version__ = "unknown"
 
 __all__ = [
+    "LogsumexpParts",
     "__version__",
     "cross_entropy",
     "cross_entropy_backward",
     "get_num_threads",
     "log_softmax",
     "log_softmax_backward",
+    "log_softmax_from_parts",
     "logsumexp",
+    "logsumexp_from_parts",
+    "logsumexp_parts",
+    "merge_logsumexp_parts",
     "set_num_threads",
     "show_config",
     "simd_target",
     "simd_targets",
     "softmax",
     "softmax_backward",
+    "softmax_from_parts",
     "use_threads",
 ]

@@ -93,6 +93,10 @@ struct Kernels {
                                   Params params);
     // ... or log_softmax's y = (x - max) - log(sum)
     void (*log_softmax_segment)(const S* x, S* y, size_t n, double max, double sum, Params params);
+    // softmax of a contiguous part of a row from the whole row's (max, sum),
+    // merged from its parts (parts.hpp): y = exp(x - max) * (1 / sum), as
+    // the rows kernels scale (max finite, sum >= 1).
+    void (*softmax_from_max_sum)(const S* x, S* y, size_t n, double max, double sum, Params params);
 
     // cross-entropy over a batch of contiguous rows (see cross_entropy.hpp);
     // labels in range, n >= 1

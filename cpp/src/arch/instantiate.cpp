@@ -41,6 +41,7 @@ constexpr Kernels<typename V::S> make_kernels() {
     k.segment_max_sum = &segment_max_sum<V>;
     k.softmax_segment_scale = &softmax_segment_scale<V>;
     k.log_softmax_segment = &log_softmax_segment<V>;
+    k.softmax_from_max_sum = &softmax_from_max_sum<V>;
     k.cross_entropy_rows = &cross_entropy_rows<V>;
     k.cross_entropy_cols = &cross_entropy_cols<V>;
     k.exp = &exp_array<V>;

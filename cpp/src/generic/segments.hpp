@@ -43,6 +43,17 @@ MaxSum segment_max_sum(const typename V::S* x, std::size_t n, typename V::S* y, 
     return ms;
 }
 
+// softmax of a part of a row, given the whole row's (max, sum) merged from
+// its parts' (parts.cpp): one rounding per output, as softmax_rows gives.
+template <class V>
+void softmax_from_max_sum(const typename V::S* x, typename V::S* y, std::size_t n, double max,
+                          double sum, const SoftmaxParams& params) {
+    StreamedRows<V> out;
+    softmax_row_from_stats<V>(x, y, n, static_cast<typename V::T>(max), sum,
+                              params.from_memory ? &out : nullptr);
+    if (params.from_memory) out.finish();
+}
+
 // softmax's second pass over a segment, given the row's (max, sum):
 // y = exp(x - ref) * exp(ref - max) / sum from the exponentials the first
 // pass left in y, or (half precision, kExpInOutput) y = exp(x - max) / sum.
@@ -51,13 +62,8 @@ void softmax_segment_scale(const typename V::S* x, typename V::S* y, std::size_t
                            const typename V::T* refs, double max, double sum,
                            const SoftmaxParams& params) {
     using T = typename V::T;
-    if constexpr (!kExpInOutput<V>) {  // y holds nothing yet (segment_max_sum)
-        StreamedRows<V> out;
-        softmax_row_from_stats<V>(x, y, n, static_cast<T>(max), sum,
-                                  params.from_memory ? &out : nullptr);
-        if (params.from_memory) out.finish();
-        return;
-    }
+    if constexpr (!kExpInOutput<V>)  // y holds nothing yet (segment_max_sum)
+        return softmax_from_max_sum<V>(x, y, n, max, sum, params);
     constexpr std::size_t B = kBlock * V::N;
     for (std::size_t b = 0, i = 0; i < n; ++b, i += B) {
         const std::size_t len = (n - i < B) ? n - i : B;
@@ -66,7 +72,8 @@ void softmax_segment_scale(const typename V::S* x, typename V::S* y, std::size_t
             continue;
         }
         const auto vf = Factor<V>::of(std::exp(static_cast<double>(refs[b]) - max) / sum);
-        map_row<V>(y + i, y + i, len, [vf](typename V::reg v) { return vf.apply(v); }, nullptr);
+        map_row<V>(
+            y + i, y + i, len, [vf](typename V::reg v) { return vf.apply(v); }, nullptr);
     }
 }
 
@@ -77,7 +84,8 @@ void shift_row(const typename V::S* x, typename V::S* y, std::size_t n, typename
                typename V::T log_sum, StreamedRows<V>* stream) {
     const auto vm = V::set1(max);
     const auto vl = V::set1(log_sum);
-    map_row<V>(x, y, n, [vm, vl](typename V::reg v) { return V::sub(V::sub(v, vm), vl); }, stream);
+    map_row<V>(
+        x, y, n, [vm, vl](typename V::reg v) { return V::sub(V::sub(v, vm), vl); }, stream);
 }
 
 // log_softmax over a segment, as log_softmax_rows does it for a whole row.

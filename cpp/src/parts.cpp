@@ -1,0 +1,174 @@
+// The mergeable parts of the softmax family (fastsoftmax/parts.hpp): the
+// (max, sum) pair of each line by the segment kernel that long rows split
+// across threads use, and softmax / log_softmax from a merged pair by the
+// kernels of those segments' second pass. Lines whose axis is not
+// contiguous are copied to a buffer first (the layout planner's gather).
+#include "fastsoftmax/parts.hpp"
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "fastsoftmax/dispatch.hpp"
+#include "fastsoftmax/kernels.hpp"
+#include "fastsoftmax/parallel.hpp"
+#include "layout/copy.hpp"
+#include "layout/plan.hpp"
+
+namespace fastsoftmax {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// The pair of one contiguous line (see parts.hpp).
+template <class T>
+MaxSum line_pair(const Kernels<T>& k, const T* x, std::size_t n, const SoftmaxParams& params) {
+    if (n == 0) return {-kInf, 0.0, false};
+    MaxSum ms = k.segment_max_sum(x, n, nullptr, nullptr, params);
+    if (!ms.special) return ms;
+    bool pos_inf = false;  // special, not only -inf: a NaN or a +inf
+    for (std::size_t i = 0; i < n; ++i) {
+        const double v = static_cast<double>(to_compute(x[i]));
+        if (v != v) return {kNaN, kNaN, true};
+        pos_inf = pos_inf || v == kInf;
+    }
+    return pos_inf ? MaxSum{kInf, 1.0, true} : MaxSum{-kInf, 0.0, false};
+}
+
+// op of one contiguous part of a line, given the whole line's pair.
+template <class T>
+void line_from_pair(const Kernels<T>& k, Op op, const T* x, T* y, std::size_t n, double max,
+                    double sum, const SoftmaxParams& params) {
+    using C = compute_t<T>;
+    constexpr C nan = std::numeric_limits<C>::quiet_NaN(), inf = std::numeric_limits<C>::infinity();
+    if (std::isfinite(max) && sum == sum) {
+        if (op == Op::softmax)
+            k.softmax_from_max_sum(x, y, n, max, sum, params);
+        else
+            k.log_softmax_segment(x, y, n, max, sum, params);
+        return;
+    }
+    // The whole line's special answers (special_rows.hpp): softmax NaN;
+    // log_softmax NaN but where the maximum is +inf with no NaN: NaN at the
+    // +inf entries, -inf elsewhere. (x is read before y is written.)
+    const bool pos_inf = max == kInf && sum == sum && op == Op::log_softmax;
+    for (std::size_t i = 0; i < n; ++i)
+        y[i] = to_storage<T>(pos_inf && to_compute(x[i]) != inf ? -inf : nan);
+}
+
+// Walks the lines of x along `axis` with the other operands (per-line
+// values, or elements of an output): f(line, n, offsets, buffer, axis
+// strides) gets each line contiguous, copied to the task's buffer when the
+// plan gathers (buffer then not null).
+template <class T, class F>
+void walk_lines(const std::vector<std::size_t>& shape, std::size_t axis,
+                const layout::Operand* operands, std::size_t count, const T* x, F&& f) {
+    if (axis >= shape.size()) throw std::invalid_argument("axis out of range");
+    layout::Options options;
+    options.row_cost = kRowCost;
+    const layout::Plan plan = layout::plan(shape, axis, operands, count, options);
+    if (plan.lines == 0) return;
+    const std::size_t n = plan.n;
+    parallel_for(plan.tasks(), [&](std::size_t t) {
+        std::vector<T> buf(plan.way == layout::Way::rows ? 0 : n);
+        layout::for_each_batch(plan, t, [&](const layout::Batch& batch) {
+            for (std::size_t r = 0; r < batch.count; ++r) {
+                std::ptrdiff_t off[layout::kMaxOperands];
+                for (std::size_t a = 0; a < count; ++a)
+                    off[a] =
+                        batch.offsets[a] + static_cast<std::ptrdiff_t>(r) * plan.inner.stride[a];
+                const T* line = x + off[0];
+                if (!buf.empty()) {
+                    layout::copy_line_in(line, plan.axis_stride[0], n, buf.data());
+                    line = buf.data();
+                }
+                f(line, n, off, buf.empty() ? nullptr : buf.data(), plan.axis_stride);
+            }
+        });
+    });
+}
+
+SoftmaxParams params_for(std::size_t elements, std::size_t size) {
+    SoftmaxParams params;
+    params.from_memory = elements * size >= kStreamBytes;
+    return params;
+}
+
+std::size_t elements_of(const std::vector<std::size_t>& shape) {
+    std::size_t e = 1;
+    for (const std::size_t d : shape) e *= d;
+    return e;
+}
+
+}  // namespace
+
+template <class T>
+void max_sum_parts(const std::vector<std::size_t>& shape, std::size_t axis,
+                   const Strided<const T>& x, const Strided<double>& max,
+                   const Strided<double>& sum) {
+    const layout::Operand operands[3] = {{layout::Holds::elements, x.strides.data()},
+                                         {layout::Holds::strided_line_values, max.strides.data()},
+                                         {layout::Holds::strided_line_values, sum.strides.data()}};
+    const Kernels<T>& k = kernels_of<T>(active_kernels());
+    SoftmaxParams params;                           // (a read pass: nothing is streamed out)
+    if (axis < shape.size() && shape[axis] == 0) {  // no values: every pair (-inf, 0)
+        std::vector<std::size_t> lines = shape;     // (walked as lines of one value that x,
+        lines[axis] = 1;                            // not read, does not have)
+        const layout::Operand pairs[2] = {operands[1], operands[2]};
+        const layout::Plan plan = layout::plan(lines, axis, pairs, 2, layout::Options{});
+        layout::for_each_line(plan, [&](const std::ptrdiff_t* off) {
+            max.data[off[0]] = -kInf;
+            sum.data[off[1]] = 0.0;
+        });
+        return;
+    }
+    walk_lines<T>(
+        shape, axis, operands, 3, x.data,
+        [&](const T* line, std::size_t n, const std::ptrdiff_t* off, T*, const std::ptrdiff_t*) {
+            const MaxSum ms = line_pair(k, line, n, params);
+            max.data[off[1]] = ms.max;
+            sum.data[off[2]] = ms.sum;
+        });
+}
+
+template <class T>
+void apply_from_max_sum(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
+                        const Strided<const T>& x, const Strided<const double>& max,
+                        const Strided<const double>& sum, const Strided<T>& out) {
+    if (op != Op::softmax && op != Op::log_softmax)
+        throw std::invalid_argument("apply_from_max_sum: softmax or log_softmax only");
+    const layout::Operand operands[4] = {{layout::Holds::elements, x.strides.data()},
+                                         {layout::Holds::strided_line_values, max.strides.data()},
+                                         {layout::Holds::strided_line_values, sum.strides.data()},
+                                         {layout::Holds::elements, out.strides.data()}};
+    const Kernels<T>& k = kernels_of<T>(active_kernels());
+    const SoftmaxParams params = params_for(elements_of(shape), sizeof(T));
+    SoftmaxParams in_cache = params;  // (a line through the buffer)
+    in_cache.from_memory = false;
+    walk_lines<T>(shape, axis, operands, 4, x.data,
+                  [&](const T* line, std::size_t n, const std::ptrdiff_t* off, T* buf,
+                      const std::ptrdiff_t* axis_stride) {
+                      const double m = max.data[off[1]], s = sum.data[off[2]];
+                      if (!buf)
+                          return line_from_pair(k, op, line, out.data + off[3], n, m, s, params);
+                      line_from_pair(k, op, line, buf, n, m, s,
+                                     in_cache);  // (in place in the buffer)
+                      layout::copy_line_out(buf, n, out.data + off[3], axis_stride[3]);
+                  });
+}
+
+#define FASTSOFTMAX_PARTS(T)                                                                   \
+    template void max_sum_parts<T>(const std::vector<std::size_t>&, std::size_t,               \
+                                   const Strided<const T>&, const Strided<double>&,            \
+                                   const Strided<double>&);                                    \
+    template void apply_from_max_sum<T>(Op, const std::vector<std::size_t>&, std::size_t,      \
+                                        const Strided<const T>&, const Strided<const double>&, \
+                                        const Strided<const double>&, const Strided<T>&);
+FASTSOFTMAX_PARTS(float)
+FASTSOFTMAX_PARTS(double)
+FASTSOFTMAX_PARTS(bfloat16)
+FASTSOFTMAX_PARTS(float16)
+#undef FASTSOFTMAX_PARTS
+
+}  // namespace fastsoftmax

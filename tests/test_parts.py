@@ -1,0 +1,88 @@
+"""The mergeable parts of the softmax family (fs.logsumexp_parts and friends): parts of
+slices merged into the one-call results, special values in some parts only, any axis and
+strides, bad arguments. (fastsoftmax.dask, built on them: tests/test_dask.py.)"""
+
+from __future__ import annotations
+
+import itertools
+
+import fastsoftmax as fs
+import ml_dtypes
+import numpy as np
+import pytest
+from reference import (
+    LOG_ATOL,
+    SOFTMAX_RTOL,
+    assert_log_close,
+    assert_softmax_close,
+    ref_log_softmax,
+    ref_logsumexp,
+    ref_softmax,
+    ulp_error,
+)
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+
+def data(rng: np.random.Generator, shape: tuple[int, ...], dtype, scale: float = 4.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, BF16])
+def test_parts_merge_to_the_one_call_logsumexp(rng, dtype):
+    x = data(rng, (7, 300), dtype)
+    x[1, 50] = np.nan
+    x[2, 200] = np.inf
+    x[3, :] = -np.inf
+    x[4, :150] = -np.inf
+    cuts = [0, 1, 64, 150, 151, 300, 300]  # (an empty part, a one-element part)
+    parts = [fs.logsumexp_parts(x[:, a:b], keepdims=True) for a, b in itertools.pairwise(cuts)]
+    m, s = fs.merge_logsumexp_parts(
+        np.concatenate([p.max for p in parts], axis=1),
+        np.concatenate([p.sumexp for p in parts], axis=1),
+    )
+    got = fs.logsumexp_from_parts(m, s, dtype=np.dtype(dtype))
+    want = fs.logsumexp(x)
+    assert got.dtype == want.dtype
+    finite = np.isfinite(want.astype(np.float64))
+    np.testing.assert_array_equal(got[~finite], want[~finite])  # NaN, +inf, -inf as one call
+    assert ulp_error(got[finite], want[finite].astype(np.float64), np.float32).max() <= 1 or (
+        ulp_error(got[finite], ref_logsumexp(x)[finite], dtype).max() <= 1
+    )
+    assert np.isnan(m[1])
+    assert np.isnan(s[1])
+    assert m[2] == np.inf
+    assert m[3] == -np.inf
+    assert s[3] == 0
+
+
+def test_parts_special_pairs(rng):
+    p = fs.logsumexp_parts(np.array([[1.0, np.nan], [np.inf, 2.0], [-np.inf, -np.inf]]))
+    np.testing.assert_array_equal(p.max, [np.nan, np.inf, -np.inf])
+    np.testing.assert_array_equal(p.sumexp, [np.nan, 1.0, 0.0])
+    empty = fs.logsumexp_parts(np.zeros((3, 0), np.float32))
+    np.testing.assert_array_equal(empty.max, [-np.inf] * 3)
+    np.testing.assert_array_equal(empty.sumexp, [0.0] * 3)
+    none = fs.merge_logsumexp_parts(np.zeros((2, 0)), np.zeros((2, 0)))
+    np.testing.assert_array_equal(none.max, [-np.inf, -np.inf])
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_parts_along_any_axis_and_strides(rng, axis):
+    x = data(rng, (5, 6, 70), np.float32)[:, ::-1, ::2]  # negative and non-unit strides
+    m, s = fs.logsumexp_parts(x, axis)
+    want = ref_logsumexp(x, axis)
+    assert_log_close(m + np.log(s), want, LOG_ATOL[np.float32])
+    y = fs.softmax_from_parts(x, m, s, axis)
+    assert_softmax_close(y, ref_softmax(x, axis), SOFTMAX_RTOL[np.float32], 1e-30)
+    out = np.empty_like(x)
+    assert fs.log_softmax_from_parts(x, m, s, axis, out=out) is out
+    assert_log_close(out, ref_log_softmax(x, axis), LOG_ATOL[np.float32])
+
+
+def test_from_parts_bad_pairs(rng):
+    x = data(rng, (4, 10), np.float32)
+    with pytest.raises(ValueError, match=r"max has shape \(3,\)"):
+        fs.softmax_from_parts(x, np.zeros(3), np.ones(4))
+    with pytest.raises(TypeError, match="one integer"):
+        fs.logsumexp_parts(x, axis=(0, 1))
