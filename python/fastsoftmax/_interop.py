@@ -514,6 +514,31 @@ def _doc(names: Sequence[str], out: str | None, inplace: tuple[str, str] | None)
     return f"Framework arrays\n----------------\n{body}"
 
 
+def _any_dask(*arrays: Any) -> bool:
+    """Whether any of the arrays is a dask array (by its class's module: dask is not
+    imported for the question)."""
+    return any(type(a).__module__.startswith("dask.") and _is_dask(a) for a in arrays)
+
+
+def _is_dask(a: Any) -> bool:
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(a, da.Array)
+
+
+def _dask_function(name: str) -> Callable[..., Any]:
+    """fastsoftmax.dask's function `name`, which the top-level one hands dask arrays to;
+    TypeError for a function that has none (rather than reading the array into memory)."""
+    from . import dask as fsd  # (imports dask, which the caller has)
+
+    f: Callable[..., Any] | None = getattr(fsd, name, None) if name in fsd.__all__ else None
+    if f is None:
+        raise TypeError(
+            f"fastsoftmax.{name} does not take dask arrays (fastsoftmax.dask has "
+            f"{', '.join(fsd.__all__)}); call .compute() first to work in memory"
+        )
+    return f
+
+
 def _positional(f: Callable[..., Any]) -> Callable[..., Any]:
     """f, with its keyword-only parameters taken by position (the same code object but for
     the two counts: the arguments' slots are the same, in the same order). Passing a
@@ -581,6 +606,7 @@ def accepts_arrays(
             for n in arrays
         ]
         call = f"_f({', '.join(order)})"
+        keywords = ", ".join(f"{n}={n}" for n in order)
         lines = [
             f"def {f.__name__}({', '.join(sig)}):",
             f"    if {' and '.join(checks)}:",
@@ -613,7 +639,9 @@ def accepts_arrays(
                     f"        _w.append(({n}, {n}))",
                 ]
         lines += [
-            "    if _k is None:",
+            "    if _k is None:",  # (no framework array: NumPy's, a list, or dask's)
+            f"        if _dk({', '.join(arrays)}):",
+            f"            return _dd({f.__name__!r})({keywords})",
             f"        return {call}",
             f"    return _finish({call}, _k, _w)",
         ]
@@ -625,6 +653,8 @@ def accepts_arrays(
             "_tv": _torch_to_numpy,
             "_v": to_numpy,
             "_finish": _finish,
+            "_dk": _any_dask,
+            "_dd": _dask_function,
             "_d": [p.default for p in params],
         }
         filename = f"<fastsoftmax accepts_arrays: {f.__name__}>"

@@ -1,0 +1,796 @@
+"""The softmax family and the cross-entropy over Dask arrays, lazily, chunk by chunk.
+
+``import fastsoftmax.dask as fsd`` (needs ``dask[array]``: ``pip install
+"fastsoftmax[dask]"``). Each function takes a :class:`dask.array.Array` chunked along
+any axes and returns a lazy dask array (a 0-d one for a reduced loss); the top-level
+functions of :mod:`fastsoftmax` given a dask array come here too.
+
+What each reads:
+
+* chunks along the other axes only: every chunk's own call of the in-memory function
+  (one read; bitwise the in-memory result);
+* the reduction axis split in several chunks: ``logsumexp`` is one
+  :func:`dask.array.reduction` over the chunks' ``(max, sum of exp(x - max))`` pairs
+  (:func:`fastsoftmax.logsumexp_parts`, merged exactly: one read, within 1 ulp of the
+  in-memory result); ``softmax`` and ``log_softmax`` are that reduction plus one pass
+  over the chunks given the merged pairs (two reads); the backward functions a sum
+  and one pass; ``cross_entropy`` one reduction over each chunk's per-example terms
+  (the pair, the label's logit, the sums that smoothing and probabilities need), and
+  with ``return_grad`` one more pass for the gradient.
+
+Nothing is computed until the result is (``.compute()``, ``dask.compute``, a
+``Client``), on whatever scheduler is active: the threaded one, processes, or a
+``dask.distributed`` cluster of several machines (the code is the same; only the
+``Client`` changes).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from typing import Any, SupportsIndex
+
+import dask.array as da
+import numpy as np
+import numpy.typing as npt
+
+from . import _api, _core, _cross_entropy, _parts
+
+__all__ = [
+    "cross_entropy",
+    "log_softmax",
+    "log_softmax_backward",
+    "logsumexp",
+    "softmax",
+    "softmax_backward",
+]
+
+_F64 = np.dtype(np.float64)
+_PAIR = np.dtype([("max", "f8"), ("sumexp", "f8")])
+
+
+def is_dask_array(a: Any) -> bool:
+    """Whether a is a dask array (without importing dask when it is not loaded)."""
+    return isinstance(a, da.Array)
+
+
+def _as_dask(a: Any, name: str) -> da.Array:
+    if isinstance(a, da.Array):
+        return a
+    return da.asarray(np.asarray(a))
+
+
+def _result_dtype(dtype: np.dtype) -> np.dtype:
+    """The in-memory functions' result dtype for inputs of `dtype` (TypeError as theirs)."""
+    return _api._prepare(np.empty((1,), dtype), "x")[1]
+
+
+def _one_axis(axis: Any, ndim: int) -> int:
+    if isinstance(axis, tuple) or axis is None:
+        raise TypeError(
+            f"axis must be one integer for dask arrays, got {axis!r} "
+            "(merge the axes with reshape first)"
+        )
+    return _api._axis_index(axis, ndim, axis)
+
+
+def _no_out(out: Any) -> None:
+    if out is not None:
+        raise TypeError("out= is not supported for dask arrays (they are immutable)")
+
+
+def _meta(ndim: int, dtype: np.dtype) -> np.ndarray:
+    return np.empty((0,) * ndim, dtype)
+
+
+# ---------------------------------------------------------------- pairs --
+
+
+def _pair_chunk(x: np.ndarray, axis: tuple[int, ...], keepdims: bool, **_: Any) -> np.ndarray:
+    (ax,) = axis
+    m, s = _parts.logsumexp_parts(x, ax, keepdims=True)
+    return _pack(m, s)
+
+
+def _pack(m: np.ndarray, s: np.ndarray) -> np.ndarray:
+    r = np.empty(m.shape, _PAIR)
+    r["max"], r["sumexp"] = m, s
+    return r
+
+
+def _pair_combine(p: np.ndarray, axis: tuple[int, ...], keepdims: bool, **_: Any) -> np.ndarray:
+    (ax,) = axis
+    m, s = _parts.merge_logsumexp_parts(p["max"], p["sumexp"], ax, keepdims=keepdims)
+    return _pack(m, s)
+
+
+def _pairs(x: da.Array, ax: int) -> da.Array:
+    """The merged (max, sumexp) pairs of x's slices along ax (length 1 there), lazily."""
+    return da.reduction(
+        x,
+        _pair_chunk,
+        _pair_combine,
+        combine=_pair_combine,
+        axis=ax,
+        keepdims=True,
+        dtype=_PAIR,
+        concatenate=True,
+        meta=_meta(x.ndim, _PAIR),
+        name="fastsoftmax-logsumexp-parts",
+    )
+
+
+# ------------------------------------------------------- softmax family --
+
+
+def logsumexp(x: Any, axis: SupportsIndex = -1, *, keepdims: bool = False, out: Any = None) -> Any:
+    """:func:`fastsoftmax.logsumexp` of a dask array along one axis, lazily.
+
+    One read: chunks along ``axis`` are reduced to ``(max, sumexp)`` pairs, merged
+    exactly (within 1 ulp of the in-memory result; bitwise when ``axis`` is one chunk).
+    """
+    _no_out(out)
+    x = _as_dask(x, "x")
+    result = _result_dtype(x.dtype)
+    ax = _one_axis(axis, x.ndim)
+    meta = _meta(x.ndim if keepdims else x.ndim - 1, result)
+    if x.numblocks[ax] == 1:
+        return x.map_blocks(
+            _api.logsumexp,
+            axis=ax,
+            keepdims=keepdims,
+            drop_axis=[] if keepdims else [ax],
+            chunks=None if not keepdims else _with(x.chunks, ax, (1,)),
+            dtype=result,
+            meta=meta,
+            name="fastsoftmax-logsumexp",
+        )
+    pairs = _pairs(x, ax)
+    r = da.map_blocks(_lse_of_pairs, pairs, result, dtype=result, meta=_meta(x.ndim, result))
+    return r if keepdims else r.squeeze(axis=ax)
+
+
+def _with(chunks: tuple[tuple[int, ...], ...], ax: int, c: tuple[int, ...]) -> Any:
+    return (*chunks[:ax], c, *chunks[ax + 1 :])
+
+
+def _lse_of_pairs(p: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return _parts.logsumexp_from_parts(p["max"], p["sumexp"], dtype=dtype)
+
+
+def _unary(name: str, kernel: Callable[..., Any], by_parts: Callable[..., Any]) -> Any:
+    def f(x: Any, axis: SupportsIndex = -1, *, out: Any = None) -> Any:
+        _no_out(out)
+        x = _as_dask(x, "x")
+        result = _result_dtype(x.dtype)
+        ax = _one_axis(axis, x.ndim)
+        meta = _meta(x.ndim, result)
+        if x.numblocks[ax] == 1:
+            return x.map_blocks(
+                kernel, axis=ax, dtype=result, meta=meta, name=f"fastsoftmax-{name}"
+            )
+        pairs = _pairs(x, ax)
+        return da.map_blocks(
+            _block_from_pairs, x, pairs, by_parts, ax, dtype=result, meta=meta,
+            name=f"fastsoftmax-{name}-from-parts",
+        )  # fmt: skip
+
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = f""":func:`fastsoftmax.{name}` of a dask array along one axis, lazily.
+
+        ``axis`` in one chunk: each chunk's own {name} (bitwise the in-memory result).
+        Split in several: the slices' ``(max, sumexp)`` pairs merged from the chunks
+        (a first read), then each chunk's part of the result from them
+        (:func:`fastsoftmax.{name}_from_parts`, a second read; within 1 ulp of the
+        in-memory result).
+        """
+    return f
+
+
+def _block_from_pairs(
+    x: np.ndarray, p: np.ndarray, by_parts: Callable[..., np.ndarray], ax: int
+) -> np.ndarray:
+    return by_parts(x, p["max"], p["sumexp"], ax)
+
+
+softmax = _unary("softmax", _api.softmax, _parts.softmax_from_parts)
+log_softmax = _unary("log_softmax", _api.log_softmax, _parts.log_softmax_from_parts)
+
+
+def _sum_chunk(
+    a: np.ndarray, b: np.ndarray | None, axis: tuple[int, ...], keepdims: bool
+) -> np.ndarray:
+    (ax,) = axis
+    t = a.astype(_F64) if b is None else a.astype(_F64) * b.astype(_F64)
+    return np.sum(t, axis=ax, keepdims=True)
+
+
+def _backward(name: str, kernel: Callable[..., Any], dot: bool) -> Any:
+    def f(grad: Any, y: Any, axis: SupportsIndex = -1, *, out: Any = None) -> Any:
+        _no_out(out)
+        g, yy = _as_dask(grad, "grad"), _as_dask(y, "y")
+        if g.shape != yy.shape:
+            raise ValueError(f"grad and y must have the same shape, got {g.shape} and {yy.shape}")
+        work = np.result_type(_result_dtype(g.dtype), _result_dtype(yy.dtype))
+        ax = _one_axis(axis, g.ndim)
+        yy = yy.rechunk(g.chunks)
+        meta = _meta(g.ndim, work)
+        if g.numblocks[ax] == 1:
+            return da.map_blocks(
+                kernel, g, yy, ax, dtype=work, meta=meta, name=f"fastsoftmax-{name}"
+            )
+        # the slices' sum(g * y) (softmax) or sum(g) (log_softmax), in float64
+        terms = g.astype(_F64) * yy.astype(_F64) if dot else g.astype(_F64)
+        s = terms.sum(axis=ax, keepdims=True)
+        return da.map_blocks(
+            _backward_block, g, yy, s, dot, work, dtype=work, meta=meta,
+            name=f"fastsoftmax-{name}-from-sums",
+        )  # fmt: skip
+
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = f""":func:`fastsoftmax.{name}` of dask arrays along one axis, lazily.
+
+        ``axis`` in one chunk: each chunk's own {name} (bitwise the in-memory
+        result). Split in several: the slices' sums (float64) merged from the chunks,
+        then each chunk's part of the gradient from them, in float64, rounded once.
+        """
+    return f
+
+
+def _backward_block(
+    g: np.ndarray, y: np.ndarray, s: np.ndarray, dot: bool, work: np.dtype
+) -> np.ndarray:
+    g64, y64 = g.astype(_F64), y.astype(_F64)
+    # the kernels round the sum to their compute type first
+    s = s.astype(_api._compute_dtype(np.dtype(work))).astype(_F64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        r = y64 * (g64 - s) if dot else g64 - np.exp(y64) * s
+    return _api._cast(r, work)
+
+
+softmax_backward = _backward("softmax_backward", _api.softmax_backward, dot=True)
+log_softmax_backward = _backward("log_softmax_backward", _api.log_softmax_backward, dot=False)
+
+
+# --------------------------------------------------------- cross-entropy --
+
+
+def cross_entropy(
+    logits: Any,
+    labels: Any,
+    *,
+    axis: SupportsIndex = -1,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: SupportsIndex = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_grad: bool = False,
+    grad_out: Any = None,
+    inplace_grad: bool = False,
+) -> Any:
+    """:func:`fastsoftmax.cross_entropy` of dask arrays, lazily: every option.
+
+    The loss is a lazy dask array (0-d for ``reduction="sum"`` or ``"mean"``);
+    ``return_grad=True`` also gives a lazy gradient. ``labels`` (integer classes, or
+    probabilities with the logits' shape) may be a dask array or an in-memory one;
+    ``weight`` is in memory.
+
+    The class axis in one chunk: each chunk's own fused kernel call (the per-example
+    losses bitwise the in-memory ones; a sum or mean of them within 1 ulp). Split in
+    several: each chunk's per-example terms (its ``(max, sumexp)`` pair, the label's
+    logit, the weighted sums that smoothing and probabilities need) merged exactly in
+    float64, then the loss from them; the gradient is one more pass over the chunks.
+    Labels out of range raise ValueError when computed, naming the chunk.
+    """
+    if inplace_grad:
+        raise TypeError("inplace_grad=True is not supported for dask arrays (they are immutable)")
+    if grad_out is not None and not return_grad:
+        raise ValueError("grad_out is only used with return_grad=True")
+    x = _as_dask(logits, "logits")
+    plan = _CePlan(
+        x, labels, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
+    )
+    terms = plan.terms()
+    loss = plan.loss(terms)
+    if not return_grad:
+        return loss
+    return loss, plan.grad(terms, grad_out)
+
+
+# Per-example terms of the cross-entropy, each a float64 field:
+#   total  - the example's loss (cross-entropy + z-loss; 0 when ignored)
+#   lse    - its logsumexp (of the soft-capped logits)
+#   weight - its share of the mean's denominator (w_y; 1 for probabilities; 0 ignored)
+#   kept   - 1, or 0 for an ignored example
+#   coef   - probabilities: sum_c w_c t'_c (the gradient's factor of p; split classes)
+_TERMS = np.dtype(
+    [("total", "f8"), ("lse", "f8"), ("weight", "f8"), ("kept", "f8"), ("coef", "f8")]
+)
+
+# The parts of one chunk of the class axis (an example's classes split in several):
+#   max, sumexp - the logsumexp pair;
+#   ref         - where `lin` is taken from (the part's max when finite, else 0);
+#   lin         - sum over the part of c_k * (ref - x'_k), c_k = w_k (smoothing) or
+#                 w_k * t'_k (probabilities);
+#   coef        - sum over the part of those c_k;
+#   label       - the label's soft-capped logit, where the label is in the part;
+#   found       - 1 where it is.
+_CE_PARTS = np.dtype(
+    [
+        ("max", "f8"),
+        ("sumexp", "f8"),
+        ("ref", "f8"),
+        ("lin", "f8"),
+        ("coef", "f8"),
+        ("label", "f8"),
+        ("found", "f8"),
+    ]
+)
+
+
+class _CePlan:
+    """The checked arguments of one dask cross-entropy, and the graphs built from them."""
+
+    def __init__(
+        self,
+        x: da.Array,
+        labels: Any,
+        axis: SupportsIndex,
+        weight: npt.ArrayLike | None,
+        ignore_index: SupportsIndex,
+        reduction: str,
+        label_smoothing: float,
+        z_loss: float,
+        softcap: float | None,
+    ) -> None:
+        if x.ndim == 0:
+            raise ValueError("logits must have at least one dimension (the classes)")
+        try:
+            index = operator.index(axis)
+        except TypeError:
+            raise TypeError(f"axis must be an integer, got {axis!r}") from None
+        self.ax = ax = _api._axis_index(index, x.ndim, axis)
+        if x.shape[ax] == 0:
+            raise ValueError(f"logits have 0 classes along axis {ax} (shape {x.shape})")
+        lab = labels if isinstance(labels, da.Array) else da.asarray(np.asarray(labels))
+        self.probs = lab.dtype.kind == "f" or lab.dtype == _api._BF16
+        if not self.probs and lab.dtype.kind not in "iu":
+            raise TypeError(
+                f"labels have dtype {lab.dtype}; expected integer class indices "
+                "or floating-point probabilities"
+            )
+        example_shape = x.shape[:ax] + x.shape[ax + 1 :]
+        if self.probs and lab.shape != x.shape:
+            raise ValueError(
+                f"probability labels must have the shape of logits, {x.shape}, got {lab.shape}"
+            )
+        if not self.probs and lab.shape != example_shape:
+            raise ValueError(
+                f"integer labels must have the shape of logits without axis {ax}, "
+                f"{example_shape}, got {lab.shape}"
+            )
+        # The in-memory checks of every option, on a one-example stand-in (the same
+        # messages); the real arrays' values are checked when computed.
+        stand_in = np.zeros((1, x.shape[ax]), x.dtype)
+        probe = _cross_entropy._Call(
+            stand_in,
+            np.zeros((1, x.shape[ax]), stand_in.dtype) if self.probs else np.zeros((1,), np.int64),
+            1,
+            weight,
+            ignore_index,
+            reduction,
+            label_smoothing,
+            z_loss,
+            softcap,
+        )
+        self.x = x
+        self.reduction = probe.reduction
+        self.smoothing, self.z, self.cap = probe.smoothing, probe.z_loss, probe.softcap
+        self.ignore_index = probe.ignore_index
+        self.weight = probe.weight  # (checked, in the compute dtype, or None)
+        self.result, self.loss_dtype = probe.result, probe.loss_dtype
+        self.n_classes = x.shape[ax]
+        if self.probs:
+            self.labels = lab.astype(probe.x.dtype).rechunk(x.chunks)
+        else:
+            self.labels = lab.rechunk(x.chunks[:ax] + x.chunks[ax + 1 :])
+        self.split = x.numblocks[ax] > 1
+
+    # -- the per-example terms --
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {
+            "axis": self.ax,
+            "weight": self.weight,
+            "ignore_index": self.ignore_index,
+            "label_smoothing": self.smoothing,
+            "z_loss": self.z,
+            "softcap": self.cap if self.cap else None,
+        }
+
+    def _labels_per_block(self) -> da.Array:
+        """Labels as blocks aligned with the logits' (integer labels: with the class
+        axis put back, of length 1, so that blockwise pairs them up)."""
+        if self.probs:
+            return self.labels
+        return da.expand_dims(self.labels, self.ax)
+
+    def terms(self) -> da.Array:
+        """Per-example _TERMS (the class axis kept, of length 1)."""
+        lab = self._labels_per_block()
+        meta = _meta(self.x.ndim, _TERMS)
+        if not self.split:
+            return da.map_blocks(
+                _terms_block, self.x, lab, self.probs, self._kwargs(),
+                dtype=_TERMS, meta=meta, chunks=_with(self.x.chunks, self.ax, (1,)),
+                name="fastsoftmax-cross-entropy-terms",
+            )  # fmt: skip
+        parts = da.map_blocks(
+            _ce_parts_block, self.x, lab, self.probs, self._kwargs(), self.n_classes,
+            da.from_array(_class_starts(self.x.chunks[self.ax]), chunks=1).reshape(
+                _with((1,) * self.x.ndim, self.ax, (-1,))
+            ).rechunk(_with(((1,),) * self.x.ndim, self.ax, (1,) * self.x.numblocks[self.ax])),
+            dtype=_CE_PARTS, meta=_meta(self.x.ndim, _CE_PARTS),
+            chunks=_with(self.x.chunks, self.ax, (1,) * self.x.numblocks[self.ax]),
+            name="fastsoftmax-cross-entropy-parts",
+        )  # fmt: skip
+        merged = da.reduction(
+            parts, _identity_chunk, _ce_parts_combine, combine=_ce_parts_combine,
+            axis=self.ax, keepdims=True, dtype=_CE_PARTS, concatenate=True,
+            meta=_meta(self.x.ndim, _CE_PARTS), name="fastsoftmax-cross-entropy-merge",
+        )  # fmt: skip
+        if self.probs:  # (what the probabilities add is in the parts already)
+            return merged.map_blocks(
+                _terms_from_parts, None, True, self._kwargs(), self.n_classes,
+                dtype=_TERMS, meta=meta, name="fastsoftmax-cross-entropy-terms-from-parts",
+            )  # fmt: skip
+        return da.map_blocks(
+            _terms_from_parts, merged, lab, self.probs, self._kwargs(), self.n_classes,
+            dtype=_TERMS, meta=meta, name="fastsoftmax-cross-entropy-terms-from-parts",
+        )  # fmt: skip
+
+    def loss(self, terms: da.Array) -> da.Array:
+        t = terms.squeeze(axis=self.ax)
+        if self.reduction == "none":
+            return t.map_blocks(_field_as, "total", self.loss_dtype, dtype=self.loss_dtype)
+        sums = da.reduction(
+            t, _sums_chunk, _sums_combine, combine=_sums_combine, axis=tuple(range(t.ndim)),
+            keepdims=False, dtype=_SUMS, concatenate=True, meta=np.empty((), _SUMS),
+            name="fastsoftmax-cross-entropy-sum",
+        )  # fmt: skip
+        return sums.map_blocks(
+            _reduce_sums, self.reduction, self.z, self.loss_dtype, dtype=self.loss_dtype
+        )
+
+    # -- the gradient --
+
+    def grad(self, terms: da.Array, grad_out: Any) -> da.Array:
+        """d loss / d logits, lazily: per example a scale for the cross-entropy part
+        and one for the z-loss part, then each chunk's gradient."""
+        t = terms  # (class axis of length 1)
+        if grad_out is None:
+            g = 1.0
+            per = None
+        else:
+            ga = grad_out if isinstance(grad_out, da.Array) else np.asarray(grad_out)
+            if ga.dtype.kind not in "fiub":
+                raise TypeError(f"grad_out must be real numbers, got dtype {ga.dtype}")
+            if ga.ndim == 0:
+                g, per = float(np.asarray(ga)), None
+            elif self.reduction != "none":
+                raise ValueError(
+                    f"grad_out must be a scalar for reduction={self.reduction!r}, "
+                    f"got shape {ga.shape}"
+                )
+            else:
+                example_shape = t.shape[: self.ax] + t.shape[self.ax + 1 :]
+                try:
+                    np.broadcast_shapes(ga.shape, example_shape)
+                except ValueError:
+                    raise ValueError(
+                        f"grad_out of shape {ga.shape} does not broadcast to the "
+                        f"per-example losses' shape {example_shape}"
+                    ) from None
+                g, per = 1.0, da.broadcast_to(da.asarray(ga), example_shape)
+        if self.reduction == "mean":
+            sums = da.reduction(
+                t.squeeze(axis=self.ax), _sums_chunk, _sums_combine, combine=_sums_combine,
+                axis=tuple(range(t.ndim - 1)), keepdims=False, dtype=_SUMS, concatenate=True,
+                meta=np.empty((), _SUMS),
+            )  # fmt: skip
+            scales = sums.map_blocks(_mean_scales, g, dtype=_F64, chunks=(2,), new_axis=0)
+        else:
+            scales = da.from_array(np.array([g, g]), chunks=2)
+        if per is None:
+            per_b = da.ones(t.shape, _F64, chunks=t.chunks)
+        else:
+            per_b = da.expand_dims(per.astype(_F64), self.ax).rechunk(t.chunks)
+        lab = self._labels_per_block()
+        work = _api._prepare(np.empty((1,), self.x.dtype), "logits")[0].dtype
+        return da.map_blocks(
+            _grad_block, self.x, lab, t, per_b, scales, self.probs, self._kwargs(),
+            self.n_classes, self.reduction, work, self.result,
+            da.from_array(_class_starts(self.x.chunks[self.ax]), chunks=1).reshape(
+                _with((1,) * self.x.ndim, self.ax, (-1,))
+            ).rechunk(_with(((1,),) * self.x.ndim, self.ax, (1,) * self.x.numblocks[self.ax])),
+            dtype=self.result, meta=_meta(self.x.ndim, self.result),
+            name="fastsoftmax-cross-entropy-grad",
+        )  # fmt: skip
+
+
+def _class_starts(chunks: tuple[int, ...]) -> np.ndarray:
+    return np.cumsum((0, *chunks[:-1])).astype(np.int64)
+
+
+def _identity_chunk(p: np.ndarray, axis: Any, keepdims: bool, **_: Any) -> np.ndarray:
+    return p
+
+
+def _field_as(t: np.ndarray, field: str, dtype: np.dtype) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return t[field].astype(dtype)
+
+
+def _block_name(x: np.ndarray, block_info: Any) -> str:
+    if block_info and 0 in block_info:
+        return f"the chunk at {tuple(block_info[0]['chunk-location'])}"
+    return "a chunk"
+
+
+def _check_labels(labels: np.ndarray, n: int, ignore: int, where: str) -> None:
+    bad = (labels != ignore) & ((labels < 0) | (labels >= n))
+    if bad.any():
+        pos = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
+        raise ValueError(
+            f"label {labels[pos]} at position {pos} of {where} is outside [0, {n}) "
+            f"and is not ignore_index ({ignore})"
+        )
+
+
+def _terms_block(
+    x: np.ndarray,
+    lab: np.ndarray,
+    probs: bool,
+    kw: dict[str, Any],
+    block_info: Any = None,
+) -> np.ndarray:
+    """The per-example terms of a chunk holding whole examples: one fused kernel call."""
+    ax = kw["axis"]
+    labels = lab if probs else np.squeeze(lab, axis=ax)
+    if not probs:
+        _check_labels(labels, x.shape[ax], kw["ignore_index"], _block_name(x, block_info))
+    call = _cross_entropy._Call(
+        x, labels, ax, kw["weight"], kw["ignore_index"], "none", kw["label_smoothing"],
+        kw["z_loss"], kw["softcap"],
+    )  # fmt: skip
+    example_shape = call.example_shape
+    rows = np.empty(example_shape, np.float64)
+    lse = np.empty(example_shape, np.float64)
+    _core.cross_entropy(
+        call.x, call.axis, call.labels, call.target, None, None, None, rows, lse, "none",
+        call.weight, call.smoothing, call.z_loss, call.softcap, call.ignore_index,
+    )  # fmt: skip
+    out = np.empty(example_shape, _TERMS)
+    out["total"], out["lse"] = rows, lse
+    _example_weights(out, labels, probs, kw)
+    return np.expand_dims(out, ax)
+
+
+def _example_weights(out: np.ndarray, labels: np.ndarray, probs: bool, kw: dict[str, Any]) -> None:
+    if probs:
+        out["weight"] = 1.0
+        out["kept"] = 1.0
+        return
+    kept = labels != kw["ignore_index"]
+    w = kw["weight"]
+    safe = np.where(kept, labels, 0)
+    out["weight"] = np.where(kept, 1.0 if w is None else w.astype(_F64)[safe], 0.0)
+    out["kept"] = kept
+
+
+def _softcapped(x: np.ndarray, cap: float | None) -> np.ndarray:
+    x64 = x.astype(_F64)
+    return x64 if cap is None else cap * np.tanh(x64 / cap)
+
+
+def _ce_parts_block(
+    x: np.ndarray,
+    lab: np.ndarray,
+    probs: bool,
+    kw: dict[str, Any],
+    n_classes: int,
+    start: np.ndarray,
+    block_info: Any = None,
+) -> np.ndarray:
+    """The _CE_PARTS of a chunk holding some classes of each example."""
+    ax = kw["axis"]
+    c0 = int(start.reshape(-1)[0])
+    k = x.shape[ax]
+    cap = kw["softcap"]
+    xc = _softcapped(x, cap) if cap is not None else x
+    m, s = _parts.logsumexp_parts(xc, ax, keepdims=True)
+    out = np.zeros(m.shape, _CE_PARTS)
+    out["max"], out["sumexp"] = m, s
+    ref = np.where(np.isfinite(m), m, 0.0)
+    out["ref"] = ref
+    shape1 = [1] * x.ndim
+    shape1[ax] = k
+    w = kw["weight"]
+    wk = np.ones(shape1) if w is None else w.astype(_F64)[c0 : c0 + k].reshape(shape1)
+    eps = kw["label_smoothing"]
+    x64 = xc.astype(_F64, copy=False)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if probs:
+            t = lab.astype(_F64) * (1.0 - eps) + eps / n_classes
+            c = wk * t
+            out["coef"] = np.sum(c, axis=ax, keepdims=True)
+            out["lin"] = np.sum(c * (ref - x64), axis=ax, keepdims=True)
+        else:
+            labels = np.squeeze(lab, axis=ax)
+            _check_labels(labels, n_classes, kw["ignore_index"], _block_name(x, block_info))
+            if eps > 0:
+                out["coef"] = np.sum(wk, axis=ax, keepdims=True) * np.ones(m.shape)
+                out["lin"] = np.sum(wk * (ref - x64), axis=ax, keepdims=True)
+            inside = (labels >= c0) & (labels < c0 + k)
+            if k:  # (an empty chunk holds no label)
+                local = np.expand_dims(np.where(inside, labels - c0, 0), ax)
+                picked = np.take_along_axis(x64, local, axis=ax)
+                found = np.expand_dims(inside, ax)
+                out["label"] = np.where(found, picked, 0.0)
+                out["found"] = found
+    return out
+
+
+def _ce_parts_combine(p: np.ndarray, axis: tuple[int, ...], keepdims: bool, **_: Any) -> np.ndarray:
+    (ax,) = axis
+    m, s = _parts.merge_logsumexp_parts(p["max"], p["sumexp"], ax, keepdims=True)
+    ref = np.where(np.isfinite(m), m, 0.0)
+    out = np.zeros(m.shape, _CE_PARTS)
+    out["max"], out["sumexp"], out["ref"] = m, s, ref
+    with np.errstate(invalid="ignore", over="ignore"):
+        # each part's lin moved to the new reference: sum c (ref - x) = sum c (r - x) + C (ref - r)
+        shift = np.where(p["coef"] != 0, p["coef"] * (ref - p["ref"]), 0.0)
+        out["lin"] = np.sum(p["lin"] + shift, axis=ax, keepdims=True)
+    out["coef"] = np.sum(p["coef"], axis=ax, keepdims=True)
+    out["label"] = np.sum(p["label"], axis=ax, keepdims=True)
+    out["found"] = np.sum(p["found"], axis=ax, keepdims=True)
+    if not keepdims:
+        out = np.squeeze(out, axis=ax)
+    return out
+
+
+def _terms_from_parts(
+    p: np.ndarray, lab: np.ndarray | None, probs: bool, kw: dict[str, Any], n_classes: int
+) -> np.ndarray:
+    """The per-example _TERMS from the merged parts of whole examples."""
+    kw["axis"]
+    m, s = p["max"], p["sumexp"]
+    eps, z = kw["label_smoothing"], kw["z_loss"]
+    out = np.zeros(p.shape, _TERMS)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        # like the kernel: an example with a NaN, a +inf, or only -inf is NaN
+        special = ~np.isfinite(m) | np.isnan(s)
+        log_s = np.log1p(s - 1.0)  # (s >= 1: near 0 when one class dominates)
+        lse = np.where(special, np.nan, m + log_s)
+        # sum c (lse - x) = lin + coef (m - ref) + coef log s; ref = m (m finite)
+        spread = p["lin"] + p["coef"] * log_s
+        if probs or lab is None:
+            total = spread
+        else:
+            labels = lab
+            w = kw["weight"]
+            safe = np.where(labels != kw["ignore_index"], labels, 0)
+            wy = 1.0 if w is None else w.astype(_F64)[safe]
+            nll = (m - p["label"]) + log_s
+            total = (1.0 - eps) * wy * nll
+            if eps > 0:
+                total = total + eps / n_classes * spread
+        if z:
+            total = total + z * lse * lse
+        total = np.where(special, np.nan, total)
+    out["total"], out["lse"] = total, lse
+    if not probs and lab is not None:
+        kept = lab != kw["ignore_index"]
+        out["total"] = np.where(kept, out["total"], 0.0)
+        out["lse"] = np.where(kept, out["lse"], 0.0)
+        _example_weights(out, lab, False, kw)
+    else:
+        out["weight"], out["kept"] = 1.0, 1.0
+        out["coef"] = p["coef"]
+    return out
+
+
+_SUMS = np.dtype([("total", "f8"), ("z", "f8"), ("weight", "f8"), ("kept", "f8")])
+
+
+def _sums_chunk(t: np.ndarray, axis: Any, keepdims: bool, **_: Any) -> np.ndarray:
+    out = np.zeros((1,) * t.ndim, _SUMS)
+    out["total"] = np.sum(t["total"])
+    out["z"] = np.sum(t["lse"] * t["lse"])
+    out["weight"] = np.sum(t["weight"])
+    out["kept"] = np.sum(t["kept"])
+    return out if keepdims else out.reshape(())
+
+
+def _sums_combine(s: np.ndarray, axis: Any, keepdims: bool, **_: Any) -> np.ndarray:
+    out = np.zeros((1,) * s.ndim, _SUMS)
+    for f in _SUMS.names or ():
+        out[f] = np.sum(s[f])
+    return out if keepdims else out.reshape(())
+
+
+def _reduce_sums(s: np.ndarray, reduction: str, z: float, dtype: np.dtype) -> np.ndarray:
+    total = float(s["total"])
+    if reduction == "mean":
+        zsum = z * float(s["z"])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ce = (total - zsum) / float(s["weight"]) if float(s["kept"]) else math.nan
+            total = ce + (zsum / float(s["kept"]) if z and float(s["kept"]) else 0.0)
+    return np.asarray(_cross_entropy._scalar_loss(total, dtype))
+
+
+def _mean_scales(s: np.ndarray, g: float) -> np.ndarray:
+    """(cross-entropy part, z-loss part) factors of a mean's gradient."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w, n = float(s["weight"]), float(s["kept"])
+        return np.array([g / w if w else 0.0, g / n if n else 0.0])
+
+
+def _grad_block(
+    x: np.ndarray,
+    lab: np.ndarray,
+    t: np.ndarray,
+    per: np.ndarray,
+    scales: np.ndarray,
+    probs: bool,
+    kw: dict[str, Any],
+    n_classes: int,
+    reduction: str,
+    work: np.dtype,
+    result: np.dtype,
+    start: np.ndarray,
+) -> np.ndarray:
+    """A chunk's gradient given the examples' lse (t) and the scales."""
+    ax = kw["axis"]
+    c0 = int(start.reshape(-1)[0])
+    k = x.shape[ax]
+    eps, z, cap = kw["label_smoothing"], kw["z_loss"], kw["softcap"]
+    if k == n_classes and (z == 0.0 or reduction != "mean" or scales[0] != 0.0):
+        # whole examples: the fused kernel from the saved lse, scaled per example (a
+        # mean's z-loss part, scaled by 1 / examples instead, through the z factor)
+        labels = lab if probs else np.squeeze(lab, axis=ax)
+        z_eff = z * scales[1] / scales[0] if z and reduction == "mean" else z
+        return _cross_entropy.cross_entropy_backward(
+            x, labels, axis=ax, lse=np.squeeze(t["lse"], axis=ax), weight=kw["weight"],
+            ignore_index=kw["ignore_index"], reduction="none", label_smoothing=eps,
+            z_loss=z_eff, softcap=cap, grad_out=np.squeeze(per, axis=ax) * scales[0],
+        )  # fmt: skip
+    xc = _softcapped(x, cap)
+    lse = t["lse"]
+    shape1 = [1] * x.ndim
+    shape1[ax] = k
+    w = kw["weight"]
+    wk = np.ones(shape1) if w is None else w.astype(_F64)[c0 : c0 + k].reshape(shape1)
+    s_ce, s_z = per * scales[0], per * scales[1]
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = np.exp(xc - lse)
+        if probs:
+            tt = lab.astype(_F64) * (1.0 - eps) + eps / n_classes
+            g = s_ce * (t["coef"] * p - wk * tt)
+        else:
+            labels = np.squeeze(lab, axis=ax)
+            kept = np.expand_dims(labels != kw["ignore_index"], ax)
+            safe = np.where(kept, np.expand_dims(labels, ax), 0)
+            wy = 1.0 if w is None else w.astype(_F64)[safe]
+            onehot = (np.arange(c0, c0 + k).reshape(shape1) == safe) & kept
+            wall = float(n_classes) if w is None else float(np.sum(w.astype(_F64)))
+            g = s_ce * ((1.0 - eps) * wy * (p - onehot) + eps / n_classes * (wall * p - wk))
+            g = np.where(kept, g, 0.0)
+        if z:
+            g = g + s_z * 2.0 * z * lse * p
+        if cap is not None:
+            g = g * (1.0 - (xc / cap) ** 2)
+    return _api._cast(g, result)
