@@ -1,6 +1,8 @@
 """fastsoftmax.dask against the in-memory functions (issue 18's speed targets).
 
     python bench/dask_arrays.py lse [--rows 8192] [--classes 32000] [--chunks 8] [--rounds 7]
+    python bench/dask_arrays.py make-zarr --path P [--rows 262144] [--classes 32000]
+    python bench/dask_arrays.py perplexity --path P [--workers 2] [--memory-limit 2GiB]
 
 ``lse``: logsumexp of an in-memory (rows, classes) float32 dask array cut into ``chunks``
 chunks of the class axis, on dask's threaded scheduler (one worker thread per core),
@@ -50,6 +52,108 @@ def lse(args: argparse.Namespace) -> None:
     print(f"  dask throughput / in-memory: {m / d:.2f}")
 
 
+def make_zarr(args: argparse.Namespace) -> None:
+    """A (rows, classes) float16 array of logits in Zarr on disk, uncompressed, in chunks
+    of (row_chunk, classes / class_chunks), and its labels (int64, .npy beside it)."""
+    import zarr
+
+    rng = np.random.default_rng(0)
+    per = -(-args.classes // args.class_chunks)
+    z = zarr.create_array(
+        store=args.path,
+        shape=(args.rows, args.classes),
+        chunks=(args.row_chunk, per),
+        dtype="float16",
+        compressors=None,
+        overwrite=True,
+    )
+    t = time.perf_counter()
+    for r0 in range(0, args.rows, args.row_chunk):
+        r1 = min(args.rows, r0 + args.row_chunk)
+        block = rng.standard_normal((r1 - r0, args.classes), dtype=np.float32) * 3
+        z[r0:r1] = block.astype(np.float16)
+    np.save(args.path + ".labels.npy", rng.integers(0, args.classes, args.rows))
+    gb = args.rows * args.classes * 2 / 1e9
+    print(
+        f"wrote {args.path}: {z.shape} float16, {gb:.1f} GB, chunks {z.chunks}, "
+        f"in {time.perf_counter() - t:.0f} s"
+    )
+
+
+def perplexity(args: argparse.Namespace) -> None:
+    """Mean cross-entropy (and perplexity) of the Zarr logits: a single-process loop over
+    row blocks (zarr reads, fs.cross_entropy on one thread) against fastsoftmax.dask on a
+    LocalCluster of memory-limited single-threaded worker processes; every worker's
+    resident memory sampled while it runs."""
+    import threading
+
+    import distributed
+    import psutil
+    import zarr
+
+    z = zarr.open_array(args.path, mode="r")
+    labels = np.load(args.path + ".labels.npy")
+    rows, classes = z.shape
+    gb = rows * classes * 2 / 1e9
+    step = z.chunks[0]
+
+    def loop() -> tuple[float, float]:
+        total = 0.0
+        t = time.perf_counter()
+        with fs.use_threads(1):
+            for r0 in range(0, rows, step):
+                r1 = min(rows, r0 + step)
+                total += float(fs.cross_entropy(z[r0:r1], labels[r0:r1], reduction="sum"))
+        return total / rows, time.perf_counter() - t
+
+    def cluster() -> tuple[float, float, list[int]]:
+        with (
+            distributed.LocalCluster(
+                n_workers=args.workers,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=args.memory_limit,
+                dashboard_address=None,
+            ) as c,
+            distributed.Client(c) as client,
+        ):
+            client.run(lambda: fs.set_num_threads(1))  # (one core per worker)
+            peak: dict[str, int] = {}
+            done = threading.Event()
+
+            def sample() -> None:
+                while not done.is_set():
+                    for w, rss in client.run(lambda: psutil.Process().memory_info().rss).items():
+                        peak[w] = max(peak.get(w, 0), rss)
+                    done.wait(0.2)
+
+            sampler = threading.Thread(target=sample)
+            dx = da.from_zarr(args.path)
+            loss = fsd.cross_entropy(dx, labels)
+            t = time.perf_counter()
+            sampler.start()
+            value = float(client.compute(loss, sync=True))
+            elapsed = time.perf_counter() - t
+            done.set()
+            sampler.join()
+            return value, elapsed, sorted(peak.values())
+
+    print(
+        f"perplexity of {args.path}: {rows} x {classes} float16 ({gb:.1f} GB), "
+        f"chunks {z.chunks} ({-(-classes // z.chunks[1])} along the classes)"
+    )
+    for r in range(args.rounds):
+        mean_loop, t_loop = loop()
+        mean_dask, t_dask, peaks = cluster()
+        per_core = (rows / t_dask / args.workers) / (rows / t_loop)
+        print(
+            f"round {r}: loop (1 core) {t_loop:6.1f} s {gb / t_loop:5.2f} GB/s, mean {mean_loop:.6f}; "
+            f"dask ({args.workers} workers, {args.memory_limit} each) {t_dask:6.1f} s "
+            f"{gb / t_dask:5.2f} GB/s, mean {mean_dask:.6f}; per core {per_core:.2f}; "
+            f"worker peak RSS {', '.join(f'{p / 2**30:.2f}' for p in peaks)} GiB"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
@@ -58,8 +162,19 @@ def main() -> None:
     q.add_argument("--classes", type=int, default=32000)
     q.add_argument("--chunks", type=int, default=8)
     q.add_argument("--rounds", type=int, default=7)
+    m = sub.add_parser("make-zarr")
+    m.add_argument("--path", required=True)
+    m.add_argument("--rows", type=int, default=262_144)
+    m.add_argument("--classes", type=int, default=32_000)
+    m.add_argument("--row-chunk", type=int, default=2048)
+    m.add_argument("--class-chunks", type=int, default=4)
+    q = sub.add_parser("perplexity")
+    q.add_argument("--path", required=True)
+    q.add_argument("--workers", type=int, default=2)
+    q.add_argument("--memory-limit", default="2GiB")
+    q.add_argument("--rounds", type=int, default=1)
     args = p.parse_args()
-    lse(args)
+    {"lse": lse, "make-zarr": make_zarr, "perplexity": perplexity}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,18 @@ def calls(i: dict[str, np.ndarray]) -> list[tuple[str, Callable[[], Any]]]:
     whole = fs.logsumexp_parts(i["big"], axis=0)
     rows = fs.logsumexp_parts(x)
 
+    def ce_parts(start: int) -> fs.CrossEntropyParts:
+        return fs.cross_entropy_parts(
+            x[:, start : start + 150], y, class_start=start, num_classes=300, keepdims=True,
+            label_smoothing=0.1,
+        )  # fmt: skip
+
+    def merged() -> fs.CrossEntropyParts:
+        a, b = ce_parts(0), ce_parts(150)
+        return fs.merge_cross_entropy_parts(
+            fs.CrossEntropyParts(*(np.concatenate(t, axis=1) for t in zip(a, b)))
+        )
+
     def inplace() -> tuple[Any, np.ndarray]:
         np.copyto(grad, x)
         return fs.cross_entropy(grad, y, return_grad=True, inplace_grad=True)
@@ -116,6 +128,12 @@ def calls(i: dict[str, np.ndarray]) -> list[tuple[str, Callable[[], Any]]]:
         ("logsumexp_from_parts", lambda: fs.logsumexp_from_parts(*parts, dtype=np.float32)),
         ("softmax_from_parts", lambda: fs.softmax_from_parts(i["big"], *whole, axis=0)),
         ("log_softmax_from_parts out", lambda: fs.log_softmax_from_parts(x, *rows, out=out)),
+        ("cross_entropy_parts", lambda: tuple(ce_parts(150))),
+        ("merge_cross_entropy_parts", lambda: tuple(merged())),
+        (
+            "cross_entropy_from_parts",
+            lambda: fs.cross_entropy_from_parts(merged(), y, num_classes=300),
+        ),
     ]
 
 
@@ -128,7 +146,8 @@ def test_threads_calling_every_function_for_seconds_get_the_serial_results():
     inputs = shared_inputs(np.random.default_rng(0))
     expected = {name: flat(f()) for name, f in calls(inputs)}
     assert {name.split()[0] for name in expected} == set(fs.__all__) - {
-        "LogsumexpParts",  # (a named tuple)
+        "CrossEntropyParts",  # (named tuples)
+        "LogsumexpParts",
         "__version__",
         "get_num_threads",
         "set_num_threads",

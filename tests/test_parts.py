@@ -86,3 +86,81 @@ def test_from_parts_bad_pairs(rng):
         fs.softmax_from_parts(x, np.zeros(3), np.ones(4))
     with pytest.raises(TypeError, match="one integer"):
         fs.logsumexp_parts(x, axis=(0, 1))
+
+
+# ------------------------------------------------------------ cross-entropy --
+
+
+def shard(x, labels, cuts, **kw):
+    """The merged CrossEntropyParts of x cut along its classes at `cuts`."""
+    n = x.shape[1]
+    probs = labels.dtype.kind == "f"
+    parts = [
+        fs.cross_entropy_parts(
+            x[:, a:b],
+            labels[:, a:b] if probs else labels,
+            class_start=a,
+            num_classes=n,
+            keepdims=True,
+            **kw,
+        )
+        for a, b in itertools.pairwise(cuts)
+    ]
+    return fs.merge_cross_entropy_parts(
+        fs.CrossEntropyParts(*(np.concatenate(t, axis=1) for t in zip(*parts)))
+    )
+
+
+@pytest.mark.parametrize("soft", [False, True], ids=["labels", "probs"])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {},
+        {"label_smoothing": 0.2},
+        {"weight": True},
+        {"softcap": 3.0},
+        {"weight": True, "label_smoothing": 0.1},
+    ],
+    ids=lambda o: "-".join(o) or "plain",
+)
+def test_cross_entropy_parts_merge_to_the_one_call_loss(rng, soft, opts):
+    x = data(rng, (30, 50), np.float32, 3.0)
+    x[0, 4] = np.nan
+    x[1, 40] = np.inf
+    x[2, :] = -np.inf
+    x[3, 10:20] = -np.inf  # a part of only -inf
+    labels = rng.integers(0, 50, 30)
+    labels[4] = -100
+    if soft:
+        p = rng.random((30, 50))
+        labels = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+    kw = dict(opts)
+    if kw.pop("weight", False):
+        kw["weight"] = rng.random(50) + 0.1
+    merged = shard(x, labels, [0, 1, 10, 20, 20, 50], **kw)
+    for red in ("none", "sum", "mean"):
+        for z in (0.0, 1e-2):
+            got = fs.cross_entropy_from_parts(
+                merged, None if soft else labels, num_classes=50, reduction=red, z_loss=z,
+                **{k: v for k, v in kw.items() if k != "softcap"},
+            )  # fmt: skip
+            want = fs.cross_entropy(x, labels, reduction=red, z_loss=z, **kw)
+            assert np.asarray(got).dtype == np.asarray(want).dtype
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+            np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+            ok = np.isfinite(want) & (want != 0)
+            np.testing.assert_allclose(np.asarray(got)[ok], np.asarray(want)[ok], rtol=1e-6)
+
+
+def test_cross_entropy_parts_errors(rng):
+    x = data(rng, (4, 10), np.float32)
+    y = np.array([0, 1, 2, 30])
+    with pytest.raises(ValueError, match=r"label 30 at position \(3,\) is outside \[0, 20\)"):
+        fs.cross_entropy_parts(x, y, num_classes=20)
+    with pytest.raises(ValueError, match="not within num_classes"):
+        fs.cross_entropy_parts(x, y[:3].repeat(2)[:4], class_start=15, num_classes=20)
+    with pytest.raises(ValueError, match="integer labels must have shape"):
+        fs.cross_entropy_parts(x, np.zeros(5, np.int64))
+    with pytest.raises(ValueError, match="reduction must be"):
+        fs.cross_entropy_from_parts(fs.cross_entropy_parts(x, y[:3].repeat(2)[:4]), None,
+                                    num_classes=10, reduction="avg")  # fmt: skip

@@ -27,10 +27,14 @@ from ._api import (
 from ._config import show_config, simd_target, simd_targets
 from ._cross_entropy import cross_entropy, cross_entropy_backward
 from ._parts import (
+    CrossEntropyParts,
     LogsumexpParts,
+    cross_entropy_from_parts,
+    cross_entropy_parts,
     log_softmax_from_parts,
     logsumexp_from_parts,
     logsumexp_parts,
+    merge_cross_entropy_parts,
     merge_logsumexp_parts,
     softmax_from_parts,
 )
@@ -42,10 +46,13 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - not installed
     __version__ = "unknown"
 
 __all__ = [
+    "CrossEntropyParts",
     "LogsumexpParts",
     "__version__",
     "cross_entropy",
     "cross_entropy_backward",
+    "cross_entropy_from_parts",
+    "cross_entropy_parts",
     "get_num_threads",
     "log_softmax",
     "log_softmax_backward",
@@ -53,6 +60,7 @@ __all__ = [
     "logsumexp",
     "logsumexp_from_parts",
     "logsumexp_parts",
+    "merge_cross_entropy_parts",
     "merge_logsumexp_parts",
     "set_num_threads",
     "show_config",

@@ -4,13 +4,14 @@ parts' ``(max, sum of exp(x - max))`` pairs merged exactly; the work is in ``_co
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple, SupportsIndex
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._api import _F64, _axis_index, _cast, _check_out, _check_overlap, _prepare
+from ._api import _BF16, _F64, _axis_index, _cast, _check_out, _check_overlap, _prepare
 from ._interop import accepts_arrays
 
 
@@ -265,3 +266,325 @@ def log_softmax_from_parts(
     array([[-1.4401897, -0.4401897]], dtype=float32)
     """
     return _from_parts(_core.log_softmax_from_parts, x, max, sumexp, axis, out)
+
+
+# ------------------------------------------------------------ cross-entropy --
+
+
+class CrossEntropyParts(NamedTuple):
+    r"""Per example, the mergeable terms of :func:`cross_entropy` over a part of its classes
+    (float64 arrays of one shape): with :math:`x'` the (soft-capped) logits of the part,
+
+    * ``max``, ``sumexp``: their :class:`LogsumexpParts` pair;
+    * ``ref``: ``max`` where it is finite, else 0 (``lin`` is taken from it);
+    * ``lin``: :math:`\sum_c c_c\,(\mathrm{ref} - x'_c)`, with :math:`c_c = w_c`
+      (integer labels with label smoothing; 0 without) or :math:`w_c t'_c`
+      (probabilities, :math:`t' = (1-\varepsilon)\,t + \varepsilon/C`);
+    * ``coef``: :math:`\sum_c c_c`;
+    * ``label``: the label's :math:`x'_y` where the label is one of the part's classes,
+      else 0; ``found``: 1 there, else 0.
+
+    Relative to each part's own maximum, ``lin`` adds no cancellation when parts merge.
+    """
+
+    max: np.ndarray
+    sumexp: np.ndarray
+    ref: np.ndarray
+    lin: np.ndarray
+    coef: np.ndarray
+    label: np.ndarray
+    found: np.ndarray
+
+
+class _CeOptions(NamedTuple):
+    """The checked options of a cross-entropy by parts (the in-memory function's checks)."""
+
+    weight: np.ndarray | None  # (C,), float64
+    ignore_index: int
+    reduction: str
+    smoothing: float
+    z_loss: float
+    softcap: float | None
+    result: np.dtype  # the logits' result dtype
+    loss_dtype: np.dtype
+
+
+def _ce_options(
+    n_classes: int,
+    dtype: np.dtype,
+    probs: bool,
+    weight: Any,
+    ignore_index: Any,
+    reduction: Any,
+    label_smoothing: Any,
+    z_loss: Any,
+    softcap: Any,
+) -> _CeOptions:
+    """fastsoftmax.cross_entropy's own checks of every option (its messages), on a
+    one-example stand-in with n_classes classes of logits of `dtype`."""
+    from ._cross_entropy import _Call
+
+    stand_in = np.zeros((1, n_classes), dtype)
+    call = _Call(
+        stand_in,
+        np.zeros((1, n_classes)) if probs else np.zeros((1,), np.int64),
+        1, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
+    )  # fmt: skip
+    w = None if call.weight is None else call.weight.astype(_F64)
+    return _CeOptions(
+        w, call.ignore_index, call.reduction, call.smoothing, call.z_loss,
+        call.softcap if softcap is not None else None, call.result, call.loss_dtype,
+    )  # fmt: skip
+
+
+def check_labels(labels: np.ndarray, n: int, ignore: int, where: str) -> None:
+    """ValueError naming the first label outside [0, n) that is not `ignore`."""
+    bad = (labels != ignore) & ((labels < 0) | (labels >= n))
+    if bad.any():
+        pos = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
+        raise ValueError(
+            f"label {labels[pos]} at position {pos}{where} is outside [0, {n}) "
+            f"and is not ignore_index ({ignore})"
+        )
+
+
+def softcapped(x: np.ndarray, cap: float | None) -> np.ndarray:
+    """cap * tanh(x / cap) in float64 (x itself without a cap)."""
+    return x if cap is None else cap * np.tanh(x.astype(_F64) / cap)
+
+
+def ce_parts(
+    x: np.ndarray,
+    labels: np.ndarray,
+    probs: bool,
+    ax: int,
+    start: int,
+    n_classes: int,
+    o: _CeOptions,
+    where: str = "",
+) -> CrossEntropyParts:
+    """The parts of x (classes start .. start + x.shape[ax] of n_classes), keepdims;
+    labels: integer classes of the example shape, or the part's probabilities."""
+    k = x.shape[ax]
+    xc = softcapped(x, o.softcap)
+    m, s = logsumexp_parts(xc, ax, keepdims=True)
+    zeros = np.zeros(m.shape)
+    ref = np.where(np.isfinite(m), m, 0.0)
+    lin, coef, label, found = zeros, zeros, zeros, zeros
+    shape1 = [1] * x.ndim
+    shape1[ax] = k
+    wk = np.ones(shape1) if o.weight is None else o.weight[start : start + k].reshape(shape1)
+    eps = o.smoothing
+    # (float64 copies of the whole part only for the sums that need every class)
+    x64 = xc.astype(_F64, copy=False) if probs or eps > 0 else xc
+    with np.errstate(invalid="ignore", over="ignore"):
+        if probs:
+            c = wk * (labels.astype(_F64) * (1.0 - eps) + eps / n_classes)
+            coef = np.sum(c, axis=ax, keepdims=True)
+            lin = np.sum(c * (ref - x64), axis=ax, keepdims=True)
+        else:
+            check_labels(labels, n_classes, o.ignore_index, where)
+            if eps > 0:
+                coef = zeros + np.sum(wk)
+                lin = np.sum(wk * (ref - x64), axis=ax, keepdims=True)
+            inside = np.expand_dims((labels >= start) & (labels < start + k), ax)
+            if k:  # (a part of no classes holds no label)
+                local = np.where(inside, np.expand_dims(labels, ax) - start, 0)
+                picked = np.take_along_axis(x64, local, axis=ax).astype(_F64)
+                label = np.where(inside, picked, 0.0)
+                found = inside.astype(_F64)
+    return CrossEntropyParts(m, s, ref, lin, coef, label, found)
+
+
+def merge_ce_parts(p: CrossEntropyParts, ax: int, keepdims: bool) -> CrossEntropyParts:
+    m, s = merge_logsumexp_parts(p.max, p.sumexp, ax, keepdims=True)
+    ref = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        # each part's lin moved to the new reference: sum c (ref - x) = lin + coef (ref - r)
+        shift = np.where(p.coef != 0, p.coef * (ref - p.ref), 0.0)
+        lin = np.sum(p.lin + shift, axis=ax, keepdims=True)
+    r = CrossEntropyParts(
+        m, s, ref, lin, *(np.sum(a, axis=ax, keepdims=True) for a in (p.coef, p.label, p.found))
+    )
+    return r if keepdims else CrossEntropyParts(*(np.squeeze(a, axis=ax) for a in r))
+
+
+def ce_example_terms(
+    p: CrossEntropyParts, labels: np.ndarray | None, n_classes: int, o: _CeOptions
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(loss, lse, share of the mean's denominator, kept) per example, from merged parts;
+    labels: the integer labels (shaped as the parts), or None for probabilities."""
+    m, s = p.max, p.sumexp
+    eps, z = o.smoothing, o.z_loss
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        # as the kernel: an example with a NaN, a +inf, or only -inf is NaN
+        special = ~np.isfinite(m) | np.isnan(s)
+        log_s = np.log1p(s - 1.0)  # (s >= 1: accurate near 0, when one class dominates)
+        lse = np.where(special, np.nan, m + log_s)
+        # sum c (lse - x) = lin + coef log s (ref = m where m is finite)
+        spread = p.lin + p.coef * log_s
+        if labels is None:
+            total = spread
+            share = kept = np.ones(m.shape)
+        else:
+            kept_b = labels != o.ignore_index
+            safe = np.where(kept_b, labels, 0)
+            wy = np.ones(m.shape) if o.weight is None else o.weight[safe]
+            total = (1.0 - eps) * wy * ((m - p.label) + log_s)
+            if eps > 0:
+                total = total + eps / n_classes * spread
+            share = np.where(kept_b, wy, 0.0)
+            kept = kept_b.astype(_F64)
+        if z:
+            total = total + z * lse * lse
+        total = np.where(special, np.nan, total)
+        if labels is not None:
+            total = np.where(kept_b, total, 0.0)
+            lse = np.where(kept_b, lse, 0.0)
+    return total, lse, share, kept
+
+
+def reduce_ce(
+    total: float, z_sum: float, share: float, kept: float, reduction: str, dtype: np.dtype
+) -> Any:
+    """The reduced loss from the examples' sums (z_sum: of z * lse**2), as the kernel
+    reduces: mean = cross-entropy / sum of shares + z-loss / examples kept."""
+    from ._cross_entropy import _scalar_loss
+
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ce = (total - z_sum) / share if kept else math.nan
+            total = ce + (z_sum / kept if z_sum and kept else 0.0)
+    return _scalar_loss(total, dtype)
+
+
+@accepts_arrays("logits", "labels", "weight")
+def cross_entropy_parts(
+    logits: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    *,
+    axis: SupportsIndex = -1,
+    class_start: int = 0,
+    num_classes: int | None = None,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: SupportsIndex = -100,
+    label_smoothing: float = 0.0,
+    softcap: float | None = None,
+    keepdims: bool = False,
+) -> CrossEntropyParts:
+    r"""The mergeable terms of :func:`cross_entropy` over a part of the classes.
+
+    For logits split along the class axis (shards of a vocabulary, Dask chunks): each
+    part's :class:`CrossEntropyParts`, merged exactly by :func:`merge_cross_entropy_parts`
+    and finished by :func:`cross_entropy_from_parts`, give the loss of the whole logits.
+
+    Parameters
+    ----------
+    logits : array_like
+        Classes ``class_start`` to ``class_start + logits.shape[axis]`` of
+        ``num_classes`` (dtype rules of :func:`cross_entropy`).
+    labels : array_like
+        Integer class indices of the whole range (the logits' shape without ``axis``),
+        or this part's probabilities (the logits' shape).
+    axis : int, default -1
+    class_start : int, default 0
+    num_classes : int, optional
+        The number of classes of the whole logits (default: this part's).
+    weight : array_like, optional
+        The ``num_classes`` class weights of the whole logits.
+    ignore_index, label_smoothing, softcap
+        As in :func:`cross_entropy` (``z_loss`` and ``reduction`` go to
+        :func:`cross_entropy_from_parts`).
+    keepdims : bool, default False
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> x = np.array([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 5.0, 1.0]], dtype=np.float32)
+    >>> y = np.array([3, 0])
+    >>> a = fs.cross_entropy_parts(x[:, :2], y, num_classes=4, keepdims=True)
+    >>> b = fs.cross_entropy_parts(x[:, 2:], y, class_start=2, num_classes=4, keepdims=True)
+    >>> merged = fs.merge_cross_entropy_parts(
+    ...     fs.CrossEntropyParts(*(np.concatenate(t, axis=-1) for t in zip(a, b))))
+    >>> fs.cross_entropy_from_parts(merged, y, num_classes=4), fs.cross_entropy(x, y)
+    (np.float32(2.7357433), np.float32(2.7357433))
+    """
+    x, _ = _prepare(logits, "logits")
+    ax = _one_axis(axis, x.ndim)
+    k = x.shape[ax]
+    n = k if num_classes is None else int(num_classes)
+    start = int(class_start)
+    if not (start >= 0 and start + k <= n):
+        raise ValueError(
+            f"classes {start} to {start + k} of the part are not within num_classes ({n})"
+        )
+    lab = np.asarray(labels)
+    probs = lab.dtype.kind == "f" or lab.dtype == _BF16
+    want = x.shape if probs else x.shape[:ax] + x.shape[ax + 1 :]
+    if lab.dtype.kind not in "iuf" and not probs:
+        raise TypeError(
+            f"labels have dtype {lab.dtype}; expected integer class indices "
+            "or floating-point probabilities"
+        )
+    if lab.shape != want:
+        raise ValueError(
+            f"{'probability' if probs else 'integer'} labels must have shape {want}, "
+            f"got {lab.shape}"
+        )
+    o = _ce_options(n, x.dtype, probs, weight, ignore_index, "none", label_smoothing, 0.0, softcap)
+    p = ce_parts(x, lab, probs, ax, start, n, o)
+    return p if keepdims else CrossEntropyParts(*(np.squeeze(a, axis=ax) for a in p))
+
+
+def merge_cross_entropy_parts(
+    parts: CrossEntropyParts, axis: SupportsIndex = -1, *, keepdims: bool = False
+) -> CrossEntropyParts:
+    """Merge :class:`CrossEntropyParts` stacked along ``axis`` (exactly, in float64: the
+    logsumexp pairs as :func:`merge_logsumexp_parts` merges them, the weighted sums moved
+    to the merged maximum, the label's logit from the part that holds it)."""
+    p = CrossEntropyParts(*(np.asarray(a, dtype=_F64) for a in parts))
+    ax = _one_axis(axis, p.max.ndim)
+    return merge_ce_parts(p, ax, keepdims)
+
+
+@accepts_arrays("labels", "weight")
+def cross_entropy_from_parts(
+    parts: CrossEntropyParts,
+    labels: npt.ArrayLike | None = None,
+    *,
+    num_classes: int,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: SupportsIndex = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    dtype: npt.DTypeLike = np.float32,
+) -> Any:
+    """The loss of :func:`cross_entropy` from the merged parts of whole examples.
+
+    ``labels``: the integer labels (shaped as the parts), or None for probabilities;
+    ``weight``, ``ignore_index`` and ``label_smoothing`` as given to
+    :func:`cross_entropy_parts`; ``reduction`` and ``z_loss`` as in
+    :func:`cross_entropy`; ``dtype``: the loss's (float32 for float32, float16 and
+    bfloat16 logits). Within a few float32 ulp of :func:`cross_entropy`'s loss.
+    """
+    p = CrossEntropyParts(*(np.asarray(a, dtype=_F64) for a in parts))
+    lab = None if labels is None else np.asarray(labels)
+    o = _ce_options(
+        int(num_classes), np.dtype(dtype), lab is None, weight, ignore_index, reduction,
+        label_smoothing, z_loss, None,
+    )  # fmt: skip
+    if lab is not None:
+        if lab.dtype.kind not in "iu":
+            raise TypeError(f"labels must be integer class indices or None, got {lab.dtype}")
+        if lab.shape != p.max.shape:
+            raise ValueError(f"labels have shape {lab.shape}, the parts {p.max.shape}")
+        check_labels(lab, int(num_classes), o.ignore_index, "")
+    total, lse, share, kept = ce_example_terms(p, lab, int(num_classes), o)
+    if o.reduction == "none":
+        return _cast(total, np.dtype(dtype))
+    z_sum = o.z_loss * float(np.sum(lse * lse)) if o.z_loss else 0.0
+    return reduce_ce(
+        float(np.sum(total)), z_sum, float(np.sum(share)), float(np.sum(kept)),
+        o.reduction, np.dtype(dtype),
+    )  # fmt: skip

@@ -26,7 +26,6 @@ Nothing is computed until the result is (``.compute()``, ``dask.compute``, a
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable
 from typing import Any, SupportsIndex
@@ -372,29 +371,20 @@ class _CePlan:
                 f"integer labels must have the shape of logits without axis {ax}, "
                 f"{example_shape}, got {lab.shape}"
             )
-        # The in-memory checks of every option, on a one-example stand-in (the same
-        # messages); the real arrays' values are checked when computed.
-        stand_in = np.zeros((1, x.shape[ax]), x.dtype)
-        probe = _cross_entropy._Call(
-            stand_in,
-            np.zeros((1, x.shape[ax]), stand_in.dtype) if self.probs else np.zeros((1,), np.int64),
-            1,
-            weight,
-            ignore_index,
-            reduction,
-            label_smoothing,
-            z_loss,
-            softcap,
-        )
+        # The in-memory checks of every option (the same messages); the arrays' values
+        # are checked when computed.
+        o = _parts._ce_options(
+            x.shape[ax], x.dtype, self.probs, weight, ignore_index, reduction,
+            label_smoothing, z_loss, softcap,
+        )  # fmt: skip
+        self.options = o
         self.x = x
-        self.reduction = probe.reduction
-        self.smoothing, self.z, self.cap = probe.smoothing, probe.z_loss, probe.softcap
-        self.ignore_index = probe.ignore_index
-        self.weight = probe.weight  # (checked, in the compute dtype, or None)
-        self.result, self.loss_dtype = probe.result, probe.loss_dtype
+        self.reduction, self.z = o.reduction, o.z_loss
+        self.result, self.loss_dtype = o.result, o.loss_dtype
         self.n_classes = x.shape[ax]
+        work = _api._prepare(np.empty((1,), x.dtype), "logits")[0].dtype
         if self.probs:
-            self.labels = lab.astype(probe.x.dtype).rechunk(x.chunks)
+            self.labels = lab.astype(work).rechunk(x.chunks)
         else:
             self.labels = lab.rechunk(x.chunks[:ax] + x.chunks[ax + 1 :])
         self.split = x.numblocks[ax] > 1
@@ -402,13 +392,15 @@ class _CePlan:
     # -- the per-example terms --
 
     def _kwargs(self) -> dict[str, Any]:
+        o = self.options
         return {
             "axis": self.ax,
-            "weight": self.weight,
-            "ignore_index": self.ignore_index,
-            "label_smoothing": self.smoothing,
-            "z_loss": self.z,
-            "softcap": self.cap if self.cap else None,
+            "options": o,
+            "weight": o.weight,
+            "ignore_index": o.ignore_index,
+            "label_smoothing": o.smoothing,
+            "z_loss": o.z_loss,
+            "softcap": o.softcap,
         }
 
     def _labels_per_block(self) -> da.Array:
@@ -534,20 +526,10 @@ def _field_as(t: np.ndarray, field: str, dtype: np.dtype) -> np.ndarray:
         return t[field].astype(dtype)
 
 
-def _block_name(x: np.ndarray, block_info: Any) -> str:
+def _block_name(block_info: Any) -> str:
     if block_info and 0 in block_info:
-        return f"the chunk at {tuple(block_info[0]['chunk-location'])}"
-    return "a chunk"
-
-
-def _check_labels(labels: np.ndarray, n: int, ignore: int, where: str) -> None:
-    bad = (labels != ignore) & ((labels < 0) | (labels >= n))
-    if bad.any():
-        pos = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
-        raise ValueError(
-            f"label {labels[pos]} at position {pos} of {where} is outside [0, {n}) "
-            f"and is not ignore_index ({ignore})"
-        )
+        return f" of the chunk at {tuple(block_info[0]['chunk-location'])}"
+    return ""
 
 
 def _terms_block(
@@ -561,7 +543,7 @@ def _terms_block(
     ax = kw["axis"]
     labels = lab if probs else np.squeeze(lab, axis=ax)
     if not probs:
-        _check_labels(labels, x.shape[ax], kw["ignore_index"], _block_name(x, block_info))
+        _parts.check_labels(labels, x.shape[ax], kw["ignore_index"], _block_name(block_info))
     call = _cross_entropy._Call(
         x, labels, ax, kw["weight"], kw["ignore_index"], "none", kw["label_smoothing"],
         kw["z_loss"], kw["softcap"],
@@ -573,27 +555,27 @@ def _terms_block(
         call.x, call.axis, call.labels, call.target, None, None, None, rows, lse, "none",
         call.weight, call.smoothing, call.z_loss, call.softcap, call.ignore_index,
     )  # fmt: skip
-    out = np.empty(example_shape, _TERMS)
+    out = np.zeros(example_shape, _TERMS)
     out["total"], out["lse"] = rows, lse
-    _example_weights(out, labels, probs, kw)
+    if probs:
+        out["weight"] = out["kept"] = 1.0
+    else:
+        kept = labels != kw["ignore_index"]
+        w = kw["weight"]
+        out["weight"] = np.where(kept, 1.0 if w is None else w[np.where(kept, labels, 0)], 0.0)
+        out["kept"] = kept
     return np.expand_dims(out, ax)
 
 
-def _example_weights(out: np.ndarray, labels: np.ndarray, probs: bool, kw: dict[str, Any]) -> None:
-    if probs:
-        out["weight"] = 1.0
-        out["kept"] = 1.0
-        return
-    kept = labels != kw["ignore_index"]
-    w = kw["weight"]
-    safe = np.where(kept, labels, 0)
-    out["weight"] = np.where(kept, 1.0 if w is None else w.astype(_F64)[safe], 0.0)
-    out["kept"] = kept
+def _pack_ce(p: _parts.CrossEntropyParts) -> np.ndarray:
+    out = np.empty(p.max.shape, _CE_PARTS)
+    for name, a in zip(p._fields, p):
+        out[name] = a
+    return out
 
 
-def _softcapped(x: np.ndarray, cap: float | None) -> np.ndarray:
-    x64 = x.astype(_F64)
-    return x64 if cap is None else cap * np.tanh(x64 / cap)
+def _unpack_ce(a: np.ndarray) -> _parts.CrossEntropyParts:
+    return _parts.CrossEntropyParts(*(a[name] for name in _parts.CrossEntropyParts._fields))
 
 
 def _ce_parts_block(
@@ -605,101 +587,30 @@ def _ce_parts_block(
     start: np.ndarray,
     block_info: Any = None,
 ) -> np.ndarray:
-    """The _CE_PARTS of a chunk holding some classes of each example."""
+    """The CrossEntropyParts of a chunk holding some classes of each example."""
     ax = kw["axis"]
-    c0 = int(start.reshape(-1)[0])
-    k = x.shape[ax]
-    cap = kw["softcap"]
-    xc = _softcapped(x, cap) if cap is not None else x
-    m, s = _parts.logsumexp_parts(xc, ax, keepdims=True)
-    out = np.zeros(m.shape, _CE_PARTS)
-    out["max"], out["sumexp"] = m, s
-    ref = np.where(np.isfinite(m), m, 0.0)
-    out["ref"] = ref
-    shape1 = [1] * x.ndim
-    shape1[ax] = k
-    w = kw["weight"]
-    wk = np.ones(shape1) if w is None else w.astype(_F64)[c0 : c0 + k].reshape(shape1)
-    eps = kw["label_smoothing"]
-    x64 = xc.astype(_F64, copy=False)
-    with np.errstate(invalid="ignore", over="ignore"):
-        if probs:
-            t = lab.astype(_F64) * (1.0 - eps) + eps / n_classes
-            c = wk * t
-            out["coef"] = np.sum(c, axis=ax, keepdims=True)
-            out["lin"] = np.sum(c * (ref - x64), axis=ax, keepdims=True)
-        else:
-            labels = np.squeeze(lab, axis=ax)
-            _check_labels(labels, n_classes, kw["ignore_index"], _block_name(x, block_info))
-            if eps > 0:
-                out["coef"] = np.sum(wk, axis=ax, keepdims=True) * np.ones(m.shape)
-                out["lin"] = np.sum(wk * (ref - x64), axis=ax, keepdims=True)
-            inside = (labels >= c0) & (labels < c0 + k)
-            if k:  # (an empty chunk holds no label)
-                local = np.expand_dims(np.where(inside, labels - c0, 0), ax)
-                picked = np.take_along_axis(x64, local, axis=ax)
-                found = np.expand_dims(inside, ax)
-                out["label"] = np.where(found, picked, 0.0)
-                out["found"] = found
-    return out
+    labels = lab if probs else np.squeeze(lab, axis=ax)
+    p = _parts.ce_parts(
+        x, labels, probs, ax, int(start.reshape(-1)[0]), n_classes, kw["options"],
+        _block_name(block_info),
+    )  # fmt: skip
+    return _pack_ce(p)
 
 
 def _ce_parts_combine(p: np.ndarray, axis: tuple[int, ...], keepdims: bool, **_: Any) -> np.ndarray:
     (ax,) = axis
-    m, s = _parts.merge_logsumexp_parts(p["max"], p["sumexp"], ax, keepdims=True)
-    ref = np.where(np.isfinite(m), m, 0.0)
-    out = np.zeros(m.shape, _CE_PARTS)
-    out["max"], out["sumexp"], out["ref"] = m, s, ref
-    with np.errstate(invalid="ignore", over="ignore"):
-        # each part's lin moved to the new reference: sum c (ref - x) = sum c (r - x) + C (ref - r)
-        shift = np.where(p["coef"] != 0, p["coef"] * (ref - p["ref"]), 0.0)
-        out["lin"] = np.sum(p["lin"] + shift, axis=ax, keepdims=True)
-    out["coef"] = np.sum(p["coef"], axis=ax, keepdims=True)
-    out["label"] = np.sum(p["label"], axis=ax, keepdims=True)
-    out["found"] = np.sum(p["found"], axis=ax, keepdims=True)
-    if not keepdims:
-        out = np.squeeze(out, axis=ax)
-    return out
+    return _pack_ce(_parts.merge_ce_parts(_unpack_ce(p), ax, keepdims))
 
 
 def _terms_from_parts(
     p: np.ndarray, lab: np.ndarray | None, probs: bool, kw: dict[str, Any], n_classes: int
 ) -> np.ndarray:
     """The per-example _TERMS from the merged parts of whole examples."""
-    kw["axis"]
-    m, s = p["max"], p["sumexp"]
-    eps, z = kw["label_smoothing"], kw["z_loss"]
+    parts = _unpack_ce(p)
+    total, lse, share, kept = _parts.ce_example_terms(parts, lab, n_classes, kw["options"])
     out = np.zeros(p.shape, _TERMS)
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        # like the kernel: an example with a NaN, a +inf, or only -inf is NaN
-        special = ~np.isfinite(m) | np.isnan(s)
-        log_s = np.log1p(s - 1.0)  # (s >= 1: near 0 when one class dominates)
-        lse = np.where(special, np.nan, m + log_s)
-        # sum c (lse - x) = lin + coef (m - ref) + coef log s; ref = m (m finite)
-        spread = p["lin"] + p["coef"] * log_s
-        if probs or lab is None:
-            total = spread
-        else:
-            labels = lab
-            w = kw["weight"]
-            safe = np.where(labels != kw["ignore_index"], labels, 0)
-            wy = 1.0 if w is None else w.astype(_F64)[safe]
-            nll = (m - p["label"]) + log_s
-            total = (1.0 - eps) * wy * nll
-            if eps > 0:
-                total = total + eps / n_classes * spread
-        if z:
-            total = total + z * lse * lse
-        total = np.where(special, np.nan, total)
-    out["total"], out["lse"] = total, lse
-    if not probs and lab is not None:
-        kept = lab != kw["ignore_index"]
-        out["total"] = np.where(kept, out["total"], 0.0)
-        out["lse"] = np.where(kept, out["lse"], 0.0)
-        _example_weights(out, lab, False, kw)
-    else:
-        out["weight"], out["kept"] = 1.0, 1.0
-        out["coef"] = p["coef"]
+    out["total"], out["lse"], out["weight"], out["kept"] = total, lse, share, kept
+    out["coef"] = parts.coef
     return out
 
 
@@ -723,13 +634,16 @@ def _sums_combine(s: np.ndarray, axis: Any, keepdims: bool, **_: Any) -> np.ndar
 
 
 def _reduce_sums(s: np.ndarray, reduction: str, z: float, dtype: np.dtype) -> np.ndarray:
-    total = float(s["total"])
-    if reduction == "mean":
-        zsum = z * float(s["z"])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ce = (total - zsum) / float(s["weight"]) if float(s["kept"]) else math.nan
-            total = ce + (zsum / float(s["kept"]) if z and float(s["kept"]) else 0.0)
-    return np.asarray(_cross_entropy._scalar_loss(total, dtype))
+    return np.asarray(
+        _parts.reduce_ce(
+            float(s["total"]),
+            z * float(s["z"]),
+            float(s["weight"]),
+            float(s["kept"]),
+            reduction,
+            dtype,
+        )
+    )
 
 
 def _mean_scales(s: np.ndarray, g: float) -> np.ndarray:
@@ -768,12 +682,12 @@ def _grad_block(
             ignore_index=kw["ignore_index"], reduction="none", label_smoothing=eps,
             z_loss=z_eff, softcap=cap, grad_out=np.squeeze(per, axis=ax) * scales[0],
         )  # fmt: skip
-    xc = _softcapped(x, cap)
+    xc = _parts.softcapped(x, cap).astype(_F64)
     lse = t["lse"]
     shape1 = [1] * x.ndim
     shape1[ax] = k
     w = kw["weight"]
-    wk = np.ones(shape1) if w is None else w.astype(_F64)[c0 : c0 + k].reshape(shape1)
+    wk = np.ones(shape1) if w is None else w[c0 : c0 + k].reshape(shape1)
     s_ce, s_z = per * scales[0], per * scales[1]
     with np.errstate(invalid="ignore", over="ignore"):
         p = np.exp(xc - lse)
