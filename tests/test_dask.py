@@ -342,3 +342,65 @@ def test_distributed_cluster_reading_zarr(rng, simd, tmp_path):
     assert ulp_error(lse, fs.logsumexp(x).astype(np.float64), np.float32).max() <= 1
     np.testing.assert_allclose(loss, fs.cross_entropy(x, labels), rtol=4e-7)
     np.testing.assert_array_equal(y, fs.softmax(x))
+
+
+# -------------------------------------------- found by review (2026-12-05) --
+
+
+def test_two_calls_in_one_graph_keep_their_own_results(rng):
+    """Every call's output keys are its own (a fixed name= made them collide)."""
+    a, b = data(rng, (2, 8), np.float32), np.zeros((2, 8), np.float32)
+    y = np.array([3, 5])
+    for chunks in ((1, 4), (1, 8)):
+        da_, db_ = da.from_array(a, chunks=chunks), da.from_array(b, chunks=chunks)
+        for name in ("softmax", "log_softmax", "logsumexp"):
+            got = dask.compute(getattr(fs, name)(da_), getattr(fs, name)(db_))
+            np.testing.assert_array_equal(got[1], getattr(fs, name)(b), err_msg=name)
+        losses = dask.compute(fs.cross_entropy(da_, y), fs.cross_entropy(db_, y))
+        assert losses[1] == pytest.approx(np.log(8), rel=1e-6)
+        twice = fs.softmax(fs.softmax(da_)).compute()
+        np.testing.assert_allclose(twice, fs.softmax(fs.softmax(a)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("along", [6, 3], ids=["classes-whole", "classes-split"])
+def test_edge_cases_of_the_mean_and_of_ignored_rows(along):
+    x = np.arange(12, dtype=np.float32).reshape(2, 6) / 10
+    w = np.ones(6)
+    w[2] = 0
+    dx = da.from_array(x, chunks=(2, along))
+    y = np.array([2, 2])  # a total class weight of 0: NaN loss and gradient, as in memory
+    for z in (0.0, 0.1):
+        loss, grad = fs.cross_entropy(dx, y, weight=w, z_loss=z, return_grad=True)
+        want_loss, want = fs.cross_entropy(x, y, weight=w, z_loss=z, return_grad=True)
+        assert np.isnan(loss.compute())
+        assert np.isnan(want_loss)
+        np.testing.assert_array_equal(np.isnan(grad.compute()), np.isnan(want))
+    # an ignored row of NaN: a zero gradient row, with z-loss or soft-capping
+    x2 = np.array([[np.nan, 0, 1, 2, 0, 1], [0.5, 1, 0, 2, 3, 1]], np.float32)
+    for kw in ({"z_loss": 1e-3}, {"softcap": 5.0}):
+        g = fs.cross_entropy(da.from_array(x2, chunks=(2, along)), np.array([-100, 1]),
+                             return_grad=True, **kw)[1].compute()  # fmt: skip
+        np.testing.assert_array_equal(g[0], 0)
+    # a NaN grad_out: a NaN gradient (not an error), as in memory
+    g = fs.cross_entropy(dx, np.array([0, 1]), z_loss=0.1, return_grad=True, grad_out=np.nan)[1]
+    assert np.isnan(g.compute()).all()
+
+
+@pytest.mark.parametrize("along", [6, 3], ids=["classes-whole", "classes-split"])
+def test_huge_logits(along):
+    x = np.full((1, 6), 1e8, np.float32)
+    g = fs.cross_entropy(da.from_array(x, chunks=(1, along)), np.array([0]), return_grad=True)[1]
+    np.testing.assert_allclose(g.compute(), [[-5 / 6] + [1 / 6] * 5], rtol=1e-6)
+    x64 = np.array([[1e200, 0.0, 1.0], [2.0, 1.0, 0.0]])  # lse**2 overflows; no z-loss
+    got = fs.cross_entropy(da.from_array(x64, chunks=(1, 3)), np.array([0, 1])).compute()
+    assert got == pytest.approx(fs.cross_entropy(x64, np.array([0, 1])), rel=1e-15)
+
+
+def test_unknown_chunk_sizes_are_named(rng):
+    x = da.from_array(data(rng, (6, 5), np.float32), chunks=(3, 5))
+    keep = da.from_array(np.array([True, False] * 3), chunks=3)
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        fs.cross_entropy(x[keep], da.from_array(np.zeros(6, np.int64), chunks=3)[keep])
+    with pytest.raises(ValueError, match="does not broadcast"):
+        fs.cross_entropy(x, np.zeros(6, np.int64), reduction="none", return_grad=True,
+                         grad_out=np.ones((6, 1)))  # fmt: skip

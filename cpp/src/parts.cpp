@@ -5,6 +5,7 @@
 // contiguous are copied to a buffer first (the layout planner's gather).
 #include "fastsoftmax/parts.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -20,6 +21,7 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr std::size_t kPrefetchBytes = std::size_t(64) << 10;
 
 // The pair of one contiguous line (see parts.hpp).
 template <class T>
@@ -70,11 +72,23 @@ void walk_lines(const std::vector<std::size_t>& shape, std::size_t axis,
     const layout::Plan plan = layout::plan(shape, axis, operands, count, options);
     if (plan.lines == 0) return;
     const std::size_t n = plan.n;
+    // rows that are parts of longer ones (a chunk of the class axis): the hardware
+    // prefetcher does not cross the gap to the next row, so it is asked for (views
+    // of (8192, 32000) float32 in 8 chunks: 13.7 -> 10.8-13.2 ms a chunk)
+    const bool gaps =
+        plan.way == layout::Way::rows && plan.inner.stride[0] != static_cast<std::ptrdiff_t>(n);
+    const std::size_t ahead = gaps ? std::min(n * sizeof(T), kPrefetchBytes) : 0;
     parallel_for(plan.tasks(), [&](std::size_t t) {
         std::vector<T> buf(plan.way == layout::Way::rows ? 0 : n);
         layout::for_each_batch(plan, t, [&](const layout::Batch& batch) {
             for (std::size_t r = 0; r < batch.count; ++r) {
-                std::ptrdiff_t off[layout::kMaxOperands];
+                if (r + 1 < batch.count) {  // (ahead is 0 without gaps)
+                    const char* next = reinterpret_cast<const char*>(
+                        x + batch.offsets[0] +
+                        static_cast<std::ptrdiff_t>(r + 1) * plan.inner.stride[0]);
+                    for (std::size_t k = 0; k < ahead; k += 64) __builtin_prefetch(next + k);
+                }
+                std::ptrdiff_t off[layout::kMaxOperands] = {0, 0, 0, 0};
                 for (std::size_t a = 0; a < count; ++a)
                     off[a] =
                         batch.offsets[a] + static_cast<std::ptrdiff_t>(r) * plan.inner.stride[a];

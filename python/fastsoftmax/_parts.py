@@ -451,10 +451,12 @@ def reduce_ce(
     reduces: mean = cross-entropy / sum of shares + z-loss / examples kept."""
     from ._cross_entropy import _scalar_loss
 
-    if reduction == "mean":
+    if reduction == "mean":  # (0 / 0: NaN, as the kernel's)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ce = (total - z_sum) / share if kept else math.nan
-            total = ce + (z_sum / kept if z_sum and kept else 0.0)
+            # (a total weight of 0 leaves a cross-entropy sum of 0, NaN over 0, whatever
+            # the rounding of total - z_sum)
+            ce = np.float64(total - z_sum) / np.float64(share) if kept and share else math.nan
+            total = float(ce + (np.float64(z_sum) / np.float64(kept) if z_sum else 0.0))
     return _scalar_loss(total, dtype)
 
 

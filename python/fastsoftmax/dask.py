@@ -26,6 +26,7 @@ Nothing is computed until the result is (``.compute()``, ``dask.compute``, a
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable
 from typing import Any, SupportsIndex
@@ -143,7 +144,7 @@ def logsumexp(x: Any, axis: SupportsIndex = -1, *, keepdims: bool = False, out: 
             chunks=None if not keepdims else _with(x.chunks, ax, (1,)),
             dtype=result,
             meta=meta,
-            name="fastsoftmax-logsumexp",
+            token="fastsoftmax-logsumexp",
         )
     pairs = _pairs(x, ax)
     r = da.map_blocks(_lse_of_pairs, pairs, result, dtype=result, meta=_meta(x.ndim, result))
@@ -167,12 +168,12 @@ def _unary(name: str, kernel: Callable[..., Any], by_parts: Callable[..., Any]) 
         meta = _meta(x.ndim, result)
         if x.numblocks[ax] == 1:
             return x.map_blocks(
-                kernel, axis=ax, dtype=result, meta=meta, name=f"fastsoftmax-{name}"
+                kernel, axis=ax, dtype=result, meta=meta, token=f"fastsoftmax-{name}"
             )
         pairs = _pairs(x, ax)
         return da.map_blocks(
             _block_from_pairs, x, pairs, by_parts, ax, dtype=result, meta=meta,
-            name=f"fastsoftmax-{name}-from-parts",
+            token=f"fastsoftmax-{name}-from-parts",
         )  # fmt: skip
 
     f.__name__ = f.__qualname__ = name
@@ -217,14 +218,14 @@ def _backward(name: str, kernel: Callable[..., Any], dot: bool) -> Any:
         meta = _meta(g.ndim, work)
         if g.numblocks[ax] == 1:
             return da.map_blocks(
-                kernel, g, yy, ax, dtype=work, meta=meta, name=f"fastsoftmax-{name}"
+                kernel, g, yy, ax, dtype=work, meta=meta, token=f"fastsoftmax-{name}"
             )
         # the slices' sum(g * y) (softmax) or sum(g) (log_softmax), in float64
         terms = g.astype(_F64) * yy.astype(_F64) if dot else g.astype(_F64)
         s = terms.sum(axis=ax, keepdims=True)
         return da.map_blocks(
             _backward_block, g, yy, s, dot, work, dtype=work, meta=meta,
-            name=f"fastsoftmax-{name}-from-sums",
+            token=f"fastsoftmax-{name}-from-sums",
         )  # fmt: skip
 
     f.__name__ = f.__qualname__ = name
@@ -305,8 +306,17 @@ def cross_entropy(
 #   weight - its share of the mean's denominator (w_y; 1 for probabilities; 0 ignored)
 #   kept   - 1, or 0 for an ignored example
 #   coef   - probabilities: sum_c w_c t'_c (the gradient's factor of p; split classes)
+#   max, logs - lse = max + logs, kept apart for the gradient of split classes
 _TERMS = np.dtype(
-    [("total", "f8"), ("lse", "f8"), ("weight", "f8"), ("kept", "f8"), ("coef", "f8")]
+    [
+        ("total", "f8"),
+        ("lse", "f8"),
+        ("weight", "f8"),
+        ("kept", "f8"),
+        ("coef", "f8"),
+        ("max", "f8"),
+        ("logs", "f8"),
+    ]
 )
 
 # The parts of one chunk of the class axis (an example's classes split in several):
@@ -354,6 +364,12 @@ class _CePlan:
         self.ax = ax = _api._axis_index(index, x.ndim, axis)
         if x.shape[ax] == 0:
             raise ValueError(f"logits have 0 classes along axis {ax} (shape {x.shape})")
+        for a, what in ((x, "logits"), (labels, "labels")):
+            if isinstance(a, da.Array) and any(math.isnan(c) for c in a.shape):
+                raise ValueError(
+                    f"{what} have unknown chunk sizes (shape {a.shape}); call "
+                    "compute_chunk_sizes() on them first"
+                )
         lab = labels if isinstance(labels, da.Array) else da.asarray(np.asarray(labels))
         self.probs = lab.dtype.kind == "f" or lab.dtype == _api._BF16
         if not self.probs and lab.dtype.kind not in "iu":
@@ -418,7 +434,7 @@ class _CePlan:
             return da.map_blocks(
                 _terms_block, self.x, lab, self.probs, self._kwargs(),
                 dtype=_TERMS, meta=meta, chunks=_with(self.x.chunks, self.ax, (1,)),
-                name="fastsoftmax-cross-entropy-terms",
+                token="fastsoftmax-cross-entropy-terms",
             )  # fmt: skip
         parts = da.map_blocks(
             _ce_parts_block, self.x, lab, self.probs, self._kwargs(), self.n_classes,
@@ -427,7 +443,7 @@ class _CePlan:
             ).rechunk(_with(((1,),) * self.x.ndim, self.ax, (1,) * self.x.numblocks[self.ax])),
             dtype=_CE_PARTS, meta=_meta(self.x.ndim, _CE_PARTS),
             chunks=_with(self.x.chunks, self.ax, (1,) * self.x.numblocks[self.ax]),
-            name="fastsoftmax-cross-entropy-parts",
+            token="fastsoftmax-cross-entropy-parts",
         )  # fmt: skip
         merged = da.reduction(
             parts, _identity_chunk, _ce_parts_combine, combine=_ce_parts_combine,
@@ -437,11 +453,11 @@ class _CePlan:
         if self.probs:  # (what the probabilities add is in the parts already)
             return merged.map_blocks(
                 _terms_from_parts, None, True, self._kwargs(), self.n_classes,
-                dtype=_TERMS, meta=meta, name="fastsoftmax-cross-entropy-terms-from-parts",
+                dtype=_TERMS, meta=meta, token="fastsoftmax-cross-entropy-terms-from-parts",
             )  # fmt: skip
         return da.map_blocks(
             _terms_from_parts, merged, lab, self.probs, self._kwargs(), self.n_classes,
-            dtype=_TERMS, meta=meta, name="fastsoftmax-cross-entropy-terms-from-parts",
+            dtype=_TERMS, meta=meta, token="fastsoftmax-cross-entropy-terms-from-parts",
         )  # fmt: skip
 
     def loss(self, terms: da.Array) -> da.Array:
@@ -480,7 +496,8 @@ class _CePlan:
             else:
                 example_shape = t.shape[: self.ax] + t.shape[self.ax + 1 :]
                 try:
-                    np.broadcast_shapes(ga.shape, example_shape)
+                    if np.broadcast_shapes(ga.shape, example_shape) != example_shape:
+                        raise ValueError
                 except ValueError:
                     raise ValueError(
                         f"grad_out of shape {ga.shape} does not broadcast to the "
@@ -509,7 +526,7 @@ class _CePlan:
                 _with((1,) * self.x.ndim, self.ax, (-1,))
             ).rechunk(_with(((1,),) * self.x.ndim, self.ax, (1,) * self.x.numblocks[self.ax])),
             dtype=self.result, meta=_meta(self.x.ndim, self.result),
-            name="fastsoftmax-cross-entropy-grad",
+            token="fastsoftmax-cross-entropy-grad",
         )  # fmt: skip
 
 
@@ -556,7 +573,7 @@ def _terms_block(
         call.weight, call.smoothing, call.z_loss, call.softcap, call.ignore_index,
     )  # fmt: skip
     out = np.zeros(example_shape, _TERMS)
-    out["total"], out["lse"] = rows, lse
+    out["total"], out["lse"], out["max"] = rows, lse, lse  # (logs 0)
     if probs:
         out["weight"] = out["kept"] = 1.0
     else:
@@ -611,6 +628,9 @@ def _terms_from_parts(
     out = np.zeros(p.shape, _TERMS)
     out["total"], out["lse"], out["weight"], out["kept"] = total, lse, share, kept
     out["coef"] = parts.coef
+    out["max"] = parts.max
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["logs"] = np.log1p(parts.sumexp - 1.0)
     return out
 
 
@@ -620,7 +640,8 @@ _SUMS = np.dtype([("total", "f8"), ("z", "f8"), ("weight", "f8"), ("kept", "f8")
 def _sums_chunk(t: np.ndarray, axis: Any, keepdims: bool, **_: Any) -> np.ndarray:
     out = np.zeros((1,) * t.ndim, _SUMS)
     out["total"] = np.sum(t["total"])
-    out["z"] = np.sum(t["lse"] * t["lse"])
+    with np.errstate(over="ignore"):  # (used only with a z-loss, where inf is the answer)
+        out["z"] = np.sum(t["lse"] * t["lse"])
     out["weight"] = np.sum(t["weight"])
     out["kept"] = np.sum(t["kept"])
     return out if keepdims else out.reshape(())
@@ -637,7 +658,7 @@ def _reduce_sums(s: np.ndarray, reduction: str, z: float, dtype: np.dtype) -> np
     return np.asarray(
         _parts.reduce_ce(
             float(s["total"]),
-            z * float(s["z"]),
+            z * float(s["z"]) if z else 0.0,  # (lse**2 may overflow: no z-loss, no sum)
             float(s["weight"]),
             float(s["kept"]),
             reduction,
@@ -648,9 +669,8 @@ def _reduce_sums(s: np.ndarray, reduction: str, z: float, dtype: np.dtype) -> np
 
 def _mean_scales(s: np.ndarray, g: float) -> np.ndarray:
     """(cross-entropy part, z-loss part) factors of a mean's gradient."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w, n = float(s["weight"]), float(s["kept"])
-        return np.array([g / w if w else 0.0, g / n if n else 0.0])
+    with np.errstate(divide="ignore", invalid="ignore"):  # (a total weight of 0: NaN)
+        return np.float64(g) / np.array([s["weight"], s["kept"]], dtype=_F64).reshape(2)
 
 
 def _grad_block(
@@ -672,16 +692,18 @@ def _grad_block(
     c0 = int(start.reshape(-1)[0])
     k = x.shape[ax]
     eps, z, cap = kw["label_smoothing"], kw["z_loss"], kw["softcap"]
-    if k == n_classes and (z == 0.0 or reduction != "mean" or scales[0] != 0.0):
-        # whole examples: the fused kernel from the saved lse, scaled per example (a
-        # mean's z-loss part, scaled by 1 / examples instead, through the z factor)
+    finite = bool(np.isfinite(scales).all()) and scales[0] != 0.0
+    if k == n_classes and (z == 0.0 or reduction != "mean" or finite):
+        # whole examples: the fused kernel, as in memory, scaled per example (a mean's
+        # z-loss part, scaled by 1 / examples instead, through the z factor)
         labels = lab if probs else np.squeeze(lab, axis=ax)
         z_eff = z * scales[1] / scales[0] if z and reduction == "mean" else z
-        return _cross_entropy.cross_entropy_backward(
-            x, labels, axis=ax, lse=np.squeeze(t["lse"], axis=ax), weight=kw["weight"],
-            ignore_index=kw["ignore_index"], reduction="none", label_smoothing=eps,
-            z_loss=z_eff, softcap=cap, grad_out=np.squeeze(per, axis=ax) * scales[0],
-        )  # fmt: skip
+        call = _cross_entropy._Call(
+            x, labels, ax, kw["weight"], kw["ignore_index"], "none", eps, z_eff, cap
+        )
+        grad = np.empty(call.x.shape, call.x.dtype)
+        call.run(grad, np.squeeze(per, axis=ax) * scales[0])
+        return grad if grad.dtype == result else _api._cast(grad, result)
     xc = _parts.softcapped(x, cap).astype(_F64)
     lse = t["lse"]
     shape1 = [1] * x.ndim
@@ -690,21 +712,22 @@ def _grad_block(
     wk = np.ones(shape1) if w is None else w[c0 : c0 + k].reshape(shape1)
     s_ce, s_z = per * scales[0], per * scales[1]
     with np.errstate(invalid="ignore", over="ignore"):
-        p = np.exp(xc - lse)
+        # (x - max) - log(sum): exact where it matters even for huge logits
+        p = np.where(np.isnan(lse), np.nan, np.exp((xc - t["max"]) - t["logs"]))
         if probs:
             tt = lab.astype(_F64) * (1.0 - eps) + eps / n_classes
             g = s_ce * (t["coef"] * p - wk * tt)
         else:
             labels = np.squeeze(lab, axis=ax)
-            kept = np.expand_dims(labels != kw["ignore_index"], ax)
-            safe = np.where(kept, np.expand_dims(labels, ax), 0)
-            wy = 1.0 if w is None else w.astype(_F64)[safe]
-            onehot = (np.arange(c0, c0 + k).reshape(shape1) == safe) & kept
-            wall = float(n_classes) if w is None else float(np.sum(w.astype(_F64)))
+            safe = np.expand_dims(np.where(labels != kw["ignore_index"], labels, 0), ax)
+            wy = 1.0 if w is None else w[safe]
+            onehot = np.arange(c0, c0 + k).reshape(shape1) == safe
+            wall = float(n_classes) if w is None else float(np.sum(w))
             g = s_ce * ((1.0 - eps) * wy * (p - onehot) + eps / n_classes * (wall * p - wk))
-            g = np.where(kept, g, 0.0)
         if z:
             g = g + s_z * 2.0 * z * lse * p
         if cap is not None:
             g = g * (1.0 - (xc / cap) ** 2)
+        if not probs:  # ignored examples: 0, whatever their logits
+            g = np.where(np.expand_dims(labels != kw["ignore_index"], ax), g, 0.0)
     return _api._cast(g, result)
