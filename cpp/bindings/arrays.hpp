@@ -163,6 +163,14 @@ Strided<T> as_output(py::array& a, const char* what) {
     return {static_cast<T*>(a.mutable_data()), element_strides<T>(a, what)};
 }
 
+// A non-negative axis of x (the Python layer normalized it), checked again here.
+inline std::size_t checked_axis(const py::array& x, py::ssize_t axis) {
+    if (axis < 0 || axis >= x.ndim())
+        throw py::value_error("axis " + std::to_string(axis) + " is out of range for an array of " +
+                              std::to_string(x.ndim()) + " dimensions");
+    return static_cast<std::size_t>(axis);
+}
+
 inline std::vector<std::size_t> shape_of(const py::array& a) {
     return std::vector<std::size_t>(a.shape(), a.shape() + a.ndim());
 }

@@ -13,13 +13,6 @@
 namespace fastsoftmax::bindings {
 namespace {
 
-std::size_t checked_axis(const py::array& x, py::ssize_t axis) {
-    if (axis < 0 || axis >= x.ndim())
-        throw py::value_error("axis " + std::to_string(axis) + " is out of range for an array of " +
-                              std::to_string(x.ndim()) + " dimensions");
-    return static_cast<std::size_t>(axis);
-}
-
 std::vector<py::ssize_t> reduced_shape(const py::array& x, std::size_t axis) {
     std::vector<py::ssize_t> s(x.shape(), x.shape() + x.ndim());
     s.erase(s.begin() + static_cast<std::ptrdiff_t>(axis));

@@ -14,13 +14,6 @@ namespace {
 // nothing the user sets yet; temperature and masks will be read here.
 SoftmaxParams call_params() { return SoftmaxParams{}; }
 
-std::size_t checked_axis(const py::array& x, py::ssize_t axis) {
-    if (axis < 0 || axis >= x.ndim())
-        throw py::value_error("axis " + std::to_string(axis) + " is out of range for an array of " +
-                              std::to_string(x.ndim()) + " dimensions");
-    return static_cast<std::size_t>(axis);
-}
-
 void check_same_shape(const py::array& a, const py::array& b, const char* what) {
     if (a.ndim() != b.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), b.shape()))
         throw py::value_error(std::string(what) + " has shape " + shape_str(b) + ", expected " +

@@ -50,11 +50,6 @@ _F64 = np.dtype(np.float64)
 _PAIR = np.dtype([("max", "f8"), ("sumexp", "f8")])
 
 
-def is_dask_array(a: Any) -> bool:
-    """Whether a is a dask array (without importing dask when it is not loaded)."""
-    return isinstance(a, da.Array)
-
-
 def _as_dask(a: Any, name: str) -> da.Array:
     if isinstance(a, da.Array):
         return a
@@ -196,14 +191,6 @@ def _block_from_pairs(
 
 softmax = _unary("softmax", _api.softmax, _parts.softmax_from_parts)
 log_softmax = _unary("log_softmax", _api.log_softmax, _parts.log_softmax_from_parts)
-
-
-def _sum_chunk(
-    a: np.ndarray, b: np.ndarray | None, axis: tuple[int, ...], keepdims: bool
-) -> np.ndarray:
-    (ax,) = axis
-    t = a.astype(_F64) if b is None else a.astype(_F64) * b.astype(_F64)
-    return np.sum(t, axis=ax, keepdims=True)
 
 
 def _backward(name: str, kernel: Callable[..., Any], dot: bool) -> Any:
@@ -438,9 +425,7 @@ class _CePlan:
             )  # fmt: skip
         parts = da.map_blocks(
             _ce_parts_block, self.x, lab, self.probs, self._kwargs(), self.n_classes,
-            da.from_array(_class_starts(self.x.chunks[self.ax]), chunks=1).reshape(
-                _with((1,) * self.x.ndim, self.ax, (-1,))
-            ).rechunk(_with(((1,),) * self.x.ndim, self.ax, (1,) * self.x.numblocks[self.ax])),
+            self._class_starts(),
             dtype=_CE_PARTS, meta=_meta(self.x.ndim, _CE_PARTS),
             chunks=_with(self.x.chunks, self.ax, (1,) * self.x.numblocks[self.ax]),
             token="fastsoftmax-cross-entropy-parts",
@@ -460,18 +445,35 @@ class _CePlan:
             dtype=_TERMS, meta=meta, token="fastsoftmax-cross-entropy-terms-from-parts",
         )  # fmt: skip
 
-    def loss(self, terms: da.Array) -> da.Array:
+    def _class_starts(self) -> da.Array:
+        """Each chunk's first class, as an array of one value per chunk of the class axis
+        (so that blockwise hands every chunk its own)."""
+        starts = _class_starts(self.x.chunks[self.ax])
+        ones = ((1,),) * self.x.ndim
+        return (
+            da.from_array(starts, chunks=1)
+            .reshape(_with((1,) * self.x.ndim, self.ax, (-1,)))
+            .rechunk(_with(ones, self.ax, (1,) * len(starts)))
+        )
+
+    def _sums(self, terms: da.Array) -> da.Array:
+        """The examples' _SUMS (one reduction: the loss's mean and the gradient's
+        scales share its keys, so computing both runs it once)."""
         t = terms.squeeze(axis=self.ax)
-        if self.reduction == "none":
-            return t.map_blocks(_field_as, "total", self.loss_dtype, dtype=self.loss_dtype)
-        sums = da.reduction(
+        return da.reduction(
             t, _sums_chunk, _sums_combine, combine=_sums_combine, axis=tuple(range(t.ndim)),
             keepdims=False, dtype=_SUMS, concatenate=True, meta=np.empty((), _SUMS),
             name="fastsoftmax-cross-entropy-sum",
         )  # fmt: skip
-        return sums.map_blocks(
-            _reduce_sums, self.reduction, self.z, self.loss_dtype, dtype=self.loss_dtype
-        )
+
+    def loss(self, terms: da.Array) -> da.Array:
+        t = terms.squeeze(axis=self.ax)
+        if self.reduction == "none":
+            return t.map_blocks(_field_as, "total", self.loss_dtype, dtype=self.loss_dtype)
+        return da.map_blocks(
+            _reduce_sums, self._sums(terms), self.reduction, self.z, self.loss_dtype,
+            dtype=self.loss_dtype,
+        )  # fmt: skip
 
     # -- the gradient --
 
@@ -505,12 +507,9 @@ class _CePlan:
                     ) from None
                 g, per = 1.0, da.broadcast_to(da.asarray(ga), example_shape)
         if self.reduction == "mean":
-            sums = da.reduction(
-                t.squeeze(axis=self.ax), _sums_chunk, _sums_combine, combine=_sums_combine,
-                axis=tuple(range(t.ndim - 1)), keepdims=False, dtype=_SUMS, concatenate=True,
-                meta=np.empty((), _SUMS),
-            )  # fmt: skip
-            scales = sums.map_blocks(_mean_scales, g, dtype=_F64, chunks=(2,), new_axis=0)
+            scales = da.map_blocks(
+                _mean_scales, self._sums(t), g, dtype=_F64, chunks=(2,), new_axis=0
+            )
         else:
             scales = da.from_array(np.array([g, g]), chunks=2)
         if per is None:
@@ -522,9 +521,7 @@ class _CePlan:
         return da.map_blocks(
             _grad_block, self.x, lab, t, per_b, scales, self.probs, self._kwargs(),
             self.n_classes, self.reduction, work, self.result,
-            da.from_array(_class_starts(self.x.chunks[self.ax]), chunks=1).reshape(
-                _with((1,) * self.x.ndim, self.ax, (-1,))
-            ).rechunk(_with(((1,),) * self.x.ndim, self.ax, (1,) * self.x.numblocks[self.ax])),
+            self._class_starts(),
             dtype=self.result, meta=_meta(self.x.ndim, self.result),
             token="fastsoftmax-cross-entropy-grad",
         )  # fmt: skip
