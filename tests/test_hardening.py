@@ -134,6 +134,25 @@ def calls(i: dict[str, np.ndarray]) -> list[tuple[str, Callable[[], Any]]]:
             "cross_entropy_from_parts",
             lambda: fs.cross_entropy_from_parts(merged(), y, num_classes=300),
         ),
+        (  # (products small enough for one BLAS thread: the same sums every call)
+            "linear_cross_entropy",
+            lambda: fs.linear_cross_entropy(
+                x[:, :16], i["big"][:, :16], y, bias=i["w"], return_grad=True, chunk_size=24
+            ),
+        ),
+        (
+            "linear_cross_entropy DV none",
+            lambda: fs.linear_cross_entropy(
+                x[:, :16],
+                i["big"][:16],
+                y,
+                weight_layout="DV",
+                reduction="none",
+                label_smoothing=0.1,
+                return_grad=True,
+                grad_out=i["lse"],
+            ),
+        ),
     ]
 
 

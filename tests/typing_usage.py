@@ -13,6 +13,10 @@ def calls(x: np.ndarray, labels: np.ndarray, flag: bool) -> None:
     fs.cross_entropy(x, labels, axis=np.int64(1), ignore_index=np.int64(-1))
     fs.cross_entropy_backward(x, labels, axis=np.int32(0), ignore_index=np.uint8(255))
     _loss, _grad = fs.cross_entropy(x, labels, return_grad=True)
+    _loss, _dh, _dw = fs.linear_cross_entropy(
+        x, x, labels, return_grad=True, chunk_size=np.int64(8)
+    )
+    fs.linear_cross_entropy(x, x, labels, weight_layout="DV", ignore_index=np.int64(-1))
     fs.set_num_threads(np.int64(2))
     with fs.use_threads(np.intp(1)):
         fs.softmax(x, axis=np.int64(0))

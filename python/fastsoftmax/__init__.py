@@ -26,6 +26,7 @@ from ._api import (
 )
 from ._config import show_config, simd_target, simd_targets
 from ._cross_entropy import cross_entropy, cross_entropy_backward
+from ._linear import linear_cross_entropy
 from ._parts import (
     CrossEntropyParts,
     LogsumexpParts,
@@ -54,6 +55,7 @@ __all__ = [
     "cross_entropy_from_parts",
     "cross_entropy_parts",
     "get_num_threads",
+    "linear_cross_entropy",
     "log_softmax",
     "log_softmax_backward",
     "log_softmax_from_parts",

@@ -20,6 +20,9 @@ function                               backward
                                        logits and each example's logsumexp
                                        saved by the forward pass
 ``CrossEntropyLoss(...)``              (the module of ``cross_entropy``)
+``linear_cross_entropy(...)``           the gradients computed by the forward
+                                       pass, scaled (``reduction="none"``:
+                                       computed again, per token)
 =====================================  =======================================
 
 Dtypes: float32, float64, float16 and bfloat16 (the half-precision ones read
@@ -55,7 +58,14 @@ from torch import Tensor
 
 from . import _api, _core, _cross_entropy, _interop
 
-__all__ = ["CrossEntropyLoss", "cross_entropy", "log_softmax", "logsumexp", "softmax"]
+__all__ = [
+    "CrossEntropyLoss",
+    "cross_entropy",
+    "linear_cross_entropy",
+    "log_softmax",
+    "logsumexp",
+    "softmax",
+]
 
 _FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _NUMPY_DTYPES = {
@@ -1117,3 +1127,201 @@ class CrossEntropyLoss(torch.nn.Module):
         if self.inplace_backward:
             extra.append("inplace_backward=True")
         return ", ".join(extra)
+
+
+# ---------------------------------------------------------------------------------------
+# the fused linear cross-entropy
+
+
+def _lce_shapes(
+    input: Tensor, weight: Tensor, bias: Tensor | None, reduction: str
+) -> tuple[int, ...]:
+    """The per-token shape, after the checks the fake implementation can make."""
+    _check_tensor(input, "input")
+    _check_tensor(weight, "linear_weight")
+    if bias is not None:
+        _check_tensor(bias, "linear_bias")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    if input.dim() < 1 or weight.dim() != 2 or weight.shape[1] != input.shape[-1]:
+        raise ValueError(
+            f"linear_cross_entropy: input {tuple(input.shape)} and linear_weight "
+            f"{tuple(weight.shape)} do not make a linear layer (weight (classes, features))"
+        )
+    return tuple(input.shape[:-1])
+
+
+def _lce_impl(
+    input: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    bias: Tensor | None,
+    class_weight: Tensor | None,
+    grad_out: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float | None,
+    chunk_size: int | None,
+    with_grad: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(loss, d_input, d_weight, d_bias): the gradients empty without with_grad, d_bias
+    empty without a bias."""
+    _lce_shapes(input, weight, bias, reduction)
+    _check_tensor(target, "target", floating=False)
+    from . import _linear
+
+    try:
+        out = _linear.linear_cross_entropy(
+            _numpy(input, "input"), _numpy(weight, "linear_weight"), _numpy(target, "target"),
+            bias=None if bias is None else _numpy(bias, "linear_bias"),
+            class_weight=None if class_weight is None else _numpy(class_weight, "weight"),
+            ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
+            z_loss=z_loss, softcap=softcap, chunk_size=chunk_size, return_grad=with_grad,
+            grad_out=None if grad_out is None else _numpy(grad_out, "grad_out"),
+        )  # fmt: skip
+    except ValueError as e:
+        raise _label_error(e) from None
+    empty = input.new_empty(0)
+    if not with_grad:
+        return _tensor(out).to(input.dtype), empty, empty.clone(), empty.clone()
+    loss, d_input, d_weight, *d_bias = out
+    return (
+        _tensor(loss).to(input.dtype),
+        _tensor(d_input),
+        _tensor(d_weight),
+        _tensor(d_bias[0]) if d_bias else empty,
+    )
+
+
+_lce_op = _op("linear_cross_entropy", _lce_impl)
+
+
+@_lce_op.register_fake
+def _(
+    input: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    bias: Tensor | None,
+    class_weight: Tensor | None,
+    grad_out: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float | None,
+    chunk_size: int | None,
+    with_grad: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    tokens = _lce_shapes(input, weight, bias, reduction)
+    loss = input.new_empty(tokens if reduction == "none" else ())
+    if not with_grad:
+        return loss, input.new_empty(0), input.new_empty(0), input.new_empty(0)
+    return (
+        loss,
+        input.new_empty(input.shape),
+        weight.new_empty(weight.shape),
+        input.new_empty(0) if bias is None else bias.new_empty(bias.shape),
+    )
+
+
+def _save_lce(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+    input, weight, target, bias, class_weight, _, *options = inputs
+    ctx.options = options  # ignore_index ... chunk_size, with_grad
+    ctx.has_bias = bias is not None
+    ctx.mark_non_differentiable(*output[1:])
+    if options[1] == "none":  # the gradient needs each token's incoming gradient: recomputed
+        ctx.save_for_backward(input, weight, target, bias, class_weight)
+    else:  # computed by the forward pass for an incoming gradient of 1
+        ctx.save_for_backward(*output[1:])
+
+
+def _lce_grad(ctx: Any, grad_loss: Tensor, *_: Any) -> tuple[Any, ...]:
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            "fastsoftmax.torch.linear_cross_entropy has no second derivative "
+            "(create_graph=True): its gradients are computed by the fused kernel"
+        )
+    ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size, with_grad = ctx.options
+    if reduction == "none":
+        input, weight, target, bias, class_weight = ctx.saved_tensors
+        _, d_input, d_weight, d_bias = _lce_op(
+            input, weight, target, bias, class_weight, grad_loss, ignore_index, reduction,
+            label_smoothing, z_loss, softcap, chunk_size, True,
+        )  # fmt: skip
+    else:
+        if not with_grad:
+            raise RuntimeError(
+                "fastsoftmax.torch.linear_cross_entropy: the forward pass ran without "
+                "gradients (no input required grad, or grad mode was off)"
+            )
+        d_input, d_weight, d_bias = (g * grad_loss.to(g.dtype) for g in ctx.saved_tensors)
+    return (
+        d_input, d_weight, None, d_bias if ctx.has_bias else None,
+        None, None, None, None, None, None, None, None, None,
+    )  # fmt: skip
+
+
+_lce_op.register_autograd(_lce_grad, setup_context=_save_lce)
+
+
+def linear_cross_entropy(
+    input: Tensor,
+    linear_weight: Tensor,
+    target: Tensor,
+    *,
+    linear_bias: Tensor | None = None,
+    weight: Tensor | None = None,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_size: int | None = None,
+) -> Tensor:
+    r"""``cross_entropy(linear(input, linear_weight, linear_bias), target, ...)`` without
+    the logits: :func:`fastsoftmax.linear_cross_entropy` as an operator with autograd.
+
+    The signature is :func:`torch.nn.functional.linear_cross_entropy`'s (PyTorch
+    2.13) plus ``z_loss``, ``softcap`` and ``chunk_size`` (tokens per chunk; its
+    ``options`` has no counterpart: chunking is always on). ``input`` is
+    ``(..., D)``, ``linear_weight`` ``(V, D)`` (:class:`torch.nn.Linear`'s
+    layout), ``target`` class indices of shape ``input.shape[:-1]`` or
+    probabilities of shape ``input.shape[:-1] + (V,)``; ``weight`` is the class
+    weights (no gradient, as in PyTorch).
+
+    For ``reduction="mean"`` and ``"sum"`` the forward pass computes the
+    gradients with respect to ``input``, ``linear_weight`` and ``linear_bias``
+    together with the loss (when one of them requires grad), and the backward
+    pass scales them by the incoming gradient. For ``"none"`` the backward pass
+    runs the fused computation again with each token's incoming gradient (the
+    matrix products of the logits are made twice). No second derivative.
+
+    Examples
+    --------
+    >>> import torch, fastsoftmax.torch as fst
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> h = torch.randn(8, 4, requires_grad=True)
+    >>> head = torch.nn.Linear(4, 10)
+    >>> y = torch.randint(0, 10, (8,))
+    >>> loss = fst.linear_cross_entropy(h, head.weight, y, linear_bias=head.bias)
+    >>> loss.backward()
+    >>> ref = torch.nn.functional.cross_entropy(head(h), y)
+    >>> bool(torch.allclose(loss, ref))
+    True
+    """
+    if weight is not None and weight.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError(  # (PyTorch's own words)
+            "The function 'linear_cross_entropy' is not differentiable with respect to "
+            "argument 'weight'. This input cannot have requires_grad True."
+        )
+    with_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (input, linear_weight, linear_bias)
+    )
+    return _lce_op(  # type: ignore[no-any-return]
+        input, linear_weight, target, linear_bias, weight, None, ignore_index, reduction,
+        float(label_smoothing), float(z_loss), None if softcap is None else float(softcap),
+        chunk_size, with_grad and reduction != "none",
+    )[0]  # fmt: skip
