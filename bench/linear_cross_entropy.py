@@ -1,6 +1,6 @@
 """fs.linear_cross_entropy against the matrix products alone and against PyTorch (issue 16).
 
-    python bench/linear_cross_entropy.py time [--shape N D V] [--rounds 3] [--no-torch]
+    python bench/linear_cross_entropy.py time [--shape N D V] [--rounds 3] [--no-torch] [--only S]
     python bench/linear_cross_entropy.py memory [--shape N D V] [--no-torch]
 
 Forward and every gradient (hidden, weight), float32, integer labels, mean.
@@ -15,14 +15,16 @@ G @ W, d_weight = G.T @ h) into preallocated arrays, nothing else ("3 GEMMs,
 allocating": the same products returning new arrays, as fastsoftmax's results
 are; "3 GEMMs in fused's chunks": the same products in the chunks of tokens that
 fs.linear_cross_entropy takes by default, nothing else -- what the products cost
-under the memory bound, whatever computes the loss). "NumPy, unfused": the logits, fs.cross_entropy's gradient
+under the memory bound, whatever computes the loss; "4 GEMMs in vocabulary
+chunks": the products of the other schedule, chunks of the vocabulary for all
+tokens, in two passes, as that schedule needs, nothing else). "NumPy, unfused": the logits, fs.cross_entropy's gradient
 in place of them, the two products. PyTorch (with torch installed, threads set
 to fastsoftmax's): ``F.cross_entropy(F.linear(h, W), y)`` + ``backward()``, and
 ``F.linear_cross_entropy`` with ``options=None`` (its reference path) and with
 each chunking method its ``LinearCrossEntropyOptions`` accepts. States which
 BLAS kernel NumPy's OpenBLAS runs (threadpoolctl).
 
-``memory``: each candidate in a fresh process, after a small warm-up call: the peak resident memory of one call
+``memory``: each candidate in a fresh process, after a first call of its own: the peak resident memory of one call
 beyond the inputs and the results (VmHWM, reset before the call, minus the RSS
 before it), and tracemalloc's peak for the NumPy candidates; printed
 beside the unfused logits and gradient (2 N V float32 values).
@@ -95,6 +97,26 @@ def _candidates(
             else:
                 add_product(d_w, x.T, h[a : a + rows])
 
+    cols = max(1, int(v * 0.09))  # vocabulary chunks of the same memory as the token chunks
+    vchunk = np.empty(n * cols, np.float32)
+
+    def gemms_vocabulary() -> None:
+        # the other schedule: the logits of all tokens for a chunk of the vocabulary (H is
+        # read again for each chunk, W once), two passes because a row's gradient needs
+        # its logsumexp over every chunk: pass 1 makes the logits, pass 2 makes them again,
+        # d_weight[chunk] = G.T @ h (written once) and d_hidden += G @ W[chunk]
+        for second in (False, True):
+            for a in range(0, v, cols):
+                wb = w[a : a + cols]
+                x = vchunk[: n * wb.shape[0]].reshape(n, wb.shape[0])
+                np.matmul(h, wb.T, out=x)
+                if second:
+                    np.matmul(x.T, h, out=d_w[a : a + cols])
+                    if a == 0:
+                        np.matmul(x, wb, out=d_h)
+                    else:
+                        add_product(d_h, x, wb)
+
     def fused() -> object:
         return fs.linear_cross_entropy(h, w, y, return_grad=True)
 
@@ -107,6 +129,7 @@ def _candidates(
         "3 GEMMs": gemms,
         "3 GEMMs, allocating": gemms_allocating,
         "3 GEMMs in fused's chunks": gemms_chunked,
+        "4 GEMMs in vocabulary chunks": gemms_vocabulary,
         "fastsoftmax fused": fused,
         "NumPy, unfused": unfused,
     }
@@ -118,10 +141,11 @@ def _candidates(
 
         def run(fn: Callable[[], torch.Tensor]) -> Callable[[], object]:
             def step() -> object:
-                th.grad = tw.grad = None
                 loss = fn()
                 loss.backward()
-                return loss
+                out = loss, th.grad, tw.grad  # (the caller holds the results, as ours)
+                th.grad = tw.grad = None
+                return out
 
             return step
 
@@ -170,6 +194,8 @@ def time_all(args: argparse.Namespace) -> None:
     n, d, v = args.shape
     h, w, y = _inputs(n, d, v)
     cands = _candidates(h, w, y, not args.no_torch)
+    if args.only:
+        cands = {k: f for k, f in cands.items() if k == "3 GEMMs" or args.only in k}
     from fastsoftmax._blas import gemm_source
 
     print(f"(N, D, V) = ({n}, {d}, {v}) float32; fastsoftmax threads {fs.get_num_threads()}; "
@@ -197,9 +223,13 @@ def time_all(args: argparse.Namespace) -> None:
 
 def _measure(name: str, n: int, d: int, v: int) -> dict[str, float]:
     use_torch = name.startswith("torch")
-    _candidates(*_inputs(256, d, min(v, 512)), use_torch)[name]()  # libraries loaded, pools made
     h, w, y = _inputs(n, d, v)
     f = _candidates(h, w, y, use_torch)[name]
+    # a first call: libraries loaded, and the pages of the BLAS's own work buffers that
+    # products of this size touch, which every candidate's products need (and the
+    # products alone too): not the candidate's memory
+    result = f()
+    del result
     gc.collect()
     with open("/proc/self/clear_refs", "w") as c:  # reset the peak RSS (VmHWM) to the RSS
         c.write("5")
@@ -229,6 +259,8 @@ def memory(args: argparse.Namespace) -> None:
     if not args.no_torch and torch is not None:
         names += ["torch CE(linear)", "torch linear_CE reference"]
         names += [f"torch linear_CE {m}" for m in _torch_methods()]
+    if args.only:
+        names = [k for k in names if args.only in k]
     print(
         f"(N, D, V) = ({n}, {d}, {v}) float32; unfused logits + gradient {unfused / 2**20:.0f} MiB"
     )
@@ -259,6 +291,7 @@ def main() -> None:
     )
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--only", help="time only the candidates whose names contain this")
     args = p.parse_args()
     (time_all if args.mode == "time" else memory)(args)
 
