@@ -339,3 +339,16 @@ def test_option_combinations_against_explicit_logits(rng):
         )  # fmt: skip
         for g, r in zip(got, want):
             _close(g, r, 1e-12, 1e-13)
+
+
+def test_unaligned_labels_and_big_endian_inputs(rng):
+    h, w, b, y = _problem(rng, n=6, d=3, v=5)
+    rec = np.zeros(6, [("pad", "u1"), ("y", "<i8")])
+    rec["y"] = y  # an unaligned int64 view
+    want = _reference(h, w, b, y)
+    got = fs.linear_cross_entropy(h.astype(">f8"), w, rec["y"], bias=b, return_grad=True)
+    for g, r in zip(got, want):
+        _close(g, r, 1e-12, 1e-13)
+    t = np.frombuffer(bytearray(6 * 5 * 8 + 1), np.float64, 30, offset=1).reshape(6, 5)
+    t[...] = fs.softmax(rng.standard_normal((6, 5)))
+    _close(fs.linear_cross_entropy(h, w, t), _reference(h, w, None, t.copy())[0], 1e-12, 0)

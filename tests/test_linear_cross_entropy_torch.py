@@ -164,3 +164,42 @@ def test_top_level_function_takes_and_returns_tensors():  # type: ignore[no-unty
     torch.testing.assert_close(loss, want)
     for got, p in zip((dh, dw, db), params):
         torch.testing.assert_close(got, p.grad)
+
+
+def test_half_precision_backward_scaled_before_rounding():  # type: ignore[no-untyped-def]
+    """A loss scale (8192) on float16: the gradients are scaled in float32 before they are
+    rounded (computed for 1 and rounded first, small entries would flush to 0); bfloat16
+    with reduction="none" takes its per-token incoming gradient."""
+    g = torch.Generator().manual_seed(23)
+    h = (torch.randn(512, 16, generator=g) * 2e-5).half().requires_grad_()
+    w = torch.randn(50, 16, generator=g).half().requires_grad_()
+    y = torch.randint(0, 50, (512,), generator=g)
+    fst.linear_cross_entropy(h, w, y).backward(torch.tensor(8192.0, dtype=torch.float16))
+    ref = [t.detach().double().requires_grad_() for t in (h, w)]
+    (F.cross_entropy(F.linear(*ref), y) * 8192).backward()
+    for p, r in zip((h, w), ref):
+        torch.testing.assert_close(
+            p.grad.double(), r.grad, rtol=2e-3, atol=1e-3 * r.grad.abs().max()
+        )
+    hb = h.detach().bfloat16().requires_grad_()
+    loss = fst.linear_cross_entropy(hb, w.detach().bfloat16(), y, reduction="none")
+    loss.backward(torch.ones_like(loss))
+    assert hb.grad.dtype == torch.bfloat16
+    assert hb.grad.abs().sum() > 0
+
+
+def test_pytorch_conventions():  # type: ignore[no-untyped-def]
+    h, w, _b, y = _case(29)
+    torch.testing.assert_close(
+        fst.linear_cross_entropy(h, w, y, ignore_index=None),
+        F.linear_cross_entropy(h, w, y, ignore_index=None),
+    )
+    with pytest.raises(ValueError, match=r"^weight must have one entry per class"):
+        fst.linear_cross_entropy(h, w, y, weight=torch.ones(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"^linear_bias must have one entry per class"):
+        fst.linear_cross_entropy(h, w, y, linear_bias=torch.ones(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"integer target must have input's shape"):
+        fst.linear_cross_entropy(h, w, y[:3])
+    t = torch.softmax(torch.randn(h.shape[0], w.shape[0], dtype=torch.float64), -1)
+    with pytest.raises(RuntimeError, match="probability targets"):
+        fst.linear_cross_entropy(h, w, t.requires_grad_())

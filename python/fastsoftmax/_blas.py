@@ -111,6 +111,10 @@ def add_product(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
     C-contiguous and not overlapping ``a`` or ``b``."""
     m, k = a.shape
     n = b.shape[1]
+    if c.shape != (m, n) or b.shape[0] != k or not (a.dtype == b.dtype == c.dtype):
+        raise ValueError(
+            f"add_product: c {c.shape} {c.dtype} += a {a.shape} {a.dtype} @ b {b.shape} {b.dtype}"
+        )
     if m == 0 or n == 0 or k == 0:
         return
     gemm = _gemms().get(c.dtype)

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._api import _BF16, _F16, _F32, _F64
+from ._api import _BF16, _F16, _F32, _F64, _require
 from ._blas import add_product
 from ._cross_entropy import _I64, _Call, _loss_dtype, _scalar_loss
 from ._interop import accepts_arrays
@@ -34,6 +34,8 @@ _CHUNK_MAX_BYTES = 256 << 20
 
 def _float_array(a: npt.ArrayLike, name: str) -> np.ndarray:
     x = np.asarray(a)
+    if x.dtype.kind == "f" and not x.dtype.isnative:  # (big-endian: native order, a copy)
+        x = x.astype(x.dtype.newbyteorder("="))
     if not (x.dtype in (_F16, _BF16, _F32, _F64)):
         raise TypeError(
             f"{name} has dtype {x.dtype}; expected float32, float64, float16 or bfloat16"
@@ -64,7 +66,7 @@ def _integer_labels(
     y = lab.reshape(-1)
     too_big = y.dtype == np.uint64 and y.size and y.max() > np.iinfo(np.int64).max
     if not too_big:
-        y = y.astype(_I64, copy=False)
+        y = _require(y, _I64, ["A"])  # (int64, aligned: as the kernel reads it)
         ignored = y == ignore_index
         bad = ~ignored & ((y < 0) | (y >= n_classes))
     if too_big or bad.any():
@@ -175,6 +177,32 @@ def linear_cross_entropy(
     >>> dh.shape, dW.shape, float(abs(dh[3]).max())  # the ignored token: no gradient
     ((6, 4), (10, 4), 0.0)
     """
+    return _compute(
+        hidden, weight, labels, bias, weight_layout, class_weight, ignore_index, reduction,
+        label_smoothing, z_loss, softcap, return_grad, grad_out, chunk_size, False,
+    )  # fmt: skip
+
+
+def _compute(
+    hidden: npt.ArrayLike,
+    weight: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    bias: npt.ArrayLike | None,
+    weight_layout: str,
+    class_weight: npt.ArrayLike | None,
+    ignore_index: SupportsIndex,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float | None,
+    return_grad: bool,
+    grad_out: npt.ArrayLike | None,
+    chunk_size: SupportsIndex | None,
+    compute_dtype_grads: bool,
+) -> Any:
+    """linear_cross_entropy; with compute_dtype_grads, the gradients in the compute dtype
+    (float32 for float16 / bfloat16 inputs: fastsoftmax.torch scales them before they are
+    rounded)."""
     # -- options
     layout: object = weight_layout  # (a str only: `in` would compare an array element-wise)
     if not isinstance(layout, str) or layout not in _LAYOUTS:
@@ -320,7 +348,7 @@ def linear_cross_entropy(
             x += bc
         # the loss terms, and the gradient in place of the logits
         yc = None if y is None else (y[start:stop] if idx is None else y[idx])
-        tc = None if y is not None else np.ascontiguousarray(target[start:stop], ct)
+        tc = None if y is not None else _require(target[start:stop], ct, ["C", "A"])
         pc = None
         if per_all is not None:
             pc = np.ascontiguousarray(per_all[start:stop] if idx is None else per_all[idx])
@@ -372,6 +400,12 @@ def linear_cross_entropy(
         return loss
     assert d_h is not None
     assert d_w is not None
+    if compute_dtype_grads:
+        grads = [d_h.reshape(h.shape), d_w]
+        if b is not None:
+            assert d_b is not None
+            grads.append(d_b.astype(ct))
+        return (loss, *grads)
     grads = [
         d_h.reshape(h.shape).astype(h.dtype, copy=False),
         d_w.astype(w.dtype, copy=False),

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -1172,17 +1173,19 @@ def _lce_impl(
     _check_tensor(target, "target", floating=False)
     from . import _linear
 
+    if grad_out is not None and grad_out.dtype in (torch.float16, torch.bfloat16):
+        grad_out = grad_out.float()
     try:
-        out = _linear.linear_cross_entropy(
+        out = _linear._compute(
             _numpy(input, "input"), _numpy(weight, "linear_weight"), _numpy(target, "target"),
-            bias=None if bias is None else _numpy(bias, "linear_bias"),
-            class_weight=None if class_weight is None else _numpy(class_weight, "weight"),
-            ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
-            z_loss=z_loss, softcap=softcap, chunk_size=chunk_size, return_grad=with_grad,
-            grad_out=None if grad_out is None else _numpy(grad_out, "grad_out"),
+            None if bias is None else _numpy(bias, "linear_bias"),
+            "VD", None if class_weight is None else _numpy(class_weight, "weight"),
+            ignore_index, reduction, label_smoothing, z_loss, softcap, with_grad,
+            None if grad_out is None else _numpy(grad_out, "grad_out"), chunk_size,
+            with_grad and grad_out is None,
         )  # fmt: skip
-    except ValueError as e:
-        raise _label_error(e) from None
+    except (TypeError, ValueError) as e:
+        raise _lce_error(e) from None
     empty = input.new_empty(0)
     if not with_grad:
         return _tensor(out).to(input.dtype), empty, empty.clone(), empty.clone()
@@ -1192,6 +1195,37 @@ def _lce_impl(
         _tensor(d_input),
         _tensor(d_weight),
         _tensor(d_bias[0]) if d_bias else empty,
+    )
+
+
+# fastsoftmax.linear_cross_entropy's argument names, as fastsoftmax.torch's signature
+# (PyTorch's) calls them, in the order they are replaced
+_LCE_NAMES = (
+    (r"\bweight\b", "linear_weight"),
+    (r"\bclass_weight\b", "weight"),
+    (r"\bbias\b", "linear_bias"),
+    (r"\bhidden\b", "input"),
+    (r"\blabels\b", "target"),
+)
+
+
+def _lce_error(e: Exception) -> Exception:
+    """The error in fastsoftmax.torch's argument names; a target out of range an
+    IndexError, as PyTorch raises it."""
+    msg = str(e)
+    for pattern, name in _LCE_NAMES:
+        msg = re.sub(pattern, name, msg)
+    if msg.startswith("label "):
+        return IndexError(msg)
+    return type(e)(msg)
+
+
+def _grad_dtype(*tensors: Tensor | None) -> torch.dtype:
+    """The dtype of the gradients the forward pass computes: the compute dtype."""
+    return (
+        torch.float64
+        if any(t is not None and t.dtype == torch.float64 for t in tensors)
+        else torch.float32
     )
 
 
@@ -1218,6 +1252,14 @@ def _(
     loss = input.new_empty(tokens if reduction == "none" else ())
     if not with_grad:
         return loss, input.new_empty(0), input.new_empty(0), input.new_empty(0)
+    if grad_out is None:  # (the forward pass's gradients, in the compute dtype)
+        dt = _grad_dtype(input, weight, bias)
+        return (
+            loss,
+            input.new_empty(input.shape, dtype=dt),
+            weight.new_empty(weight.shape, dtype=dt),
+            input.new_empty(0) if bias is None else bias.new_empty(bias.shape, dtype=dt),
+        )
     return (
         loss,
         input.new_empty(input.shape),
@@ -1230,6 +1272,7 @@ def _save_lce(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> 
     input, weight, target, bias, class_weight, _, *options = inputs
     ctx.options = options  # ignore_index ... chunk_size, with_grad
     ctx.has_bias = bias is not None
+    ctx.dtypes = (input.dtype, weight.dtype, None if bias is None else bias.dtype)
     ctx.mark_non_differentiable(*output[1:])
     if options[1] == "none":  # the gradient needs each token's incoming gradient: recomputed
         ctx.save_for_backward(input, weight, target, bias, class_weight)
@@ -1256,7 +1299,10 @@ def _lce_grad(ctx: Any, grad_loss: Tensor, *_: Any) -> tuple[Any, ...]:
                 "fastsoftmax.torch.linear_cross_entropy: the forward pass ran without "
                 "gradients (no input required grad, or grad mode was off)"
             )
-        d_input, d_weight, d_bias = (g * grad_loss.to(g.dtype) for g in ctx.saved_tensors)
+        d_input, d_weight, d_bias = (  # (scaled in the compute dtype, then rounded)
+            (g * grad_loss.to(g.dtype)).to(dt) if dt is not None else g
+            for g, dt in zip(ctx.saved_tensors, ctx.dtypes)
+        )
     return (
         d_input, d_weight, None, d_bias if ctx.has_bias else None,
         None, None, None, None, None, None, None, None, None,
@@ -1274,7 +1320,7 @@ def linear_cross_entropy(
     linear_bias: Tensor | None = None,
     weight: Tensor | None = None,
     reduction: str = "mean",
-    ignore_index: int = -100,
+    ignore_index: int | None = -100,
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     softcap: float | None = None,
@@ -1296,7 +1342,11 @@ def linear_cross_entropy(
     together with the loss (when one of them requires grad), and the backward
     pass scales them by the incoming gradient. For ``"none"`` the backward pass
     runs the fused computation again with each token's incoming gradient (the
-    matrix products of the logits are made twice). No second derivative.
+    matrix products of the logits are made twice). For float16 and bfloat16 the
+    forward pass keeps the gradients in float32 until the backward pass has scaled
+    them (a loss scale does not flush them to zero). No second derivative, and no
+    gradient with respect to probability targets (a RuntimeError asks to detach
+    them). ``ignore_index=None`` is PyTorch's spelling of -100.
 
     Examples
     --------
@@ -1316,6 +1366,13 @@ def linear_cross_entropy(
         raise RuntimeError(  # (PyTorch's own words)
             "The function 'linear_cross_entropy' is not differentiable with respect to "
             "argument 'weight'. This input cannot have requires_grad True."
+        )
+    if ignore_index is None:  # (PyTorch's default: -100)
+        ignore_index = -100
+    if target.is_floating_point() and target.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError(
+            "fastsoftmax.torch.linear_cross_entropy does not differentiate with respect to "
+            "probability targets; detach them (or use cross_entropy of the logits)"
         )
     with_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (input, linear_weight, linear_bias)
