@@ -48,7 +48,7 @@ from collections.abc import Callable
 
 import fastsoftmax as fs
 import numpy as np
-from fastsoftmax._blas import add_product
+from fastsoftmax._blas import add_product, gemm_source
 from fastsoftmax._linear import default_chunk_size
 
 try:
@@ -196,7 +196,6 @@ def time_all(args: argparse.Namespace) -> None:
     cands = _candidates(h, w, y, not args.no_torch)
     if args.only:
         cands = {k: f for k, f in cands.items() if k == "3 GEMMs" or args.only in k}
-    from fastsoftmax._blas import gemm_source
 
     print(f"(N, D, V) = ({n}, {d}, {v}) float32; fastsoftmax threads {fs.get_num_threads()}; "
           f"d_weight accumulated by {gemm_source()}")  # fmt: skip

@@ -21,9 +21,9 @@ from ._api import _BF16, _F16, _F32, _F64, _require
 from ._blas import add_product
 from ._cross_entropy import _I64, _Call, _loss_dtype, _scalar_loss
 from ._interop import accepts_arrays
+from ._parts import check_labels
 
 _LAYOUTS = ("VD", "DV")
-_HALF = (_F16, _BF16)
 # the default chunk: 9% of the tokens (its logits are then 4.5% of the unfused logits and
 # gradient, 2 N V values: the rest of the 5% is for the smaller buffers), but at least 64
 # (smaller products run slower; the bound is for large N), and no more than fit 256 MiB
@@ -59,24 +59,13 @@ def _class_weight_error(e: Exception) -> Exception:
 
 
 def _integer_labels(
-    lab: np.ndarray, shape: tuple[int, ...], n_classes: int, ignore_index: int
+    lab: np.ndarray, n_classes: int, ignore_index: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(labels as flat int64, which are ignore_index); a ValueError naming the first label
-    outside [0, n_classes) that is not ignore_index (as cross_entropy's)."""
-    y = lab.reshape(-1)
-    too_big = y.dtype == np.uint64 and y.size and y.max() > np.iinfo(np.int64).max
-    if not too_big:
-        y = _require(y, _I64, ["A"])  # (int64, aligned: as the kernel reads it)
-        ignored = y == ignore_index
-        bad = ~ignored & ((y < 0) | (y >= n_classes))
-    if too_big or bad.any():
-        first = int(np.argmax(y)) if too_big else int(np.argmax(bad))
-        position = tuple(int(i) for i in np.unravel_index(first, shape))
-        raise ValueError(
-            f"label {y[first]} at position {position} is outside [0, {n_classes}) "
-            f"and is not ignore_index ({ignore_index})"
-        )
-    return y, ignored
+    """(labels as flat aligned int64, as the kernel reads them; which are ignore_index),
+    after cross_entropy's check of their range."""
+    check_labels(lab, n_classes, ignore_index, "")
+    y = _require(lab.reshape(-1), _I64, ["A"])
+    return y, y == ignore_index
 
 
 @accepts_arrays("hidden", "weight", "labels", "bias", "class_weight", "grad_out")
@@ -276,7 +265,7 @@ def _compute(
         keep = None
         count = denom = float(n)
     else:
-        y, ignored = _integer_labels(lab, example_shape, n_classes, call.ignore_index)
+        y, ignored = _integer_labels(lab, n_classes, call.ignore_index)
         keep = None if not ignored.any() else np.flatnonzero(~ignored)
         count = float(n if keep is None else keep.size)
         if call.weight is None:
@@ -300,9 +289,7 @@ def _compute(
 
     # -- working arrays
     m = n if keep is None else keep.size
-    rows = m if chunk is None else chunk
-    if chunk is None:
-        rows = default_chunk_size(m, n_classes, ct.itemsize)
+    rows = default_chunk_size(m, n_classes, ct.itemsize) if chunk is None else chunk
     rows = max(1, min(rows, m))
     h2 = h.reshape(n, dim)
     wc = w if w.dtype == ct else w.astype(ct)
@@ -400,17 +387,13 @@ def _compute(
         return loss
     assert d_h is not None
     assert d_w is not None
-    if compute_dtype_grads:
-        grads = [d_h.reshape(h.shape), d_w]
-        if b is not None:
-            assert d_b is not None
-            grads.append(d_b.astype(ct))
-        return (loss, *grads)
-    grads = [
-        d_h.reshape(h.shape).astype(h.dtype, copy=False),
-        d_w.astype(w.dtype, copy=False),
-    ]
+
+    # (fastsoftmax.torch takes them in the compute dtype, to scale them before rounding)
+    def result(g: np.ndarray, a: np.ndarray) -> np.ndarray:
+        return g.astype(ct if compute_dtype_grads else a.dtype, copy=False)
+
+    grads = [result(d_h.reshape(h.shape), h), result(d_w, w)]
     if b is not None:
         assert d_b is not None
-        grads.append(d_b.astype(b.dtype))
+        grads.append(result(d_b, b))
     return (loss, *grads)
