@@ -17,6 +17,8 @@ def calls(x: np.ndarray, labels: np.ndarray, flag: bool) -> None:
         x, x, labels, return_grad=True, chunk_size=np.int64(8)
     )
     fs.linear_cross_entropy(x, x, labels, weight_layout="DV", ignore_index=np.int64(-1))
+    _h, _g = fs.entropy(x, np.int64(0), temperature=2, return_grad=True)
+    fs.kl_div(x, x, axis=np.int64(0), target_kind="probs", reduction="none")
     fs.set_num_threads(np.int64(2))
     with fs.use_threads(np.intp(1)):
         fs.softmax(x, axis=np.int64(0))

@@ -175,4 +175,30 @@ inline std::vector<std::size_t> shape_of(const py::array& a) {
     return std::vector<std::size_t>(a.shape(), a.shape() + a.ndim());
 }
 
+// x's shape without `axis`.
+inline std::vector<py::ssize_t> reduced_shape(const py::array& x, std::size_t axis) {
+    std::vector<py::ssize_t> s(x.shape(), x.shape() + x.ndim());
+    s.erase(s.begin() + static_cast<std::ptrdiff_t>(axis));
+    return s;
+}
+
+// A float64 array of one value per line (x's shape without the axis), as a
+// Strided operand of x's ndim (stride 0 along the axis).
+template <class D>
+Strided<D> per_line(py::array& a, const py::array& x, std::size_t axis, const char* what) {
+    check_dtype<double>(a, what);
+    const std::vector<py::ssize_t> want = reduced_shape(x, axis);
+    if (a.ndim() != static_cast<py::ssize_t>(want.size()) ||
+        !std::equal(want.begin(), want.end(), a.shape()))
+        throw py::value_error(std::string(what) + " has shape " + shape_str(a) + ", expected " +
+                              std::string(py::str(py::tuple(py::cast(want)))));
+    Strided<D> s;
+    if constexpr (std::is_const_v<D>)
+        s = as_input<double>(a, what);
+    else
+        s = as_output<double>(a, what);
+    s.strides.insert(s.strides.begin() + static_cast<std::ptrdiff_t>(axis), 0);
+    return s;
+}
+
 }  // namespace fastsoftmax::bindings

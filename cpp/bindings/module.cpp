@@ -10,6 +10,7 @@ void register_softmax(py::module_& m);
 void register_config(py::module_& m);
 void register_cross_entropy(py::module_& m);
 void register_parts(py::module_& m);
+void register_divergence(py::module_& m);
 }  // namespace fastsoftmax::bindings
 
 PYBIND11_MODULE(_core, m) {
@@ -19,5 +20,6 @@ PYBIND11_MODULE(_core, m) {
     fastsoftmax::bindings::register_softmax(m);
     fastsoftmax::bindings::register_cross_entropy(m);
     fastsoftmax::bindings::register_parts(m);
+    fastsoftmax::bindings::register_divergence(m);
     fastsoftmax::bindings::register_config(m);
 }

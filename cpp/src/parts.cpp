@@ -14,6 +14,7 @@
 #include "fastsoftmax/kernels.hpp"
 #include "fastsoftmax/parallel.hpp"
 #include "layout/copy.hpp"
+#include "layout/lines.hpp"
 #include "layout/plan.hpp"
 
 namespace fastsoftmax {
@@ -21,7 +22,6 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr std::size_t kPrefetchBytes = std::size_t(64) << 10;
 
 // The pair of one contiguous line (see parts.hpp).
 template <class T>
@@ -59,50 +59,6 @@ void line_from_pair(const Kernels<T>& k, Op op, const T* x, T* y, std::size_t n,
         y[i] = to_storage<T>(pos_inf && to_compute(x[i]) != inf ? -inf : nan);
 }
 
-// Walks the lines of x along `axis` with the other operands (per-line
-// values, or elements of an output): f(line, n, offsets, buffer, axis
-// strides) gets each line contiguous, copied to the task's buffer when the
-// plan gathers (buffer then not null).
-template <class T, class F>
-void walk_lines(const std::vector<std::size_t>& shape, std::size_t axis,
-                const layout::Operand* operands, std::size_t count, const T* x, F&& f) {
-    if (axis >= shape.size()) throw std::invalid_argument("axis out of range");
-    layout::Options options;
-    options.row_cost = kRowCost;
-    const layout::Plan plan = layout::plan(shape, axis, operands, count, options);
-    if (plan.lines == 0) return;
-    const std::size_t n = plan.n;
-    // rows that are parts of longer ones (a chunk of the class axis): the hardware
-    // prefetcher does not cross the gap to the next row, so it is asked for (views
-    // of (8192, 32000) float32 in 8 chunks: 13.7 -> 10.8-13.2 ms a chunk)
-    const bool gaps =
-        plan.way == layout::Way::rows && plan.inner.stride[0] != static_cast<std::ptrdiff_t>(n);
-    const std::size_t ahead = gaps ? std::min(n * sizeof(T), kPrefetchBytes) : 0;
-    parallel_for(plan.tasks(), [&](std::size_t t) {
-        std::vector<T> buf(plan.way == layout::Way::rows ? 0 : n);
-        layout::for_each_batch(plan, t, [&](const layout::Batch& batch) {
-            for (std::size_t r = 0; r < batch.count; ++r) {
-                if (r + 1 < batch.count) {  // (ahead is 0 without gaps)
-                    const char* next = reinterpret_cast<const char*>(
-                        x + batch.offsets[0] +
-                        static_cast<std::ptrdiff_t>(r + 1) * plan.inner.stride[0]);
-                    for (std::size_t k = 0; k < ahead; k += 64) __builtin_prefetch(next + k);
-                }
-                std::ptrdiff_t off[layout::kMaxOperands] = {0, 0, 0, 0};
-                for (std::size_t a = 0; a < count; ++a)
-                    off[a] =
-                        batch.offsets[a] + static_cast<std::ptrdiff_t>(r) * plan.inner.stride[a];
-                const T* line = x + off[0];
-                if (!buf.empty()) {
-                    layout::copy_line_in(line, plan.axis_stride[0], n, buf.data());
-                    line = buf.data();
-                }
-                f(line, n, off, buf.empty() ? nullptr : buf.data(), plan.axis_stride);
-            }
-        });
-    });
-}
-
 SoftmaxParams params_for(std::size_t elements, std::size_t size) {
     SoftmaxParams params;
     params.from_memory = elements * size >= kStreamBytes;
@@ -137,7 +93,7 @@ void max_sum_parts(const std::vector<std::size_t>& shape, std::size_t axis,
         });
         return;
     }
-    walk_lines<T>(
+    layout::walk_lines<T>(
         shape, axis, operands, 3, x.data,
         [&](const T* line, std::size_t n, const std::ptrdiff_t* off, T*, const std::ptrdiff_t*) {
             const MaxSum ms = line_pair(k, line, n, params);
@@ -160,16 +116,16 @@ void apply_from_max_sum(Op op, const std::vector<std::size_t>& shape, std::size_
     const SoftmaxParams params = params_for(elements_of(shape), sizeof(T));
     SoftmaxParams in_cache = params;  // (a line through the buffer)
     in_cache.from_memory = false;
-    walk_lines<T>(shape, axis, operands, 4, x.data,
-                  [&](const T* line, std::size_t n, const std::ptrdiff_t* off, T* buf,
-                      const std::ptrdiff_t* axis_stride) {
-                      const double m = max.data[off[1]], s = sum.data[off[2]];
-                      if (!buf)
-                          return line_from_pair(k, op, line, out.data + off[3], n, m, s, params);
-                      line_from_pair(k, op, line, buf, n, m, s,
-                                     in_cache);  // (in place in the buffer)
-                      layout::copy_line_out(buf, n, out.data + off[3], axis_stride[3]);
-                  });
+    layout::walk_lines<T>(
+        shape, axis, operands, 4, x.data,
+        [&](const T* line, std::size_t n, const std::ptrdiff_t* off, T* buf,
+            const std::ptrdiff_t* axis_stride) {
+            const double m = max.data[off[1]], s = sum.data[off[2]];
+            if (!buf) return line_from_pair(k, op, line, out.data + off[3], n, m, s, params);
+            line_from_pair(k, op, line, buf, n, m, s,
+                           in_cache);  // (in place in the buffer)
+            layout::copy_line_out(buf, n, out.data + off[3], axis_stride[3]);
+        });
 }
 
 #define FASTSOFTMAX_PARTS(T)                                                                   \

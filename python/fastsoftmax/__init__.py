@@ -1,4 +1,4 @@
-"""fastsoftmax: SIMD softmax, log_softmax, logsumexp and cross-entropy for NumPy arrays.
+"""fastsoftmax: SIMD softmax, log_softmax, logsumexp, cross-entropy, entropy and KL divergence.
 
 The compiled kernels live in the private module ``fastsoftmax._core``; use the
 functions exported here.
@@ -26,6 +26,7 @@ from ._api import (
 )
 from ._config import show_config, simd_target, simd_targets
 from ._cross_entropy import cross_entropy, cross_entropy_backward
+from ._divergence import entropy, kl_div
 from ._linear import linear_cross_entropy
 from ._parts import (
     CrossEntropyParts,
@@ -54,7 +55,9 @@ __all__ = [
     "cross_entropy_backward",
     "cross_entropy_from_parts",
     "cross_entropy_parts",
+    "entropy",
     "get_num_threads",
+    "kl_div",
     "linear_cross_entropy",
     "log_softmax",
     "log_softmax_backward",

@@ -48,6 +48,10 @@ struct SoftmaxParams {
     bool narrow_output = false;
 };
 
+// How kl_div's target is given: logits (softmax(y / T)), probabilities or
+// log probabilities.
+enum class KlTarget { logits, probs, log_probs };
+
 // The kernels of one target for arrays of storage type S (float, double,
 // bfloat16 or float16; the last two compute in float).
 // Filled by member name (cpp/src/arch/instantiate.cpp).
@@ -103,6 +107,15 @@ struct Kernels {
     CeSums (*cross_entropy_rows)(const CeRows<S>& rows, const CeOptions<S>& options);
     // ... over columns (no soft-capping, no saved lse; n < 2^24)
     CeSums (*cross_entropy_cols)(const CeCols<S>& cols, const CeOptions<S>& options);
+
+    // One contiguous row of logits x (n >= 0), z = x * inv_t
+    // (generic/divergence_rows.hpp): the entropy of softmax(z) and, with g,
+    // its gradient with respect to x times gscale into g; the KL divergence
+    // KL(target || softmax(z)) and, with g, its gradient likewise. An empty
+    // row gives NaN.
+    double (*entropy_row)(const S* x, size_t n, C inv_t, S* g, double gscale);
+    double (*kl_div_row)(const S* x, const S* target, size_t n, KlTarget kind, C inv_t, S* g,
+                         double gscale);
 
     // Element-wise vector math on contiguous arrays (exposed for the ULP tests).
     void (*exp)(const S* x, S* y, size_t n);

@@ -17,6 +17,7 @@
 #include "arch/vec_contract.hpp"
 #include "generic/backward.hpp"
 #include "generic/ce_rows.hpp"
+#include "generic/divergence_rows.hpp"
 #include "generic/softmax_rows.hpp"
 
 namespace fastsoftmax {
@@ -44,6 +45,8 @@ constexpr Kernels<typename V::S> make_kernels() {
     k.softmax_from_max_sum = &softmax_from_max_sum<V>;
     k.cross_entropy_rows = &cross_entropy_rows<V>;
     k.cross_entropy_cols = &cross_entropy_cols<V>;
+    k.entropy_row = &entropy_row<V>;
+    k.kl_div_row = &kl_div_row<V>;
     k.exp = &exp_array<V>;
     k.log = &log_array<V>;
     k.log1p = &log1p_array<V>;

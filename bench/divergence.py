@@ -1,0 +1,90 @@
+"""fastsoftmax.entropy and fastsoftmax.kl_div against cross_entropy with soft labels (issue
+15's speed bound: within 1.3x, with the gradient), and against the same quantities written
+with NumPy, in interleaved rounds (medians over rounds).
+
+Per shape (float32, one call each, ``return_grad=True`` unless ``--no-grad``):
+
+* ``ce_soft``: ``fs.cross_entropy(x, fs.softmax(y))``, the reference point;
+* ``entropy``: ``fs.entropy(x)``;
+* ``kl_logits`` / ``kl_probs`` / ``kl_log_probs``: ``fs.kl_div`` with the target as logits,
+  probabilities or log probabilities;
+* ``numpy_kl``: ``sum(t * (log t - log_softmax(x)))`` with ``scipy.special`` (no gradient).
+
+Run pinned to one CPU for one thread::
+
+    taskset -c 1 python bench/divergence.py [--shape N C ...] [--rounds R] [--threads T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import fastsoftmax as fs
+import numpy as np
+from scipy import special
+
+SHAPES = [(512, 32000), (64, 128256), (4096, 1000)]
+
+
+def _time(f: Callable[[], object], number: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(number):
+        f()
+    return (time.perf_counter() - t0) / number
+
+
+def run(shape: tuple[int, int], rounds: int, grad: bool) -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) * 3).astype(np.float32)
+    y = (rng.standard_normal(shape) * 3).astype(np.float32)
+    probs = fs.softmax(y)
+    log_probs = fs.log_softmax(y)
+    cands: dict[str, Callable[[], object]] = {
+        "ce_soft": lambda: fs.cross_entropy(x, probs, return_grad=grad),
+        "entropy": lambda: fs.entropy(x, return_grad=grad),
+        "kl_logits": lambda: fs.kl_div(x, y, return_grad=grad),
+        "kl_probs": lambda: fs.kl_div(x, probs, target_kind="probs", return_grad=grad),
+        "kl_log_probs": lambda: fs.kl_div(x, log_probs, target_kind="log_probs", return_grad=grad),
+        "numpy_kl": lambda: np.sum(probs * (log_probs - special.log_softmax(x, axis=-1))),
+    }
+    # checked before timing: the KL against float64
+    want = (
+        special.rel_entr(
+            special.softmax(y.astype(np.float64), -1), special.softmax(x.astype(np.float64), -1)
+        ).sum()
+        / shape[0]
+    )
+    got = float(fs.kl_div(x, y))
+    assert abs(got - want) <= 1e-5 * want, (got, want)
+    number = max(1, int(0.05 / _time(cands["ce_soft"], 1)))
+    times: dict[str, list[float]] = {k: [] for k in cands}
+    for _ in range(rounds):
+        for k, f in cands.items():
+            times[k].append(_time(f, number))
+    base = statistics.median(times["ce_soft"])
+    print(
+        f"{shape} float32, {'with' if grad else 'without'} gradient, {fs.get_num_threads()} "
+        f"thread(s), {rounds} rounds x {number}:"
+    )
+    for k, v in times.items():
+        m = statistics.median(v)
+        print(f"  {k:13s} {m * 1e3:8.2f} ms  {m / base:5.2f}x ce_soft")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", type=int, nargs=2, action="append", metavar=("N", "C"))
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-grad", action="store_true")
+    args = ap.parse_args()
+    fs.set_num_threads(args.threads)
+    for shape in args.shape or SHAPES:
+        run(tuple(shape), args.rounds, not args.no_grad)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""The entropy and the KL divergence of a softmax, with their gradients; the work is in
+``_core`` (one row kernel each, cpp/src/generic/divergence_rows.hpp)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, SupportsIndex
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from ._api import _axis_index, _cast, _compute_dtype, _prepare
+from ._cross_entropy import _real
+from ._interop import accepts_arrays
+
+TargetKind = Literal["logits", "probs", "log_probs"]
+KlReduction = Literal["batchmean", "mean", "sum", "none"]
+_TARGET_KINDS = ("logits", "probs", "log_probs")
+_KL_REDUCTIONS = ("batchmean", "mean", "sum", "none")
+
+
+def _temperature(value: Any) -> float:
+    """temperature as a float; TypeError unless a real number, ValueError unless > 0, finite."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"temperature must be a real number, got {value!r}")
+    t = _real(value, "temperature")
+    if not (t > 0 and math.isfinite(t)):
+        raise ValueError(f"temperature must be positive and finite, got {value!r}")
+    return t
+
+
+def _line_values(
+    x: np.ndarray, axis: int, run: Any
+) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
+    """run(axis) -> (values, grad), or NaN values and an empty-axis gradient of zeros."""
+    reduced = x.shape[:axis] + x.shape[axis + 1 :]
+    if x.shape[axis] == 0:  # (no distribution: NaN, as the kernels give for an empty row)
+        return np.full(reduced, np.nan), np.zeros(x.shape, x.dtype), reduced
+    values, grad = run(axis)
+    return values, grad, reduced
+
+
+def _value_dtype(result: np.dtype) -> np.dtype:
+    """The dtype of an entropy or a KL: float32 for half-precision logits (as cross_entropy)."""
+    return _compute_dtype(result) if result.itemsize == 2 else result
+
+
+@accepts_arrays("logits")
+def entropy(
+    logits: npt.ArrayLike,
+    axis: SupportsIndex = -1,
+    *,
+    temperature: float = 1.0,
+    return_grad: bool = False,
+) -> Any:
+    r"""Shannon entropy of ``softmax(logits / temperature)`` along an axis.
+
+    .. math::
+        H = -\sum_j p_j \log p_j = \log s + \frac{1}{s}\sum_j e^{z_j - m}(m - z_j),
+        \quad p = \mathrm{softmax}(z),\ z = x / T,\ m = \max_j z_j,\ s = \sum_j e^{z_j - m}
+
+    The right-hand form is what is computed: both terms are sums of non-negative
+    values, so the entropy keeps its relative accuracy for peaked rows (``H`` down to
+    1e-12 and below), and no probability array is formed (the logits are read twice,
+    three times with the gradient).
+
+    Parameters
+    ----------
+    logits : array_like
+        Logits, any real dtype (float16 and bfloat16 are computed in float32; integers
+        and bools as float64), any strides.
+    axis : int, default -1
+        The class axis.
+    temperature : float, default 1.0
+        ``T > 0``, finite: the entropy of ``softmax(logits / T)``, without a scaled copy.
+    return_grad : bool, default False
+        Also return the gradient of each slice's entropy with respect to its logits
+        (the gradient of ``entropy(...).sum()``):
+        :math:`\partial H / \partial x_j = -p_j (\log p_j + H) / T`.
+
+    Returns
+    -------
+    ndarray or (ndarray, ndarray)
+        The entropy of every slice: ``logits``' shape without ``axis``, in ``logits``'
+        dtype (float32 for float16 and bfloat16 logits); with ``return_grad``, also the
+        gradient in ``logits``' shape and dtype.
+
+    Notes
+    -----
+    A slice with a NaN, a ``+inf`` or only ``-inf`` has no softmax (NaN, as in
+    :func:`softmax`): its entropy and gradient are NaN. ``-inf`` entries beside finite
+    ones have probability 0 and add 0. An empty axis gives NaN. A torch tensor or a JAX
+    array in gives the same type out; a tensor that requires grad is read as data (use
+    ``fastsoftmax.torch`` for autograd).
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> fs.entropy(np.zeros((2, 4), np.float32))  # uniform over 4: log 4
+    array([1.3862944, 1.3862944], dtype=float32)
+    >>> h, g = fs.entropy(np.array([0.0, 1.0, 2.0]), temperature=2.0, return_grad=True)
+    >>> round(float(h), 6)
+    1.020191
+    """
+    t = _temperature(temperature)
+    a, result = _prepare(logits, "logits")
+    ax = _axis_index(axis, a.ndim, axis)
+    values, grad, _reduced = _line_values(
+        a, ax, lambda ax: _core.entropy(a, ax, t, bool(return_grad), 1.0)
+    )
+    h = _cast(values, _value_dtype(result))
+    if not return_grad:
+        return h
+    assert grad is not None
+    return h, grad if grad.dtype == result else _cast(grad, result)
+
+
+@accepts_arrays("logits", "target")
+def kl_div(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    axis: SupportsIndex = -1,
+    target_kind: TargetKind = "logits",
+    temperature: float = 1.0,
+    reduction: KlReduction = "batchmean",
+    return_grad: bool = False,
+) -> Any:
+    r"""KL divergence ``KL(target || softmax(logits / temperature))`` along an axis.
+
+    .. math::
+        \mathrm{KL}(t \,\|\, p) = \sum_j t_j (\log t_j - \log p_j),
+        \quad p = \mathrm{softmax}(x / T)
+
+    with the target ``t`` given as ``target_kind``: ``"logits"`` (``t = softmax(y /
+    T)``, the same temperature: distillation's soft targets), ``"probs"`` or
+    ``"log_probs"`` (taken as given, not renormalized, as PyTorch does).
+    Zero-probability target classes add 0.
+
+    The sum is computed term by term as a sum of non-negative terms (see
+    cpp/src/generic/divergence_rows.hpp), in float64 for float32 inputs, so it keeps
+    its relative accuracy when the two distributions nearly agree: a relative error
+    below 1e-5 at ``KL ~ 1e-8``, where ``cross_entropy(x, t) - entropy(t)`` loses
+    every digit. The gradient with respect to ``logits`` comes from the same pass:
+    :math:`\partial\,\mathrm{KL} / \partial x_j = (p_j \sum_k t_k - t_j) / T`.
+
+    Parameters
+    ----------
+    logits : array_like
+        The student's logits, any real dtype (as :func:`entropy`), any strides.
+    target : array_like
+        Broadcastable to ``logits``' shape; converted to ``logits``' dtype.
+    axis : int, default -1
+        The class axis.
+    target_kind : {"logits", "probs", "log_probs"}, default "logits"
+    temperature : float, default 1.0
+        ``T > 0``, finite. Applies to ``logits`` and, for ``target_kind="logits"``, to
+        ``target``. The ``T**2`` factor of distillation is not applied: multiply by it.
+    reduction : {"batchmean", "mean", "sum", "none"}, default "batchmean"
+        Over the slices' divergences: ``"batchmean"`` their mean, ``"sum"`` their sum,
+        ``"none"`` each (``logits``' shape without ``axis``), ``"mean"`` the sum over
+        every element (``sum / logits.size``, PyTorch's ``"mean"``).
+    return_grad : bool, default False
+        Also return the gradient of the returned value (of its sum for ``"none"``)
+        with respect to ``logits``, in ``logits``' shape and dtype.
+
+    Returns
+    -------
+    numpy scalar, ndarray, or a tuple with the gradient
+        In ``logits``' dtype (float32 for float16 and bfloat16 logits).
+
+    Notes
+    -----
+    With PyTorch, for 2-d ``(N, C)`` logits::
+
+        fs.kl_div(s, t, temperature=T) * T**2
+        == F.kl_div(F.log_softmax(s / T, 1), F.log_softmax(t / T, 1),
+                    reduction="batchmean", log_target=True) * T**2
+
+    ``"batchmean"`` here divides by the number of slices (PyTorch by ``input.size(0)``,
+    the same for 2-d inputs); ``"none"`` gives one value per slice (PyTorch one per
+    element). ``target_kind="probs"`` is PyTorch's ``log_target=False``.
+
+    A slice whose softmax is NaN (a NaN, a ``+inf`` or only ``-inf`` in the logits, or
+    in logits targets) or whose target has a NaN, a negative or an infinite
+    probability gives NaN; a target class of positive probability where ``p = 0``
+    gives ``+inf`` (and a finite gradient). An empty axis gives NaN.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> s = np.array([[1.0, 2.0, 3.0]], np.float32)
+    >>> float(fs.kl_div(s, s))
+    0.0
+    >>> kl, g = fs.kl_div(s, np.array([[3.0, 2.0, 1.0]], np.float32), return_grad=True)
+    >>> round(float(kl), 5), g.shape
+    (1.15042, (1, 3))
+    """
+    t = _temperature(temperature)
+    kind: object = target_kind  # (a str only: `in` would compare an array element-wise)
+    red: object = reduction
+    if not isinstance(kind, str) or kind not in _TARGET_KINDS:
+        raise ValueError(
+            f"target_kind must be 'logits', 'probs' or 'log_probs', got {target_kind!r}"
+        )
+    if not isinstance(red, str) or red not in _KL_REDUCTIONS:
+        raise ValueError(
+            f"reduction must be 'batchmean', 'mean', 'sum' or 'none', got {reduction!r}"
+        )
+    a, result = _prepare(logits, "logits")
+    b, _ = _prepare(target, "target")
+    if b.dtype != a.dtype:
+        b = b.astype(a.dtype)
+    if b.shape != a.shape:
+        try:
+            b = np.broadcast_to(b, a.shape)
+        except ValueError:
+            raise ValueError(
+                f"target of shape {b.shape} does not broadcast to logits' shape {a.shape}"
+            ) from None
+    ax = _axis_index(axis, a.ndim, axis)
+    lines = math.prod(a.shape[:ax] + a.shape[ax + 1 :])
+    scale = {
+        "batchmean": 1.0 / lines if lines else 1.0,
+        "mean": 1.0 / a.size if a.size else 1.0,
+        "sum": 1.0,
+        "none": 1.0,
+    }[reduction]
+    values, grad, _ = _line_values(
+        a, ax, lambda ax: _core.kl_div(a, b, ax, target_kind, t, bool(return_grad), scale)
+    )
+    vt = _value_dtype(result)
+    if reduction == "none":
+        value: Any = _cast(values, vt)
+    else:
+        total = float(np.sum(values))
+        if reduction == "batchmean":
+            total = total / lines if lines else math.nan
+        elif reduction == "mean":
+            total = total / a.size if a.size else math.nan
+        value = _cast(np.asarray(total), vt)[()]
+    if not return_grad:
+        return value
+    assert grad is not None
+    return value, grad if grad.dtype == result else _cast(grad, result)
