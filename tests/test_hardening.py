@@ -127,6 +127,8 @@ def calls(i: dict[str, np.ndarray]) -> list[tuple[str, Callable[[], Any]]]:
         ("entropy axis 0", lambda: fs.entropy(x, axis=0)),
         ("kl_div", lambda: fs.kl_div(x, x[::-1], temperature=2.0, return_grad=True)),
         ("kl_div probs", lambda: fs.kl_div(x, i["t"], target_kind="probs", reduction="none")),
+        ("sample", lambda: fs.sample(x, top_k=20, top_p=0.9, seed=3, return_logprobs=True)),
+        ("sample top_p", lambda: fs.sample(i["big"], top_p=0.5, min_p=0.01, seed=4)),
         ("logsumexp_parts", lambda: tuple(fs.logsumexp_parts(i["big"], axis=0))),
         ("merge_logsumexp_parts", lambda: tuple(fs.merge_logsumexp_parts(*parts))),
         ("logsumexp_from_parts", lambda: fs.logsumexp_from_parts(*parts, dtype=np.float32)),

@@ -19,6 +19,7 @@ def calls(x: np.ndarray, labels: np.ndarray, flag: bool) -> None:
     fs.linear_cross_entropy(x, x, labels, weight_layout="DV", ignore_index=np.int64(-1))
     _h, _g = fs.entropy(x, np.int64(0), temperature=2, return_grad=True)
     fs.kl_div(x, x, axis=np.int64(0), target_kind="probs", reduction="none")
+    _tok, _lp = fs.sample(x, top_k=np.int64(5), top_p=0.9, seed=np.uint64(3), return_logprobs=True)
     fs.set_num_threads(np.int64(2))
     with fs.use_threads(np.intp(1)):
         fs.softmax(x, axis=np.int64(0))

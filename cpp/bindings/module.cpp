@@ -11,6 +11,7 @@ void register_config(py::module_& m);
 void register_cross_entropy(py::module_& m);
 void register_parts(py::module_& m);
 void register_divergence(py::module_& m);
+void register_sampling(py::module_& m);
 }  // namespace fastsoftmax::bindings
 
 PYBIND11_MODULE(_core, m) {
@@ -21,5 +22,6 @@ PYBIND11_MODULE(_core, m) {
     fastsoftmax::bindings::register_cross_entropy(m);
     fastsoftmax::bindings::register_parts(m);
     fastsoftmax::bindings::register_divergence(m);
+    fastsoftmax::bindings::register_sampling(m);
     fastsoftmax::bindings::register_config(m);
 }

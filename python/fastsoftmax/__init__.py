@@ -40,6 +40,7 @@ from ._parts import (
     merge_logsumexp_parts,
     softmax_from_parts,
 )
+from ._sampling import sample
 from ._threads import get_num_threads, set_num_threads, use_threads
 
 try:
@@ -67,6 +68,7 @@ __all__ = [
     "logsumexp_parts",
     "merge_cross_entropy_parts",
     "merge_logsumexp_parts",
+    "sample",
     "set_num_threads",
     "show_config",
     "simd_target",

@@ -254,9 +254,8 @@ double kl_logits_row(const typename V::S* x, const typename V::S* t, std::size_t
     const reg gp = V::set1(static_cast<T>(static_cast<double>(inv) * gscale / s_z));
     const reg gw = V::set1(static_cast<T>(static_cast<double>(inv) * gscale / s_u));
     RunSum<V> acc_a, acc_e1;
-    const auto pass3 = [&](reg xv, reg yv, reg ev, reg wv, typename V::mask in, std::size_t i,
-                           std::size_t w) {
-        // d = (x - y) * inv as dh + dl, exactly (to the precision of T squared)
+    // e = d - c, d = (x - y) * inv as dh + dl exactly (to the precision of T squared)
+    const auto centered = [&](reg xv, reg yv) {
         const reg s = V::sub(xv, yv), bb = V::sub(s, xv);
         const reg err = V::sub(V::sub(xv, V::sub(s, bb)), V::add(yv, bb));
         reg dh = s, dl = err;
@@ -268,34 +267,61 @@ double kl_logits_row(const typename V::S* x, const typename V::S* t, std::size_t
                 V::mul(sl, vil));
             dl = V::fmadd(err, vinv, pe);
         }
-        const reg e = V::add(V::sub(dh, vmh), V::sub(dl, vml));  // (dh - mu_hi: exact)
-        const auto pos = V::gt(wv, V::zero());
-        const reg ae = V::abs(e);
-        reg term = V::mul(V::mul(wv, V::mul(e, e)), horner<V>(e, kPsi));
-        // every lane in the series' range, with w > 0?
-        if (!(V::hmax(V::select(in, V::select(pos, ae, smax), V::zero())) < kSeriesMax)) {
-            const reg q = V::mul(ev, vq);  // exp(z - c): w exp(e) where w > 0
-            const reg big = V::fnmadd(wv, V::add(one, e), q);
-            term = V::select(pos, V::select(V::lt(ae, smax), term, big), q);
-        }
-        acc_a.add(V::select(in, term, V::zero()));
-        acc_e1.add(V::select(in, V::select(pos, V::mul(wv, e), V::zero()), V::zero()));
-        if (g) {
-            const reg gv = V::sub(V::mul(ev, gp), V::mul(wv, gw));
-            if (w == N)
-                V::store(g + i, gv);
-            else
-                V::store_partial(g + i, w, gv);
-        }
+        return V::add(V::sub(dh, vmh), V::sub(dl, vml));  // (dh - mu_hi: exact)
     };
-    const auto all = first_lanes<V>(N);
-    for (i = 0; i + N <= n; i += N)
-        pass3(V::load(x + i), V::load(t + i), C::load(ez + i), C::load(wt + i), all, i, N);
-    if (i < n) {
-        const std::size_t w = n - i;
-        pass3(V::load_partial(x + i, w, T(0)), V::load_partial(t + i, w, T(0)),
-              C::load_partial(ez + i, w, T(0)), C::load_partial(wt + i, w, T(0)), first_lanes<V>(w),
-              i, w);
+    // |e| where w > 0, else the series' bound (such a lane needs exp(z - c))
+    const auto reach = [&](reg e, reg wv) {
+        return V::select(V::gt(wv, V::zero()), V::abs(e), smax);
+    };
+    enum Terms { kSeries, kBig, kMixed };
+    // the terms of one vector, all by the series, all by exp(z - c) or each its own way
+    const auto terms = [&](reg e, reg ev, reg wv, Terms how) {
+        const auto pos = V::gt(wv, V::zero());
+        const auto series = [&] { return V::mul(V::mul(wv, V::mul(e, e)), horner<V>(e, kPsi)); };
+        const auto big = [&] {
+            const reg q = V::mul(ev, vq);  // exp(z - c): w exp(e) where w > 0
+            return V::select(pos, V::fnmadd(wv, V::add(one, e), q), q);
+        };
+        if (how == kSeries) return series();
+        if (how == kBig) return big();
+        return V::select(V::lt(reach(e, wv), smax), series(), big());
+    };
+    const auto grad = [&](reg ev, reg wv) { return V::sub(V::mul(ev, gp), V::mul(wv, gw)); };
+    const auto classify = [&](T hi, T lo) {
+        return hi < kSeriesMax ? kSeries : !(lo < kSeriesMax) ? kBig : kMixed;
+    };
+    // Four vectors at a time: one test of their lanes' reach (a horizontal
+    // maximum costs as much as the series).
+    constexpr std::size_t kGroup = 4;
+    for (i = 0; i + kGroup * N <= n; i += kGroup * N) {
+        reg e[kGroup], ev[kGroup], wv[kGroup];
+        reg hi = V::zero(), lo = smax;
+        for (std::size_t k = 0; k < kGroup; ++k) {
+            const std::size_t j = i + k * N;
+            e[k] = centered(V::load(x + j), V::load(t + j));
+            ev[k] = C::load(ez + j);
+            wv[k] = C::load(wt + j);
+            const reg r = reach(e[k], wv[k]);
+            hi = V::max(hi, r);
+            lo = V::min(lo, r);
+        }
+        const Terms how = classify(V::hmax(hi), -V::hmax(V::sub(V::zero(), lo)));
+        for (std::size_t k = 0; k < kGroup; ++k) {
+            acc_a.add(terms(e[k], ev[k], wv[k], how));
+            acc_e1.add(V::select(V::gt(wv[k], V::zero()), V::mul(wv[k], e[k]), V::zero()));
+            if (g) V::store(g + i + k * N, grad(ev[k], wv[k]));
+        }
+    }
+    for (; i < n; i += N) {  // (the last vectors; partial ones with w = 0, e = 0)
+        const std::size_t w = n - i < N ? n - i : N;
+        const reg e = centered(V::load_partial(x + i, w, T(0)), V::load_partial(t + i, w, T(0)));
+        const reg ev = C::load_partial(ez + i, w, T(0)), wv = C::load_partial(wt + i, w, T(0));
+        const auto in = first_lanes<V>(w);
+        const reg r = V::select(in, reach(e, wv), V::zero());
+        const Terms how = V::hmax(r) < kSeriesMax ? kSeries : kMixed;
+        acc_a.add(V::select(in, terms(e, ev, wv, how), V::zero()));
+        acc_e1.add(V::select(V::gt(wv, V::zero()), V::mul(wv, e), V::zero()));
+        if (g) V::store_partial(g + i, w, grad(ev, wv));
     }
     const double a = acc_a.total(), e1 = acc_e1.total();
     return std::log1p((e1 + a) / s_u) - e1 / s_u;
