@@ -327,6 +327,111 @@ double kl_logits_row(const typename V::S* x, const typename V::S* t, std::size_t
     return std::log1p((e1 + a) / s_u) - e1 / s_u;
 }
 
+// kl_div_row for probability and log-probability targets, first in the
+// compute type: a target's log probability enters the KL to first order, so
+// the result is kept only when it is large against its rounding, bounded by
+// kTrust * sum t (1 + |log t| + |z - c|); otherwise (distributions that
+// nearly agree) the caller runs the double pass. Returns NaN for that.
+template <class V>
+double kl_probs_row(const typename V::S* x, const typename V::S* t, std::size_t n, bool probs,
+                    typename V::T inv, typename V::S* g, double gscale) {
+    using T = typename V::T;
+    using C = typename V::Compute;
+    using reg = typename V::reg;
+    constexpr std::size_t N = V::N;
+    constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+    // 1e5 (the accuracy asked for) * 16 (a few roundings per term) * the unit roundoff
+    constexpr double kTrust = 1e5 * 16 * std::numeric_limits<T>::epsilon() / 2;
+    constexpr T kSeriesMax = sizeof(T) == 4 ? T(0.5) : T(1.0 / 16);
+    static constexpr T kPsi[9] = {T(1.0 / 2),     T(1.0 / 6),      T(1.0 / 24),
+                                  T(1.0 / 120),   T(1.0 / 720),    T(1.0 / 5040),
+                                  T(1.0 / 40320), T(1.0 / 362880), T(1.0 / 3628800)};
+    const T mz = row_max<V>(x, n) * inv;
+    if (!std::isfinite(mz)) return nan;
+    // Pass 2: ez, w and log w to the scratch rows; s_z, St, sum w (z - log w).
+    T* ez = thread_scratch<T>(3 * n);
+    T* wt = ez + n;
+    T* lw = wt + n;
+    const reg vinv = V::set1(inv), vmz = V::set1(mz), floor = V::set1(kDivFloor<T>);
+    RunSum<V> sz, sw, swd;
+    const auto pass2 = [&](reg xv, reg tv, std::size_t i, std::size_t w) {
+        const reg z = V::mul(xv, vinv);
+        const reg e = vexp<V>(V::max(floor, V::sub(z, vmz)));
+        const reg wv = probs ? tv : vexp<V>(tv);
+        const reg lt = probs ? vlog<V>(tv) : tv;
+        if (w == N) {
+            C::store(ez + i, e);
+            C::store(wt + i, wv);
+            C::store(lw + i, lt);
+        } else {
+            C::store_partial(ez + i, w, e);
+            C::store_partial(wt + i, w, wv);
+            C::store_partial(lw + i, w, lt);
+        }
+        sz.add(e);
+        sw.add(wv);  // (NaN, +inf: not a distribution; t < 0: NaN below)
+        swd.add(V::select(V::gt(wv, V::zero()), V::mul(wv, V::sub(z, lt)), V::zero()));
+        return V::lt(wv, V::zero());
+    };
+    std::size_t i = 0;
+    auto negative = V::lt(V::zero(), V::zero());
+    for (; i + N <= n; i += N)
+        negative = V::mask_or(negative, pass2(V::load(x + i), V::load(t + i), i, N));
+    if (i < n) {  // (fills: ez = 0; a target of weight 0)
+        const std::size_t w = n - i;
+        negative = V::mask_or(negative,
+                              pass2(V::load_partial(x + i, w, neg_inf<T>()),
+                                    V::load_partial(t + i, w, probs ? T(0) : neg_inf<T>()), i, w));
+    }
+    const double s_z = sz.total(), st = sw.total(), s_wd = swd.total();
+    if (V::hmax(V::select(negative, V::set1(T(1)), V::zero())) != 0 || !(st > 0) ||
+        !std::isfinite(st) || !std::isfinite(s_z) || !std::isfinite(s_wd))
+        return nan;
+    const double c = s_wd / st;  // the w-weighted mean of z - log w
+
+    // Pass 3: the terms and the bound, from z, log w, ez and w; the gradient.
+    const reg vc = V::set1(static_cast<T>(c)), one = V::set1(T(1)), smax = V::set1(kSeriesMax);
+    const reg vq = V::set1(static_cast<T>(std::exp(static_cast<double>(mz) - c)));
+    const reg gp = V::set1(static_cast<T>(static_cast<double>(inv) * gscale * st / s_z));
+    const reg gw = V::set1(static_cast<T>(static_cast<double>(inv) * gscale));
+    RunSum<V> acc_a, acc_e1, acc_b;
+    const auto pass3 = [&](reg xv, reg ev, reg wv, reg lt, typename V::mask in, std::size_t i,
+                           std::size_t w) {
+        const reg z = V::mul(xv, vinv);
+        const reg e = V::sub(V::sub(z, lt), vc);
+        const auto pos = V::gt(wv, V::zero());
+        // t psi(e): the series where |e| is small, else exp(z - c) - t (1 + e);
+        // exp(z - c) where t = 0
+        const reg q = V::mul(ev, vq);  // exp(z - c)
+        const reg series = V::mul(V::mul(wv, V::mul(e, e)), horner<V>(e, kPsi));
+        const reg term = V::select(V::lt(V::select(pos, V::abs(e), smax), smax), series,
+                                   V::select(pos, V::fnmadd(wv, V::add(one, e), q), q));
+        acc_a.add(V::select(in, term, V::zero()));
+        acc_e1.add(V::select(in, V::select(pos, V::mul(wv, e), V::zero()), V::zero()));
+        const reg size = V::add(one, V::add(V::abs(lt), V::abs(V::sub(z, vc))));
+        acc_b.add(V::select(in, V::select(pos, V::mul(wv, size), V::zero()), V::zero()));
+        if (g) {
+            const reg gv = V::sub(V::mul(ev, gp), V::mul(wv, gw));
+            if (w == N)
+                V::store(g + i, gv);
+            else
+                V::store_partial(g + i, w, gv);
+        }
+    };
+    const auto all = first_lanes<V>(N);
+    for (i = 0; i + N <= n; i += N)
+        pass3(V::load(x + i), C::load(ez + i), C::load(wt + i), C::load(lw + i), all, i, N);
+    if (i < n) {
+        const std::size_t w = n - i;
+        pass3(V::load_partial(x + i, w, T(0)), C::load_partial(ez + i, w, T(0)),
+              C::load_partial(wt + i, w, T(0)), C::load_partial(lw + i, w, T(0)), first_lanes<V>(w),
+              i, w);
+    }
+    const double a = acc_a.total(), e1 = acc_e1.total(), b = acc_b.total();
+    const double kl = st * (std::log(st) + std::log1p((e1 + a) / st)) - e1;
+    return std::isfinite(kl) && std::fabs(kl) >= kTrust * b ? kl : nan;
+}
+
 template <class V>
 double kl_div_row(const typename V::S* x, const typename V::S* t, std::size_t n, KlTarget kind,
                   typename V::T inv, typename V::S* g, double gscale) {
@@ -347,6 +452,10 @@ double kl_div_row(const typename V::S* x, const typename V::S* t, std::size_t n,
         return std::isfinite(kl) ? kl : special();
     }
     const bool probs = kind == KlTarget::probs;
+    if (sizeof(T) == 4) {  // (in double the double pass is the one)
+        const double kl = kl_probs_row<V>(x, t, n, probs, inv, g, gscale);
+        if (kl == kl) return kl;
+    }
 
     // Pass 1: the maximum.
     const T mz = row_max<V>(x, n) * inv;
