@@ -181,6 +181,29 @@ struct RunSum {
     }
 };
 
+// A float KL kept as it is: 1e5 (the relative accuracy asked for) times 32
+// roundings (a float run of 16 vectors summed, and each term's) times the
+// unit roundoff, per unit of the sum of the terms' sizes.
+template <class T>
+constexpr double kKlTrust = 1e5 * 32 * std::numeric_limits<T>::epsilon() / 2;
+
+// The KL's gradient from the scratch rows: g = ez * gp - w * gw.
+template <class V>
+void kl_gradient(const typename V::T* ez, const typename V::T* w, std::size_t n, typename V::reg gp,
+                 typename V::reg gw, typename V::S* g) {
+    using C = typename V::Compute;
+    constexpr std::size_t N = V::N;
+    std::size_t i = 0;
+    for (; i + N <= n; i += N)
+        V::store(g + i, V::sub(V::mul(C::load(ez + i), gp), V::mul(C::load(w + i), gw)));
+    if (i < n) {
+        const std::size_t r = n - i;
+        V::store_partial(g + i, r,
+                         V::sub(V::mul(C::load_partial(ez + i, r, 0), gp),
+                                V::mul(C::load_partial(w + i, r, 0), gw)));
+    }
+}
+
 // kl_div_row for logits targets, in the compute type. With w = exp(y' - my)
 // (y' = y * inv, unnormalized) the KL is log1p((E1 + A) / St) - E1 / St, in
 // which the w enter only to relative first order (log sum w exp(e) - sum w e,
@@ -214,7 +237,8 @@ double kl_logits_row(const typename V::S* x, const typename V::S* t, std::size_t
     T* wt = ez + n;
     const reg vinv = V::set1(inv), vmz = V::set1(mz), vmy = V::set1(my);
     const reg floor = V::set1(kDivFloor<T>);
-    RunSum<V> sz, su, sud;
+    RunSum<V> sz, su, sud, sb;
+    const bool unit = inv == T(1);
     const auto pass2 = [&](reg xv, reg yv, std::size_t i, std::size_t w) {
         const reg z = V::mul(xv, vinv), y = V::mul(yv, vinv);
         const reg e = vexp<V>(V::max(floor, V::sub(z, vmz)));
@@ -228,7 +252,12 @@ double kl_logits_row(const typename V::S* x, const typename V::S* t, std::size_t
         }
         sz.add(e);
         su.add(u);
-        sud.add(V::select(V::gt(u, V::zero()), V::mul(u, V::sub(z, y)), V::zero()));
+        const auto pos = V::gt(u, V::zero());
+        const reg d = V::sub(z, y);
+        sud.add(V::select(pos, V::mul(u, d), V::zero()));
+        // the size of d's rounding (z and y are rounded too unless inv = 1)
+        const reg size = unit ? V::abs(d) : V::add(V::abs(z), V::abs(y));
+        sb.add(V::select(pos, V::mul(u, size), V::zero()));
     };
     std::size_t i = 0;
     for (; i + N <= n; i += N) pass2(V::load(x + i), V::load(t + i), i, N);
@@ -242,17 +271,25 @@ double kl_logits_row(const typename V::S* x, const typename V::S* t, std::size_t
         return std::numeric_limits<double>::quiet_NaN();
     const double mu = s_ud / s_u;  // the w-weighted mean of d: c = mu + my
     const double c = mu + static_cast<double>(my);
+    const reg gp = V::set1(static_cast<T>(static_cast<double>(inv) * gscale / s_z));
+    const reg gw = V::set1(static_cast<T>(static_cast<double>(inv) * gscale / s_u));
+    // The KL as sum t (log t - log p) = (mz - my) - mu + log(s_z / s_u), when it is large
+    // against its rounding: then only the gradient is left to write.
+    const double simple =
+        (static_cast<double>(mz) - static_cast<double>(my)) - mu + std::log(s_z / s_u);
+    if (kFloat && std::isfinite(simple) &&
+        std::fabs(simple) >= kKlTrust<T> * (sb.total() / s_u + 1)) {  // (float64: never)
+        if (g) kl_gradient<V>(ez, wt, n, gp, gw, g);
+        return simple;
+    }
 
     // Pass 3: the terms, from d, ez and w; the gradient.
     const T mu_hi = static_cast<T>(mu), mu_lo = static_cast<T>(mu - static_cast<double>(mu_hi));
     const T ci = kSplit * inv, inv_hi = ci - (ci - inv), inv_lo = inv - inv_hi;
-    const bool unit = inv == T(1);
     const reg vih = V::set1(inv_hi), vil = V::set1(inv_lo), vsplit = V::set1(kSplit);
     const reg vmh = V::set1(mu_hi), vml = V::set1(mu_lo), one = V::set1(T(1));
     const reg vq = V::set1(static_cast<T>(std::exp(static_cast<double>(mz) - c)));
     const reg smax = V::set1(kSeriesMax);
-    const reg gp = V::set1(static_cast<T>(static_cast<double>(inv) * gscale / s_z));
-    const reg gw = V::set1(static_cast<T>(static_cast<double>(inv) * gscale / s_u));
     RunSum<V> acc_a, acc_e1;
     // e = d - c, d = (x - y) * inv as dh + dl exactly (to the precision of T squared)
     const auto centered = [&](reg xv, reg yv) {
@@ -340,8 +377,6 @@ double kl_probs_row(const typename V::S* x, const typename V::S* t, std::size_t 
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
     constexpr double nan = std::numeric_limits<double>::quiet_NaN();
-    // 1e5 (the accuracy asked for) * 16 (a few roundings per term) * the unit roundoff
-    constexpr double kTrust = 1e5 * 16 * std::numeric_limits<T>::epsilon() / 2;
     constexpr T kSeriesMax = sizeof(T) == 4 ? T(0.5) : T(1.0 / 16);
     static constexpr T kPsi[9] = {T(1.0 / 2),     T(1.0 / 6),      T(1.0 / 24),
                                   T(1.0 / 120),   T(1.0 / 720),    T(1.0 / 5040),
@@ -353,7 +388,7 @@ double kl_probs_row(const typename V::S* x, const typename V::S* t, std::size_t 
     T* wt = ez + n;
     T* lw = wt + n;
     const reg vinv = V::set1(inv), vmz = V::set1(mz), floor = V::set1(kDivFloor<T>);
-    RunSum<V> sz, sw, swd;
+    RunSum<V> sz, sw, swd, sb;
     const auto pass2 = [&](reg xv, reg tv, std::size_t i, std::size_t w) {
         const reg z = V::mul(xv, vinv);
         const reg e = vexp<V>(V::max(floor, V::sub(z, vmz)));
@@ -370,7 +405,11 @@ double kl_probs_row(const typename V::S* x, const typename V::S* t, std::size_t 
         }
         sz.add(e);
         sw.add(wv);  // (NaN, +inf: not a distribution; t < 0: NaN below)
-        swd.add(V::select(V::gt(wv, V::zero()), V::mul(wv, V::sub(z, lt)), V::zero()));
+        // d = (z - mz) - log w, and its size
+        const auto pos = V::gt(wv, V::zero());
+        const reg dz = V::sub(z, vmz), d = V::sub(dz, lt);
+        swd.add(V::select(pos, V::mul(wv, d), V::zero()));
+        sb.add(V::select(pos, V::mul(wv, V::add(V::abs(dz), V::abs(lt))), V::zero()));
         return V::lt(wv, V::zero());
     };
     std::size_t i = 0;
@@ -387,13 +426,19 @@ double kl_probs_row(const typename V::S* x, const typename V::S* t, std::size_t 
     if (V::hmax(V::select(negative, V::set1(T(1)), V::zero())) != 0 || !(st > 0) ||
         !std::isfinite(st) || !std::isfinite(s_z) || !std::isfinite(s_wd))
         return nan;
-    const double c = s_wd / st;  // the w-weighted mean of z - log w
+    const double c = s_wd / st + static_cast<double>(mz);  // the w-weighted mean of z - log w
+    const reg gp = V::set1(static_cast<T>(static_cast<double>(inv) * gscale * st / s_z));
+    const reg gw = V::set1(static_cast<T>(static_cast<double>(inv) * gscale));
+    // sum w (log w - log p) = St log s_z - sum w d, when large against its rounding
+    const double simple = st * std::log(s_z) - s_wd;
+    if (std::isfinite(simple) && std::fabs(simple) >= kKlTrust<T> * (sb.total() + st)) {
+        if (g) kl_gradient<V>(ez, wt, n, gp, gw, g);
+        return simple;
+    }
 
     // Pass 3: the terms and the bound, from z, log w, ez and w; the gradient.
     const reg vc = V::set1(static_cast<T>(c)), one = V::set1(T(1)), smax = V::set1(kSeriesMax);
     const reg vq = V::set1(static_cast<T>(std::exp(static_cast<double>(mz) - c)));
-    const reg gp = V::set1(static_cast<T>(static_cast<double>(inv) * gscale * st / s_z));
-    const reg gw = V::set1(static_cast<T>(static_cast<double>(inv) * gscale));
     RunSum<V> acc_a, acc_e1, acc_b;
     const auto pass3 = [&](reg xv, reg ev, reg wv, reg lt, typename V::mask in, std::size_t i,
                            std::size_t w) {
@@ -429,7 +474,7 @@ double kl_probs_row(const typename V::S* x, const typename V::S* t, std::size_t 
     }
     const double a = acc_a.total(), e1 = acc_e1.total(), b = acc_b.total();
     const double kl = st * (std::log(st) + std::log1p((e1 + a) / st)) - e1;
-    return std::isfinite(kl) && std::fabs(kl) >= kTrust * b ? kl : nan;
+    return std::isfinite(kl) && std::fabs(kl) >= kKlTrust<T> * b ? kl : nan;
 }
 
 template <class V>
