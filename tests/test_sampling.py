@@ -29,14 +29,14 @@ def hf_chain(
     min_p: float | None = None,
 ) -> np.ndarray:
     """TemperatureLogitsWarper -> TopK -> TopP -> MinP (min_tokens_to_keep=1) on one row,
-    as transformers writes them (sort-based), in float64; ties in TopP's ascending sort
-    ordered by index descending (so that, read from the top, the lower index comes first)."""
+    as transformers writes them (sort-based), in float64; TopP's ascending sort stable
+    (PyTorch's CPU sort is): among ties the lower index comes first, and goes first."""
     z = np.asarray(x, np.float64) / temperature
     if top_k is not None:
         k = min(top_k, z.size)
         z = np.where(z < np.sort(z)[-k], -np.inf, z)
     if top_p is not None:
-        order = np.lexsort((-np.arange(z.size), z))  # ascending z, ties: index descending
+        order = np.lexsort((np.arange(z.size), z))  # ascending z, ties: index ascending
         cum = np.cumsum(softmax(z[order]))
         remove = cum <= 1 - top_p
         remove[-1] = False
@@ -80,10 +80,11 @@ def test_ties_are_kept_by_top_k_and_ordered_by_index_in_top_p():
     # top_k=3: the 3rd largest is 2.0, and every 2.0 is kept
     np.testing.assert_array_equal(_filtered_probs(x, top_k=3)[0] > 0, x[0] >= 2)
     np.testing.assert_array_equal(_filtered_probs(x, top_k=2)[0] > 0, x[0] == 3)
-    # equal logits: top-p takes the lower index first
+    # equal logits: top-p drops the lower index first (a stable ascending sort's order)
     y = np.zeros((1, 4))
-    np.testing.assert_array_equal(_filtered_probs(y, top_p=0.3)[0], [0.5, 0.5, 0, 0])
-    np.testing.assert_array_equal(_filtered_probs(y, top_p=0.25)[0], [1, 0, 0, 0])
+    np.testing.assert_array_equal(_filtered_probs(y, top_p=0.3)[0], [0, 0, 0.5, 0.5])
+    np.testing.assert_array_equal(_filtered_probs(y, top_p=0.25)[0], [0, 0, 0, 1])
+    np.testing.assert_array_equal(_filtered_probs([[2.0, 2.0, 1.0]], top_p=0.4)[0], [0, 1, 0])
     for p in (0.25, 0.3, 0.6):
         np.testing.assert_array_equal(_filtered_probs(y, top_p=p)[0], hf_chain(y[0], top_p=p))
 
@@ -110,6 +111,12 @@ def test_draws_follow_the_filtered_distribution(settings: Any):
     if keep.sum() > 1:
         result = stats.chisquare(counts[keep], probs[keep] * counts.sum())
         assert result.pvalue > 1e-4
+
+
+def test_top_k_of_the_vocabulary_or_more_keeps_every_token():
+    x = np.random.default_rng(2).standard_normal((3, 30))
+    for k in (30, 31, 10**30):
+        np.testing.assert_array_equal(_filtered_probs(x, top_k=k), _filtered_probs(x))
 
 
 def test_logprobs_are_the_chosen_tokens_under_the_filtered_distribution(
@@ -176,7 +183,7 @@ def test_bad_input_raises_and_names_the_value():
     with pytest.raises(ValueError, match=r"logits row 1 has no distribution to sample: a NaN"):
         fs.sample(bad)
     bad[1, 2] = np.inf
-    with pytest.raises(ValueError, match=r"row 1 .* a \+inf"):
+    with pytest.raises(ValueError, match=r"row 1 .* a \+inf in logits / temperature"):
         fs.sample(bad)
     bad[1] = -np.inf
     with pytest.raises(ValueError, match=r"row 1 .* only -inf"):

@@ -41,7 +41,7 @@ void entropy_lines(const std::vector<std::size_t>& shape, std::size_t axis,
         {layout::Holds::strided_line_values, value.strides.data()},
         {layout::Holds::elements, grad ? grad->strides.data() : x.strides.data()}};
     const Kernels<T>& k = kernels_of<T>(active_kernels());
-    const auto inv = static_cast<compute_t<T>>(1.0 / temperature);
+    const double inv = 1.0 / temperature;
     layout::walk_lines<T>(shape, axis, operands, grad ? 3 : 2, x.data,
                           [&](const T* line, std::size_t n, const std::ptrdiff_t* off, T*,
                               const std::ptrdiff_t* axis_stride) {
@@ -67,7 +67,7 @@ void kl_div_lines(const std::vector<std::size_t>& shape, std::size_t axis,
         {layout::Holds::strided_line_values, value.strides.data()},
         {layout::Holds::elements, grad ? grad->strides.data() : x.strides.data()}};
     const Kernels<T>& k = kernels_of<T>(active_kernels());
-    const auto inv = static_cast<compute_t<T>>(1.0 / temperature);
+    const double inv = 1.0 / temperature;
     layout::walk_lines<T>(
         shape, axis, operands, grad ? 4 : 3, x.data,
         [&](const T* line, std::size_t n, const std::ptrdiff_t* off, T*,

@@ -3,7 +3,7 @@
 // MinPLogitsWarper (min_tokens_to_keep = 1), by selection instead of sorting:
 //   z = x / T (float64);
 //   top-k: keep z >= the k-th largest z (ties at it kept, as TopK's `<`);
-//   top-p: in the order (z descending, index ascending), keep a token while
+//   top-p: in the order (z descending, index descending), keep a token while
 //     the probability before it is < p, i.e. up to the first whose inclusive
 //     sum reaches p (TopP removes cumsum <= 1 - p in ascending order): a
 //     quickselect on the probability mass, after the tokens whose total is
@@ -82,9 +82,10 @@ struct Token {
     std::int64_t index;
 };
 
-// The chain's order: z descending, then index ascending.
+// The chain's order: z descending, ties by index descending (TopP's stable
+// ascending sort puts the lower index first, so it goes first).
 inline bool before(const Token& a, const Token& b) {
-    return a.z > b.z || (a.z == b.z && a.index < b.index);
+    return a.z > b.z || (a.z == b.z && a.index > b.index);
 }
 
 // Quickselect by mass over tokens[0, n) (any order): moves to the front the
@@ -156,7 +157,7 @@ Token top_p_boundary(const double* z, const double* e, const std::int64_t* index
     double before_bin = 0;
     std::size_t b = 0;
     for (; b < kBins && before_bin + mass[b] < need; ++b) before_bin += mass[b];
-    if (b == kBins) return {-kInf, 0.0, std::numeric_limits<std::int64_t>::max()};  // (rounding)
+    if (b == kBins) return {-kInf, 0.0, -1};  // (rounding: every token kept)
     for (std::size_t i = 0; i < n; ++i)
         if (live(i) && bin(i) == b) work.push_back(at(i));
     const std::size_t kept = select_by_mass(work.data(), work.size(), need - before_bin);
@@ -198,7 +199,7 @@ void sample_row(const Kernels<double>& k, const T* x, std::size_t n, std::size_t
     const double m = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
     const bool nan = nans[0] + nans[1] + nans[2] + nans[3] != 0;
     if (nan) throw BadRow(row, "a NaN");
-    if (m == kInf) throw BadRow(row, "a +inf");
+    if (m == kInf) throw BadRow(row, "a +inf in logits / temperature");
     if (m == -kInf) throw BadRow(row, "only -inf");
     // top-k: the k-th largest z, duplicates counted; the tokens at or above it
     // are moved to the front of z (their indices to idx)
@@ -228,7 +229,7 @@ void sample_row(const Kernels<double>& k, const T* x, std::size_t n, std::size_t
     for (std::size_t j = 0; j < c; ++j) e[j] = z[j] - m;
     k.exp(e, e, c);
     const auto live = [&](std::size_t j) { return e[j] > 0; };  // (not -inf)
-    Token last{kInf, 0.0, -1};  // top-p's boundary (none: every key is before it)
+    Token last{-kInf, 0.0, -1};  // top-p's boundary (none: every token is kept)
     if (o.top_p < 1) {
         double total = 0;
         for (std::size_t j = 0; j < c; ++j) total += e[j];
@@ -238,7 +239,7 @@ void sample_row(const Kernels<double>& k, const T* x, std::size_t n, std::size_t
     // (e = p / max p >= min_p)
     const auto kept = [&](std::size_t j) {
         return live(j) &&
-               (last.index < 0 || z[j] > last.z || (z[j] == last.z && index[j] <= last.index)) &&
+               (last.index < 0 || z[j] > last.z || (z[j] == last.z && index[j] >= last.index)) &&
                e[j] >= o.min_p;
     };
     double total = 0;

@@ -30,6 +30,17 @@ def _temperature(value: Any) -> float:
     return t
 
 
+def _check_scale(t: float, work: np.dtype, given: Any) -> None:
+    """1 / t must be a normal number of the compute type (the kernels scale by it)."""
+    ct = _compute_dtype(work)
+    fi = np.finfo(ct)
+    if not float(fi.tiny) <= 1 / t <= float(fi.max):
+        raise ValueError(
+            f"temperature must be between {1 / float(fi.max):.3g} and {1 / float(fi.tiny):.3g} "
+            f"for {ct} logits (1 / temperature is a normal {ct} number), got {given!r}"
+        )
+
+
 def _line_values(
     x: np.ndarray, axis: int, run: Any
 ) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
@@ -90,8 +101,10 @@ def entropy(
     -----
     A slice with a NaN, a ``+inf`` or only ``-inf`` has no softmax (NaN, as in
     :func:`softmax`): its entropy and gradient are NaN. ``-inf`` entries beside finite
-    ones have probability 0 and add 0. An empty axis gives NaN. A torch tensor or a JAX
-    array in gives the same type out; a tensor that requires grad is read as data (use
+    ones have probability 0 and add 0. An empty axis gives NaN. ``logits / T`` is computed
+    in the compute type (float32 for float32 and half-precision logits), where a value
+    that overflows counts as ``+inf``; ``1 / T`` must be a normal number of it
+    (ValueError). A torch tensor or a JAX array in gives the same type out; a tensor that requires grad is read as data (use
     ``fastsoftmax.torch`` for autograd).
 
     Examples
@@ -105,6 +118,7 @@ def entropy(
     """
     t = _temperature(temperature)
     a, result = _prepare(logits, "logits")
+    _check_scale(t, a.dtype, temperature)
     ax = _axis_index(axis, a.ndim, axis)
     values, grad, _reduced = _line_values(
         a, ax, lambda ax: _core.entropy(a, ax, t, bool(return_grad), 1.0)
@@ -185,7 +199,8 @@ def kl_div(
     A slice whose softmax is NaN (a NaN, a ``+inf`` or only ``-inf`` in the logits, or
     in logits targets) or whose target has a NaN, a negative or an infinite
     probability gives NaN; a target class of positive probability where ``p = 0``
-    gives ``+inf`` (and a finite gradient). An empty axis gives NaN.
+    gives ``+inf`` (and a finite gradient). An empty axis gives NaN. The temperature's
+    range and overflow are as in :func:`entropy`.
 
     Examples
     --------
@@ -209,6 +224,7 @@ def kl_div(
             f"reduction must be 'batchmean', 'mean', 'sum' or 'none', got {reduction!r}"
         )
     a, result = _prepare(logits, "logits")
+    _check_scale(t, a.dtype, temperature)
     b, _ = _prepare(target, "target")
     if b.dtype != a.dtype:
         b = b.astype(a.dtype)

@@ -78,6 +78,8 @@ def _run(
     batch, n = a.shape[:-1], a.shape[-1]
     if n == 0:
         raise ValueError("logits have no classes (the last axis has length 0)")
+    if k >= n:
+        k = 0  # (every token)
     work = _F64 if a.dtype == _F64 else np.dtype(np.float32)
     rows = np.ascontiguousarray(a.reshape(math.prod(batch), n), dtype=work)
     tokens, logprobs, probs = _core.sample(rows, t, k, p, mp, s, want_logprobs, want_probs)
@@ -104,9 +106,9 @@ def sample(
 
     1. :math:`z = x / T`;
     2. ``top_k``: keep :math:`z_i \ge` the ``top_k``-th largest ``z`` (ties with it kept);
-    3. ``top_p``: order the kept tokens by ``z`` descending, ties by index ascending, and
-       keep each token whose preceding probability mass is :math:`< p` (the smallest such
-       prefix whose mass reaches ``top_p``);
+    3. ``top_p``: order the kept tokens by ``z`` descending, ties by index descending (as
+       TopP's stable ascending sort leaves them), and keep each token whose preceding
+       probability mass is :math:`< p` (the smallest prefix whose mass reaches ``top_p``);
     4. ``min_p``: keep :math:`p_i \ge \mathrm{min\_p} \cdot \max_j p_j`;
     5. draw from the softmax of the kept tokens' ``z``.
 
@@ -130,6 +132,8 @@ def sample(
         In ``[0, 1]``; None or 0 keeps every token.
     seed : int, optional
         In ``[0, 2**64)``. None draws a fresh seed from ``numpy.random.default_rng()``.
+        A given seed gives the same uniform to row ``r`` on every call: in a generation
+        loop, pass a different seed at each step (``seed + step``, say).
     return_logprobs : bool, default False
         Also return each chosen token's log probability under the filtered distribution.
 

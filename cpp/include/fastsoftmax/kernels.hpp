@@ -108,13 +108,14 @@ struct Kernels {
     // ... over columns (no soft-capping, no saved lse; n < 2^24)
     CeSums (*cross_entropy_cols)(const CeCols<S>& cols, const CeOptions<S>& options);
 
-    // One contiguous row of logits x (n >= 0), z = x * inv_t
+    // One contiguous row of logits x (n >= 0), z = x * inv_t (1 / temperature,
+    // representable in C)
     // (generic/divergence_rows.hpp): the entropy of softmax(z) and, with g,
     // its gradient with respect to x times gscale into g; the KL divergence
     // KL(target || softmax(z)) and, with g, its gradient likewise. An empty
     // row gives NaN.
-    double (*entropy_row)(const S* x, size_t n, C inv_t, S* g, double gscale);
-    double (*kl_div_row)(const S* x, const S* target, size_t n, KlTarget kind, C inv_t, S* g,
+    double (*entropy_row)(const S* x, size_t n, double inv_t, S* g, double gscale);
+    double (*kl_div_row)(const S* x, const S* target, size_t n, KlTarget kind, double inv_t, S* g,
                          double gscale);
 
     // Element-wise vector math on contiguous arrays (exposed for the ULP tests).

@@ -53,13 +53,14 @@ constexpr T kDivFloor = T(-1e4);
 constexpr std::size_t kKlBlock = 64;
 
 template <class V>
-double entropy_row(const typename V::S* x, std::size_t n, typename V::T inv, typename V::S* g,
+double entropy_row(const typename V::S* x, std::size_t n, double inv_t, typename V::S* g,
                    double gscale) {
     using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
     constexpr double nan = std::numeric_limits<double>::quiet_NaN();
     if (n == 0) return nan;
+    const T inv = static_cast<T>(inv_t);
     const T m = row_max<V>(x, n) * inv;  // (x * inv is monotone: the maximum of z)
     const reg vinv = V::set1(inv), vm = V::set1(m), floor = V::set1(kDivFloor<T>);
     const reg one = V::set1(T(1));
@@ -90,8 +91,7 @@ double entropy_row(const typename V::S* x, std::size_t n, typename V::T inv, typ
         return nan;
     }
     // g = gscale * dH/dx = (-gscale * inv / s) * e * (d + w / s)
-    const reg c = V::set1(static_cast<T>(w / s)),
-              f = V::set1(static_cast<T>(-gscale * static_cast<double>(inv) / s));
+    const reg c = V::set1(static_cast<T>(w / s)), f = V::set1(static_cast<T>(-gscale * inv_t / s));
     const auto grad = [&](reg xv) {
         const reg d = dz(xv);
         return V::mul(f, V::mul(vexp<V>(d), V::add(d, c)));
@@ -144,6 +144,7 @@ double kl_div_row_special(const S* x, const S* t, std::size_t n, KlTarget kind, 
         double lt;
         const double w = target(i, lt);
         if (w == 0) continue;
+        if (!(w < inf)) kl = nan;  // (an infinite probability: not a distribution)
         kl += w * (lt - (z(i) - lse_z));
         st += w;
     }
@@ -231,6 +232,10 @@ double kl_logits_row(const typename V::S* x, const typename V::S* t, std::size_t
     constexpr T kSeriesMax = kFloat ? T(0.5) : T(1.0 / 16);
     const T mz = row_max<V>(x, n) * inv, my = row_max<V>(t, n) * inv;
     if (!std::isfinite(mz) || !std::isfinite(my)) return std::numeric_limits<double>::quiet_NaN();
+    if (n == 1) {  // both distributions are (1): exactly 0
+        if (g) g[0] = to_storage<typename V::S>(T(0));
+        return 0.0;
+    }
 
     // Pass 2: ez = exp(z - mz) and w to the scratch rows; s_z, St, sum w d.
     T* ez = thread_scratch<T>(2 * n);
@@ -479,7 +484,7 @@ double kl_probs_row(const typename V::S* x, const typename V::S* t, std::size_t 
 
 template <class V>
 double kl_div_row(const typename V::S* x, const typename V::S* t, std::size_t n, KlTarget kind,
-                  typename V::T inv, typename V::S* g, double gscale) {
+                  double inv_t, typename V::S* g, double gscale) {
     using T = typename V::T;
     using S = typename V::S;
     using reg = typename V::reg;
@@ -489,7 +494,8 @@ double kl_div_row(const typename V::S* x, const typename V::S* t, std::size_t n,
     static_assert(kKlBlock % N == 0 && kKlBlock % ND == 0);
     constexpr T inf = std::numeric_limits<T>::infinity();
     constexpr double dinf = std::numeric_limits<double>::infinity();
-    const double invd = static_cast<double>(inv);
+    const double invd = inv_t;  // (the double pass scales by it, unrounded)
+    const T inv = static_cast<T>(inv_t);
     if (n == 0) return std::numeric_limits<double>::quiet_NaN();
     const auto special = [&] { return kl_div_row_special<S>(x, t, n, kind, invd, g, gscale); };
     if (kind == KlTarget::logits) {
