@@ -73,9 +73,10 @@ def run(shape: tuple[int, int], rounds: int, grad: bool, close: float | None) ->
         for k, f in cands.items():
             times[k].append(_time(f, number))
     base = statistics.median(times["ce_soft"])
+    pair = "independent" if close is None else f"close ({close})"
     print(
-        f"{shape} float32, {'with' if grad else 'without'} gradient, {fs.get_num_threads()} "
-        f"thread(s), {rounds} rounds x {number}:"
+        f"{shape} float32, {'with' if grad else 'without'} gradient, {pair} distributions, "
+        f"{fs.get_num_threads()} thread(s), {rounds} rounds x {number}:"
     )
     for k, v in times.items():
         m = statistics.median(v)
