@@ -49,6 +49,13 @@ namespace fastsoftmax::FASTSOFTMAX_TARGET {
 template <class T>
 constexpr T kDivFloor = T(-1e4);
 
+// psi(e) / e^2 = 1/2! + e/3! + ... + e^8/10!, psi(e) = exp(e) - 1 - e: the
+// next term is below 2^-33 of the sum for |e| < 1/2, below 1e-16 for |e| < 1/16
+template <class T>
+constexpr T kPsi[9] = {T(1.0 / 2),     T(1.0 / 6),      T(1.0 / 24),
+                       T(1.0 / 120),   T(1.0 / 720),    T(1.0 / 5040),
+                       T(1.0 / 40320), T(1.0 / 362880), T(1.0 / 3628800)};
+
 // Elements per block of the KL's double pass (a multiple of every N).
 constexpr std::size_t kKlBlock = 64;
 
@@ -224,11 +231,8 @@ double kl_logits_row(const typename V::S* x, const typename V::S* t, std::size_t
     constexpr std::size_t N = V::N;
     constexpr bool kFloat = sizeof(T) == 4;
     constexpr T kSplit = kFloat ? T(4097) : T(134217729);  // 2^12 + 1, 2^27 + 1
-    // psi(e) / e^2 = 1/2! + e/3! + ... + e^8/10!: beyond the series' range
-    // (|e| < 1/2 in float, 1/16 in double) q - w (1 + e) loses < 2^-3 of psi
-    static constexpr T kPsi[9] = {T(1.0 / 2),     T(1.0 / 6),      T(1.0 / 24),
-                                  T(1.0 / 120),   T(1.0 / 720),    T(1.0 / 5040),
-                                  T(1.0 / 40320), T(1.0 / 362880), T(1.0 / 3628800)};
+    // kPsi's range: |e| < 1/2 in float, 1/16 in double; beyond it, q - w (1 + e)
+    // loses < 2^-3 of psi
     constexpr T kSeriesMax = kFloat ? T(0.5) : T(1.0 / 16);
     const T mz = row_max<V>(x, n) * inv, my = row_max<V>(t, n) * inv;
     if (!std::isfinite(mz) || !std::isfinite(my)) return std::numeric_limits<double>::quiet_NaN();
@@ -319,7 +323,7 @@ double kl_logits_row(const typename V::S* x, const typename V::S* t, std::size_t
     // the terms of one vector, all by the series, all by exp(z - c) or each its own way
     const auto terms = [&](reg e, reg ev, reg wv, Terms how) {
         const auto pos = V::gt(wv, V::zero());
-        const auto series = [&] { return V::mul(V::mul(wv, V::mul(e, e)), horner<V>(e, kPsi)); };
+        const auto series = [&] { return V::mul(V::mul(wv, V::mul(e, e)), horner<V>(e, kPsi<T>)); };
         const auto big = [&] {
             const reg q = V::mul(ev, vq);  // exp(z - c): w exp(e) where w > 0
             return V::select(pos, V::fnmadd(wv, V::add(one, e), q), q);
@@ -383,9 +387,6 @@ double kl_probs_row(const typename V::S* x, const typename V::S* t, std::size_t 
     constexpr std::size_t N = V::N;
     constexpr double nan = std::numeric_limits<double>::quiet_NaN();
     constexpr T kSeriesMax = sizeof(T) == 4 ? T(0.5) : T(1.0 / 16);
-    static constexpr T kPsi[9] = {T(1.0 / 2),     T(1.0 / 6),      T(1.0 / 24),
-                                  T(1.0 / 120),   T(1.0 / 720),    T(1.0 / 5040),
-                                  T(1.0 / 40320), T(1.0 / 362880), T(1.0 / 3628800)};
     const T mz = row_max<V>(x, n) * inv;
     if (!std::isfinite(mz)) return nan;
     // Pass 2: ez, w and log w to the scratch rows; s_z, St, sum w (z - log w).
@@ -453,7 +454,7 @@ double kl_probs_row(const typename V::S* x, const typename V::S* t, std::size_t 
         // t psi(e): the series where |e| is small, else exp(z - c) - t (1 + e);
         // exp(z - c) where t = 0
         const reg q = V::mul(ev, vq);  // exp(z - c)
-        const reg series = V::mul(V::mul(wv, V::mul(e, e)), horner<V>(e, kPsi));
+        const reg series = V::mul(V::mul(wv, V::mul(e, e)), horner<V>(e, kPsi<T>));
         const reg term = V::select(V::lt(V::select(pos, V::abs(e), smax), smax), series,
                                    V::select(pos, V::fnmadd(wv, V::add(one, e), q), q));
         acc_a.add(V::select(in, term, V::zero()));
@@ -550,11 +551,7 @@ double kl_div_row(const typename V::S* x, const typename V::S* t, std::size_t n,
     // the KL to first order, so its log (exp) is taken in double.
     const dreg dinv = D::set1(invd), dc = D::set1(c);
     const dreg done = D::set1(1.0), small = D::set1(1.0 / 16);
-    // psi(e) / e^2 = 1/2! + e/3! + ... + e^8/10!: for |e| < 1/16 the next term
-    // is below 1e-16 of the sum
-    static constexpr double kPsi[9] = {1.0 / 2,     1.0 / 6,      1.0 / 24,
-                                       1.0 / 120,   1.0 / 720,    1.0 / 5040,
-                                       1.0 / 40320, 1.0 / 362880, 1.0 / 3628800};
+    // (the series kPsi for |e| < 1/16)
     dreg acc_a = D::zero(), acc_e1 = D::zero();
     // (St enters the KL to first order: compensated, for float64 rows)
     typename D::Wide acc_st = D::wide_zero();
@@ -588,7 +585,7 @@ double kl_div_row(const typename V::S* x, const typename V::S* t, std::size_t n,
             const auto pos = D::gt(w, D::zero());
             const auto tiny = D::lt(D::abs(e), small);  // (false for NaN, +-inf)
             // t psi(e) by the series where |e| is small ...
-            const dreg series = D::mul(D::mul(w, D::mul(e, e)), horner<D>(e, kPsi));
+            const dreg series = D::mul(D::mul(w, D::mul(e, e)), horner<D>(e, kPsi<double>));
             dreg term = series;
             alignas(64) double probe[ND];  // (the mask's lanes)
             D::store(probe, D::select(tiny, done, D::zero()));
