@@ -404,3 +404,17 @@ def test_unknown_chunk_sizes_are_named(rng):
     with pytest.raises(ValueError, match="does not broadcast"):
         fs.cross_entropy(x, np.zeros(6, np.int64), reduction="none", return_grad=True,
                          grad_out=np.ones((6, 1)))  # fmt: skip
+
+
+@pytest.mark.parametrize("along", [30, 10], ids=["classes-whole", "classes-split"])
+def test_cross_entropy_temperature(along):
+    x = np.random.default_rng(7).standard_normal((8, 30)).astype(np.float32)
+    y = np.arange(8)
+    loss, g = fs.cross_entropy(
+        da.from_array(x, chunks=(4, along)), y, temperature=2.0, return_grad=True
+    )
+    want, gwant = fs.cross_entropy(x, y, temperature=2.0, return_grad=True)
+    np.testing.assert_allclose(loss.compute(), want, rtol=1e-6)
+    np.testing.assert_allclose(g.compute(), gwant, rtol=0, atol=1e-7)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        fs.cross_entropy(da.from_array(x), y, temperature=-1.0)

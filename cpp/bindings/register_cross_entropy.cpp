@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -59,8 +60,8 @@ double run(const py::array& logits, std::size_t axis, const py::object& labels_o
            const py::object& target_obj, const py::object& lse_obj, const py::object& grad_obj,
            const py::object& scale_obj, const py::object& loss_obj, const py::object& lse_out_obj,
            Reduction reduction, const py::object& weight_obj, double smoothing, double z_loss,
-           double softcap,
-           std::int64_t ignore_index) {  // (logits' dtype is T: dispatched on)
+           double softcap, std::int64_t ignore_index,
+           double temperature) {  // (logits' dtype is T: dispatched on)
     if (axis >= static_cast<std::size_t>(logits.ndim()))
         throw py::value_error("axis " + std::to_string(axis) + " is out of range");
     const std::vector<py::ssize_t> shape = dims_of(logits);
@@ -75,6 +76,11 @@ double run(const py::array& logits, std::size_t axis, const py::object& labels_o
     o.smoothing = smoothing;
     o.z_loss = z_loss;
     o.softcap = static_cast<C>(softcap);
+    if (!(temperature > 0) || !std::isfinite(temperature))
+        throw py::value_error("temperature must be positive and finite");
+    o.scale = static_cast<C>(1 / temperature);
+    if (!(o.scale > 0) || !std::isfinite(o.scale))
+        throw py::value_error("1 / temperature is not a normal number of the compute type");
     o.ignore_index = ignore_index;
     o.weight_sum = static_cast<double>(n);
     const py::array weight = array_or_null(weight_obj);
@@ -171,7 +177,7 @@ void register_cross_entropy(py::module_& m) {
         [](const py::array& logits, std::size_t axis, py::object labels, py::object target,
            py::object lse, py::object grad, py::object grad_scale, py::object loss,
            py::object lse_out, const std::string& reduction, py::object weight, double smoothing,
-           double z_loss, double softcap, std::int64_t ignore_index) {
+           double z_loss, double softcap, std::int64_t ignore_index, double temperature) {
             Reduction red;
             if (reduction == "none")
                 red = Reduction::none;
@@ -184,13 +190,13 @@ void register_cross_entropy(py::module_& m) {
             return dispatch_float(logits.dtype(), "logits", [&](auto element) {
                 using T = typename decltype(element)::type;
                 return run<T>(logits, axis, labels, target, lse, grad, grad_scale, loss, lse_out,
-                              red, weight, smoothing, z_loss, softcap, ignore_index);
+                              red, weight, smoothing, z_loss, softcap, ignore_index, temperature);
             });
         },
         py::arg("logits"), py::arg("axis"), py::arg("labels"), py::arg("target"), py::arg("lse"),
         py::arg("grad"), py::arg("grad_scale"), py::arg("loss"), py::arg("lse_out"),
         py::arg("reduction"), py::arg("weight"), py::arg("label_smoothing"), py::arg("z_loss"),
-        py::arg("softcap"), py::arg("ignore_index"),
+        py::arg("softcap"), py::arg("ignore_index"), py::arg("temperature") = 1.0,
         "fused softmax cross-entropy (see fastsoftmax.cross_entropy); returns the reduced loss");
 }
 

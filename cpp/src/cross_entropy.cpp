@@ -232,7 +232,7 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
     // (measured: 8x21x128x128, 29.7 ms gathering rows, 8.4 ms in place,
     // 4.4 ms through tiles). The column kernel has no soft-capping and no
     // saved lse; the per-example arrays (grad_scale, loss) are in C order.
-    layout_options.column_tiles = !lse && options.softcap == 0;
+    layout_options.column_tiles = !lse && options.softcap == 0 && options.scale == 1;
     static_assert(layout::kMaxTileClasses < (std::size_t(1) << 24),
                   "the column kernel compares labels as floats");
     layout_options.lines_in_c_order = true;
@@ -247,6 +247,8 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
         base.s_ce = 1.0 / wsum;
         base.s_z = 1.0 / count;
     }
+    base.s_ce *= static_cast<double>(options.scale);  // dx'/dx's scale (cross_entropy.hpp)
+    base.s_z *= static_cast<double>(options.scale);
     CeSums total;
     if (examples > 0) {
         const CrossEntropyTasks<T> tasks{kernels_of<T>(active_kernels()),

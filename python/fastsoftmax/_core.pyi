@@ -46,6 +46,7 @@ def cross_entropy(
     z_loss: float,
     softcap: float,
     ignore_index: int,
+    temperature: float = 1.0,
 ) -> float: ...
 def logsumexp_parts(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]: ...
 def softmax_from_parts(

@@ -74,6 +74,27 @@ def _real(value: Any, name: str) -> float:
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
 
 
+def _temperature(value: Any) -> float:
+    """temperature as a float; TypeError unless a real number, ValueError unless > 0, finite."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"temperature must be a real number, got {value!r}")
+    t = _real(value, "temperature")
+    if not (t > 0 and math.isfinite(t)):
+        raise ValueError(f"temperature must be positive and finite, got {value!r}")
+    return t
+
+
+def _check_scale(t: float, work: np.dtype, given: Any) -> None:
+    """1 / t must be a normal number of the compute type (the kernels scale by it)."""
+    ct = _compute_dtype(work)
+    fi = np.finfo(ct)
+    if not float(fi.tiny) <= 1 / t <= float(fi.max):
+        raise ValueError(
+            f"temperature must be between {1 / float(fi.max):.3g} and {1 / float(fi.tiny):.3g} "
+            f"for {ct} logits (1 / temperature is a normal {ct} number), got {given!r}"
+        )
+
+
 def _check_float_option(value: Any, name: str, low: float, high: float = math.inf) -> float:
     v = _real(value, name)
     if not low <= v <= high:
@@ -96,6 +117,7 @@ class _Call:
         label_smoothing: float,
         z_loss: float,
         softcap: float | None,
+        temperature: float = 1.0,
     ) -> None:
         # (a str only: `in` would compare an array element-wise)
         if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
@@ -119,7 +141,9 @@ class _Call:
         if not -(2**63) <= self.ignore_index < 2**63:
             raise ValueError(f"ignore_index must fit in int64, got {ignore_index!r}")
 
+        self.temperature = _temperature(temperature)
         self.x, self.result = _prepare(logits, "logits")
+        _check_scale(self.temperature, self.x.dtype, temperature)
         self.loss_dtype = _loss_dtype(self.result)
         if self.x.ndim == 0:
             raise ValueError("logits must have at least one dimension (the classes)")
@@ -254,6 +278,7 @@ class _Call:
             self.z_loss,
             self.softcap,
             self.ignore_index,
+            self.temperature,
         )
         if rows is None:
             return _scalar_loss(total, self.loss_dtype), grad
@@ -273,6 +298,7 @@ def cross_entropy(
     label_smoothing: float = ...,
     z_loss: float = ...,
     softcap: float | None = ...,
+    temperature: float = ...,
     return_grad: Literal[False] = ...,
     grad_out: npt.ArrayLike | None = ...,
     inplace_grad: Literal[False] = ...,
@@ -289,6 +315,7 @@ def cross_entropy(
     label_smoothing: float = ...,
     z_loss: float = ...,
     softcap: float | None = ...,
+    temperature: float = ...,
     return_grad: Literal[True],
     grad_out: npt.ArrayLike | None = ...,
     inplace_grad: bool = ...,
@@ -305,6 +332,7 @@ def cross_entropy(
     label_smoothing: float = ...,
     z_loss: float = ...,
     softcap: float | None = ...,
+    temperature: float = ...,
     return_grad: bool = ...,
     grad_out: npt.ArrayLike | None = ...,
     inplace_grad: bool = ...,
@@ -323,6 +351,7 @@ def cross_entropy(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     softcap: float | None = None,
+    temperature: float = 1.0,
     return_grad: bool = False,
     grad_out: npt.ArrayLike | None = None,
     inplace_grad: bool = False,
@@ -330,7 +359,8 @@ def cross_entropy(
     r"""Softmax cross-entropy from logits, with its gradient computed in the same pass.
 
     For each example (a slice ``x`` of ``logits`` along ``axis``, with ``C``
-    classes), with :math:`x' = \mathrm{softcap}\cdot\tanh(x / \mathrm{softcap})`
+    classes, divided by ``temperature`` first), with
+    :math:`x' = \mathrm{softcap}\cdot\tanh(x / \mathrm{softcap})`
     when ``softcap`` is set (else :math:`x' = x`),
     :math:`\mathrm{lse} = \log\sum_c e^{x'_c}`, class weights :math:`w`
     (all 1 without ``weight``) and :math:`\varepsilon` = ``label_smoothing``:
@@ -386,6 +416,11 @@ def cross_entropy(
     z_loss : float >= 0, finite, default 0
     softcap : float > 0, finite, optional
         (Within the range of the logits' computation dtype.)
+    temperature : float > 0, finite, default 1.0
+        The loss of ``logits / temperature`` (before ``softcap``), read as the
+        kernels load the logits: no scaled copy. The gradient is with respect to
+        ``logits`` (it carries the factor ``1 / temperature``). ``1 / temperature``
+        must be a normal number of the computation dtype.
     return_grad : bool, default False
         Also return :math:`\partial\,\mathrm{loss} / \partial\,\mathrm{logits}`,
         computed in the same pass as the loss.
@@ -455,6 +490,8 @@ def cross_entropy(
         and labels.dtype is _I64
         and weight is None
         and softcap is None
+        and type(temperature) is float
+        and temperature == 1.0
         and type(reduction) is str
         and reduction in ("mean", "sum")
         and type(label_smoothing) is float
@@ -481,7 +518,16 @@ def cross_entropy(
             scalar = _scalar_loss(total, _loss_dtype(logits.dtype))
             return (scalar, grad) if return_grad else scalar
     call = _Call(
-        logits, labels, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
+        logits,
+        labels,
+        axis,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss,
+        softcap,
+        temperature,
     )
     if not return_grad:
         return call.run(None)[0]
@@ -518,6 +564,7 @@ def cross_entropy_backward(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     softcap: float | None = None,
+    temperature: float = 1.0,
     grad_out: npt.ArrayLike | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -546,7 +593,16 @@ def cross_entropy_backward(
     logits' shape and result dtype to write the gradient into).
     """
     call = _Call(
-        logits, labels, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
+        logits,
+        labels,
+        axis,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss,
+        softcap,
+        temperature,
     )
     x = call.x
     saved = None

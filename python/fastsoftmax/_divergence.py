@@ -11,34 +11,13 @@ import numpy.typing as npt
 
 from . import _core
 from ._api import _axis_index, _cast, _compute_dtype, _prepare
-from ._cross_entropy import _real
+from ._cross_entropy import _check_scale, _temperature
 from ._interop import accepts_arrays
 
 TargetKind = Literal["logits", "probs", "log_probs"]
 KlReduction = Literal["batchmean", "mean", "sum", "none"]
 _TARGET_KINDS = ("logits", "probs", "log_probs")
 _KL_REDUCTIONS = ("batchmean", "mean", "sum", "none")
-
-
-def _temperature(value: Any) -> float:
-    """temperature as a float; TypeError unless a real number, ValueError unless > 0, finite."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"temperature must be a real number, got {value!r}")
-    t = _real(value, "temperature")
-    if not (t > 0 and math.isfinite(t)):
-        raise ValueError(f"temperature must be positive and finite, got {value!r}")
-    return t
-
-
-def _check_scale(t: float, work: np.dtype, given: Any) -> None:
-    """1 / t must be a normal number of the compute type (the kernels scale by it)."""
-    ct = _compute_dtype(work)
-    fi = np.finfo(ct)
-    if not float(fi.tiny) <= 1 / t <= float(fi.max):
-        raise ValueError(
-            f"temperature must be between {1 / float(fi.max):.3g} and {1 / float(fi.tiny):.3g} "
-            f"for {ct} logits (1 / temperature is a normal {ct} number), got {given!r}"
-        )
 
 
 def _line_values(

@@ -12,8 +12,8 @@ import numpy.typing as npt
 
 from . import _core
 from ._api import _F64, _cast, _prepare
-from ._cross_entropy import _real
-from ._divergence import _temperature, _value_dtype
+from ._cross_entropy import _real, _temperature
+from ._divergence import _value_dtype
 from ._interop import accepts_arrays
 
 _SEEDS = 2**64

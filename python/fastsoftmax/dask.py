@@ -254,6 +254,7 @@ def cross_entropy(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     softcap: float | None = None,
+    temperature: float = 1.0,
     return_grad: bool = False,
     grad_out: Any = None,
     inplace_grad: bool = False,
@@ -270,13 +271,18 @@ def cross_entropy(
     several: each chunk's per-example terms (its ``(max, sumexp)`` pair, the label's
     logit, the weighted sums that smoothing and probabilities need) merged exactly in
     float64, then the loss from them; the gradient is one more pass over the chunks.
-    Labels out of range raise ValueError when computed, naming the chunk.
+    Labels out of range raise ValueError when computed, naming the chunk. A
+    ``temperature`` divides each chunk in the logits' dtype before the kernels see it.
     """
     if inplace_grad:
         raise TypeError("inplace_grad=True is not supported for dask arrays (they are immutable)")
     if grad_out is not None and not return_grad:
         raise ValueError("grad_out is only used with return_grad=True")
     x = _as_dask(logits, "logits")
+    t = _cross_entropy._temperature(temperature)
+    if t != 1:  # (each chunk divided in its own dtype; the gradient takes 1 / t)
+        _cross_entropy._check_scale(t, np.dtype(x.dtype), temperature)
+        x = x / np.asarray(t, x.dtype)
     plan = _CePlan(
         x, labels, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
     )
@@ -284,7 +290,8 @@ def cross_entropy(
     loss = plan.loss(terms)
     if not return_grad:
         return loss
-    return loss, plan.grad(terms, grad_out)
+    grad = plan.grad(terms, grad_out)
+    return loss, grad if t == 1 else grad / np.asarray(t, grad.dtype)
 
 
 # Per-example terms of the cross-entropy, each a float64 field:

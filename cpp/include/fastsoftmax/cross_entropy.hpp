@@ -3,9 +3,9 @@
 // (cpp/src/generic/ce_rows.hpp, ce_cols.hpp; their shared formulas in
 // ce_terms.hpp).
 //
-// Per example (a row x of n logits; x' = softcap * tanh(x / softcap) when
-// soft-capping, else x; lse = logsumexp(x'); eps = label_smoothing; w the
-// class weights, all 1 without them, W = sum(w)):
+// Per example (a row x of n logits, read as x * scale, scale = 1 / temperature;
+// x' = softcap * tanh(x / softcap) when soft-capping, else x; lse = logsumexp(x'); eps =
+// label_smoothing; w the class weights, all 1 without them, W = sum(w)):
 //   integer label y: ce = (1 - eps) * w[y] * (lse - x'[y])
 //                        + eps / n * sum_c w[c] * (lse - x'[c])
 //   probabilities t: ce = sum_c w[c] * t'[c] * (lse - x'[c]),  t' = (1 - eps) t + eps / n
@@ -13,6 +13,7 @@
 // and the gradient with respect to x, scaled by s_ce (ce) and s_z (z):
 //   d/dx'[c] = s_ce * (dce/dx'[c]) + s_z * 2 * z_loss * lse * softmax(x')[c],
 //   d/dx[c]  = d/dx'[c] * (1 - tanh(x[c] / softcap)^2)    (soft-capping)
+// (times scale: the driver folds it into s_ce and s_z)
 #pragma once
 
 #include <cstddef>
@@ -39,6 +40,7 @@ struct CeOptions {
     double smoothing = 0;       // eps
     double z_loss = 0;
     C softcap = 0;  // 0: none
+    C scale = 1;    // 1 / temperature: x is read as x * scale (before soft-capping)
     std::int64_t ignore_index = -100;
 };
 
@@ -52,6 +54,7 @@ static inline CeOptions<compute_t<S>> compute_options(const CeOptions<S>& o) {
     c.smoothing = o.smoothing;
     c.z_loss = o.z_loss;
     c.softcap = o.softcap;
+    c.scale = o.scale;
     c.ignore_index = o.ignore_index;
     return c;
 }

@@ -37,7 +37,7 @@ struct SplitLanes {
 // stores exp(x' - ref) there (e may be x). skip: the index (in the stretch)
 // left out of rest when !kTies, or anything >= len. Returns the sums per
 // lane (ce_stretch: reduced).
-template <class V, bool kCap, class Coef, bool kStore, bool kTies, class E>
+template <class V, int kCap, class Coef, bool kStore, bool kTies, class E>
 SplitLanes<V, kTies> ce_stretch_lanes(const typename V::S* x, E* e, std::size_t len,
                                       typename V::T ref, const Cap<V, kCap>& cap, const Coef& coef,
                                       std::size_t base, double& lin, double& cs, std::size_t skip) {
@@ -118,7 +118,7 @@ SplitLanes<V, kTies> ce_stretch_lanes(const typename V::S* x, E* e, std::size_t 
     return {t0, V::add(s0, s1)};
 }
 
-template <class V, bool kCap, class Coef, bool kStore, bool kTies, class E>
+template <class V, int kCap, class Coef, bool kStore, bool kTies, class E>
 ExpSplit ce_stretch(const typename V::S* x, E* e, std::size_t len, typename V::T ref,
                     const Cap<V, kCap>& cap, const Coef& coef, std::size_t base, double& lin,
                     double& cs, std::size_t skip) {
@@ -166,7 +166,7 @@ double ce_log1p_arg(const ExpSplit& sum, double ey) {
 // running maximum of that block, which goes into refs[block]. y: the label
 // (integer labels, !kTies) and x_y = x[y], read before e may overwrite it.
 // e: the gradient row, or a float scratch row (half precision, kExpInOutput).
-template <class V, bool kCap, class Coef, bool kStore, bool kTies, class E = typename V::S>
+template <class V, int kCap, class Coef, bool kStore, bool kTies, class E = typename V::S>
 CeStats ce_row_stats(const typename V::S* x, std::size_t n, const Cap<V, kCap>& cap,
                      const Coef& coef, std::size_t y, typename V::T x_y, E* e = nullptr,
                      typename V::T* refs = nullptr) {
@@ -195,7 +195,7 @@ CeStats ce_row_stats(const typename V::S* x, std::size_t n, const Cap<V, kCap>& 
         return bs.ties + bs.rest;
     };
     MaxSum ms;
-    if constexpr (kCap)
+    if constexpr (kCap != kCapNone)  // (the maximum of x', from x's)
         ms = online_max_sum<V>(x, n, block, [&cap](T m) { return cap.scalar(m); });
     else
         ms = online_max_sum<V>(x, n, block);
@@ -220,7 +220,7 @@ double coef_sum(const Coef& coef, std::size_t n) {
 
 // The gradient pass from the logits: g[c] = (f * exp(x'[c] - m) - e * coef[c])
 // * dx'/dx (g may be x: each element is read before it is written).
-template <class V, bool kCap, class Coef>
+template <class V, int kCap, class Coef>
 void ce_row_grad(const typename V::S* x, typename V::S* g, std::size_t n, typename V::T m,
                  const Factor<V>& f, typename V::T e, const Cap<V, kCap>& cap, const Coef& coef) {
     using reg = typename V::reg;
@@ -228,10 +228,10 @@ void ce_row_grad(const typename V::S* x, typename V::S* g, std::size_t n, typena
     const reg vm = V::set1(m), vlo = V::set1(exp_floor(m)), ve = V::set1(e);
     const auto grad = [&](reg xv, reg cv) {
         reg d = V::zero();
-        const reg xp = kCap ? cap.both(xv, d) : xv;
+        const reg xp = kCap == kCapTanh ? cap.both(xv, d) : cap(xv);
         reg gv = f.apply(vexp_sub<V>(xp, vm, vlo));
         if constexpr (!Coef::kNone) gv = V::fnmadd(ve, cv, gv);
-        if constexpr (kCap) gv = V::mul(gv, d);
+        if constexpr (kCap == kCapTanh) gv = V::mul(gv, d);
         return gv;
     };
     std::size_t i = 0;

@@ -44,12 +44,12 @@ constexpr std::size_t kCeGroup = 8;
 constexpr std::size_t kCeGroupMaxVectors = 16;  // longest rows grouped (vectors)
 
 // kTies: probabilities (see ExpSplit); integer labels otherwise.
-template <class V, bool kCap, bool kTies, class Coef, class MakeCoef>
+template <class V, int kCap, bool kTies, class Coef, class MakeCoef>
 CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o,
                MakeCoef make_coef) {
     using T = typename V::T;
     constexpr double nan = std::numeric_limits<double>::quiet_NaN();
-    const Cap<V, kCap> cap(o.softcap);
+    const Cap<V, kCap> cap(o.softcap, o.scale);
     const std::size_t n = a.n;
     const double z = o.z_loss;
     const CeCall call(o, n, a.s_ce, a.s_z);
@@ -57,14 +57,14 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
     // only in the read pass; soft-capping needs them again (its derivative).
     // Half-precision storage keeps the exponentials in a float scratch row
     // (kExpInOutput), up to kHalfScratchBytes a row; longer rows recompute.
-    constexpr bool kStore = !kCap;
+    constexpr bool kStore = kCap != kCapTanh;
     constexpr bool kHalf = !kExpInOutput<V>;
     const bool store = kStore && a.grad && !a.lse && (!kHalf || n * sizeof(T) <= kHalfScratchBytes);
     const std::size_t blocks = (n + kBlock * V::N - 1) / (kBlock * V::N);
     // Short rows go through in groups (below); longer rows one at a time, so
     // that a row is still in L1 for its second look (measured: a group of 8
     // rows of 1024 float32 took 1.4x as long as single rows).
-    const bool grouped = !kCap && !a.lse && n <= kCeGroupMaxVectors * V::N;
+    const bool grouped = kCap != kCapTanh && !a.lse && n <= kCeGroupMaxVectors * V::N;
     Scratch<T> refs(store && !grouped ? blocks : 0);  // block references (single rows)
     // where the exponentials of row r (slot k of a group) go: its gradient
     // row, or (half precision) slot k of the scratch rows
@@ -140,7 +140,7 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
             ce_row_grad<V>(x_of(r), g, n, static_cast<T>(st.max), Factor<V>::of(f.a / st.sum),
                            static_cast<T>(f.e), cap, coef);
         if constexpr (!kTies) {  // integer labels (kTies: probabilities)
-            const double d = kCap ? static_cast<double>(cap.scalar_deriv(xy)) : 1.0;
+            const double d = kCap == kCapTanh ? static_cast<double>(cap.scalar_deriv(xy)) : 1.0;
             if (st.others >= 0) {  // p - 1 = -others / s: no cancellation when p is near 1
                 const double cy = static_cast<double>(coef.at(static_cast<std::size_t>(y)));
                 g[y] = to_storage<typename V::S>(
@@ -203,7 +203,10 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
         SplitLanes<V, kT> lanes[kCeGroup];
         ExpSplit es[kCeGroup];
         double d[kCeGroup], ey[kCeGroup], u[kCeGroup], l1p[kCeGroup];
-        for (std::size_t k = 0; k < count; ++k) m[k] = row_max<V>(x_of(rows[k]), n);
+        for (std::size_t k = 0; k < count; ++k) {
+            m[k] = row_max<V>(x_of(rows[k]), n);
+            if constexpr (kCap != kCapNone) m[k] = cap.scalar(m[k]);  // (the maximum of x')
+        }
         for (std::size_t k = 0; k < count; ++k) {
             st[k].max = static_cast<double>(m[k]);
             st[k].special = !std::isfinite(m[k]);
@@ -254,6 +257,7 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
         rows[count] = r;
         ys[count] = y;
         xys[count] = a.label ? to_compute(x_of(r)[y]) : T(0);
+        if constexpr (kCap != kCapNone) xys[count] = cap.scalar(xys[count]);  // (x')
         if (++count == kCeGroup) group();
     }
     if (count) group();
@@ -261,7 +265,7 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
     return total;
 }
 
-template <class V, bool kCap>
+template <class V, int kCap>
 CeSums ce_rows_capped(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o) {
     using T = typename V::T;
     if (!a.label) {
@@ -381,7 +385,8 @@ CeSums cross_entropy_rows(const CeRows<typename V::S>& a, const CeOptions<typena
     // (one class: float only, as by the tiles below)
     const auto n = static_cast<std::ptrdiff_t>(a.n);
     CeSums s;
-    if (a.label && o.softcap == 0 && o.smoothing == 0 && o.z_loss == 0 && !a.lse &&
+    // (a temperature: by rows, which scale x as they read it)
+    if (a.label && o.softcap == 0 && o.scale == 1 && o.smoothing == 0 && o.z_loss == 0 && !a.lse &&
         try_register_tiles<V>(a.n, sizeof(typename V::T) == 4 ? 1 : 2,
                               a.xs == n && (!a.grad || a.gs == n),
                               [&](auto k) { s = ce_register_tiles<V, k>(a, o); }))
@@ -390,9 +395,10 @@ CeSums cross_entropy_rows(const CeRows<typename V::S>& a, const CeOptions<typena
     // paths' scalar steps cost 40-50 ns a row; 5.7 by tiles). Float64 keeps its rows:
     // its loss would change in the last bit (another order of summation).
     const bool one = a.n == 1 && HasShortTranspose<V>::value && sizeof(typename V::T) == 4;
-    if (o.softcap == 0 && !a.lse && (one || tiles_pay<V>(a.n, kCeTileLimit<V>)))
+    if (o.softcap == 0 && o.scale == 1 && !a.lse && (one || tiles_pay<V>(a.n, kCeTileLimit<V>)))
         return ce_by_tiles<V>(a, o);
-    return o.softcap != 0 ? ce_rows_capped<V, true>(a, o) : ce_rows_capped<V, false>(a, o);
+    if (o.softcap != 0) return ce_rows_capped<V, kCapTanh>(a, o);
+    return o.scale != 1 ? ce_rows_capped<V, kCapScale>(a, o) : ce_rows_capped<V, kCapNone>(a, o);
 }
 
 }  // namespace fastsoftmax::FASTSOFTMAX_TARGET

@@ -14,15 +14,24 @@
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
-// x' = softcap * tanh(x / softcap) (kCap) or x, and dx'/dx = 1 - tanh^2.
-template <class V, bool kCap>
+// What the logits go through first: nothing (kCapNone), a scale (kCapScale:
+// x' = x * scale, scale = 1 / temperature) or soft-capping (kCapTanh:
+// x' = softcap * tanh(x * scale / softcap)). both() gives x' and 1 - tanh^2:
+// the scale of dx'/dx is left to the gradient factors (s_ce, s_z).
+constexpr int kCapNone = 0, kCapTanh = 1, kCapScale = 2;
+template <class V, int kCap>
 struct Cap {
     using T = typename V::T;
     using reg = typename V::reg;
     reg s, inv;
-    explicit Cap(T softcap) : s(V::set1(softcap)), inv(V::set1(kCap ? T(1) / softcap : T(1))) {}
+    Cap(T softcap, T scale)
+        : s(V::set1(softcap)),
+          inv(V::set1(kCap == kCapTanh    ? scale / softcap
+                      : kCap == kCapScale ? scale
+                                          : T(1))) {}
     reg operator()(reg x) const {
-        if constexpr (kCap) return V::mul(s, vtanh<V>(V::mul(x, inv)));
+        if constexpr (kCap == kCapTanh) return V::mul(s, vtanh<V>(V::mul(x, inv)));
+        if constexpr (kCap == kCapScale) return V::mul(x, inv);
         return x;
     }
     // x' and dx'/dx

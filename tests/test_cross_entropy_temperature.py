@@ -1,0 +1,113 @@
+"""cross_entropy(temperature=T) and cross_entropy_backward(temperature=T): the loss of
+logits / T (before soft-capping) and its gradient with respect to the logits, against the
+same call on logits divided by T in float64 (whose gradient, times 1 / T, is the chain
+rule's). Every layout the kernels take (short rows, rows, long rows, the classes on a
+strided axis, 3-d), every option, every SIMD target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fastsoftmax as fs
+import ml_dtypes
+import numpy as np
+import pytest
+
+OPTIONS = [
+    {},
+    {"label_smoothing": 0.1},
+    {"z_loss": 1e-3},
+    {"softcap": 5.0},
+    {"weight": "w", "reduction": "sum"},
+    {"reduction": "none", "ignore_index": 1},
+]
+
+
+def reference(x: np.ndarray, labels: np.ndarray, t: float, axis: int, **kw: Any) -> Any:
+    """The same call on logits / T in float64; the gradient carries 1 / T."""
+    loss, g = fs.cross_entropy(x.astype(np.float64) / t, labels, axis=axis, return_grad=True, **kw)
+    return loss, g / t
+
+
+def options(kw: dict[str, Any], n: int) -> dict[str, Any]:
+    kw = dict(kw)
+    if kw.get("weight") == "w":
+        kw["weight"] = np.linspace(0.5, 2.0, n)
+    return kw
+
+
+@pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: ",".join(o) or "plain")
+@pytest.mark.parametrize("n", [1, 3, 8, 33, 300, 5000])
+@pytest.mark.parametrize("temperature", [0.5, 2.5])
+def test_integer_labels_by_rows(rng: np.random.Generator, opts: Any, n: int, temperature: float):
+    x = (rng.standard_normal((37, n)) * 3).astype(np.float32)
+    labels = rng.integers(0, n, 37)
+    kw = options(opts, n)
+    loss, g = fs.cross_entropy(x, labels, temperature=temperature, return_grad=True, **kw)
+    want, gwant = reference(x, labels, temperature, -1, **kw)
+    np.testing.assert_allclose(loss, want, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(g, gwant, rtol=0, atol=2e-6 * max(1.0, float(np.abs(gwant).max())))
+    back = fs.cross_entropy_backward(x, labels, temperature=temperature, **kw)
+    np.testing.assert_allclose(
+        back, gwant, rtol=0, atol=2e-6 * max(1.0, float(np.abs(gwant).max()))
+    )
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_probabilities_any_axis_and_strides(rng: np.random.Generator, axis: int):
+    x = rng.standard_normal((6, 40, 9))[:, ::-1]
+    t = fs.softmax(rng.standard_normal(x.shape), axis=axis)
+    loss, g = fs.cross_entropy(x, t, axis=axis, temperature=1.7, return_grad=True, z_loss=1e-2)
+    want, gwant = reference(x, t, 1.7, axis, z_loss=1e-2)
+    np.testing.assert_allclose(loss, want, rtol=1e-12)
+    np.testing.assert_allclose(g, gwant, rtol=0, atol=1e-14)
+
+
+def test_classes_on_axis_1_of_3d_and_saved_lse(rng: np.random.Generator):
+    x = (rng.standard_normal((4, 50, 30)) * 2).astype(np.float32)
+    labels = rng.integers(0, 50, (4, 30))
+    loss, g = fs.cross_entropy(x, labels, axis=1, temperature=0.8, return_grad=True)
+    want, gwant = reference(x, labels, 0.8, 1)
+    np.testing.assert_allclose(loss, want, rtol=2e-6)
+    np.testing.assert_allclose(g, gwant, rtol=0, atol=1e-7)
+    lse = fs.logsumexp(x.astype(np.float64) / 0.8, axis=1)
+    back = fs.cross_entropy_backward(x, labels, axis=1, lse=lse, temperature=0.8)
+    np.testing.assert_allclose(back, gwant, rtol=0, atol=1e-7)
+
+
+def test_half_precision_and_inplace(rng: np.random.Generator):
+    x32 = (rng.standard_normal((16, 700)) * 3).astype(np.float32)
+    labels = rng.integers(0, 700, 16)
+    for half in (np.float16, ml_dtypes.bfloat16):
+        x = x32.astype(half)
+        loss, g = fs.cross_entropy(x, labels, temperature=2.0, return_grad=True)
+        want, gwant = reference(x, labels, 2.0, -1)
+        assert g.dtype == half
+        np.testing.assert_allclose(loss, want, rtol=1e-6)
+        np.testing.assert_allclose(
+            g.astype(np.float64), gwant, rtol=0, atol=2e-3 * np.abs(gwant).max()
+        )
+    x = x32.copy()
+    loss, g = fs.cross_entropy(x, labels, temperature=2.0, return_grad=True, inplace_grad=True)
+    assert g is x
+    np.testing.assert_allclose(g, reference(x32, labels, 2.0, -1)[1], rtol=0, atol=1e-8)
+
+
+def test_temperature_one_is_the_plain_call_bit_for_bit(rng: np.random.Generator):
+    x = rng.standard_normal((20, 100)).astype(np.float32)
+    labels = rng.integers(0, 100, 20)
+    a = fs.cross_entropy(x, labels, return_grad=True, softcap=4.0)
+    b = fs.cross_entropy(x, labels, return_grad=True, softcap=4.0, temperature=1)
+    assert a[0] == b[0]
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_bad_temperature():
+    x = np.zeros((2, 3), np.float32)
+    y = np.zeros(2, np.int64)
+    with pytest.raises(ValueError, match="temperature must be positive and finite, got 0"):
+        fs.cross_entropy(x, y, temperature=0)
+    with pytest.raises(TypeError, match="temperature must be a real number"):
+        fs.cross_entropy(x, y, temperature="2")
+    with pytest.raises(ValueError, match="temperature must be between"):
+        fs.cross_entropy_backward(x, y, temperature=1e-40)
