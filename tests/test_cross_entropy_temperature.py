@@ -63,6 +63,16 @@ def test_probabilities_any_axis_and_strides(rng: np.random.Generator, axis: int)
     np.testing.assert_allclose(g, gwant, rtol=0, atol=1e-14)
 
 
+def test_classes_on_axis_1_of_3d_half_precision(rng: np.random.Generator):
+    """(half precision: gathered rows, not the column tiles, which would round x / T)"""
+    x = (rng.standard_normal((4, 50, 30)) * 2).astype(np.float16)
+    labels = rng.integers(0, 50, (4, 30))
+    loss, g = fs.cross_entropy(x, labels, axis=1, temperature=0.8, return_grad=True)
+    want, gwant = reference(x, labels, 0.8, 1)
+    np.testing.assert_allclose(loss, want, rtol=2e-6)
+    np.testing.assert_allclose(g.astype(np.float64), gwant, rtol=0, atol=2e-3 * np.abs(gwant).max())
+
+
 def test_classes_on_axis_1_of_3d_and_saved_lse(rng: np.random.Generator):
     x = (rng.standard_normal((4, 50, 30)) * 2).astype(np.float32)
     labels = rng.integers(0, 50, (4, 30))

@@ -11,6 +11,7 @@
 
 #include <limits>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "fastsoftmax/dispatch.hpp"
@@ -147,6 +148,12 @@ struct CrossEntropyTasks {
         const auto tile_stride = static_cast<std::ptrdiff_t>(width);
         layout::copy_tile_in(x.data + offsets[kLogits], axis_stride[kLogits], n, piece.count,
                              x_tile, width);
+        if constexpr (std::is_floating_point_v<T>) {  // a temperature (see plan: not half)
+            if (options.scale != 1)
+                for (std::size_t c = 0; c < n; ++c)
+                    for (std::size_t l = 0; l < piece.count; ++l)
+                        x_tile[c * width + l] *= options.scale;
+        }
         CeCols<T> cols;
         cols.x = x_tile;
         cols.xs = tile_stride;
@@ -232,7 +239,10 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
     // (measured: 8x21x128x128, 29.7 ms gathering rows, 8.4 ms in place,
     // 4.4 ms through tiles). The column kernel has no soft-capping and no
     // saved lse; the per-example arrays (grad_scale, loss) are in C order.
-    layout_options.column_tiles = !lse && options.softcap == 0 && options.scale == 1;
+    // (a temperature scales the tile in place: not in half precision, whose tile
+    // would round the scaled logits)
+    layout_options.column_tiles =
+        !lse && options.softcap == 0 && (options.scale == 1 || std::is_floating_point_v<T>);
     static_assert(layout::kMaxTileClasses < (std::size_t(1) << 24),
                   "the column kernel compares labels as floats");
     layout_options.lines_in_c_order = true;

@@ -329,6 +329,12 @@ CeSums ce_by_tiles(const CeRows<typename V::S>& a, const CeOptions<typename V::S
         const std::size_t w = (a.rows - r < N) ? a.rows - r : N;
         const auto off = static_cast<std::ptrdiff_t>(r);
         tile_in<V>(a.x + off * a.xs, a.xs, xt, N, w, a.n);
+        if (co.scale != 1) {  // a temperature: the tile's logits scaled where they lie
+            using C = typename V::Compute;
+            const auto vs = C::set1(co.scale);
+            for (std::size_t i = 0; i < a.n * N; i += N)
+                C::store(xt + i, C::mul(C::load(xt + i), vs));
+        }
         if (a.target) tile_in<V>(a.target + off * a.ts, a.ts, tt, N, w, a.n);
         CeCols<T> c = examples_of(a, r);  // over the tiles, in the compute type
         c.x = xt;
@@ -385,7 +391,7 @@ CeSums cross_entropy_rows(const CeRows<typename V::S>& a, const CeOptions<typena
     // (one class: float only, as by the tiles below)
     const auto n = static_cast<std::ptrdiff_t>(a.n);
     CeSums s;
-    // (a temperature: by rows, which scale x as they read it)
+    // (a temperature: by ce_by_tiles, which scales its tiles)
     if (a.label && o.softcap == 0 && o.scale == 1 && o.smoothing == 0 && o.z_loss == 0 && !a.lse &&
         try_register_tiles<V>(a.n, sizeof(typename V::T) == 4 ? 1 : 2,
                               a.xs == n && (!a.grad || a.gs == n),
@@ -395,7 +401,7 @@ CeSums cross_entropy_rows(const CeRows<typename V::S>& a, const CeOptions<typena
     // paths' scalar steps cost 40-50 ns a row; 5.7 by tiles). Float64 keeps its rows:
     // its loss would change in the last bit (another order of summation).
     const bool one = a.n == 1 && HasShortTranspose<V>::value && sizeof(typename V::T) == 4;
-    if (o.softcap == 0 && o.scale == 1 && !a.lse && (one || tiles_pay<V>(a.n, kCeTileLimit<V>)))
+    if (o.softcap == 0 && !a.lse && (one || tiles_pay<V>(a.n, kCeTileLimit<V>)))
         return ce_by_tiles<V>(a, o);
     if (o.softcap != 0) return ce_rows_capped<V, kCapTanh>(a, o);
     return o.scale != 1 ? ce_rows_capped<V, kCapScale>(a, o) : ce_rows_capped<V, kCapNone>(a, o);
