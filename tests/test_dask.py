@@ -418,3 +418,18 @@ def test_cross_entropy_temperature(along):
     np.testing.assert_allclose(g.compute(), gwant, rtol=0, atol=1e-7)
     with pytest.raises(ValueError, match="temperature must be positive"):
         fs.cross_entropy(da.from_array(x), y, temperature=-1.0)
+    # half precision: divided in float32, the gradient back in the logits' dtype
+    for t in (0.3, 1e-5, 1e5):
+        xh = (x * 3).astype(np.float16)
+        loss, g = fs.cross_entropy(
+            da.from_array(xh, chunks=(4, along)), y, temperature=t, return_grad=True
+        )
+        want, gwant = fs.cross_entropy(xh, y, temperature=t, return_grad=True)
+        assert g.dtype == np.float16
+        np.testing.assert_allclose(loss.compute(), want, rtol=1e-6)
+        np.testing.assert_allclose(
+            g.compute().astype(np.float64),
+            gwant.astype(np.float64),
+            rtol=0,
+            atol=1e-3 * np.abs(gwant.astype(np.float64)).max() + 1e-12,
+        )

@@ -420,7 +420,9 @@ def cross_entropy(
         The loss of ``logits / temperature`` (before ``softcap``), read as the
         kernels load the logits: no scaled copy. The gradient is with respect to
         ``logits`` (it carries the factor ``1 / temperature``). ``1 / temperature``
-        must be a normal number of the computation dtype.
+        must be a normal number of the computation dtype, and a logit whose
+        ``logit / temperature`` overflows that dtype counts as ``+inf`` (a NaN
+        loss, as for that call on pre-divided logits).
     return_grad : bool, default False
         Also return :math:`\partial\,\mathrm{loss} / \partial\,\mathrm{logits}`,
         computed in the same pass as the loss.
@@ -572,8 +574,8 @@ def cross_entropy_backward(
 
     For users who keep the forward and the backward apart. With ``lse``, the
     log-sum-exp of each example saved from the forward pass
-    (``fastsoftmax.logsumexp(logits, axis)``, of the soft-capped logits when
-    ``softcap`` is set), the logits are read once:
+    (``fastsoftmax.logsumexp(logits / temperature, axis)``, of the soft-capped
+    logits when ``softcap`` is set), the logits are read once:
 
     .. math:: \frac{\partial \ell}{\partial x'_c} = a\, e^{x'_c - \mathrm{lse}}
               - \frac{\varepsilon}{C} w_c - (1-\varepsilon)\, w_y [c = y],
@@ -583,7 +585,8 @@ def cross_entropy_backward(
     for integer labels (:math:`a\,e^{x'_c-\mathrm{lse}} - w_c t'_c`, with
     :math:`a = \sum_c w_c t'_c + 2\zeta\,\mathrm{lse}`, for probabilities),
     scaled by the reduction and ``grad_out``, times
-    :math:`1 - \tanh^2(x_c/\mathrm{softcap})` with soft-capping. Without
+    :math:`1 - \tanh^2(x_c/\mathrm{softcap})` with soft-capping, and times
+    ``1 / temperature`` (``x`` there being ``logits / temperature``). Without
     ``lse`` it is recomputed (one more read of the logits, and slightly more
     accurate: the softmax is then formed from the row's exact maximum).
 

@@ -272,7 +272,8 @@ def cross_entropy(
     logit, the weighted sums that smoothing and probabilities need) merged exactly in
     float64, then the loss from them; the gradient is one more pass over the chunks.
     Labels out of range raise ValueError when computed, naming the chunk. A
-    ``temperature`` divides each chunk in the logits' dtype before the kernels see it.
+    ``temperature`` divides each chunk in the compute dtype (float32 for half precision)
+    before the kernels see it.
     """
     if inplace_grad:
         raise TypeError("inplace_grad=True is not supported for dask arrays (they are immutable)")
@@ -280,9 +281,11 @@ def cross_entropy(
         raise ValueError("grad_out is only used with return_grad=True")
     x = _as_dask(logits, "logits")
     t = _cross_entropy._temperature(temperature)
-    if t != 1:  # (each chunk divided in its own dtype; the gradient takes 1 / t)
-        _cross_entropy._check_scale(t, np.dtype(x.dtype), temperature)
-        x = x / np.asarray(t, x.dtype)
+    dtype = np.dtype(x.dtype)
+    if t != 1:  # each chunk divided in the compute dtype (float32 for half precision)
+        _cross_entropy._check_scale(t, dtype, temperature)
+        compute = _api._compute_dtype(dtype) if dtype.kind in "fV" else np.dtype(np.float64)
+        x = x.astype(compute) / np.asarray(t, compute)
     plan = _CePlan(
         x, labels, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
     )
@@ -291,7 +294,10 @@ def cross_entropy(
     if not return_grad:
         return loss
     grad = plan.grad(terms, grad_out)
-    return loss, grad if t == 1 else grad / np.asarray(t, grad.dtype)
+    if t == 1:
+        return loss, grad
+    # (the gradient with respect to the logits: 1 / t, in the logits' result dtype)
+    return loss, (grad / np.asarray(t, grad.dtype)).astype(_result_dtype(dtype))
 
 
 # Per-example terms of the cross-entropy, each a float64 field:
