@@ -74,6 +74,19 @@ def _real(value: Any, name: str) -> float:
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
 
 
+def _index_or_none(value: Any, name: str) -> int | None:
+    """value as a Python int (None stays None); TypeError naming it for a bool or anything
+    that is not an integer."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer or None, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer or None, got {value!r}") from None
+
+
 def _temperature(value: Any) -> float:
     """temperature as a float; TypeError unless a real number, ValueError unless > 0, finite."""
     if isinstance(value, (bool, np.bool_)):

@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._api import _axis_index, _cast, _compute_dtype, _prepare
-from ._cross_entropy import _check_scale, _temperature
+from ._api import _axis_index, _cast, _prepare
+from ._cross_entropy import _check_scale, _loss_dtype, _temperature
 from ._interop import accepts_arrays
 
 TargetKind = Literal["logits", "probs", "log_probs"]
@@ -29,11 +29,6 @@ def _line_values(
         return np.full(reduced, np.nan), np.zeros(x.shape, x.dtype), reduced
     values, grad = run(axis)
     return values, grad, reduced
-
-
-def _value_dtype(result: np.dtype) -> np.dtype:
-    """The dtype of an entropy or a KL: float32 for half-precision logits (as cross_entropy)."""
-    return _compute_dtype(result) if result.itemsize == 2 else result
 
 
 @accepts_arrays("logits")
@@ -102,7 +97,7 @@ def entropy(
     values, grad, _reduced = _line_values(
         a, ax, lambda ax: _core.entropy(a, ax, t, bool(return_grad), 1.0)
     )
-    h = _cast(values, _value_dtype(result))
+    h = _cast(values, _loss_dtype(result))
     if not return_grad:
         return h
     assert grad is not None
@@ -225,7 +220,7 @@ def kl_div(
     values, grad, _ = _line_values(
         a, ax, lambda ax: _core.kl_div(a, b, ax, target_kind, t, bool(return_grad), scale)
     )
-    vt = _value_dtype(result)
+    vt = _loss_dtype(result)
     if reduction == "none":
         value: Any = _cast(values, vt)
     else:

@@ -10,7 +10,6 @@ the gradient consumed by the next products -- ``d_hidden[chunk] = g @ W`` and
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any, SupportsIndex
 
 import numpy as np
@@ -19,7 +18,7 @@ import numpy.typing as npt
 from . import _core
 from ._api import _BF16, _F16, _F32, _F64, _require
 from ._blas import add_product
-from ._cross_entropy import _I64, _Call, _loss_dtype, _scalar_loss
+from ._cross_entropy import _I64, _Call, _index_or_none, _loss_dtype, _scalar_loss
 from ._interop import accepts_arrays
 from ._parts import check_labels
 
@@ -198,16 +197,9 @@ def _compute(
         raise ValueError(f"weight_layout must be 'VD' or 'DV', got {weight_layout!r}")
     if grad_out is not None and not return_grad:
         raise ValueError("grad_out is only used with return_grad=True")
-    chunk: int | None = None
-    if chunk_size is not None:
-        if isinstance(chunk_size, bool):
-            raise TypeError(f"chunk_size must be an integer or None, got {chunk_size!r}")
-        try:
-            chunk = operator.index(chunk_size)
-        except TypeError:
-            raise TypeError(f"chunk_size must be an integer or None, got {chunk_size!r}") from None
-        if chunk < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk}")
+    chunk = _index_or_none(chunk_size, "chunk_size")
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk}")
 
     # -- arrays and shapes
     h = _float_array(hidden, "hidden")

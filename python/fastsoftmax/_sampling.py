@@ -4,7 +4,6 @@ is in ``_core`` (cpp/src/sampling.cpp)."""
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any, SupportsIndex
 
 import numpy as np
@@ -12,22 +11,17 @@ import numpy.typing as npt
 
 from . import _core
 from ._api import _F64, _cast, _prepare
-from ._cross_entropy import _real, _temperature
-from ._divergence import _value_dtype
+from ._cross_entropy import _index_or_none, _loss_dtype, _real, _temperature
 from ._interop import accepts_arrays
 
 _SEEDS = 2**64
 
 
 def _top_k(value: Any) -> int:
-    if value is None:
+    """top_k as an int, 0 for None."""
+    k = _index_or_none(value, "top_k")
+    if k is None:
         return 0
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"top_k must be an integer or None, got {value!r}")
-    try:
-        k = operator.index(value)
-    except TypeError:
-        raise TypeError(f"top_k must be an integer or None, got {value!r}") from None
     if k < 1:
         raise ValueError(f"top_k must be >= 1, got {value!r}")
     return k
@@ -44,14 +38,9 @@ def _fraction(value: Any, name: str, low_open: bool) -> float:
 
 
 def _seed(value: Any) -> int:
-    if value is None:
+    s = _index_or_none(value, "seed")
+    if s is None:
         return int(np.random.default_rng().integers(_SEEDS, dtype=np.uint64))
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"seed must be an integer or None, got {value!r}")
-    try:
-        s = operator.index(value)
-    except TypeError:
-        raise TypeError(f"seed must be an integer or None, got {value!r}") from None
     if not 0 <= s < _SEEDS:
         raise ValueError(f"seed must be in [0, 2**64), got {value!r}")
     return s
@@ -83,7 +72,7 @@ def _run(
     work = _F64 if a.dtype == _F64 else np.dtype(np.float32)
     rows = np.ascontiguousarray(a.reshape(math.prod(batch), n), dtype=work)
     tokens, logprobs, probs = _core.sample(rows, t, k, p, mp, s, want_logprobs, want_probs)
-    return batch, tokens, logprobs, probs, _value_dtype(result)
+    return batch, tokens, logprobs, probs, _loss_dtype(result)
 
 
 @accepts_arrays("logits")
