@@ -23,22 +23,14 @@ Run pinned to one CPU for one thread::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import fastsoftmax as fs
 import numpy as np
+from fastsoftmax.bench import time_interleaved
 from scipy import special
 
 SHAPES = [(512, 32000), (64, 128256), (4096, 1000)]
-
-
-def _time(f: Callable[[], object], number: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(number):
-        f()
-    return (time.perf_counter() - t0) / number
 
 
 def run(shape: tuple[int, int], rounds: int, grad: bool, close: float | None) -> None:
@@ -67,19 +59,14 @@ def run(shape: tuple[int, int], rounds: int, grad: bool, close: float | None) ->
     )
     got = float(fs.kl_div(x, y))
     assert abs(got - want) <= 1e-5 * want, (got, want)
-    number = max(1, int(0.05 / _time(cands["ce_soft"], 1)))
-    times: dict[str, list[float]] = {k: [] for k in cands}
-    for _ in range(rounds):
-        for k, f in cands.items():
-            times[k].append(_time(f, number))
-    base = statistics.median(times["ce_soft"])
+    medians = dict(zip(cands, time_interleaved(list(cands.values()), rounds, 0.05)))
+    base = medians["ce_soft"]
     pair = "independent" if close is None else f"close ({close})"
     print(
         f"{shape} float32, {'with' if grad else 'without'} gradient, {pair} distributions, "
-        f"{fs.get_num_threads()} thread(s), {rounds} rounds x {number}:"
+        f"{fs.get_num_threads()} thread(s), {rounds} rounds:"
     )
-    for k, v in times.items():
-        m = statistics.median(v)
+    for k, m in medians.items():
         print(f"  {k:13s} {m * 1e3:8.2f} ms  {m / base:5.2f}x ce_soft")
 
 

@@ -11,13 +11,11 @@ The PyTorch chain is transformers' TopK, TopP and MinP warpers as they are writt
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import fastsoftmax as fs
 import numpy as np
 import torch
+from fastsoftmax.bench import time_interleaved
 
 SHAPES = [(1, 128256), (64, 128256), (256, 32000)]
 SETTINGS = [{"top_k": 50, "top_p": 0.9}, {"top_p": 0.9}]
@@ -37,13 +35,6 @@ def torch_chain(scores: torch.Tensor, top_k: int | None = None, top_p: float | N
     return torch.multinomial(scores.softmax(dim=-1), num_samples=1)
 
 
-def _time(f: Callable[[], object], number: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(number):
-        f()
-    return (time.perf_counter() - t0) / number
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
@@ -59,13 +50,7 @@ def main() -> None:
                 "fastsoftmax": lambda x=x, s=settings: fs.sample(x, seed=1, **s),
                 "torch chain": lambda xt=xt, s=settings: torch_chain(xt, **s),
             }
-            number = max(1, int(0.05 / _time(cands["torch chain"], 1)))
-            times: dict[str, list[float]] = {k: [] for k in cands}
-            for _ in range(args.rounds):
-                for k, f in cands.items():
-                    times[k].append(_time(f, number))
-            ours = statistics.median(times["fastsoftmax"])
-            theirs = statistics.median(times["torch chain"])
+            ours, theirs = time_interleaved(list(cands.values()), args.rounds, 0.05)
             print(
                 f"  {shape} {settings}: fastsoftmax {ours * 1e3:.3f} ms, torch chain "
                 f"{theirs * 1e3:.3f} ms: {theirs / ours:.1f}x"

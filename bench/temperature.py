@@ -11,22 +11,13 @@ array. Run pinned to one CPU for one thread::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import fastsoftmax as fs
 import numpy as np
+from fastsoftmax.bench import time_interleaved
 
 CASES = [((8192, 10), -1), ((4096, 100), -1), ((4096, 1000), -1), ((512, 32000), -1),
          ((8, 21, 4096), 1)]  # fmt: skip
-
-
-def _time(f: Callable[[], object], number: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(number):
-        f()
-    return (time.perf_counter() - t0) / number
 
 
 def main() -> None:
@@ -46,12 +37,7 @@ def main() -> None:
                 x, y, axis=a, temperature=2.0, return_grad=True
             ),
         }
-        number = max(1, int(0.05 / _time(cands["plain"], 1)))
-        times: dict[str, list[float]] = {k: [] for k in cands}
-        for _ in range(args.rounds):
-            for k, f in cands.items():
-                times[k].append(_time(f, number))
-        plain, scaled = (statistics.median(times[k]) for k in ("plain", "T=2"))
+        plain, scaled = time_interleaved(list(cands.values()), args.rounds, 0.05)
         print(
             f"  {shape} axis={axis}: plain {plain * 1e3:.3f} ms, T=2 {scaled * 1e3:.3f} ms: "
             f"{scaled / plain:.3f}x"
