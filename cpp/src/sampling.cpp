@@ -180,22 +180,17 @@ void sample_row(const Kernels<double>& k, const T* x, std::size_t n, std::size_t
     const bool unit = o.temperature == 1;
     double lanes[4] = {-kInf, -kInf, -kInf, -kInf};
     std::size_t nans[4] = {0, 0, 0, 0};
-    std::size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (std::size_t l = 0; l < 4; ++l) {
-            double v = static_cast<double>(to_compute(x[i + l]));
-            v = unit ? v : v / o.temperature;
-            z[i + l] = v;
-            nans[l] += v != v;
-            lanes[l] = v > lanes[l] ? v : lanes[l];
-        }
-    for (; i < n; ++i) {
+    const auto take = [&](std::size_t i, std::size_t l) {  // element i into lane l
         double v = static_cast<double>(to_compute(x[i]));
         v = unit ? v : v / o.temperature;
         z[i] = v;
-        nans[0] += v != v;
-        lanes[0] = v > lanes[0] ? v : lanes[0];
-    }
+        nans[l] += v != v;
+        lanes[l] = v > lanes[l] ? v : lanes[l];
+    };
+    std::size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (std::size_t l = 0; l < 4; ++l) take(i + l, l);
+    for (; i < n; ++i) take(i, 0);
     const double m = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
     const bool nan = nans[0] + nans[1] + nans[2] + nans[3] != 0;
     if (nan) throw BadRow(row, "a NaN");

@@ -75,20 +75,15 @@ double entropy_row(const typename V::S* x, std::size_t n, double inv_t, typename
     const auto dz = [&](reg xv) { return V::max(floor, V::sub(V::mul(xv, vinv), vm)); };
     ExpSum<V> rest, wsum, ties;
     std::size_t i = 0;
-    for (; i + N <= n; i += N) {
-        const reg d = dz(V::load(x + i)), e = vexp<V>(d);
+    const auto sums = [&](reg xv) {
+        const reg d = dz(xv), e = vexp<V>(d);
         const auto at = V::eq(d, V::zero());
         rest.add(V::select(at, V::zero(), e));
         ties.add(V::select(at, one, V::zero()));
         wsum.add(V::mul(e, V::sub(V::zero(), d)));
-    }
-    if (i < n) {  // (the fill -inf gives d = floor, e = 0)
-        const reg d = dz(V::load_partial(x + i, n - i, neg_inf<T>())), e = vexp<V>(d);
-        const auto at = V::eq(d, V::zero());
-        rest.add(V::select(at, V::zero(), e));
-        ties.add(V::select(at, one, V::zero()));
-        wsum.add(V::mul(e, V::sub(V::zero(), d)));
-    }
+    };
+    for (; i + N <= n; i += N) sums(V::load(x + i));
+    if (i < n) sums(V::load_partial(x + i, n - i, neg_inf<T>()));  // (d = floor, e = 0)
     const double k = ties.total(), r = rest.total(), w = wsum.total();
     const double s = k + r;
     const double h = std::log(k) + std::log1p(r / k) + w / s;
@@ -550,7 +545,7 @@ double kl_div_row(const typename V::S* x, const typename V::S* t, std::size_t n,
     // a time, and the gradient. A target given as (log) probabilities enters
     // the KL to first order, so its log (exp) is taken in double.
     const dreg dinv = D::set1(invd), dc = D::set1(c);
-    const dreg done = D::set1(1.0), small = D::set1(1.0 / 16);
+    const dreg small = D::set1(1.0 / 16);
     // (the series kPsi for |e| < 1/16)
     dreg acc_a = D::zero(), acc_e1 = D::zero();
     // (St enters the KL to first order: compensated, for float64 rows)
@@ -587,10 +582,7 @@ double kl_div_row(const typename V::S* x, const typename V::S* t, std::size_t n,
             // t psi(e) by the series where |e| is small ...
             const dreg series = D::mul(D::mul(w, D::mul(e, e)), horner<D>(e, kPsi<double>));
             dreg term = series;
-            alignas(64) double probe[ND];  // (the mask's lanes)
-            D::store(probe, D::select(tiny, done, D::zero()));
-            bool all_tiny = true;
-            for (std::size_t l = 0; l < ND; ++l) all_tiny = all_tiny && probe[l] != 0;
+            const bool all_tiny = D::hmax(D::select(tiny, D::zero(), D::set1(1.0))) == 0;
             if (!all_tiny) {
                 // ... and exp(z - c) - t (1 + e) elsewhere, exp(z - c) where t = 0
                 const dreg q = vexp<D>(D::sub(z, dc));
