@@ -57,12 +57,10 @@ void register_sampling(py::module_& m) {
             if (!(temperature > 0) || !(top_p > 0 && top_p <= 1) || !(min_p >= 0 && min_p <= 1))
                 throw py::value_error("temperature, top_p or min_p out of range");
             const SampleOptions o{temperature, top_k, top_p, min_p, seed};
-            const py::dtype dt = x.dtype();
-            if (dt.is(py::dtype::of<float>()) || dt.equal(py::dtype::of<float>()))
-                return sample<float>(x, o, want_logprobs, want_probs);
-            if (dt.equal(py::dtype::of<double>()))
-                return sample<double>(x, o, want_logprobs, want_probs);
-            throw py::type_error("logits must be float32 or float64 here");
+            return dispatch_float(x.dtype(), "logits", [&](auto element) {
+                using T = typename decltype(element)::type;
+                return sample<T>(x, o, want_logprobs, want_probs);
+            });
         },
         py::arg("logits"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"),
         py::arg("min_p"), py::arg("seed"), py::arg("want_logprobs"), py::arg("want_probs"),

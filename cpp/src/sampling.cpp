@@ -279,9 +279,13 @@ void sample_rows(const T* x, std::size_t rows, std::size_t n, std::ptrdiff_t str
     });
 }
 
-template void sample_rows<float>(const float*, std::size_t, std::size_t, std::ptrdiff_t,
+#define FASTSOFTMAX_SAMPLE(T)                                                        \
+    template void sample_rows<T>(const T*, std::size_t, std::size_t, std::ptrdiff_t, \
                                  const SampleOptions&, std::int64_t*, double*, double*);
-template void sample_rows<double>(const double*, std::size_t, std::size_t, std::ptrdiff_t,
-                                  const SampleOptions&, std::int64_t*, double*, double*);
+FASTSOFTMAX_SAMPLE(float)
+FASTSOFTMAX_SAMPLE(double)
+FASTSOFTMAX_SAMPLE(bfloat16)
+FASTSOFTMAX_SAMPLE(float16)
+#undef FASTSOFTMAX_SAMPLE
 
 }  // namespace fastsoftmax

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._api import _F64, _cast, _prepare
+from ._api import _cast, _prepare
 from ._cross_entropy import _index_or_none, _loss_dtype, _real, _temperature
 from ._interop import accepts_arrays
 
@@ -69,8 +69,7 @@ def _run(
         raise ValueError("logits have no classes (the last axis has length 0)")
     if k >= n:
         k = 0  # (every token)
-    work = _F64 if a.dtype == _F64 else np.dtype(np.float32)
-    rows = np.ascontiguousarray(a.reshape(math.prod(batch), n), dtype=work)
+    rows = np.ascontiguousarray(a.reshape(math.prod(batch), n))  # (half precision as it is)
     tokens, logprobs, probs = _core.sample(rows, t, k, p, mp, s, want_logprobs, want_probs)
     return batch, tokens, logprobs, probs, _loss_dtype(result)
 
