@@ -2,6 +2,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <limits>
 #include <string>
 
 #include "arrays.hpp"
@@ -10,9 +11,22 @@
 namespace fastsoftmax::bindings {
 namespace {
 
-// The parameters of one call (SoftmaxParams, the family's parameter slot):
-// nothing the user sets yet; temperature and masks will be read here.
-SoftmaxParams call_params() { return SoftmaxParams{}; }
+// The parameters of one call (SoftmaxParams, the family's parameter slot).
+// temperature: checked by the Python API (positive, 1 / temperature a normal
+// number of the compute type); checked again here, as the kernels assume it.
+template <class T>
+SoftmaxParams call_params(double temperature) {
+    using C = compute_t<T>;
+    SoftmaxParams p;
+    p.scale = 1.0 / temperature;
+    if (!(temperature > 0) || !(p.scale >= static_cast<double>(std::numeric_limits<C>::min()) &&
+                                p.scale <= static_cast<double>(std::numeric_limits<C>::max())))
+        throw py::value_error(
+            "temperature must be positive, with 1 / temperature a normal "
+            "number of the compute type, got " +
+            std::string(py::str(py::float_(temperature))));
+    return p;
+}
 
 void check_same_shape(const py::array& a, const py::array& b, const char* what) {
     if (a.ndim() != b.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), b.shape()))
@@ -23,7 +37,9 @@ void check_same_shape(const py::array& a, const py::array& b, const char* what) 
 // y = op(x) along axis; out=None allocates a C-contiguous result.
 // (x's dtype is T: the caller dispatched on it; likewise grad's in binary)
 template <class T>
-py::array unary(Op op, const py::array& x, py::ssize_t axis, py::object out_obj, bool checked) {
+py::array unary(Op op, const py::array& x, py::ssize_t axis, py::object out_obj, bool checked,
+                double temperature) {
+    const SoftmaxParams params = call_params<T>(temperature);
     const std::size_t ax = checked_axis(x, axis);
     py::array out =
         out_obj.is_none()
@@ -36,14 +52,16 @@ py::array unary(Op op, const py::array& x, py::ssize_t axis, py::object out_obj,
     const Strided<T> o = as_output<T>(out, "out");
     {
         py::gil_scoped_release release;
-        apply<T>(op, shape_of(x), ax, in, nullptr, o, call_params());
+        apply<T>(op, shape_of(x), ax, in, nullptr, o, params);
     }
     return out;
 }
 
 // out = logsumexp(x) along axis; out has x's shape without the axis.
 template <class T>
-py::array reduce(const py::array& x, py::ssize_t axis, py::object out_obj, bool checked) {
+py::array reduce(const py::array& x, py::ssize_t axis, py::object out_obj, bool checked,
+                 double temperature) {
+    const SoftmaxParams params = call_params<T>(temperature);
     const std::size_t ax = checked_axis(x, axis);
     std::vector<py::ssize_t> rshape(x.shape(), x.shape() + x.ndim());
     rshape.erase(rshape.begin() + static_cast<std::ptrdiff_t>(ax));
@@ -60,14 +78,15 @@ py::array reduce(const py::array& x, py::ssize_t axis, py::object out_obj, bool 
     o.strides.insert(o.strides.begin() + static_cast<std::ptrdiff_t>(ax), 0);
     {
         py::gil_scoped_release release;
-        apply<T>(Op::logsumexp, shape_of(x), ax, in, nullptr, o, call_params());
+        apply<T>(Op::logsumexp, shape_of(x), ax, in, nullptr, o, params);
     }
     return out;
 }
 
 template <class T>
 py::array binary(Op op, const py::array& grad, const py::array& y, py::ssize_t axis,
-                 py::object out_obj, bool checked) {
+                 py::object out_obj, bool checked, double temperature) {
+    const SoftmaxParams params = call_params<T>(temperature);
     // (the Python API's fast path leaves these to the binding: its general
     // path converts y, or names the mismatch)
     if (!y.dtype().equal(grad.dtype())) throw Fallback("y has another dtype than grad");
@@ -89,7 +108,7 @@ py::array binary(Op op, const py::array& grad, const py::array& y, py::ssize_t a
     const Strided<T> o = as_output<T>(out, "out");
     {
         py::gil_scoped_release release;
-        apply<T>(op, shape_of(grad), ax, g, &yy, o, call_params());
+        apply<T>(op, shape_of(grad), ax, g, &yy, o, params);
     }
     return out;
 }
@@ -98,45 +117,48 @@ py::array binary(Op op, const py::array& grad, const py::array& y, py::ssize_t a
 
 void register_softmax(py::module_& m) {
     const auto unary_op = [](Op op) {
-        return [op](const py::array& x, py::ssize_t axis, py::object out, bool checked) {
+        return [op](const py::array& x, py::ssize_t axis, py::object out, bool checked,
+                    double temperature) {
             return dispatch_float(x.dtype(), "x", [&](auto element) {
                 using T = typename decltype(element)::type;
-                return unary<T>(op, x, axis, std::move(out), checked);
+                return unary<T>(op, x, axis, std::move(out), checked, temperature);
             });
         };
     };
     const auto binary_op = [](Op op) {
         return [op](const py::array& grad, const py::array& y, py::ssize_t axis, py::object out,
-                    bool checked) {
+                    bool checked, double temperature) {
             return dispatch_float(grad.dtype(), "grad", [&](auto element) {
                 using T = typename decltype(element)::type;
-                return binary<T>(op, grad, y, axis, std::move(out), checked);
+                return binary<T>(op, grad, y, axis, std::move(out), checked, temperature);
             });
         };
     };
     m.def("softmax", unary_op(Op::softmax), py::arg("x"), py::arg("axis"),
           py::arg("out") = py::none(), py::arg("overlap_checked") = false,
+          py::arg("temperature") = 1.0,
           "softmax along a non-negative axis; float32/float64 only (see fastsoftmax.softmax)");
     m.def("log_softmax", unary_op(Op::log_softmax), py::arg("x"), py::arg("axis"),
           py::arg("out") = py::none(), py::arg("overlap_checked") = false,
-          "log_softmax along a non-negative axis");
+          py::arg("temperature") = 1.0, "log_softmax along a non-negative axis");
     m.def(
         "logsumexp",
-        [](const py::array& x, py::ssize_t axis, py::object out, bool checked) {
+        [](const py::array& x, py::ssize_t axis, py::object out, bool checked, double temperature) {
             return dispatch_float(x.dtype(), "x", [&](auto element) {
                 using T = typename decltype(element)::type;
-                return reduce<T>(x, axis, std::move(out), checked);
+                return reduce<T>(x, axis, std::move(out), checked, temperature);
             });
         },
         py::arg("x"), py::arg("axis"), py::arg("out") = py::none(),
-        py::arg("overlap_checked") = false,
+        py::arg("overlap_checked") = false, py::arg("temperature") = 1.0,
         "logsumexp along a non-negative axis; the result drops that axis");
     m.def("softmax_backward", binary_op(Op::softmax_backward), py::arg("grad"), py::arg("y"),
           py::arg("axis"), py::arg("out") = py::none(), py::arg("overlap_checked") = false,
-          "y * (grad - sum(grad * y))");
+          py::arg("temperature") = 1.0, "y * (grad - sum(grad * y))");
     m.def("log_softmax_backward", binary_op(Op::log_softmax_backward), py::arg("grad"),
           py::arg("y"), py::arg("axis"), py::arg("out") = py::none(),
-          py::arg("overlap_checked") = false, "grad - exp(y) * sum(grad)");
+          py::arg("overlap_checked") = false, py::arg("temperature") = 1.0,
+          "grad - exp(y) * sum(grad)");
 }
 
 }  // namespace fastsoftmax::bindings

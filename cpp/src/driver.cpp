@@ -72,6 +72,8 @@ void long_rows(const Kernels<T>& k, Op op, const layout::Plan& plan, const T* x,
         x_row.push_back(offsets[0]);
         y_row.push_back(offsets[1]);
     });
+    // the scale as the kernels use it (generic/temperature.hpp): rounded to the compute type
+    const double scale = static_cast<double>(static_cast<compute_t<T>>(params.scale));
     std::vector<MaxSum> part(plan.units);
     std::vector<compute_t<T>> refs(soft ? plan.units * kRefs : 0);
     parallel_for(plan.tasks(), [&](std::size_t t) {
@@ -92,7 +94,7 @@ void long_rows(const Kernels<T>& k, Op op, const layout::Plan& plan, const T* x,
         }
         for (std::size_t j = 0; j < segs && !special; ++j) {
             const MaxSum& p = part[r * segs + j];
-            if (p.sum > 0) s += p.sum * std::exp(p.max - m);  // (not a segment of -inf)
+            if (p.sum > 0) s += p.sum * std::exp((p.max - m) * scale);  // (not a segment of -inf)
         }
         row[r] = {m, s, special || !std::isfinite(m) || s != s};
     }
@@ -101,8 +103,8 @@ void long_rows(const Kernels<T>& k, Op op, const layout::Plan& plan, const T* x,
             if (row[r].special)
                 k.logsumexp_rows(x + x_row[r], 0, y + y_row[r], 0, 1, n, params);
             else
-                y[y_row[r]] =
-                    to_storage<T>(static_cast<compute_t<T>>(row[r].max + std::log(row[r].sum)));
+                y[y_row[r]] = to_storage<T>(
+                    static_cast<compute_t<T>>(std::fma(row[r].max, scale, std::log(row[r].sum))));
         }
         return;
     }

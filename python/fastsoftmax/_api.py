@@ -72,6 +72,45 @@ def _prepare(x: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.dtype]:
         ) from None
 
 
+def _real(value: Any, name: str) -> float:
+    """value as a float (an int beyond float's range: +-inf); TypeError naming it unless it
+    is a real number (strings, which float() would parse, included)."""
+    if type(value) is float:  # (the defaults: the common case, kept cheap)
+        return value
+    if isinstance(value, (str, bytes)) or (
+        isinstance(value, (np.ndarray, np.generic))
+        and (value.ndim != 0 or value.dtype.kind not in "biuf")
+    ):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+
+
+def _temperature(value: Any) -> float:
+    """temperature as a float; TypeError unless a real number, ValueError unless > 0, finite."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"temperature must be a real number, got {value!r}")
+    t = _real(value, "temperature")
+    if not (t > 0 and math.isfinite(t)):
+        raise ValueError(f"temperature must be positive and finite, got {value!r}")
+    return t
+
+
+def _check_scale(t: float, work: np.dtype, given: Any) -> None:
+    """1 / t must be a normal number of the compute type (the kernels scale by it)."""
+    ct = _compute_dtype(work)
+    fi = np.finfo(ct)
+    if not float(fi.tiny) <= 1 / t <= float(fi.max):
+        raise ValueError(
+            f"temperature must be between {1 / float(fi.max):.3g} and {1 / float(fi.tiny):.3g} "
+            f"for {ct} logits (1 / temperature is a normal {ct} number), got {given!r}"
+        )
+
+
 def _aligned(a: np.ndarray) -> bool:
     """Whether a's data is aligned to its element size, as the kernels require.
 
@@ -223,20 +262,24 @@ def _backward(
     y: npt.ArrayLike,
     axis: AxisLike,
     out: np.ndarray | None,
+    temperature: Any,
 ) -> np.ndarray:
     """The backward ops: straight to the kernel in the common case (as the forward ops:
     ndarrays of one float dtype and shape, an int axis; the binding checks y's dtype and
     shape), else through _elementwise."""
+    t = _temperature(temperature)
     if (
         type(grad) is np.ndarray
         and type(y) is np.ndarray
         and (ax := _fast_axis(grad, axis, out)) >= 0
     ):
+        if t != 1.0:
+            _check_scale(t, grad.dtype, temperature)
         try:
-            return kernel(grad, y, ax, out)
+            return kernel(grad, y, ax, out, False, t)
         except _core.Fallback:
             pass
-    return _elementwise(kernel, (grad, y), ("grad", "y"), axis, out)
+    return _elementwise(kernel, (grad, y), ("grad", "y"), axis, out, t, temperature)
 
 
 def _elementwise(
@@ -245,8 +288,11 @@ def _elementwise(
     names: tuple[str, ...],
     axis: AxisLike,
     out: np.ndarray | None,
+    t: float = 1.0,
+    temperature: Any = 1.0,
 ) -> np.ndarray:
-    """Shared body of the ops whose result has the shape of their input(s)."""
+    """Shared body of the ops whose result has the shape of their input(s); t: the
+    temperature as checked by _temperature (`temperature` as given, for messages)."""
     prepared = [_prepare(x, n) for x, n in zip(inputs, names)]
     arrays = [p[0] for p in prepared]
     if len(arrays) == 1:
@@ -262,13 +308,15 @@ def _elementwise(
         arrays = [a.astype(work, copy=False) for a in arrays]
     shape = arrays[0].shape
     ax = _normalize_axis(axis, len(shape))
+    if t != 1.0:
+        _check_scale(t, work, temperature)
 
     if out is not None:
         _check_overlap(out, *inputs, *arrays)
         _check_out(out, shape, result)
     if isinstance(ax, tuple):  # several axes: merge them into one
         flat = [_flatten_axes(a, ax) for a in arrays]
-        r = _unflatten_axes(kernel(*flat, len(flat[0].shape) - 1, None), shape, ax)
+        r = _unflatten_axes(kernel(*flat, len(flat[0].shape) - 1, None, False, t), shape, ax)
         if out is None:
             with np.errstate(over="ignore"):  # as _cast
                 return np.asarray(r, dtype=result, order="C")  # (ascontiguousarray: 0-d 1-d)
@@ -276,19 +324,25 @@ def _elementwise(
         return out
 
     if out is None:
-        r = kernel(*arrays, ax, None)
+        r = kernel(*arrays, ax, None, False, t)
         return r if result == work else _cast(r, result)
     if _direct_out(out, work):  # (_check_overlap has proven that out overlaps no input)
-        return kernel(*arrays, ax, out, True)
-    _copy_into(out, kernel(*arrays, ax, None))
+        return kernel(*arrays, ax, out, True, t)
+    _copy_into(out, kernel(*arrays, ax, None, False, t))
     return out
 
 
 @accepts_arrays("x", out="out")
-def softmax(x: npt.ArrayLike, axis: AxisLike = -1, *, out: np.ndarray | None = None) -> np.ndarray:
-    r"""Softmax along an axis.
+def softmax(
+    x: npt.ArrayLike,
+    axis: AxisLike = -1,
+    *,
+    temperature: float = 1.0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""Softmax along an axis, at a temperature T (default 1).
 
-    .. math:: \mathrm{softmax}(x)_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}},
+    .. math:: \mathrm{softmax}(x / T)_i = \frac{e^{(x_i - m) / T}}{\sum_j e^{(x_j - m) / T}},
               \quad m = \max_j x_j
 
     Parameters
@@ -304,6 +358,12 @@ def softmax(x: npt.ArrayLike, axis: AxisLike = -1, *, out: np.ndarray | None = N
         The axis (or axes, merged) to normalize over; None means all axes.
         Negative values count from the end; a bad axis raises
         :class:`numpy.exceptions.AxisError`.
+    temperature : float, default 1.0
+        ``T`` in the formula: the result is that of ``x / T``, computed from the
+        exact differences ``x - m`` (never from rounded quotients ``x / T``), with
+        no extra pass over ``x`` and no temporary array. Positive and finite,
+        with ``1 / T`` a normal number of the compute dtype (float32 for the
+        half-precision inputs); otherwise ValueError (TypeError for a non-number).
     out : ndarray, optional
         Where to write the result: same shape as ``x`` and the result dtype
         (ValueError otherwise). May be ``x`` itself (in place); must not
@@ -320,41 +380,66 @@ def softmax(x: npt.ArrayLike, axis: AxisLike = -1, *, out: np.ndarray | None = N
     a ``+inf`` or only ``-inf`` becomes all NaN. An empty axis gives an empty
     result (SciPy raises). The input is never modified unless it is ``out``.
     The GIL is released while the kernel runs.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> fs.softmax(np.array([0.0, np.log(3.0)]))
+    array([0.25, 0.75])
+    >>> fs.softmax(np.array([0.0, np.log(3.0)]), temperature=0.5)  # sharper: 1:9
+    array([0.1, 0.9])
     """
+    t = _temperature(temperature)
     if type(x) is np.ndarray and (ax := _fast_axis(x, axis, out)) >= 0:
+        if t != 1.0:
+            _check_scale(t, x.dtype, temperature)
         try:
-            return _core.softmax(x, ax, out)
+            return _core.softmax(x, ax, out, False, t)
         except _core.Fallback:
             pass
-    return _elementwise(_core.softmax, (x,), ("x",), axis, out)
+    return _elementwise(_core.softmax, (x,), ("x",), axis, out, t, temperature)
 
 
 @accepts_arrays("x", out="out")
 def log_softmax(
-    x: npt.ArrayLike, axis: AxisLike = -1, *, out: np.ndarray | None = None
+    x: npt.ArrayLike,
+    axis: AxisLike = -1,
+    *,
+    temperature: float = 1.0,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    r"""Logarithm of the softmax along an axis.
+    r"""Logarithm of the softmax along an axis, at a temperature T (default 1).
 
-    .. math:: \mathrm{log\_softmax}(x)_i = (x_i - m) - \log \sum_j e^{x_j - m},
-              \quad m = \max_j x_j
+    .. math:: \mathrm{log\_softmax}(x / T)_i = \frac{x_i - m}{T}
+              - \log \sum_j e^{(x_j - m) / T}, \quad m = \max_j x_j
 
     computed in that order (never as ``log(softmax(x))`` nor ``x - logsumexp(x)``),
     so large logits lose no accuracy.
 
-    Parameters and dtype rules are those of :func:`softmax`.
+    Parameters and dtype rules are those of :func:`softmax` (``temperature``
+    included).
 
     Notes
     -----
     Edge cases follow :func:`scipy.special.log_softmax`: a slice containing a
     NaN, or only ``-inf``, becomes all NaN; a slice whose maximum is ``+inf``
     gives NaN at the ``+inf`` entries and ``-inf`` elsewhere.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> fs.log_softmax(np.array([1.0, 1.0]), temperature=2.0)
+    array([-0.69314718, -0.69314718])
     """
+    t = _temperature(temperature)
     if type(x) is np.ndarray and (ax := _fast_axis(x, axis, out)) >= 0:
+        if t != 1.0:
+            _check_scale(t, x.dtype, temperature)
         try:
-            return _core.log_softmax(x, ax, out)
+            return _core.log_softmax(x, ax, out, False, t)
         except _core.Fallback:
             pass
-    return _elementwise(_core.log_softmax, (x,), ("x",), axis, out)
+    return _elementwise(_core.log_softmax, (x,), ("x",), axis, out, t, temperature)
 
 
 @accepts_arrays("grad", "y", out="out")
@@ -363,13 +448,14 @@ def softmax_backward(
     y: npt.ArrayLike,
     axis: AxisLike = -1,
     *,
+    temperature: float = 1.0,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     r"""Vector-Jacobian product of softmax: the gradient with respect to its input.
 
-    Given ``y = softmax(x, axis)`` and ``grad`` = dL/dy, returns dL/dx:
+    Given ``y = softmax(x, axis, temperature=T)`` and ``grad`` = dL/dy, returns dL/dx:
 
-    .. math:: \frac{\partial L}{\partial x_i} = y_i \Big(g_i - \sum_j g_j y_j\Big)
+    .. math:: \frac{\partial L}{\partial x_i} = \frac{1}{T}\, y_i \Big(g_i - \sum_j g_j y_j\Big)
 
     Parameters
     ----------
@@ -378,10 +464,20 @@ def softmax_backward(
         the dtype rules of :func:`softmax`).
     axis : int, tuple of ints or None, default -1
         The axis ``y`` was normalized over.
+    temperature : float, default 1.0
+        The temperature ``y`` was computed at (as in :func:`softmax`): the
+        gradient is with respect to ``x``, not ``x / T``.
     out : ndarray, optional
         Same shape and result dtype; may be ``grad`` or ``y`` itself.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> y = fs.softmax(np.array([0.0, 0.0]), temperature=2.0)
+    >>> fs.softmax_backward(np.array([1.0, 0.0]), y, temperature=2.0)
+    array([ 0.125, -0.125])
     """
-    return _backward(_core.softmax_backward, grad, y, axis, out)
+    return _backward(_core.softmax_backward, grad, y, axis, out, temperature)
 
 
 @accepts_arrays("grad", "y", out="out")
@@ -390,17 +486,25 @@ def log_softmax_backward(
     y: npt.ArrayLike,
     axis: AxisLike = -1,
     *,
+    temperature: float = 1.0,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     r"""Vector-Jacobian product of log_softmax: the gradient with respect to its input.
 
-    Given ``y = log_softmax(x, axis)`` and ``grad`` = dL/dy, returns dL/dx:
+    Given ``y = log_softmax(x, axis, temperature=T)`` and ``grad`` = dL/dy, returns dL/dx:
 
-    .. math:: \frac{\partial L}{\partial x_i} = g_i - e^{y_i} \sum_j g_j
+    .. math:: \frac{\partial L}{\partial x_i} = \frac{1}{T} \Big(g_i - e^{y_i} \sum_j g_j\Big)
 
     Parameters are those of :func:`softmax_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> y = fs.log_softmax(np.array([0.0, 0.0]))
+    >>> fs.log_softmax_backward(np.array([1.0, 0.0]), y)
+    array([ 0.5, -0.5])
     """
-    return _backward(_core.log_softmax_backward, grad, y, axis, out)
+    return _backward(_core.log_softmax_backward, grad, y, axis, out, temperature)
 
 
 @accepts_arrays("x", out="out")
@@ -409,11 +513,14 @@ def logsumexp(
     axis: AxisLike = -1,
     *,
     keepdims: bool = False,
+    temperature: float = 1.0,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    r"""Logarithm of the sum of exponentials along an axis, without overflow.
+    r"""Logarithm of the sum of exponentials along an axis, without overflow, at a
+    temperature T (default 1).
 
-    .. math:: \mathrm{logsumexp}(x) = m + \log \sum_j e^{x_j - m}, \quad m = \max_j x_j
+    .. math:: \mathrm{logsumexp}(x / T) = \frac{m}{T} + \log \sum_j e^{(x_j - m) / T},
+              \quad m = \max_j x_j
 
     The row is read once (a running maximum and a running sum).
 
@@ -425,6 +532,12 @@ def logsumexp(
         The axis or axes to reduce; None reduces all of them.
     keepdims : bool, default False
         Keep the reduced axes with length 1, so the result broadcasts against ``x``.
+    temperature : float, default 1.0
+        ``T`` in the formula: the result is that of ``x / T``, computed from the
+        exact differences ``x - m`` (never from rounded quotients ``x / T``), with
+        no extra pass over ``x`` and no temporary array. Positive and finite,
+        with ``1 / T`` a normal number of the compute dtype (float32 for the
+        half-precision inputs); otherwise ValueError (TypeError for a non-number).
     out : ndarray, optional
         Shape of the result (with or without the reduced axes, per ``keepdims``)
         and the result dtype.
@@ -439,7 +552,14 @@ def logsumexp(
     Edge cases follow :func:`scipy.special.logsumexp`: NaN anywhere gives NaN,
     else a ``+inf`` gives ``+inf``, only ``-inf`` entries give ``-inf``, and an
     empty axis gives ``-inf``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> fs.logsumexp(np.array([0.0, 0.0]), temperature=0.5)
+    array(0.69314718)
     """
+    t = _temperature(temperature)
     if (
         not keepdims
         and type(x) is np.ndarray
@@ -453,11 +573,15 @@ def logsumexp(
             )
         )
     ):
+        if t != 1.0:
+            _check_scale(t, x.dtype, temperature)
         try:
-            return _core.logsumexp(x, fast, out)
+            return _core.logsumexp(x, fast, out, False, t)
         except _core.Fallback:
             pass
     a, result = _prepare(x, "x")
+    if t != 1.0:
+        _check_scale(t, a.dtype, temperature)
     if out is not None:
         _check_overlap(out, x, a)
     shape = a.shape
@@ -471,9 +595,9 @@ def logsumexp(
     if out is not None:
         _check_out(out, kept if keepdims else reduced, result)
     if out is not None and _direct_out(out, a.dtype):
-        _core.logsumexp(a, ax, np.squeeze(out, axis=axes) if keepdims else out, True)
+        _core.logsumexp(a, ax, np.squeeze(out, axis=axes) if keepdims else out, True, t)
         return out
-    r = _core.logsumexp(a, ax, None)
+    r = _core.logsumexp(a, ax, None, False, t)
     if out is not None:
         _copy_into(out, r.reshape(out.shape))
         return out

@@ -8,13 +8,25 @@ import numpy as np
 class Fallback(ValueError): ...
 
 def softmax(
-    x: np.ndarray, axis: int, out: np.ndarray | None = None, overlap_checked: bool = False
+    x: np.ndarray,
+    axis: int,
+    out: np.ndarray | None = None,
+    overlap_checked: bool = False,
+    temperature: float = 1.0,
 ) -> np.ndarray: ...
 def log_softmax(
-    x: np.ndarray, axis: int, out: np.ndarray | None = None, overlap_checked: bool = False
+    x: np.ndarray,
+    axis: int,
+    out: np.ndarray | None = None,
+    overlap_checked: bool = False,
+    temperature: float = 1.0,
 ) -> np.ndarray: ...
 def logsumexp(
-    x: np.ndarray, axis: int, out: np.ndarray | None = None, overlap_checked: bool = False
+    x: np.ndarray,
+    axis: int,
+    out: np.ndarray | None = None,
+    overlap_checked: bool = False,
+    temperature: float = 1.0,
 ) -> np.ndarray: ...
 def softmax_backward(
     grad: np.ndarray,
@@ -22,6 +34,7 @@ def softmax_backward(
     axis: int,
     out: np.ndarray | None = None,
     overlap_checked: bool = False,
+    temperature: float = 1.0,
 ) -> np.ndarray: ...
 def log_softmax_backward(
     grad: np.ndarray,
@@ -29,6 +42,7 @@ def log_softmax_backward(
     axis: int,
     out: np.ndarray | None = None,
     overlap_checked: bool = False,
+    temperature: float = 1.0,
 ) -> np.ndarray: ...
 def cross_entropy(
     logits: np.ndarray,

@@ -15,12 +15,15 @@ from ._api import (
     _aligned,
     _axis_index,
     _cast,
+    _check_scale,
     _compute_dtype,
     _copy_into,
     _fast_axis,
     _prepare,
+    _real,
     _require,
     _same_elements,
+    _temperature,
 )
 from ._interop import accepts_arrays
 
@@ -56,24 +59,6 @@ def _scalar_loss(total: float, dtype: np.dtype) -> np.floating:
     return loss
 
 
-def _real(value: Any, name: str) -> float:
-    """value as a float (an int beyond float's range: +-inf); TypeError naming it unless it
-    is a real number (strings, which float() would parse, included)."""
-    if type(value) is float:  # (the defaults: the common case, kept cheap)
-        return value
-    if isinstance(value, (str, bytes)) or (
-        isinstance(value, (np.ndarray, np.generic))
-        and (value.ndim != 0 or value.dtype.kind not in "biuf")
-    ):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
-
-
 def _index_or_none(value: Any, name: str) -> int | None:
     """value as a Python int (None stays None); TypeError naming it for a bool or anything
     that is not an integer."""
@@ -85,27 +70,6 @@ def _index_or_none(value: Any, name: str) -> int | None:
         return operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an integer or None, got {value!r}") from None
-
-
-def _temperature(value: Any) -> float:
-    """temperature as a float; TypeError unless a real number, ValueError unless > 0, finite."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"temperature must be a real number, got {value!r}")
-    t = _real(value, "temperature")
-    if not (t > 0 and math.isfinite(t)):
-        raise ValueError(f"temperature must be positive and finite, got {value!r}")
-    return t
-
-
-def _check_scale(t: float, work: np.dtype, given: Any) -> None:
-    """1 / t must be a normal number of the compute type (the kernels scale by it)."""
-    ct = _compute_dtype(work)
-    fi = np.finfo(ct)
-    if not float(fi.tiny) <= 1 / t <= float(fi.max):
-        raise ValueError(
-            f"temperature must be between {1 / float(fi.max):.3g} and {1 / float(fi.tiny):.3g} "
-            f"for {ct} logits (1 / temperature is a normal {ct} number), got {given!r}"
-        )
 
 
 def _check_float_option(value: Any, name: str, low: float, high: float = math.inf) -> float:

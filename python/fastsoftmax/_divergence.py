@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._api import _axis_index, _cast, _prepare
-from ._cross_entropy import _check_scale, _loss_dtype, _temperature
+from ._api import _axis_index, _cast, _check_scale, _prepare, _temperature
+from ._cross_entropy import _loss_dtype
 from ._interop import accepts_arrays
 
 TargetKind = Literal["logits", "probs", "log_probs"]

@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._api import _cast, _prepare
-from ._cross_entropy import _index_or_none, _loss_dtype, _real, _temperature
+from ._api import _cast, _prepare, _real, _temperature
+from ._cross_entropy import _index_or_none, _loss_dtype
 from ._interop import accepts_arrays
 
 _SEEDS = 2**64

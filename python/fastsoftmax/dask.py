@@ -280,10 +280,10 @@ def cross_entropy(
     if grad_out is not None and not return_grad:
         raise ValueError("grad_out is only used with return_grad=True")
     x = _as_dask(logits, "logits")
-    t = _cross_entropy._temperature(temperature)
+    t = _api._temperature(temperature)
     dtype = np.dtype(x.dtype)
     if t != 1:  # each chunk divided in the compute dtype (float32 for half precision)
-        _cross_entropy._check_scale(t, dtype, temperature)
+        _api._check_scale(t, dtype, temperature)
         compute = _api._compute_dtype(dtype) if dtype.kind in "fV" else np.dtype(np.float64)
         x = x.astype(compute) / np.asarray(t, compute)
     plan = _CePlan(

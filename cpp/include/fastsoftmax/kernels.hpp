@@ -46,6 +46,10 @@ struct SoftmaxParams {
     // as log1p(s - 1), as the half-precision kernels themselves do. Set by
     // those kernels, not by the driver.
     bool narrow_output = false;
+    // 1 / temperature: the family is computed for x * scale (> 0, a normal
+    // number of the compute type; see generic/temperature.hpp). The backward
+    // ops give the gradient with respect to x, scaled likewise.
+    double scale = 1;
 };
 
 // How kl_div's target is given: logits (softmax(y / T)), probabilities or

@@ -6,6 +6,7 @@
 #include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
 #include "generic/target.hpp"
+#include "generic/temperature.hpp"
 #include "generic/vec_math.hpp"
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
@@ -34,10 +35,12 @@ struct LogSoftmaxGrad {  // o = g - exp(y) * sum(g)
     static reg out(reg g, reg y, reg s) { return V::fnmadd(vexp<V>(y), s, g); }
 };
 
-template <class V, class Op>
-void backward_rows(const typename V::S* g, std::ptrdiff_t gs, const typename V::S* y,
-                   std::ptrdiff_t ys, typename V::S* o, std::ptrdiff_t os, std::size_t rows,
-                   std::size_t n, const SoftmaxParams& params) {
+// At a temperature (y the softmax or log_softmax of x * s), the gradient
+// with respect to x: Op::out times s (z.times).
+template <class V, class Op, class Z>
+void backward_rows_at(const typename V::S* g, std::ptrdiff_t gs, const typename V::S* y,
+                      std::ptrdiff_t ys, typename V::S* o, std::ptrdiff_t os, std::size_t rows,
+                      std::size_t n, const SoftmaxParams& params, Z z) {
     using T = typename V::T;
     constexpr std::size_t N = V::N;
     StreamedRows<V> out;
@@ -61,27 +64,35 @@ void backward_rows(const typename V::S* g, std::ptrdiff_t gs, const typename V::
                                       V::load_partial(y + i, n - i, 0)));
         const auto vs = V::set1(static_cast<T>(V::wide_hsum(wide)));
         const auto part = [&](std::size_t k, std::size_t w) {
-            return Op::out(V::load_partial(g + k, w, 0), V::load_partial(y + k, w, 0), vs);
+            return z.times(Op::out(V::load_partial(g + k, w, 0), V::load_partial(y + k, w, 0), vs));
         };
         if (stream) {
             const std::size_t head = StreamedRows<V>::head(o, n);
             out.begin(o, head, [&] { return part(0, head); });
             for (i = head; i + N <= n; i += N)
-                V::stream(o + i, Op::out(V::load(g + i), V::load(y + i), vs));
+                V::stream(o + i, z.times(Op::out(V::load(g + i), V::load(y + i), vs)));
             out.end(o + n, n - i, [&] { return part(i, n - i); });
             continue;
         }
         for (i = 0; i + N <= n; i += N)
-            V::store(o + i, Op::out(V::load(g + i), V::load(y + i), vs));
+            V::store(o + i, z.times(Op::out(V::load(g + i), V::load(y + i), vs)));
         if (i < n) V::store_partial(o + i, n - i, part(i, n - i));
     }
     if (stream) out.finish();
 }
 
 template <class V, class Op>
-void backward_cols(const typename V::S* g, std::ptrdiff_t gs, const typename V::S* y,
-                   std::ptrdiff_t ys, typename V::S* o, std::ptrdiff_t os, std::size_t n,
-                   std::size_t inner, const SoftmaxParams&) {
+void backward_rows(const typename V::S* g, std::ptrdiff_t gs, const typename V::S* y,
+                   std::ptrdiff_t ys, typename V::S* o, std::ptrdiff_t os, std::size_t rows,
+                   std::size_t n, const SoftmaxParams& params) {
+    with_temperature<V>(
+        params, [&](auto z) { backward_rows_at<V, Op>(g, gs, y, ys, o, os, rows, n, params, z); });
+}
+
+template <class V, class Op, class Z>
+void backward_cols_at(const typename V::S* g, std::ptrdiff_t gs, const typename V::S* y,
+                      std::ptrdiff_t ys, typename V::S* o, std::ptrdiff_t os, std::size_t n,
+                      std::size_t inner, Z z) {
     for (std::size_t c = 0; c < inner; c += V::N) {
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
         const auto at = [&](const typename V::S* p, std::ptrdiff_t ps, std::size_t i) {
@@ -97,8 +108,16 @@ void backward_cols(const typename V::S* g, std::ptrdiff_t gs, const typename V::
         const auto vs = V::wide_round(wide);
         for (std::size_t i = 0; i < n; ++i)
             ch.store(o + c + static_cast<std::ptrdiff_t>(i) * os,
-                     Op::out(at(g, gs, i), at(y, ys, i), vs));
+                     z.times(Op::out(at(g, gs, i), at(y, ys, i), vs)));
     }
+}
+
+template <class V, class Op>
+void backward_cols(const typename V::S* g, std::ptrdiff_t gs, const typename V::S* y,
+                   std::ptrdiff_t ys, typename V::S* o, std::ptrdiff_t os, std::size_t n,
+                   std::size_t inner, const SoftmaxParams& params) {
+    with_temperature<V>(params,
+                        [&](auto z) { backward_cols_at<V, Op>(g, gs, y, ys, o, os, n, inner, z); });
 }
 
 }  // namespace fastsoftmax::FASTSOFTMAX_TARGET

@@ -19,6 +19,7 @@
 #include "fastsoftmax/kernels.hpp"
 #include "generic/compensated.hpp"
 #include "generic/target.hpp"
+#include "generic/temperature.hpp"
 #include "generic/vec_math.hpp"
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
@@ -104,26 +105,27 @@ struct ExpSum {
     }
 };
 
-// Stores exp(x - m) into y (which may alias x) and returns the sum. y is
-// the output (of V::S) or a scratch row of V::T (half precision, see
-// kExpInOutput).
-template <class V, class Y>
-double row_store_exp_sum(const typename V::S* x, Y* y, std::size_t n, typename V::T m) {
+// Stores exp((x - m) * s) into y (which may alias x) and returns the sum. y
+// is the output (of V::S) or a scratch row of V::T (half precision, see
+// kExpInOutput). z: the temperature (temperature.hpp), as in every function
+// below that takes one.
+template <class V, class Y, class Z>
+double row_store_exp_sum(const typename V::S* x, Y* y, std::size_t n, typename V::T m, Z z) {
     constexpr std::size_t N = V::N;
     const auto vm = V::set1(m);
-    const auto vlo = V::set1(exp_floor(m));
+    const auto vlo = V::set1(z.floor(m));
     ExpSum<V> s0;
     std::size_t i = 0;
     for (; i + 2 * N <= n; i += 2 * N) {
-        const auto e0 = vexp_sub<V>(V::load(x + i), vm, vlo);
-        const auto e1 = vexp_sub<V>(V::load(x + i + N), vm, vlo);
+        const auto e0 = z.exp_sub(V::load(x + i), vm, vlo);
+        const auto e1 = z.exp_sub(V::load(x + i + N), vm, vlo);
         V::store(y + i, e0);
         V::store(y + i + N, e1);
         s0.add2(e0, e1);
     }
     for (; i < n; i += N) {
         const std::size_t w = (n - i < N) ? n - i : N;
-        const auto e = vexp_sub<V>(V::load_partial(x + i, w, neg_inf<typename V::T>()), vm, vlo);
+        const auto e = z.exp_sub(V::load_partial(x + i, w, neg_inf<typename V::T>()), vm, vlo);
         V::store_partial(y + i, w, e);
         s0.add(e);
     }
@@ -388,34 +390,34 @@ void map_row(const Src* src, typename V::S* y, std::size_t n, Op op, StreamedRow
 
 // softmax of a row from its (max, sum): y = exp(x - max) * (1 / sum), one
 // rounding per output (see kExpInOutput). max finite, sum >= 1.
-template <class V>
+template <class V, class Z>
 void softmax_row_from_stats(const typename V::S* x, typename V::S* y, std::size_t n,
-                            typename V::T max, double sum, StreamedRows<V>* stream) {
+                            typename V::T max, double sum, StreamedRows<V>* stream, Z z) {
     const auto vm = V::set1(max);
-    const auto vlo = V::set1(exp_floor(max));
+    const auto vlo = V::set1(z.floor(max));
     const auto inv = Factor<V>::reciprocal(sum);
     map_row<V>(
-        x, y, n, [=](typename V::reg v) { return inv.apply(vexp_sub<V>(v, vm, vlo)); }, stream);
+        x, y, n, [=](typename V::reg v) { return inv.apply(z.exp_sub(v, vm, vlo)); }, stream);
 }
 
 // sum(exp(x - m)) over a stretch of a row (at most kBlock*N elements, so
 // the float accumulators stay short), per lane, before stretch_total.
-template <class V>
-typename V::reg stretch_exp_lanes(const typename V::S* x, std::size_t len, typename V::T m) {
+template <class V, class Z>
+typename V::reg stretch_exp_lanes(const typename V::S* x, std::size_t len, typename V::T m, Z z) {
     constexpr std::size_t N = V::N;
     const auto vm = V::set1(m);
     auto s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
     std::size_t i = 0;
     for (; i + 4 * N <= len; i += 4 * N) {
-        s0 = V::add(s0, vexp<V>(V::sub(V::load(x + i), vm)));
-        s1 = V::add(s1, vexp<V>(V::sub(V::load(x + i + N), vm)));
-        s2 = V::add(s2, vexp<V>(V::sub(V::load(x + i + 2 * N), vm)));
-        s3 = V::add(s3, vexp<V>(V::sub(V::load(x + i + 3 * N), vm)));
+        s0 = V::add(s0, z.exp_of(V::sub(V::load(x + i), vm)));
+        s1 = V::add(s1, z.exp_of(V::sub(V::load(x + i + N), vm)));
+        s2 = V::add(s2, z.exp_of(V::sub(V::load(x + i + 2 * N), vm)));
+        s3 = V::add(s3, z.exp_of(V::sub(V::load(x + i + 3 * N), vm)));
     }
-    for (; i + N <= len; i += N) s0 = V::add(s0, vexp<V>(V::sub(V::load(x + i), vm)));
+    for (; i + N <= len; i += N) s0 = V::add(s0, z.exp_of(V::sub(V::load(x + i), vm)));
     if (i < len) {
-        s1 = V::add(s1,
-                    vexp<V>(V::sub(V::load_partial(x + i, len - i, neg_inf<typename V::T>()), vm)));
+        s1 = V::add(
+            s1, z.exp_of(V::sub(V::load_partial(x + i, len - i, neg_inf<typename V::T>()), vm)));
     }
     return V::add(V::add(s0, s1), V::add(s2, s3));
 }
@@ -428,9 +430,26 @@ double stretch_total(typename V::reg lanes) {
     return V::wide_hsum(wide);
 }
 
-template <class V>
-double stretch_sum_exp(const typename V::S* x, std::size_t len, typename V::T m) {
-    return stretch_total<V>(stretch_exp_lanes<V>(x, len, m));
+// The sum of exp((x - m) * s) over a stretch, in the wide type. Half
+// precision (see kExpInOutput) adds each vector to the wide sum as it is:
+// a float lane that holds the maximum's exp(0) = 1 would round the small
+// terms added to it to multiples of 2^-24, which a log near 0 in 8 or 11
+// bits (log_softmax of a peaked row's top class) shows as several ulp.
+template <class V, class Z>
+double stretch_sum_exp(const typename V::S* x, std::size_t len, typename V::T m, Z z) {
+    if constexpr (kExpInOutput<V>) {
+        return stretch_total<V>(stretch_exp_lanes<V>(x, len, m, z));
+    } else {
+        constexpr std::size_t N = V::N;
+        const auto vm = V::set1(m);
+        auto wide = V::wide_zero();
+        std::size_t i = 0;
+        for (; i + N <= len; i += N) V::wide_add(wide, z.exp_of(V::sub(V::load(x + i), vm)));
+        if (i < len)
+            V::wide_add(wide, z.exp_of(V::sub(
+                                  V::load_partial(x + i, len - i, neg_inf<typename V::T>()), vm)));
+        return V::wide_hsum(wide);
+    }
 }
 
 template <class S>
@@ -453,9 +472,11 @@ struct SameMax {
 // entries, whose exponentials are 0). The running sum is rescaled only when
 // the maximum grows. special: the maximum is not finite or a NaN was seen.
 // map_max: the block's values are f(x) for an increasing f (cross_entropy's
-// soft-capping), so their maximum is f(max x).
+// soft-capping), so their maximum is f(max x). block's sums are of
+// exp((x - ref) * scale) (a temperature: temperature.hpp).
 template <class V, class Block, class MapMax = SameMax>
-MaxSum online_max_sum(const typename V::S* x, std::size_t n, Block&& block, MapMax map_max = {}) {
+MaxSum online_max_sum(const typename V::S* x, std::size_t n, Block&& block, MapMax map_max = {},
+                      double scale = 1.0) {
     using T = typename V::T;
     constexpr std::size_t B = kBlock * V::N;
     T m = neg_inf<T>();
@@ -471,7 +492,8 @@ MaxSum online_max_sum(const typename V::S* x, std::size_t n, Block&& block, MapM
         if (!std::isfinite(bm)) return {0, 0, true};
         if (bm > m) {
             if (sum.value() != 0.0) {
-                const double f = std::exp(static_cast<double>(m) - static_cast<double>(bm));
+                const double f =
+                    std::exp((static_cast<double>(m) - static_cast<double>(bm)) * scale);
                 sum.sum *= f;
                 sum.comp *= f;
             }
@@ -484,12 +506,14 @@ MaxSum online_max_sum(const typename V::S* x, std::size_t n, Block&& block, MapM
     return {static_cast<double>(m), s, false};
 }
 
-template <class V>
-MaxSum row_online_max_sum(const typename V::S* x, std::size_t n) {
+template <class V, class Z>
+MaxSum row_online_max_sum(const typename V::S* x, std::size_t n, Z z) {
     return online_max_sum<V>(
-        x, n, [x](std::size_t, std::size_t i, std::size_t len, typename V::T ref) {
-            return ref == neg_inf<typename V::T>() ? 0.0 : stretch_sum_exp<V>(x + i, len, ref);
-        });
+        x, n,
+        [x, z](std::size_t, std::size_t i, std::size_t len, typename V::T ref) {
+            return ref == neg_inf<typename V::T>() ? 0.0 : stretch_sum_exp<V>(x + i, len, ref, z);
+        },
+        SameMax{}, z.scale());
 }
 
 // log(s[i]) for i < g as log1p(s[i] - 1), s - 1 formed in double: a log near 0
@@ -599,18 +623,19 @@ typename V::reg col_max(const typename V::S* x, std::ptrdiff_t xs, std::size_t n
     return V::max(m0, m1);
 }
 
-// Sum over the column of exp(x - ref), per lane. kStore: also store the
-// exponentials in y, computed with vexp_sub (softmax outputs).
-template <class V, bool kStore>
+// Sum over the column of exp((x - ref) * s), per lane. kStore: also store
+// the exponentials in y, computed with exp_sub (softmax outputs).
+template <class V, bool kStore, class Z>
 typename V::Wide col_sum_exp(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
-                             std::ptrdiff_t ys, std::size_t n, typename V::reg ref, Chunk<V> ch) {
+                             std::ptrdiff_t ys, std::size_t n, typename V::reg ref, Chunk<V> ch,
+                             Z z) {
     using T = typename V::T;
-    const auto ref_lo = exp_floor<V>(ref);
+    const auto ref_lo = z.floor(ref);
     if constexpr (kStore) {
         ExpSum<V> sum;
         for (std::size_t i = 0; i < n; ++i) {
             const auto xv = ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>());
-            const auto e = vexp_sub<V>(xv, ref, ref_lo);
+            const auto e = z.exp_sub(xv, ref, ref_lo);
             ch.store(y + static_cast<std::ptrdiff_t>(i) * ys, e);
             sum.add(e);
         }
@@ -623,7 +648,7 @@ typename V::Wide col_sum_exp(const typename V::S* x, std::ptrdiff_t xs, typename
             auto s = V::zero();
             for (; i < end; ++i)
                 s = V::add(
-                    s, vexp<V>(V::sub(
+                    s, z.exp_of(V::sub(
                            ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()), ref)));
             V::wide_add(wide, s);
         }

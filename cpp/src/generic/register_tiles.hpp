@@ -15,6 +15,7 @@
 
 #include "generic/blocks.hpp"
 #include "generic/target.hpp"
+#include "generic/temperature.hpp"
 #include "generic/tiles.hpp"
 #include "generic/vec_math.hpp"
 
@@ -114,14 +115,14 @@ struct RegisterTile {
     // it); where it is not, softmax's factor is NaN and the log ops' answers
     // come from x - max alone, and a NaN still reaches the sum (the compare
     // picks the NaN as the smaller element, or the maximum is that NaN).
-    template <bool kSub>
-    void exps(std::size_t g, reg ref, reg ref_lo, reg (&e)[kN]) const {
+    template <bool kSub, class Z>
+    void exps(std::size_t g, reg ref, reg ref_lo, reg (&e)[kN], Z z) const {
         using C = typename V::Compute;
         const auto ex = [&](reg v) {
             if constexpr (kSub)
-                return vexp_sub<C>(v, ref, ref_lo);
+                return z.exp_sub(v, ref, ref_lo);
             else
-                return vexp<C>(C::sub(v, ref));
+                return z.exp_of(C::sub(v, ref));
         };
         if constexpr (kN == 2) {
             const auto first = C::ge(c[g][0], c[g][1]);  // false for a NaN
@@ -147,21 +148,21 @@ void by_register_tiles(const typename V::S* x, typename V::S* y, std::size_t row
     }
 }
 
-template <class V, std::size_t kN>
-void softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows) {
+template <class V, std::size_t kN, class Z>
+void softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows, Z z) {
     using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t G = kRegisterGroups;
     by_register_tiles<V, kN>(
-        x, y, rows, [](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w) {
+        x, y, rows, [z](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w) {
             using C = typename V::Compute;  // (the tiles' arithmetic: float for half precision)
             reg e[G][kN];
             for (std::size_t g = 0; g < G; ++g) {  // (softmax_cols, lane by lane)
                 const reg m = t.max(g);
                 const auto bad = C::not_finite(m);
                 const reg ref = C::select(bad, C::zero(), m);
-                const reg ref_lo = exp_floor<C>(ref);
-                t.template exps<true>(g, ref, ref_lo, e[g]);
+                const reg ref_lo = z.floor(ref);
+                t.template exps<true>(g, ref, ref_lo, e[g], z);
                 ExpSum<C> sum;
                 for (std::size_t j = 0; j < kN; ++j) sum.add(e[g][j]);
                 sum.flush();
@@ -175,31 +176,31 @@ void softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_
         });
 }
 
-template <class V, std::size_t kN>
-void log_softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows) {
+template <class V, std::size_t kN, class Z>
+void log_softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows, Z z) {
     using reg = typename V::reg;
     constexpr std::size_t G = kRegisterGroups;
     by_register_tiles<V, kN>(
-        x, y, rows, [](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w) {
+        x, y, rows, [z](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w) {
             reg o[G][kN];
             for (std::size_t g = 0; g < G; ++g) {  // (log_softmax_cols, lane by lane)
                 const reg m = t.max(g);
                 const reg ref = V::select(V::not_finite(m), V::zero(), m);
                 reg e[kN];
-                t.template exps<false>(g, ref, ref, e);
+                t.template exps<false>(g, ref, ref, e, z);
                 const reg ls = vlog<V>(RegisterTile<V, kN>::log_sum(e));
-                for (std::size_t j = 0; j < kN; ++j) o[g][j] = V::sub(V::sub(t.c[g][j], m), ls);
+                for (std::size_t j = 0; j < kN; ++j) o[g][j] = z.shifted(t.c[g][j], m, ls);
             }
             RegisterTile<V, kN>::store(o, out + r * kN, w);
         });
 }
 
-template <class V, std::size_t kN>
-void logsumexp_register_tiles(const typename V::S* x, typename V::S* out, std::size_t rows) {
+template <class V, std::size_t kN, class Z>
+void logsumexp_register_tiles(const typename V::S* x, typename V::S* out, std::size_t rows, Z z) {
     using reg = typename V::reg;
     constexpr std::size_t G = kRegisterGroups;
     by_register_tiles<V, kN>(
-        x, out, rows, [](RegisterTile<V, kN>& t, typename V::S* o, std::size_t r, std::size_t w) {
+        x, out, rows, [z](RegisterTile<V, kN>& t, typename V::S* o, std::size_t r, std::size_t w) {
             for (std::size_t g = 0; g < G; ++g) {  // (logsumexp_cols, lane by lane)
                 const std::size_t at = r + g * V::N;
                 if (at >= r + w) return;
@@ -207,10 +208,10 @@ void logsumexp_register_tiles(const typename V::S* x, typename V::S* out, std::s
                 const auto bad = V::not_finite(m);
                 const reg ref = V::select(bad, V::zero(), m);
                 reg e[kN];
-                t.template exps<false>(g, ref, ref, e);
+                t.template exps<false>(g, ref, ref, e, z);
                 const reg sr = RegisterTile<V, kN>::log_sum(e);
                 const reg special = V::select(V::isnan(sr), sr, m);
-                const reg v = V::select(bad, special, V::add(m, vlog<V>(sr)));
+                const reg v = V::select(bad, special, z.top(m, vlog<V>(sr)));
                 const std::size_t left = r + w - at;
                 if (left >= V::N)
                     V::store(o + at, v);

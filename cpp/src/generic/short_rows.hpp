@@ -8,6 +8,7 @@
 #include "generic/blocks.hpp"
 #include "generic/special_rows.hpp"
 #include "generic/target.hpp"
+#include "generic/temperature.hpp"
 #include "generic/vec_math.hpp"
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
@@ -23,7 +24,7 @@ constexpr std::size_t kShortGroup = 4;
 
 // kExact: the exponentials are softmax outputs (vexp_sub, exact x - max);
 // the log ops only need their sum.
-template <class V, std::size_t G, bool kExact>
+template <class V, std::size_t G, bool kExact, class Z>
 struct ShortGroup {
     typename V::reg x[G];  // the rows, -inf past n
     typename V::reg e[G];  // exp(x - max)
@@ -31,16 +32,16 @@ struct ShortGroup {
     double sum[G];
     bool special[G];  // max not finite, or a NaN: special_rows.hpp
 
-    ShortGroup(const typename V::S* p, std::ptrdiff_t ps, std::size_t n) {
+    ShortGroup(const typename V::S* p, std::ptrdiff_t ps, std::size_t n, Z z) {
         using T = typename V::T;
         for (std::size_t k = 0; k < G; ++k)
             x[k] = V::load_partial(p + static_cast<std::ptrdiff_t>(k) * ps, n, neg_inf<T>());
         for (std::size_t k = 0; k < G; ++k) max[k] = V::hmax(x[k]);
         for (std::size_t k = 0; k < G; ++k) {
             if constexpr (kExact)
-                e[k] = vexp_sub<V>(x[k], V::set1(max[k]), V::set1(exp_floor(max[k])));
+                e[k] = z.exp_sub(x[k], V::set1(max[k]), V::set1(z.floor(max[k])));
             else
-                e[k] = vexp<V>(V::sub(x[k], V::set1(max[k])));
+                e[k] = z.exp_of(V::sub(x[k], V::set1(max[k])));
         }
         for (std::size_t k = 0; k < G; ++k) {
             auto w = V::wide_zero();
@@ -55,10 +56,10 @@ struct ShortGroup {
 
 template <class V>
 struct ShortSoftmax {
-    template <std::size_t G>
+    template <std::size_t G, class Z>
     static void run(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
-                    std::size_t n) {
-        const ShortGroup<V, G, true> g(x, xs, n);
+                    std::size_t n, Z z) {
+        const ShortGroup<V, G, true, Z> g(x, xs, n, z);
         for (std::size_t k = 0; k < G; ++k) {
             typename V::S* yk = y + static_cast<std::ptrdiff_t>(k) * ys;
             if (g.special[k])
@@ -71,11 +72,11 @@ struct ShortSoftmax {
 
 template <class V>
 struct ShortLogSoftmax {
-    template <std::size_t G>
+    template <std::size_t G, class Z>
     static void run(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
-                    std::size_t n) {
+                    std::size_t n, Z z) {
         using T = typename V::T;
-        const ShortGroup<V, G, false> g(x, xs, n);
+        const ShortGroup<V, G, false, Z> g(x, xs, n, z);
         T logs[G];
         logs_of<V>(g.sum, logs, G);
         for (std::size_t k = 0; k < G; ++k) {
@@ -84,24 +85,24 @@ struct ShortLogSoftmax {
                 log_softmax_special(x + kk * xs, 1, y + kk * ys, 1, n);
             else
                 V::store_partial(y + kk * ys, n,
-                                 V::sub(V::sub(g.x[k], V::set1(g.max[k])), V::set1(logs[k])));
+                                 z.shifted(g.x[k], V::set1(g.max[k]), V::set1(logs[k])));
         }
     }
 };
 
 template <class V>
 struct ShortLogSumExp {
-    template <std::size_t G>
+    template <std::size_t G, class Z>
     static void run(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out,
-                    std::ptrdiff_t os, std::size_t n) {
+                    std::ptrdiff_t os, std::size_t n, Z z) {
         using T = typename V::T;
-        const ShortGroup<V, G, false> g(x, xs, n);
+        const ShortGroup<V, G, false, Z> g(x, xs, n, z);
         T logs[G];
         logs_of<V>(g.sum, logs, G);
         for (std::size_t k = 0; k < G; ++k) {
             const std::ptrdiff_t kk = static_cast<std::ptrdiff_t>(k);
             out[kk * os] = to_storage<typename V::S>(
-                g.special[k] ? logsumexp_special(x + kk * xs, 1, n) : g.max[k] + logs[k]);
+                g.special[k] ? logsumexp_special(x + kk * xs, 1, n) : z.top(g.max[k], logs[k]));
         }
     }
 };
@@ -136,16 +137,16 @@ void one_element_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
 }
 
 // Runs Op::run<kShortGroup> over whole groups of rows, then Op::run<1> over the rest.
-template <class Op, class In, class Out>
+template <class Op, class In, class Out, class Z>
 void short_rows(const In* x, std::ptrdiff_t xs, Out* y, std::ptrdiff_t ys, std::size_t rows,
-                std::size_t n) {
+                std::size_t n, Z z) {
     std::size_t r = 0;
     for (; r + kShortGroup <= rows; r += kShortGroup) {
-        Op::template run<kShortGroup>(x, xs, y, ys, n);
+        Op::template run<kShortGroup>(x, xs, y, ys, n, z);
         x += static_cast<std::ptrdiff_t>(kShortGroup) * xs;
         y += static_cast<std::ptrdiff_t>(kShortGroup) * ys;
     }
-    for (; r < rows; ++r, x += xs, y += ys) Op::template run<1>(x, xs, y, ys, n);
+    for (; r < rows; ++r, x += xs, y += ys) Op::template run<1>(x, xs, y, ys, n, z);
 }
 
 }  // namespace fastsoftmax::FASTSOFTMAX_TARGET

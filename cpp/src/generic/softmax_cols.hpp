@@ -9,22 +9,22 @@
 #include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
 #include "generic/target.hpp"
+#include "generic/temperature.hpp"
 #include "generic/vec_math.hpp"
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
-template <class V>
-void softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
-                  std::size_t n, std::size_t inner, const SoftmaxParams&) {
+template <class V, class Z>
+void softmax_cols_at(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
+                     std::size_t n, std::size_t inner, Z z) {
     using T = typename V::T;
-    if (n == 0) return;
     for (std::size_t c = 0; c < inner; c += V::N) {
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
         const auto m = col_max<V>(x + c, xs, n, ch);
         const auto bad = V::not_finite(m);
         const auto ref = V::select(bad, V::zero(), m);
         // (half precision: no exponentials in y, see kExpInOutput)
-        const auto wide = col_sum_exp<V, kExpInOutput<V>>(x + c, xs, y + c, ys, n, ref, ch);
+        const auto wide = col_sum_exp<V, kExpInOutput<V>>(x + c, xs, y + c, ys, n, ref, ch, z);
         // per lane 1/sum as hi + lo (see Factor); a non-finite max makes the
         // whole lane NaN (SciPy), a NaN sum does by itself
         typename V::reg hi, lo;
@@ -37,12 +37,55 @@ void softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
                 ch.store(p, inv.apply(ch.load(p, 0)));
             }
         } else {
-            const auto ref_lo = exp_floor<V>(ref);
+            const auto ref_lo = z.floor(ref);
             for (std::size_t i = 0; i < n; ++i) {
                 const auto at = static_cast<std::ptrdiff_t>(i);
-                const auto e = vexp_sub<V>(ch.load(x + c + at * xs, neg_inf<T>()), ref, ref_lo);
+                const auto e = z.exp_sub(ch.load(x + c + at * xs, neg_inf<T>()), ref, ref_lo);
                 ch.store(y + c + at * ys, inv.apply(e));
             }
+        }
+    }
+}
+
+template <class V>
+void softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
+                  std::size_t n, std::size_t inner, const SoftmaxParams& params) {
+    if (n == 0) return;
+    with_temperature<V>(params, [&](auto z) { softmax_cols_at<V>(x, xs, y, ys, n, inner, z); });
+}
+
+template <class V, class Z>
+void log_softmax_cols_at(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
+                         std::ptrdiff_t ys, std::size_t n, std::size_t inner, bool narrow, Z z) {
+    for (std::size_t c = 0; c < inner; c += V::N) {
+        const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
+        const auto m = col_max<V>(x + c, xs, n, ch);
+        const auto ref = V::select(V::not_finite(m), V::zero(), m);
+        // max = +inf: s = +inf, so (x - max) - log(s) is NaN at +inf, -inf elsewhere;
+        // all -inf: x - max is NaN; a NaN: s is NaN. SciPy's answers in each case.
+        typename V::reg ls;
+        if (!narrow) {
+            ls =
+                vlog<V>(V::wide_round(col_sum_exp<V, false>(x + c, xs, nullptr, 0, n, ref, ch, z)));
+        } else {
+            // each term straight into the wide sum (no float sum holding the
+            // maximum's 1 rounds the small terms), then log1p(s - 1)
+            using T = typename V::T;
+            auto wide = V::wide_zero();
+            for (std::size_t i = 0; i < n; ++i)
+                V::wide_add(
+                    wide,
+                    z.exp_of(V::sub(
+                        ch.load(x + c + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()), ref)));
+            double sums[V::N];
+            T logs[V::N];
+            V::wide_store(wide, sums);
+            logs_near_one<V>(sums, logs, V::N);
+            ls = V::load(logs);
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto xv = ch.load(x + c + static_cast<std::ptrdiff_t>(i) * xs, 0);
+            ch.store(y + c + static_cast<std::ptrdiff_t>(i) * ys, z.shifted(xv, m, ls));
         }
     }
 }
@@ -53,41 +96,13 @@ void log_softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
                       const SoftmaxParams& params) {
     if (n == 0) return;
     const bool narrow = !kExpInOutput<V> || params.narrow_output;
-    for (std::size_t c = 0; c < inner; c += V::N) {
-        const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
-        const auto m = col_max<V>(x + c, xs, n, ch);
-        const auto ref = V::select(V::not_finite(m), V::zero(), m);
-        // max = +inf: s = +inf, so (x - max) - log(s) is NaN at +inf, -inf elsewhere;
-        // all -inf: x - max is NaN; a NaN: s is NaN. SciPy's answers in each case.
-        typename V::reg ls;
-        if (!narrow) {
-            ls = vlog<V>(V::wide_round(col_sum_exp<V, false>(x + c, xs, nullptr, 0, n, ref, ch)));
-        } else {
-            // each term straight into the wide sum (no float sum holding the
-            // maximum's 1 rounds the small terms), then log1p(s - 1)
-            using T = typename V::T;
-            auto wide = V::wide_zero();
-            for (std::size_t i = 0; i < n; ++i)
-                V::wide_add(
-                    wide,
-                    vexp<V>(V::sub(
-                        ch.load(x + c + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()), ref)));
-            double sums[V::N];
-            T logs[V::N];
-            V::wide_store(wide, sums);
-            logs_near_one<V>(sums, logs, V::N);
-            ls = V::load(logs);
-        }
-        for (std::size_t i = 0; i < n; ++i) {
-            const auto xv = ch.load(x + c + static_cast<std::ptrdiff_t>(i) * xs, 0);
-            ch.store(y + c + static_cast<std::ptrdiff_t>(i) * ys, V::sub(V::sub(xv, m), ls));
-        }
-    }
+    with_temperature<V>(params,
+                        [&](auto z) { log_softmax_cols_at<V>(x, xs, y, ys, n, inner, narrow, z); });
 }
 
-template <class V>
-void logsumexp_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out, std::size_t n,
-                    std::size_t inner, const SoftmaxParams&) {
+template <class V, class Z>
+void logsumexp_cols_at(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out, std::size_t n,
+                       std::size_t inner, Z z) {
     using T = typename V::T;
     for (std::size_t c = 0; c < inner; c += V::N) {
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
@@ -98,11 +113,17 @@ void logsumexp_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* ou
         const auto m = col_max<V>(x + c, xs, n, ch);
         const auto bad = V::not_finite(m);
         const auto s = V::wide_round(
-            col_sum_exp<V, false>(x + c, xs, nullptr, 0, n, V::select(bad, V::zero(), m), ch));
+            col_sum_exp<V, false>(x + c, xs, nullptr, 0, n, V::select(bad, V::zero(), m), ch, z));
         // non-finite max: the max itself (+-inf), or NaN if a NaN was seen
         const auto special = V::select(V::isnan(s), s, m);
-        ch.store(out + c, V::select(bad, special, V::add(m, vlog<V>(s))));
+        ch.store(out + c, V::select(bad, special, z.top(m, vlog<V>(s))));
     }
+}
+
+template <class V>
+void logsumexp_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out, std::size_t n,
+                    std::size_t inner, const SoftmaxParams& params) {
+    with_temperature<V>(params, [&](auto z) { logsumexp_cols_at<V>(x, xs, out, n, inner, z); });
 }
 
 }  // namespace fastsoftmax::FASTSOFTMAX_TARGET

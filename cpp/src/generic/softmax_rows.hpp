@@ -39,6 +39,7 @@
 #include "generic/softmax_cols.hpp"
 #include "generic/special_rows.hpp"
 #include "generic/target.hpp"
+#include "generic/temperature.hpp"
 #include "generic/tiles.hpp"
 #include "generic/vec_math.hpp"
 
@@ -59,9 +60,9 @@ constexpr std::size_t kLogSumExpTileLimit = 128;
 // does the exp-store-sum pass of row r (bound by the FMA units) together with the max pass of row
 // r+1 and the scale pass of row r-1 (bound by loads and stores), so the two kinds of work overlap
 // instead of taking turns.
-template <class V>
+template <class V, class Z>
 void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
-                            std::ptrdiff_t ys, std::size_t rows, std::size_t n) {
+                            std::ptrdiff_t ys, std::size_t rows, std::size_t n, Z z) {
     using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
@@ -77,7 +78,7 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
             (r + 1 < rows) ? xr + xs : xr;  // the next row (the last row re-reads itself)
         const bool ok = std::isfinite(m);
         const reg vm = V::set1(ok ? m : T(0));
-        const reg vlo = V::set1(exp_floor(ok ? m : T(0)));
+        const reg vlo = V::set1(z.floor(ok ? m : T(0)));
         reg mx0 = V::set1(neg_inf<T>()), mx1 = mx0;
         ExpSum<V> s0;
         std::size_t i = 0;
@@ -85,8 +86,8 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
             mx0 = V::max(mx0, V::load(xn + i));
             mx1 = V::max(mx1, V::load(xn + i + N));
             if (ok) {
-                const reg e0 = vexp_sub<V>(V::load(xr + i), vm, vlo);
-                const reg e1 = vexp_sub<V>(V::load(xr + i + N), vm, vlo);
+                const reg e0 = z.exp_sub(V::load(xr + i), vm, vlo);
+                const reg e1 = z.exp_sub(V::load(xr + i + N), vm, vlo);
                 V::store(yr + i, e0);
                 V::store(yr + i + N, e1);
                 s0.add2(e0, e1);
@@ -100,7 +101,7 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
             const std::size_t w = (n - i < N) ? n - i : N;
             mx0 = V::max(mx0, V::load_partial(xn + i, w, neg_inf<T>()));
             if (ok) {
-                const reg e = vexp_sub<V>(V::load_partial(xr + i, w, neg_inf<T>()), vm, vlo);
+                const reg e = z.exp_sub(V::load_partial(xr + i, w, neg_inf<T>()), vm, vlo);
                 V::store_partial(yr + i, w, e);
                 s0.add(e);
             }
@@ -126,9 +127,9 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
 // row r-1 = its scratch row * (1 / sum), written with non-temporal stores
 // (StreamedRows). Reading, computing and writing overlap, and y's lines are
 // never read.
-template <class V>
+template <class V, class Z>
 void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
-                           std::ptrdiff_t ys, std::size_t rows, std::size_t n) {
+                           std::ptrdiff_t ys, std::size_t rows, std::size_t n, Z z) {
     using T = typename V::T;
     using S = typename V::S;
     using reg = typename V::reg;
@@ -147,7 +148,7 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
         T* const e = scratch + (r & 1) * n;
         const bool ok = std::isfinite(m);
         const reg vm = V::set1(ok ? m : T(0));
-        const reg vlo = V::set1(exp_floor(ok ? m : T(0)));
+        const reg vlo = V::set1(z.floor(ok ? m : T(0)));
         reg mx0 = V::set1(neg_inf<T>()), mx1 = mx0;
         ExpSum<V> s0;
         if (have_prev) prev.begin(out);
@@ -156,8 +157,8 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
             mx0 = V::max(mx0, V::load(xn + i));
             mx1 = V::max(mx1, V::load(xn + i + N));
             if (ok) {
-                const reg e0 = vexp_sub<V>(V::load(xr + i), vm, vlo);
-                const reg e1 = vexp_sub<V>(V::load(xr + i + N), vm, vlo);
+                const reg e0 = z.exp_sub(V::load(xr + i), vm, vlo);
+                const reg e1 = z.exp_sub(V::load(xr + i + N), vm, vlo);
                 V::store(e + i, e0);
                 V::store(e + i + N, e1);
                 s0.add2(e0, e1);
@@ -168,7 +169,7 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
             const std::size_t w = (n - i < N) ? n - i : N;
             mx0 = V::max(mx0, V::load_partial(xn + i, w, neg_inf<T>()));
             if (ok) {
-                const reg e0 = vexp_sub<V>(V::load_partial(xr + i, w, neg_inf<T>()), vm, vlo);
+                const reg e0 = z.exp_sub(V::load_partial(xr + i, w, neg_inf<T>()), vm, vlo);
                 V::store_partial(e + i, w, e0);
                 s0.add(e0);
             }
@@ -193,9 +194,10 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
 // in y, or for half precision (see kExpInOutput) in a float scratch row that
 // stays in L1/L2; then y = those exponentials * (1 / sum). With `stream`,
 // y is written with non-temporal stores.
-template <class V>
+template <class V, class Z>
 void softmax_rows_three_passes(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
-                               std::ptrdiff_t ys, std::size_t rows, std::size_t n, bool stream) {
+                               std::ptrdiff_t ys, std::size_t rows, std::size_t n, bool stream,
+                               Z z) {
     using T = typename V::T;
     StreamedRows<V> out;
     T* scratch = nullptr;
@@ -211,7 +213,7 @@ void softmax_rows_three_passes(const typename V::S* x, std::ptrdiff_t xs, typena
             softmax_special(y, 1, n);
             continue;
         }
-        const double s = row_store_exp_sum<V>(x, e, n, m);
+        const double s = row_store_exp_sum<V>(x, e, n, m, z);
         if (s != s) {  // a NaN in the row
             softmax_special(y, 1, n);
             continue;
@@ -233,41 +235,46 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
             return V::select(V::not_finite(v), V::set1(std::numeric_limits<T>::quiet_NaN()),
                              V::set1(T(1)));
         });
-    const bool end_to_end = xs == static_cast<std::ptrdiff_t>(n) && ys == xs;
-    if (try_register_tiles<V>(n, 2, end_to_end,
-                              [&](auto k) { softmax_register_tiles<V, k>(x, y, rows); }))
-        return;
-    if (tiles_pay<V>(n, kSoftmaxTileLimit<V>))
-        return by_tiles<V>(x, xs, y, ys, rows, n, n,
-                           [n, &params](typename V::T* t, std::size_t ts, std::size_t w) {
-                               const auto its = static_cast<std::ptrdiff_t>(ts);
-                               softmax_cols<typename V::Compute>(t, its, t, its, n, w, params);
-                           });
-    if (n <= V::N) return short_rows<ShortSoftmax<V>>(x, xs, y, ys, rows, n);
-    if (params.from_memory && n * sizeof(T) <= kLongRowBytes)
-        return softmax_rows_streamed<V>(x, xs, y, ys, rows, n);
-    if constexpr (!kExpInOutput<V>) {            // half precision: each output rounded once
-        if (n * sizeof(T) <= kHalfScratchBytes)  // one exp per element, as the float rows
-            return softmax_rows_three_passes<V>(x, xs, y, ys, rows, n, params.from_memory);
-        // longer rows: a read pass for (max, sum), then exp(x - max) / sum again
-        StreamedRows<V> out;
-        for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
-            const MaxSum ms = row_online_max_sum<V>(x, n);
-            if (ms.special)
-                softmax_special(y, 1, n);
-            else
-                softmax_row_from_stats<V>(x, y, n, static_cast<T>(ms.max), ms.sum,
-                                          params.from_memory ? &out : nullptr);
+    with_temperature<V>(params, [&](auto z) {
+        const bool end_to_end = xs == static_cast<std::ptrdiff_t>(n) && ys == xs;
+        if (try_register_tiles<V>(n, 2, end_to_end,
+                                  [&](auto k) { softmax_register_tiles<V, k>(x, y, rows, z); }))
+            return;
+        if (tiles_pay<V>(n, kSoftmaxTileLimit<V>))
+            return by_tiles<V>(x, xs, y, ys, rows, n, n,
+                               [n, &params](typename V::T* t, std::size_t ts, std::size_t w) {
+                                   const auto its = static_cast<std::ptrdiff_t>(ts);
+                                   softmax_cols<typename V::Compute>(t, its, t, its, n, w, params);
+                               });
+        if (n <= V::N) return short_rows<ShortSoftmax<V>>(x, xs, y, ys, rows, n, z);
+        if (params.from_memory && n * sizeof(T) <= kLongRowBytes)
+            return softmax_rows_streamed<V>(x, xs, y, ys, rows, n, z);
+        if constexpr (!kExpInOutput<V>) {            // half precision: each output rounded once
+            if (n * sizeof(T) <= kHalfScratchBytes)  // one exp per element, as the float rows
+                return softmax_rows_three_passes<V>(x, xs, y, ys, rows, n, params.from_memory, z);
+            // longer rows: a read pass for (max, sum), then exp(x - max) / sum again
+            StreamedRows<V> out;
+            const typename V::S* xr = x;
+            typename V::S* yr = y;
+            for (std::size_t r = 0; r < rows; ++r, xr += xs, yr += ys) {
+                const MaxSum ms = row_online_max_sum<V>(xr, n, z);
+                if (ms.special)
+                    softmax_special(yr, 1, n);
+                else
+                    softmax_row_from_stats<V>(xr, yr, n, static_cast<T>(ms.max), ms.sum,
+                                              params.from_memory ? &out : nullptr, z);
+            }
+            if (params.from_memory) out.finish();
+            return;
         }
-        if (params.from_memory) out.finish();
-        return;
-    }
-    if (n * sizeof(T) > kLongRowBytes) {
-        for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys)
-            softmax_long_row<V>(x, y, n, params);
-        return;
-    }
-    softmax_rows_pipelined<V>(x, xs, y, ys, rows, n);
+        if (n * sizeof(T) > kLongRowBytes) {
+            for (std::size_t r = 0; r < rows; ++r)
+                softmax_long_row<V>(x + static_cast<std::ptrdiff_t>(r) * xs,
+                                    y + static_cast<std::ptrdiff_t>(r) * ys, n, params, z);
+            return;
+        }
+        softmax_rows_pipelined<V>(x, xs, y, ys, rows, n, z);
+    });
 }
 
 // Rows of at most this many bytes (more than one vector, at most one block):
@@ -280,9 +287,9 @@ constexpr std::size_t kLogGroup = 8;
 
 // The (max, sum) of kLogGroup rows of one block each, and the logs of their
 // sums in one vector (a sum of 1 for the special rows).
-template <class V>
+template <class V, class Z>
 void row_group_stats(const typename V::S* x, std::ptrdiff_t xs, std::size_t g, std::size_t n,
-                     MaxSum* ms, typename V::T* logs) {
+                     MaxSum* ms, typename V::T* logs, Z z) {
     using T = typename V::T;
     double sums[kLogGroup];
     T m[kLogGroup];
@@ -292,42 +299,53 @@ void row_group_stats(const typename V::S* x, std::ptrdiff_t xs, std::size_t g, s
         m[k] = row_max<V>(x + static_cast<std::ptrdiff_t>(k) * xs, n);
     // then the exponentials' per-lane sums of every row, and only then their
     // reductions, so that no row's reduction holds up the next row's work
+    // (half precision: each row's sum straight into the wide type, see
+    // stretch_sum_exp)
     typename V::reg lanes[kLogGroup];
-    for (std::size_t k = 0; k < g; ++k)  // one block: no running maximum needed
-        lanes[k] = std::isfinite(m[k])
-                       ? stretch_exp_lanes<V>(x + static_cast<std::ptrdiff_t>(k) * xs, n, m[k])
-                       : V::zero();
+    if constexpr (kExpInOutput<V>) {
+        for (std::size_t k = 0; k < g; ++k)  // one block: no running maximum needed
+            lanes[k] =
+                std::isfinite(m[k])
+                    ? stretch_exp_lanes<V>(x + static_cast<std::ptrdiff_t>(k) * xs, n, m[k], z)
+                    : V::zero();
+    }
     for (std::size_t k = 0; k < g; ++k) {
-        const double sum = stretch_total<V>(lanes[k]);
+        double sum;
+        if constexpr (kExpInOutput<V>)
+            sum = stretch_total<V>(lanes[k]);
+        else
+            sum = std::isfinite(m[k])
+                      ? stretch_sum_exp<V>(x + static_cast<std::ptrdiff_t>(k) * xs, n, m[k], z)
+                      : 0.0;
         ms[k] = {static_cast<double>(m[k]), sum, !std::isfinite(m[k]) || sum != sum};
         sums[k] = ms[k].special ? 1.0 : sum;
     }
     logs_of<V>(sums, logs, g);
 }
 
-template <class V>
+template <class V, class Z>
 void logsumexp_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out,
-                          std::ptrdiff_t os, std::size_t rows, std::size_t n) {
+                          std::ptrdiff_t os, std::size_t rows, std::size_t n, Z z) {
     using T = typename V::T;
     for (std::size_t r = 0; r < rows; r += kLogGroup) {
         const std::size_t g = std::min(kLogGroup, rows - r);
         const typename V::S* xg = x + static_cast<std::ptrdiff_t>(r) * xs;
         MaxSum ms[kLogGroup];
         T logs[kLogGroup];
-        row_group_stats<V>(xg, xs, g, n, ms, logs);
+        row_group_stats<V>(xg, xs, g, n, ms, logs, z);
         for (std::size_t k = 0; k < g; ++k) {
             typename V::S* o = out + static_cast<std::ptrdiff_t>(r + k) * os;
             *o = to_storage<typename V::S>(
                 ms[k].special ? logsumexp_special(xg + static_cast<std::ptrdiff_t>(k) * xs, 1, n)
-                              : static_cast<T>(ms[k].max + static_cast<double>(logs[k])));
+                              : static_cast<T>(z.top(ms[k].max, static_cast<double>(logs[k]))));
         }
     }
 }
 
-template <class V>
+template <class V, class Z>
 void log_softmax_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
                             std::ptrdiff_t ys, std::size_t rows, std::size_t n,
-                            StreamedRows<V>* stream) {
+                            StreamedRows<V>* stream, Z z) {
     using T = typename V::T;
     for (std::size_t r = 0; r < rows; r += kLogGroup) {
         const std::size_t g = std::min(kLogGroup, rows - r);
@@ -335,7 +353,7 @@ void log_softmax_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename 
         typename V::S* yg = y + static_cast<std::ptrdiff_t>(r) * ys;
         MaxSum ms[kLogGroup];
         T logs[kLogGroup];
-        row_group_stats<V>(xg, xs, g, n, ms, logs);
+        row_group_stats<V>(xg, xs, g, n, ms, logs, z);
         for (std::size_t k = 0; k < g; ++k) {
             const typename V::S* xk = xg + static_cast<std::ptrdiff_t>(k) * xs;
             typename V::S* yk = yg + static_cast<std::ptrdiff_t>(k) * ys;
@@ -343,7 +361,7 @@ void log_softmax_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename 
                 log_softmax_special(xk, 1, yk, 1, n);
                 continue;
             }
-            shift_row<V>(xk, yk, n, static_cast<T>(ms[k].max), logs[k], stream);
+            shift_row<V>(xk, yk, n, static_cast<T>(ms[k].max), logs[k], stream, z);
         }
     }
 }
@@ -359,38 +377,44 @@ void log_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
             return V::select(V::not_finite(v), V::set1(std::numeric_limits<T>::quiet_NaN()),
                              V::zero());
         });
-    if constexpr (kExpInOutput<V>) {  // (half precision: the tiles' narrow path)
-        const bool end_to_end = xs == static_cast<std::ptrdiff_t>(n) && ys == xs;
-        if (try_register_tiles<V>(n, 2, end_to_end,
-                                  [&](auto k) { log_softmax_register_tiles<V, k>(x, y, rows); }))
-            return;
-    }
-    if (tiles_pay<V>(n, kLogSoftmaxTileLimit<V>))
-        return by_tiles<V>(x, xs, y, ys, rows, n, n,
-                           [n, &params](typename V::T* t, std::size_t ts, std::size_t w) {
-                               SoftmaxParams tile_params = params;
-                               tile_params.narrow_output = !kExpInOutput<V>;
-                               const auto its = static_cast<std::ptrdiff_t>(ts);
-                               log_softmax_cols<typename V::Compute>(t, its, t, its, n, w,
-                                                                     tile_params);
-                           });
-    if (n <= V::N) return short_rows<ShortLogSoftmax<V>>(x, xs, y, ys, rows, n);
-    StreamedRows<V> out(false);
-    StreamedRows<V>* const stream = params.from_memory ? &out : nullptr;
-    if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N) {
-        log_softmax_row_groups<V>(x, xs, y, ys, rows, n, stream);
-        if (stream) out.finish();
-        return;
-    }
-    for (std::size_t r = 0; r < rows; ++r, x += xs, y += ys) {
-        const MaxSum ms = row_online_max_sum<V>(x, n);
-        if (ms.special) {
-            log_softmax_special(x, 1, y, 1, n);
-            continue;
+    with_temperature<V>(params, [&](auto z) {
+        if constexpr (kExpInOutput<V>) {  // (half precision: the tiles' narrow path)
+            const bool end_to_end = xs == static_cast<std::ptrdiff_t>(n) && ys == xs;
+            if (try_register_tiles<V>(n, 2, end_to_end, [&](auto k) {
+                    log_softmax_register_tiles<V, k>(x, y, rows, z);
+                }))
+                return;
         }
-        shift_row<V>(x, y, n, static_cast<T>(ms.max), static_cast<T>(std::log(ms.sum)), stream);
-    }
-    if (stream) out.finish();
+        if (tiles_pay<V>(n, kLogSoftmaxTileLimit<V>))
+            return by_tiles<V>(x, xs, y, ys, rows, n, n,
+                               [n, &params](typename V::T* t, std::size_t ts, std::size_t w) {
+                                   SoftmaxParams tile_params = params;
+                                   tile_params.narrow_output = !kExpInOutput<V>;
+                                   const auto its = static_cast<std::ptrdiff_t>(ts);
+                                   log_softmax_cols<typename V::Compute>(t, its, t, its, n, w,
+                                                                         tile_params);
+                               });
+        if (n <= V::N) return short_rows<ShortLogSoftmax<V>>(x, xs, y, ys, rows, n, z);
+        StreamedRows<V> out(false);
+        StreamedRows<V>* const stream = params.from_memory ? &out : nullptr;
+        if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N) {
+            log_softmax_row_groups<V>(x, xs, y, ys, rows, n, stream, z);
+            if (stream) out.finish();
+            return;
+        }
+        const typename V::S* xr = x;
+        typename V::S* yr = y;
+        for (std::size_t r = 0; r < rows; ++r, xr += xs, yr += ys) {
+            const MaxSum ms = row_online_max_sum<V>(xr, n, z);
+            if (ms.special) {
+                log_softmax_special(xr, 1, yr, 1, n);
+                continue;
+            }
+            shift_row<V>(xr, yr, n, static_cast<T>(ms.max), static_cast<T>(std::log(ms.sum)),
+                         stream, z);
+        }
+        if (stream) out.finish();
+    });
 }
 
 template <class V>
@@ -398,30 +422,36 @@ void logsumexp_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* ou
                     std::ptrdiff_t os, std::size_t rows, std::size_t n,
                     const SoftmaxParams& params) {
     using T = typename V::T;
-    if (n == 1)  // x + 0: -0 becomes +0, as max + log(1) does
-        return one_element_rows<V>(x, xs, out, os, rows,
-                                   [](typename V::reg v) { return V::add(v, V::zero()); });
-    if (try_register_tiles<V>(n, 2, xs == static_cast<std::ptrdiff_t>(n) && os == 1,
-                              [&](auto k) { logsumexp_register_tiles<V, k>(x, out, rows); }))
-        return;
-    if (tiles_pay<V>(n, kLogSumExpTileLimit<V>))  // each lane's result in the tile's first row
-        return by_tiles<V>(x, xs, out, os, rows, n, 1,
-                           [n, &params](T* t, std::size_t ts, std::size_t w) {
-                               logsumexp_cols<typename V::Compute>(
-                                   t, static_cast<std::ptrdiff_t>(ts), t, n, w, params);
-                           });
-    if (n >= 1 && n <= V::N) return short_rows<ShortLogSumExp<V>>(x, xs, out, os, rows, n);
-    if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N)
-        return logsumexp_row_groups<V>(x, xs, out, os, rows, n);
-    for (std::size_t r = 0; r < rows; ++r, x += xs, out += os) {
-        if (n == 0) {
-            *out = to_storage<typename V::S>(neg_inf<T>());
-            continue;
+    with_temperature<V>(params, [&](auto z) {
+        if (n == 1)  // x * s + 0: -0 becomes +0, as max + log(1) does
+            return one_element_rows<V>(x, xs, out, os, rows, [z](typename V::reg v) {
+                return V::add(z.times(v), V::zero());
+            });
+        if (try_register_tiles<V>(n, 2, xs == static_cast<std::ptrdiff_t>(n) && os == 1,
+                                  [&](auto k) { logsumexp_register_tiles<V, k>(x, out, rows, z); }))
+            return;
+        if (tiles_pay<V>(n, kLogSumExpTileLimit<V>))  // each lane's result in the tile's first row
+            return by_tiles<V>(x, xs, out, os, rows, n, 1,
+                               [n, &params](T* t, std::size_t ts, std::size_t w) {
+                                   logsumexp_cols<typename V::Compute>(
+                                       t, static_cast<std::ptrdiff_t>(ts), t, n, w, params);
+                               });
+        if (n >= 1 && n <= V::N) return short_rows<ShortLogSumExp<V>>(x, xs, out, os, rows, n, z);
+        if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N)
+            return logsumexp_row_groups<V>(x, xs, out, os, rows, n, z);
+        const typename V::S* xr = x;
+        typename V::S* o = out;
+        for (std::size_t r = 0; r < rows; ++r, xr += xs, o += os) {
+            if (n == 0) {
+                *o = to_storage<typename V::S>(neg_inf<T>());
+                continue;
+            }
+            const MaxSum ms = row_online_max_sum<V>(xr, n, z);
+            *o = to_storage<typename V::S>(ms.special
+                                               ? logsumexp_special(xr, 1, n)
+                                               : static_cast<T>(z.top(ms.max, std::log(ms.sum))));
         }
-        const MaxSum ms = row_online_max_sum<V>(x, n);
-        *out = to_storage<typename V::S>(ms.special ? logsumexp_special(x, 1, n)
-                                                    : static_cast<T>(ms.max + std::log(ms.sum)));
-    }
+    });
 }
 
 // The two backward ops, o = out(g, y, s) with s the sum over the reduction of

@@ -147,21 +147,25 @@ inline typename V::reg vexp(typename V::reg x) {
 
 // The floor below which vexp_sub returns 0: m + exp_lo, or further below m
 // when |m| is so large that m + exp_lo would round to m itself; never below
-// the lowest finite value (so -inf stays below it).
+// the lowest finite value (so -inf stays below it). With a temperature
+// (vexp_sub_scaled: exp((x - m) * s)), span = -exp_lo / s instead of
+// -exp_lo: below m - span, (x - m) * s < exp_lo.
 template <class T>
-inline T exp_floor(T m) {
+inline T exp_floor(T m, T span = -MathConsts<T>::exp_lo) {
     constexpr T rel = T(1) / T(1 << 20);
     const T gap = std::fabs(m) * rel;
-    const T lo = m - (gap > -MathConsts<T>::exp_lo ? gap : -MathConsts<T>::exp_lo);
+    const T lo = m - (gap > span ? gap : span);
     return lo > std::numeric_limits<T>::lowest() ? lo : std::numeric_limits<T>::lowest();
 }
 
 template <class V>
-inline typename V::reg exp_floor(typename V::reg m) {  // per lane, for finite m
+inline typename V::reg exp_floor(
+    typename V::reg m,  // per lane, for finite m
+    typename V::reg span = V::set1(-MathConsts<typename V::T>::exp_lo)) {
     using T = typename V::T;
     constexpr T rel = T(1) / T(1 << 20);
     const auto gap = V::max(V::mul(m, V::set1(rel)), V::mul(m, V::set1(-rel)));
-    const auto lo = V::sub(m, V::max(gap, V::set1(-MathConsts<T>::exp_lo)));
+    const auto lo = V::sub(m, V::max(gap, span));
     return V::max(V::set1(std::numeric_limits<T>::lowest()), lo);
 }
 
@@ -182,6 +186,41 @@ inline typename V::reg vexp_sub(typename V::reg x, typename V::reg m, typename V
     const auto bb = V::sub(d, xc);  // TwoSum(xc, -m): err = (xc - m) - d exactly
     const auto err = V::sub(V::sub(xc, V::sub(d, bb)), V::add(m, bb));
     return exp_clamped<V, true>(V::max(V::set1(C::exp_lo), d), err, zero);  // max keeps NaN
+}
+
+// exp((d + err) * s) for (d + err) * s in [exp_lo, 0] (or NaN), or 0 in the
+// lanes of `zero`: exp_clamped with the scale folded into the reduction.
+// r = d * s - n * ln2_hi is rounded once (n * ln2_hi is exact), so the scaled
+// argument is never rounded on its own: as accurate as exp of the exact
+// product. s_log2e = s * log2(e), rounded (it only picks n).
+template <class V>
+inline typename V::reg exp_scaled(typename V::reg d, typename V::reg err, typename V::reg s,
+                                  typename V::reg s_log2e, typename V::mask zero) {
+    using T = typename V::T;
+    using C = MathConsts<T>;
+    const auto t = V::fmadd(d, s_log2e, V::set1(C::round_magic));
+    const auto n = V::sub(t, V::set1(C::round_magic));
+    auto r = V::fmadd(d, s, V::mul(n, V::set1(-C::ln2_hi)));
+    r = V::fnmadd(n, V::set1(C::ln2_lo), r);
+    r = V::fmadd(err, s, r);
+    const auto q = horner<V>(r, C::exp_poly);
+    const auto p = V::fmadd(r, q, V::set1(T(1)));
+    return V::scale_pow2_or_zero(p, n, zero);
+}
+
+// exp((x - m) * s), s > 0, as vexp_sub: x - m exact (TwoSum), the product
+// never rounded alone (exp_scaled). m_lo = exp_floor(m, span) with
+// span = -exp_lo / s; d_lo = -span clamps x - m (as exp_lo does in vexp_sub).
+template <class V>
+inline typename V::reg vexp_sub_scaled(typename V::reg x, typename V::reg m, typename V::reg m_lo,
+                                       typename V::reg s, typename V::reg s_log2e,
+                                       typename V::reg d_lo) {
+    const auto zero = V::lt(x, m_lo);  // false for NaN
+    const auto xc = V::kSlowSubnormals ? V::select(zero, m, x) : x;
+    const auto d = V::sub(xc, m);
+    const auto bb = V::sub(d, xc);
+    const auto err = V::sub(V::sub(xc, V::sub(d, bb)), V::add(m, bb));
+    return exp_scaled<V>(V::max(d_lo, d), err, s, s_log2e, zero);  // max keeps NaN
 }
 
 template <class V>
