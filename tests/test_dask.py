@@ -106,6 +106,48 @@ def test_family_split_axis(rng, dtype, axis):
         np.testing.assert_array_equal(keep, np.expand_dims(lse, axis))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, BF16])
+def test_family_temperature(rng, dtype):
+    """temperature= on the family: the axis in one chunk, bitwise the in-memory call; split,
+    close to it (the chunks of x / T divided in the compute dtype); a bad temperature is
+    refused when the graph is built."""
+    x = data(rng, (6, 40), dtype)
+    t = 0.7
+    one = da.from_array(x, chunks=(2, 40))
+    split = da.from_array(x, chunks=(2, (13, 27)))
+    g = data(rng, x.shape, dtype, 1.0)
+    for name in ("softmax", "log_softmax", "logsumexp"):
+        want = getattr(fs, name)(x, temperature=t)
+        got = getattr(fs, name)(one, temperature=t).compute()  # (through fs.<name>)
+        np.testing.assert_array_equal(got, want, err_msg=name)
+        got = getattr(fsd, name)(split, temperature=t).compute()
+        assert got.dtype == want.dtype, name
+        np.testing.assert_allclose(
+            got.astype(np.float64),
+            want.astype(np.float64),
+            rtol=2e-2 if dtype in (np.float16, BF16) else 2e-5,
+            atol=1e-3 if dtype in (np.float16, BF16) else 1e-6,
+            err_msg=name,
+        )
+    for name, y in (("softmax_backward", fs.softmax(x, temperature=t)),
+                    ("log_softmax_backward", fs.log_softmax(x, temperature=t))):  # fmt: skip
+        want = getattr(fs, name)(g, y, temperature=t)
+        dg, dy = da.from_array(g, chunks=(2, 40)), da.from_array(y, chunks=(2, 40))
+        np.testing.assert_array_equal(
+            getattr(fsd, name)(dg, dy, temperature=t).compute(), want, err_msg=name
+        )
+        dg, dy = da.from_array(g, chunks=(2, (13, 27))), da.from_array(y, chunks=(2, (13, 27)))
+        got = getattr(fsd, name)(dg, dy, temperature=t).compute()
+        np.testing.assert_allclose(
+            got.astype(np.float64), want.astype(np.float64),
+            rtol=2e-2 if dtype in (np.float16, BF16) else 1e-5, atol=1e-2 if dtype in (np.float16, BF16) else 1e-6,
+            err_msg=name,
+        )  # fmt: skip
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="temperature must be positive"):
+            fsd.softmax(split, temperature=bad)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_backward_split_axis(rng, dtype):
     x = data(rng, (8, 45), dtype)

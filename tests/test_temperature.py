@@ -652,6 +652,63 @@ def test_the_ends_of_the_accepted_range():
     np.testing.assert_allclose(fs.logsumexp(x32, temperature=1e37), np.log(4), rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [F32, np.float64, np.float16, ml_dtypes.bfloat16])
+@pytest.mark.parametrize("n", [2, 5, 10, 100, 3000])
+@pytest.mark.parametrize("end", ["smallest", "largest"])
+def test_every_path_at_the_ends_of_the_accepted_range(dtype, n, end):
+    """The smallest temperature whose 1 / T is still accepted (1 / T the compute type's largest
+    value: s * log2(e) overflows it) and the largest (1 / T its smallest normal), on rows and
+    columns of several lengths: exact answers, never NaN (log2(e) times the scale once
+    overflowed to inf, and every softmax was NaN)."""
+    ct = np.float64 if dtype == np.float64 else F32
+    fi = np.finfo(ct)
+    t = 1 / float(fi.max) * (1 + 1e-6) if end == "smallest" else 1 / float(fi.tiny) * (1 - 1e-6)
+    x = np.zeros((7, n))
+    x[:, 1] = 1.0  # (smallest T: one-hot on the maximum; largest: uniform)
+    x = x.astype(dtype)
+    for axis, xv in ((-1, x), (0, np.ascontiguousarray(x.T))):
+        p = fs.softmax(xv, axis=axis, temperature=t).astype(np.float64)
+        lse = fs.logsumexp(xv, axis=axis, temperature=t).astype(np.float64)
+        if end == "smallest":
+            want = np.zeros((7, n))
+            want[:, 1] = 1.0
+            np.testing.assert_array_equal(p, want if axis == -1 else want.T)
+            assert np.all(lse > 1e37), lse  # 1 / T, rounded in the output dtype (inf in half)
+        else:
+            tol = 1e-3 if np.dtype(dtype).itemsize >= 4 else 2.0**-7  # (1 ulp in 8 bits)
+            np.testing.assert_allclose(p, 1.0 / n, rtol=tol)
+            np.testing.assert_allclose(lse, np.log(n), rtol=tol)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_row_spread_beyond_the_largest_value(threads):
+    """x - max overflows (the row spreads beyond the dtype's largest value) where (x - max) / T
+    does not: the answers of the exact x / T, on short rows, columns and the segments of long
+    rows (whose merged sums rescale by (max_a - max_b) / T), never a lost entry."""
+    x = np.array([[-3e38, 3e38, 0.0]], F32)
+    for axis, xv in ((-1, x), (0, np.ascontiguousarray(x.T))):
+        got = fs.log_softmax(xv, axis=axis, temperature=2.5).reshape(-1)
+        np.testing.assert_allclose(got, [-2.4e38, 0.0, -1.2e38], rtol=1e-6)
+    x64 = np.array([-1e308, 1e308, 0.0])
+    np.testing.assert_allclose(fs.log_softmax(x64, temperature=10.0), [-2e307, 0, -1e307])
+    np.testing.assert_allclose(
+        fs.softmax(x64, temperature=1e307), [2.0610600462e-09, 0.99995460, 4.5397868e-05], rtol=1e-7
+    )
+    np.testing.assert_allclose(fs.logsumexp(x64, temperature=1e307), 10.0000454009604, rtol=1e-13)
+    long = np.zeros((2, 300_000))
+    long[:, :150_000] = -1e308
+    long[:, -1] = 1e308
+    with fs.use_threads(threads):
+        lse = fs.logsumexp(long, temperature=1e307)
+        p = fs.softmax(long, temperature=1e307)
+        lp = fs.log_softmax(long, temperature=1e307)
+    z = long / 1e307  # (exact enough: the reference in float64)
+    want = np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1)) + z.max(-1)
+    np.testing.assert_allclose(lse, want, rtol=1e-12)
+    np.testing.assert_allclose(p[:, 0], np.exp(z[:, 0] - want), rtol=1e-9)
+    np.testing.assert_allclose(lp[:, 0], z[:, 0] - want, rtol=1e-12)
+
+
 def test_temperature_is_keyword_only_and_takes_numpy_scalars(rng):
     x = rng.standard_normal((4, 9)).astype(F32)
     with pytest.raises(TypeError):

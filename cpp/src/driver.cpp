@@ -94,7 +94,9 @@ void long_rows(const Kernels<T>& k, Op op, const layout::Plan& plan, const T* x,
         }
         for (std::size_t j = 0; j < segs && !special; ++j) {
             const MaxSum& p = part[r * segs + j];
-            if (p.sum > 0) s += p.sum * std::exp((p.max - m) * scale);  // (not a segment of -inf)
+            if (p.sum > 0)
+                s += p.sum *
+                     std::exp(scaled_difference(p.max, m, scale));  // (not a segment of -inf)
         }
         row[r] = {m, s, special || !std::isfinite(m) || s != s};
     }

@@ -119,31 +119,58 @@ def _pairs(x: da.Array, ax: int) -> da.Array:
 # ------------------------------------------------------- softmax family --
 
 
-def logsumexp(x: Any, axis: SupportsIndex = -1, *, keepdims: bool = False, out: Any = None) -> Any:
+def logsumexp(
+    x: Any,
+    axis: SupportsIndex = -1,
+    *,
+    keepdims: bool = False,
+    temperature: float = 1.0,
+    out: Any = None,
+) -> Any:
     """:func:`fastsoftmax.logsumexp` of a dask array along one axis, lazily.
 
     One read: chunks along ``axis`` are reduced to ``(max, sumexp)`` pairs, merged
     exactly (within 1 ulp of the in-memory result; bitwise when ``axis`` is one chunk).
+    ``temperature``: as in the in-memory function; with ``axis`` split in several
+    chunks, the pairs are those of ``x / temperature`` divided in the compute dtype.
     """
     _no_out(out)
     x = _as_dask(x, "x")
     result = _result_dtype(x.dtype)
     ax = _one_axis(axis, x.ndim)
+    t = _family_temperature(temperature, result)
     meta = _meta(x.ndim if keepdims else x.ndim - 1, result)
     if x.numblocks[ax] == 1:
         return x.map_blocks(
             _api.logsumexp,
             axis=ax,
             keepdims=keepdims,
+            temperature=t,
             drop_axis=[] if keepdims else [ax],
             chunks=None if not keepdims else _with(x.chunks, ax, (1,)),
             dtype=result,
             meta=meta,
             token="fastsoftmax-logsumexp",
         )
-    pairs = _pairs(x, ax)
+    pairs = _pairs(_divided(x, t, result), ax)
     r = da.map_blocks(_lse_of_pairs, pairs, result, dtype=result, meta=_meta(x.ndim, result))
     return r if keepdims else r.squeeze(axis=ax)
+
+
+def _family_temperature(temperature: Any, result: np.dtype) -> float:
+    """temperature checked as the in-memory functions check it (for the result dtype)."""
+    t = _api._temperature(temperature)
+    if t != 1.0:
+        _api._check_scale(t, result, temperature)
+    return t
+
+
+def _divided(x: da.Array, t: float, result: np.dtype) -> da.Array:
+    """x / t in the compute dtype of `result` (x itself at t = 1), for the split-axis paths."""
+    if t == 1.0:
+        return x
+    ct = _api._compute_dtype(np.dtype(result)) if _api._native(np.dtype(result)) else _F64
+    return x.astype(ct) / ct.type(t)
 
 
 def _with(chunks: tuple[tuple[int, ...], ...], ax: int, c: tuple[int, ...]) -> Any:
@@ -155,19 +182,22 @@ def _lse_of_pairs(p: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def _unary(name: str, kernel: Callable[..., Any], by_parts: Callable[..., Any]) -> Any:
-    def f(x: Any, axis: SupportsIndex = -1, *, out: Any = None) -> Any:
+    def f(x: Any, axis: SupportsIndex = -1, *, temperature: float = 1.0, out: Any = None) -> Any:
         _no_out(out)
         x = _as_dask(x, "x")
         result = _result_dtype(x.dtype)
         ax = _one_axis(axis, x.ndim)
+        t = _family_temperature(temperature, result)
         meta = _meta(x.ndim, result)
         if x.numblocks[ax] == 1:
             return x.map_blocks(
-                kernel, axis=ax, dtype=result, meta=meta, token=f"fastsoftmax-{name}"
-            )
-        pairs = _pairs(x, ax)
+                kernel, axis=ax, temperature=t, dtype=result, meta=meta,
+                token=f"fastsoftmax-{name}",
+            )  # fmt: skip
+        xt = _divided(x, t, result)
+        pairs = _pairs(xt, ax)
         return da.map_blocks(
-            _block_from_pairs, x, pairs, by_parts, ax, dtype=result, meta=meta,
+            _block_from_pairs, xt, pairs, by_parts, ax, result, dtype=result, meta=meta,
             token=f"fastsoftmax-{name}-from-parts",
         )  # fmt: skip
 
@@ -178,15 +208,17 @@ def _unary(name: str, kernel: Callable[..., Any], by_parts: Callable[..., Any]) 
         Split in several: the slices' ``(max, sumexp)`` pairs merged from the chunks
         (a first read), then each chunk's part of the result from them
         (:func:`fastsoftmax.{name}_from_parts`, a second read; within 1 ulp of the
-        in-memory result).
+        in-memory result). ``temperature``: as in the in-memory function; split, the
+        chunks of ``x / temperature`` divided in the compute dtype.
         """
     return f
 
 
 def _block_from_pairs(
-    x: np.ndarray, p: np.ndarray, by_parts: Callable[..., np.ndarray], ax: int
+    x: np.ndarray, p: np.ndarray, by_parts: Callable[..., np.ndarray], ax: int, result: np.dtype
 ) -> np.ndarray:
-    return by_parts(x, p["max"], p["sumexp"], ax)
+    r = by_parts(x, p["max"], p["sumexp"], ax)
+    return r if r.dtype == result else _api._cast(r, result)
 
 
 softmax = _unary("softmax", _api.softmax, _parts.softmax_from_parts)
@@ -194,24 +226,28 @@ log_softmax = _unary("log_softmax", _api.log_softmax, _parts.log_softmax_from_pa
 
 
 def _backward(name: str, kernel: Callable[..., Any], dot: bool) -> Any:
-    def f(grad: Any, y: Any, axis: SupportsIndex = -1, *, out: Any = None) -> Any:
+    def f(
+        grad: Any, y: Any, axis: SupportsIndex = -1, *, temperature: float = 1.0, out: Any = None
+    ) -> Any:
         _no_out(out)
         g, yy = _as_dask(grad, "grad"), _as_dask(y, "y")
         if g.shape != yy.shape:
             raise ValueError(f"grad and y must have the same shape, got {g.shape} and {yy.shape}")
         work = np.result_type(_result_dtype(g.dtype), _result_dtype(yy.dtype))
         ax = _one_axis(axis, g.ndim)
+        t = _family_temperature(temperature, work)
         yy = yy.rechunk(g.chunks)
         meta = _meta(g.ndim, work)
         if g.numblocks[ax] == 1:
             return da.map_blocks(
-                kernel, g, yy, ax, dtype=work, meta=meta, token=f"fastsoftmax-{name}"
-            )
+                kernel, g, yy, ax, temperature=t, dtype=work, meta=meta,
+                token=f"fastsoftmax-{name}",
+            )  # fmt: skip
         # the slices' sum(g * y) (softmax) or sum(g) (log_softmax), in float64
         terms = g.astype(_F64) * yy.astype(_F64) if dot else g.astype(_F64)
         s = terms.sum(axis=ax, keepdims=True)
         return da.map_blocks(
-            _backward_block, g, yy, s, dot, work, dtype=work, meta=meta,
+            _backward_block, g, yy, s, dot, work, t, dtype=work, meta=meta,
             token=f"fastsoftmax-{name}-from-sums",
         )  # fmt: skip
 
@@ -221,18 +257,22 @@ def _backward(name: str, kernel: Callable[..., Any], dot: bool) -> Any:
         ``axis`` in one chunk: each chunk's own {name} (bitwise the in-memory
         result). Split in several: the slices' sums (float64) merged from the chunks,
         then each chunk's part of the gradient from them, in float64, rounded once.
+        ``temperature``: the one ``y`` was computed at; the gradient is ``1 / temperature``
+        times the formula's.
         """
     return f
 
 
 def _backward_block(
-    g: np.ndarray, y: np.ndarray, s: np.ndarray, dot: bool, work: np.dtype
+    g: np.ndarray, y: np.ndarray, s: np.ndarray, dot: bool, work: np.dtype, t: float
 ) -> np.ndarray:
     g64, y64 = g.astype(_F64), y.astype(_F64)
     # the kernels round the sum to their compute type first
     s = s.astype(_api._compute_dtype(np.dtype(work))).astype(_F64)
     with np.errstate(invalid="ignore", over="ignore"):
         r = y64 * (g64 - s) if dot else g64 - np.exp(y64) * s
+    if t != 1.0:
+        r /= t
     return _api._cast(r, work)
 
 

@@ -8,6 +8,7 @@
 // and another axis is contiguous).
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <type_traits>
 
@@ -51,6 +52,14 @@ struct SoftmaxParams {
     // ops give the gradient with respect to x, scaled likewise.
     double scale = 1;
 };
+
+// (a - b) * scale for finite a <= b, scale > 0 (a temperature's rescaling of
+// a running sum: generic/temperature.hpp), also where a - b overflows but the
+// product does not. (static: each target's object keeps its own copy.)
+static inline double scaled_difference(double a, double b, double scale) {
+    const double d = a - b;
+    return std::isinf(d) ? (a * 0.5 - b * 0.5) * (2 * scale) : d * scale;
+}
 
 // How kl_div's target is given: logits (softmax(y / T)), probabilities or
 // log probabilities.

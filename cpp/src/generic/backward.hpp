@@ -40,7 +40,7 @@ struct LogSoftmaxGrad {  // o = g - exp(y) * sum(g)
 template <class V, class Op, class Z>
 void backward_rows_at(const typename V::S* g, std::ptrdiff_t gs, const typename V::S* y,
                       std::ptrdiff_t ys, typename V::S* o, std::ptrdiff_t os, std::size_t rows,
-                      std::size_t n, const SoftmaxParams& params, Z z) {
+                      std::size_t n, const SoftmaxParams& params, const Z& z) {
     using T = typename V::T;
     constexpr std::size_t N = V::N;
     StreamedRows<V> out;
@@ -85,14 +85,15 @@ template <class V, class Op>
 void backward_rows(const typename V::S* g, std::ptrdiff_t gs, const typename V::S* y,
                    std::ptrdiff_t ys, typename V::S* o, std::ptrdiff_t os, std::size_t rows,
                    std::size_t n, const SoftmaxParams& params) {
-    with_temperature<V>(
-        params, [&](auto z) { backward_rows_at<V, Op>(g, gs, y, ys, o, os, rows, n, params, z); });
+    with_temperature<V>(params, [&](const auto& z) {
+        backward_rows_at<V, Op>(g, gs, y, ys, o, os, rows, n, params, z);
+    });
 }
 
 template <class V, class Op, class Z>
 void backward_cols_at(const typename V::S* g, std::ptrdiff_t gs, const typename V::S* y,
                       std::ptrdiff_t ys, typename V::S* o, std::ptrdiff_t os, std::size_t n,
-                      std::size_t inner, Z z) {
+                      std::size_t inner, const Z& z) {
     for (std::size_t c = 0; c < inner; c += V::N) {
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
         const auto at = [&](const typename V::S* p, std::ptrdiff_t ps, std::size_t i) {
@@ -116,8 +117,8 @@ template <class V, class Op>
 void backward_cols(const typename V::S* g, std::ptrdiff_t gs, const typename V::S* y,
                    std::ptrdiff_t ys, typename V::S* o, std::ptrdiff_t os, std::size_t n,
                    std::size_t inner, const SoftmaxParams& params) {
-    with_temperature<V>(params,
-                        [&](auto z) { backward_cols_at<V, Op>(g, gs, y, ys, o, os, n, inner, z); });
+    with_temperature<V>(
+        params, [&](const auto& z) { backward_cols_at<V, Op>(g, gs, y, ys, o, os, n, inner, z); });
 }
 
 }  // namespace fastsoftmax::FASTSOFTMAX_TARGET

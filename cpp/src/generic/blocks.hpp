@@ -110,7 +110,7 @@ struct ExpSum {
 // kExpInOutput). z: the temperature (temperature.hpp), as in every function
 // below that takes one.
 template <class V, class Y, class Z>
-double row_store_exp_sum(const typename V::S* x, Y* y, std::size_t n, typename V::T m, Z z) {
+double row_store_exp_sum(const typename V::S* x, Y* y, std::size_t n, typename V::T m, const Z& z) {
     constexpr std::size_t N = V::N;
     const auto vm = V::set1(m);
     const auto vlo = V::set1(z.floor(m));
@@ -392,32 +392,32 @@ void map_row(const Src* src, typename V::S* y, std::size_t n, Op op, StreamedRow
 // rounding per output (see kExpInOutput). max finite, sum >= 1.
 template <class V, class Z>
 void softmax_row_from_stats(const typename V::S* x, typename V::S* y, std::size_t n,
-                            typename V::T max, double sum, StreamedRows<V>* stream, Z z) {
+                            typename V::T max, double sum, StreamedRows<V>* stream, const Z& z) {
     const auto vm = V::set1(max);
     const auto vlo = V::set1(z.floor(max));
     const auto inv = Factor<V>::reciprocal(sum);
     map_row<V>(
-        x, y, n, [=](typename V::reg v) { return inv.apply(z.exp_sub(v, vm, vlo)); }, stream);
+        x, y, n, [=, &z](typename V::reg v) { return inv.apply(z.exp_sub(v, vm, vlo)); }, stream);
 }
 
 // sum(exp(x - m)) over a stretch of a row (at most kBlock*N elements, so
 // the float accumulators stay short), per lane, before stretch_total.
 template <class V, class Z>
-typename V::reg stretch_exp_lanes(const typename V::S* x, std::size_t len, typename V::T m, Z z) {
+typename V::reg stretch_exp_lanes(const typename V::S* x, std::size_t len, typename V::T m,
+                                  const Z& z) {
     constexpr std::size_t N = V::N;
     const auto vm = V::set1(m);
     auto s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
     std::size_t i = 0;
     for (; i + 4 * N <= len; i += 4 * N) {
-        s0 = V::add(s0, z.exp_of(V::sub(V::load(x + i), vm)));
-        s1 = V::add(s1, z.exp_of(V::sub(V::load(x + i + N), vm)));
-        s2 = V::add(s2, z.exp_of(V::sub(V::load(x + i + 2 * N), vm)));
-        s3 = V::add(s3, z.exp_of(V::sub(V::load(x + i + 3 * N), vm)));
+        s0 = V::add(s0, z.exp_diff(V::load(x + i), vm));
+        s1 = V::add(s1, z.exp_diff(V::load(x + i + N), vm));
+        s2 = V::add(s2, z.exp_diff(V::load(x + i + 2 * N), vm));
+        s3 = V::add(s3, z.exp_diff(V::load(x + i + 3 * N), vm));
     }
-    for (; i + N <= len; i += N) s0 = V::add(s0, z.exp_of(V::sub(V::load(x + i), vm)));
+    for (; i + N <= len; i += N) s0 = V::add(s0, z.exp_diff(V::load(x + i), vm));
     if (i < len) {
-        s1 = V::add(
-            s1, z.exp_of(V::sub(V::load_partial(x + i, len - i, neg_inf<typename V::T>()), vm)));
+        s1 = V::add(s1, z.exp_diff(V::load_partial(x + i, len - i, neg_inf<typename V::T>()), vm));
     }
     return V::add(V::add(s0, s1), V::add(s2, s3));
 }
@@ -436,7 +436,7 @@ double stretch_total(typename V::reg lanes) {
 // terms added to it to multiples of 2^-24, which a log near 0 in 8 or 11
 // bits (log_softmax of a peaked row's top class) shows as several ulp.
 template <class V, class Z>
-double stretch_sum_exp(const typename V::S* x, std::size_t len, typename V::T m, Z z) {
+double stretch_sum_exp(const typename V::S* x, std::size_t len, typename V::T m, const Z& z) {
     if constexpr (kExpInOutput<V>) {
         return stretch_total<V>(stretch_exp_lanes<V>(x, len, m, z));
     } else {
@@ -444,10 +444,10 @@ double stretch_sum_exp(const typename V::S* x, std::size_t len, typename V::T m,
         const auto vm = V::set1(m);
         auto wide = V::wide_zero();
         std::size_t i = 0;
-        for (; i + N <= len; i += N) V::wide_add(wide, z.exp_of(V::sub(V::load(x + i), vm)));
+        for (; i + N <= len; i += N) V::wide_add(wide, z.exp_diff(V::load(x + i), vm));
         if (i < len)
-            V::wide_add(wide, z.exp_of(V::sub(
-                                  V::load_partial(x + i, len - i, neg_inf<typename V::T>()), vm)));
+            V::wide_add(wide,
+                        z.exp_diff(V::load_partial(x + i, len - i, neg_inf<typename V::T>()), vm));
         return V::wide_hsum(wide);
     }
 }
@@ -492,8 +492,8 @@ MaxSum online_max_sum(const typename V::S* x, std::size_t n, Block&& block, MapM
         if (!std::isfinite(bm)) return {0, 0, true};
         if (bm > m) {
             if (sum.value() != 0.0) {
-                const double f =
-                    std::exp((static_cast<double>(m) - static_cast<double>(bm)) * scale);
+                const double f = std::exp(
+                    scaled_difference(static_cast<double>(m), static_cast<double>(bm), scale));
                 sum.sum *= f;
                 sum.comp *= f;
             }
@@ -507,10 +507,10 @@ MaxSum online_max_sum(const typename V::S* x, std::size_t n, Block&& block, MapM
 }
 
 template <class V, class Z>
-MaxSum row_online_max_sum(const typename V::S* x, std::size_t n, Z z) {
+MaxSum row_online_max_sum(const typename V::S* x, std::size_t n, const Z& z) {
     return online_max_sum<V>(
         x, n,
-        [x, z](std::size_t, std::size_t i, std::size_t len, typename V::T ref) {
+        [x, &z](std::size_t, std::size_t i, std::size_t len, typename V::T ref) {
             return ref == neg_inf<typename V::T>() ? 0.0 : stretch_sum_exp<V>(x + i, len, ref, z);
         },
         SameMax{}, z.scale());
@@ -628,7 +628,7 @@ typename V::reg col_max(const typename V::S* x, std::ptrdiff_t xs, std::size_t n
 template <class V, bool kStore, class Z>
 typename V::Wide col_sum_exp(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
                              std::ptrdiff_t ys, std::size_t n, typename V::reg ref, Chunk<V> ch,
-                             Z z) {
+                             const Z& z) {
     using T = typename V::T;
     const auto ref_lo = z.floor(ref);
     if constexpr (kStore) {
@@ -648,8 +648,8 @@ typename V::Wide col_sum_exp(const typename V::S* x, std::ptrdiff_t xs, typename
             auto s = V::zero();
             for (; i < end; ++i)
                 s = V::add(
-                    s, z.exp_of(V::sub(
-                           ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()), ref)));
+                    s, z.exp_diff(ch.load(x + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()),
+                                  ref));
             V::wide_add(wide, s);
         }
         return wide;

@@ -116,13 +116,13 @@ struct RegisterTile {
     // come from x - max alone, and a NaN still reaches the sum (the compare
     // picks the NaN as the smaller element, or the maximum is that NaN).
     template <bool kSub, class Z>
-    void exps(std::size_t g, reg ref, reg ref_lo, reg (&e)[kN], Z z) const {
+    void exps(std::size_t g, reg ref, reg ref_lo, reg (&e)[kN], const Z& z) const {
         using C = typename V::Compute;
         const auto ex = [&](reg v) {
             if constexpr (kSub)
                 return z.exp_sub(v, ref, ref_lo);
             else
-                return z.exp_of(C::sub(v, ref));
+                return z.exp_diff(v, ref);
         };
         if constexpr (kN == 2) {
             const auto first = C::ge(c[g][0], c[g][1]);  // false for a NaN
@@ -149,12 +149,13 @@ void by_register_tiles(const typename V::S* x, typename V::S* y, std::size_t row
 }
 
 template <class V, std::size_t kN, class Z>
-void softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows, Z z) {
+void softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows,
+                            const Z& z) {
     using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t G = kRegisterGroups;
     by_register_tiles<V, kN>(
-        x, y, rows, [z](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w) {
+        x, y, rows, [&z](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w) {
             using C = typename V::Compute;  // (the tiles' arithmetic: float for half precision)
             reg e[G][kN];
             for (std::size_t g = 0; g < G; ++g) {  // (softmax_cols, lane by lane)
@@ -177,11 +178,12 @@ void softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_
 }
 
 template <class V, std::size_t kN, class Z>
-void log_softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows, Z z) {
+void log_softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows,
+                                const Z& z) {
     using reg = typename V::reg;
     constexpr std::size_t G = kRegisterGroups;
     by_register_tiles<V, kN>(
-        x, y, rows, [z](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w) {
+        x, y, rows, [&z](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w) {
             reg o[G][kN];
             for (std::size_t g = 0; g < G; ++g) {  // (log_softmax_cols, lane by lane)
                 const reg m = t.max(g);
@@ -196,11 +198,12 @@ void log_softmax_register_tiles(const typename V::S* x, typename V::S* y, std::s
 }
 
 template <class V, std::size_t kN, class Z>
-void logsumexp_register_tiles(const typename V::S* x, typename V::S* out, std::size_t rows, Z z) {
+void logsumexp_register_tiles(const typename V::S* x, typename V::S* out, std::size_t rows,
+                              const Z& z) {
     using reg = typename V::reg;
     constexpr std::size_t G = kRegisterGroups;
     by_register_tiles<V, kN>(
-        x, out, rows, [z](RegisterTile<V, kN>& t, typename V::S* o, std::size_t r, std::size_t w) {
+        x, out, rows, [&z](RegisterTile<V, kN>& t, typename V::S* o, std::size_t r, std::size_t w) {
             for (std::size_t g = 0; g < G; ++g) {  // (logsumexp_cols, lane by lane)
                 const std::size_t at = r + g * V::N;
                 if (at >= r + w) return;

@@ -26,7 +26,7 @@ namespace fastsoftmax::FASTSOFTMAX_TARGET {
 // finite, segments.
 template <class V, class Z>
 MaxSum segment_stats(const typename V::S* x, std::size_t n, typename V::S* y, typename V::T* refs,
-                     Z z) {
+                     const Z& z) {
     using T = typename V::T;
     static_assert(kBlock * V::N >= kMinSegmentBlock, "refs are sized for kMinSegmentBlock");
     const MaxSum ms = (y && kExpInOutput<V>)
@@ -48,7 +48,8 @@ MaxSum segment_stats(const typename V::S* x, std::size_t n, typename V::S* y, ty
 template <class V>
 MaxSum segment_max_sum(const typename V::S* x, std::size_t n, typename V::S* y, typename V::T* refs,
                        const SoftmaxParams& params) {
-    return with_temperature<V>(params, [&](auto z) { return segment_stats<V>(x, n, y, refs, z); });
+    return with_temperature<V>(params,
+                               [&](const auto& z) { return segment_stats<V>(x, n, y, refs, z); });
 }
 
 // softmax of a part of a row, given the whole row's (max, sum) merged from
@@ -57,7 +58,7 @@ template <class V>
 void softmax_from_max_sum(const typename V::S* x, typename V::S* y, std::size_t n, double max,
                           double sum, const SoftmaxParams& params) {
     StreamedRows<V> out;
-    with_temperature<V>(params, [&](auto z) {
+    with_temperature<V>(params, [&](const auto& z) {
         softmax_row_from_stats<V>(x, y, n, static_cast<typename V::T>(max), sum,
                                   params.from_memory ? &out : nullptr, z);
     });
@@ -76,14 +77,15 @@ void softmax_segment_scale(const typename V::S* x, typename V::S* y, std::size_t
     if constexpr (!kExpInOutput<V>)  // y holds nothing yet (segment_max_sum)
         return softmax_from_max_sum<V>(x, y, n, max, sum, params);
     constexpr std::size_t B = kBlock * V::N;
-    const double scale = with_temperature<V>(params, [](auto z) { return z.scale(); });
+    const double scale = with_temperature<V>(params, [](const auto& z) { return z.scale(); });
     for (std::size_t b = 0, i = 0; i < n; ++b, i += B) {
         const std::size_t len = (n - i < B) ? n - i : B;
         if (refs[b] == neg_inf<T>()) {
             fill_strided<typename V::S>(y + i, 1, len, T(0));
             continue;
         }
-        const auto vf = Factor<V>::of(std::exp((static_cast<double>(refs[b]) - max) * scale) / sum);
+        const auto vf = Factor<V>::of(
+            std::exp(scaled_difference(static_cast<double>(refs[b]), max, scale)) / sum);
         map_row<V>(y + i, y + i, len, [vf](typename V::reg v) { return vf.apply(v); }, nullptr);
     }
 }
@@ -92,10 +94,18 @@ void softmax_segment_scale(const typename V::S* x, typename V::S* y, std::size_t
 // is exact for the entries that matter, and the log is rounded once).
 template <class V, class Z>
 void shift_row(const typename V::S* x, typename V::S* y, std::size_t n, typename V::T max,
-               typename V::T log_sum, StreamedRows<V>* stream, Z z) {
+               typename V::T log_sum, StreamedRows<V>* stream, const Z& z) {
     const auto vm = V::set1(max);
     const auto vl = V::set1(log_sum);
-    map_row<V>(x, y, n, [vm, vl, z](typename V::reg v) { return z.shifted(v, vm, vl); }, stream);
+    if (z.halves())
+        return map_row<V>(
+            x, y, n,
+            [vm, vl, &z](typename V::reg v) { return z.template shifted_as<true>(v, vm, vl); },
+            stream);
+    map_row<V>(
+        x, y, n,
+        [vm, vl, &z](typename V::reg v) { return z.template shifted_as<false>(v, vm, vl); },
+        stream);
 }
 
 // log_softmax over a segment, as log_softmax_rows does it for a whole row.
@@ -104,7 +114,7 @@ void log_softmax_segment(const typename V::S* x, typename V::S* y, std::size_t n
                          double sum, const SoftmaxParams& params) {
     using T = typename V::T;
     StreamedRows<V> out;
-    with_temperature<V>(params, [&](auto z) {
+    with_temperature<V>(params, [&](const auto& z) {
         shift_row<V>(x, y, n, static_cast<T>(max), static_cast<T>(std::log(sum)),
                      params.from_memory ? &out : nullptr, z);
     });
@@ -118,7 +128,7 @@ void log_softmax_segment(const typename V::S* x, typename V::S* y, std::size_t n
 
 template <class V, class Z>
 void softmax_long_row(const typename V::S* x, typename V::S* y, std::size_t n,
-                      const SoftmaxParams& params, Z z) {
+                      const SoftmaxParams& params, const Z& z) {
     using T = typename V::T;
     Scratch<T> refs((n + kBlock * V::N - 1) / (kBlock * V::N));  // one per block
     const MaxSum ms = segment_stats<V>(x, n, y, refs.data, z);

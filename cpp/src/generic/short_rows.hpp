@@ -32,7 +32,7 @@ struct ShortGroup {
     double sum[G];
     bool special[G];  // max not finite, or a NaN: special_rows.hpp
 
-    ShortGroup(const typename V::S* p, std::ptrdiff_t ps, std::size_t n, Z z) {
+    ShortGroup(const typename V::S* p, std::ptrdiff_t ps, std::size_t n, const Z& z) {
         using T = typename V::T;
         for (std::size_t k = 0; k < G; ++k)
             x[k] = V::load_partial(p + static_cast<std::ptrdiff_t>(k) * ps, n, neg_inf<T>());
@@ -41,7 +41,7 @@ struct ShortGroup {
             if constexpr (kExact)
                 e[k] = z.exp_sub(x[k], V::set1(max[k]), V::set1(z.floor(max[k])));
             else
-                e[k] = z.exp_of(V::sub(x[k], V::set1(max[k])));
+                e[k] = z.exp_diff(x[k], V::set1(max[k]));
         }
         for (std::size_t k = 0; k < G; ++k) {
             auto w = V::wide_zero();
@@ -58,7 +58,7 @@ template <class V>
 struct ShortSoftmax {
     template <std::size_t G, class Z>
     static void run(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
-                    std::size_t n, Z z) {
+                    std::size_t n, const Z& z) {
         const ShortGroup<V, G, true, Z> g(x, xs, n, z);
         for (std::size_t k = 0; k < G; ++k) {
             typename V::S* yk = y + static_cast<std::ptrdiff_t>(k) * ys;
@@ -74,7 +74,7 @@ template <class V>
 struct ShortLogSoftmax {
     template <std::size_t G, class Z>
     static void run(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
-                    std::size_t n, Z z) {
+                    std::size_t n, const Z& z) {
         using T = typename V::T;
         const ShortGroup<V, G, false, Z> g(x, xs, n, z);
         T logs[G];
@@ -94,7 +94,7 @@ template <class V>
 struct ShortLogSumExp {
     template <std::size_t G, class Z>
     static void run(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out,
-                    std::ptrdiff_t os, std::size_t n, Z z) {
+                    std::ptrdiff_t os, std::size_t n, const Z& z) {
         using T = typename V::T;
         const ShortGroup<V, G, false, Z> g(x, xs, n, z);
         T logs[G];
@@ -139,7 +139,7 @@ void one_element_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
 // Runs Op::run<kShortGroup> over whole groups of rows, then Op::run<1> over the rest.
 template <class Op, class In, class Out, class Z>
 void short_rows(const In* x, std::ptrdiff_t xs, Out* y, std::ptrdiff_t ys, std::size_t rows,
-                std::size_t n, Z z) {
+                std::size_t n, const Z& z) {
     std::size_t r = 0;
     for (; r + kShortGroup <= rows; r += kShortGroup) {
         Op::template run<kShortGroup>(x, xs, y, ys, n, z);

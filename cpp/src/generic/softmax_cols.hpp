@@ -16,7 +16,7 @@ namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 template <class V, class Z>
 void softmax_cols_at(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
-                     std::size_t n, std::size_t inner, Z z) {
+                     std::size_t n, std::size_t inner, const Z& z) {
     using T = typename V::T;
     for (std::size_t c = 0; c < inner; c += V::N) {
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
@@ -51,12 +51,14 @@ template <class V>
 void softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
                   std::size_t n, std::size_t inner, const SoftmaxParams& params) {
     if (n == 0) return;
-    with_temperature<V>(params, [&](auto z) { softmax_cols_at<V>(x, xs, y, ys, n, inner, z); });
+    with_temperature<V>(params,
+                        [&](const auto& z) { softmax_cols_at<V>(x, xs, y, ys, n, inner, z); });
 }
 
 template <class V, class Z>
 void log_softmax_cols_at(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
-                         std::ptrdiff_t ys, std::size_t n, std::size_t inner, bool narrow, Z z) {
+                         std::ptrdiff_t ys, std::size_t n, std::size_t inner, bool narrow,
+                         const Z& z) {
     for (std::size_t c = 0; c < inner; c += V::N) {
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
         const auto m = col_max<V>(x + c, xs, n, ch);
@@ -73,10 +75,9 @@ void log_softmax_cols_at(const typename V::S* x, std::ptrdiff_t xs, typename V::
             using T = typename V::T;
             auto wide = V::wide_zero();
             for (std::size_t i = 0; i < n; ++i)
-                V::wide_add(
-                    wide,
-                    z.exp_of(V::sub(
-                        ch.load(x + c + static_cast<std::ptrdiff_t>(i) * xs, neg_inf<T>()), ref)));
+                V::wide_add(wide, z.exp_diff(ch.load(x + c + static_cast<std::ptrdiff_t>(i) * xs,
+                                                     neg_inf<T>()),
+                                             ref));
             double sums[V::N];
             T logs[V::N];
             V::wide_store(wide, sums);
@@ -96,13 +97,13 @@ void log_softmax_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
                       const SoftmaxParams& params) {
     if (n == 0) return;
     const bool narrow = !kExpInOutput<V> || params.narrow_output;
-    with_temperature<V>(params,
-                        [&](auto z) { log_softmax_cols_at<V>(x, xs, y, ys, n, inner, narrow, z); });
+    with_temperature<V>(
+        params, [&](const auto& z) { log_softmax_cols_at<V>(x, xs, y, ys, n, inner, narrow, z); });
 }
 
 template <class V, class Z>
 void logsumexp_cols_at(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out, std::size_t n,
-                       std::size_t inner, Z z) {
+                       std::size_t inner, const Z& z) {
     using T = typename V::T;
     for (std::size_t c = 0; c < inner; c += V::N) {
         const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
@@ -123,7 +124,8 @@ void logsumexp_cols_at(const typename V::S* x, std::ptrdiff_t xs, typename V::S*
 template <class V>
 void logsumexp_cols(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out, std::size_t n,
                     std::size_t inner, const SoftmaxParams& params) {
-    with_temperature<V>(params, [&](auto z) { logsumexp_cols_at<V>(x, xs, out, n, inner, z); });
+    with_temperature<V>(params,
+                        [&](const auto& z) { logsumexp_cols_at<V>(x, xs, out, n, inner, z); });
 }
 
 }  // namespace fastsoftmax::FASTSOFTMAX_TARGET

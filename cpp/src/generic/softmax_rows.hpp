@@ -62,7 +62,7 @@ constexpr std::size_t kLogSumExpTileLimit = 128;
 // instead of taking turns.
 template <class V, class Z>
 void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
-                            std::ptrdiff_t ys, std::size_t rows, std::size_t n, Z z) {
+                            std::ptrdiff_t ys, std::size_t rows, std::size_t n, const Z& z) {
     using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
@@ -129,7 +129,7 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
 // never read.
 template <class V, class Z>
 void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
-                           std::ptrdiff_t ys, std::size_t rows, std::size_t n, Z z) {
+                           std::ptrdiff_t ys, std::size_t rows, std::size_t n, const Z& z) {
     using T = typename V::T;
     using S = typename V::S;
     using reg = typename V::reg;
@@ -197,7 +197,7 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
 template <class V, class Z>
 void softmax_rows_three_passes(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
                                std::ptrdiff_t ys, std::size_t rows, std::size_t n, bool stream,
-                               Z z) {
+                               const Z& z) {
     using T = typename V::T;
     StreamedRows<V> out;
     T* scratch = nullptr;
@@ -235,7 +235,7 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
             return V::select(V::not_finite(v), V::set1(std::numeric_limits<T>::quiet_NaN()),
                              V::set1(T(1)));
         });
-    with_temperature<V>(params, [&](auto z) {
+    with_temperature<V>(params, [&](const auto& z) {
         const bool end_to_end = xs == static_cast<std::ptrdiff_t>(n) && ys == xs;
         if (try_register_tiles<V>(n, 2, end_to_end,
                                   [&](auto k) { softmax_register_tiles<V, k>(x, y, rows, z); }))
@@ -289,7 +289,7 @@ constexpr std::size_t kLogGroup = 8;
 // sums in one vector (a sum of 1 for the special rows).
 template <class V, class Z>
 void row_group_stats(const typename V::S* x, std::ptrdiff_t xs, std::size_t g, std::size_t n,
-                     MaxSum* ms, typename V::T* logs, Z z) {
+                     MaxSum* ms, typename V::T* logs, const Z& z) {
     using T = typename V::T;
     double sums[kLogGroup];
     T m[kLogGroup];
@@ -325,7 +325,7 @@ void row_group_stats(const typename V::S* x, std::ptrdiff_t xs, std::size_t g, s
 
 template <class V, class Z>
 void logsumexp_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out,
-                          std::ptrdiff_t os, std::size_t rows, std::size_t n, Z z) {
+                          std::ptrdiff_t os, std::size_t rows, std::size_t n, const Z& z) {
     using T = typename V::T;
     for (std::size_t r = 0; r < rows; r += kLogGroup) {
         const std::size_t g = std::min(kLogGroup, rows - r);
@@ -345,7 +345,7 @@ void logsumexp_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename V:
 template <class V, class Z>
 void log_softmax_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
                             std::ptrdiff_t ys, std::size_t rows, std::size_t n,
-                            StreamedRows<V>* stream, Z z) {
+                            StreamedRows<V>* stream, const Z& z) {
     using T = typename V::T;
     for (std::size_t r = 0; r < rows; r += kLogGroup) {
         const std::size_t g = std::min(kLogGroup, rows - r);
@@ -377,7 +377,7 @@ void log_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
             return V::select(V::not_finite(v), V::set1(std::numeric_limits<T>::quiet_NaN()),
                              V::zero());
         });
-    with_temperature<V>(params, [&](auto z) {
+    with_temperature<V>(params, [&](const auto& z) {
         if constexpr (kExpInOutput<V>) {  // (half precision: the tiles' narrow path)
             const bool end_to_end = xs == static_cast<std::ptrdiff_t>(n) && ys == xs;
             if (try_register_tiles<V>(n, 2, end_to_end, [&](auto k) {
@@ -422,9 +422,9 @@ void logsumexp_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* ou
                     std::ptrdiff_t os, std::size_t rows, std::size_t n,
                     const SoftmaxParams& params) {
     using T = typename V::T;
-    with_temperature<V>(params, [&](auto z) {
+    with_temperature<V>(params, [&](const auto& z) {
         if (n == 1)  // x * s + 0: -0 becomes +0, as max + log(1) does
-            return one_element_rows<V>(x, xs, out, os, rows, [z](typename V::reg v) {
+            return one_element_rows<V>(x, xs, out, os, rows, [&z](typename V::reg v) {
                 return V::add(z.times(v), V::zero());
             });
         if (try_register_tiles<V>(n, 2, xs == static_cast<std::ptrdiff_t>(n) && os == 1,

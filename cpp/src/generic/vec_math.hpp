@@ -148,7 +148,7 @@ inline typename V::reg vexp(typename V::reg x) {
 // The floor below which vexp_sub returns 0: m + exp_lo, or further below m
 // when |m| is so large that m + exp_lo would round to m itself; never below
 // the lowest finite value (so -inf stays below it). With a temperature
-// (vexp_sub_scaled: exp((x - m) * s)), span = -exp_lo / s instead of
+// (exp((x - m) * s): generic/temperature.hpp), span = -exp_lo / s instead of
 // -exp_lo: below m - span, (x - m) * s < exp_lo.
 template <class T>
 inline T exp_floor(T m, T span = -MathConsts<T>::exp_lo) {
@@ -188,40 +188,58 @@ inline typename V::reg vexp_sub(typename V::reg x, typename V::reg m, typename V
     return exp_clamped<V, true>(V::max(V::set1(C::exp_lo), d), err, zero);  // max keeps NaN
 }
 
-// exp((d + err) * s) for (d + err) * s in [exp_lo, 0] (or NaN), or 0 in the
-// lanes of `zero`: exp_clamped with the scale folded into the reduction.
-// r = d * s - n * ln2_hi is rounded once (n * ln2_hi is exact), so the scaled
-// argument is never rounded on its own: as accurate as exp of the exact
-// product. s_log2e = s * log2(e), rounded (it only picks n).
+// exp(d * s) for a scale s in [kMinFold, kMaxFold], at the cost of exp(d):
+// the scale is folded into the constants instead of multiplying d first.
+// With c = ln2 / s (split in c_hi, short enough that n * c_hi is exact, and
+// c_lo) the reduction r' = d - n * c is r / s, r = d * s - n * ln2, and the
+// polynomial in r = s * r' is one in r' with coefficients poly[j] * s^(j+1)
+// (exp(r) = 1 + r' * q'(r')). Each coefficient is rounded once, so the result
+// is as accurate as exp of the exact product d * s (the outer range keeps
+// s^(K) a normal number of T).
 template <class V>
-inline typename V::reg exp_scaled(typename V::reg d, typename V::reg err, typename V::reg s,
-                                  typename V::reg s_log2e, typename V::mask zero) {
+struct FoldedExp {
     using T = typename V::T;
-    using C = MathConsts<T>;
-    const auto t = V::fmadd(d, s_log2e, V::set1(C::round_magic));
-    const auto n = V::sub(t, V::set1(C::round_magic));
-    auto r = V::fmadd(d, s, V::mul(n, V::set1(-C::ln2_hi)));
-    r = V::fnmadd(n, V::set1(C::ln2_lo), r);
-    r = V::fmadd(err, s, r);
-    const auto q = horner<V>(r, C::exp_poly);
-    const auto p = V::fmadd(r, q, V::set1(T(1)));
-    return V::scale_pow2_or_zero(p, n, zero);
-}
+    using reg = typename V::reg;
+    using M = MathConsts<T>;
+    static constexpr std::size_t K = sizeof(M::exp_poly) / sizeof(M::exp_poly[0]);
+    static constexpr double kMinFold = 1.0 / 65536, kMaxFold = 65536;
+    static bool folds(double s) { return s >= kMinFold && s <= kMaxFold; }
 
-// exp((x - m) * s), s > 0, as vexp_sub: x - m exact (TwoSum), the product
-// never rounded alone (exp_scaled). m_lo = exp_floor(m, span) with
-// span = -exp_lo / s; d_lo = -span clamps x - m (as exp_lo does in vexp_sub).
-template <class V>
-inline typename V::reg vexp_sub_scaled(typename V::reg x, typename V::reg m, typename V::reg m_lo,
-                                       typename V::reg s, typename V::reg s_log2e,
-                                       typename V::reg d_lo) {
-    const auto zero = V::lt(x, m_lo);  // false for NaN
-    const auto xc = V::kSlowSubnormals ? V::select(zero, m, x) : x;
-    const auto d = V::sub(xc, m);
-    const auto bb = V::sub(d, xc);
-    const auto err = V::sub(V::sub(xc, V::sub(d, bb)), V::add(m, bb));
-    return exp_scaled<V>(V::max(d_lo, d), err, s, s_log2e, zero);  // max keeps NaN
-}
+    explicit FoldedExp(double s) {
+        // c = ln2 / s to about 2^-100 relative: ln2 as two doubles, the
+        // quotient's remainder by an fma
+        constexpr double ln2 = 6.93147180559945286227e-01, ln2_lo = 2.31904681384629955842e-17;
+        const double q = ln2 / s;
+        const double q2 = (std::fma(-q, s, ln2) + ln2_lo) / s;
+        // c_hi: q to 12 (float) or 32 (double) significant bits, so that n * c_hi
+        // is exact for every n the reduction takes (|n| < 2^8, 2^11)
+        const int bits = sizeof(T) == 4 ? 12 : 32;
+        int e;
+        std::frexp(q, &e);
+        const double c_hi = std::ldexp(std::nearbyint(std::ldexp(q, bits - e)), e - bits);
+        hi = V::set1(static_cast<T>(c_hi));
+        lo = V::set1(static_cast<T>((q - c_hi) + q2));
+        s_log2e = V::set1(static_cast<T>(s * static_cast<double>(M::log2e)));
+        double sk = s;
+        for (std::size_t j = 0; j < K; ++j, sk *= s)
+            poly[j] = V::set1(static_cast<T>(static_cast<double>(M::exp_poly[j]) * sk));
+    }
+    // exp((d + err) * s) for (d + err) * s in [exp_lo, exp_hi] (or NaN), 0 in
+    // the lanes of `zero`
+    template <bool kErr>
+    reg clamped(reg d, reg err, typename V::mask zero) const {
+        const auto t = V::fmadd(d, s_log2e, V::set1(M::round_magic));
+        const auto n = V::sub(t, V::set1(M::round_magic));
+        auto r = V::fnmadd(n, hi, d);  // exact (Sterbenz): n * c_hi is near d
+        r = V::fnmadd(n, lo, r);
+        if constexpr (kErr) r = V::add(r, err);
+        auto q = poly[K - 1];
+        for (std::size_t j = K - 1; j-- > 0;) q = V::fmadd(q, r, poly[j]);
+        return V::scale_pow2_or_zero(V::fmadd(r, q, V::set1(T(1))), n, zero);
+    }
+    reg hi, lo, s_log2e;
+    reg poly[K];
+};
 
 template <class V>
 inline typename V::reg vlog(typename V::reg x) {
