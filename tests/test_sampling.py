@@ -147,6 +147,27 @@ def test_draws_depend_on_seed_and_row_only(rng: np.random.Generator):
     assert np.all((fresh >= 0) & (fresh < 1000))
 
 
+def test_a_batch_split_into_calls_draws_as_one_call(rng: np.random.Generator):
+    """first_row: the parts of a batch, each with its offset, draw the tokens of one call over
+    the whole batch (also for a 3-d batch, rows counted in C order); log probabilities too."""
+    x = rng.standard_normal((4, 30, 500)).astype(np.float32)
+    whole, lp = fs.sample(x, top_k=50, top_p=0.9, seed=11, return_logprobs=True)
+    flat = x.reshape(120, 500)
+    parts = [(0, 7), (7, 64), (64, 120)]
+    got = np.concatenate(
+        [fs.sample(flat[i:j], top_k=50, top_p=0.9, seed=11, first_row=i) for i, j in parts]
+    )
+    np.testing.assert_array_equal(got, whole.reshape(-1))
+    t, lpart = fs.sample(
+        flat[64:], top_k=50, top_p=0.9, seed=11, first_row=64, return_logprobs=True
+    )
+    np.testing.assert_array_equal(lpart, lp.reshape(-1)[64:])
+    assert np.any(fs.sample(flat[64:], top_k=50, top_p=0.9, seed=11) != t)  # (offset 0 differs)
+    for bad in (-1, 2**64, 1.5, "3"):
+        with pytest.raises((ValueError, TypeError), match="first_row"):
+            fs.sample(flat, seed=1, first_row=bad)
+
+
 def test_uniforms_are_numpys_philox():
     """Philox4x64-10 as NumPy's Philox bit generator runs it (it adds 1 to the counter
     before its first block)."""

@@ -53,10 +53,10 @@ void register_sampling(py::module_& m) {
     m.def(
         "sample",
         [](const py::array& x, double temperature, std::size_t top_k, double top_p, double min_p,
-           std::uint64_t seed, bool want_logprobs, bool want_probs) {
+           std::uint64_t seed, bool want_logprobs, bool want_probs, std::uint64_t first_row) {
             if (!(temperature > 0) || !(top_p > 0 && top_p <= 1) || !(min_p >= 0 && min_p <= 1))
                 throw py::value_error("temperature, top_p or min_p out of range");
-            const SampleOptions o{temperature, top_k, top_p, min_p, seed};
+            const SampleOptions o{temperature, top_k, top_p, min_p, seed, first_row};
             return dispatch_float(x.dtype(), "logits", [&](auto element) {
                 using T = typename decltype(element)::type;
                 return sample<T>(x, o, want_logprobs, want_probs);
@@ -64,6 +64,7 @@ void register_sampling(py::module_& m) {
         },
         py::arg("logits"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"),
         py::arg("min_p"), py::arg("seed"), py::arg("want_logprobs"), py::arg("want_probs"),
+        py::arg("first_row") = 0,
         "(tokens, log probabilities or None, filtered probabilities or None) of 2-d logits "
         "with contiguous rows (see fastsoftmax.sample)");
     m.def(

@@ -240,7 +240,7 @@ void sample_row(const Kernels<double>& k, const T* x, std::size_t n, std::size_t
     double total = 0;
     for (std::size_t j = 0; j < c; ++j)
         if (kept(j)) total += e[j];
-    const double target = philox_uniform(o.seed, row, 0) * total;
+    const double target = philox_uniform(o.seed, o.first_row + row, 0) * total;
     std::size_t pick = 0;
     double run = 0;
     for (std::size_t j = 0; j < c; ++j) {  // (in index order)

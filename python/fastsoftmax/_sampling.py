@@ -55,6 +55,7 @@ def _run(
     seed: Any,
     want_logprobs: bool,
     want_probs: bool,
+    first_row: Any = 0,
 ) -> tuple[tuple[int, ...], np.ndarray, np.ndarray | None, np.ndarray | None, np.dtype]:
     t = _temperature(temperature)
     k = _top_k(top_k)
@@ -70,7 +71,13 @@ def _run(
     if k >= n:
         k = 0  # (every token)
     rows = np.ascontiguousarray(a.reshape(math.prod(batch), n))  # (half precision as it is)
-    tokens, logprobs, probs = _core.sample(rows, t, k, p, mp, s, want_logprobs, want_probs)
+    r0 = _index_or_none(first_row, "first_row")
+    if r0 is None or not 0 <= r0 <= _SEEDS - max(1, rows.shape[0]):
+        raise ValueError(
+            f"first_row must be an integer in [0, 2**64 - rows) ({rows.shape[0]} rows), "
+            f"got {first_row!r}"
+        )
+    tokens, logprobs, probs = _core.sample(rows, t, k, p, mp, s, want_logprobs, want_probs, r0)
     return batch, tokens, logprobs, probs, _loss_dtype(result)
 
 
@@ -83,6 +90,7 @@ def sample(
     top_p: float | None = None,
     min_p: float | None = None,
     seed: SupportsIndex | None = None,
+    first_row: SupportsIndex = 0,
     return_logprobs: bool = False,
 ) -> Any:
     r"""Draw one token (class index) per row of logits, after temperature, top-k, top-p and
@@ -102,8 +110,8 @@ def sample(
 
     It is computed by selection, without sorting the vocabulary or forming a probability
     array (cpp/src/sampling.cpp). The uniform of row ``r`` is Philox4x64-10 (the design of
-    NumPy's ``Philox``) of counter ``(r, 0, 0, 0)`` and key ``(seed, 0)``: the draws do not
-    depend on the number of threads.
+    NumPy's ``Philox``) of counter ``(first_row + r, 0, 0, 0)`` and key ``(seed, 0)``: the
+    draws do not depend on the number of threads, nor on how a batch is split into calls.
 
     Parameters
     ----------
@@ -122,6 +130,11 @@ def sample(
         In ``[0, 2**64)``. None draws a fresh seed from ``numpy.random.default_rng()``.
         A given seed gives the same uniform to row ``r`` on every call: in a generation
         loop, pass a different seed at each step (``seed + step``, say).
+    first_row : int, default 0
+        The index of the first row in a larger batch: a batch split into calls (across
+        processes, say) draws the same tokens as one call when each part passes its offset
+        (``fs.sample(x[i:j], seed=s, first_row=i)`` is ``fs.sample(x, seed=s)[i:j]``; rows
+        are counted in C order of ``logits.shape[:-1]``).
     return_logprobs : bool, default False
         Also return each chosen token's log probability under the filtered distribution.
 
@@ -148,7 +161,7 @@ def sample(
     ([3, 0], [-0.7444, 0.0])
     """
     batch, tokens, logprobs, _, vt = _run(
-        logits, temperature, top_k, top_p, min_p, seed, bool(return_logprobs), False
+        logits, temperature, top_k, top_p, min_p, seed, bool(return_logprobs), False, first_row
     )
     out = tokens.reshape(batch)
     if not return_logprobs:

@@ -17,6 +17,7 @@ struct SampleOptions {
     double top_p = 1.0;        // in (0, 1]; 1: no top-p
     double min_p = 0.0;        // in [0, 1]; 0: no min-p
     std::uint64_t seed = 0;
+    std::uint64_t first_row = 0;  // row r draws with counter first_row + r
 };
 
 // A row that has no distribution: a NaN, a +inf, or only -inf.
