@@ -15,10 +15,7 @@ import fastsoftmax as new
 import fastsoftmax_old as old  # type: ignore[import-not-found]
 import numpy as np
 from fastsoftmax.bench import time_interleaved
-
-CASES = [((16384, 5), -1), ((8192, 10), -1), ((4096, 100), -1), ((4096, 1000), -1),
-         ((64, 32000), -1), ((8, 21, 4096), 1)]  # fmt: skip
-OPS = ["softmax", "log_softmax", "logsumexp", "softmax_backward", "log_softmax_backward"]
+from temperature import FAMILY, FAMILY_CASES  # (bench/temperature.py, beside this script)
 
 
 def main() -> None:
@@ -28,12 +25,12 @@ def main() -> None:
         m._core.set_target(target)
     rng = np.random.default_rng(0)
     print(f"this build / the other, {target}, float32 out=, one thread, 21 rounds, medians")
-    for shape, axis in CASES:
+    for shape, axis in FAMILY_CASES:
         x = (rng.standard_normal(shape) * 3).astype(np.float32)
         y = new.softmax(x, axis=axis)
         g = rng.standard_normal(shape).astype(np.float32)
         res = []
-        for op in OPS:
+        for op in FAMILY:
             args = (g, y) if op.endswith("backward") else (x,)
             out = new.logsumexp(x, axis=axis) if op == "logsumexp" else np.empty_like(x)
             fo, fn = getattr(old, op), getattr(new, op)

@@ -172,18 +172,30 @@ def test_backward_over_an_empty_axis_is_empty(name, dtype, shape, axis):
     assert got.dtype == dtype
 
 
+# The documented table on tiny rows: (row, softmax, log_softmax, logsumexp), exact (also at
+# any temperature: each row has a NaN, a maximum that is not finite, or its maximum at 0;
+# test_temperature).
+SMALL_TABLE = [
+    ([1.0, NAN, 2.0], [NAN, NAN, NAN], [NAN, NAN, NAN], NAN),
+    ([1.0, INF, 2.0], [NAN, NAN, NAN], [-INF, NAN, -INF], INF),
+    ([-INF, -INF, -INF], [NAN, NAN, NAN], [NAN, NAN, NAN], -INF),
+    ([INF, -INF, 0.0], [NAN, NAN, NAN], [NAN, -INF, -INF], INF),
+    ([NAN, INF, 1.0], [NAN, NAN, NAN], [NAN, NAN, NAN], NAN),
+    ([0.0, -INF, 0.0], [0.5, 0.0, 0.5], [-np.log(2), -INF, -np.log(2)], np.log(2)),
+]
+SMALL_TABLE_IDS = [
+    "nan",
+    "+inf",
+    "all -inf",
+    "+inf and -inf",
+    "nan and +inf",
+    "-inf with finite max",
+]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
-    ("row", "softmax", "log_softmax", "logsumexp"),
-    [
-        ([1.0, NAN, 2.0], [NAN, NAN, NAN], [NAN, NAN, NAN], NAN),
-        ([1.0, INF, 2.0], [NAN, NAN, NAN], [-INF, NAN, -INF], INF),
-        ([-INF, -INF, -INF], [NAN, NAN, NAN], [NAN, NAN, NAN], -INF),
-        ([INF, -INF, 0.0], [NAN, NAN, NAN], [NAN, -INF, -INF], INF),
-        ([NAN, INF, 1.0], [NAN, NAN, NAN], [NAN, NAN, NAN], NAN),
-        ([0.0, -INF, 0.0], [0.5, 0.0, 0.5], [-np.log(2), -INF, -np.log(2)], np.log(2)),
-    ],
-    ids=["nan", "+inf", "all -inf", "+inf and -inf", "nan and +inf", "-inf with finite max"],
+    ("row", "softmax", "log_softmax", "logsumexp"), SMALL_TABLE, ids=SMALL_TABLE_IDS
 )
 def test_small_table(dtype, row, softmax, log_softmax, logsumexp):
     """The table of the docs, on tiny rows with exact expected values."""

@@ -332,6 +332,26 @@ def _elementwise(
     return out
 
 
+def _unary(
+    kernel: Callable[..., np.ndarray],
+    x: npt.ArrayLike,
+    axis: AxisLike,
+    out: np.ndarray | None,
+    temperature: Any,
+) -> np.ndarray:
+    """softmax and log_softmax: straight to the kernel in the common case (an ndarray of a
+    native dtype, an int axis; the binding checks the rest), else through _elementwise."""
+    t = _temperature(temperature)
+    if type(x) is np.ndarray and (ax := _fast_axis(x, axis, out)) >= 0:
+        if t != 1.0:
+            _check_scale(t, x.dtype, temperature)
+        try:
+            return kernel(x, ax, out, False, t)
+        except _core.Fallback:
+            pass
+    return _elementwise(kernel, (x,), ("x",), axis, out, t, temperature)
+
+
 @accepts_arrays("x", out="out")
 def softmax(
     x: npt.ArrayLike,
@@ -389,15 +409,7 @@ def softmax(
     >>> fs.softmax(np.array([0.0, np.log(3.0)]), temperature=0.5)  # sharper: 1:9
     array([0.1, 0.9])
     """
-    t = _temperature(temperature)
-    if type(x) is np.ndarray and (ax := _fast_axis(x, axis, out)) >= 0:
-        if t != 1.0:
-            _check_scale(t, x.dtype, temperature)
-        try:
-            return _core.softmax(x, ax, out, False, t)
-        except _core.Fallback:
-            pass
-    return _elementwise(_core.softmax, (x,), ("x",), axis, out, t, temperature)
+    return _unary(_core.softmax, x, axis, out, temperature)
 
 
 @accepts_arrays("x", out="out")
@@ -431,15 +443,7 @@ def log_softmax(
     >>> fs.log_softmax(np.array([1.0, 1.0]), temperature=2.0)
     array([-0.69314718, -0.69314718])
     """
-    t = _temperature(temperature)
-    if type(x) is np.ndarray and (ax := _fast_axis(x, axis, out)) >= 0:
-        if t != 1.0:
-            _check_scale(t, x.dtype, temperature)
-        try:
-            return _core.log_softmax(x, ax, out, False, t)
-        except _core.Fallback:
-            pass
-    return _elementwise(_core.log_softmax, (x,), ("x",), axis, out, t, temperature)
+    return _unary(_core.log_softmax, x, axis, out, temperature)
 
 
 @accepts_arrays("grad", "y", out="out")
