@@ -96,12 +96,11 @@ struct Scaled {
     // beyond the fold, x and m times 2^k first, as in exp_sub)
     reg exp_diff(reg x, reg m) const {
         const reg d = C::min(pow2(vd_hi), C::sub(pow2(x), pow2(m)));
-        if constexpr (C::kSlowSubnormals) {
-            const auto zero = C::lt(d, pow2(vd_lo));
+        const auto zero = C::lt(d, pow2(vd_lo));  // (as in vexp: no assist below the range)
+        if constexpr (C::kSlowSubnormals)
             return fold.template clamped<false>(C::select(zero, C::zero(), d), d, zero);
-        } else {
-            return fold.template clamped<false>(C::max(pow2(vd_lo), d), d, typename C::mask{});
-        }
+        else
+            return fold.template clamped<false>(C::max(pow2(vd_lo), d), d, zero);
     }
     reg floor(reg m) const { return exp_floor<C>(m, vspan); }
     template <class U>
