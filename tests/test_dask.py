@@ -148,6 +148,54 @@ def test_family_temperature(rng, dtype):
             fsd.softmax(split, temperature=bad)
 
 
+@pytest.mark.parametrize("mask", ["full", "(1, C)", "dask"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_family_where(rng, dtype, mask):
+    """where= on the family: the axis in one chunk, bitwise the in-memory call (through the
+    top-level functions); split, close to it, with exactly 0 / -inf at the excluded entries
+    and on the slices with nothing included (NaN under the mask ignored)."""
+    x = data(rng, (6, 40), dtype)
+    w = rng.random(x.shape) < 0.6
+    w[1] = False  # nothing included
+    if mask == "(1, C)":
+        w = w[2:3]
+    wb = np.broadcast_to(w, x.shape)
+    x[~wb] = np.nan
+    given = da.from_array(w, chunks=(3, 15)) if mask == "dask" else w
+    one = da.from_array(x, chunks=(2, 40))
+    split = da.from_array(x, chunks=(2, (13, 0, 27)))
+    g = data(rng, x.shape, dtype, 1.0)
+    loose = {"rtol": 2e-2, "atol": 1e-3} if dtype == np.float16 else {"rtol": 2e-5, "atol": 1e-6}
+    for name in ("softmax", "log_softmax", "logsumexp"):
+        want = getattr(fs, name)(x, where=w)
+        got = getattr(fs, name)(one, where=given)
+        assert isinstance(got, da.Array), name
+        np.testing.assert_array_equal(got.compute(), want, err_msg=name)
+        got = getattr(fsd, name)(split, where=given).compute()
+        assert got.dtype == want.dtype, name
+        np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want), err_msg=name)
+        np.testing.assert_allclose(
+            got.astype(np.float64), want.astype(np.float64), err_msg=name, **loose
+        )
+    for name, y in (("softmax_backward", fs.softmax(x, where=w)),
+                    ("log_softmax_backward", fs.log_softmax(x, where=w))):  # fmt: skip
+        want = getattr(fs, name)(g, y, where=w)
+        dg, dy = da.from_array(g, chunks=(2, 40)), da.from_array(y, chunks=(2, 40))
+        np.testing.assert_array_equal(
+            getattr(fsd, name)(dg, dy, where=given).compute(), want, err_msg=name
+        )
+        dg, dy = da.from_array(g, chunks=(2, (13, 27))), da.from_array(y, chunks=(2, (13, 27)))
+        got = getattr(fsd, name)(dg, dy, where=given).compute()
+        assert np.all(got[~wb] == 0), name
+        np.testing.assert_allclose(
+            got.astype(np.float64), want.astype(np.float64), err_msg=name, **loose
+        )
+    with pytest.raises(TypeError, match="where must be an array of bools, got dtype int64"):
+        fsd.softmax(split, where=np.ones(x.shape, np.int64))
+    with pytest.raises(ValueError, match=r"where has shape \(3,\)"):
+        fsd.logsumexp(split, where=np.ones(3, bool))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_backward_split_axis(rng, dtype):
     x = data(rng, (8, 45), dtype)

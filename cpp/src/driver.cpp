@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <vector>
@@ -130,24 +132,185 @@ void long_rows(const Kernels<T>& k, Op op, const layout::Plan& plan, const T* x,
     });
 }
 
+// where=: what an excluded entry of each input becomes, so that the plain
+// row kernels leave it out (x: -inf; softmax_backward's grad and y: 0;
+// log_softmax_backward's grad: 0, y: -inf), and what an excluded entry of
+// the output is, which is also what a line with nothing included gives
+// (softmax and the gradients: 0; log_softmax, logsumexp: -inf).
+template <class T>
+struct MaskFills {
+    T in0, in1, out;
+};
+
+template <class T>
+MaskFills<T> mask_fills(Op op) {
+    using C = compute_t<T>;
+    const T zero = to_storage<T>(C(0));
+    const T ninf = to_storage<T>(-std::numeric_limits<C>::infinity());
+    switch (op) {
+        case Op::softmax:
+            return {ninf, zero, zero};
+        case Op::log_softmax:
+        case Op::logsumexp:
+            return {ninf, zero, ninf};
+        case Op::softmax_backward:
+            return {zero, zero, zero};
+        case Op::log_softmax_backward:
+            return {zero, ninf, zero};
+    }
+    return {zero, zero, zero};
+}
+
+// Lines per batch of a masked call: about this many elements per buffer, so
+// that the buffers stay in L1/L2 between the copy and the kernel.
+constexpr std::size_t kMaskedBatch = 8192;
+
+// Whether any of the n bytes at m is nonzero.
+bool line_any(const unsigned char* m, std::size_t n) {
+    std::uint64_t acc = 0;
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        std::uint64_t v;
+        std::memcpy(&v, m + i, 8);
+        acc |= v;
+    }
+    for (; i < n; ++i) acc |= m[i];
+    return acc != 0;
+}
+
+// The lines of a call with a where= mask (plan: rows or gather; the mask is
+// operand `mi`, its stride along the axis `ms`). Each batch of lines is
+// copied to per-task buffers with the fills where the mask is False (in one
+// copy when the rows and their masks lie back to back, or the mask is one
+// row for all: a (1, C) mask, laid out once per task), and the plain row
+// kernels run on the buffers. Then the excluded entries of every line get
+// the output fill where an included value is not finite (the kernels may
+// have given NaN to the whole line), and so do the lines with nothing
+// included (but logsumexp's, which the kernels already give -inf; and the
+// gradients', already 0). A mask constant along the axis of contiguous rows
+// (ms = 0: an (N, 1) mask) copies nothing: the kernels run on the rows
+// themselves and the excluded ones are overwritten.
+template <class T>
+void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T* a, const T* b,
+                  T* y, std::size_t o, const unsigned char* mask, std::size_t mi, std::ptrdiff_t ms,
+                  const SoftmaxParams& params) {
+    const std::size_t n = plan.n;
+    const bool reduce = op == Op::logsumexp;
+    const bool rows = plan.way == layout::Way::rows;
+    const std::ptrdiff_t* const rs = plan.inner.stride;  // rows: between the rows of a batch
+    const std::ptrdiff_t* const as = plan.axis_stride;
+    const auto sn = static_cast<std::ptrdiff_t>(n);
+    if (rows && (ms == 0 || n <= 1)) {  // no copy
+        parallel_for(plan.tasks(), [&](std::size_t t) {
+            layout::for_each_batch(plan, t, [&](const layout::Batch& batch) {
+                const std::ptrdiff_t* off = batch.offsets;
+                call_rows(k, op, a + off[0], rs[0], b ? b + off[1] : nullptr, rs[1], y + off[o],
+                          rs[o], batch.count, n, params);
+                const T out = mask_fills<T>(op).out;
+                for (std::size_t r = 0; r < batch.count; ++r) {
+                    const auto i = static_cast<std::ptrdiff_t>(r);
+                    if (n == 0 || !mask[off[mi] + i * rs[mi]])
+                        std::fill_n(y + off[o] + i * rs[o], reduce ? 1 : n, out);
+                }
+            });
+        });
+        return;
+    }
+    const MaskFills<T> fill = mask_fills<T>(op);
+    const std::size_t per = rows ? std::max<std::size_t>(1, kMaskedBatch / n) : 1;
+    // one copy for a whole batch: rows back to back in each input, their
+    // masks back to back or one row for all
+    const bool block = rows && ms == 1 && as[0] == 1 && rs[0] == sn &&
+                       (!b || (as[1] == 1 && rs[1] == sn)) && (rs[mi] == sn || rs[mi] == 0);
+    const bool fix_empty = op == Op::softmax || op == Op::log_softmax;
+    SoftmaxParams in_cache = params;  // (gather: the output goes to a buffer)
+    in_cache.from_memory = false;
+    parallel_for(plan.tasks(), [&](std::size_t t) {
+        std::vector<T> buf_a(per * n), buf_b(b ? per * n : 0), buf_y(rows ? 0 : reduce ? 1 : n);
+        std::vector<unsigned char> empty(per), laid(block && rs[mi] == 0 ? per * n : 0);
+        const unsigned char* laid_from = nullptr;  // the mask row `laid` repeats
+        layout::for_each_batch(plan, t, [&](const layout::Batch& batch) {
+            for (std::size_t first = 0; first < batch.count; first += per) {
+                const std::size_t count = std::min(per, batch.count - first);
+                const auto at = [&](std::size_t q, std::size_t r) {  // operand q's line first + r
+                    return batch.offsets[q] + static_cast<std::ptrdiff_t>(first + r) * rs[q];
+                };
+                const auto mask_of = [&](std::size_t r) { return mask + at(mi, r); };
+                unsigned flags = 0;
+                if (block) {
+                    const unsigned char* m = mask_of(0);
+                    if (!laid.empty()) {
+                        if (laid_from != m) {
+                            for (std::size_t r = 0; r < per; ++r) std::memcpy(&laid[r * n], m, n);
+                            laid_from = m;
+                        }
+                        std::fill_n(empty.begin(), count, !line_any(m, n));
+                        m = laid.data();
+                    } else {
+                        for (std::size_t r = 0; r < count; ++r) empty[r] = !line_any(m + r * n, n);
+                    }
+                    flags = k.masked_copy(a + at(0, 0), 1, m, 1, buf_a.data(), count * n, fill.in0);
+                    if (b)
+                        flags |=
+                            k.masked_copy(b + at(1, 0), 1, m, 1, buf_b.data(), count * n, fill.in1);
+                } else {
+                    for (std::size_t r = 0; r < count; ++r) {
+                        const unsigned f = k.masked_copy(a + at(0, r), as[0], mask_of(r), ms,
+                                                         &buf_a[r * n], n, fill.in0);
+                        empty[r] = !(f & kMaskAny);
+                        flags |= f;
+                        if (b)
+                            flags |= k.masked_copy(b + at(1, r), as[1], mask_of(r), ms,
+                                                   &buf_b[r * n], n, fill.in1);
+                    }
+                }
+                const T* const bb = b ? buf_b.data() : nullptr;
+                if (rows)
+                    call_rows(k, op, buf_a.data(), sn, bb, sn, y + at(o, 0), rs[o], count, n,
+                              params);
+                else
+                    call_rows(k, op, buf_a.data(), 0, bb, 0, buf_y.data(), 0, 1, n, in_cache);
+                for (std::size_t r = 0; r < count; ++r) {
+                    T* const line = rows ? y + at(o, r) : buf_y.data();
+                    if (empty[r] && fix_empty) {
+                        std::fill_n(line, n, fill.out);
+                    } else if ((flags & kMaskNonFinite) && !reduce) {
+                        const unsigned char* const m = mask_of(r);
+                        for (std::size_t i = 0; i < n; ++i)
+                            if (!m[static_cast<std::ptrdiff_t>(i) * ms]) line[i] = fill.out;
+                    }
+                }
+                if (!rows) {
+                    if (reduce)
+                        y[batch.offsets[o]] = buf_y[0];
+                    else
+                        layout::copy_line_out(buf_y.data(), n, y + batch.offsets[o], as[o]);
+                }
+            }
+        });
+    });
+}
+
 }  // namespace
 
 template <class T>
 void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
            const Strided<const T>& in0, const Strided<const T>* in1, const Strided<T>& out,
-           const SoftmaxParams& call_params) {
+           const SoftmaxParams& call_params, const Strided<const unsigned char>* where) {
     if (axis >= shape.size()) throw std::invalid_argument("axis out of range");
     const bool reduce = (op == Op::logsumexp);
-    // operands: in0, [in1], out (last)
-    const std::size_t k = in1 ? 3 : 2, o = k - 1;
-    layout::Operand operands[3] = {{layout::Holds::elements, in0.strides.data()}};
+    // operands: in0, [in1], out, [where]
+    const std::size_t o = in1 ? 2 : 1, k = where ? o + 2 : o + 1;
+    layout::Operand operands[4] = {{layout::Holds::elements, in0.strides.data()}};
     if (in1) operands[1] = {layout::Holds::elements, in1->strides.data()};
     operands[o] = {reduce ? layout::Holds::line_values : layout::Holds::elements,
                    out.strides.data()};
+    if (where) operands[o + 1] = {layout::Holds::strided_elements, where->strides.data()};
     layout::Options options;
     options.row_cost = kRowCost;
-    options.columns = true;
-    options.segments = !in1;
+    // (a mask goes through row buffers: rows or gather)
+    options.columns = !where;
+    options.segments = !in1 && !where;
     // (column_tiles stays off: measured 1.8x faster for axis=1 of (64, 32,
     // 64, 64), but 1.6-1.9x slower for axis=0 of (4096, 100); choosing by
     // the stride is left for later)
@@ -166,6 +329,9 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
     const std::ptrdiff_t* const axis_stride = plan.axis_stride;
     const std::ptrdiff_t* const row_stride = plan.inner.stride;
 
+    if (where)
+        return masked_lines(kern, op, plan, a, b, y, o, where->data, o + 1, where->strides[axis],
+                            params);
     switch (plan.way) {
         case layout::Way::segments:
             return long_rows(kern, op, plan, a, y, params);
@@ -208,15 +374,19 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
 
 template void apply<float>(Op, const std::vector<std::size_t>&, std::size_t,
                            const Strided<const float>&, const Strided<const float>*,
-                           const Strided<float>&, const SoftmaxParams&);
+                           const Strided<float>&, const SoftmaxParams&,
+                           const Strided<const unsigned char>*);
 template void apply<double>(Op, const std::vector<std::size_t>&, std::size_t,
                             const Strided<const double>&, const Strided<const double>*,
-                            const Strided<double>&, const SoftmaxParams&);
+                            const Strided<double>&, const SoftmaxParams&,
+                            const Strided<const unsigned char>*);
 template void apply<bfloat16>(Op, const std::vector<std::size_t>&, std::size_t,
                               const Strided<const bfloat16>&, const Strided<const bfloat16>*,
-                              const Strided<bfloat16>&, const SoftmaxParams&);
+                              const Strided<bfloat16>&, const SoftmaxParams&,
+                              const Strided<const unsigned char>*);
 template void apply<float16>(Op, const std::vector<std::size_t>&, std::size_t,
                              const Strided<const float16>&, const Strided<const float16>*,
-                             const Strided<float16>&, const SoftmaxParams&);
+                             const Strided<float16>&, const SoftmaxParams&,
+                             const Strided<const unsigned char>*);
 
 }  // namespace fastsoftmax

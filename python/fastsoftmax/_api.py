@@ -111,6 +111,29 @@ def _check_scale(t: float, work: np.dtype, given: Any) -> None:
         )
 
 
+def _where(where: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """where= as a bool array broadcast to `shape` (a view: a (1, C) or (N, 1) mask is not
+    expanded in memory); None for None. TypeError unless bool, ValueError unless it
+    broadcasts to `shape` (as NumPy's and JAX's where=)."""
+    if where is None:
+        return None
+    w = np.asarray(where)
+    if w.dtype != np.bool_:
+        raise TypeError(f"where must be an array of bools, got dtype {w.dtype}")
+    try:
+        return np.broadcast_to(w, shape)
+    except ValueError:
+        raise ValueError(
+            f"where has shape {w.shape}, which does not broadcast to the input's shape {shape}"
+        ) from None
+
+
+def _check_where_overlap(out: np.ndarray, w: np.ndarray | None) -> None:
+    """out must not share memory with the mask (read while out is written)."""
+    if w is not None and np.may_share_memory(w, out) and _shares_memory(w, out):
+        raise ValueError("out overlaps where; pass a mask that does not share out's memory")
+
+
 def _aligned(a: np.ndarray) -> bool:
     """Whether a's data is aligned to its element size, as the kernels require.
 
@@ -263,6 +286,7 @@ def _backward(
     axis: AxisLike,
     out: np.ndarray | None,
     temperature: Any,
+    where: Any,
 ) -> np.ndarray:
     """The backward ops: straight to the kernel in the common case (as the forward ops:
     ndarrays of one float dtype and shape, an int axis; the binding checks y's dtype and
@@ -275,11 +299,12 @@ def _backward(
     ):
         if t != 1.0:
             _check_scale(t, grad.dtype, temperature)
+        w = None if where is None else _where(where, grad.shape)
         try:
-            return kernel(grad, y, ax, out, False, t)
+            return kernel(grad, y, ax, out, False, t, w)
         except _core.Fallback:
             pass
-    return _elementwise(kernel, (grad, y), ("grad", "y"), axis, out, t, temperature)
+    return _elementwise(kernel, (grad, y), ("grad", "y"), axis, out, t, temperature, where)
 
 
 def _elementwise(
@@ -290,9 +315,11 @@ def _elementwise(
     out: np.ndarray | None,
     t: float = 1.0,
     temperature: Any = 1.0,
+    where: Any = None,
 ) -> np.ndarray:
     """Shared body of the ops whose result has the shape of their input(s); t: the
-    temperature as checked by _temperature (`temperature` as given, for messages)."""
+    temperature as checked by _temperature (`temperature` as given, for messages); where:
+    the mask as given."""
     prepared = [_prepare(x, n) for x, n in zip(inputs, names)]
     arrays = [p[0] for p in prepared]
     if len(arrays) == 1:
@@ -310,13 +337,16 @@ def _elementwise(
     ax = _normalize_axis(axis, len(shape))
     if t != 1.0:
         _check_scale(t, work, temperature)
+    w = _where(where, shape)
 
     if out is not None:
         _check_overlap(out, *inputs, *arrays)
+        _check_where_overlap(out, w)
         _check_out(out, shape, result)
     if isinstance(ax, tuple):  # several axes: merge them into one
         flat = [_flatten_axes(a, ax) for a in arrays]
-        r = _unflatten_axes(kernel(*flat, len(flat[0].shape) - 1, None, False, t), shape, ax)
+        fw = None if w is None else _flatten_axes(w, ax)
+        r = _unflatten_axes(kernel(*flat, len(flat[0].shape) - 1, None, False, t, fw), shape, ax)
         if out is None:
             with np.errstate(over="ignore"):  # as _cast
                 return np.asarray(r, dtype=result, order="C")  # (ascontiguousarray: 0-d 1-d)
@@ -324,11 +354,11 @@ def _elementwise(
         return out
 
     if out is None:
-        r = kernel(*arrays, ax, None, False, t)
+        r = kernel(*arrays, ax, None, False, t, w)
         return r if result == work else _cast(r, result)
     if _direct_out(out, work):  # (_check_overlap has proven that out overlaps no input)
-        return kernel(*arrays, ax, out, True, t)
-    _copy_into(out, kernel(*arrays, ax, None, False, t))
+        return kernel(*arrays, ax, out, True, t, w)
+    _copy_into(out, kernel(*arrays, ax, None, False, t, w))
     return out
 
 
@@ -338,6 +368,7 @@ def _unary(
     axis: AxisLike,
     out: np.ndarray | None,
     temperature: Any,
+    where: Any,
 ) -> np.ndarray:
     """softmax and log_softmax: straight to the kernel in the common case (an ndarray of a
     native dtype, an int axis; the binding checks the rest), else through _elementwise."""
@@ -345,11 +376,12 @@ def _unary(
     if type(x) is np.ndarray and (ax := _fast_axis(x, axis, out)) >= 0:
         if t != 1.0:
             _check_scale(t, x.dtype, temperature)
+        w = None if where is None else _where(where, x.shape)
         try:
-            return kernel(x, ax, out, False, t)
+            return kernel(x, ax, out, False, t, w)
         except _core.Fallback:
             pass
-    return _elementwise(kernel, (x,), ("x",), axis, out, t, temperature)
+    return _elementwise(kernel, (x,), ("x",), axis, out, t, temperature, where)
 
 
 @accepts_arrays("x", out="out")
@@ -358,6 +390,7 @@ def softmax(
     axis: AxisLike = -1,
     *,
     temperature: float = 1.0,
+    where: npt.ArrayLike | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     r"""Softmax along an axis, at a temperature T (default 1).
@@ -384,6 +417,14 @@ def softmax(
         no extra pass over ``x`` and no temporary array. Positive and finite,
         with ``1 / T`` a normal number of the compute dtype (float32 for the
         half-precision inputs); otherwise ValueError (TypeError for a non-number).
+    where : array_like of bool, optional
+        Which entries take part (JAX's ``where=``): it broadcasts to ``x``'s
+        shape (a ``(1, C)`` or ``(N, 1)`` mask is not expanded in memory), and
+        the entries where it is False are left out of their slice: the result is
+        0 there, and the slice's other entries are the softmax of the included
+        ones. A slice with nothing included is all 0, never NaN; a NaN or inf
+        at an excluded entry has no effect. TypeError unless its dtype is bool,
+        ValueError unless it broadcasts.
     out : ndarray, optional
         Where to write the result: same shape as ``x`` and the result dtype
         (ValueError otherwise). May be ``x`` itself (in place); must not
@@ -408,8 +449,11 @@ def softmax(
     array([0.25, 0.75])
     >>> fs.softmax(np.array([0.0, np.log(3.0)]), temperature=0.5)  # sharper: 1:9
     array([0.1, 0.9])
+    >>> fs.softmax(np.array([[0.0, 5.0, 0.0], [1.0, 2.0, 3.0]]), where=[True, False, True])
+    array([[0.5       , 0.        , 0.5       ],
+           [0.11920292, 0.        , 0.88079708]])
     """
-    return _unary(_core.softmax, x, axis, out, temperature)
+    return _unary(_core.softmax, x, axis, out, temperature, where)
 
 
 @accepts_arrays("x", out="out")
@@ -418,6 +462,7 @@ def log_softmax(
     axis: AxisLike = -1,
     *,
     temperature: float = 1.0,
+    where: npt.ArrayLike | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     r"""Logarithm of the softmax along an axis, at a temperature T (default 1).
@@ -429,7 +474,8 @@ def log_softmax(
     so large logits lose no accuracy.
 
     Parameters and dtype rules are those of :func:`softmax` (``temperature``
-    included).
+    and ``where`` included: the result is ``-inf`` at the excluded entries,
+    and a slice with nothing included is all ``-inf``).
 
     Notes
     -----
@@ -442,8 +488,10 @@ def log_softmax(
     >>> import numpy as np, fastsoftmax as fs
     >>> fs.log_softmax(np.array([1.0, 1.0]), temperature=2.0)
     array([-0.69314718, -0.69314718])
+    >>> fs.log_softmax(np.array([1.0, np.nan, 1.0]), where=[True, False, True])
+    array([-0.69314718,        -inf, -0.69314718])
     """
-    return _unary(_core.log_softmax, x, axis, out, temperature)
+    return _unary(_core.log_softmax, x, axis, out, temperature, where)
 
 
 @accepts_arrays("grad", "y", out="out")
@@ -453,6 +501,7 @@ def softmax_backward(
     axis: AxisLike = -1,
     *,
     temperature: float = 1.0,
+    where: npt.ArrayLike | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     r"""Vector-Jacobian product of softmax: the gradient with respect to its input.
@@ -471,6 +520,11 @@ def softmax_backward(
     temperature : float, default 1.0
         The temperature ``y`` was computed at (as in :func:`softmax`): the
         gradient is with respect to ``x``, not ``x / T``.
+    where : array_like of bool, optional
+        The mask ``y`` was computed with (as in :func:`softmax`): the sum runs
+        over the included entries only, and the gradient is exactly 0 (or
+        -0.0) at the excluded ones and on slices with nothing included, whatever
+        ``grad`` and ``y`` hold there (NaN included).
     out : ndarray, optional
         Same shape and result dtype; may be ``grad`` or ``y`` itself.
 
@@ -480,8 +534,12 @@ def softmax_backward(
     >>> y = fs.softmax(np.array([0.0, 0.0]), temperature=2.0)
     >>> fs.softmax_backward(np.array([1.0, 0.0]), y, temperature=2.0)
     array([ 0.125, -0.125])
+    >>> w = [True, True, False]
+    >>> y = fs.softmax(np.zeros(3), where=w)
+    >>> fs.softmax_backward(np.array([1.0, 0.0, np.nan]), y, where=w)  # (0 may be -0.0)
+    array([ 0.25, -0.25, -0.  ])
     """
-    return _backward(_core.softmax_backward, grad, y, axis, out, temperature)
+    return _backward(_core.softmax_backward, grad, y, axis, out, temperature, where)
 
 
 @accepts_arrays("grad", "y", out="out")
@@ -491,6 +549,7 @@ def log_softmax_backward(
     axis: AxisLike = -1,
     *,
     temperature: float = 1.0,
+    where: npt.ArrayLike | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     r"""Vector-Jacobian product of log_softmax: the gradient with respect to its input.
@@ -499,7 +558,7 @@ def log_softmax_backward(
 
     .. math:: \frac{\partial L}{\partial x_i} = \frac{1}{T} \Big(g_i - e^{y_i} \sum_j g_j\Big)
 
-    Parameters are those of :func:`softmax_backward`.
+    Parameters are those of :func:`softmax_backward` (``where`` included).
 
     Examples
     --------
@@ -508,7 +567,7 @@ def log_softmax_backward(
     >>> fs.log_softmax_backward(np.array([1.0, 0.0]), y)
     array([ 0.5, -0.5])
     """
-    return _backward(_core.log_softmax_backward, grad, y, axis, out, temperature)
+    return _backward(_core.log_softmax_backward, grad, y, axis, out, temperature, where)
 
 
 @accepts_arrays("x", out="out")
@@ -518,6 +577,7 @@ def logsumexp(
     *,
     keepdims: bool = False,
     temperature: float = 1.0,
+    where: npt.ArrayLike | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     r"""Logarithm of the sum of exponentials along an axis, without overflow, at a
@@ -542,6 +602,9 @@ def logsumexp(
         no extra pass over ``x`` and no temporary array. Positive and finite,
         with ``1 / T`` a normal number of the compute dtype (float32 for the
         half-precision inputs); otherwise ValueError (TypeError for a non-number).
+    where : array_like of bool, optional
+        As in :func:`softmax` (it broadcasts to ``x``'s shape): the sum runs over
+        the included entries only; a slice with nothing included gives ``-inf``.
     out : ndarray, optional
         Shape of the result (with or without the reduced axes, per ``keepdims``)
         and the result dtype.
@@ -562,6 +625,8 @@ def logsumexp(
     >>> import numpy as np, fastsoftmax as fs
     >>> fs.logsumexp(np.array([0.0, 0.0]), temperature=0.5)
     array(0.69314718)
+    >>> fs.logsumexp(np.array([[0.0, 0.0, 9.0], [1.0, 2.0, 3.0]]), where=[[True, True, False], [False] * 3])
+    array([0.69314718,       -inf])
     """
     t = _temperature(temperature)
     if (
@@ -579,15 +644,18 @@ def logsumexp(
     ):
         if t != 1.0:
             _check_scale(t, x.dtype, temperature)
+        w = None if where is None else _where(where, x.shape)
         try:
-            return _core.logsumexp(x, fast, out, False, t)
+            return _core.logsumexp(x, fast, out, False, t, w)
         except _core.Fallback:
             pass
     a, result = _prepare(x, "x")
     if t != 1.0:
         _check_scale(t, a.dtype, temperature)
+    w = _where(where, a.shape)
     if out is not None:
         _check_overlap(out, x, a)
+        _check_where_overlap(out, w)
     shape = a.shape
     ax = _normalize_axis(axis, a.ndim)
     axes = ax if isinstance(ax, tuple) else (ax,)
@@ -595,13 +663,14 @@ def logsumexp(
     reduced = tuple(s for d, s in enumerate(shape) if d not in axes)
     if isinstance(ax, tuple):
         a = _flatten_axes(a, ax)
+        w = None if w is None else _flatten_axes(w, ax)
         ax = a.ndim - 1
     if out is not None:
         _check_out(out, kept if keepdims else reduced, result)
     if out is not None and _direct_out(out, a.dtype):
-        _core.logsumexp(a, ax, np.squeeze(out, axis=axes) if keepdims else out, True, t)
+        _core.logsumexp(a, ax, np.squeeze(out, axis=axes) if keepdims else out, True, t, w)
         return out
-    r = _core.logsumexp(a, ax, None, False, t)
+    r = _core.logsumexp(a, ax, None, False, t, w)
     if out is not None:
         _copy_into(out, r.reshape(out.shape))
         return out

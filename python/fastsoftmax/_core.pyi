@@ -13,6 +13,7 @@ def softmax(
     out: np.ndarray | None = None,
     overlap_checked: bool = False,
     temperature: float = 1.0,
+    where: np.ndarray | None = None,
 ) -> np.ndarray: ...
 def log_softmax(
     x: np.ndarray,
@@ -20,6 +21,7 @@ def log_softmax(
     out: np.ndarray | None = None,
     overlap_checked: bool = False,
     temperature: float = 1.0,
+    where: np.ndarray | None = None,
 ) -> np.ndarray: ...
 def logsumexp(
     x: np.ndarray,
@@ -27,6 +29,7 @@ def logsumexp(
     out: np.ndarray | None = None,
     overlap_checked: bool = False,
     temperature: float = 1.0,
+    where: np.ndarray | None = None,
 ) -> np.ndarray: ...
 def softmax_backward(
     grad: np.ndarray,
@@ -35,6 +38,7 @@ def softmax_backward(
     out: np.ndarray | None = None,
     overlap_checked: bool = False,
     temperature: float = 1.0,
+    where: np.ndarray | None = None,
 ) -> np.ndarray: ...
 def log_softmax_backward(
     grad: np.ndarray,
@@ -43,6 +47,7 @@ def log_softmax_backward(
     out: np.ndarray | None = None,
     overlap_checked: bool = False,
     temperature: float = 1.0,
+    where: np.ndarray | None = None,
 ) -> np.ndarray: ...
 def cross_entropy(
     logits: np.ndarray,

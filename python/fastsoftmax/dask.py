@@ -125,6 +125,7 @@ def logsumexp(
     *,
     keepdims: bool = False,
     temperature: float = 1.0,
+    where: Any = None,
     out: Any = None,
 ) -> Any:
     """:func:`fastsoftmax.logsumexp` of a dask array along one axis, lazily.
@@ -133,16 +134,23 @@ def logsumexp(
     exactly (within 1 ulp of the in-memory result; bitwise when ``axis`` is one chunk).
     ``temperature``: as in the in-memory function; with ``axis`` split in several
     chunks, the pairs are those of ``x / temperature`` divided in the compute dtype.
+    ``where``: a bool mask (dask or NumPy) that broadcasts to ``x``, as in the
+    in-memory function; split, the pairs are those of ``x`` with ``-inf`` at the
+    excluded entries.
     """
     _no_out(out)
     x = _as_dask(x, "x")
     result = _result_dtype(x.dtype)
     ax = _one_axis(axis, x.ndim)
     t = _family_temperature(temperature, result)
+    w = _mask(where, x)
     meta = _meta(x.ndim if keepdims else x.ndim - 1, result)
     if x.numblocks[ax] == 1:
-        return x.map_blocks(
-            _api.logsumexp,
+        return da.map_blocks(
+            _masked_block,
+            x,
+            *([] if w is None else [w]),
+            op=_api.logsumexp,
             axis=ax,
             keepdims=keepdims,
             temperature=t,
@@ -152,9 +160,39 @@ def logsumexp(
             meta=meta,
             token="fastsoftmax-logsumexp",
         )
-    pairs = _pairs(_divided(x, t, result), ax)
+    pairs = _pairs(_divided(_excluded_as(x, w, -np.inf), t, result), ax)
     r = da.map_blocks(_lse_of_pairs, pairs, result, dtype=result, meta=_meta(x.ndim, result))
     return r if keepdims else r.squeeze(axis=ax)
+
+
+def _mask(where: Any, x: da.Array) -> da.Array | None:
+    """where= as a bool dask array broadcast to x's shape and chunks (None for None); the
+    in-memory functions' TypeError / ValueError when it is not bool or does not
+    broadcast."""
+    if where is None:
+        return None
+    w = where if isinstance(where, da.Array) else np.asarray(where)
+    if w.dtype != np.bool_:
+        raise TypeError(f"where must be an array of bools, got dtype {w.dtype}")
+    try:
+        shape = np.broadcast_shapes(w.shape, x.shape)
+    except ValueError:
+        shape = None
+    if shape != x.shape:
+        raise ValueError(
+            f"where has shape {w.shape}, which does not broadcast to the input's shape {x.shape}"
+        )
+    return da.broadcast_to(_as_dask(w, "where"), x.shape).rechunk(x.chunks)
+
+
+def _masked_block(x: np.ndarray, *w: np.ndarray, op: Callable[..., Any], **kw: Any) -> Any:
+    """op of one block, with its block of the mask when there is one."""
+    return op(x, where=w[0], **kw) if w else op(x, **kw)
+
+
+def _excluded_as(x: da.Array, w: da.Array | None, value: float) -> da.Array:
+    """x with `value` at the entries where w is False (x itself without a mask)."""
+    return x if w is None else da.where(w, x, np.array(value, x.dtype))
 
 
 def _family_temperature(temperature: Any, result: np.dtype) -> float:
@@ -182,24 +220,35 @@ def _lse_of_pairs(p: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def _unary(name: str, kernel: Callable[..., Any], by_parts: Callable[..., Any]) -> Any:
-    def f(x: Any, axis: SupportsIndex = -1, *, temperature: float = 1.0, out: Any = None) -> Any:
+    def f(
+        x: Any,
+        axis: SupportsIndex = -1,
+        *,
+        temperature: float = 1.0,
+        where: Any = None,
+        out: Any = None,
+    ) -> Any:
         _no_out(out)
         x = _as_dask(x, "x")
         result = _result_dtype(x.dtype)
         ax = _one_axis(axis, x.ndim)
         t = _family_temperature(temperature, result)
+        w = _mask(where, x)
         meta = _meta(x.ndim, result)
         if x.numblocks[ax] == 1:
-            return x.map_blocks(
-                kernel, axis=ax, temperature=t, dtype=result, meta=meta,
-                token=f"fastsoftmax-{name}",
+            return da.map_blocks(
+                _masked_block, x, *([] if w is None else [w]), op=kernel, axis=ax,
+                temperature=t, dtype=result, meta=meta, token=f"fastsoftmax-{name}",
             )  # fmt: skip
-        xt = _divided(x, t, result)
+        xt = _divided(_excluded_as(x, w, -np.inf), t, result)
         pairs = _pairs(xt, ax)
-        return da.map_blocks(
+        r = da.map_blocks(
             _block_from_pairs, xt, pairs, by_parts, ax, result, dtype=result, meta=meta,
             token=f"fastsoftmax-{name}-from-parts",
         )  # fmt: skip
+        # (the excluded entries, and the slices with nothing included: 0 or -inf)
+        fill = 0.0 if name == "softmax" else -np.inf
+        return r if w is None else da.where(w, r, np.array(fill, result))
 
     f.__name__ = f.__qualname__ = name
     f.__doc__ = f""":func:`fastsoftmax.{name}` of a dask array along one axis, lazily.
@@ -209,7 +258,8 @@ def _unary(name: str, kernel: Callable[..., Any], by_parts: Callable[..., Any]) 
         (a first read), then each chunk's part of the result from them
         (:func:`fastsoftmax.{name}_from_parts`, a second read; within 1 ulp of the
         in-memory result). ``temperature``: as in the in-memory function; split, the
-        chunks of ``x / temperature`` divided in the compute dtype.
+        chunks of ``x / temperature`` divided in the compute dtype. ``where``: a bool
+        mask (dask or NumPy) that broadcasts to ``x``, as in the in-memory function.
         """
     return f
 
@@ -227,7 +277,13 @@ log_softmax = _unary("log_softmax", _api.log_softmax, _parts.log_softmax_from_pa
 
 def _backward(name: str, kernel: Callable[..., Any], dot: bool) -> Any:
     def f(
-        grad: Any, y: Any, axis: SupportsIndex = -1, *, temperature: float = 1.0, out: Any = None
+        grad: Any,
+        y: Any,
+        axis: SupportsIndex = -1,
+        *,
+        temperature: float = 1.0,
+        where: Any = None,
+        out: Any = None,
     ) -> Any:
         _no_out(out)
         g, yy = _as_dask(grad, "grad"), _as_dask(y, "y")
@@ -237,19 +293,23 @@ def _backward(name: str, kernel: Callable[..., Any], dot: bool) -> Any:
         ax = _one_axis(axis, g.ndim)
         t = _family_temperature(temperature, work)
         yy = yy.rechunk(g.chunks)
+        w = _mask(where, g)
         meta = _meta(g.ndim, work)
         if g.numblocks[ax] == 1:
             return da.map_blocks(
-                kernel, g, yy, ax, temperature=t, dtype=work, meta=meta,
-                token=f"fastsoftmax-{name}",
+                _backward_masked_block, g, yy, *([] if w is None else [w]), op=kernel,
+                axis=ax, temperature=t, dtype=work, meta=meta, token=f"fastsoftmax-{name}",
             )  # fmt: skip
+        g = _excluded_as(g, w, 0.0)
+        yy = _excluded_as(yy, w, 0.0 if dot else -np.inf)
         # the slices' sum(g * y) (softmax) or sum(g) (log_softmax), in float64
         terms = g.astype(_F64) * yy.astype(_F64) if dot else g.astype(_F64)
         s = terms.sum(axis=ax, keepdims=True)
-        return da.map_blocks(
+        r = da.map_blocks(
             _backward_block, g, yy, s, dot, work, t, dtype=work, meta=meta,
             token=f"fastsoftmax-{name}-from-sums",
         )  # fmt: skip
+        return r if w is None else da.where(w, r, np.array(0, work))
 
     f.__name__ = f.__qualname__ = name
     f.__doc__ = f""":func:`fastsoftmax.{name}` of dask arrays along one axis, lazily.
@@ -258,9 +318,15 @@ def _backward(name: str, kernel: Callable[..., Any], dot: bool) -> Any:
         result). Split in several: the slices' sums (float64) merged from the chunks,
         then each chunk's part of the gradient from them, in float64, rounded once.
         ``temperature``: the one ``y`` was computed at; the gradient is ``1 / temperature``
-        times the formula's.
+        times the formula's. ``where``: the mask ``y`` was computed with.
         """
     return f
+
+
+def _backward_masked_block(
+    g: np.ndarray, y: np.ndarray, *w: np.ndarray, op: Callable[..., Any], **kw: Any
+) -> Any:
+    return op(g, y, where=w[0], **kw) if w else op(g, y, **kw)
 
 
 def _backward_block(

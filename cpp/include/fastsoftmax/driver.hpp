@@ -20,9 +20,14 @@ enum class Op { softmax, log_softmax, logsumexp, softmax_backward, log_softmax_b
 // params: the call's parameters (the binding fills what the user gave); the
 // driver sets params.from_memory from the array's size before the kernels
 // see them.
+// where: a mask of the input's shape (one byte per element, in elements;
+// nonzero: included), or null. Excluded entries are left out of each line:
+// softmax gives 0 there, log_softmax -inf, the gradients 0; a line with
+// nothing included gives softmax 0, log_softmax and logsumexp -inf, and a
+// zero gradient. out must not overlap it.
 template <class T>
 void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
            const Strided<const T>& in0, const Strided<const T>* in1, const Strided<T>& out,
-           const SoftmaxParams& params);
+           const SoftmaxParams& params, const Strided<const unsigned char>* where = nullptr);
 
 }  // namespace fastsoftmax

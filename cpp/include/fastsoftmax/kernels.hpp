@@ -34,6 +34,10 @@ struct MaxSum {
 // The segment kernels keep one `ref` per block of at least this many elements.
 constexpr std::size_t kMinSegmentBlock = 64;
 
+// masked_copy's flags: some entry of the line is included; an included entry
+// is +-inf or NaN.
+constexpr unsigned kMaskAny = 1, kMaskNonFinite = 2;
+
 // The per-call parameters of the softmax family (its parameter slot, as
 // CeOptions is the cross-entropy's): every kernel of the family takes them,
 // so that a new parameter (a temperature, a mask) changes no signature.
@@ -130,6 +134,12 @@ struct Kernels {
     double (*entropy_row)(const S* x, size_t n, double inv_t, S* g, double gscale);
     double (*kl_div_row)(const S* x, const S* target, size_t n, KlTarget kind, double inv_t, S* g,
                          double gscale);
+
+    // A line of x (n values, xs apart) into the contiguous `to`, `fill` where
+    // its mask byte (ms apart) is zero (generic/masks.hpp: the driver's
+    // where=); returns kMaskAny | kMaskNonFinite flags.
+    unsigned (*masked_copy)(const S* x, ptrdiff_t xs, const unsigned char* m, ptrdiff_t ms, S* to,
+                            size_t n, S fill);
 
     // Element-wise vector math on contiguous arrays (exposed for the ULP tests).
     void (*exp)(const S* x, S* y, size_t n);

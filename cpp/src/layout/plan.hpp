@@ -38,6 +38,9 @@ enum class Holds {
                           // contiguously (logsumexp's output): contiguous across
                           // the lines for columns
     strided_line_values,  // one value per line, taken with any stride (labels, lse)
+    strided_elements,     // one value per element, taken with any stride (a where=
+                          // mask, which the driver copies through): its offsets
+                          // are kept, its strides never decide the way
 };
 
 struct Operand {
