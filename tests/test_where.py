@@ -410,3 +410,38 @@ def test_the_docstring_examples_run():
     result = doctest.testmod(_api, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 19
     assert result.failed == 0
+
+
+# ------------------------------------------------------------------------- entropy --
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("dtype", [F32, F64, BF16], ids=str)
+def test_entropy_over_the_included_classes(rng, dtype, axis):
+    """entropy(where=) is the entropy of each slice's included classes alone (and its
+    gradient, 0 at the excluded classes); nothing included: 0 and a zero gradient; NaN and
+    inf under the mask have no effect."""
+    x = rng.normal(0, 3, (12, 50)).astype(dtype)
+    w = rng.random(x.shape) < 0.5
+    w[3] = False
+    dirty = x.copy()
+    dirty[~w] = NAN
+    dirty[0, ~w[0]] = INF
+    xs, ws = (dirty, w) if axis == 1 else (dirty.T, w.T)
+    h, g = fs.entropy(xs, axis=axis, where=ws, temperature=0.8, return_grad=True)
+    if axis == 0:
+        g = g.T
+    tol = 1e-5 if dtype != F64 else 1e-12
+    for r in range(x.shape[0]):
+        if not w[r].any():
+            assert h[r] == 0
+            assert np.all(g[r] == 0)
+            continue
+        hr, gr = fs.entropy(x[r, w[r]], temperature=0.8, return_grad=True)
+        np.testing.assert_allclose(h[r], hr, rtol=tol, atol=tol)
+        np.testing.assert_allclose(g[r, w[r]].astype(float), gr.astype(float), rtol=tol, atol=tol)
+        assert np.all(g[r, ~w[r]] == 0)
+    with pytest.raises(TypeError, match="where must be an array of bools"):
+        fs.entropy(x, where=np.ones(x.shape, np.int8))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        fs.entropy(x, where=np.ones(3, bool))

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._api import _axis_index, _cast, _check_scale, _prepare, _temperature
+from ._api import _axis_index, _cast, _check_scale, _prepare, _temperature, _where
 from ._cross_entropy import _loss_dtype
 from ._interop import accepts_arrays
 
@@ -37,6 +37,7 @@ def entropy(
     axis: SupportsIndex = -1,
     *,
     temperature: float = 1.0,
+    where: npt.ArrayLike | None = None,
     return_grad: bool = False,
 ) -> Any:
     r"""Shannon entropy of ``softmax(logits / temperature)`` along an axis.
@@ -59,6 +60,12 @@ def entropy(
         The class axis.
     temperature : float, default 1.0
         ``T > 0``, finite: the entropy of ``softmax(logits / T)``, without a scaled copy.
+    where : array_like of bool, optional
+        Which classes take part, as in :func:`softmax` (it broadcasts to ``logits``'
+        shape): the entropy of the softmax over the included classes only. A slice with
+        nothing included has entropy 0 (no term) and a zero gradient, never NaN; the
+        gradient is 0 at the excluded classes, and a NaN or inf there has no effect.
+        (The logits are copied once, with ``-inf`` at the excluded classes.)
     return_grad : bool, default False
         Also return the gradient of each slice's entropy with respect to its logits
         (the gradient of ``entropy(...).sum()``):
@@ -89,14 +96,24 @@ def entropy(
     >>> h, g = fs.entropy(np.array([0.0, 1.0, 2.0]), temperature=2.0, return_grad=True)
     >>> round(float(h), 6)
     1.020191
+    >>> fs.entropy(np.array([[0.0, 0.0, 7.0], [1.0, 2.0, 3.0]]), where=[[True, True, False], [False] * 3])
+    array([0.69314718, 0.        ])
     """
     t = _temperature(temperature)
     a, result = _prepare(logits, "logits")
     _check_scale(t, a.dtype, temperature)
     ax = _axis_index(axis, a.ndim, axis)
+    w = _where(where, a.shape)
+    if w is not None:
+        a = np.where(w, a, np.array(-np.inf, a.dtype))
     values, grad, _reduced = _line_values(
         a, ax, lambda ax: _core.entropy(a, ax, t, bool(return_grad), 1.0)
     )
+    if w is not None:  # (a slice with nothing included: no term; excluded classes: 0)
+        empty = ~np.any(w, axis=ax)
+        values[empty] = 0
+        if grad is not None:
+            grad[~w | np.expand_dims(empty, ax)] = 0
     h = _cast(values, _loss_dtype(result))
     if not return_grad:
         return h
