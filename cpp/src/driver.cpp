@@ -188,8 +188,8 @@ bool line_any(const unsigned char* m, std::size_t n) {
 // have given NaN to the whole line), and so do the lines with nothing
 // included (but logsumexp's, which the kernels already give -inf; and the
 // gradients', already 0). A mask constant along the axis of contiguous rows
-// (ms = 0: an (N, 1) mask) copies nothing: the kernels run on the rows
-// themselves and the excluded ones are overwritten.
+// (ms = 0: an (N, 1) mask) copies nothing: the kernels run on the runs of
+// included rows themselves, and the excluded rows are filled.
 template <class T>
 void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T* a, const T* b,
                   T* y, std::size_t o, const unsigned char* mask, std::size_t mi, std::ptrdiff_t ms,
@@ -204,13 +204,24 @@ void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T*
         parallel_for(plan.tasks(), [&](std::size_t t) {
             layout::for_each_batch(plan, t, [&](const layout::Batch& batch) {
                 const std::ptrdiff_t* off = batch.offsets;
-                call_rows(k, op, a + off[0], rs[0], b ? b + off[1] : nullptr, rs[1], y + off[o],
-                          rs[o], batch.count, n, params);
                 const T out = mask_fills<T>(op).out;
-                for (std::size_t r = 0; r < batch.count; ++r) {
+                const auto included = [&](std::size_t r) {
+                    return n > 0 && mask[off[mi] + static_cast<std::ptrdiff_t>(r) * rs[mi]];
+                };
+                // runs of included rows to the kernels, the others filled
+                for (std::size_t r = 0; r < batch.count;) {
+                    std::size_t e = r;
+                    while (e < batch.count && included(e)) ++e;
                     const auto i = static_cast<std::ptrdiff_t>(r);
-                    if (n == 0 || !mask[off[mi] + i * rs[mi]])
+                    if (e > r) {
+                        call_rows(k, op, a + off[0] + i * rs[0], rs[0],
+                                  b ? b + off[1] + i * rs[1] : nullptr, rs[1],
+                                  y + off[o] + i * rs[o], rs[o], e - r, n, params);
+                        r = e;
+                    } else {
                         std::fill_n(y + off[o] + i * rs[o], reduce ? 1 : n, out);
+                        ++r;
+                    }
                 }
             });
         });
