@@ -105,17 +105,34 @@ def reference_gradient(op: str, g: np.ndarray, y: np.ndarray, w: np.ndarray, t: 
 # ----------------------------------------------------- bit for bit, every kernel path --
 
 
+def reads_mask_in_passes(op: str, dtype: np.dtype, kind: str, n: int) -> bool:
+    """Whether driver.cpp gives these rows to Kernels::masked_row (float32 / float64, the
+    mask contiguous along the rows: logsumexp from 128 classes, softmax from 8192), whose
+    passes are not the plain kernels' for the row length (the same accuracy, other bits)."""
+    return (
+        dtype in (F32, F64)
+        and kind != "(N, 1)"
+        and ((op == "logsumexp" and n >= 128) or (op == "softmax" and n >= 8192))
+    )
+
+
 @pytest.mark.parametrize("n", LENGTHS)
 @pytest.mark.parametrize("kind", MASKS)
 @pytest.mark.parametrize("dtype", [F32, F64, F16, BF16], ids=str)
 def test_forward_is_the_plain_call_on_the_filled_input(rng, dtype, kind, n):
-    """Every kernel path by row length (37 rows: partial groups and tiles)."""
+    """Every kernel path by row length (37 rows: partial groups and tiles); bit for bit,
+    but where the mask is read in the kernels' passes: within 4 ulp there."""
     shape = (37 if n < 40000 else 3, n)
     x = rng.normal(0, 3, shape).astype(dtype)
     w = make_mask(kind, shape, rng)
     for op in FORWARD:
         got = getattr(fs, op)(x, where=w)
-        np.testing.assert_array_equal(got, plain_equivalent(op, x, w), err_msg=op)
+        want = plain_equivalent(op, x, w)
+        if reads_mask_in_passes(op, dtype, kind, n):
+            np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want), err_msg=op)
+            np.testing.assert_allclose(got, want, rtol=4 * np.finfo(dtype).eps, atol=0, err_msg=op)
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=op)
 
 
 @pytest.mark.parametrize("n", [1, 3, 10, 33, 100, 1000, 5000])
@@ -136,12 +153,18 @@ def test_gradients_are_the_plain_call_on_the_filled_input(rng, dtype, kind, n):
 @pytest.mark.parametrize("n", [1, 5, 100, 5000])
 @pytest.mark.parametrize("dtype", [F32, F64])
 def test_a_mask_of_all_true_is_the_plain_call(rng, dtype, n):
+    """Bit for bit, but where the mask is read in the passes (within 4 ulp there); a
+    scalar True broadcasts to every entry (stride 0: the (N, 1) way)."""
     x = rng.normal(0, 3, (37, n)).astype(dtype)
     g = rng.normal(0, 1, x.shape).astype(dtype)
-    for w in (np.ones(x.shape, bool), np.ones((1, n), bool), True):
+    for kind, w in (("full", np.ones(x.shape, bool)), ("(1, C)", np.ones((1, n), bool)),
+                    ("(N, 1)", True)):  # fmt: skip
         for op in FORWARD:
             f = getattr(fs, op)
-            np.testing.assert_array_equal(f(x, where=w), f(x))
+            if reads_mask_in_passes(op, np.dtype(dtype), kind, n):
+                np.testing.assert_allclose(f(x, where=w), f(x), rtol=4 * np.finfo(dtype).eps)
+            else:
+                np.testing.assert_array_equal(f(x, where=w), f(x))
         for op in BACKWARD:
             y = getattr(fs, OF[op])(x)
             f = getattr(fs, op)
@@ -187,7 +210,7 @@ def test_accuracy_against_the_wide_reference(rng, dtype, kind, n, t):
 # ------------------------------------------------------------------ special values --
 
 
-@pytest.mark.parametrize("n", [3, 16, 100, 5000])
+@pytest.mark.parametrize("n", [3, 16, 100, 5000, 9000])
 @pytest.mark.parametrize("dtype", [F32, F64, F16])
 def test_nan_and_inf_under_the_mask_do_not_leak(rng, dtype, n):
     x = rng.normal(0, 3, (6, n)).astype(dtype)
@@ -215,7 +238,7 @@ def test_nan_and_inf_under_the_mask_do_not_leak(rng, dtype, n):
         )
 
 
-@pytest.mark.parametrize("n", [1, 2, 7, 64, 1000])
+@pytest.mark.parametrize("n", [1, 2, 7, 64, 1000, 9000])
 @pytest.mark.parametrize("dtype", [F32, F64, F16, BF16], ids=str)
 @pytest.mark.parametrize("kind", ["full", "(N, 1)"])
 def test_slices_with_nothing_included(dtype, kind, n):
@@ -231,7 +254,7 @@ def test_slices_with_nothing_included(dtype, kind, n):
         assert np.all(r == 0), op
 
 
-@pytest.mark.parametrize("n", [4, 33, 1000])
+@pytest.mark.parametrize("n", [4, 33, 1000, 9000])
 @pytest.mark.parametrize("dtype", [F32, F64])
 def test_special_values_among_the_included_entries(dtype, n):
     """SciPy's rules on the included entries; the excluded ones keep their values."""

@@ -165,6 +165,18 @@ MaskFills<T> mask_fills(Op op) {
 // that the buffers stay in L1/L2 between the copy and the kernel.
 constexpr std::size_t kMaskedBatch = 8192;
 
+// Which rows (float32 and float64, their masks contiguous along them) go to
+// Kernels::masked_row, which reads the mask in its passes, instead of the
+// buffers. As measured (bench/masks.py, float32, time against the plain
+// call, mask copied / read in the passes): logsumexp 1.49 / 1.31 at
+// (1024, 1000), 1.64 / 1.19 at (256, 32000), 1.50 / 1.23 at (8192, 1024);
+// softmax 1.59 / 1.55, 1.44 / 1.14, 1.70 / 2.00: read in the passes only
+// for rows past L1. log_softmax stays with the buffers (1.40-1.51 against
+// 1.48-1.77). The (N, 1) masks' runs of rows likewise start at kMaskedRowMin
+// (shorter rows: many short kernel calls, 3.3x at (8192, 10)).
+constexpr std::size_t kMaskedRowMin = 128;
+constexpr std::size_t kMaskedSoftmaxMin = 8192;
+
 // Whether any of the n bytes at m is nonzero.
 bool line_any(const unsigned char* m, std::size_t n) {
     std::uint64_t acc = 0;
@@ -208,6 +220,15 @@ void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T*
                 const auto included = [&](std::size_t r) {
                     return n > 0 && mask[off[mi] + static_cast<std::ptrdiff_t>(r) * rs[mi]];
                 };
+                if (n < kMaskedRowMin) {  // (short rows: all at once, then the fills)
+                    call_rows(k, op, a + off[0], rs[0], b ? b + off[1] : nullptr, rs[1], y + off[o],
+                              rs[o], batch.count, n, params);
+                    for (std::size_t r = 0; r < batch.count; ++r)
+                        if (!included(r))
+                            std::fill_n(y + off[o] + static_cast<std::ptrdiff_t>(r) * rs[o],
+                                        reduce ? 1 : n, out);
+                    return;
+                }
                 // runs of included rows to the kernels, the others filled
                 for (std::size_t r = 0; r < batch.count;) {
                     std::size_t e = r;
@@ -228,6 +249,34 @@ void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T*
         return;
     }
     const MaskFills<T> fill = mask_fills<T>(op);
+    if (rows && ms == 1 && k.masked_row &&
+        ((op == Op::logsumexp && n >= kMaskedRowMin) ||
+         (op == Op::softmax && n >= kMaskedSoftmaxMin))) {  // the mask in the passes
+        const MaskedOp mop = op == Op::softmax ? MaskedOp::softmax : MaskedOp::logsumexp;
+        parallel_for(plan.tasks(), [&](std::size_t t) {
+            std::vector<T> buf;  // (the rows left to the plain kernels)
+            layout::for_each_batch(plan, t, [&](const layout::Batch& batch) {
+                for (std::size_t r = 0; r < batch.count; ++r) {
+                    const auto at = [&](std::size_t q) {
+                        return batch.offsets[q] + static_cast<std::ptrdiff_t>(r) * rs[q];
+                    };
+                    const T* const x = a + at(0);
+                    const unsigned char* const m = mask + at(mi);
+                    T* const line = y + at(o);
+                    if (k.masked_row(mop, x, m, line, n, params)) continue;
+                    buf.resize(n);
+                    const unsigned f = k.masked_copy(x, 1, m, 1, buf.data(), n, fill.in0);
+                    call_rows<T>(k, op, buf.data(), 0, nullptr, 0, line, 0, 1, n, params);
+                    if (!(f & kMaskAny))
+                        std::fill_n(line, reduce ? 1 : n, fill.out);
+                    else if ((f & kMaskNonFinite) && !reduce)
+                        for (std::size_t i = 0; i < n; ++i)
+                            if (!m[i]) line[i] = fill.out;
+                }
+            });
+        });
+        return;
+    }
     const std::size_t per = rows ? std::max<std::size_t>(1, kMaskedBatch / n) : 1;
     // one copy for a whole batch: rows back to back in each input, their
     // masks back to back or one row for all

@@ -34,6 +34,9 @@ struct MaxSum {
 // The segment kernels keep one `ref` per block of at least this many elements.
 constexpr std::size_t kMinSegmentBlock = 64;
 
+// The forward ops of Kernels::masked_row.
+enum class MaskedOp { softmax, logsumexp };
+
 // masked_copy's flags: some entry of the line is included; an included entry
 // is +-inf or NaN.
 constexpr unsigned kMaskAny = 1, kMaskNonFinite = 2;
@@ -140,6 +143,15 @@ struct Kernels {
     // where=); returns kMaskAny | kMaskNonFinite flags.
     unsigned (*masked_copy)(const S* x, ptrdiff_t xs, const unsigned char* m, ptrdiff_t ms, S* to,
                             size_t n, S fill);
+
+    // softmax or logsumexp (one value at y) of the entries of the
+    // contiguous row x (n elements) whose mask byte is nonzero, the mask
+    // contiguous along the row (generic/masked_rows.hpp); false for a row the
+    // plain kernels must answer (nothing included, a NaN or +inf included,
+    // only -inf), which may have written y's n outputs. Null for
+    // half-precision storage.
+    bool (*masked_row)(MaskedOp op, const S* x, const unsigned char* m, S* y, size_t n,
+                       Params params);
 
     // Element-wise vector math on contiguous arrays (exposed for the ULP tests).
     void (*exp)(const S* x, S* y, size_t n);

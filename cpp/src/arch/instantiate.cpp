@@ -18,6 +18,7 @@
 #include "generic/backward.hpp"
 #include "generic/ce_rows.hpp"
 #include "generic/divergence_rows.hpp"
+#include "generic/masked_rows.hpp"
 #include "generic/masks.hpp"
 #include "generic/softmax_rows.hpp"
 
@@ -49,6 +50,7 @@ constexpr Kernels<typename V::S> make_kernels() {
     k.entropy_row = &entropy_row<V>;
     k.kl_div_row = &kl_div_row<V>;
     k.masked_copy = &masked_copy<typename V::S>;
+    if constexpr (kExpInOutput<V>) k.masked_row = &masked_row<V>;
     k.exp = &exp_array<V>;
     k.log = &log_array<V>;
     k.log1p = &log1p_array<V>;

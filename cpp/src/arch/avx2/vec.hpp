@@ -87,6 +87,11 @@ struct F32 : BufferedPartialStore<F32>, ScaleOrZero<F32> {
         return _mm256_cmp_ps(_mm256_sub_ps(a, a), _mm256_setzero_ps(), _CMP_NEQ_UQ);
     }
     static mask mask_or(mask a, mask b) { return _mm256_or_ps(a, b); }
+    static mask bytes_nonzero(const unsigned char* m) {  // (8 bytes)
+        const __m256i w =
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)));
+        return _mm256_castsi256_ps(_mm256_cmpgt_epi32(w, _mm256_setzero_si256()));
+    }
     static reg select(mask m, reg a, reg b) { return _mm256_blendv_ps(b, a, m); }
     // dst[j * ds + i] = src[i * ss + j] for i, j < 8: 8 loads, 24 shuffles, 8 stores
     static void transpose(const T* src, std::ptrdiff_t ss, T* dst, std::ptrdiff_t ds) {
@@ -241,6 +246,12 @@ struct F64 : BufferedPartialStore<F64>, ScaleOrZero<F64>, NeumaierLanes<F64> {
         return _mm256_cmp_pd(_mm256_sub_pd(a, a), _mm256_setzero_pd(), _CMP_NEQ_UQ);
     }
     static mask mask_or(mask a, mask b) { return _mm256_or_pd(a, b); }
+    static mask bytes_nonzero(const unsigned char* m) {  // (4 bytes)
+        int v;
+        std::memcpy(&v, m, sizeof v);
+        const __m256i w = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(v));
+        return _mm256_castsi256_pd(_mm256_cmpgt_epi64(w, _mm256_setzero_si256()));
+    }
     static reg select(mask m, reg a, reg b) { return _mm256_blendv_pd(b, a, m); }
     // dst[j * ds + i] = src[i * ss + j] for i, j < 4: 4 loads, 8 shuffles, 4 stores
     static void transpose(const T* src, std::ptrdiff_t ss, T* dst, std::ptrdiff_t ds) {

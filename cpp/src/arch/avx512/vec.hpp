@@ -76,6 +76,10 @@ struct F32 {
         return _mm512_cmp_ps_mask(_mm512_sub_ps(a, a), _mm512_setzero_ps(), _CMP_NEQ_UQ);
     }
     static mask mask_or(mask a, mask b) { return static_cast<mask>(a | b); }
+    static mask bytes_nonzero(const unsigned char* m) {  // (16 bytes)
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(m));
+        return _mm_test_epi8_mask(b, b);
+    }
     static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_ps(m, b, a); }  // m ? a : b
     static T hmax(reg v) { return _mm512_reduce_max_ps(v); }
     // The short transposes (common_ops.hpp, ShortTransposeTables), n < 16:
@@ -228,6 +232,10 @@ struct F64 : NeumaierLanes<F64> {
         return _mm512_cmp_pd_mask(_mm512_sub_pd(a, a), _mm512_setzero_pd(), _CMP_NEQ_UQ);
     }
     static mask mask_or(mask a, mask b) { return static_cast<mask>(a | b); }
+    static mask bytes_nonzero(const unsigned char* m) {  // (8 bytes)
+        const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m));
+        return static_cast<mask>(_mm_test_epi8_mask(b, b));
+    }
     static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_pd(m, b, a); }
     static T hmax(reg v) { return _mm512_reduce_max_pd(v); }
     // Integer class labels as lanes (as F32's)

@@ -69,6 +69,7 @@ struct Scalar : ScaleOrZero<Scalar<T_, Bits, MantBits, Bias>> {
     static mask isnan(reg a) { return a != a; }
     static mask not_finite(reg a) { return !std::isfinite(a); }
     static mask mask_or(mask a, mask b) { return a || b; }
+    static mask bytes_nonzero(const unsigned char* m) { return m[0] != 0; }
     static reg select(mask m, reg a, reg b) { return m ? a : b; }
     static T hmax(reg v) { return v; }
 };

@@ -96,6 +96,12 @@ struct F32 : BufferedPartialLoad<F32>, BufferedPartialStore<F32>, ScaleOrZero<F3
         return vmvnq_u32(vceqq_f32(vsubq_f32(a, a), vdupq_n_f32(0.0f)));
     }
     static mask mask_or(mask a, mask b) { return vorrq_u32(a, b); }
+    static mask bytes_nonzero(const unsigned char* m) {  // (4 bytes)
+        std::uint32_t v;
+        std::memcpy(&v, m, sizeof v);
+        const uint16x8_t h = vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(v)));
+        return vcgtq_u32(vmovl_u16(vget_low_u16(h)), vdupq_n_u32(0));
+    }
     static reg select(mask m, reg a, reg b) { return vbslq_f32(m, a, b); }  // m ? a : b
     static T hmax(reg v) { return vmaxvq_f32(v); }  // NaN if any lane is NaN
 
@@ -182,6 +188,13 @@ struct F64 : BufferedPartialLoad<F64>,
     static mask isnan(reg a) { return not64(vceqq_f64(a, a)); }
     static mask not_finite(reg a) { return not64(vceqq_f64(vsubq_f64(a, a), vdupq_n_f64(0.0))); }
     static mask mask_or(mask a, mask b) { return vorrq_u64(a, b); }
+    static mask bytes_nonzero(const unsigned char* m) {  // (2 bytes)
+        std::uint16_t v;
+        std::memcpy(&v, m, sizeof v);
+        const uint16x8_t h = vmovl_u8(vreinterpret_u8_u16(vdup_n_u16(v)));
+        const uint32x4_t w = vmovl_u16(vget_low_u16(h));
+        return vcgtq_u64(vmovl_u32(vget_low_u32(w)), vdupq_n_u64(0));
+    }
     static reg select(mask m, reg a, reg b) { return vbslq_f64(m, a, b); }
     static T hmax(reg v) { return vmaxvq_f64(v); }
 
