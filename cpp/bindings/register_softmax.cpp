@@ -37,9 +37,11 @@ void check_same_shape(const py::array& a, const py::array& b, const char* what) 
 
 // where=: None, or a bool array of x's shape (the Python API broadcast it: a
 // broadcast view keeps its zero strides, nothing is expanded), as the
-// driver's mask operand; null for None. `out` must not overlap it.
+// driver's mask operand; null for None. `out` must not share memory with it
+// (checked: the Python API has proven that; else overlapping spans go back to
+// it as Fallback).
 std::unique_ptr<Strided<const unsigned char>> mask_of(const py::object& where, const py::array& x,
-                                                      const py::array& out) {
+                                                      const py::array& out, bool checked) {
     if (where.is_none()) return nullptr;
     if (!py::isinstance<py::array>(where))
         throw py::type_error("where must be a numpy.ndarray of bools or None");
@@ -47,7 +49,7 @@ std::unique_ptr<Strided<const unsigned char>> mask_of(const py::object& where, c
     if (!w.dtype().equal(py::dtype::of<bool>()))
         throw py::type_error("where must have dtype bool, got " + std::string(py::str(w.dtype())));
     check_same_shape(x, w, "where");
-    if (spans_overlap(w, out)) throw Fallback("out may overlap where");
+    if (!checked && spans_overlap(w, out)) throw Fallback("out may overlap where");
     return std::make_unique<Strided<const unsigned char>>(Strided<const unsigned char>{
         static_cast<const unsigned char*>(w.data()), element_strides<unsigned char>(w, "where")});
 }
@@ -66,7 +68,7 @@ py::array unary(Op op, const py::array& x, py::ssize_t axis, py::object out_obj,
     check_dtype<T>(out, "out");
     check_same_shape(x, out, "out");
     if (!checked) check_no_partial_overlap(x, out);
-    const auto mask = mask_of(where, x, out);
+    const auto mask = mask_of(where, x, out, checked);
     const Strided<const T> in = as_input<T>(x, "x");
     const Strided<T> o = as_output<T>(out, "out");
     {
@@ -92,7 +94,7 @@ py::array reduce(const py::array& x, py::ssize_t axis, py::object out_obj, bool 
         throw py::value_error("out has shape " + shape_str(out) + ", expected " +
                               std::string(py::str(py::tuple(py::cast(rshape)))));
     if (!checked) check_no_partial_overlap(x, out);
-    const auto mask = mask_of(where, x, out);
+    const auto mask = mask_of(where, x, out, checked);
     const Strided<const T> in = as_input<T>(x, "x");
     Strided<T> o = as_output<T>(out, "out");
     o.strides.insert(o.strides.begin() + static_cast<std::ptrdiff_t>(ax), 0);
@@ -123,7 +125,7 @@ py::array binary(Op op, const py::array& grad, const py::array& y, py::ssize_t a
         check_no_partial_overlap(grad, out);
         check_no_partial_overlap(y, out);
     }
-    const auto mask = mask_of(where, grad, out);
+    const auto mask = mask_of(where, grad, out, checked);
     const Strided<const T> g = as_input<T>(grad, "grad");
     const Strided<const T> yy = as_input<T>(y, "y");
     const Strided<T> o = as_output<T>(out, "out");

@@ -177,6 +177,26 @@ constexpr std::size_t kMaskedBatch = 8192;
 constexpr std::size_t kMaskedRowMin = 128;
 constexpr std::size_t kMaskedSoftmaxMin = 8192;
 
+// Whether a gradient line's first excluded entry (mask bytes ms apart) is
+// NaN: its included entries are finite but their sum overflowed, which gives
+// the excluded ones 0 * inf (the other way they turn NaN, a non-finite input,
+// masked_copy reports).
+template <class T>
+bool nan_at_first_excluded(const T* line, const unsigned char* m, std::ptrdiff_t ms,
+                           std::size_t n) {
+    std::size_t i = 0;
+    if (ms == 1) {
+        const void* z = std::memchr(m, 0, n);
+        if (!z) return false;
+        i = static_cast<std::size_t>(static_cast<const unsigned char*>(z) - m);
+    } else {
+        while (i < n && m[static_cast<std::ptrdiff_t>(i) * ms]) ++i;
+        if (i == n) return false;
+    }
+    const auto v = to_compute(line[i]);
+    return v != v;
+}
+
 // Whether any of the n bytes at m is nonzero.
 bool line_any(const unsigned char* m, std::size_t n) {
     std::uint64_t acc = 0;
@@ -334,7 +354,8 @@ void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T*
                     T* const line = rows ? y + at(o, r) : buf_y.data();
                     if (empty[r] && fix_empty) {
                         std::fill_n(line, n, fill.out);
-                    } else if ((flags & kMaskNonFinite) && !reduce) {
+                    } else if (!reduce && ((flags & kMaskNonFinite) ||
+                                           (b && nan_at_first_excluded(line, mask_of(r), ms, n)))) {
                         const unsigned char* const m = mask_of(r);
                         for (std::size_t i = 0; i < n; ++i)
                             if (!m[static_cast<std::ptrdiff_t>(i) * ms]) line[i] = fill.out;

@@ -113,7 +113,7 @@ def _check_scale(t: float, work: np.dtype, given: Any) -> None:
 
 def _where(where: Any, shape: tuple[int, ...]) -> np.ndarray | None:
     """where= as a bool array broadcast to `shape` (a view: a (1, C) or (N, 1) mask is not
-    expanded in memory); None for None. TypeError unless bool, ValueError unless it
+    expanded to `shape`); None for None. TypeError unless bool, ValueError unless it
     broadcasts to `shape` (as NumPy's and JAX's where=)."""
     if where is None:
         return None
@@ -419,7 +419,8 @@ def softmax(
         half-precision inputs); otherwise ValueError (TypeError for a non-number).
     where : array_like of bool, optional
         Which entries take part (JAX's ``where=``): it broadcasts to ``x``'s
-        shape (a ``(1, C)`` or ``(N, 1)`` mask is not expanded in memory), and
+        shape (a ``(1, C)`` or ``(N, 1)`` mask is not expanded to that shape,
+        but for a tuple ``axis``), and
         the entries where it is False are left out of their slice: the result is
         0 there, and the slice's other entries are the softmax of the included
         ones. A slice with nothing included is all 0, never NaN; a NaN or inf
