@@ -215,13 +215,10 @@ bool line_any(const unsigned char* m, std::size_t n) {
 // copied to per-task buffers with the fills where the mask is False (in one
 // copy when the rows and their masks lie back to back, or the mask is one
 // row for all: a (1, C) mask, laid out once per task), and the plain row
-// kernels run on the buffers. Then the excluded entries of every line get
-// the output fill where an included value is not finite (the kernels may
-// have given NaN to the whole line), and so do the lines with nothing
-// included (but logsumexp's, which the kernels already give -inf; and the
-// gradients', already 0). A mask constant along the axis of contiguous rows
-// (ms = 0: an (N, 1) mask) copies nothing: the kernels run on the runs of
-// included rows themselves, and the excluded rows are filled.
+// kernels run on the buffers; then `finish` rewrites the excluded entries of
+// the lines where the kernels may have put NaN there. A mask constant along the axis of contiguous
+// rows (ms = 0: an (N, 1) mask) copies nothing: the kernels run on the runs of included rows
+// themselves, and the excluded rows are filled.
 template <class T>
 void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T* a, const T* b,
                   T* y, std::size_t o, const unsigned char* mask, std::size_t mi, std::ptrdiff_t ms,
@@ -269,6 +266,16 @@ void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T*
         return;
     }
     const MaskFills<T> fill = mask_fills<T>(op);
+    // After the kernels, a line (its mask m): the output fill at its excluded
+    // entries (masked_copy in place) when nothing was included (softmax and
+    // log_softmax gave NaN), when an included value was not finite (`flags`:
+    // the kernels may have given the whole line NaN), or when a gradient's
+    // sum overflowed; logsumexp's one value is already right.
+    const auto finish = [&](T* line, const unsigned char* m, bool empty, unsigned flags) {
+        if (!reduce &&
+            (empty || (flags & kMaskNonFinite) || (b && nan_at_first_excluded(line, m, ms, n))))
+            k.masked_copy(line, 1, m, ms, line, n, fill.out);
+    };
     if (rows && ms == 1 && k.masked_row &&
         ((op == Op::logsumexp && n >= kMaskedRowMin) ||
          (op == Op::softmax && n >= kMaskedSoftmaxMin))) {  // the mask in the passes
@@ -287,11 +294,7 @@ void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T*
                     buf.resize(n);
                     const unsigned f = k.masked_copy(x, 1, m, 1, buf.data(), n, fill.in0);
                     call_rows<T>(k, op, buf.data(), 0, nullptr, 0, line, 0, 1, n, params);
-                    if (!(f & kMaskAny))
-                        std::fill_n(line, reduce ? 1 : n, fill.out);
-                    else if ((f & kMaskNonFinite) && !reduce)
-                        for (std::size_t i = 0; i < n; ++i)
-                            if (!m[i]) line[i] = fill.out;
+                    finish(line, m, !(f & kMaskAny), f);
                 }
             });
         });
@@ -302,7 +305,6 @@ void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T*
     // masks back to back or one row for all
     const bool block = rows && ms == 1 && as[0] == 1 && rs[0] == sn &&
                        (!b || (as[1] == 1 && rs[1] == sn)) && (rs[mi] == sn || rs[mi] == 0);
-    const bool fix_empty = op == Op::softmax || op == Op::log_softmax;
     SoftmaxParams in_cache = params;  // (gather: the output goes to a buffer)
     in_cache.from_memory = false;
     parallel_for(plan.tasks(), [&](std::size_t t) {
@@ -350,17 +352,8 @@ void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T*
                               params);
                 else
                     call_rows(k, op, buf_a.data(), 0, bb, 0, buf_y.data(), 0, 1, n, in_cache);
-                for (std::size_t r = 0; r < count; ++r) {
-                    T* const line = rows ? y + at(o, r) : buf_y.data();
-                    if (empty[r] && fix_empty) {
-                        std::fill_n(line, n, fill.out);
-                    } else if (!reduce && ((flags & kMaskNonFinite) ||
-                                           (b && nan_at_first_excluded(line, mask_of(r), ms, n)))) {
-                        const unsigned char* const m = mask_of(r);
-                        for (std::size_t i = 0; i < n; ++i)
-                            if (!m[static_cast<std::ptrdiff_t>(i) * ms]) line[i] = fill.out;
-                    }
-                }
+                for (std::size_t r = 0; r < count; ++r)
+                    finish(rows ? y + at(o, r) : buf_y.data(), mask_of(r), empty[r], flags);
                 if (!rows) {
                     if (reduce)
                         y[batch.offsets[o]] = buf_y[0];

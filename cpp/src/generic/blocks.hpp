@@ -466,6 +466,17 @@ struct SameMax {
     }
 };
 
+// A row as online_walk reads it: each block's maximum and whether it holds a
+// NaN (the row's own values here; masked_rows.hpp: its included ones).
+template <class V>
+struct RowView {
+    const typename V::S* x;
+    typename V::T max(std::size_t i, std::size_t len) const { return row_max<V>(x + i, len); }
+    bool has_nan(std::size_t i, std::size_t len) const {
+        return fastsoftmax::FASTSOFTMAX_TARGET::has_nan(x + i, len);
+    }
+};
+
 // One read of the row: per 4 KiB block, the block maximum (from memory), then
 // block(b, i, len, ref) (from L1), which returns the block's sum of
 // exp(x - ref) against the running maximum ref (-inf for a block of -inf
@@ -473,19 +484,20 @@ struct SameMax {
 // the maximum grows. special: the maximum is not finite or a NaN was seen.
 // map_max: the block's values are f(x) for an increasing f (cross_entropy's
 // soft-capping), so their maximum is f(max x). block's sums are of
-// exp((x - ref) * scale) (a temperature: temperature.hpp).
-template <class V, class Block, class MapMax = SameMax>
-MaxSum online_max_sum(const typename V::S* x, std::size_t n, Block&& block, MapMax map_max = {},
-                      double scale = 1.0) {
+// exp((x - ref) * scale) (a temperature: temperature.hpp). The blocks'
+// maxima and NaN tests come from view (RowView, or a masked row's).
+template <class V, class View, class Block, class MapMax = SameMax>
+MaxSum online_walk(const View& view, std::size_t n, Block&& block, MapMax map_max = {},
+                   double scale = 1.0) {
     using T = typename V::T;
     constexpr std::size_t B = kBlock * V::N;
     T m = neg_inf<T>();
     NeumaierSum sum;
     for (std::size_t b = 0, i = 0; i < n; ++b, i += B) {
         const std::size_t len = (n - i < B) ? n - i : B;
-        const T bm = map_max(row_max<V>(x + i, len));
+        const T bm = map_max(view.max(i, len));
         if (!(bm > neg_inf<T>())) {  // block of -inf (or a NaN the max dropped)
-            if (bm != bm || has_nan(x + i, len)) return {0, 0, true};
+            if (bm != bm || view.has_nan(i, len)) return {0, 0, true};
             block(b, i, len, neg_inf<T>());
             continue;
         }
@@ -504,6 +516,13 @@ MaxSum online_max_sum(const typename V::S* x, std::size_t n, Block&& block, MapM
     const double s = sum.value();
     if (!std::isfinite(m) || s != s) return {0, 0, true};
     return {static_cast<double>(m), s, false};
+}
+
+// online_walk over the row x itself.
+template <class V, class Block, class MapMax = SameMax>
+MaxSum online_max_sum(const typename V::S* x, std::size_t n, Block&& block, MapMax map_max = {},
+                      double scale = 1.0) {
+    return online_walk<V>(RowView<V>{x}, n, block, map_max, scale);
 }
 
 template <class V, class Z>

@@ -11,7 +11,6 @@
 
 #include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
-#include "generic/compensated.hpp"
 #include "generic/target.hpp"
 #include "generic/temperature.hpp"
 #include "generic/vec_math.hpp"
@@ -52,54 +51,43 @@ typename V::T masked_max(const typename V::S* x, const unsigned char* m, std::si
     return V::hmax(V::max(m0, m1));
 }
 
-template <class S>
-bool masked_has_nan(const S* x, const unsigned char* m, std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i)
-        if (const auto v = to_compute(x[i]); m[i] && v != v) return true;
-    return false;
-}
+// A masked row as online_walk reads it (blocks.hpp: RowView's twin).
+template <class V>
+struct MaskedRowView {
+    const typename V::S* x;
+    const unsigned char* m;
+    typename V::T max(std::size_t i, std::size_t len) const {
+        return masked_max<V>(x + i, m + i, len);
+    }
+    bool has_nan(std::size_t i, std::size_t len) const {
+        for (std::size_t k = i; k < i + len; ++k)
+            if (const auto v = to_compute(x[k]); m[k] && v != v) return true;
+        return false;
+    }
+};
 
 // The row's (max, sum of exp((x - max) * s)) over the included entries, from
-// one read: online_max_sum's walk with the masked loads.
+// one read: online_walk with the masked loads.
 template <class V, class Z>
 MaxSum masked_max_sum(const typename V::S* x, const unsigned char* m, std::size_t n, const Z& z) {
     using T = typename V::T;
-    constexpr std::size_t B = kBlock * V::N;
-    T mx = neg_inf<T>();
-    NeumaierSum sum;
-    for (std::size_t i = 0; i < n; i += B) {
-        const std::size_t len = (n - i < B) ? n - i : B;
-        const T bm = masked_max<V>(x + i, m + i, len);
-        if (!(bm > neg_inf<T>())) {  // nothing included, -inf, or a NaN the max dropped
-            if (bm != bm || masked_has_nan(x + i, m + i, len)) return {0, 0, true};
-            continue;
-        }
-        if (!std::isfinite(bm)) return {0, 0, true};
-        if (bm > mx) {
-            if (sum.value() != 0.0) {
-                const double f = std::exp(
-                    scaled_difference(static_cast<double>(mx), static_cast<double>(bm), z.scale()));
-                sum.sum *= f;
-                sum.comp *= f;
+    return online_walk<V>(
+        MaskedRowView<V>{x, m}, n,
+        [&](std::size_t, std::size_t i, std::size_t len, T ref) {
+            if (ref == neg_inf<T>()) return 0.0;
+            const auto vm = V::set1(ref);
+            auto s0 = V::zero(), s1 = V::zero();
+            std::size_t k = i;
+            for (; k + 2 * V::N <= i + len; k += 2 * V::N) {
+                s0 = V::add(s0, z.exp_diff(load_where<V>(x + k, m + k, V::N), vm));
+                s1 = V::add(s1, z.exp_diff(load_where<V>(x + k + V::N, m + k + V::N, V::N), vm));
             }
-            mx = bm;
-        }
-        const auto vm = V::set1(mx);
-        auto s0 = V::zero(), s1 = V::zero();
-        std::size_t k = 0;
-        for (; k + 2 * V::N <= len; k += 2 * V::N) {
-            s0 = V::add(s0, z.exp_diff(load_where<V>(x + i + k, m + i + k, V::N), vm));
-            s1 =
-                V::add(s1, z.exp_diff(load_where<V>(x + i + k + V::N, m + i + k + V::N, V::N), vm));
-        }
-        for_each_vector<V>(len - k, [&](std::size_t j, std::size_t w) {
-            s0 = V::add(s0, z.exp_diff(load_where<V>(x + i + k + j, m + i + k + j, w), vm));
-        });
-        sum.add(stretch_total<V>(V::add(s0, s1)));
-    }
-    const double s = sum.value();
-    if (!std::isfinite(mx) || s != s) return {0, 0, true};  // (nothing included: -inf)
-    return {static_cast<double>(mx), s, false};
+            for_each_vector<V>(i + len - k, [&](std::size_t j, std::size_t w) {
+                s0 = V::add(s0, z.exp_diff(load_where<V>(x + k + j, m + k + j, w), vm));
+            });
+            return stretch_total<V>(V::add(s0, s1));
+        },
+        SameMax{}, z.scale());
 }
 
 // softmax of the included entries, as the plain rows do it: the maximum,
