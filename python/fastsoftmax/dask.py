@@ -151,6 +151,7 @@ def logsumexp(
             x,
             *([] if w is None else [w]),
             op=_api.logsumexp,
+            masked=w is not None,
             axis=ax,
             keepdims=keepdims,
             temperature=t,
@@ -172,22 +173,16 @@ def _mask(where: Any, x: da.Array) -> da.Array | None:
     if where is None:
         return None
     w = where if isinstance(where, da.Array) else np.asarray(where)
-    if w.dtype != np.bool_:
-        raise TypeError(f"where must be an array of bools, got dtype {w.dtype}")
-    try:
-        shape = np.broadcast_shapes(w.shape, x.shape)
-    except ValueError:
-        shape = None
-    if shape != x.shape:
-        raise ValueError(
-            f"where has shape {w.shape}, which does not broadcast to the input's shape {x.shape}"
-        )
+    # the in-memory checks (and messages), on a zero-stride stand-in of a dask mask
+    _api._where(np.broadcast_to(np.zeros((), w.dtype), w.shape), x.shape)
     return da.broadcast_to(_as_dask(w, "where"), x.shape).rechunk(x.chunks)
 
 
-def _masked_block(x: np.ndarray, *w: np.ndarray, op: Callable[..., Any], **kw: Any) -> Any:
-    """op of one block, with its block of the mask when there is one."""
-    return op(x, where=w[0], **kw) if w else op(x, **kw)
+def _masked_block(*blocks: np.ndarray, op: Callable[..., Any], masked: bool, **kw: Any) -> Any:
+    """op of one block of its inputs, the last block the mask's when `masked`."""
+    if masked:
+        return op(*blocks[:-1], where=blocks[-1], **kw)
+    return op(*blocks, **kw)
 
 
 def _excluded_as(x: da.Array, w: da.Array | None, value: float) -> da.Array:
@@ -237,8 +232,9 @@ def _unary(name: str, kernel: Callable[..., Any], by_parts: Callable[..., Any]) 
         meta = _meta(x.ndim, result)
         if x.numblocks[ax] == 1:
             return da.map_blocks(
-                _masked_block, x, *([] if w is None else [w]), op=kernel, axis=ax,
-                temperature=t, dtype=result, meta=meta, token=f"fastsoftmax-{name}",
+                _masked_block, x, *([] if w is None else [w]), op=kernel,
+                masked=w is not None, axis=ax, temperature=t, dtype=result, meta=meta,
+                token=f"fastsoftmax-{name}",
             )  # fmt: skip
         xt = _divided(_excluded_as(x, w, -np.inf), t, result)
         pairs = _pairs(xt, ax)
@@ -297,8 +293,9 @@ def _backward(name: str, kernel: Callable[..., Any], dot: bool) -> Any:
         meta = _meta(g.ndim, work)
         if g.numblocks[ax] == 1:
             return da.map_blocks(
-                _backward_masked_block, g, yy, *([] if w is None else [w]), op=kernel,
-                axis=ax, temperature=t, dtype=work, meta=meta, token=f"fastsoftmax-{name}",
+                _masked_block, g, yy, *([] if w is None else [w]), op=kernel,
+                masked=w is not None, axis=ax, temperature=t, dtype=work, meta=meta,
+                token=f"fastsoftmax-{name}",
             )  # fmt: skip
         g = _excluded_as(g, w, 0.0)
         yy = _excluded_as(yy, w, 0.0 if dot else -np.inf)
@@ -321,12 +318,6 @@ def _backward(name: str, kernel: Callable[..., Any], dot: bool) -> Any:
         times the formula's. ``where``: the mask ``y`` was computed with.
         """
     return f
-
-
-def _backward_masked_block(
-    g: np.ndarray, y: np.ndarray, *w: np.ndarray, op: Callable[..., Any], **kw: Any
-) -> Any:
-    return op(g, y, where=w[0], **kw) if w else op(g, y, **kw)
 
 
 def _backward_block(
