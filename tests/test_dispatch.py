@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import fastsoftmax as fs
 import numpy as np
@@ -176,3 +177,30 @@ def test_show_config_prints_the_active_target(simd, capsys):
         assert (state == "usable") == usable, f"{name}: {state}"
     assert fs.__version__ in text
     assert np.__version__ in text
+    # the compiler, the flags every translation unit got and each target's own
+    # (-ffp-contract=off among them where the compiler takes it: the kernels place their FMAs)
+    info = _core.build_info()
+    assert f"compiler    : {info['compiler']} ({info['build_type']})" in text, text
+    flags = [line for line in text.splitlines() if line.startswith("  cxx flags")]
+    assert len(flags) == 1, text
+    assert "-std=c++17" in flags[0], text
+    per_target = [line for line in text.splitlines() if line.startswith("  target flags")]
+    assert len(per_target) == 1, text
+    for name in fs.simd_targets():
+        assert f"{name}: [" in per_target[0], text
+    if info["compiler"].startswith(("GNU", "Clang", "AppleClang")):
+        assert per_target[0].count("-ffp-contract=off") == len(fs.simd_targets()), text
+
+
+def test_the_extension_was_built_from_this_version():
+    """One source of the version: pyproject.toml, read by the build (CMake) and by the
+    installed metadata that ``__version__`` comes from; a stale extension would differ."""
+    assert _core.build_info()["version"] == fs.__version__
+    assert re.fullmatch(r"\d+\.\d+\.\d+([.-]?(a|b|rc|dev|post)\d+)*", fs.__version__)
+
+
+def test_the_changelog_opens_with_this_version():
+    changelog = Path(__file__).resolve().parents[1] / "CHANGELOG.md"
+    headings = re.findall(r"^## (\S+)", changelog.read_text(encoding="utf-8"), re.MULTILINE)
+    assert headings, "CHANGELOG.md has no version heading"
+    assert headings[0] == fs.__version__, f"newest entry {headings[0]}, package {fs.__version__}"

@@ -98,8 +98,10 @@ void register_config(py::module_& m) {
         "build_info",
         [] {
             py::dict d;
+            d["version"] = FASTSOFTMAX_VERSION;
             d["compiler"] = FASTSOFTMAX_COMPILER;
             d["build_type"] = FASTSOFTMAX_BUILD_TYPE;
+            d["cxx_flags"] = FASTSOFTMAX_CXX_FLAGS;
             d["target_flags"] = FASTSOFTMAX_TARGET_FLAGS;
             return d;
         },

@@ -23,6 +23,14 @@ def simd_target() -> str:
     One of ``"avx512"``, ``"avx2"``, ``"neon"`` or ``"baseline"``: the best one
     this CPU supports, unless the environment variable ``FASTSOFTMAX_SIMD``
     named another (supported) one when fastsoftmax was imported.
+
+    Examples
+    --------
+    >>> import fastsoftmax as fs
+    >>> fs.simd_targets()[fs.simd_target()]  # compiled, and usable on this CPU
+    True
+    >>> fs.simd_target()  # doctest: +SKIP
+    'avx512'
     """
     return _core.simd_target()
 
@@ -31,6 +39,15 @@ def simd_targets() -> dict[str, bool]:
     """Return ``{name: usable}`` for every target compiled into this build, best first.
 
     A target is usable when the CPU (and OS) can run it.
+
+    Examples
+    --------
+    >>> import fastsoftmax as fs
+    >>> targets = fs.simd_targets()
+    >>> list(targets)[-1], targets["baseline"]  # the portable fallback: always there
+    ('baseline', True)
+    >>> targets  # doctest: +SKIP
+    {'avx512': True, 'avx2': True, 'baseline': True}
     """
     return {name: supported for name, compiled, supported in _core.targets() if compiled}
 
@@ -38,7 +55,21 @@ def simd_targets() -> dict[str, bool]:
 def show_config() -> None:
     """Print the SIMD targets, the one in use, and how the extension was built.
 
-    Like :func:`numpy.show_config`: the text is for people, not for parsing.
+    Like :func:`numpy.show_config`: the text is for people, not for parsing. It names
+    the version, the compiler, the flags every file was compiled with and each target's
+    own.
+
+    Examples
+    --------
+    >>> import fastsoftmax as fs
+    >>> fs.show_config()  # doctest: +ELLIPSIS
+    fastsoftmax ...
+      compiler    : ...
+      cxx flags   : ...
+      active SIMD : ...
+      targets     :
+    ...
+      target flags: ...
     """
     info = _core.build_info()
     lines = [
@@ -46,6 +77,7 @@ def show_config() -> None:
         f"  python      : {sys.version.split()[0]} ({platform.machine()})",
         f"  numpy       : {np.__version__}",
         f"  compiler    : {info['compiler']} ({info['build_type']})",
+        f"  cxx flags   : {info['cxx_flags']}",
         f"  active SIMD : {simd_target()}",
         f"  FASTSOFTMAX_SIMD={os.environ.get('FASTSOFTMAX_SIMD', '')!r}",
         f"  threads     : {_core.num_threads()} (of {_core.default_num_threads()} CPUs)",
