@@ -4,8 +4,6 @@ strides, bad arguments. (fastsoftmax.dask, built on them: tests/test_dask.py.)""
 
 from __future__ import annotations
 
-import itertools
-
 import fastsoftmax as fs
 import ml_dtypes
 import numpy as np
@@ -36,7 +34,7 @@ def test_parts_merge_to_the_one_call_logsumexp(rng, dtype):
     x[3, :] = -np.inf
     x[4, :150] = -np.inf
     cuts = [0, 1, 64, 150, 151, 300, 300]  # (an empty part, a one-element part)
-    parts = [fs.logsumexp_parts(x[:, a:b], keepdims=True) for a, b in itertools.pairwise(cuts)]
+    parts = [fs.logsumexp_parts(x[:, a:b], keepdims=True) for a, b in zip(cuts[:-1], cuts[1:])]
     m, s = fs.merge_logsumexp_parts(
         np.concatenate([p.max for p in parts], axis=1),
         np.concatenate([p.sumexp for p in parts], axis=1),
@@ -104,7 +102,7 @@ def shard(x, labels, cuts, **kw):
             keepdims=True,
             **kw,
         )
-        for a, b in itertools.pairwise(cuts)
+        for a, b in zip(cuts[:-1], cuts[1:])
     ]
     return fs.merge_cross_entropy_parts(
         fs.CrossEntropyParts(*(np.concatenate(t, axis=1) for t in zip(*parts)))
