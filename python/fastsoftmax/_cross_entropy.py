@@ -446,6 +446,25 @@ def cross_entropy(
     a zero probability on it gives NaN, as ``0 * -inf`` does in PyTorch).
     With ``softcap``, infinite logits become finite.
     The GIL is released while the kernel runs.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> logits = np.log([[0.7, 0.2, 0.1], [0.25, 0.5, 0.25]])  # softmax: these probabilities
+    >>> labels = np.array([0, 1])
+    >>> fs.cross_entropy(logits, labels, reduction="none")  # -log 0.7, -log 0.5
+    array([0.35667494, 0.69314718])
+    >>> loss, grad = fs.cross_entropy(logits, labels, return_grad=True)  # the mean
+    >>> round(float(loss), 6)
+    0.524911
+    >>> grad  # (softmax - one-hot) / 2 examples
+    array([[-0.15 ,  0.1  ,  0.05 ],
+           [ 0.125, -0.25 ,  0.125]])
+    >>> round(float(fs.cross_entropy(logits, np.array([0, -100]), reduction="sum")), 6)
+    0.356675
+    >>> soft = np.array([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]])  # probabilities as labels
+    >>> fs.cross_entropy(logits, soft, reduction="none")  # -(log 0.7 + log 0.2) / 2, -log 0.5
+    array([0.98305643, 0.69314718])
     """
     if inplace_grad:
         if not return_grad:
@@ -571,6 +590,16 @@ def cross_entropy_backward(
     ``inplace_grad`` (the gradient is what it returns; ``out=logits`` writes it
     in place), plus ``lse`` (the per-example shape) and ``out`` (an array of the
     logits' shape and result dtype to write the gradient into).
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> logits = np.log([[0.7, 0.2, 0.1], [0.25, 0.5, 0.25]])
+    >>> labels = np.array([0, 1])
+    >>> lse = fs.logsumexp(logits)  # saved by the forward pass
+    >>> fs.cross_entropy_backward(logits, labels, lse=lse, reduction="sum")  # softmax - one-hot
+    array([[-0.3 ,  0.2 ,  0.1 ],
+           [ 0.25, -0.5 ,  0.25]])
     """
     call = _Call(
         logits,

@@ -472,11 +472,12 @@ def _finish(result: Any, kind: str, written: list[tuple[Any, Any]]) -> Any:
 
 
 def _doc(names: Sequence[str], out: str | None, inplace: tuple[str, str] | None) -> str:
-    """The docstring section on framework arrays of a decorated function."""
+    """The paragraphs on framework arrays of a decorated function's docstring (for its
+    Notes section: see :func:`_with_notes`)."""
     args = ", ".join(f"``{n}``" for n in names)
-    which = f"Each of {args}" if len(names) > 1 else args
+    which = f"each of {args}" if len(names) > 1 else args
     first = (
-        f"{which} may also be a PyTorch tensor, a JAX "
+        f"*Framework arrays:* {which} may also be a PyTorch tensor, a JAX "
         "array or another CPU array that speaks DLPack (``__dlpack__``). It is read "
         "without a copy (bfloat16 too, as ``ml_dtypes.bfloat16``). The result has the "
         "type of the first such argument: a torch tensor gives a torch tensor (over the "
@@ -496,7 +497,7 @@ def _doc(names: Sequence[str], out: str | None, inplace: tuple[str, str] | None)
             f"With ``{inplace[1]}=True`` and a torch tensor ``{inplace[0]}``, the gradient "
             "is written into that tensor's storage, and the tensor itself is returned."
         )
-    if "logits" in names:
+    if "labels" in names or "target" in names:  # (the losses and the KL divergence)
         paragraphs.append(
             "A reduced (scalar) loss is a 0-d tensor when the logits or labels are "
             "framework arrays (a 0-d JAX array for JAX), as "
@@ -510,8 +511,33 @@ def _doc(names: Sequence[str], out: str | None, inplace: tuple[str, str] | None)
         "array on another device (a GPU) is a TypeError naming the device; float8 and "
         "complex dtypes are TypeErrors naming the dtype."
     )
-    body = "\n\n".join(textwrap.fill(p, 76) for p in paragraphs)
-    return f"Framework arrays\n----------------\n{body}"
+    return "\n\n".join(textwrap.fill(p, 76) for p in paragraphs)
+
+
+def _with_notes(doc: str, text: str) -> str:
+    """``doc`` (a cleaned numpydoc docstring) with ``text`` at the end of its Notes
+    section, or in a new one before References / Examples (numpydoc knows a fixed set of
+    sections: it would drop one of its own with a warning)."""
+    lines = doc.splitlines()
+    headers = [
+        i
+        for i in range(len(lines) - 1)
+        if lines[i].strip() and lines[i + 1].strip() == "-" * len(lines[i].strip())
+    ]
+    titles = {lines[i].strip(): i for i in headers}
+    if "Notes" in titles:  # at the end of the section, before the blank lines after it
+        end = next((i for i in headers if i > titles["Notes"]), len(lines))
+        while not lines[end - 1].strip():
+            end -= 1
+        return "\n".join([*lines[:end], "", text, *lines[end:]])
+    notes = ["Notes", "-----", text]
+    later = [titles[t] for t in ("References", "Examples") if t in titles]
+    if not later:
+        return "\n".join([doc.rstrip(), "", *notes])
+    before = lines[: min(later)]
+    if before[-1].strip():
+        before.append("")
+    return "\n".join([*before, *notes, "", *lines[min(later) :]])
 
 
 def _any_dask(*arrays: Any) -> bool:
@@ -662,7 +688,7 @@ def accepts_arrays(
         code = compile(src, filename, "exec")
         exec(code, scope)  # noqa: S102  (our own source, as dataclasses makes __init__)
         wrapper = functools.update_wrapper(scope[f.__name__], f)
-        wrapper.__doc__ = inspect.cleandoc(f.__doc__ or "") + "\n\n" + _doc(names, out, inplace)
+        wrapper.__doc__ = _with_notes(inspect.cleandoc(f.__doc__ or ""), _doc(names, out, inplace))
         return cast(F, wrapper)
 
     return decorate

@@ -21,6 +21,14 @@ class LogsumexpParts(NamedTuple):
     ``logsumexp = max + log(sumexp)``. A slice with a NaN is ``(nan, nan)``; with a
     ``+inf`` (and no NaN) ``(inf, 1)``; with only ``-inf`` entries, or none,
     ``(-inf, 0)``; else ``max`` is the slice's largest value and ``sumexp >= 1``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> x = np.array([[0.0, 0.0], [np.nan, 1.0], [1.0, np.inf], [-np.inf, -np.inf]])
+    >>> parts = fs.logsumexp_parts(x)
+    >>> parts.max, parts.sumexp
+    (array([  0.,  nan,  inf, -inf]), array([ 2., nan,  1.,  0.]))
     """
 
     max: np.ndarray
@@ -112,6 +120,13 @@ def merge_logsumexp_parts(
     -------
     LogsumexpParts
         The merged pairs (float64); no parts at all merge into ``(-inf, 0)``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> m, s = fs.merge_logsumexp_parts([[2.0, 4.0]], [[1.0, 1.0]])  # two parts of a slice
+    >>> m, s  # 4 and 1 + exp(2 - 4)
+    (array([4.]), array([1.13533528]))
     """
     m, s = np.broadcast_arrays(np.asarray(max, dtype=_F64), np.asarray(sumexp, dtype=_F64))
     ax = _one_axis(axis, m.ndim)
@@ -148,6 +163,17 @@ def logsumexp_from_parts(
         Pairs from :func:`merge_logsumexp_parts` (or :func:`logsumexp_parts`).
     dtype : dtype, default float64
         The result's dtype (a floating-point one: float32 for float32 logits, say).
+
+    Returns
+    -------
+    ndarray
+        The pairs' shape, in ``dtype``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> fs.logsumexp_from_parts([0.0, 1.0, -np.inf], [2.0, np.e, 0.0])
+    array([0.69314718, 2.        ,       -inf])
     """
     m, s = np.asarray(max, dtype=_F64), np.asarray(sumexp, dtype=_F64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -285,6 +311,14 @@ class CrossEntropyParts(NamedTuple):
       else 0; ``found``: 1 there, else 0.
 
     Relative to each part's own maximum, ``lin`` adds no cancellation when parts merge.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> x = np.log([[0.4, 0.3, 0.2, 0.1]])  # one example, 4 classes, label 1
+    >>> part = fs.cross_entropy_parts(x[:, :2], np.array([1]), num_classes=4)  # classes 0, 1
+    >>> part.max, part.sumexp, part.label, part.found  # log 0.4, 1 + 0.3 / 0.4, log 0.3, 1
+    (array([-0.91629073]), array([1.75]), array([-1.2039728]), array([1.]))
     """
 
     max: np.ndarray
@@ -543,7 +577,19 @@ def merge_cross_entropy_parts(
 ) -> CrossEntropyParts:
     """Merge :class:`CrossEntropyParts` stacked along ``axis`` (exactly, in float64: the
     logsumexp pairs as :func:`merge_logsumexp_parts` merges them, the weighted sums moved
-    to the merged maximum, the label's logit from the part that holds it)."""
+    to the merged maximum, the label's logit from the part that holds it).
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> x, y = np.log([[0.4, 0.3, 0.2, 0.1]]), np.array([1])
+    >>> a = fs.cross_entropy_parts(x[:, :2], y, num_classes=4, keepdims=True)
+    >>> b = fs.cross_entropy_parts(x[:, 2:], y, class_start=2, num_classes=4, keepdims=True)
+    >>> stacked = fs.CrossEntropyParts(*(np.concatenate(f, axis=-1) for f in zip(a, b)))
+    >>> merged = fs.merge_cross_entropy_parts(stacked)
+    >>> merged.max, merged.sumexp, merged.label  # log 0.4, 1 / 0.4, log 0.3
+    (array([-0.91629073]), array([2.5]), array([-1.2039728]))
+    """
     p = CrossEntropyParts(*(np.asarray(a, dtype=_F64) for a in parts))
     ax = _one_axis(axis, p.max.ndim)
     return merge_ce_parts(p, ax, keepdims)
@@ -569,6 +615,18 @@ def cross_entropy_from_parts(
     :func:`cross_entropy_parts`; ``reduction`` and ``z_loss`` as in
     :func:`cross_entropy`; ``dtype``: the loss's (float32 for float32, float16 and
     bfloat16 logits). Within a few float32 ulp of :func:`cross_entropy`'s loss.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fs
+    >>> x, y = np.log([[0.4, 0.3, 0.2, 0.1]]), np.array([1])
+    >>> a = fs.cross_entropy_parts(x[:, :2], y, num_classes=4, keepdims=True)
+    >>> b = fs.cross_entropy_parts(x[:, 2:], y, class_start=2, num_classes=4, keepdims=True)
+    >>> merged = fs.merge_cross_entropy_parts(
+    ...     fs.CrossEntropyParts(*(np.concatenate(f, axis=-1) for f in zip(a, b))))
+    >>> loss = fs.cross_entropy_from_parts(merged, y, num_classes=4)  # -log 0.3
+    >>> loss.dtype, round(float(loss), 6), round(float(fs.cross_entropy(x, y)), 6)
+    (dtype('float32'), 1.203973, 1.203973)
     """
     p = CrossEntropyParts(*(np.asarray(a, dtype=_F64) for a in parts))
     lab = None if labels is None else np.asarray(labels)

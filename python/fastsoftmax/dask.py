@@ -137,6 +137,17 @@ def logsumexp(
     ``where``: a bool mask (dask or NumPy) that broadcasts to ``x``, as in the
     in-memory function; split, the pairs are those of ``x`` with ``-inf`` at the
     excluded entries.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastsoftmax as fs, fastsoftmax.dask as fsd
+    >>> p = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]])
+    >>> x = da.from_array(np.log(p), chunks=(1, 2))  # the class axis in two chunks
+    >>> lse = fsd.logsumexp(x)  # lazy: nothing is read yet
+    >>> isinstance(lse, da.Array), lse.compute()  # log 10, log 4
+    (True, array([2.30258509, 1.38629436]))
+    >>> fs.logsumexp(x).compute()  # the top-level function hands dask arrays here
+    array([2.30258509, 1.38629436])
     """
     _no_out(out)
     x = _as_dask(x, "x")
@@ -214,7 +225,7 @@ def _lse_of_pairs(p: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return _parts.logsumexp_from_parts(p["max"], p["sumexp"], dtype=dtype)
 
 
-def _unary(name: str, kernel: Callable[..., Any], by_parts: Callable[..., Any]) -> Any:
+def _unary(name: str, kernel: Callable[..., Any], by_parts: Callable[..., Any], result: str) -> Any:
     def f(
         x: Any,
         axis: SupportsIndex = -1,
@@ -256,6 +267,14 @@ def _unary(name: str, kernel: Callable[..., Any], by_parts: Callable[..., Any]) 
         in-memory result). ``temperature``: as in the in-memory function; split, the
         chunks of ``x / temperature`` divided in the compute dtype. ``where``: a bool
         mask (dask or NumPy) that broadcasts to ``x``, as in the in-memory function.
+
+        Examples
+        --------
+        >>> import numpy as np, dask.array as da, fastsoftmax.dask as fsd
+        >>> p = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]])
+        >>> x = da.from_array(np.log(p), chunks=(1, 2))  # the class axis in two chunks
+        >>> fsd.{name}(x).compute()
+        {result}
         """
     return f
 
@@ -267,11 +286,21 @@ def _block_from_pairs(
     return r if r.dtype == result else _api._cast(r, result)
 
 
-softmax = _unary("softmax", _api.softmax, _parts.softmax_from_parts)
-log_softmax = _unary("log_softmax", _api.log_softmax, _parts.log_softmax_from_parts)
+# (the last argument: the docstring example's output, its second line indented as the
+# docstring's body)
+softmax = _unary(
+    "softmax", _api.softmax, _parts.softmax_from_parts,
+    """array([[0.1 , 0.2 , 0.3 , 0.4 ],
+               [0.25, 0.25, 0.25, 0.25]])""",
+)  # fmt: skip
+log_softmax = _unary(
+    "log_softmax", _api.log_softmax, _parts.log_softmax_from_parts,
+    """array([[-2.30258509, -1.60943791, -1.2039728 , -0.91629073],
+               [-1.38629436, -1.38629436, -1.38629436, -1.38629436]])""",
+)  # fmt: skip
 
 
-def _backward(name: str, kernel: Callable[..., Any], dot: bool) -> Any:
+def _backward(name: str, kernel: Callable[..., Any], dot: bool, result: str) -> Any:
     def f(
         grad: Any,
         y: Any,
@@ -309,6 +338,7 @@ def _backward(name: str, kernel: Callable[..., Any], dot: bool) -> Any:
         return r if w is None else da.where(w, r, np.array(0, work))
 
     f.__name__ = f.__qualname__ = name
+    forward = name.removesuffix("_backward")  # (the function that made y)
     f.__doc__ = f""":func:`fastsoftmax.{name}` of dask arrays along one axis, lazily.
 
         ``axis`` in one chunk: each chunk's own {name} (bitwise the in-memory
@@ -316,6 +346,16 @@ def _backward(name: str, kernel: Callable[..., Any], dot: bool) -> Any:
         then each chunk's part of the gradient from them, in float64, rounded once.
         ``temperature``: the one ``y`` was computed at; the gradient is ``1 / temperature``
         times the formula's. ``where``: the mask ``y`` was computed with.
+
+        Examples
+        --------
+        >>> import numpy as np, dask.array as da, fastsoftmax.dask as fsd
+        >>> p = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]])
+        >>> x = da.from_array(np.log(p), chunks=(1, 2))  # the class axis in two chunks
+        >>> y = fsd.{forward}(x)
+        >>> grad = da.from_array(np.array([[1.0, 0.0, 0.0, 0.0]] * 2), chunks=(1, 2))
+        >>> fsd.{name}(grad, y).compute()
+        {result}
         """
     return f
 
@@ -333,8 +373,17 @@ def _backward_block(
     return _api._cast(r, work)
 
 
-softmax_backward = _backward("softmax_backward", _api.softmax_backward, dot=True)
-log_softmax_backward = _backward("log_softmax_backward", _api.log_softmax_backward, dot=False)
+# (the last argument: as for softmax above)
+softmax_backward = _backward(
+    "softmax_backward", _api.softmax_backward, True,
+    """array([[ 0.09  , -0.02  , -0.03  , -0.04  ],
+               [ 0.1875, -0.0625, -0.0625, -0.0625]])""",
+)  # fmt: skip
+log_softmax_backward = _backward(
+    "log_softmax_backward", _api.log_softmax_backward, False,
+    """array([[ 0.9 , -0.2 , -0.3 , -0.4 ],
+               [ 0.75, -0.25, -0.25, -0.25]])""",
+)  # fmt: skip
 
 
 # --------------------------------------------------------- cross-entropy --
@@ -371,6 +420,21 @@ def cross_entropy(
     Labels out of range raise ValueError when computed, naming the chunk. A
     ``temperature`` divides each chunk in the compute dtype (float32 for half precision)
     before the kernels see it.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastsoftmax.dask as fsd
+    >>> p = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]])
+    >>> x = da.from_array(np.log(p), chunks=(1, 2))  # the class axis in two chunks
+    >>> labels = np.array([3, 0])
+    >>> fsd.cross_entropy(x, labels, reduction="none").compute()  # -log 0.4, -log 0.25
+    array([0.91629073, 1.38629436])
+    >>> loss, grad = fsd.cross_entropy(x, labels, return_grad=True)  # both lazy
+    >>> round(float(loss.compute()), 6)
+    1.151293
+    >>> grad.compute()  # (softmax - one-hot) / 2
+    array([[ 0.05 ,  0.1  ,  0.15 , -0.3  ],
+           [-0.375,  0.125,  0.125,  0.125]])
     """
     if inplace_grad:
         raise TypeError("inplace_grad=True is not supported for dask arrays (they are immutable)")

@@ -20,7 +20,7 @@ function                               backward
                                        logits and each example's logsumexp
                                        saved by the forward pass
 ``CrossEntropyLoss(...)``              (the module of ``cross_entropy``)
-``linear_cross_entropy(...)``           the gradients computed by the forward
+``linear_cross_entropy(...)``          the gradients computed by the forward
                                        pass, scaled (``reduction="none"``:
                                        computed again, per token)
 =====================================  =======================================
