@@ -37,7 +37,7 @@ def one_class_expected(name: str, x: np.ndarray) -> np.ndarray:
 def one_class_logits(rows: int, dtype) -> np.ndarray:
     rng = np.random.default_rng(rows)
     x = (rng.standard_normal(rows) * 30).astype(dtype)
-    special = [np.inf, -np.inf, np.nan, -0.0, 0.0, float(np.finfo(dtype).max)]
+    special = [np.inf, -np.inf, np.nan, -0.0, 0.0, float(ml_dtypes.finfo(dtype).max)]
     x[: min(rows, len(special))] = np.array(special[:rows], dtype=dtype)
     return x
 
