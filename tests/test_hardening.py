@@ -30,6 +30,7 @@ from typing import Any
 import fastsoftmax as fs
 import numpy as np
 import pytest
+from fastsoftmax import _core
 from reference import PUBLIC_OPS
 
 THREAD_SECONDS = float(os.environ.get("FASTSOFTMAX_TEST_THREAD_SECONDS", "3"))
@@ -480,3 +481,16 @@ def test_views_with_byte_offsets_beyond_2_to_the_31():
     )
     loss = fs.cross_entropy(col, np.array([0, 0, 0, 4]), axis=1, reduction="none")
     np.testing.assert_allclose(loss[:3], np.log(5), rtol=1e-6)
+
+
+def test_the_extensions_own_shape_checks_raise_value_error_naming_both_shapes():
+    """Behind the Python layer's checks, _core checks shapes itself; its messages build the
+    expected shape with py::cast (pybind11/stl.h), not a TypeError 'Unregistered type'."""
+    x = np.zeros((4, 5), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"out has shape \(3,\), expected \(4,\)"):
+        _core.logsumexp(x, 1, np.zeros(3, dtype=np.float32))
+    labels = np.zeros(3, dtype=np.int64)
+    with pytest.raises(ValueError, match=r"labels has shape \(3,\), expected \(4,\)"):
+        _core.cross_entropy(
+            x, 1, labels, None, None, None, None, None, None, "mean", None, 0.0, 0.0, 0.0, -100
+        )

@@ -4,6 +4,7 @@
 // read or write out of bounds.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>  // (py::cast of a shape, in the error messages)
 
 #include <cmath>
 #include <cstdint>

@@ -1,6 +1,7 @@
 // _core.softmax, log_softmax, logsumexp and the two backward ops.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>  // (py::cast of a shape, in the error messages)
 
 #include <limits>
 #include <memory>
