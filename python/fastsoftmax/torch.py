@@ -697,7 +697,8 @@ def _target_grad(
         shape = [1] * input.dim()
         shape[axis] = -1
         d = d * weight.to(lse.dtype).reshape(shape)
-    return d.to(input.dtype)
+    result: Tensor = d.to(input.dtype)
+    return result
 
 
 def _no_second_derivative_inplace(inplace: bool) -> None:
@@ -955,7 +956,7 @@ def _non_overlapping(t: Tensor) -> bool:
 
 def _check_inplace_backward(input: Tensor) -> None:
     """What PyTorch refuses for an in-place write, refused before the forward pass."""
-    base = input._base if input._is_view() else input
+    base = input._base if input._is_view() and input._base is not None else input
     if input.requires_grad and (input.is_leaf or (base.is_leaf and base.requires_grad)):
         raise RuntimeError(
             "fastsoftmax.torch.cross_entropy: inplace_backward=True would overwrite a leaf "
