@@ -631,7 +631,9 @@ def test_read_only_buffer_as_out_is_refused():
     buffer = np.zeros((2, 3))
     buffer.flags.writeable = False
     # (NumPy 2.0, the producer's own export refuses it)
-    error, message = (ValueError, "out is read-only") if VERSIONED_NUMPY else (BufferError, "readonly")
+    error, message = (
+        (ValueError, "out is read-only") if VERSIONED_NUMPY else (BufferError, "readonly")
+    )
     with pytest.raises(error, match=message):
         fs.softmax(np.ones((2, 3)), out=Producer(buffer))
     assert not buffer.any()
