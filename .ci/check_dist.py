@@ -113,7 +113,9 @@ def check_wheel(wheel: Path) -> list[str]:
 
 
 def main() -> None:
-    sdist, wheel, build_dir = (Path(a).resolve() for a in sys.argv[1:4])
+    if len(sys.argv) != 4:  # (a glob for BUILD_DIR that matched several build trees, say)
+        sys.exit(f"usage: python .ci/check_dist.py SDIST WHEEL BUILD_DIR (got {sys.argv[1:]})")
+    sdist, wheel, build_dir = (Path(a).resolve() for a in sys.argv[1:])
     problems = check_sdist(sdist, build_dir) + check_wheel(wheel)
     for p in problems:
         print(p, file=sys.stderr)

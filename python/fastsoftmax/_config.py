@@ -56,8 +56,8 @@ def show_config() -> None:
     """Print the SIMD targets, the one in use, and how the extension was built.
 
     Like :func:`numpy.show_config`: the text is for people, not for parsing. It names
-    the version, the compiler, the flags every file was compiled with and each target's
-    own.
+    the version, the compiler, the base flags of every file (the compiler's flags for the
+    build type and the C++ standard) and each SIMD target's own flags.
 
     Examples
     --------

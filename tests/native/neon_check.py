@@ -125,7 +125,16 @@ POISON = 0x5A  # a fresh output's bytes: no kernel's answer (1.5e16 in float32)
 FORWARD = ("softmax", "log_softmax", "logsumexp")
 BACKWARD = {"softmax_backward": "softmax", "log_softmax_backward": "log_softmax"}
 
-CXX_FLAGS = ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-ffp-contract=off"]
+CXX_FLAGS = [
+    "-std=c++17",
+    "-O3",
+    "-DNDEBUG",
+    "-Wall",
+    "-Wextra",
+    "-Wpedantic",
+    "-Werror",
+    "-ffp-contract=off",
+]
 TARGETS = ("neon", "baseline")
 
 
