@@ -152,7 +152,8 @@ def test_main_job_opens_with_a_summary_then_the_table(tmp_path, capsys):
     doc = json.loads(out_json.read_text())
     rows = doc["results"]
     lines = out.splitlines()
-    table = lines.index("== float32, 1 thread ==")
+    # (one thread, the machine's all where it has one CPU: "1 thread (all)")
+    table = next(i for i, line in enumerate(lines) if line.startswith("== float32, 1 thread"))
     head = "\n".join(lines[:table])  # the summary: everything before the table
     assert lines[0].startswith(f"fastsoftmax {doc['peers']['fastsoftmax']['version']}, ")
     assert f"SIMD target {fastsoftmax.simd_target()}, 1 thread " in lines[0]
@@ -470,8 +471,9 @@ def test_half_precision_json_and_png(tmp_path, capsys):
     argv += ["--ops", "softmax,logsumexp,cross_entropy_grad"]
     assert bench.main([*argv, "--json", str(out_json), "--png", str(out_png)]) == 0
     out = capsys.readouterr().out
-    assert "== bfloat16, 1 thread ==" in out
-    assert "== float16, 1 thread ==" in out
+    # (one thread, the machine's all where it has one CPU: "1 thread (all)")
+    assert "== bfloat16, 1 thread" in out
+    assert "== float16, 1 thread" in out
     assert "err/eps" in out
     assert "float32 (bfloat16): numpy" in " ".join(out.split())  # careful NumPy: in float32
     doc = json.loads(out_json.read_text())
