@@ -255,10 +255,9 @@ def test_slices_with_nothing_included(dtype, kind, n):
         assert np.all(r == 0), op
 
 
-@pytest.mark.parametrize("n", [4, 33, 1000, 9000])
-@pytest.mark.parametrize("dtype", [F32, F64])
-def test_special_values_among_the_included_entries(dtype, n):
-    """SciPy's rules on the included entries; the excluded ones keep their values."""
+def special_masked_rows(dtype, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Five rows of n with column 1 excluded: NaN included, +inf included, only -inf
+    included, +inf excluded (a finite row), -inf included among finite values."""
     w = np.ones((5, n), bool)
     w[:, 1] = False
     x = np.zeros((5, n), dtype)
@@ -267,6 +266,14 @@ def test_special_values_among_the_included_entries(dtype, n):
     x[2, :] = -INF  # only -inf included
     x[3, 1] = INF  # +inf excluded: a finite row
     x[4, 0] = -INF  # -inf included, the rest finite
+    return x, w
+
+
+@pytest.mark.parametrize("n", [4, 33, 1000, 9000])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_special_values_among_the_included_entries(dtype, n):
+    """SciPy's rules on the included entries; the excluded ones keep their values."""
+    x, w = special_masked_rows(dtype, n)
     sm, lsm, lse = fs.softmax(x, where=w), fs.log_softmax(x, where=w), fs.logsumexp(x, where=w)
     inc = w[0]
     assert np.all(np.isnan(sm[:3][:, inc]))

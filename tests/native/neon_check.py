@@ -77,9 +77,16 @@ from reference import (
     widen,
 )
 from test_backward import assert_vjp_close
-from test_cross_entropy import TOL, assert_close, random_labels, random_options, ref_cross_entropy
+from test_cross_entropy import (
+    TOL,
+    assert_close,
+    options_alone,
+    random_labels,
+    random_options,
+    ref_cross_entropy,
+)
 from test_edge_cases import SMALL_TABLE, special_rows
-from test_half_precision import assert_ulps
+from test_half_precision import CE_OPTIONS, assert_ulps
 from test_softmax import SOFTMAX_TINY
 from test_temperature import assert_backward_close, assert_probabilities_close
 from test_temperature import reference as reference_at
@@ -93,7 +100,7 @@ from test_vecmath import (
     log_inputs,
     tanh_inputs,
 )
-from test_where import make_mask, reads_mask_in_passes
+from test_where import make_mask, reads_mask_in_passes, special_masked_rows
 from test_where import reference as masked_reference
 from test_where import reference_gradient as masked_reference_gradient
 
@@ -975,14 +982,7 @@ def no_check(res: Result, _: Lookup) -> None:
 
 def special_mask_cases(dtype: np.dtype, n: int) -> Iterator[Case]:
     """test_where: SciPy's rules on the included entries; the excluded keep their values."""
-    w = np.ones((5, n), bool)
-    w[:, 1] = False
-    x = np.zeros((5, n), dtype)
-    x[0, 2] = NAN  # NaN included
-    x[1, 2] = INF  # +inf included
-    x[2, :] = -INF  # only -inf included
-    x[3, 1] = INF  # +inf excluded: a finite row
-    x[4, 0] = -INF  # -inf included, the rest finite
+    x, w = special_masked_rows(dtype, n)
     inc = w[0]
     rtol = 4 * float(np.finfo(dtype).eps)
 
@@ -1210,18 +1210,7 @@ def ce_cases() -> Iterator[Case]:
             shape = (9, 37)  # test_every_option_alone
             x = (rng.standard_normal(shape) * 3).astype(dtype)
             labels = random_labels(rng, shape, -1, soft, dtype.type)
-            options = [
-                {},
-                {"weight": rng.random(37).astype(dtype)},
-                {"label_smoothing": 0.2},
-                {"label_smoothing": 1.0},
-                {"z_loss": 0.01},
-                {"softcap": 3.0},
-                {"reduction": "sum"},
-                {"reduction": "none"},
-                {"grad_out": 2.5},
-            ]
-            for i, kw in enumerate(options):
+            for i, kw in enumerate(options_alone(rng, shape[-1], dtype)):
                 yield from ce_pair(f"ce option {i} {kind} {dtype}", x, labels, **kw)
             for n in (2, 10, 16, 17, 96, 97, 128, 129):  # test_short_rows
                 kw = random_options(rng, n, dtype.type, soft)
@@ -1474,16 +1463,7 @@ def ce_temperature(rng: np.random.Generator) -> Iterator[Case]:
 
 def ce_half(rng: np.random.Generator) -> Iterator[Case]:
     """test_half_precision's cross-entropy."""
-    options = [
-        {},
-        {"reduction": "sum"},
-        {"reduction": "none"},
-        {"label_smoothing": 0.1},
-        {"z_loss": 1e-3},
-        {"softcap": 5.0},
-        {"weight": "w"},
-        {"ignore_index": 1},
-    ]
+    options = CE_OPTIONS
     for dtype in HALVES:
         for shape in ((64, 10), (16, 1000), (3, 20001)):
             x = (rng.standard_normal(shape) * 3).astype(dtype)
