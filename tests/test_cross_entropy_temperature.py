@@ -63,6 +63,53 @@ def test_probabilities_any_axis_and_strides(rng: np.random.Generator, axis: int)
     np.testing.assert_allclose(g, gwant, rtol=0, atol=1e-14)
 
 
+@pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: ",".join(o) or "plain")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [3, 21])
+def test_integer_labels_classes_on_axis_1(rng: np.random.Generator, opts: Any, dtype, n: int):
+    """(N, C, d) with the classes on axis 1: the column tiles, which scale the logits as
+    they read them (integer labels alone, with or without weights) or scale their tile
+    first (smoothing, z-loss); soft-capping gathers rows."""
+    x = (rng.standard_normal((3, n, 70)) * 3).astype(dtype)
+    labels = rng.integers(0, n, (3, 70))
+    kw = options(opts, n)
+    if kw.get("reduction") == "none":
+        kw["ignore_index"] = 1
+    loss, g = fs.cross_entropy(x, labels, axis=1, temperature=0.6, return_grad=True, **kw)
+    want, gwant = reference(x, labels, 0.6, 1, **kw)
+    rtol, atol = (2e-5, 2e-6) if dtype == np.float32 else (1e-12, 1e-14)
+    np.testing.assert_allclose(loss, want, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(g, gwant, rtol=0, atol=atol * max(1.0, float(np.abs(gwant).max())))
+
+
+def test_overflowing_quotients_count_as_inf(rng: np.random.Generator):
+    """A logit whose quotient by T overflows the dtype: +inf (the row's loss and gradient
+    NaN, as for a +inf logit), or -inf (its class left out), in every layout."""
+    big = float(np.finfo(np.float32).max) / 2
+    for shape, axis in [((40, 5), -1), ((40, 300), -1), ((4, 5, 30), 1)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        index = (0,) * len(shape)
+        x[index] = big
+        low = list(index)
+        low[axis] = 1
+        low[0] = 1 % shape[0]
+        x[tuple(low)] = -big
+        lshape = tuple(s for i, s in enumerate(shape) if i != axis % len(shape))
+        labels = np.zeros(lshape, np.int64)
+        labels[(1 % shape[0],) + (0,) * (len(lshape) - 1)] = 2
+        loss, g = fs.cross_entropy(x, labels, axis=axis, temperature=0.25, reduction="none",
+                                   return_grad=True)  # fmt: skip
+        assert np.isnan(loss[(0,) * len(lshape)])
+        assert np.isnan(np.take(g, 0, axis=0).flat[0])
+        finite = np.ones(lshape, bool)
+        finite[(0,) * len(lshape)] = False
+        assert np.isfinite(loss[finite]).all()
+        ref = x.astype(np.float64) * 4
+        ref[tuple(low)] = -np.inf
+        want = fs.cross_entropy(ref, labels, axis=axis, reduction="none")
+        np.testing.assert_allclose(loss[finite], want[finite], rtol=2e-5)
+
+
 def test_classes_on_axis_1_of_3d_half_precision(rng: np.random.Generator):
     """(half precision: gathered rows, not the column tiles, which would round x / T)"""
     x = (rng.standard_normal((4, 50, 30)) * 2).astype(np.float16)

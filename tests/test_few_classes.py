@@ -100,6 +100,8 @@ CE_OPTIONS = [
     {"reduction": "none"},
     {"reduction": "none", "grad_out": "per-row"},
     {"reduction": "mean", "weight": "random"},
+    {"reduction": "none", "temperature": 0.7},
+    {"reduction": "mean", "weight": "random", "temperature": 2.5},
 ]
 
 
@@ -109,7 +111,8 @@ CE_OPTIONS = [
 def test_cross_entropy_contiguous_rows_match_strided_rows_bitwise(rng, options, dtype, n):
     """Integer labels without smoothing or z-loss: contiguous rows of up to 8 classes go by
     register tiles, strided ones by tiles; the losses (and their sum, in the same order)
-    and the gradients are the same bits, also in place and for any part of the batch."""
+    and the gradients are the same bits, also in place, for any part of the batch and at a
+    temperature."""
     rows = 77
     with np.errstate(over="ignore"):
         x = make_batch(rng, rows, n, np.float32).astype(dtype)

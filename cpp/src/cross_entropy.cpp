@@ -148,15 +148,11 @@ struct CrossEntropyTasks {
         const auto tile_stride = static_cast<std::ptrdiff_t>(width);
         layout::copy_tile_in(x.data + offsets[kLogits], axis_stride[kLogits], n, piece.count,
                              x_tile, width);
-        if constexpr (std::is_floating_point_v<T>) {  // a temperature (see plan: not half)
-            if (options.scale != 1)
-                for (std::size_t c = 0; c < n; ++c)
-                    for (std::size_t l = 0; l < piece.count; ++l)
-                        x_tile[c * width + l] *= options.scale;
-        }
         CeCols<T> cols;
         cols.x = x_tile;
         cols.xs = tile_stride;
+        // a temperature: the kernel scales the tile in vectors (see plan: not half)
+        if (std::is_floating_point_v<T> && options.scale != 1) cols.scale_in_place = x_tile;
         if (labels) {
             cols.label = labels->data + offsets[kLabels];
             cols.ls = plan.inner.stride[kLabels];

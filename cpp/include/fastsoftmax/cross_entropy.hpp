@@ -85,6 +85,8 @@ struct CeRows {
 // strided: class c of example l at x[c * xs + l] (likewise target, grad).
 // Integer labels only when soft-capping is off and no lse is given (the
 // driver's choice); per-example arrays (grad_scale, loss) are contiguous.
+// The kernel reads x as the logits already divided by the temperature,
+// unless scale_in_place is set (below).
 template <class S>
 struct CeCols {
     const S* x = nullptr;
@@ -100,6 +102,10 @@ struct CeCols {
     double* lse_out = nullptr;
     double s_ce = 1, s_z = 1;
     std::size_t n = 0, inner = 0;
+    // A temperature on a tile of the caller's own (x itself, writable, n rows
+    // of xs values): the kernel multiplies the logits by the options' scale,
+    // as it reads them (integer labels alone) or in place first.
+    S* scale_in_place = nullptr;
 };
 
 // Totals over the non-ignored rows of a batch.

@@ -486,9 +486,15 @@ struct RowView {
 // soft-capping), so their maximum is f(max x). block's sums are of
 // exp((x - ref) * scale) (a temperature: temperature.hpp). The blocks'
 // maxima and NaN tests come from view (RowView, or a masked row's).
+// Always inlined into its caller (and so is online_max_sum): GCC 12 kept the
+// cross-entropy's walk with a temperature (a MapMax) out of line, and each
+// of those rows then took about 30-60 ns more, in the libm exp and log1p
+// calls after it (perf: 10x their samples at T = 1, the same call counts):
+// cross_entropy at (4096, 1000), T = 2, 1.13x the plain call, 1.02x inlined.
 template <class V, class View, class Block, class MapMax = SameMax>
-MaxSum online_walk(const View& view, std::size_t n, Block&& block, MapMax map_max = {},
-                   double scale = 1.0) {
+__attribute__((always_inline)) inline MaxSum online_walk(const View& view, std::size_t n,
+                                                         Block&& block, MapMax map_max = {},
+                                                         double scale = 1.0) {
     using T = typename V::T;
     constexpr std::size_t B = kBlock * V::N;
     T m = neg_inf<T>();
@@ -520,8 +526,9 @@ MaxSum online_walk(const View& view, std::size_t n, Block&& block, MapMax map_ma
 
 // online_walk over the row x itself.
 template <class V, class Block, class MapMax = SameMax>
-MaxSum online_max_sum(const typename V::S* x, std::size_t n, Block&& block, MapMax map_max = {},
-                      double scale = 1.0) {
+__attribute__((always_inline)) inline MaxSum online_max_sum(const typename V::S* x, std::size_t n,
+                                                            Block&& block, MapMax map_max = {},
+                                                            double scale = 1.0) {
     return online_walk<V>(RowView<V>{x}, n, block, map_max, scale);
 }
 

@@ -329,12 +329,6 @@ CeSums ce_by_tiles(const CeRows<typename V::S>& a, const CeOptions<typename V::S
         const std::size_t w = (a.rows - r < N) ? a.rows - r : N;
         const auto off = static_cast<std::ptrdiff_t>(r);
         tile_in<V>(a.x + off * a.xs, a.xs, xt, N, w, a.n);
-        if (co.scale != 1) {  // a temperature: the tile's logits scaled where they lie
-            using C = typename V::Compute;
-            const auto vs = C::set1(co.scale);
-            for (std::size_t i = 0; i < a.n * N; i += N)
-                C::store(xt + i, C::mul(C::load(xt + i), vs));
-        }
         if (a.target) tile_in<V>(a.target + off * a.ts, a.ts, tt, N, w, a.n);
         CeCols<T> c = examples_of(a, r);  // over the tiles, in the compute type
         c.x = xt;
@@ -344,6 +338,7 @@ CeSums ce_by_tiles(const CeRows<typename V::S>& a, const CeOptions<typename V::S
         c.grad = a.grad ? xt : nullptr;  // in place: ce_cols reads each entry first
         c.gs = N;
         c.inner = w;
+        c.scale_in_place = xt;  // (a temperature: the tile's logits scaled where they lie)
         const CeSums s = cross_entropy_cols<typename V::Compute>(c, co);
         total.ce += s.ce;
         total.z += s.z;
@@ -366,23 +361,32 @@ CeSums ce_register_tiles(const CeRows<typename V::S>& a, const CeOptions<typenam
     const CeCols<T> c = examples_of(a, 0);  // (the logits and gradient are the tiles')
     CeLabelsChunks<C, kN> k(c, co);
     CeSums total;
-    for (std::size_t r = 0; r < a.rows; r += G * N) {
-        const std::size_t w = (a.rows - r < G * N) ? a.rows - r : G * N;
-        RegisterTile<V, kN> t;
-        t.load(a.x + r * kN, w);
-        reg grad[G][kN], e[kN];
-        for (std::size_t g = 0; g < G && g * N < w; ++g) {
-            k.chunk(
-                r + g * N, (w - g * N < N) ? w - g * N : N,
-                [&](std::size_t i) { return t.c[g][i]; }, a.grad != nullptr,
-                [&](std::size_t i, reg v) { e[i] = v; }, [&](std::size_t i, reg) { return e[i]; },
-                [&](std::size_t i, reg v) { grad[g][i] = v; });
-            const CeSums s = k.take();  // (one chunk: ce_by_tiles' tile of V::N rows)
-            total.ce += s.ce;
-            total.z += s.z;
+    // (a temperature: the chunks scale the logits as ce_by_tiles' do)
+    const auto run = [&](auto scaled) {
+        const reg vs = C::set1(co.scale);
+        for (std::size_t r = 0; r < a.rows; r += G * N) {
+            const std::size_t w = (a.rows - r < G * N) ? a.rows - r : G * N;
+            RegisterTile<V, kN> t;
+            t.load(a.x + r * kN, w);
+            reg grad[G][kN], e[kN];
+            for (std::size_t g = 0; g < G && g * N < w; ++g) {
+                k.template chunk<decltype(scaled)::value>(
+                    r + g * N, (w - g * N < N) ? w - g * N : N,
+                    [&](std::size_t i) { return t.c[g][i]; }, a.grad != nullptr,
+                    [&](std::size_t i, reg v) { e[i] = v; },
+                    [&](std::size_t i, reg) { return e[i]; },
+                    [&](std::size_t i, reg v) { grad[g][i] = v; }, vs);
+                const CeSums s = k.take();  // (one chunk: ce_by_tiles' tile of V::N rows)
+                total.ce += s.ce;
+                total.z += s.z;
+            }
+            if (a.grad) RegisterTile<V, kN>::store(grad, a.grad + r * kN, w);
         }
-        if (a.grad) RegisterTile<V, kN>::store(grad, a.grad + r * kN, w);
-    }
+    };
+    if (co.scale != 1)
+        run(std::true_type{});
+    else
+        run(std::false_type{});
     return total;
 }
 
@@ -391,8 +395,7 @@ CeSums cross_entropy_rows(const CeRows<typename V::S>& a, const CeOptions<typena
     // (one class: float only, as by the tiles below)
     const auto n = static_cast<std::ptrdiff_t>(a.n);
     CeSums s;
-    // (a temperature: by ce_by_tiles, which scales its tiles)
-    if (a.label && o.softcap == 0 && o.scale == 1 && o.smoothing == 0 && o.z_loss == 0 && !a.lse &&
+    if (a.label && o.softcap == 0 && o.smoothing == 0 && o.z_loss == 0 && !a.lse &&
         try_register_tiles<V>(a.n, sizeof(typename V::T) == 4 ? 1 : 2,
                               a.xs == n && (!a.grad || a.gs == n),
                               [&](auto k) { s = ce_register_tiles<V, k>(a, o); }))
