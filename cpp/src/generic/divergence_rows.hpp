@@ -36,6 +36,7 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <type_traits>
 
 #include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
@@ -190,20 +191,22 @@ struct RunSum {
 template <class T>
 constexpr double kKlTrust = 1e5 * 32 * std::numeric_limits<T>::epsilon() / 2;
 
-// The KL's gradient from the scratch rows: g = ez * gp - w * gw.
-template <class V>
-void kl_gradient(const typename V::T* ez, const typename V::T* w, std::size_t n, typename V::reg gp,
+// The KL's gradient from the scratch rows: g = ez * gp - w * gw, w from a
+// scratch row of the compute type W = T, or the target itself (W = S).
+template <class V, class W>
+void kl_gradient(const typename V::T* ez, const W* w, std::size_t n, typename V::reg gp,
                  typename V::reg gw, typename V::S* g) {
     using C = typename V::Compute;
+    using L = std::conditional_t<std::is_same_v<W, typename V::T>, C, V>;  // (w's loads)
     constexpr std::size_t N = V::N;
     std::size_t i = 0;
     for (; i + N <= n; i += N)
-        V::store(g + i, V::sub(V::mul(C::load(ez + i), gp), V::mul(C::load(w + i), gw)));
+        V::store(g + i, V::sub(V::mul(C::load(ez + i), gp), V::mul(L::load(w + i), gw)));
     if (i < n) {
         const std::size_t r = n - i;
         V::store_partial(g + i, r,
                          V::sub(V::mul(C::load_partial(ez + i, r, 0), gp),
-                                V::mul(C::load_partial(w + i, r, 0), gw)));
+                                V::mul(L::load_partial(w + i, r, 0), gw)));
     }
 }
 
@@ -384,10 +387,11 @@ double kl_probs_row(const typename V::S* x, const typename V::S* t, std::size_t 
     constexpr T kSeriesMax = sizeof(T) == 4 ? T(0.5) : T(1.0 / 16);
     const T mz = row_max<V>(x, n) * inv;
     if (!std::isfinite(mz)) return nan;
-    // Pass 2: ez, w and log w to the scratch rows; s_z, St, sum w (z - log w).
-    T* ez = thread_scratch<T>(3 * n);
-    T* wt = ez + n;
-    T* lw = wt + n;
+    // Pass 2: ez, and whichever of w and log w the target does not hold
+    // (log w for probabilities, w for log probabilities), to the scratch
+    // rows; s_z, St, sum w (z - log w).
+    T* ez = thread_scratch<T>(2 * n);
+    T* aux = ez + n;  // log w (probabilities) or w (log probabilities)
     const reg vinv = V::set1(inv), vmz = V::set1(mz), floor = V::set1(kDivFloor<T>);
     RunSum<V> sz, sw, swd, sb;
     const auto pass2 = [&](reg xv, reg tv, std::size_t i, std::size_t w) {
@@ -397,12 +401,10 @@ double kl_probs_row(const typename V::S* x, const typename V::S* t, std::size_t 
         const reg lt = probs ? vlog<V>(tv) : tv;
         if (w == N) {
             C::store(ez + i, e);
-            C::store(wt + i, wv);
-            C::store(lw + i, lt);
+            C::store(aux + i, probs ? lt : wv);
         } else {
             C::store_partial(ez + i, w, e);
-            C::store_partial(wt + i, w, wv);
-            C::store_partial(lw + i, w, lt);
+            C::store_partial(aux + i, w, probs ? lt : wv);
         }
         sz.add(e);
         sw.add(wv);  // (NaN, +inf: not a distribution; t < 0: NaN below)
@@ -433,7 +435,12 @@ double kl_probs_row(const typename V::S* x, const typename V::S* t, std::size_t 
     // sum w (log w - log p) = St log s_z - sum w d, when large against its rounding
     const double simple = st * std::log(s_z) - s_wd;
     if (std::isfinite(simple) && std::fabs(simple) >= kKlTrust<T> * (sb.total() + st)) {
-        if (g) kl_gradient<V>(ez, wt, n, gp, gw, g);
+        if (g) {
+            if (probs)
+                kl_gradient<V>(ez, t, n, gp, gw, g);
+            else
+                kl_gradient<V>(ez, aux, n, gp, gw, g);
+        }
         return simple;
     }
 
@@ -465,13 +472,16 @@ double kl_probs_row(const typename V::S* x, const typename V::S* t, std::size_t 
         }
     };
     const auto all = first_lanes<V>(N);
-    for (i = 0; i + N <= n; i += N)
-        pass3(V::load(x + i), C::load(ez + i), C::load(wt + i), C::load(lw + i), all, i, N);
-    if (i < n) {
+    // (w and log w as pass 2 formed them: one is t itself, the other in aux)
+    for (i = 0; i + N <= n; i += N) {
+        const reg tv = V::load(t + i), av = C::load(aux + i);
+        pass3(V::load(x + i), C::load(ez + i), probs ? tv : av, probs ? av : tv, all, i, N);
+    }
+    if (i < n) {  // (lanes past w: 0, as the masks and weights of 0 need)
         const std::size_t w = n - i;
-        pass3(V::load_partial(x + i, w, T(0)), C::load_partial(ez + i, w, T(0)),
-              C::load_partial(wt + i, w, T(0)), C::load_partial(lw + i, w, T(0)), first_lanes<V>(w),
-              i, w);
+        const reg tv = V::load_partial(t + i, w, T(0)), av = C::load_partial(aux + i, w, T(0));
+        pass3(V::load_partial(x + i, w, T(0)), C::load_partial(ez + i, w, T(0)), probs ? tv : av,
+              probs ? av : tv, first_lanes<V>(w), i, w);
     }
     const double a = acc_a.total(), e1 = acc_e1.total(), b = acc_b.total();
     const double kl = st * (std::log(st) + std::log1p((e1 + a) / st)) - e1;
