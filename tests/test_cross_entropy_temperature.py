@@ -82,6 +82,30 @@ def test_integer_labels_classes_on_axis_1(rng: np.random.Generator, opts: Any, d
     np.testing.assert_allclose(g, gwant, rtol=0, atol=atol * max(1.0, float(np.abs(gwant).max())))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("temperature", [1e-6, 1e-10, 1e-20, 1e-30])
+def test_tiny_temperatures(rng: np.random.Generator, dtype, temperature: float):
+    """Quotients far beyond 2^24 (float) or 2^53 (double) times 88: the exponentials of
+    x / T - max, each one fused multiply-add against the rounded maximum, stay at most 1
+    (they had overflowed to a NaN or -inf loss); every layout: register tiles, tiles, row
+    groups, rows, long rows, columns, with and without the options' linear terms."""
+    if dtype == np.float32 and temperature < 1e-30:
+        pytest.skip("1 / T is not a normal float32")
+    for shape, axis in [((50, 5), -1), ((50, 20), -1), ((20, 100), -1), ((6, 3000), -1),
+                        ((2, 40000), -1), ((3, 21, 40), 1)]:  # fmt: skip
+        x = rng.standard_normal(shape).astype(dtype)
+        lshape = tuple(s for i, s in enumerate(shape) if i != axis % len(shape))
+        labels = rng.integers(0, shape[axis], lshape)
+        for kw in ({}, {"label_smoothing": 0.1}):
+            loss, g = fs.cross_entropy(x, labels, axis=axis, temperature=temperature,
+                                       reduction="none", return_grad=True, **kw)  # fmt: skip
+            want, gwant = reference(x, labels, temperature, axis, reduction="none", **kw)
+            f32 = dtype == np.float32
+            np.testing.assert_allclose(loss, want, rtol=1e-5 if f32 else 1e-12)
+            top = float(np.abs(gwant).max())
+            np.testing.assert_allclose(g, gwant, rtol=0, atol=(2e-6 if f32 else 1e-13) * top)
+
+
 def test_overflowing_quotients_count_as_inf(rng: np.random.Generator):
     """A logit whose quotient by T overflows the dtype: +inf (the row's loss and gradient
     NaN, as for a +inf logit), or -inf (its class left out), in every layout."""
@@ -148,6 +172,30 @@ def test_half_precision_and_inplace(rng: np.random.Generator):
     loss, g = fs.cross_entropy(x, labels, temperature=2.0, return_grad=True, inplace_grad=True)
     assert g is x
     np.testing.assert_allclose(g, reference(x32, labels, 2.0, -1)[1], rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("temperature", [0.37, 1e-30, 1e30, 1e-39, 1e38])
+def test_the_common_call_and_the_general_path_agree(rng: np.random.Generator, temperature):
+    """A float temperature in the common call (ndarray logits, int64 labels, default options)
+    takes the Python layer's short path from 1e-30 to 1e30; int32 labels take the general
+    path: the same bits. Beyond that range float64 logits still work (1 / T is normal there),
+    and float32 ones raise the general path's error."""
+    x = rng.standard_normal((40, 7))
+    labels = rng.integers(0, 7, 40)
+    fast = fs.cross_entropy(x, labels, temperature=temperature, return_grad=True)
+    slow = fs.cross_entropy(x, labels.astype(np.int32), temperature=temperature, return_grad=True)
+    assert fast[0] == slow[0]
+    np.testing.assert_array_equal(fast[1], slow[1])
+    x32 = x.astype(np.float32)
+    if 1e-30 <= temperature <= 1e30:
+        fast = fs.cross_entropy(x32, labels, temperature=temperature, return_grad=True)
+        slow = fs.cross_entropy(x32, labels.astype(np.int32), temperature=temperature,
+                                return_grad=True)  # fmt: skip
+        assert fast[0] == slow[0]
+        np.testing.assert_array_equal(fast[1], slow[1])
+    else:
+        with pytest.raises(ValueError, match="temperature must be between"):
+            fs.cross_entropy(x32, labels, temperature=temperature)
 
 
 def test_temperature_one_is_the_plain_call_bit_for_bit(rng: np.random.Generator):

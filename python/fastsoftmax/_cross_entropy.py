@@ -489,7 +489,9 @@ def cross_entropy(
         and weight is None
         and softcap is None
         and type(temperature) is float
-        and temperature == 1.0
+        # (1 / temperature then a normal number of every compute dtype; the general
+        # path checks the rest of the range)
+        and 1e-30 <= temperature <= 1e30
         and type(reduction) is str
         and reduction in ("mean", "sum")
         and type(label_smoothing) is float
@@ -508,7 +510,7 @@ def cross_entropy(
         try:
             total = _core.cross_entropy(
                 logits, ax, labels, None, None, grad, None, None, None, reduction, None,
-                0.0, 0.0, 0.0, ignore_index,
+                0.0, 0.0, 0.0, ignore_index, temperature,
             )  # fmt: skip
         except _core.Fallback:  # unaligned logits or labels (the general path copies them),
             pass  # or labels that share memory with the gradient

@@ -364,19 +364,30 @@ struct CeLabelsChunks {
         const reg ref = V::select(V::not_finite(m), zero, m), nref = V::sub(zero, ref);
         reg xy = zero;
         auto rest_w = V::wide_zero();
-        for (std::size_t i = 0; i < n;) {
-            const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
-            reg r = zero;
-            for (; i < end; ++i) {
-                const reg xv = x_at(i);
-                const reg e = vexp<V>(kScaled ? V::fmadd(xv, vs, nref) : V::sub(xv, ref));
-                if (grad) keep(i, e);
-                const auto at_y = V::eq(vy, V::set1(static_cast<T>(i)));
-                xy = V::select(at_y, xv, xy);
-                r = V::add(r, V::select(at_y, zero, e));
+        // (kFold: x * vs - ref in one fused multiply-add, unless some lane's
+        // |ref| is past kFoldedRefMax: then the rounded products)
+        const auto exps = [&](auto fold) {
+            constexpr bool kFold = decltype(fold)::value;
+            for (std::size_t i = 0; i < n;) {
+                const std::size_t end = (n - i > kColBlock) ? i + kColBlock : n;
+                reg r = zero;
+                for (; i < end; ++i) {
+                    const reg xv = x_at(i);
+                    const reg e = kFold     ? vexp<V>(V::fmadd(xv, vs, nref))
+                                  : kScaled ? vexp<V>(V::sub(V::mul(xv, vs), ref))
+                                            : vexp<V>(V::sub(xv, ref));
+                    if (grad) keep(i, e);
+                    const auto at_y = V::eq(vy, V::set1(static_cast<T>(i)));
+                    xy = V::select(at_y, xv, xy);
+                    r = V::add(r, V::select(at_y, zero, e));
+                }
+                V::wide_add(rest_w, r);
             }
-            V::wide_add(rest_w, r);
-        }
+        };
+        if (kScaled && V::hmax(V::abs(ref)) <= kFoldedRefMax<T>)
+            exps(std::true_type{});
+        else
+            exps(std::false_type{});
         if constexpr (kScaled) xy = V::mul(xy, vs);  // (x'[y])
         const reg rest = V::wide_round(rest_w);
         const reg d = V::sub(xy, ref);  // <= 0

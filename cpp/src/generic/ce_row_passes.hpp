@@ -37,13 +37,18 @@ struct SplitLanes {
 // stores exp(x' - ref) there (e may be x). skip: the index (in the stretch)
 // left out of rest when !kTies, or anything >= len. Returns the sums per
 // lane (ce_stretch: reduced).
-template <class V, int kCap, class Coef, bool kStore, bool kTies, class E>
+template <class V, int kCap, class Coef, bool kStore, bool kTies, class E, bool kFold = true>
 SplitLanes<V, kTies> ce_stretch_lanes(const typename V::S* x, E* e, std::size_t len,
                                       typename V::T ref, const Cap<V, kCap>& cap, const Coef& coef,
                                       std::size_t base, double& lin, double& cs, std::size_t skip) {
     using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
+    if constexpr (kCap == kCapScale && kFold) {
+        if (!(std::fabs(ref) <= kFoldedRefMax<T>))  // (and -inf: an all -inf stretch)
+            return ce_stretch_lanes<V, kCap, Coef, kStore, kTies, E, false>(
+                x, e, len, ref, cap, coef, base, lin, cs, skip);
+    }
     const bool live = ref != neg_inf<T>();
     const reg vref = V::set1(live ? ref : T(0));
     const reg inf = V::set1(std::numeric_limits<T>::infinity());
@@ -52,11 +57,11 @@ SplitLanes<V, kTies> ce_stretch_lanes(const typename V::S* x, E* e, std::size_t 
     // exp(x' - ref) from the load xr and x' = cap(xr); a temperature's
     // x * scale - ref in one fused multiply-add, one rounding (x' itself is
     // formed only where it is used: ties, linear terms), so that the pass
-    // costs what it costs at T = 1 (the multiply had cost 2-3% of the call
-    // at (4096, 1000))
+    // costs what it costs at T = 1 (the multiply had cost 2-3% of the call at
+    // (4096, 1000)); see kFoldedRefMax for its bound
     const reg nref = V::sub(V::zero(), vref);
     const auto ex = [&](reg xr, reg xv) {
-        if constexpr (kCap == kCapScale) return vexp<V>(V::fmadd(xr, cap.inv, nref));
+        if constexpr (kCap == kCapScale && kFold) return vexp<V>(V::fmadd(xr, cap.inv, nref));
         return (void)xr, vexp<V>(V::sub(xv, vref));
     };
     reg s0 = V::zero(), s1 = V::zero(), t0 = V::zero();

@@ -19,6 +19,15 @@ namespace fastsoftmax::FASTSOFTMAX_TARGET {
 // x' = softcap * tanh(x * scale / softcap)). both() gives x' and 1 - tanh^2:
 // the scale of dx'/dx is left to the gradient factors (s_ce, s_z).
 constexpr int kCapNone = 0, kCapTanh = 1, kCapScale = 2;
+
+// A temperature's exponentials take x * scale - ref in one fused multiply-add
+// against the rounded ref = fl(max * scale): at the maximum that is ref's
+// rounding error, up to half an ulp of ref, which must stay small beside 1.
+// Beyond this |ref| (quotients past 2^22 in float, 2^51 in double: the error
+// at most 1/4) the kernels take the rounded products x' - ref instead, as
+// they did before (exp(-512) had lost the maximum's term at |ref| = 1e10).
+template <class T>
+constexpr T kFoldedRefMax = sizeof(T) == 4 ? T(4194304.0) : T(2251799813685248.0);
 template <class V, int kCap>
 struct Cap {
     using T = typename V::T;
