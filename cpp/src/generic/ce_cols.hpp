@@ -516,12 +516,8 @@ CeSums cross_entropy_cols(const CeCols<typename V::S>& a, const CeOptions<typena
     // it reads them; the others read them scaled in place first (one pass)
     if (a.scale_in_place && o.scale != 1 && !(labels_only && kExpInOutput<V>)) {
         const auto vs = V::set1(o.scale);
-        typename V::S* const t = a.scale_in_place;
-        const std::size_t len = a.n * static_cast<std::size_t>(a.xs);
-        std::size_t i = 0;
-        for (; i + V::N <= len; i += V::N) V::store(t + i, V::mul(V::load(t + i), vs));
-        if (i < len)
-            V::store_partial(t + i, len - i, V::mul(V::load_partial(t + i, len - i, 0), vs));
+        map_array<V>(a.scale_in_place, a.scale_in_place, a.n * static_cast<std::size_t>(a.xs), 0,
+                     [vs](typename V::reg v) { return V::mul(v, vs); });
     }
     if (!a.label) return ce_cols<V, true>(a, o);
     if (labels_only) return ce_cols_labels<V>(a, o);
