@@ -4,6 +4,7 @@
     python bench/dask_arrays.py make-zarr --path P [--rows 262144] [--classes 32000]
     python bench/dask_arrays.py perplexity --path P [--workers 2] [--memory-limit 2GiB]
                                            [--rounds 1] [--drop-caches]
+                                           [--worker-malloc both|distributed|glibc]
 
 ``lse``: logsumexp of an in-memory (rows, classes) float32 dask array cut into ``chunks``
 chunks of the class axis, on dask's threaded scheduler (one worker thread per core),
@@ -124,8 +125,17 @@ def perplexity(args: argparse.Namespace) -> None:
                 total += float(fs.cross_entropy(z[r0:r1], labels[r0:r1], reduction="sum"))
         return total / rows, time.perf_counter() - t
 
-    def cluster() -> tuple[float, float, list[int]]:
+    def cluster(malloc: str) -> tuple[float, float, list[int]]:
+        """The dask run, its workers' environment distributed's own
+        (``distributed.nanny.pre-spawn-environ``: MALLOC_TRIM_THRESHOLD_=65536) or,
+        for ``malloc="glibc"``, that less the trim threshold: glibc's default
+        allocator, whose mmap threshold adapts (setting the trim threshold fixes it at
+        128 KiB, so that every chunk buffer is a fresh mapping whose pages fault in)."""
+        unset = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+        if malloc == "glibc":  # (an earlier cluster's nanny left it in os.environ)
+            os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
         with (
+            dask.config.set(unset if malloc == "glibc" else {}),
             distributed.LocalCluster(
                 n_workers=args.workers,
                 threads_per_worker=1,
@@ -172,15 +182,21 @@ def perplexity(args: argparse.Namespace) -> None:
     for r in range(args.rounds):
         drop_caches()
         mean_loop, t_loop = loop()
-        drop_caches()
-        mean_dask, t_dask, peaks = cluster()
-        per_core = (rows / t_dask / args.workers) / (rows / t_loop)
         print(
-            f"round {r}: loop (1 core) {t_loop:6.1f} s {gb / t_loop:5.2f} GB/s, mean {mean_loop:.6f}; "
-            f"dask ({args.workers} workers, {args.memory_limit} each) {t_dask:6.1f} s "
-            f"{gb / t_dask:5.2f} GB/s, mean {mean_dask:.6f}; per core {per_core:.2f}; "
-            f"worker peak RSS {', '.join(f'{p / 2**30:.2f}' for p in peaks)} GiB"
+            f"round {r}: loop (1 core) {t_loop:6.1f} s {gb / t_loop:5.2f} GB/s, "
+            f"mean {mean_loop:.6f}"
         )
+        mallocs = ["distributed", "glibc"] if args.worker_malloc == "both" else [args.worker_malloc]
+        for malloc in mallocs:
+            drop_caches()
+            mean_dask, t_dask, peaks = cluster(malloc)
+            per_core = (rows / t_dask / args.workers) / (rows / t_loop)
+            print(
+                f"  dask ({args.workers} workers, {args.memory_limit} each, malloc {malloc}) "
+                f"{t_dask:6.1f} s {gb / t_dask:5.2f} GB/s, mean {mean_dask:.6f}; "
+                f"per core {per_core:.2f}; "
+                f"worker peak RSS {', '.join(f'{p / 2**30:.2f}' for p in peaks)} GiB"
+            )
 
 
 def main() -> None:
@@ -203,6 +219,13 @@ def main() -> None:
     q.add_argument("--memory-limit", default="2GiB")
     q.add_argument("--rounds", type=int, default=1)
     q.add_argument("--drop-caches", action="store_true", help="before each phase (root)")
+    q.add_argument(
+        "--worker-malloc",
+        choices=["both", "distributed", "glibc"],
+        default="both",
+        help="the workers' allocator settings: distributed's (MALLOC_TRIM_THRESHOLD_=65536), "
+        "glibc's defaults, or each in turn",
+    )
     args = p.parse_args()
     {"lse": lse, "make-zarr": make_zarr, "perplexity": perplexity}[args.what](args)
 

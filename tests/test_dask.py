@@ -7,6 +7,7 @@ installs it)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import fastsoftmax as fs
@@ -405,8 +406,10 @@ def test_dask_labels_and_probabilities(rng):
 # --------------------------------------------------- a real cluster, Zarr --
 
 
-def test_distributed_cluster_reading_zarr(rng, simd, tmp_path):
-    """Worker processes (real scheduler, real serialization) read logits from Zarr."""
+def test_distributed_cluster_reading_zarr(rng, simd, tmp_path, monkeypatch):
+    """Worker processes (real scheduler, real serialization) read logits from Zarr; the
+    cluster is started as the README says to, without distributed's
+    MALLOC_TRIM_THRESHOLD_, and its workers are checked to have none."""
     if simd != DEFAULT_TARGET:
         pytest.skip("the worker processes run the default target: once is enough")
     distributed = pytest.importorskip("distributed")
@@ -416,13 +419,18 @@ def test_distributed_cluster_reading_zarr(rng, simd, tmp_path):
     path = str(tmp_path / "logits.zarr")
     z = zarr.open_array(path, mode="w", shape=x.shape, chunks=(16, 100), dtype="f4")
     z[:] = x
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     with (
-        dask.config.set(scheduler=None),
+        dask.config.set(
+            {"scheduler": None, "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+        ),
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
+        trims = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        assert list(trims.values()) == [None, None]
         dx = da.from_zarr(path)
         assert dx.numblocks == (4, 3)
         lse, loss, y = client.compute(
