@@ -14,7 +14,7 @@ namespace fastsoftmax::bindings {
 namespace {
 
 template <class T>
-py::tuple parts(const py::array& x, py::ssize_t axis) {
+py::tuple parts(const py::array& x, py::ssize_t axis, bool softmax_sums) {
     const std::size_t ax = checked_axis(x, axis);
     py::array max(py::dtype::of<double>(), reduced_shape(x, ax));
     py::array sum(py::dtype::of<double>(), reduced_shape(x, ax));
@@ -23,7 +23,7 @@ py::tuple parts(const py::array& x, py::ssize_t axis) {
     const Strided<double> s = per_line<double>(sum, x, ax, "sum");
     {
         py::gil_scoped_release release;
-        max_sum_parts<T>(shape_of(x), ax, in, m, s);
+        max_sum_parts<T>(shape_of(x), ax, in, m, s, softmax_sums);
     }
     return py::make_tuple(max, sum);
 }
@@ -58,13 +58,13 @@ py::array from_parts(Op op, const py::array& x, py::ssize_t axis, py::array max,
 void register_parts(py::module_& m) {
     m.def(
         "logsumexp_parts",
-        [](const py::array& x, py::ssize_t axis) {
+        [](const py::array& x, py::ssize_t axis, bool for_softmax) {
             return dispatch_float(x.dtype(), "x", [&](auto element) {
                 using T = typename decltype(element)::type;
-                return parts<T>(x, axis);
+                return parts<T>(x, axis, for_softmax);
             });
         },
-        py::arg("x"), py::arg("axis"),
+        py::arg("x"), py::arg("axis"), py::arg("for_softmax") = false,
         "(max, sum(exp(x - max))) per line along a non-negative axis, float64 (see "
         "fastsoftmax.logsumexp_parts)");
     const auto from = [](Op op) {

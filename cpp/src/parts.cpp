@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <vector>
 
 #include "fastsoftmax/dispatch.hpp"
 #include "fastsoftmax/kernels.hpp"
@@ -23,11 +24,50 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-// The pair of one contiguous line (see parts.hpp).
+// Where softmax's sums (softmax_sums) put their exponentials and block
+// references: a thread's scratch, kept for lines up to kKeptScratch elements
+// (longer ones allocate their own; the allocation is small against them).
 template <class T>
-MaxSum line_pair(const Kernels<T>& k, const T* x, std::size_t n, const SoftmaxParams& params) {
+class SoftmaxSumScratch {
+  public:
+    static constexpr std::size_t kKeptScratch = std::size_t{1} << 16;
+    explicit SoftmaxSumScratch(std::size_t n) {
+        std::vector<T>& ys = n <= kKeptScratch ? kept_ys() : own_ys_;
+        std::vector<compute_t<T>>& refs = n <= kKeptScratch ? kept_refs() : own_refs_;
+        if (ys.size() < n) ys.resize(n);
+        if (refs.size() < n / kMinSegmentBlock + 1) refs.resize(n / kMinSegmentBlock + 1);
+        y = ys.data();
+        ref = refs.data();
+    }
+    T* y;
+    compute_t<T>* ref;
+
+  private:
+    static std::vector<T>& kept_ys() {
+        thread_local std::vector<T> v;
+        return v;
+    }
+    static std::vector<compute_t<T>>& kept_refs() {
+        thread_local std::vector<compute_t<T>> v;
+        return v;
+    }
+    std::vector<T> own_ys_;
+    std::vector<compute_t<T>> own_refs_;
+};
+
+// The pair of one contiguous line (see parts.hpp); softmax_sums: the sum
+// taken as softmax takes it (through exponentials stored in a scratch row).
+template <class T>
+MaxSum line_pair(const Kernels<T>& k, const T* x, std::size_t n, const SoftmaxParams& params,
+                 bool softmax_sums) {
     if (n == 0) return {-kInf, 0.0, false};
-    MaxSum ms = k.segment_max_sum(x, n, nullptr, nullptr, params);
+    MaxSum ms;
+    if (softmax_sums && sizeof(T) == 4) {  // (see parts.hpp)
+        const SoftmaxSumScratch<T> scratch(n);
+        ms = k.segment_max_sum(x, n, scratch.y, scratch.ref, params);
+    } else {
+        ms = k.segment_max_sum(x, n, nullptr, nullptr, params);
+    }
     if (!ms.special) return ms;
     bool pos_inf = false;  // special, not only -inf: a NaN or a +inf
     for (std::size_t i = 0; i < n; ++i) {
@@ -76,7 +116,7 @@ std::size_t elements_of(const std::vector<std::size_t>& shape) {
 template <class T>
 void max_sum_parts(const std::vector<std::size_t>& shape, std::size_t axis,
                    const Strided<const T>& x, const Strided<double>& max,
-                   const Strided<double>& sum) {
+                   const Strided<double>& sum, bool softmax_sums) {
     const layout::Operand operands[3] = {{layout::Holds::elements, x.strides.data()},
                                          {layout::Holds::strided_line_values, max.strides.data()},
                                          {layout::Holds::strided_line_values, sum.strides.data()}};
@@ -96,7 +136,7 @@ void max_sum_parts(const std::vector<std::size_t>& shape, std::size_t axis,
     layout::walk_lines<T>(
         shape, axis, operands, 3, x.data,
         [&](const T* line, std::size_t n, const std::ptrdiff_t* off, T*, const std::ptrdiff_t*) {
-            const MaxSum ms = line_pair(k, line, n, params);
+            const MaxSum ms = line_pair(k, line, n, params, softmax_sums);
             max.data[off[1]] = ms.max;
             sum.data[off[2]] = ms.sum;
         });
@@ -131,7 +171,7 @@ void apply_from_max_sum(Op op, const std::vector<std::size_t>& shape, std::size_
 #define FASTSOFTMAX_PARTS(T)                                                                   \
     template void max_sum_parts<T>(const std::vector<std::size_t>&, std::size_t,               \
                                    const Strided<const T>&, const Strided<double>&,            \
-                                   const Strided<double>&);                                    \
+                                   const Strided<double>&, bool);                              \
     template void apply_from_max_sum<T>(Op, const std::vector<std::size_t>&, std::size_t,      \
                                         const Strided<const T>&, const Strided<const double>&, \
                                         const Strided<const double>&, const Strided<T>&);

@@ -26,6 +26,7 @@ Nothing is computed until the result is (``.compute()``, ``dask.compute``, a
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Callable
@@ -82,9 +83,11 @@ def _meta(ndim: int, dtype: np.dtype) -> np.ndarray:
 # ---------------------------------------------------------------- pairs --
 
 
-def _pair_chunk(x: np.ndarray, axis: tuple[int, ...], keepdims: bool, **_: Any) -> np.ndarray:
+def _pair_chunk(
+    x: np.ndarray, axis: tuple[int, ...], keepdims: bool, for_softmax: bool = False, **_: Any
+) -> np.ndarray:
     (ax,) = axis
-    m, s = _parts.logsumexp_parts(x, ax, keepdims=True)
+    m, s = _parts.logsumexp_parts(x, ax, keepdims=True, for_softmax=for_softmax)
     return _pack(m, s)
 
 
@@ -100,11 +103,12 @@ def _pair_combine(p: np.ndarray, axis: tuple[int, ...], keepdims: bool, **_: Any
     return _pack(m, s)
 
 
-def _pairs(x: da.Array, ax: int) -> da.Array:
-    """The merged (max, sumexp) pairs of x's slices along ax (length 1 there), lazily."""
+def _pairs(x: da.Array, ax: int, for_softmax: bool = False) -> da.Array:
+    """The merged (max, sumexp) pairs of x's slices along ax (length 1 there), lazily;
+    for_softmax: the sums taken as softmax takes them (logsumexp_parts)."""
     return da.reduction(
         x,
-        _pair_chunk,
+        functools.partial(_pair_chunk, for_softmax=for_softmax),
         _pair_combine,
         combine=_pair_combine,
         axis=ax,
@@ -112,7 +116,7 @@ def _pairs(x: da.Array, ax: int) -> da.Array:
         dtype=_PAIR,
         concatenate=True,
         meta=_meta(x.ndim, _PAIR),
-        name="fastsoftmax-logsumexp-parts",
+        name="fastsoftmax-softmax-parts" if for_softmax else "fastsoftmax-logsumexp-parts",
     )
 
 
@@ -248,7 +252,7 @@ def _unary(name: str, kernel: Callable[..., Any], by_parts: Callable[..., Any], 
                 token=f"fastsoftmax-{name}",
             )  # fmt: skip
         xt = _divided(_excluded_as(x, w, -np.inf), t, result)
-        pairs = _pairs(xt, ax)
+        pairs = _pairs(xt, ax, for_softmax=name == "softmax")
         r = da.map_blocks(
             _block_from_pairs, xt, pairs, by_parts, ax, result, dtype=result, meta=meta,
             token=f"fastsoftmax-{name}-from-parts",
@@ -263,8 +267,9 @@ def _unary(name: str, kernel: Callable[..., Any], by_parts: Callable[..., Any], 
         ``axis`` in one chunk: each chunk's own {name} (bitwise the in-memory result).
         Split in several: the slices' ``(max, sumexp)`` pairs merged from the chunks
         (a first read), then each chunk's part of the result from them
-        (:func:`fastsoftmax.{name}_from_parts`, a second read; within 1 ulp of the
-        in-memory result). ``temperature``: as in the in-memory function; split, the
+        (:func:`fastsoftmax.{name}_from_parts`, a second read), as accurate as the
+        in-memory function but not bitwise its result (which itself differs by a few
+        ulp between layouts of the same data). ``temperature``: as in the in-memory function; split, the
         chunks of ``x / temperature`` divided in the compute dtype. ``where``: a bool
         mask (dask or NumPy) that broadcasts to ``x``, as in the in-memory function.
 

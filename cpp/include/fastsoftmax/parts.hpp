@@ -20,11 +20,16 @@
 namespace fastsoftmax {
 
 // max and sum hold one value per line of x (their strides along `axis`
-// are ignored) and are written.
+// are ignored) and are written. The sum is taken as logsumexp takes it
+// (float exponentials in short runs, then double) or, with softmax_sums, as
+// softmax does (each pair of float vectors straight into double: no
+// accumulator holds exp(0) = 1 while it adds small terms), which the
+// outputs of apply_from_max_sum's softmax need for softmax's accuracy
+// (float only: double and half-precision runs are summed in double anyway).
 template <class T>
 void max_sum_parts(const std::vector<std::size_t>& shape, std::size_t axis,
                    const Strided<const T>& x, const Strided<double>& max,
-                   const Strided<double>& sum);
+                   const Strided<double>& sum, bool softmax_sums);
 
 // op is Op::softmax or Op::log_softmax: out = op of x's lines given the
 // whole lines' pairs (max, sum) (their strides along `axis` ignored); the
