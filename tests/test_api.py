@@ -149,6 +149,24 @@ def test_non_native_byte_order(rng, op, dtype):
     np.testing.assert_array_equal(got, call(op, native))
 
 
+@pytest.mark.parametrize("op", ALL_OPS, ids=op_id)
+@pytest.mark.parametrize("dtype", ["f4", "f8", "f2"])
+def test_dtypes_equal_to_a_native_one_but_not_it(rng, op, dtype):
+    """The binding matches dtypes by identity first (NumPy keeps one object per builtin
+    dtype), then by equality: a dtype carrying metadata is another object, equal to the
+    native one, and must give the same results, out= included."""
+    x = rng.standard_normal((3, 21)).astype(dtype)
+    other = np.dtype(dtype, metadata={"unit": "nat"})
+    assert other is not x.dtype
+    assert other == x.dtype
+    want = call(op, x)
+    np.testing.assert_array_equal(call(op, x.view(other)), want)
+    if op in (fs.softmax, fs.log_softmax):
+        out = np.empty(x.shape, other)
+        assert op(x, out=out) is out
+        np.testing.assert_array_equal(out, want)
+
+
 @pytest.mark.parametrize("op", BINARY, ids=op_id)
 @pytest.mark.parametrize(
     ("gdt", "ydt", "result"),

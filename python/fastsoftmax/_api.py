@@ -92,6 +92,8 @@ def _real(value: Any, name: str) -> float:
 
 def _temperature(value: Any) -> float:
     """temperature as a float; TypeError unless a real number, ValueError unless > 0, finite."""
+    if type(value) is float and 0.0 < value < math.inf:  # (the default: kept cheap)
+        return value
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"temperature must be a real number, got {value!r}")
     t = _real(value, "temperature")
