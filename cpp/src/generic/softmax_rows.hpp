@@ -59,21 +59,31 @@ constexpr std::size_t kLogSumExpTileLimit = 128;
 // Rows that fit in L1, in arrays that fit in cache, software-pipelined: one loop over the columns
 // does the exp-store-sum pass of row r (bound by the FMA units) together with the max pass of row
 // r+1 and the scale pass of row r-1 (bound by loads and stores), so the two kinds of work overlap
-// instead of taking turns.
+// instead of taking turns. The exponentials go to y itself, or for half precision (see
+// kExpInOutput) to two float scratch rows taking turns, from which the scale pass rounds each
+// output once (bfloat16 of 4096 x 128: 342 -> 270 us against three passes a row).
 template <class V, class Z>
 void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
                             std::ptrdiff_t ys, std::size_t rows, std::size_t n, const Z& z) {
     using T = typename V::T;
+    using C = typename V::Compute;  // (the exponentials' rows: of T)
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
     const std::size_t tail = n % N;
     const std::size_t full = n - tail;
+    T* const scratch = kExpInOutput<V> ? nullptr : thread_scratch<T>(2 * n);
     T m = row_max<V>(x, n);         // of the current row
     typename V::S* prev = nullptr;  // the previous row, still to be scaled by inv_prev
+    const T* prev_e = nullptr;      // its exponentials (prev itself, but for half precision)
     Factor<V> inv_prev{V::zero(), V::zero()};
     for (std::size_t r = 0; r < rows; ++r) {
         const typename V::S* xr = x + static_cast<std::ptrdiff_t>(r) * xs;
         typename V::S* yr = y + static_cast<std::ptrdiff_t>(r) * ys;
+        T* er;
+        if constexpr (kExpInOutput<V>)
+            er = yr;
+        else
+            er = scratch + (r & 1) * n;
         const typename V::S* xn =
             (r + 1 < rows) ? xr + xs : xr;  // the next row (the last row re-reads itself)
         const bool ok = std::isfinite(m);
@@ -88,13 +98,13 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
             if (ok) {
                 const reg e0 = z.exp_sub(V::load(xr + i), vm, vlo);
                 const reg e1 = z.exp_sub(V::load(xr + i + N), vm, vlo);
-                V::store(yr + i, e0);
-                V::store(yr + i + N, e1);
+                C::store(er + i, e0);
+                C::store(er + i + N, e1);
                 s0.add2(e0, e1);
             }
             if (prev) {
-                V::store(prev + i, inv_prev.apply(V::load(prev + i)));
-                V::store(prev + i + N, inv_prev.apply(V::load(prev + i + N)));
+                V::store(prev + i, inv_prev.apply(C::load(prev_e + i)));
+                V::store(prev + i + N, inv_prev.apply(C::load(prev_e + i + N)));
             }
         }
         for (; i < n; i += N) {
@@ -102,11 +112,11 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
             mx0 = V::max(mx0, V::load_partial(xn + i, w, neg_inf<T>()));
             if (ok) {
                 const reg e = z.exp_sub(V::load_partial(xr + i, w, neg_inf<T>()), vm, vlo);
-                V::store_partial(yr + i, w, e);
+                C::store_partial(er + i, w, e);
                 s0.add(e);
             }
             if (prev)
-                V::store_partial(prev + i, w, inv_prev.apply(V::load_partial(prev + i, w, 0)));
+                V::store_partial(prev + i, w, inv_prev.apply(C::load_partial(prev_e + i, w, 0)));
         }
         const double sum = s0.total();
         if (!ok || sum != sum) {  // max not finite, or a NaN in the row
@@ -114,11 +124,12 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
             prev = nullptr;
         } else {
             prev = yr;
+            prev_e = er;
             inv_prev = Factor<V>::reciprocal(sum);
         }
         m = V::hmax(V::max(mx0, mx1));
     }
-    if (prev) map_row<V>(prev, prev, n, [inv_prev](reg v) { return inv_prev.apply(v); }, nullptr);
+    if (prev) map_row<V>(prev_e, prev, n, [inv_prev](reg v) { return inv_prev.apply(v); }, nullptr);
 }
 
 // Rows of arrays that stream from memory, when a row fits in L1/L2: one loop
@@ -249,7 +260,9 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
         if (n <= V::N) return short_rows<ShortSoftmax<V>>(x, xs, y, ys, rows, n, z);
         if (params.from_memory && n * sizeof(T) <= kLongRowBytes)
             return softmax_rows_streamed<V>(x, xs, y, ys, rows, n, z);
-        if constexpr (!kExpInOutput<V>) {            // half precision: each output rounded once
+        if constexpr (!kExpInOutput<V>) {        // half precision: each output rounded once
+            if (n * sizeof(T) <= kLongRowBytes)  // (arrays in cache; from memory: above)
+                return softmax_rows_pipelined<V>(x, xs, y, ys, rows, n, z);
             if (n * sizeof(T) <= kHalfScratchBytes)  // one exp per element, as the float rows
                 return softmax_rows_three_passes<V>(x, xs, y, ys, rows, n, params.from_memory, z);
             // longer rows: a read pass for (max, sum), then exp(x - max) / sum again
