@@ -131,10 +131,21 @@ def run_shape(c: ctypes.CDLL, shape: tuple[int, int], rounds: int) -> None:
     report(shape, "ce + grad in place", timed(ce, rounds, x.size), "fs f32")
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=9)
     args = p.parse_args()
+    if not {"avx512f", "avx512bw", "avx512_bf16"} <= cpu_flags():
+        sys.exit("bench/floor_half.py needs an x86-64 CPU with AVX-512 and AVX512-BF16 (Linux)")
     sys.path.insert(0, str(ROOT / "tests"))
     fs.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
