@@ -11,7 +11,8 @@ can only help as much as the arithmetic per element shrinks; this puts a number 
 
 Per shape, one thread, float32 logits 3 N(0, 1) and their bfloat16 copy; every candidate is
 checked first (softmax: the floor's float32 within 2.4 ulp of the exact value, its bfloat16
-within 1 ulp of the correctly rounded value; the cross-entropy's losses agree), then timed
+within 1 ulp of the correctly rounded value; the cross-entropy's losses agree with
+fastsoftmax's, and the float32 gradients within 32 eps of the largest), then timed
 in interleaved rounds (the order rotating), medians, as a ratio to fastsoftmax's float32 call:
 
 * ``fs f32`` / ``fs bf16``: ``fs.softmax(x, out=y)``, or
@@ -119,6 +120,12 @@ def run_shape(c: ctypes.CDLL, shape: tuple[int, int], rounds: int) -> None:
     mine = c.ce_bf16_insn(a.ctypes.data, pl, rows, n)
     theirs = float(fs.cross_entropy(b, labels, return_grad=True, inplace_grad=True)[0])
     assert abs(mine - theirs) <= 1e-6 * abs(theirs), (mine, theirs)
+    a32, b32 = x.copy(), x.copy()
+    mine = c.ce_f32(a32.ctypes.data, pl, rows, n)
+    theirs = float(fs.cross_entropy(b32, labels, return_grad=True, inplace_grad=True)[0])
+    assert abs(mine - theirs) <= 1e-6 * abs(theirs), (mine, theirs)
+    scale = np.abs(b32).max()  # (the gradients: within the README's 32 eps of the largest)
+    assert np.abs(a32 - b32).max() <= 32 * np.finfo(np.float32).eps * scale
     # (each keeps overwriting its own array with the gradient, as the in-place call does)
     xf, xh, ff, fh = x.copy(), xb.copy(), x.copy(), xb.copy()
     pf, ph = ff.ctypes.data, fh.ctypes.data

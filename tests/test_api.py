@@ -6,8 +6,10 @@ import re
 import threading
 
 import fastsoftmax as fs
+import ml_dtypes
 import numpy as np
 import pytest
+from fastsoftmax import _core
 from numpy.exceptions import AxisError
 from numpy.lib.stride_tricks import as_strided
 from reference import (
@@ -150,21 +152,29 @@ def test_non_native_byte_order(rng, op, dtype):
 
 
 @pytest.mark.parametrize("op", ALL_OPS, ids=op_id)
-@pytest.mark.parametrize("dtype", ["f4", "f8", "f2"])
+@pytest.mark.parametrize("dtype", ["f4", "f8", "f2", ml_dtypes.bfloat16])
 def test_dtypes_equal_to_a_native_one_but_not_it(rng, op, dtype):
     """The binding matches dtypes by identity first (NumPy keeps one object per builtin
     dtype), then by equality: a dtype carrying metadata is another object, equal to the
-    native one, and must give the same results, out= included."""
+    native one, and must give the same results, through the public function and through
+    the binding itself (which the public function's canonical view would bypass), out=
+    included."""
     x = rng.standard_normal((3, 21)).astype(dtype)
     other = np.dtype(dtype, metadata={"unit": "nat"})
     assert other is not x.dtype
     assert other == x.dtype
     want = call(op, x)
     np.testing.assert_array_equal(call(op, x.view(other)), want)
+    if op in (fs.softmax, fs.log_softmax, fs.logsumexp):
+        kernel = getattr(_core, op.__name__)
+        np.testing.assert_array_equal(kernel(x.view(other), 1), op(x, axis=1))
     if op in (fs.softmax, fs.log_softmax):
         out = np.empty(x.shape, other)
         assert op(x, out=out) is out
         np.testing.assert_array_equal(out, want)
+        out2 = np.empty(x.shape, other)
+        assert getattr(_core, op.__name__)(x.view(other), 1, out2) is out2
+        np.testing.assert_array_equal(out2, want)
 
 
 @pytest.mark.parametrize("op", BINARY, ids=op_id)

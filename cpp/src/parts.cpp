@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
@@ -25,34 +26,34 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // Where softmax's sums (softmax_sums) put their exponentials and block
-// references: a thread's scratch, kept for lines up to kKeptScratch elements
-// (longer ones allocate their own; the allocation is small against them).
+// references: a thread's scratch, kept for lines up to kKeptScratch elements;
+// longer lines take a buffer of their own, not zeroed (new T[n]).
 template <class T>
 class SoftmaxSumScratch {
   public:
     static constexpr std::size_t kKeptScratch = std::size_t{1} << 16;
     explicit SoftmaxSumScratch(std::size_t n) {
-        std::vector<T>& ys = n <= kKeptScratch ? kept_ys() : own_ys_;
-        std::vector<compute_t<T>>& refs = n <= kKeptScratch ? kept_refs() : own_refs_;
-        if (ys.size() < n) ys.resize(n);
-        if (refs.size() < n / kMinSegmentBlock + 1) refs.resize(n / kMinSegmentBlock + 1);
-        y = ys.data();
-        ref = refs.data();
+        const std::size_t refs = n / kMinSegmentBlock + 1;
+        if (n <= kKeptScratch) {
+            thread_local std::vector<T> kept_y;
+            thread_local std::vector<compute_t<T>> kept_refs;
+            if (kept_y.size() < n) kept_y.resize(n);
+            if (kept_refs.size() < refs) kept_refs.resize(refs);
+            y = kept_y.data();
+            ref = kept_refs.data();
+        } else {
+            own_y_.reset(new T[n]);
+            own_refs_.reset(new compute_t<T>[refs]);
+            y = own_y_.get();
+            ref = own_refs_.get();
+        }
     }
     T* y;
     compute_t<T>* ref;
 
   private:
-    static std::vector<T>& kept_ys() {
-        thread_local std::vector<T> v;
-        return v;
-    }
-    static std::vector<compute_t<T>>& kept_refs() {
-        thread_local std::vector<compute_t<T>> v;
-        return v;
-    }
-    std::vector<T> own_ys_;
-    std::vector<compute_t<T>> own_refs_;
+    std::unique_ptr<T[]> own_y_;
+    std::unique_ptr<compute_t<T>[]> own_refs_;
 };
 
 // The pair of one contiguous line (see parts.hpp); softmax_sums: the sum

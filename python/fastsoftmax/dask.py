@@ -252,7 +252,9 @@ def _unary(name: str, kernel: Callable[..., Any], by_parts: Callable[..., Any], 
                 token=f"fastsoftmax-{name}",
             )  # fmt: skip
         xt = _divided(_excluded_as(x, w, -np.inf), t, result)
-        pairs = _pairs(xt, ax, for_softmax=name == "softmax")
+        # (float32 only: for the other dtypes the sums are the same either way, and
+        # logsumexp's pairs of the same x then share their keys with these)
+        pairs = _pairs(xt, ax, for_softmax=name == "softmax" and xt.dtype == np.float32)
         r = da.map_blocks(
             _block_from_pairs, xt, pairs, by_parts, ax, result, dtype=result, meta=meta,
             token=f"fastsoftmax-{name}-from-parts",
