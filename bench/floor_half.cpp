@@ -20,19 +20,16 @@
 using namespace fastsoftmax::avx512;
 using V = F32;
 
-static inline float row_max_f(const float* x, std::size_t n) {
+// The maximum of a row (n a multiple of 64) read by ld(i): 16 floats from element i.
+template <class Load>
+static inline float row_max(Load ld, std::size_t n) {
     __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
-    std::size_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-        m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
-        m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + i + 16));
-        m2 = _mm512_max_ps(m2, _mm512_loadu_ps(x + i + 32));
-        m3 = _mm512_max_ps(m3, _mm512_loadu_ps(x + i + 48));
+    for (std::size_t i = 0; i < n; i += 64) {
+        m0 = _mm512_max_ps(m0, ld(i));
+        m1 = _mm512_max_ps(m1, ld(i + 16));
+        m2 = _mm512_max_ps(m2, ld(i + 32));
+        m3 = _mm512_max_ps(m3, ld(i + 48));
     }
-    for (; i + 16 <= n; i += 16) m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
-    if (i < n)
-        m1 = _mm512_max_ps(m1, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY),
-                                                    (__mmask16)((1u << (n - i)) - 1), x + i));
     return _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
 }
 static inline __m512 widen(__m256i h) {
@@ -40,18 +37,6 @@ static inline __m512 widen(__m256i h) {
 }
 static inline __m512 ld_bf(const uint16_t* p) {
     return widen(_mm256_loadu_si256((const __m256i*)p));
-}
-static inline float row_max_b(const uint16_t* x, std::size_t n) {
-    __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
-    std::size_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-        m0 = _mm512_max_ps(m0, ld_bf(x + i));
-        m1 = _mm512_max_ps(m1, ld_bf(x + i + 16));
-        m2 = _mm512_max_ps(m2, ld_bf(x + i + 32));
-        m3 = _mm512_max_ps(m3, ld_bf(x + i + 48));
-    }
-    for (; i + 16 <= n; i += 16) m0 = _mm512_max_ps(m0, ld_bf(x + i));
-    return _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
 }
 static inline void add_pair(__m512d& a, __m512d& b, __m512 e0, __m512 e1) {
     const __m512 s = _mm512_add_ps(e0, e1);
@@ -92,14 +77,15 @@ extern "C" void softmax_f32(const float* x, float* y, std::size_t rows, std::siz
     // (n a multiple of 64)
     stream = stream && ((uintptr_t)y % 64 == 0);
     for (std::size_t r = 0; r < rows; ++r, x += n, y += n) {
-        const float m = row_max_f(x, n);
+        const auto ld = [&](std::size_t i) { return _mm512_loadu_ps(x + i); };
+        const float m = row_max(ld, n);
         float* e = y;
         static thread_local float* scratch = nullptr;
         if (stream) {
             if (!scratch) scratch = (float*)aligned_alloc(64, 1 << 20);
             e = scratch;
         }
-        const double s = exp_row([&](std::size_t i) { return _mm512_loadu_ps(x + i); }, e, n, m);
+        const double s = exp_row(ld, e, n, m);
         const Inv v = inv_of(s);
         if (stream) {
             for (std::size_t i = 0; i < n; i += 16)
@@ -131,8 +117,9 @@ __attribute__((target("avx512bf16"))) static void softmax_bf16_t(const uint16_t*
     static thread_local float* e = nullptr;
     if (!e) e = (float*)aligned_alloc(64, 1 << 20);
     for (std::size_t r = 0; r < rows; ++r, x += n, y += n) {
-        const float m = row_max_b(x, n);
-        const double s = exp_row([&](std::size_t i) { return ld_bf(x + i); }, e, n, m);
+        const auto ld = [&](std::size_t i) { return ld_bf(x + i); };
+        const float m = row_max(ld, n);
+        const double s = exp_row(ld, e, n, m);
         const Inv v = inv_of(s);
         for (std::size_t i = 0; i < n; i += 16) {
             const __m512 o = scale(v, _mm512_load_ps(e + i));
@@ -166,8 +153,9 @@ __attribute__((target("avx512bf16"))) static double ce_bf16_t(uint16_t* x, const
     double total = 0;
     const float g = 1.0f / (float)rows;
     for (std::size_t r = 0; r < rows; ++r, x += n) {
-        const float m = row_max_b(x, n);
-        const double s = exp_row([&](std::size_t i) { return ld_bf(x + i); }, e, n, m);
+        const auto ld = [&](std::size_t i) { return ld_bf(x + i); };
+        const float m = row_max(ld, n);
+        const double s = exp_row(ld, e, n, m);
         const int64_t c = labels[r];
         uint32_t bits = (uint32_t)x[c] << 16;
         float xc;
@@ -193,9 +181,10 @@ extern "C" double ce_f32(float* x, const int64_t* labels, std::size_t rows, std:
     double total = 0;
     const float g = 1.0f / (float)rows;
     for (std::size_t r = 0; r < rows; ++r, x += n) {
-        const float m = row_max_f(x, n);
+        const auto ld = [&](std::size_t i) { return _mm512_loadu_ps(x + i); };
+        const float m = row_max(ld, n);
         const float xc = x[labels[r]];
-        const double s = exp_row([&](std::size_t i) { return _mm512_loadu_ps(x + i); }, x, n, m);
+        const double s = exp_row(ld, x, n, m);
         total += (double)m + std::log(s) - (double)xc;
         const Inv v = inv_of(s);
         const Inv w = {_mm512_mul_ps(v.hi, _mm512_set1_ps(g)),

@@ -112,15 +112,13 @@ struct Element {
 // keep one per dtype), or None for bfloat16 without ml_dtypes.
 template <class S>
 const py::object& kept_dtype() {
-    PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> storage;
-    return storage
-        .call_once_and_store_result([]() -> py::object {
-            if constexpr (std::is_same_v<S, bfloat16>)
-                return bfloat16_dtype();
-            else
-                return dtype_of<S>();
-        })
-        .get_stored();
+    if constexpr (std::is_same_v<S, bfloat16>) {
+        return bfloat16_dtype();  // (kept already)
+    } else {
+        PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> storage;
+        return storage.call_once_and_store_result([] { return py::object(dtype_of<S>()); })
+            .get_stored();
+    }
 }
 
 // Whether an array's dtype is S's: first by identity, which settles nearly
@@ -143,11 +141,10 @@ decltype(auto) dispatch_float(const py::dtype& dtype, const char* what, F&& f) {
     if (d == kept_dtype<double>().ptr()) return f(Element<double>{});
     if (d == kept_dtype<float16>().ptr()) return f(Element<float16>{});
     if (d == kept_dtype<bfloat16>().ptr()) return f(Element<bfloat16>{});
-    if (dtype.equal(py::dtype::of<float>())) return f(Element<float>{});
-    if (dtype.equal(py::dtype::of<double>())) return f(Element<double>{});
-    if (dtype.equal(dtype_of<float16>())) return f(Element<float16>{});
-    if (const py::object& bf16 = bfloat16_dtype(); !bf16.is_none() && dtype.equal(bf16))
-        return f(Element<bfloat16>{});
+    if (is_dtype<float>(dtype)) return f(Element<float>{});  // (equal, not the same object)
+    if (is_dtype<double>(dtype)) return f(Element<double>{});
+    if (is_dtype<float16>(dtype)) return f(Element<float16>{});
+    if (is_dtype<bfloat16>(dtype)) return f(Element<bfloat16>{});
     throw py::type_error(std::string(what) +
                          " must have dtype float32, float64, float16 or bfloat16, got " +
                          std::string(py::str(dtype)));

@@ -271,8 +271,9 @@ def _unary(name: str, kernel: Callable[..., Any], by_parts: Callable[..., Any], 
         (a first read), then each chunk's part of the result from them
         (:func:`fastsoftmax.{name}_from_parts`, a second read), as accurate as the
         in-memory function but not bitwise its result (which itself differs by a few
-        ulp between layouts of the same data). ``temperature``: as in the in-memory function; split, the
-        chunks of ``x / temperature`` divided in the compute dtype. ``where``: a bool
+        ulp between layouts of the same data). ``temperature``: as in the in-memory
+        function; split, the chunks of ``x / temperature`` divided in the compute
+        dtype. ``where``: a bool
         mask (dask or NumPy) that broadcasts to ``x``, as in the in-memory function.
 
         Examples
