@@ -363,6 +363,11 @@ struct CeLabelsChunks {
         const reg m = kScaled ? V::mul(V::max(m0, m1), vs) : V::max(m0, m1);
         const reg ref = V::select(V::not_finite(m), zero, m), nref = V::sub(zero, ref);
         reg xy = zero;
+        // One class, unscaled (the register tiles of one class): every lane
+        // that counts has x[y] = max, so exp(x - max) = 1, rest = 0 and a loss
+        // of log1p(0) = +0; lanes whose logit is not finite are special, and
+        // their results, like the ignored lanes', are replaced below.
+        constexpr bool kOne = kN == 1 && !kScaled;
         auto rest_w = V::wide_zero();
         // (kFold: x * vs - ref in one fused multiply-add, unless some lane's
         // |ref| is past kFoldedRefMax: then the rounded products)
@@ -373,7 +378,8 @@ struct CeLabelsChunks {
                 reg r = zero;
                 for (; i < end; ++i) {
                     const reg xv = x_at(i);
-                    const reg e = kFold     ? vexp<V>(V::fmadd(xv, vs, nref))
+                    const reg e = kOne      ? one
+                                  : kFold   ? vexp<V>(V::fmadd(xv, vs, nref))
                                   : kScaled ? vexp<V>(V::sub(V::mul(xv, vs), ref))
                                             : vexp<V>(V::sub(xv, ref));
                     if (grad) keep(i, e);
@@ -391,9 +397,11 @@ struct CeLabelsChunks {
         if constexpr (kScaled) xy = V::mul(xy, vs);  // (x'[y])
         const reg rest = V::wide_round(rest_w);
         const reg d = V::sub(xy, ref);  // <= 0
-        const reg ey = vexp<V>(d);
+        const reg ey = kOne ? one : vexp<V>(d);
         const auto far = V::lt(d, V::set1(T(-60)));  // ey underflows, or rest / ey overflows
-        const reg l1p = vlog1p<V>(V::select(far, V::sub(V::add(rest, ey), one), V::div(rest, ey)));
+        const reg l1p =
+            kOne ? zero
+                 : vlog1p<V>(V::select(far, V::sub(V::add(rest, ey), one), V::div(rest, ey)));
         const auto skip = V::eq(vy, V::set1(kIgnored));
         const auto special = V::mask_or(V::mask_or(V::not_finite(m), V::isnan(rest)),
                                         V::mask_or(V::isnan(xy), V::eq(vy, V::set1(kUnusable))));
@@ -403,7 +411,7 @@ struct CeLabelsChunks {
         const reg loss = V::select(skip, zero, V::select(special, nan, V::select(far, zero, l1p)));
         // far below: (m - x[y]) + log(s), in double (m - x[y] may exceed the largest T)
         const reg far_lanes = V::select(done, zero, V::select(far, one, zero));
-        const bool per_lane = o.weight || V::hmax(far_lanes) > 0;
+        const bool per_lane = o.weight || (!kOne && V::hmax(far_lanes) > 0);
         if (!per_lane) V::wide_add(total, loss);
         double lanes[N];
         if (a.loss || per_lane) {
@@ -450,7 +458,7 @@ struct CeLabelsChunks {
         const reg s = V::add(ey, rest);
         reg f;  // s_ce * grad_scale * w[y] / s
         if (t_factor) {
-            f = V::div(V::set1(s_ce_t), s);
+            f = kOne ? V::set1(s_ce_t) : V::div(V::set1(s_ce_t), s);  // (kOne: s = 1)
         } else {  // in double, as the rows form it: the factors may lie beyond T's range
             T sum_lanes[N], weight_lanes[N], factor_lanes[N];
             V::store(sum_lanes, s);
