@@ -28,15 +28,17 @@ STREAM_BYTES = 8 << 20
 FORWARD = {"softmax": fs.softmax, "log_softmax": fs.log_softmax}
 BACKWARD = {"softmax_backward": fs.softmax, "log_softmax_backward": fs.log_softmax}
 OPS = [*FORWARD, *BACKWARD]
-# 1024: every row at the same alignment; 1027, 7001 and 9001: each row at another
-# one (rows past 32 KiB, 9001 and float64's 7001, go block by block); 100: short rows.
-LENGTHS = (100, 1024, 1027, 7001, 9001)
+# 1024: every row at the same alignment; 1027, 7001, 9001 and 33001: each row at another
+# one (rows past 32 KiB, 9001, 33001 and float64's 7001, go block by block, softmax's
+# with the previous row written inside the next row's loop); 100: short rows.
+LENGTHS = (100, 1024, 1027, 7001, 9001, 33001)
 SPECIAL_ROWS = {  # row index: what is put there
     1: "nan",
     2: "+inf",
     4: "+inf after an ordinary row (ends a row's block walk early)",
     5: "all -inf",
     6: "-inf entries",
+    7: "-inf in its first half (whole blocks of -inf in the long rows)",
 }
 
 
@@ -49,6 +51,7 @@ def logits(rng: np.random.Generator, n: int, dtype) -> np.ndarray:
     x[4, n // 3] = np.inf
     x[5] = -np.inf
     x[6, ::3] = -np.inf
+    x[7, : n // 2] = -np.inf
     return x
 
 
@@ -96,7 +99,7 @@ def test_rows(rng, op, n, dtype):
         check_reference(op, x, got)
 
 
-@pytest.mark.parametrize("n", [1024, 1027])
+@pytest.mark.parametrize("n", [1024, 1027, 9001])
 @pytest.mark.parametrize("op", OPS)
 def test_out_views(rng, op, n):
     """out= rows at any offset from alignment, rows apart, and the input itself."""
@@ -124,10 +127,11 @@ def test_out_views(rng, op, n):
         np.testing.assert_array_equal(copies[k], expected, err_msg=f"in place of input {k}")
 
 
+@pytest.mark.parametrize("n", [1027, 9001])
 @pytest.mark.parametrize("op", OPS)
-def test_threads(rng, op):
+def test_threads(rng, op, n):
     """The rows split between threads: the same bits as one thread."""
-    args = inputs(op, logits(rng, 1027, np.float32))
+    args = inputs(op, logits(rng, n, np.float32))
     with fs.use_threads(1):
         one = call(op, args)
     with fs.use_threads(2):
