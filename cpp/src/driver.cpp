@@ -388,13 +388,21 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
     // (column_tiles stays off: measured 1.8x faster for axis=1 of (64, 32,
     // 64, 64), but 1.6-1.9x slower for axis=0 of (4096, 100); choosing by
     // the stride is left for later)
-    const layout::Plan plan = layout::plan(shape, axis, operands, k, options);
+    layout::Plan plan = layout::plan(shape, axis, operands, k, options);
     const std::size_t n = plan.n;
     if (plan.lines == 0 || (n == 0 && !reduce)) return;  // nothing to compute
 
     const Kernels<T>& kern = kernels_of<T>(active_kernels());
     SoftmaxParams params = call_params;
     params.from_memory = plan.lines * n * sizeof(T) >= kStreamBytes;
+    // softmax's rows from memory overlap each row's arithmetic with the
+    // previous row's stores, within one kernel call: one batch of rows per
+    // thread, not tasks of about kTaskElements (rows of 32,000 went two to a
+    // call, of 128,256 one). A row's result does not depend on its batch.
+    if (op == Op::softmax && params.from_memory && plan.way == layout::Way::rows) {
+        const std::size_t threads = num_threads();
+        plan.units_per_task = std::max(plan.units_per_task, (plan.units + threads - 1) / threads);
+    }
     SoftmaxParams in_cache = params;  // (for one row copied to a buffer)
     in_cache.from_memory = false;
     const T* const a = in0.data;

@@ -318,7 +318,10 @@ class RowStream {
         j_ = StreamedRows<V>::head(y_, n_);
         out.begin(y_, j_, [&] { return at_(0, j_); });
     }
-    void to(std::size_t limit) {
+    // (always inlined: it runs a pair of vectors at a time inside another
+    // row's loop, softmax_long_rows_streamed's, where GCC 12 left it out of
+    // line)
+    __attribute__((always_inline)) void to(std::size_t limit) {
         for (; j_ + 2 * N <= limit; j_ += 2 * N) {
             V::stream(y_ + j_, at_(j_, N));
             V::stream(y_ + j_ + N, at_(j_ + N, N));

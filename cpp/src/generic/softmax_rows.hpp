@@ -201,6 +201,138 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
     out.finish();
 }
 
+// Float32 rows of arrays from memory longer than kLongRowBytes, up to this
+// many bytes: softmax_long_rows_streamed (two scratch rows of this size stay
+// in L2). Longer rows, and float64's (1.08-1.19x slower that way at 32 MB),
+// keep softmax_long_row's exponentials in y.
+constexpr std::size_t kStreamedLongRowBytes = std::size_t(1) << 20;
+
+// RowStream's values of a long row: its exponentials e[k, k + w) times the
+// factor of the block of kBlock vectors each lies in, f[block] = exp(ref -
+// max) / sum (a vector that straddles two blocks, as y's alignment may make
+// it, takes each lane's own; a block of -inf has exponentials and factor 0).
+template <class V>
+struct ScaledByBlocks {
+    using T = typename V::T;
+    using reg = typename V::reg;
+    static constexpr std::size_t B = kBlock * V::N;
+    const T* e;
+    const double* f;
+    Factor<V> now = Factor<V>::of(0.0);  // the factor of the elements [from, to)
+    std::size_t from = 1, to = 0;
+    __attribute__((always_inline)) reg operator()(std::size_t k, std::size_t w) {
+        const reg ek = w == V::N ? V::load(e + k) : V::load_partial(e + k, w, 0);
+        if (__builtin_expect(k >= from && k + w <= to, 1)) return now.apply(ek);
+        return next(k, w, ek);
+    }
+    // (once a block: its factor, and a vector across two blocks lane by lane)
+    __attribute__((noinline)) reg next(std::size_t k, std::size_t w, reg ek) {
+        constexpr std::size_t N = V::N;
+        const std::size_t b = k / B, last = (k + w - 1) / B;
+        now = Factor<V>::of(f[b]);
+        from = b * B;
+        to = from + B;
+        if (last == b) return now.apply(ek);
+        alignas(64) T lanes[N], later[N];
+        V::store(lanes, now.apply(ek));
+        V::store(later, Factor<V>::of(f[last]).apply(ek));
+        for (std::size_t l = last * B - k; l < N; ++l) lanes[l] = later[l];
+        return V::load(lanes);
+    }
+};
+
+// Long rows of arrays from memory (softmax_long_row's arithmetic, the same
+// bits): row r is read once, block by block (each block's maximum, then its
+// exponentials against the running maximum, into a scratch row that stays in
+// L2), and inside that loop, a pair of vectors at a time, row r-1 is scaled
+// from its scratch row and written with non-temporal stores (StreamedRows).
+// The arithmetic and the stores overlap, and y's lines are never read.
+// Written after each row, or a block at a time, the stores stalled the
+// arithmetic (bench/floor_memory.cpp's kernels, float32 out=: by blocks
+// 1.17-1.20x the time of a pair at a time; after each row 1.3-1.5x). The
+// rows must come in one call (the driver gives softmax from memory one batch
+// per thread): the first row of a call has no row before it.
+template <class V, class Z>
+void softmax_long_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
+                                std::ptrdiff_t ys, std::size_t rows, std::size_t n, const Z& z) {
+    using T = typename V::T;
+    using S = typename V::S;
+    constexpr std::size_t N = V::N, B = kBlock * V::N;
+    const std::size_t nb = (n + B - 1) / B;
+    // the two scratch rows on 64-byte lines (a vector across two lines is two accesses)
+    constexpr std::size_t kLine = 64 / sizeof(T);
+    const std::size_t stride = (n + kLine - 1) / kLine * kLine;
+    T* scratch = thread_scratch<T>(2 * stride + kLine);
+    scratch += (kLine - reinterpret_cast<std::uintptr_t>(scratch) / sizeof(T) % kLine) % kLine;
+    Scratch<double> factors(2 * nb);  // per block of the two rows: its ref, then its factor
+    StreamedRows<V> out;
+    RowStream<V, ScaledByBlocks<V>> prev(y, n, {scratch, factors.data});
+    bool have_prev = false;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const S* xr = x + static_cast<std::ptrdiff_t>(r) * xs;
+        S* yr = y + static_cast<std::ptrdiff_t>(r) * ys;
+        T* const e = scratch + (r & 1) * stride;
+        double* const f = factors.data + (r & 1) * nb;
+        if (have_prev) prev.begin(out);
+        const MaxSum ms = online_max_sum<V>(
+            xr, n,
+            [&](std::size_t b, std::size_t i0, std::size_t len, T ref) {
+                f[b] = static_cast<double>(ref);
+                ExpSum<V> s0;  // (as row_store_exp_sum)
+                const auto vm = V::set1(ref);
+                const auto vlo = V::set1(ref == neg_inf<T>() ? ref : z.floor(ref));
+                const S* xi = xr + i0;
+                T* ei = e + i0;
+                // (a local copy, kept in registers through the loop's stores)
+                RowStream<V, ScaledByBlocks<V>> w = prev;
+                std::size_t i = 0;
+                for (; i + 2 * N <= len; i += 2 * N) {
+                    if (ref == neg_inf<T>()) {
+                        V::store(ei + i, V::zero());
+                        V::store(ei + i + N, V::zero());
+                    } else {
+                        const auto e0 = z.exp_sub(V::load(xi + i), vm, vlo);
+                        const auto e1 = z.exp_sub(V::load(xi + i + N), vm, vlo);
+                        V::store(ei + i, e0);
+                        V::store(ei + i + N, e1);
+                        s0.add2(e0, e1);
+                    }
+                    if (have_prev) w.to(i0 + i + 2 * N);
+                }
+                for (; i < len; i += N) {
+                    const std::size_t k = (len - i < N) ? len - i : N;
+                    if (ref == neg_inf<T>()) {
+                        V::store_partial(ei + i, k, V::zero());
+                    } else {
+                        const auto e0 =
+                            z.exp_sub(V::load_partial(xi + i, k, neg_inf<T>()), vm, vlo);
+                        V::store_partial(ei + i, k, e0);
+                        s0.add(e0);
+                    }
+                }
+                prev = w;
+                return ref == neg_inf<T>() ? 0.0 : s0.total();
+            },
+            SameMax{}, z.scale());
+        if (have_prev) prev.end(out);  // (the rest of row r-1, if row r stopped early)
+        have_prev = !ms.special && ms.max > static_cast<double>(neg_inf<T>());
+        if (have_prev) {
+            for (std::size_t b = 0; b < nb; ++b)
+                f[b] = f[b] == static_cast<double>(neg_inf<T>())
+                           ? 0.0
+                           : std::exp(scaled_difference(f[b], ms.max, z.scale())) / ms.sum;
+            prev = RowStream<V, ScaledByBlocks<V>>(yr, n, {e, f});
+        } else {  // max not finite, a NaN, or only -inf
+            softmax_special(yr, 1, n);
+        }
+    }
+    if (have_prev) {
+        prev.begin(out);
+        prev.end(out);
+    }
+    out.finish();
+}
+
 // Three plain passes per row: the maximum; exp(x - max) and its sum, stored
 // in y, or for half precision (see kExpInOutput) in a float scratch row that
 // stays in L1/L2; then y = those exponentials * (1 / sum). With `stream`,
@@ -281,6 +413,8 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
             return;
         }
         if (n * sizeof(T) > kLongRowBytes) {
+            if (sizeof(T) == 4 && params.from_memory && n * sizeof(T) <= kStreamedLongRowBytes)
+                return softmax_long_rows_streamed<V>(x, xs, y, ys, rows, n, z);
             for (std::size_t r = 0; r < rows; ++r)
                 softmax_long_row<V>(x + static_cast<std::ptrdiff_t>(r) * xs,
                                     y + static_cast<std::ptrdiff_t>(r) * ys, n, params, z);
