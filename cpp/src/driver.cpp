@@ -396,9 +396,10 @@ void apply(Op op, const std::vector<std::size_t>& shape, std::size_t axis,
     SoftmaxParams params = call_params;
     params.from_memory = plan.lines * n * sizeof(T) >= kStreamBytes;
     // softmax's rows from memory overlap each row's arithmetic with the
-    // previous row's stores, within one kernel call: one batch of rows per
-    // thread, not tasks of about kTaskElements (rows of 32,000 went two to a
-    // call, of 128,256 one). A row's result does not depend on its batch.
+    // previous row's stores, within one kernel call: as many tasks as threads
+    // (each a batch of rows, unless the layout splits it), not tasks of about
+    // kTaskElements (rows of 32,000 went two to a call, of 128,256 one). A
+    // row's result does not depend on its batch.
     if (op == Op::softmax && params.from_memory && plan.way == layout::Way::rows) {
         const std::size_t threads = num_threads();
         plan.units_per_task = std::max(plan.units_per_task, (plan.units + threads - 1) / threads);

@@ -200,10 +200,12 @@ struct Scratch {
     Scratch& operator=(const Scratch&) = delete;
 };
 
-// The half-precision kernels' float rows (see kExpInOutput): one buffer per
-// thread, kept between calls and only grown, since a fresh allocation of
-// 128 KiB and more is mapped and faulted in on every call (measured: the
-// cross-entropy of (256, 32000) bfloat16 spent 8% of its time zeroing pages).
+// The kernels' scratch rows (half precision's float rows, see kExpInOutput;
+// softmax's rows streamed from memory): one buffer per thread, kept between
+// calls and only grown (float32 softmax: up to 2 MiB), since a fresh
+// allocation of 128 KiB and more is mapped and faulted in on every call
+// (measured: the cross-entropy of (256, 32000) bfloat16 spent 8% of its time
+// zeroing pages).
 // One user at a time per thread: a kernel never calls another that uses it.
 template <class T>
 T* thread_scratch(std::size_t n) {

@@ -202,15 +202,16 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
 }
 
 // Float32 rows of arrays from memory longer than kLongRowBytes, up to this
-// many bytes: softmax_long_rows_streamed (two scratch rows of this size stay
-// in L2). Longer rows, and float64's (1.08-1.19x slower that way at 32 MB),
-// keep softmax_long_row's exponentials in y.
+// many bytes: softmax_long_rows_streamed (its two scratch rows stay in L2 up
+// to rows of 512 KiB, in L3 beyond). Longer rows, and float64's (1.08-1.19x
+// slower that way at 32 MB), keep softmax_long_row's exponentials in y.
 constexpr std::size_t kStreamedLongRowBytes = std::size_t(1) << 20;
 
 // RowStream's values of a long row: its exponentials e[k, k + w) times the
-// factor of the block of kBlock vectors each lies in, f[block] = exp(ref -
-// max) / sum (a vector that straddles two blocks, as y's alignment may make
-// it, takes each lane's own; a block of -inf has exponentials and factor 0).
+// factor of the block of kBlock vectors each lies in, f[block] = exp((ref -
+// max) * s) / sum (s: the temperature's scale; a vector that straddles two
+// blocks, as y's alignment may make it, takes each lane's own; a block of
+// -inf has exponentials and factor 0).
 template <class V>
 struct ScaledByBlocks {
     using T = typename V::T;
@@ -259,7 +260,8 @@ void softmax_long_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typen
     using S = typename V::S;
     constexpr std::size_t N = V::N, B = kBlock * V::N;
     const std::size_t nb = (n + B - 1) / B;
-    // the two scratch rows on 64-byte lines (a vector across two lines is two accesses)
+    // the two scratch rows on 64-byte lines (a vector across two lines is two
+    // accesses: so are the exponentials' stores; the reads follow y's alignment)
     constexpr std::size_t kLine = 64 / sizeof(T);
     const std::size_t stride = (n + kLine - 1) / kLine * kLine;
     T* scratch = thread_scratch<T>(2 * stride + kLine);
@@ -413,8 +415,9 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
             return;
         }
         if (n * sizeof(T) > kLongRowBytes) {
-            if (sizeof(T) == 4 && params.from_memory && n * sizeof(T) <= kStreamedLongRowBytes)
-                return softmax_long_rows_streamed<V>(x, xs, y, ys, rows, n, z);
+            if constexpr (sizeof(T) == 4)
+                if (params.from_memory && n * sizeof(T) <= kStreamedLongRowBytes)
+                    return softmax_long_rows_streamed<V>(x, xs, y, ys, rows, n, z);
             for (std::size_t r = 0; r < rows; ++r)
                 softmax_long_row<V>(x + static_cast<std::ptrdiff_t>(r) * xs,
                                     y + static_cast<std::ptrdiff_t>(r) * ys, n, params, z);
