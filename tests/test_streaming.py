@@ -137,3 +137,39 @@ def test_threads(rng, op, n):
     with fs.use_threads(2):
         two = call(op, args)
     np.testing.assert_array_equal(two, one)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("n", [1027, 9001])
+def test_cross_entropy_gradient_from_a_saved_lse(rng, dtype, n):
+    """The cross-entropy's gradient from a saved logsumexp, into an array past the
+    streaming threshold (non-temporal stores, the rows' ends ordinary ones, the label's
+    entry after them): row for row the gradient of the same row alone, at any offset of
+    out= and in place."""
+    x = logits(rng, n, dtype)
+    rows = x.shape[0]
+    labels = rng.integers(0, n, rows)
+    labels[3] = -100
+    per_row = rng.standard_normal(rows)
+    lse = fs.logsumexp(x)  # (NaN or +-inf on the special rows)
+    kw = {"lse": lse, "reduction": "none", "grad_out": per_row}
+    got = fs.cross_entropy_backward(x, labels, **kw)
+    for r in sorted({0, rows - 1, *range(8), *rng.integers(0, rows, 20).tolist()}):
+        alone = fs.cross_entropy_backward(
+            x[r : r + 1],
+            labels[r : r + 1],
+            lse=lse[r : r + 1],
+            reduction="none",
+            grad_out=per_row[r : r + 1],
+        )
+        np.testing.assert_array_equal(got[r], alone[0], err_msg=f"row {r} of {rows} differs")
+    for offset in (1, 2, 3):
+        buf = np.full(x.size + 8, 7.0, dtype)
+        out = buf[offset : offset + x.size].reshape(x.shape)
+        fs.cross_entropy_backward(x, labels, out=out, **kw)
+        np.testing.assert_array_equal(out, got, err_msg=f"out= at offset {offset}")
+        np.testing.assert_array_equal(buf[:offset], 7.0, err_msg="wrote before out=")
+        np.testing.assert_array_equal(buf[offset + x.size :], 7.0, err_msg="wrote after out=")
+    inplace = x.copy()
+    fs.cross_entropy_backward(inplace, labels, out=inplace, **kw)
+    np.testing.assert_array_equal(inplace, got, err_msg="in place")

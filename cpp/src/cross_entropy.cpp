@@ -133,6 +133,7 @@ struct CrossEntropyTasks {
             row.target = target_buffer;
         }
         if (grad.data) row.grad = grad_buffer;
+        row.grad_from_memory = false;  // (a buffer in cache)
         run_rows(row, piece, into);
         if (grad.data)
             layout::copy_line_out(grad_buffer, n, grad.data + offsets[kGrad], axis_stride[kGrad]);
@@ -255,6 +256,7 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
     }
     base.s_ce *= static_cast<double>(options.scale);  // dx'/dx's scale (cross_entropy.hpp)
     base.s_z *= static_cast<double>(options.scale);
+    base.grad_from_memory = grad.data && examples * n * sizeof(T) >= kStreamBytes;
     CeSums total;
     if (examples > 0) {
         const CrossEntropyTasks<T> tasks{kernels_of<T>(active_kernels()),

@@ -79,6 +79,10 @@ struct CeRows {
     double* lse_out = nullptr;           // per-row logsumexp(x') (contiguous), or nullptr
     double s_ce = 1, s_z = 1;            // gradient factors of the two terms (the reduction)
     std::size_t rows = 0, n = 0;
+    // the gradient array is at least kStreamBytes (it goes to memory): a
+    // gradient pass that recomputes the exponentials (from a saved lse)
+    // writes it with non-temporal stores, where it is not x itself
+    bool grad_from_memory = false;
 };
 
 // Columns: `inner` independent examples side by side (contiguous), classes

@@ -235,9 +235,12 @@ double coef_sum(const Coef& coef, std::size_t n) {
 
 // The gradient pass from the logits: g[c] = (f * exp(x'[c] - m) - e * coef[c])
 // * dx'/dx (g may be x: each element is read before it is written).
+// stream: the aligned middle of the row goes out with non-temporal stores
+// (then V::stream_fence() before another thread reads g).
 template <class V, int kCap, class Coef>
 void ce_row_grad(const typename V::S* x, typename V::S* g, std::size_t n, typename V::T m,
-                 const Factor<V>& f, typename V::T e, const Cap<V, kCap>& cap, const Coef& coef) {
+                 const Factor<V>& f, typename V::T e, const Cap<V, kCap>& cap, const Coef& coef,
+                 bool stream = false) {
     using reg = typename V::reg;
     constexpr std::size_t N = V::N;
     const reg vm = V::set1(m), vlo = V::set1(exp_floor(m)), ve = V::set1(e);
@@ -250,6 +253,20 @@ void ce_row_grad(const typename V::S* x, typename V::S* g, std::size_t n, typena
         return gv;
     };
     std::size_t i = 0;
+    if (stream) {
+        constexpr std::size_t A = N * sizeof(typename V::S);  // streaming stores' alignment
+        const auto addr = reinterpret_cast<std::uintptr_t>(g);
+        const std::size_t head = std::min(((A - addr % A) % A) / sizeof(typename V::S), n);
+        if (head > 0)
+            V::store_partial(g, head,
+                             grad(V::load_partial(x, head, m), coef.load_partial(0, head)));
+        for (i = head; i + 2 * N <= n; i += 2 * N) {
+            const reg g0 = grad(V::load(x + i), coef.load(i));
+            const reg g1 = grad(V::load(x + i + N), coef.load(i + N));
+            V::stream(g + i, g0);
+            V::stream(g + i + N, g1);
+        }
+    }
     for (; i + 2 * N <= n; i += 2 * N) {
         const reg g0 = grad(V::load(x + i), coef.load(i));
         const reg g1 = grad(V::load(x + i + N), coef.load(i + N));

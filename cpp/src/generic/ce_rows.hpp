@@ -76,6 +76,14 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
     // (not in place: there the exp pass has just read the lines it overwrites)
     const bool stream_grad = kHalf && store && static_cast<const void*>(a.grad) != a.x &&
                              n * sizeof(typename V::S) >= kLongRowBytes;
+    // (the gradient from a saved lse, or half precision's longest rows: from
+    // the logits, into a gradient array of at least kStreamBytes; rows past
+    // kLongRowBytes only, as stream_grad: the label's entry, stored after the
+    // row's, costs a line written back per row. (8192, 1024) float32 out=:
+    // 1.37x slower streamed; (2048, 32000) 0.64-0.73x)
+    const bool stream_recomputed = a.grad_from_memory && !store &&
+                                   static_cast<const void*>(a.grad) != a.x &&
+                                   n * sizeof(typename V::S) >= kLongRowBytes;
     T* const scratch = kHalf && store ? thread_scratch<T>((grouped ? kCeGroup : 1) * n) : nullptr;
     CeSums total;
     const auto x_of = [&](std::size_t r) { return a.x + static_cast<std::ptrdiff_t>(r) * a.xs; };
@@ -138,7 +146,7 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
                             stream_grad);
         else
             ce_row_grad<V>(x_of(r), g, n, static_cast<T>(st.max), Factor<V>::of(f.a / st.sum),
-                           static_cast<T>(f.e), cap, coef);
+                           static_cast<T>(f.e), cap, coef, stream_recomputed);
         if constexpr (!kTies) {  // integer labels (kTies: probabilities)
             const double d = kCap == kCapTanh ? static_cast<double>(cap.scalar_deriv(xy)) : 1.0;
             if (st.others >= 0) {  // p - 1 = -others / s: no cancellation when p is near 1
@@ -182,7 +190,7 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
             }
             finish(r, y, xy, st, coef, refs.data, store ? e_of(r, 0) : nullptr);
         }
-        if (stream_grad) V::stream_fence();
+        if (stream_grad || stream_recomputed) V::stream_fence();
         return total;
     }
 
@@ -261,7 +269,7 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
         if (++count == kCeGroup) group();
     }
     if (count) group();
-    if (stream_grad) V::stream_fence();
+    if (stream_grad || stream_recomputed) V::stream_fence();
     return total;
 }
 
