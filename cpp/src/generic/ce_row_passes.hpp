@@ -3,7 +3,6 @@
 // over stored exponentials).
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -254,9 +253,7 @@ void ce_row_grad(const typename V::S* x, typename V::S* g, std::size_t n, typena
     };
     std::size_t i = 0;
     if (stream) {
-        constexpr std::size_t A = N * sizeof(typename V::S);  // streaming stores' alignment
-        const auto addr = reinterpret_cast<std::uintptr_t>(g);
-        const std::size_t head = std::min(((A - addr % A) % A) / sizeof(typename V::S), n);
+        const std::size_t head = StreamedRows<V>::head(g, n);
         if (head > 0)
             V::store_partial(g, head,
                              grad(V::load_partial(x, head, m), coef.load_partial(0, head)));
@@ -307,10 +304,7 @@ void ce_row_scale(const E* src, typename V::S* g, std::size_t n, const typename 
         };
         std::size_t i = i0;
         if (stream) {
-            constexpr std::size_t A = N * sizeof(typename V::S);  // streaming stores' alignment
-            const auto addr = reinterpret_cast<std::uintptr_t>(g + i);
-            const std::size_t head =
-                std::min(((A - addr % A) % A) / sizeof(typename V::S), end - i);
+            const std::size_t head = StreamedRows<V>::head(g + i, end - i);
             if (head > 0)
                 V::store_partial(
                     g + i, head,
