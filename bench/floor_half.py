@@ -44,19 +44,24 @@ SHAPES = [(8192, 1024), (256, 32000), (32, 128256), (64, 1024)]
 BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
-def build(folder: Path) -> ctypes.CDLL:
-    """floor_half.cpp as a shared library, with the library's AVX-512 flags."""
-    lib = folder / "libfloor_half.so"
+def compile_floor(stem: str, folder: Path) -> ctypes.CDLL:
+    """bench/<stem>.cpp as a shared library in folder, with the library's AVX-512 flags."""
+    lib = folder / f"lib{stem}.so"
     subprocess.run(
         [
             "g++", "-std=c++17", "-O3", "-fPIC", "-shared", "-ffp-contract=off",
             "-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mfma",
             "-DFASTSOFTMAX_TARGET=avx512", f"-I{ROOT / 'cpp' / 'include'}",
-            f"-I{ROOT / 'cpp' / 'src'}", str(ROOT / "bench" / "floor_half.cpp"), "-o", str(lib),
+            f"-I{ROOT / 'cpp' / 'src'}", str(ROOT / "bench" / f"{stem}.cpp"), "-o", str(lib),
         ],
         check=True,
     )  # fmt: skip
-    c = ctypes.CDLL(str(lib))
+    return ctypes.CDLL(str(lib))
+
+
+def build(folder: Path) -> ctypes.CDLL:
+    """floor_half.cpp as a shared library, its functions' argument types set."""
+    c = compile_floor("floor_half", folder)
     p, z = ctypes.c_void_p, ctypes.c_size_t
     for name in ("softmax_f32", "softmax_bf16_int", "softmax_bf16_insn"):
         getattr(c, name).argtypes = [p, p, z, z, ctypes.c_int]

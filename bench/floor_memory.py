@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import fastsoftmax as fs
 import numpy as np
-from floor_half import cpu_flags, report, timed
+from floor_half import compile_floor, cpu_flags, report, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = [(8192, 1024), (256, 32000), (32, 128256)]
@@ -41,18 +40,8 @@ AHEAD = 8192  # elements: 32 KiB
 
 
 def build(folder: Path) -> ctypes.CDLL:
-    """floor_memory.cpp as a shared library, with the library's AVX-512 flags."""
-    lib = folder / "libfloor_memory.so"
-    subprocess.run(
-        [
-            "g++", "-std=c++17", "-O3", "-fPIC", "-shared", "-ffp-contract=off",
-            "-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mfma",
-            "-DFASTSOFTMAX_TARGET=avx512", f"-I{ROOT / 'cpp' / 'include'}",
-            f"-I{ROOT / 'cpp' / 'src'}", str(ROOT / "bench" / "floor_memory.cpp"), "-o", str(lib),
-        ],
-        check=True,
-    )  # fmt: skip
-    c = ctypes.CDLL(str(lib))
+    """floor_memory.cpp as a shared library, its functions' argument types set."""
+    c = compile_floor("floor_memory", folder)
     p, z = ctypes.c_void_p, ctypes.c_size_t
     c.softmax_f32.argtypes = [p, p, z, z, ctypes.c_int, ctypes.c_int, z]
     c.ce_f32.argtypes = [p, p, z, z, z]
@@ -103,7 +92,7 @@ def run_shape(c: ctypes.CDLL, shape: tuple[int, int], rounds: int) -> None:
 
     # The arithmetic alone: the same rows, as few as make at most 512 KiB, so that they stay
     # in L2 between calls; each time scaled to the whole array's element count.
-    k = max(1, (512 << 10) // (4 * n))
+    k = min(rows, max(1, (512 << 10) // (4 * n)))
     xs, ys = aligned(x[:k]), aligned(y[:k])
     ps, qs = xs.ctypes.data, ys.ctypes.data
     small = {
