@@ -586,6 +586,32 @@ def test_bad_label_position_in_k_dimensional_labels(rng):
         fs.cross_entropy(x, y, axis=1)
 
 
+@pytest.mark.parametrize("n", [2, 5, 1000])
+@pytest.mark.parametrize("at", [0, 7, 8, 30, 36])
+@pytest.mark.parametrize("bad", [-1, "n", 2**40, -(2**63), -100])
+def test_bad_contiguous_label_found_where_it_is(rng, n, at, bad):
+    """Contiguous labels are checked 8 at a time (count_labels), then one by one to name the
+    first bad one: any position (in a vector of 8 or in the tail of 37), any value outside
+    [0, n), before anything is written; -100 passes where it is the ignore_index."""
+    x = rng.standard_normal((37, n)).astype(F32)
+    y = rng.integers(0, n, 37)
+    y[[3, 31]] = 5 if n > 5 else 0  # (the ignore_index below, where it is not -100)
+    value = n if bad == "n" else int(bad)
+    y[at] = value
+    if at < 36:
+        y[at + 1] = n + 1  # a later bad label: the first one is named
+    for ignore in (-100, 5):
+        xi = x.copy()
+        if value == ignore:
+            continue
+        with pytest.raises(ValueError, match=rf"label {value} at position \({at},\)"):
+            fs.cross_entropy(xi, y, ignore_index=ignore, return_grad=True, inplace_grad=True)
+        np.testing.assert_array_equal(xi, x)  # nothing written
+    y[at] = -100
+    y[min(at + 1, 36)] = -100
+    check(x, y, F32, "-100 ignored", reduction="sum")
+
+
 @dtypes
 @pytest.mark.parametrize("soft", [False, True], ids=["indices", "probabilities"])
 def test_backward_from_a_saved_logsumexp(rng, dtype, soft):

@@ -16,6 +16,7 @@ import fastsoftmax as fs
 import ml_dtypes
 import numpy as np
 import pytest
+import scipy.special
 from test_short_rows import make_batch
 
 OPS = ["softmax", "log_softmax", "logsumexp"]
@@ -142,3 +143,33 @@ def test_cross_entropy_contiguous_rows_match_strided_rows_bitwise(rng, options, 
             lp, gp = fs.cross_entropy(x[start:stop], labels[start:stop], return_grad=True, **part)
             assert np.array_equal(loss[start:stop], lp, equal_nan=True), f"rows {start}:{stop}"
             assert np.array_equal(grad[start:stop], gp, equal_nan=True), f"rows {start}:{stop}"
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 8])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_labels_far_below_the_maximum(rng, reduction, dtype, n):
+    """Rows whose label lies 70, 100 and 300 below the maximum (rows 10, 50 and 70: in the
+    first, the fourth and the last, partial, group of 16 rows), among finite rows: their
+    loss is formed in double, lane by lane (exp(x[y] - max) underflows), so the register
+    tiles take the whole step of 32 rows again chunk by chunk. The loss and gradient are
+    the strided rows' bits, and the loss is the float64 reference's."""
+    rows = 77
+    x = rng.standard_normal((rows, n)).astype(dtype)
+    labels = rng.integers(0, n, rows)
+    for r, gap in [(10, 70.0), (50, 100.0), (70, 300.0)]:
+        x[r, (labels[r] + 1) % n] = x[r, labels[r]] + gap
+    labels[4] = -100
+    padded = np.zeros((rows, n + 3), dtype)
+    padded[:, :n] = x
+    loss, grad = fs.cross_entropy(x, labels, reduction=reduction, return_grad=True)
+    loss_s, grad_s = fs.cross_entropy(padded[:, :n], labels, reduction=reduction, return_grad=True)
+    assert np.array_equal(loss, loss_s), "loss: contiguous vs strided rows"
+    assert np.array_equal(grad, grad_s), "gradient: contiguous vs strided rows"
+    v = x.astype(np.float64)
+    keep = labels != -100
+    lse = scipy.special.logsumexp(v[keep], axis=1)
+    terms = lse - v[keep, labels[keep]]
+    want = terms.mean() if reduction == "mean" else terms.sum()
+    tol = 4 * float(np.finfo(dtype).eps)
+    assert abs(float(loss) - want) <= tol * abs(want), (float(loss), want)

@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #include "fastsoftmax/cross_entropy.hpp"
@@ -160,12 +161,22 @@ struct Kernels {
     void (*tanh)(const S* x, S* y, size_t n);
 };
 
+// Contiguous integer class labels, counted before the cross-entropy writes
+// anything: how many are not ignore_index, and whether any such one lies
+// outside [0, classes).
+struct LabelCount {
+    size_t used = 0;
+    bool bad = false;
+};
+
 struct KernelTable {
     const char* name;
     Kernels<float> f32;
     Kernels<double> f64;
     Kernels<bfloat16> bf16;
     Kernels<float16> f16;
+    LabelCount (*count_labels)(const std::int64_t* y, size_t n, std::int64_t ignore,
+                               std::int64_t classes);
 };
 
 // The table's kernels for storage type S.

@@ -62,9 +62,10 @@ constexpr Kernels<typename V::S> make_kernels() {
 
 const KernelTable& FASTSOFTMAX_CAT(FASTSOFTMAX_TARGET, _kernels)() {
     namespace isa = FASTSOFTMAX_TARGET;
-    static const KernelTable table{FASTSOFTMAX_STR(FASTSOFTMAX_TARGET),
-                                   isa::make_kernels<isa::F32>(), isa::make_kernels<isa::F64>(),
-                                   isa::make_kernels<isa::BF16>(), isa::make_kernels<isa::F16>()};
+    static const KernelTable table{
+        FASTSOFTMAX_STR(FASTSOFTMAX_TARGET), isa::make_kernels<isa::F32>(),
+        isa::make_kernels<isa::F64>(),       isa::make_kernels<isa::BF16>(),
+        isa::make_kernels<isa::F16>(),       &isa::count_labels};
     return table;
 }
 

@@ -306,6 +306,29 @@ struct CeLabelsChunks {
         return out;
     }
 
+    // Per lane of examples c0 + l, l < w: the label, or kIgnored (and the
+    // lanes past w), or kUnusable (out of range: labels changed by another
+    // thread since the driver checked them -> NaN); label_lanes holds them
+    // too where weights need them or they were read one by one.
+    reg labels(std::size_t c0, std::size_t w, std::size_t n, T (&label_lanes)[N]) const {
+        if constexpr (HasLabelLanes<V>::value) {
+            if (a.ls == 1) {  // (contiguous labels: the usual case, in vector registers)
+                const reg vy =
+                    V::label_lanes(a.label + c0, w, o.ignore_index, n, kIgnored, kUnusable);
+                if (o.weight) V::store(label_lanes, vy);
+                return vy;
+            }
+        }
+        for (std::size_t l = 0; l < N; ++l) {
+            const std::int64_t y =
+                l < w ? a.label[static_cast<std::ptrdiff_t>(c0 + l) * a.ls] : o.ignore_index;
+            label_lanes[l] = y == o.ignore_index                           ? kIgnored
+                             : (y < 0 || static_cast<std::size_t>(y) >= n) ? kUnusable
+                                                                           : static_cast<T>(y);
+        }
+        return V::load(label_lanes);
+    }
+
     // x_at(i): class i's logits (lanes past w: anything); with a gradient
     // (grad), keep(i, e) is handed exp(x - ref) of class i in the first pass,
     // again(i, ref) gives it back in the second, and put(i, v) takes the
@@ -323,27 +346,8 @@ struct CeLabelsChunks {
         const std::size_t n = kN ? kN : a.n;
         const reg zero = V::zero(), one = V::set1(T(1)),
                   nan = V::set1(std::numeric_limits<T>::quiet_NaN());
-        // per lane: the label, or kIgnored (and the lanes past the chunk), or
-        // kUnusable (out of range: labels changed by another thread since the
-        // driver checked them -> NaN)
         T label_lanes[N];
-        reg vy;
-        if constexpr (HasLabelLanes<V>::value) {
-            if (a.ls == 1) {  // (contiguous labels: the usual case, in vector registers)
-                vy = V::label_lanes(a.label + c0, w, o.ignore_index, n, kIgnored, kUnusable);
-                if (o.weight) V::store(label_lanes, vy);
-            }
-        }
-        if (!HasLabelLanes<V>::value || a.ls != 1) {
-            for (std::size_t l = 0; l < N; ++l) {
-                const std::int64_t y =
-                    l < w ? a.label[static_cast<std::ptrdiff_t>(c0 + l) * a.ls] : o.ignore_index;
-                label_lanes[l] = y == o.ignore_index                           ? kIgnored
-                                 : (y < 0 || static_cast<std::size_t>(y) >= n) ? kUnusable
-                                                                               : static_cast<T>(y);
-            }
-            vy = V::load(label_lanes);
-        }
+        const reg vy = labels(c0, w, n, label_lanes);
         reg vw = one;  // the label's weight
         if (o.weight) {
             T wy[N];
@@ -476,6 +480,93 @@ struct CeLabelsChunks {
             const auto at_y = V::eq(vy, V::set1(static_cast<T>(i)));
             const reg gv = V::select(at_y, gy, V::mul(again(i, ref), f));
             put(i, V::select(skip, zero, V::select(special, nan, gv)));
+        }
+    }
+
+    // Whether groups() takes the call (the usual one): kN >= 2 classes, no
+    // weights, per-example scales or losses, no lse output, no temperature.
+    bool plain(bool scaled) const {
+        return kN >= 2 && t_factor && !scaled && !a.loss && !a.lse_out;
+    }
+    // G chunks at once, for plain() calls: chunk g's lanes are examples
+    // c0 + g * N + l, l < w - g * N (chunks past w: none), its logits
+    // x_at(g, i), its gradient put(g, i, v). Each chunk's steps are chunk's,
+    // so the results are its bits, but they go through each step together, so
+    // that one chunk's chain (exp -> sum -> divisions -> log1p) overlaps the
+    // next's: with one chunk at a time the core waited on each chain (the
+    // rows of 2 to 8 classes took 1.4x to 2x as long). sums[g] is what
+    // take() gives after chunk(g); a chunk with a label far below its maximum
+    // (chunk's formula in double, lane by lane) is left to chunk: far[g] set,
+    // its gradient and sum not given.
+    template <std::size_t G, class X, class Put>
+    __attribute__((always_inline)) void groups(std::size_t c0, std::size_t w, X x_at, bool grad,
+                                               Put put, double (&sums)[G], bool (&far)[G]) {
+        static_assert(kN >= 2, "groups() takes rows of a known number of classes");
+        constexpr T inf = std::numeric_limits<T>::infinity();
+        const reg zero = V::zero(), one = V::set1(T(1)),
+                  nan = V::set1(std::numeric_limits<T>::quiet_NaN());
+        reg vy[G], m[G], ref[G], e[G][kN], xy[G], ey[G], rest[G];
+        for (std::size_t g = 0; g < G; ++g) {
+            const std::size_t at = g * N, wg = w > at ? (w - at < N ? w - at : N) : 0;
+            T label_lanes[N];
+            vy[g] = labels(c0 + at, wg, kN, label_lanes);
+            reg m0 = V::set1(-inf), m1 = m0;  // (as chunk takes the maximum)
+            std::size_t k = 0;
+            for (; k + 2 <= kN; k += 2) {
+                m0 = V::max(m0, x_at(g, k));
+                m1 = V::max(m1, x_at(g, k + 1));
+            }
+            if (k < kN) m0 = V::max(m0, x_at(g, k));
+            m[g] = V::max(m0, m1);
+            ref[g] = V::select(V::not_finite(m[g]), zero, m[g]);
+        }
+        for (std::size_t g = 0; g < G; ++g) {
+            if constexpr (kN == 2) {
+                // one exponential: where the maximum is finite, the larger
+                // element's exp(x - max) = exp(0) is exactly 1, as vexp gives
+                // it; where it is not, the lane's results are NaN or 0 whatever
+                // its exponentials
+                const reg x0 = x_at(g, 0), x1 = x_at(g, 1);
+                const auto first = V::ge(x0, x1);
+                const reg small = vexp<V>(V::sub(V::select(first, x1, x0), ref[g]));
+                e[g][0] = V::select(first, one, small);
+                e[g][1] = V::select(first, small, one);
+            } else {
+                for (std::size_t i = 0; i < kN; ++i) e[g][i] = vexp<V>(V::sub(x_at(g, i), ref[g]));
+            }
+            reg r = zero;
+            xy[g] = zero;
+            ey[g] = zero;  // (chunk's exp(x[y] - ref), but for lanes whose results are 0 or NaN)
+            for (std::size_t i = 0; i < kN; ++i) {
+                const auto at_y = V::eq(vy[g], V::set1(static_cast<T>(i)));
+                xy[g] = V::select(at_y, x_at(g, i), xy[g]);
+                ey[g] = V::select(at_y, e[g][i], ey[g]);
+                r = V::add(r, V::select(at_y, zero, e[g][i]));
+            }
+            rest[g] = r;  // (chunk's wide sum of one float block, rounded back: r)
+        }
+        for (std::size_t g = 0; g < G; ++g) {  // (past w: every lane skipped)
+            const auto skip = V::eq(vy[g], V::set1(kIgnored));
+            const auto special =
+                V::mask_or(V::mask_or(V::not_finite(m[g]), V::isnan(rest[g])),
+                           V::mask_or(V::isnan(xy[g]), V::eq(vy[g], V::set1(kUnusable))));
+            const auto far_below = V::lt(V::sub(xy[g], ref[g]), V::set1(T(-60)));
+            far[g] = V::hmax(V::select(V::mask_or(skip, special), zero,
+                                       V::select(far_below, one, zero))) > 0;
+            if (far[g]) continue;
+            const reg l1p = vlog1p<V>(V::div(rest[g], ey[g]));
+            const reg loss = V::select(skip, zero, V::select(special, nan, l1p));
+            auto lw = V::wide_zero();
+            V::wide_add(lw, loss);
+            sums[g] = V::wide_hsum(lw) + 0.0;  // (take(): no lane done one by one)
+            if (!grad) continue;
+            const reg f = V::div(V::set1(s_ce_t), V::add(ey[g], rest[g]));
+            const reg gy = V::fnmadd(f, rest[g], zero);
+            for (std::size_t i = 0; i < kN; ++i) {
+                const auto at_y = V::eq(vy[g], V::set1(static_cast<T>(i)));
+                const reg gv = V::select(at_y, gy, V::mul(e[g][i], f));
+                put(g, i, V::select(skip, zero, V::select(special, nan, gv)));
+            }
         }
     }
 };

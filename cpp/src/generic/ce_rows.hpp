@@ -210,7 +210,8 @@ CeSums ce_rows(const CeRows<typename V::S>& a, const CeOptions<typename V::S>& o
         CeStats st[kCeGroup];
         SplitLanes<V, kT> lanes[kCeGroup];
         ExpSplit es[kCeGroup];
-        double d[kCeGroup], ey[kCeGroup], u[kCeGroup], l1p[kCeGroup];
+        double d[kCeGroup], ey[kCeGroup], l1p[kCeGroup];
+        double u[kCeGroup] = {};  // (GCC 12 took it for unset where vlog1p is inlined)
         for (std::size_t k = 0; k < count; ++k) {
             m[k] = row_max<V>(x_of(rows[k]), n);
             if constexpr (kCap != kCapNone) m[k] = cap.scalar(m[k]);  // (the maximum of x')
@@ -369,28 +370,61 @@ CeSums ce_register_tiles(const CeRows<typename V::S>& a, const CeOptions<typenam
     const CeCols<T> c = examples_of(a, 0);  // (the logits and gradient are the tiles')
     CeLabelsChunks<C, kN> k(c, co);
     CeSums total;
-    // (a temperature: the chunks scale the logits as ce_by_tiles' do)
-    const auto run = [&](auto scaled) {
+    // G * N rows from r (w of them) through the chunks one at a time (a
+    // temperature: they scale the logits as ce_by_tiles' do)
+    const auto step = [&](std::size_t r, std::size_t w, auto scaled) {
         const reg vs = C::set1(co.scale);
-        for (std::size_t r = 0; r < a.rows; r += G * N) {
-            const std::size_t w = (a.rows - r < G * N) ? a.rows - r : G * N;
-            RegisterTile<V, kN> t;
-            t.load(a.x + r * kN, w);
-            reg grad[G][kN], e[kN];
-            for (std::size_t g = 0; g < G && g * N < w; ++g) {
-                k.template chunk<decltype(scaled)::value>(
-                    r + g * N, (w - g * N < N) ? w - g * N : N,
-                    [&](std::size_t i) { return t.c[g][i]; }, a.grad != nullptr,
-                    [&](std::size_t i, reg v) { e[i] = v; },
-                    [&](std::size_t i, reg) { return e[i]; },
-                    [&](std::size_t i, reg v) { grad[g][i] = v; }, vs);
-                const CeSums s = k.take();  // (one chunk: ce_by_tiles' tile of V::N rows)
-                total.ce += s.ce;
-                total.z += s.z;
-            }
-            if (a.grad) RegisterTile<V, kN>::store(grad, a.grad + r * kN, w);
+        RegisterTile<V, kN> t;
+        t.load(a.x + r * kN, w);
+        reg grad[G][kN], e[kN];
+        for (std::size_t g = 0; g < G && g * N < w; ++g) {
+            k.template chunk<decltype(scaled)::value>(
+                r + g * N, (w - g * N < N) ? w - g * N : N,
+                [&](std::size_t i) { return t.c[g][i]; }, a.grad != nullptr,
+                [&](std::size_t i, reg v) { e[i] = v; }, [&](std::size_t i, reg) { return e[i]; },
+                [&](std::size_t i, reg v) { grad[g][i] = v; }, vs);
+            const CeSums s = k.take();  // (one chunk: ce_by_tiles' tile of V::N rows)
+            total.ce += s.ce;
+            total.z += s.z;
         }
+        if (a.grad) RegisterTile<V, kN>::store(grad, a.grad + r * kN, w);
     };
+    const auto run = [&](auto scaled) {
+        for (std::size_t r = 0; r < a.rows; r += G * N)
+            step(r, (a.rows - r < G * N) ? a.rows - r : G * N, scaled);
+    };
+    // The usual call: the chunks G at a time (CeLabelsChunks::groups). Where a
+    // label lies far below its row's maximum, the step is taken again, chunk
+    // by chunk (before anything of it is stored or added), out of line: the
+    // loop then passes nothing of its own by address, and keeps its tiles in
+    // registers.
+    if constexpr (kN >= 2) {
+        if (k.plain(co.scale != 1)) {
+            const auto again = [&](std::size_t r, std::size_t w)
+                                   __attribute__((noinline)) { step(r, w, std::false_type{}); };
+            for (std::size_t r = 0; r < a.rows; r += G * N) {
+                const std::size_t w = (a.rows - r < G * N) ? a.rows - r : G * N;
+                RegisterTile<V, kN> t;
+                t.load(a.x + r * kN, w);
+                reg grad[G][kN];
+                double sums[G];
+                bool far[G];
+                k.template groups<G>(
+                    r, w, [&](std::size_t g, std::size_t i) { return t.c[g][i]; },
+                    a.grad != nullptr, [&](std::size_t g, std::size_t i, reg v) { grad[g][i] = v; },
+                    sums, far);
+                bool any_far = false;
+                for (std::size_t g = 0; g < G && g * N < w; ++g) any_far = any_far || far[g];
+                if (any_far) {
+                    again(r, w);
+                    continue;
+                }
+                for (std::size_t g = 0; g < G && g * N < w; ++g) total.ce += sums[g];
+                if (a.grad) RegisterTile<V, kN>::store(grad, a.grad + r * kN, w);
+            }
+            return total;
+        }
+    }
     if (co.scale != 1)
         run(std::true_type{});
     else

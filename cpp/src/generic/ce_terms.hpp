@@ -9,10 +9,29 @@
 #include <cstdint>
 
 #include "fastsoftmax/cross_entropy.hpp"
+#include "fastsoftmax/kernels.hpp"
 #include "generic/target.hpp"
 #include "generic/vec_math.hpp"
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
+
+// The labels' check (KernelTable::count_labels): a loop without branches,
+// which the compiler vectorizes with the target's instructions (AVX-512: the
+// int64 compares into mask registers, 8 labels at a time). The driver's loop
+// label by label, which finds the first bad one, took 30% of the time of
+// the cross-entropy of one class.
+inline LabelCount count_labels(const std::int64_t* y, std::size_t n, std::int64_t ignore,
+                               std::int64_t classes) {
+    std::size_t used = 0;
+    std::uint64_t bad = 0;
+    const auto limit = static_cast<std::uint64_t>(classes);
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint64_t u = y[i] != ignore;
+        used += u;
+        bad |= u & (static_cast<std::uint64_t>(y[i]) >= limit);  // (negative: huge)
+    }
+    return {used, bad != 0};
+}
 
 // What the logits go through first: nothing (kCapNone), a scale (kCapScale:
 // x' = x * scale, scale = 1 / temperature) or soft-capping (kCapTanh:
