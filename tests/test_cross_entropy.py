@@ -612,6 +612,23 @@ def test_bad_contiguous_label_found_where_it_is(rng, n, at, bad):
     check(x, y, F32, "-100 ignored", reduction="sum")
 
 
+def test_bad_label_in_a_later_run_of_contiguous_labels(rng):
+    """Labels that are runs of 5 contiguous values 8 apart (a view): each run is counted
+    apart (count_labels), and a bad label in the third run is named at its position."""
+    x = rng.standard_normal((3, 5, 4)).astype(F32)
+    base = rng.integers(0, 4, (3, 8))
+    y = base[:, :5]
+    assert not y.flags.c_contiguous
+    y[2, 3] = 9
+    y[2, 4] = -3
+    xi = x.copy()
+    with pytest.raises(ValueError, match=r"label 9 at position \(2, 3\)"):
+        fs.cross_entropy(xi, y, return_grad=True, inplace_grad=True)
+    np.testing.assert_array_equal(xi, x)
+    y[2, 3:] = -100
+    check(x, y, F32, "runs of labels")
+
+
 @dtypes
 @pytest.mark.parametrize("soft", [False, True], ids=["indices", "probabilities"])
 def test_backward_from_a_saved_logsumexp(rng, dtype, soft):

@@ -149,17 +149,18 @@ def test_cross_entropy_contiguous_rows_match_strided_rows_bitwise(rng, options, 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_cross_entropy_labels_far_below_the_maximum(rng, reduction, dtype, n):
-    """Rows whose label lies 70, 100 and 300 below the maximum (rows 10, 50 and 70: in the
-    first, the fourth and the last, partial, group of 16 rows), among finite rows: their
-    loss is formed in double, lane by lane (exp(x[y] - max) underflows), so the register
-    tiles take the whole step of 32 rows again chunk by chunk. The loss and gradient are
-    the strided rows' bits, and the loss is the float64 reference's."""
-    rows = 77
+    """Rows whose label lies 70, 100 and 300 below the maximum (rows 10, 100 and 149 of 150:
+    in steps 0, 3 and the last, partial, one of the register tiles' 32 rows), among finite
+    rows: their loss is formed in double, lane by lane (exp(x[y] - max) underflows), so
+    those steps are taken again chunk by chunk, while steps 1 and 2 (rows 32 to 95) go
+    two chunks at a time. The loss and gradient are the strided rows' bits, and the loss
+    is the float64 reference's."""
+    rows = 150
     x = rng.standard_normal((rows, n)).astype(dtype)
     labels = rng.integers(0, n, rows)
-    for r, gap in [(10, 70.0), (50, 100.0), (70, 300.0)]:
+    for r, gap in [(10, 70.0), (100, 100.0), (149, 300.0)]:
         x[r, (labels[r] + 1) % n] = x[r, labels[r]] + gap
-    labels[4] = -100
+    labels[[4, 40]] = -100
     padded = np.zeros((rows, n + 3), dtype)
     padded[:, :n] = x
     loss, grad = fs.cross_entropy(x, labels, reduction=reduction, return_grad=True)
@@ -173,3 +174,54 @@ def test_cross_entropy_labels_far_below_the_maximum(rng, reduction, dtype, n):
     want = terms.mean() if reduction == "mean" else terms.sum()
     tol = 4 * float(np.finfo(dtype).eps)
     assert abs(float(loss) - want) <= tol * abs(want), (float(loss), want)
+    # the steps without a far label alone (two chunks at a time throughout)
+    part = slice(32, 96)
+    lp = fs.cross_entropy(x[part], labels[part], reduction="sum")
+    lps = fs.cross_entropy(padded[part, :n], labels[part], reduction="sum")
+    assert np.array_equal(lp, lps), "loss of rows 32 to 95"
+    ref = (lse - v[keep, labels[keep]])[
+        (np.arange(rows)[keep] >= 32) & (np.arange(rows)[keep] < 96)
+    ]
+    assert abs(float(lp) - ref.sum()) <= tol * ref.sum(), (float(lp), ref.sum())
+
+
+@pytest.mark.parametrize("n", [2, 3, 8])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_special_logits_two_chunks_at_a_time(rng, dtype, n):
+    """NaN, +-inf and ties in rows 64 to 95 (a step of 32 rows with no label far below its
+    maximum, which goes two chunks at a time): the gradient is the strided rows' bits (NaN
+    where a row's loss is NaN, 0 where its label is ignored), the loss NaN as theirs."""
+    rows = 100
+    x = rng.standard_normal((rows, n)).astype(dtype)
+    labels = rng.integers(0, n, rows)
+    specials = {
+        64: ([np.nan] + [1.0] * (n - 1), n - 1),  # NaN first, the label the maximum
+        65: ([1.0] * (n - 1) + [np.nan], 0),  # NaN last
+        66: ([np.inf] + [1.0] * (n - 1), 0),
+        67: ([1.0] * (n - 1) + [-np.inf], 0),  # -inf not the label: exp 0
+        68: ([2.0] * n, n - 1),  # all equal
+        69: ([-np.inf] * n, 0),  # nothing finite
+        70: ([np.nan] * n, -100),  # ignored: 0
+        71: ([0.0, -0.0] + [0.0] * (n - 2), 1),  # signed zeros, tied
+    }
+    for r, (row, y) in specials.items():
+        x[r] = np.array(row, dtype)
+        labels[r] = y
+    padded = np.zeros((rows, n + 3), dtype)
+    padded[:, :n] = x
+    for reduction in ("mean", "sum"):
+        loss, grad = fs.cross_entropy(x, labels, reduction=reduction, return_grad=True)
+        loss_s, grad_s = fs.cross_entropy(
+            padded[:, :n], labels, reduction=reduction, return_grad=True
+        )
+        assert np.isnan(loss)
+        assert np.isnan(loss_s)
+        assert np.array_equal(grad, grad_s, equal_nan=True), "gradient: contiguous vs strided"
+        assert np.array_equal(np.signbit(grad), np.signbit(grad_s)), "signs of the gradient"
+        assert not np.isnan(grad[:64]).any()
+        assert (grad[70] == 0).all()
+    finite = [r for r in range(rows) if r not in (64, 65, 66, 69)]
+    loss_f = fs.cross_entropy(x[finite], labels[finite], reduction="sum")
+    assert np.array_equal(
+        loss_f, fs.cross_entropy(padded[finite, :n], labels[finite], reduction="sum")
+    )

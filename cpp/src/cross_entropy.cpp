@@ -237,10 +237,13 @@ double cross_entropy(const std::vector<std::size_t>& shape, std::size_t axis,
     if (grad.data) operands[kGrad] = {Holds::elements, grad.strides.data()};
     if (lse) operands[kLse] = {Holds::strided_line_values, lse->strides.data()};
     layout::Options layout_options;
-    // (rows of up to 8 classes cost a few ns each through the register tiles:
-    // tasks of about 400 rows made the kernel's per-call work 7% of the time
-    // of two classes; the tasks still depend on the shape alone)
-    layout_options.row_cost = n <= 8 ? 16 : kCrossEntropyRowCost;
+    // (integer labels of up to 8 classes without smoothing, z-loss or
+    // soft-capping cost a few ns a row through the register tiles: tasks of
+    // about 400 rows made the kernel's per-call work 7% of the time of two
+    // classes; the tasks still depend on the shape and the call alone)
+    const bool register_tiles =
+        labels && n <= 8 && options.smoothing == 0 && options.z_loss == 0 && options.softcap == 0;
+    layout_options.row_cost = register_tiles ? 16 : kCrossEntropyRowCost;
     layout_options.row_group = 8;  // short rows go through the kernel 8 at a time
     // (N, C, d1..dk), classes on axis 1: one lane per example, through tiles
     // (measured: 8x21x128x128, 29.7 ms gathering rows, 8.4 ms in place,
