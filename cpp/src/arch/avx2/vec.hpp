@@ -93,6 +93,40 @@ struct F32 : BufferedPartialStore<F32>, ScaleOrZero<F32> {
         return _mm256_castsi256_ps(_mm256_cmpgt_epi32(w, _mm256_setzero_si256()));
     }
     static reg select(mask m, reg a, reg b) { return _mm256_blendv_ps(b, a, m); }
+    // Integer class labels as lanes (the cross-entropy's label vector): lane l
+    // is p[l] as a float, `ignored` where p[l] == ignore or l >= w, `unusable`
+    // where p[l] is outside [0, n). The comparisons are made in int64; a
+    // label in range is below 2^24 (the column kernels' limit on n), so its
+    // low 32 bits are its value, converted exactly.
+    static reg label_lanes(const std::int64_t* p, std::size_t w, std::int64_t ignore, std::size_t n,
+                           T ignored, T unusable) {
+        const __m256i lane = _mm256_set_epi64x(3, 2, 1, 0), ig = _mm256_set1_epi64x(ignore),
+                      cls = _mm256_set1_epi64x(static_cast<long long>(n));
+        const long long wl = static_cast<long long>(w < 8 ? w : 8);
+        const __m256i in0 = _mm256_cmpgt_epi64(_mm256_set1_epi64x(wl), lane),
+                      in1 = _mm256_cmpgt_epi64(_mm256_set1_epi64x(wl - 4), lane);
+        const auto half = [&](const std::int64_t* q, __m256i in, __m256i& skip, __m256i& bad) {
+            const __m256i y = _mm256_maskload_epi64(reinterpret_cast<const long long*>(q), in);
+            skip = _mm256_or_si256(_mm256_cmpeq_epi64(y, ig),
+                                   _mm256_xor_si256(in, _mm256_set1_epi64x(-1)));
+            // in range: 0 <= y < n
+            const __m256i ok = _mm256_andnot_si256(_mm256_cmpgt_epi64(_mm256_setzero_si256(), y),
+                                                   _mm256_cmpgt_epi64(cls, y));
+            bad = _mm256_andnot_si256(_mm256_or_si256(skip, ok), _mm256_set1_epi64x(-1));
+            return y;
+        };
+        __m256i s0, b0, s1, b1;
+        const __m256i y0 = half(p, in0, s0, b0), y1 = half(p + 4, in1, s1, b1);
+        // the low 32 bits of each 64-bit lane, lanes 0-3 from the first half, 4-7 from the second
+        const __m256i low = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+        const auto narrow = [&](__m256i a, __m256i b) {
+            return _mm256_blend_epi32(_mm256_permutevar8x32_epi32(a, low),
+                                      _mm256_permutevar8x32_epi32(b, low), 0xf0);
+        };
+        reg v = _mm256_cvtepi32_ps(narrow(y0, y1));
+        v = _mm256_blendv_ps(v, set1(unusable), _mm256_castsi256_ps(narrow(b0, b1)));
+        return _mm256_blendv_ps(v, set1(ignored), _mm256_castsi256_ps(narrow(s0, s1)));
+    }
     // dst[j * ds + i] = src[i * ss + j] for i, j < 8: 8 loads, 24 shuffles, 8 stores
     static void transpose(const T* src, std::ptrdiff_t ss, T* dst, std::ptrdiff_t ds) {
         reg u[8];  // u[4q + j]: lane k holds element 4k + j of rows 4q .. 4q + 3
