@@ -149,12 +149,11 @@ def test_cross_entropy_contiguous_rows_match_strided_rows_bitwise(rng, options, 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_cross_entropy_labels_far_below_the_maximum(rng, reduction, dtype, n):
-    """Rows whose label lies 70, 100 and 300 below the maximum (rows 10, 100 and 149 of 150:
-    in steps 0, 3 and the last, partial, one of the register tiles' 32 rows), among finite
-    rows: their loss is formed in double, lane by lane (exp(x[y] - max) underflows), so
-    those steps are taken again chunk by chunk, while steps 1 and 2 (rows 32 to 95) go
-    two chunks at a time. The loss and gradient are the strided rows' bits, and the loss
-    is the float64 reference's."""
+    """Rows whose label lies 70, 100 and 300 below the maximum (rows 10, 100 and 149 of 150),
+    among finite rows: their loss is formed in double, lane by lane (exp(x[y] - max)
+    underflows), so the register tiles' steps (32 or 64 rows) that hold them are taken
+    again chunk by chunk, while rows 32 to 95 alone go two or four chunks at a time. The
+    loss and gradient are the strided rows' bits, and the loss is the float64 reference's."""
     rows = 150
     x = rng.standard_normal((rows, n)).astype(dtype)
     labels = rng.integers(0, n, rows)
@@ -174,7 +173,7 @@ def test_cross_entropy_labels_far_below_the_maximum(rng, reduction, dtype, n):
     want = terms.mean() if reduction == "mean" else terms.sum()
     tol = 4 * float(np.finfo(dtype).eps)
     assert abs(float(loss) - want) <= tol * abs(want), (float(loss), want)
-    # the steps without a far label alone (two chunks at a time throughout)
+    # the rows between, alone: no far label (several chunks at a time throughout)
     part = slice(32, 96)
     lp = fs.cross_entropy(x[part], labels[part], reduction="sum")
     lps = fs.cross_entropy(padded[part, :n], labels[part], reduction="sum")
@@ -188,9 +187,10 @@ def test_cross_entropy_labels_far_below_the_maximum(rng, reduction, dtype, n):
 @pytest.mark.parametrize("n", [2, 3, 8])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cross_entropy_special_logits_two_chunks_at_a_time(rng, dtype, n):
-    """NaN, +-inf and ties in rows 64 to 95 (a step of 32 rows with no label far below its
-    maximum, which goes two chunks at a time): the gradient is the strided rows' bits (NaN
-    where a row's loss is NaN, 0 where its label is ignored), the loss NaN as theirs."""
+    """NaN, +-inf and ties in rows 64 to 71 (in a step of the register tiles with no label
+    far below its maximum, which goes two or four chunks at a time): the gradient is the
+    strided rows' bits (NaN where a row's loss is NaN, 0 where its label is ignored), the
+    loss NaN as theirs."""
     rows = 100
     x = rng.standard_normal((rows, n)).astype(dtype)
     labels = rng.integers(0, n, rows)
