@@ -12,16 +12,17 @@
 // leaves out is what the library's chunk carries for other calls: weights,
 // per-example scales and losses, temperatures, the lse output, and the scalar
 // formula of labels far below their row's maximum (the floor checks that no
-// lane needs it). Its labels are checked in a vector pass first (the library
-// must check them before it writes), and its groups of 16 rows go through
-// each step G at a time, so that one group's chain of divisions and logs
-// overlaps the next's.
+// lane needs it). Its labels are checked and counted first by the library's
+// own count_labels (the library must check them before it writes), and its
+// groups of 16 rows go through each step G at a time, so that one group's
+// chain of divisions and logs overlaps the next's.
 #include <immintrin.h>
 
 #include <cstddef>
 #include <cstdint>
 
 #include "arch/avx512/vec.hpp"
+#include "generic/ce_terms.hpp"
 #include "generic/register_tiles.hpp"
 #include "generic/vec_math.hpp"
 
@@ -30,29 +31,6 @@ using V = F32;
 using reg = V::reg;
 
 namespace {
-
-// the labels in [0, n) or equal to `ignore` (false at the first that is
-// not), and how many are not `ignore`
-bool labels_ok(const std::int64_t* y, std::size_t rows, std::int64_t ignore, std::size_t n,
-               std::size_t& count) {
-    const __m512i ig = _mm512_set1_epi64(ignore),
-                  cls = _mm512_set1_epi64(static_cast<long long>(n));
-    __mmask8 bad = 0;
-    std::size_t i = 0, c = 0;
-    for (; i + 8 <= rows; i += 8) {
-        const __m512i v = _mm512_loadu_si512(y + i);
-        const __mmask8 used = _mm512_cmpneq_epi64_mask(v, ig);
-        bad |= _mm512_mask_cmpge_epu64_mask(used, v, cls);
-        c += static_cast<std::size_t>(__builtin_popcount(used));
-    }
-    for (; i < rows; ++i) {
-        if (y[i] == ignore) continue;
-        if (y[i] < 0 || y[i] >= static_cast<std::int64_t>(n)) return false;
-        ++c;
-    }
-    count = c;
-    return bad == 0;
-}
 
 template <std::size_t kN, std::size_t G>
 double ce_rows(float* x, const std::int64_t* label, std::size_t rows, float s_ce) {
@@ -142,11 +120,14 @@ double dispatch(float* x, const std::int64_t* y, std::size_t rows, std::size_t n
 // NaN for labels out of range (nothing written) or a row the floor leaves out.
 extern "C" double ce_few_f32(float* x, const std::int64_t* y, std::size_t rows, std::size_t n,
                              int groups) {
-    std::size_t count = 0;
-    if (!labels_ok(y, rows, -100, n, count)) return __builtin_nan("");
-    const float s_ce = static_cast<float>(1.0 / static_cast<double>(count));
+    // (the library's label check and count, as its driver calls it)
+    const fastsoftmax::LabelCount labels =
+        count_labels(y, rows, -100, static_cast<std::int64_t>(n));
+    if (labels.bad) return __builtin_nan("");
+    const auto count = static_cast<double>(labels.used);
+    const float s_ce = static_cast<float>(1.0 / count);
     const double total = groups == 1   ? dispatch<1>(x, y, rows, n, s_ce)
                          : groups == 2 ? dispatch<2>(x, y, rows, n, s_ce)
                                        : dispatch<4>(x, y, rows, n, s_ce);
-    return total / static_cast<double>(count);
+    return total / count;
 }
