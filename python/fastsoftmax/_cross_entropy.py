@@ -236,7 +236,11 @@ class _Call:
         logsumexp into ``lse_out`` (float64 of the per-example shape, C order;
         0 for ignored examples, NaN where the loss is NaN) when given."""
         scalar, per = self.grad_scale(grad_out) if grad is not None else (1.0, None)
-        rows = np.empty(self.example_shape, np.float64) if self.reduction == "none" else None
+        # (from a saved lse the kernel writes no loss but an ignored row's 0: the
+        # rest must not be left to np.empty's garbage, whose cast to the loss
+        # dtype could warn "invalid value" where it held a signaling NaN)
+        alloc = np.empty if lse is None else np.zeros
+        rows = alloc(self.example_shape, np.float64) if self.reduction == "none" else None
         if per is None and scalar != 1.0:
             per = np.full(self.example_shape, scalar, np.float64)
         total = _core.cross_entropy(
