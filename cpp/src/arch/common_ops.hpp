@@ -27,7 +27,9 @@ struct BufferedPartialStore {
     static void store_partial(S* p, std::size_t n, R v) {
         alignas(64) S buf[V::N];
         V::store(buf, v);
-        std::memcpy(p, buf, n * sizeof(S));
+        // (n < V::N: the bound tells GCC, which otherwise warns of sizes it
+        // cannot rule out where the caller's loops are inlined)
+        std::memcpy(p, buf, (n < V::N ? n : V::N) * sizeof(S));
     }
 };
 
@@ -72,6 +74,10 @@ struct ShortTransposeTables {
     alignas(64) Lane row_src[N][N][N] = {};
     std::uint32_t col_mask[N][N][N] = {};
     std::uint32_t row_mask[N][N][N] = {};
+    // n = 2: each vector from two, as one two-source permute indexes them
+    // (lane + N * source)
+    alignas(64) Lane two_col[2][N] = {};
+    alignas(64) Lane two_row[2][N] = {};
 
     constexpr ShortTransposeTables() {
         for (std::size_t n = 1; n < N; ++n) {
@@ -90,6 +96,11 @@ struct ShortTransposeTables {
                     row_mask[n][k][e % n] |= std::uint32_t{1} << q;
                 }
         }
+        for (std::size_t i = 0; i < 2 && N > 2; ++i)
+            for (std::size_t l = 0; l < N; ++l) {
+                two_col[i][l] = static_cast<Lane>(col_lane[2][i][l] + N * col_src[2][i][l]);
+                two_row[i][l] = static_cast<Lane>(row_lane[2][i][l] + N * row_src[2][i][l]);
+            }
     }
 };
 

@@ -84,7 +84,7 @@ void tile_in(const typename V::S* x, std::ptrdiff_t xs, typename V::T* tile, std
         if (n < N && n <= kShortTransposeMax && xs == static_cast<std::ptrdiff_t>(n)) {
             // rows end to end: n vectors
             const std::size_t total = w * n;
-            typename V::reg v[N];
+            typename V::reg v[N] = {};  // (n < N of them read: GCC cannot tell)
             for (std::size_t k = 0, at = 0; k < n; ++k, at += N)
                 v[k] = at + N <= total ? V::load(x + at)
                                        : V::load_partial(x + at, at < total ? total - at : 0, 0);

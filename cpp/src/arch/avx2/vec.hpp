@@ -148,12 +148,41 @@ struct F32 : BufferedPartialStore<F32>, ScaleOrZero<F32> {
     // The short transposes (common_ops.hpp, ShortTransposeTables), n < 8:
     // rows[k] holds elements 8k .. 8k + 7 of 8 rows of n laid end to end;
     // column_of gives lane l = element j of row l, block_of the inverse. n
-    // permutes and blends each.
+    // permutes and blends each; for n = 2 and 4, in-lane shuffles (a column
+    // of n = 2 takes two, of n = 4 three, counting the shuffles it shares
+    // with the other columns).
     static constexpr ShortTransposeTables<8, std::int32_t> kShort{};
     static __m256i lanes(const std::int32_t* p) {
         return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
     }
+    // The 64-bit quarters (0, 2, 1, 3): an involution.
+    static reg swap_middle(reg v) {
+        return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xd8));
+    }
+    // The 4 x 4 transposes of the 128-bit halves of a, b, c, d: out[j] holds
+    // element j of each half's four vectors.
+    static void transpose_halves(reg a, reg b, reg c, reg d, reg (&out)[4]) {
+        const reg t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
+        const reg t2 = _mm256_unpacklo_ps(c, d), t3 = _mm256_unpackhi_ps(c, d);
+        out[0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+        out[1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+        out[2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+        out[3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    }
     static reg column_of(const reg* rows, std::size_t n, std::size_t j) {
+        if (n == 2) {  // rows 0, 1, 4, 5 | 2, 3, 6, 7, then the quarters in order
+            const reg v = j == 0 ? _mm256_shuffle_ps(rows[0], rows[1], _MM_SHUFFLE(2, 0, 2, 0))
+                                 : _mm256_shuffle_ps(rows[0], rows[1], _MM_SHUFFLE(3, 1, 3, 1));
+            return swap_middle(v);
+        }
+        if (n == 4) {  // halves holding rows (0, 4), (1, 5), (2, 6), (3, 7), transposed
+            reg c[4];
+            transpose_halves(_mm256_permute2f128_ps(rows[0], rows[2], 0x20),
+                             _mm256_permute2f128_ps(rows[0], rows[2], 0x31),
+                             _mm256_permute2f128_ps(rows[1], rows[3], 0x20),
+                             _mm256_permute2f128_ps(rows[1], rows[3], 0x31), c);
+            return c[j];
+        }
         const __m256i idx = lanes(kShort.col_lane[n][j]), src = lanes(kShort.col_src[n][j]);
         reg acc = _mm256_permutevar8x32_ps(rows[0], idx);
         for (std::size_t k = 1; k < n; ++k) {
@@ -164,6 +193,16 @@ struct F32 : BufferedPartialStore<F32>, ScaleOrZero<F32> {
         return acc;
     }
     static reg block_of(const reg* cols, std::size_t n, std::size_t k) {
+        if (n == 2) {
+            const reg a = swap_middle(cols[0]), b = swap_middle(cols[1]);
+            return k == 0 ? _mm256_unpacklo_ps(a, b) : _mm256_unpackhi_ps(a, b);
+        }
+        if (n == 4) {  // halves holding rows (0, 4), (1, 5), (2, 6), (3, 7), then paired
+            reg h[4];
+            transpose_halves(cols[0], cols[1], cols[2], cols[3], h);
+            const reg a = k % 2 == 0 ? h[0] : h[2], b = k % 2 == 0 ? h[1] : h[3];
+            return k < 2 ? _mm256_permute2f128_ps(a, b, 0x20) : _mm256_permute2f128_ps(a, b, 0x31);
+        }
         const __m256i idx = lanes(kShort.row_lane[n][k]), src = lanes(kShort.row_src[n][k]);
         reg acc = _mm256_permutevar8x32_ps(cols[0], idx);
         for (std::size_t j = 1; j < n; ++j) {

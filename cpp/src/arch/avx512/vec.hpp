@@ -85,9 +85,11 @@ struct F32 {
     // The short transposes (common_ops.hpp, ShortTransposeTables), n < 16:
     // rows[k] holds elements 16k .. 16k + 15 of 16 rows of n laid end to end;
     // column_of gives lane l = element j of row l, block_of the inverse. n
-    // masked permutes each.
+    // masked permutes each; one two-source permute for n = 2.
     static constexpr ShortTransposeTables<16, std::int32_t> kShort{};
     static reg column_of(const reg* rows, std::size_t n, std::size_t j) {
+        if (n == 2)
+            return _mm512_permutex2var_ps(rows[0], _mm512_load_si512(kShort.two_col[j]), rows[1]);
         const __m512i idx = _mm512_load_si512(kShort.col_lane[n][j]);
         reg acc = _mm512_permutexvar_ps(idx, rows[0]);
         for (std::size_t k = 1; k < n; ++k)
@@ -96,6 +98,8 @@ struct F32 {
         return acc;
     }
     static reg block_of(const reg* cols, std::size_t n, std::size_t k) {
+        if (n == 2)
+            return _mm512_permutex2var_ps(cols[0], _mm512_load_si512(kShort.two_row[k]), cols[1]);
         const __m512i idx = _mm512_load_si512(kShort.row_lane[n][k]);
         reg acc = _mm512_permutexvar_ps(idx, cols[0]);
         for (std::size_t j = 1; j < n; ++j)
@@ -253,6 +257,8 @@ struct F64 : NeumaierLanes<F64> {
     // The short transposes (as F32's), n < 8
     static constexpr ShortTransposeTables<8, std::int64_t> kShort{};
     static reg column_of(const reg* rows, std::size_t n, std::size_t j) {
+        if (n == 2)
+            return _mm512_permutex2var_pd(rows[0], _mm512_load_si512(kShort.two_col[j]), rows[1]);
         const __m512i idx = _mm512_load_si512(kShort.col_lane[n][j]);
         reg acc = _mm512_permutexvar_pd(idx, rows[0]);
         for (std::size_t k = 1; k < n; ++k)
@@ -261,6 +267,8 @@ struct F64 : NeumaierLanes<F64> {
         return acc;
     }
     static reg block_of(const reg* cols, std::size_t n, std::size_t k) {
+        if (n == 2)
+            return _mm512_permutex2var_pd(cols[0], _mm512_load_si512(kShort.two_row[k]), cols[1]);
         const __m512i idx = _mm512_load_si512(kShort.row_lane[n][k]);
         reg acc = _mm512_permutexvar_pd(idx, cols[0]);
         for (std::size_t j = 1; j < n; ++j)
