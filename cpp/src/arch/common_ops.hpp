@@ -74,10 +74,10 @@ struct ShortTransposeTables {
     alignas(64) Lane row_src[N][N][N] = {};
     std::uint32_t col_mask[N][N][N] = {};
     std::uint32_t row_mask[N][N][N] = {};
-    // n = 2: each vector from two, as one two-source permute indexes them
-    // (lane + N * source)
-    alignas(64) Lane two_col[2][N] = {};
-    alignas(64) Lane two_row[2][N] = {};
+    // The same lanes as a two-source permute of the vector pair (2i, 2i + 1)
+    // holding them indexes them: lane + N * (source % 2).
+    alignas(64) Lane pair_col[N][N][N] = {};
+    alignas(64) Lane pair_row[N][N][N] = {};
 
     constexpr ShortTransposeTables() {
         for (std::size_t n = 1; n < N; ++n) {
@@ -96,11 +96,14 @@ struct ShortTransposeTables {
                     row_mask[n][k][e % n] |= std::uint32_t{1} << q;
                 }
         }
-        for (std::size_t i = 0; i < 2 && N > 2; ++i)
-            for (std::size_t l = 0; l < N; ++l) {
-                two_col[i][l] = static_cast<Lane>(col_lane[2][i][l] + N * col_src[2][i][l]);
-                two_row[i][l] = static_cast<Lane>(row_lane[2][i][l] + N * row_src[2][i][l]);
-            }
+        for (std::size_t n = 1; n < N; ++n)
+            for (std::size_t i = 0; i < n; ++i)
+                for (std::size_t l = 0; l < N; ++l) {
+                    pair_col[n][i][l] =
+                        static_cast<Lane>(col_lane[n][i][l] + N * (col_src[n][i][l] % 2));
+                    pair_row[n][i][l] =
+                        static_cast<Lane>(row_lane[n][i][l] + N * (row_src[n][i][l] % 2));
+                }
     }
 };
 

@@ -84,27 +84,47 @@ struct F32 {
     static T hmax(reg v) { return _mm512_reduce_max_ps(v); }
     // The short transposes (common_ops.hpp, ShortTransposeTables), n < 16:
     // rows[k] holds elements 16k .. 16k + 15 of 16 rows of n laid end to end;
-    // column_of gives lane l = element j of row l, block_of the inverse. n
-    // masked permutes each; one two-source permute for n = 2.
+    // column_of gives lane l = element j of row l, block_of the inverse:
+    // two-source permutes of pairs of vectors (ceil(n / 2) of them each).
     static constexpr ShortTransposeTables<16, std::int32_t> kShort{};
-    static reg column_of(const reg* rows, std::size_t n, std::size_t j) {
-        if (n == 2)
-            return _mm512_permutex2var_ps(rows[0], _mm512_load_si512(kShort.two_col[j]), rows[1]);
-        const __m512i idx = _mm512_load_si512(kShort.col_lane[n][j]);
-        reg acc = _mm512_permutexvar_ps(idx, rows[0]);
+    __attribute__((always_inline)) static reg column_of(const reg* rows, std::size_t n,
+                                                        std::size_t j) {
+        if (__builtin_constant_p(n))
+            return from_pairs(rows, n, kShort.pair_col[n][j], kShort.col_mask[n][j]);
+        return masked(idx_lanes(kShort.col_lane[n][j]), rows, n, kShort.col_mask[n][j]);
+    }
+    __attribute__((always_inline)) static reg block_of(const reg* cols, std::size_t n,
+                                                       std::size_t k) {
+        if (__builtin_constant_p(n))
+            return from_pairs(cols, n, kShort.pair_row[n][k], kShort.row_mask[n][k]);
+        return masked(idx_lanes(kShort.row_lane[n][k]), cols, n, kShort.row_mask[n][k]);
+    }
+    // (a row length known only at run time, as the tiles have it: n masked
+    // permutes, a loop without branches inside)
+    static __m512i idx_lanes(const std::int32_t* p) { return _mm512_load_si512(p); }
+    __attribute__((always_inline)) static reg masked(__m512i idx, const reg* v, std::size_t n,
+                                                     const std::uint32_t* masks) {
+        reg acc = _mm512_permutexvar_ps(idx, v[0]);
         for (std::size_t k = 1; k < n; ++k)
-            acc = _mm512_mask_permutexvar_ps(acc, static_cast<mask>(kShort.col_mask[n][j][k]), idx,
-                                             rows[k]);
+            acc = _mm512_mask_permutexvar_ps(acc, static_cast<mask>(masks[k]), idx, v[k]);
         return acc;
     }
-    static reg block_of(const reg* cols, std::size_t n, std::size_t k) {
-        if (n == 2)
-            return _mm512_permutex2var_ps(cols[0], _mm512_load_si512(kShort.two_row[k]), cols[1]);
-        const __m512i idx = _mm512_load_si512(kShort.row_lane[n][k]);
-        reg acc = _mm512_permutexvar_ps(idx, cols[0]);
-        for (std::size_t j = 1; j < n; ++j)
-            acc = _mm512_mask_permutexvar_ps(acc, static_cast<mask>(kShort.row_mask[n][k][j]), idx,
-                                             cols[j]);
+    // The lanes of v[0 .. n) that `pairs` (ShortTransposeTables::pair_col,
+    // pair_row) and `masks` (col_mask, row_mask) name: one two-source permute
+    // per pair of vectors, merged by masks (the last vector of an odd n alone).
+    __attribute__((always_inline)) static reg from_pairs(const reg* v, std::size_t n,
+                                                         const std::int32_t* pairs,
+                                                         const std::uint32_t* masks) {
+        const __m512i idx = _mm512_load_si512(pairs);
+        if (n == 1) return _mm512_permutexvar_ps(idx, v[0]);
+        reg acc = _mm512_permutex2var_ps(v[0], idx, v[1]);
+        for (std::size_t k = 2; k < n; k += 2) {
+            const auto m = static_cast<mask>(masks[k] | (k + 1 < n ? masks[k + 1] : 0));
+            if (m == 0) continue;
+            acc = _mm512_mask_mov_ps(acc, m,
+                                     k + 1 < n ? _mm512_permutex2var_ps(v[k], idx, v[k + 1])
+                                               : _mm512_permutexvar_ps(idx, v[k]));
+        }
         return acc;
     }
     // Integer class labels as lanes (the cross-entropy's label vector): lane l
@@ -256,24 +276,44 @@ struct F64 : NeumaierLanes<F64> {
     }
     // The short transposes (as F32's), n < 8
     static constexpr ShortTransposeTables<8, std::int64_t> kShort{};
-    static reg column_of(const reg* rows, std::size_t n, std::size_t j) {
-        if (n == 2)
-            return _mm512_permutex2var_pd(rows[0], _mm512_load_si512(kShort.two_col[j]), rows[1]);
-        const __m512i idx = _mm512_load_si512(kShort.col_lane[n][j]);
-        reg acc = _mm512_permutexvar_pd(idx, rows[0]);
+    __attribute__((always_inline)) static reg column_of(const reg* rows, std::size_t n,
+                                                        std::size_t j) {
+        if (__builtin_constant_p(n))
+            return from_pairs(rows, n, kShort.pair_col[n][j], kShort.col_mask[n][j]);
+        return masked(idx_lanes(kShort.col_lane[n][j]), rows, n, kShort.col_mask[n][j]);
+    }
+    __attribute__((always_inline)) static reg block_of(const reg* cols, std::size_t n,
+                                                       std::size_t k) {
+        if (__builtin_constant_p(n))
+            return from_pairs(cols, n, kShort.pair_row[n][k], kShort.row_mask[n][k]);
+        return masked(idx_lanes(kShort.row_lane[n][k]), cols, n, kShort.row_mask[n][k]);
+    }
+    // (a row length known only at run time, as the tiles have it: n masked
+    // permutes, a loop without branches inside)
+    static __m512i idx_lanes(const std::int64_t* p) { return _mm512_load_si512(p); }
+    __attribute__((always_inline)) static reg masked(__m512i idx, const reg* v, std::size_t n,
+                                                     const std::uint32_t* masks) {
+        reg acc = _mm512_permutexvar_pd(idx, v[0]);
         for (std::size_t k = 1; k < n; ++k)
-            acc = _mm512_mask_permutexvar_pd(acc, static_cast<mask>(kShort.col_mask[n][j][k]), idx,
-                                             rows[k]);
+            acc = _mm512_mask_permutexvar_pd(acc, static_cast<mask>(masks[k]), idx, v[k]);
         return acc;
     }
-    static reg block_of(const reg* cols, std::size_t n, std::size_t k) {
-        if (n == 2)
-            return _mm512_permutex2var_pd(cols[0], _mm512_load_si512(kShort.two_row[k]), cols[1]);
-        const __m512i idx = _mm512_load_si512(kShort.row_lane[n][k]);
-        reg acc = _mm512_permutexvar_pd(idx, cols[0]);
-        for (std::size_t j = 1; j < n; ++j)
-            acc = _mm512_mask_permutexvar_pd(acc, static_cast<mask>(kShort.row_mask[n][k][j]), idx,
-                                             cols[j]);
+    // The lanes of v[0 .. n) that `pairs` (ShortTransposeTables::pair_col,
+    // pair_row) and `masks` (col_mask, row_mask) name: one two-source permute
+    // per pair of vectors, merged by masks (the last vector of an odd n alone).
+    __attribute__((always_inline)) static reg from_pairs(const reg* v, std::size_t n,
+                                                         const std::int64_t* pairs,
+                                                         const std::uint32_t* masks) {
+        const __m512i idx = _mm512_load_si512(pairs);
+        if (n == 1) return _mm512_permutexvar_pd(idx, v[0]);
+        reg acc = _mm512_permutex2var_pd(v[0], idx, v[1]);
+        for (std::size_t k = 2; k < n; k += 2) {
+            const auto m = static_cast<mask>(masks[k] | (k + 1 < n ? masks[k + 1] : 0));
+            if (m == 0) continue;
+            acc = _mm512_mask_mov_pd(acc, m,
+                                     k + 1 < n ? _mm512_permutex2var_pd(v[k], idx, v[k + 1])
+                                               : _mm512_permutexvar_pd(idx, v[k]));
+        }
         return acc;
     }
     // dst[j * ds + i] = src[i * ss + j] for i, j < 8: 8 loads, 24 shuffles, 8 stores
