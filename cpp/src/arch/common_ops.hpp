@@ -78,6 +78,9 @@ struct ShortTransposeTables {
     // holding them indexes them: lane + N * (source % 2).
     alignas(64) Lane pair_col[N][N][N] = {};
     alignas(64) Lane pair_row[N][N][N] = {};
+    // For n prime to N, the lanes of column j land on distinct positions
+    // (l * n + j) % N of the vectors: position q holds lane col_at[n][j][q].
+    alignas(64) Lane col_at[N][N][N] = {};
 
     constexpr ShortTransposeTables() {
         for (std::size_t n = 1; n < N; ++n) {
@@ -87,6 +90,7 @@ struct ShortTransposeTables {
                     col_lane[n][j][l] = static_cast<Lane>(e % N);
                     col_src[n][j][l] = static_cast<Lane>(e / N);
                     col_mask[n][j][e / N] |= std::uint32_t{1} << l;
+                    col_at[n][j][e % N] = static_cast<Lane>(l);
                 }
             for (std::size_t k = 0; k < n; ++k)
                 for (std::size_t q = 0; q < N; ++q) {

@@ -148,9 +148,9 @@ struct F32 : BufferedPartialStore<F32>, ScaleOrZero<F32> {
     // The short transposes (common_ops.hpp, ShortTransposeTables), n < 8:
     // rows[k] holds elements 8k .. 8k + 7 of 8 rows of n laid end to end;
     // column_of gives lane l = element j of row l, block_of the inverse. n
-    // permutes and blends each; for n = 2 and 4, in-lane shuffles (a column
-    // of n = 2 takes two, of n = 4 three, counting the shuffles it shares
-    // with the other columns).
+    // = 2 and 4 by in-lane shuffles (a column of n = 2 takes two, of n = 4
+    // three, counting those it shares with the other columns); odd n by n - 1
+    // blends and one permute (block_of: the n permutes shared by its calls).
     static constexpr ShortTransposeTables<8, std::int32_t> kShort{};
     static __m256i lanes(const std::int32_t* p) {
         return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
@@ -183,6 +183,15 @@ struct F32 : BufferedPartialStore<F32>, ScaleOrZero<F32> {
                              _mm256_permute2f128_ps(rows[1], rows[3], 0x31), c);
             return c[j];
         }
+        if (n % 2 == 1) {  // the column's lanes at distinct positions: blended, then one permute
+            const __m256i col = _mm256_set1_epi32(static_cast<int>(j));
+            reg u = rows[0];
+            for (std::size_t k = 1; k < n; ++k)
+                u = _mm256_blendv_ps(
+                    u, rows[k],
+                    _mm256_castsi256_ps(_mm256_cmpeq_epi32(lanes(kShort.row_src[n][k]), col)));
+            return _mm256_permutevar8x32_ps(u, lanes(kShort.col_lane[n][j]));
+        }
         const __m256i idx = lanes(kShort.col_lane[n][j]), src = lanes(kShort.col_src[n][j]);
         reg acc = _mm256_permutevar8x32_ps(rows[0], idx);
         for (std::size_t k = 1; k < n; ++k) {
@@ -202,6 +211,16 @@ struct F32 : BufferedPartialStore<F32>, ScaleOrZero<F32> {
             transpose_halves(cols[0], cols[1], cols[2], cols[3], h);
             const reg a = k % 2 == 0 ? h[0] : h[2], b = k % 2 == 0 ? h[1] : h[3];
             return k < 2 ? _mm256_permute2f128_ps(a, b, 0x20) : _mm256_permute2f128_ps(a, b, 0x31);
+        }
+        if (n % 2 == 1) {  // each column's lanes permuted to their positions, blended
+            const __m256i src = lanes(kShort.row_src[n][k]);
+            reg acc = _mm256_permutevar8x32_ps(cols[0], lanes(kShort.col_at[n][0]));
+            for (std::size_t j = 1; j < n; ++j)
+                acc = _mm256_blendv_ps(
+                    acc, _mm256_permutevar8x32_ps(cols[j], lanes(kShort.col_at[n][j])),
+                    _mm256_castsi256_ps(
+                        _mm256_cmpeq_epi32(src, _mm256_set1_epi32(static_cast<int>(j)))));
+            return acc;
         }
         const __m256i idx = lanes(kShort.row_lane[n][k]), src = lanes(kShort.row_src[n][k]);
         reg acc = _mm256_permutevar8x32_ps(cols[0], idx);
