@@ -24,7 +24,80 @@ inline void transpose_lanes(const __m512 (&in)[4], __m512 (&out)[4]) {
     out[3] = _mm512_shuffle_f32x4(p1, p3, _MM_SHUFFLE(3, 1, 3, 1));
 }
 
-struct F32 {
+// The permutes of the short transposes, for float and double lanes.
+inline __m512 permute(__m512i idx, __m512 v) { return _mm512_permutexvar_ps(idx, v); }
+inline __m512d permute(__m512i idx, __m512d v) { return _mm512_permutexvar_pd(idx, v); }
+inline __m512 permute2(__m512 a, __m512i idx, __m512 b) {
+    return _mm512_permutex2var_ps(a, idx, b);
+}
+inline __m512d permute2(__m512d a, __m512i idx, __m512d b) {
+    return _mm512_permutex2var_pd(a, idx, b);
+}
+inline __m512 mask_permute(__m512 acc, __mmask16 m, __m512i idx, __m512 v) {
+    return _mm512_mask_permutexvar_ps(acc, m, idx, v);
+}
+inline __m512d mask_permute(__m512d acc, __mmask8 m, __m512i idx, __m512d v) {
+    return _mm512_mask_permutexvar_pd(acc, m, idx, v);
+}
+inline __m512 mask_mov(__m512 acc, __mmask16 m, __m512 v) { return _mm512_mask_mov_ps(acc, m, v); }
+inline __m512d mask_mov(__m512d acc, __mmask8 m, __m512d v) {
+    return _mm512_mask_mov_pd(acc, m, v);
+}
+
+// The short transposes (common_ops.hpp, ShortTransposeTables) of N lanes of
+// R, n < N: rows[k] holds elements kN .. kN + N - 1 of N rows of n laid end
+// to end; column_of gives lane l = element j of row l, block_of the inverse.
+// Two-source permutes of pairs of vectors (ceil(n / 2) of them each) where n
+// is a compile-time constant (the register tiles); n masked permutes, a loop
+// without branches inside, where it is known only at run time (the tiles).
+// (always_inline: without it GCC laid out ce_register_tiles differently,
+// with more spills, and the cross-entropy of 2 and 3 classes took 1.10-1.13x)
+// (R deduced from the arguments: a register type as a template argument of
+// the struct would lose its alignment attribute, which GCC warns about)
+template <std::size_t N, class Lane, class M>
+struct ShortTransposes {
+    static constexpr ShortTransposeTables<N, Lane> kShort{};
+    template <class R>
+    __attribute__((always_inline)) static R column_of(const R* rows, std::size_t n, std::size_t j) {
+        if (__builtin_constant_p(n))
+            return from_pairs(rows, n, kShort.pair_col[n][j], kShort.col_mask[n][j]);
+        return masked(rows, n, kShort.col_lane[n][j], kShort.col_mask[n][j]);
+    }
+    template <class R>
+    __attribute__((always_inline)) static R block_of(const R* cols, std::size_t n, std::size_t k) {
+        if (__builtin_constant_p(n))
+            return from_pairs(cols, n, kShort.pair_row[n][k], kShort.row_mask[n][k]);
+        return masked(cols, n, kShort.row_lane[n][k], kShort.row_mask[n][k]);
+    }
+    // The lanes of v[0 .. n) that `lanes` (col_lane, row_lane) and `masks`
+    // (col_mask, row_mask) name, one masked permute per vector.
+    template <class R>
+    __attribute__((always_inline)) static R masked(const R* v, std::size_t n, const Lane* lanes,
+                                                   const std::uint32_t* masks) {
+        const __m512i idx = _mm512_load_si512(lanes);
+        R acc = permute(idx, v[0]);
+        for (std::size_t k = 1; k < n; ++k)
+            acc = mask_permute(acc, static_cast<M>(masks[k]), idx, v[k]);
+        return acc;
+    }
+    // The same from `pairs` (pair_col, pair_row): one two-source permute per
+    // pair of vectors, merged by masks (the last vector of an odd n alone).
+    template <class R>
+    __attribute__((always_inline)) static R from_pairs(const R* v, std::size_t n, const Lane* pairs,
+                                                       const std::uint32_t* masks) {
+        const __m512i idx = _mm512_load_si512(pairs);
+        if (n == 1) return permute(idx, v[0]);
+        R acc = permute2(v[0], idx, v[1]);
+        for (std::size_t k = 2; k < n; k += 2) {
+            const auto m = static_cast<M>(masks[k] | (k + 1 < n ? masks[k + 1] : 0));
+            if (m == 0) continue;
+            acc = mask_mov(acc, m, k + 1 < n ? permute2(v[k], idx, v[k + 1]) : permute(idx, v[k]));
+        }
+        return acc;
+    }
+};
+
+struct F32 : ShortTransposes<16, std::int32_t, __mmask16> {
     using T = float;      // compute type (registers, scalars, scratch)
     using S = float;      // storage type (the caller's arrays)
     using Compute = F32;  // the wrapper for arrays of T
@@ -82,51 +155,6 @@ struct F32 {
     }
     static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_ps(m, b, a); }  // m ? a : b
     static T hmax(reg v) { return _mm512_reduce_max_ps(v); }
-    // The short transposes (common_ops.hpp, ShortTransposeTables), n < 16:
-    // rows[k] holds elements 16k .. 16k + 15 of 16 rows of n laid end to end;
-    // column_of gives lane l = element j of row l, block_of the inverse:
-    // two-source permutes of pairs of vectors (ceil(n / 2) of them each).
-    static constexpr ShortTransposeTables<16, std::int32_t> kShort{};
-    __attribute__((always_inline)) static reg column_of(const reg* rows, std::size_t n,
-                                                        std::size_t j) {
-        if (__builtin_constant_p(n))
-            return from_pairs(rows, n, kShort.pair_col[n][j], kShort.col_mask[n][j]);
-        return masked(idx_lanes(kShort.col_lane[n][j]), rows, n, kShort.col_mask[n][j]);
-    }
-    __attribute__((always_inline)) static reg block_of(const reg* cols, std::size_t n,
-                                                       std::size_t k) {
-        if (__builtin_constant_p(n))
-            return from_pairs(cols, n, kShort.pair_row[n][k], kShort.row_mask[n][k]);
-        return masked(idx_lanes(kShort.row_lane[n][k]), cols, n, kShort.row_mask[n][k]);
-    }
-    // (a row length known only at run time, as the tiles have it: n masked
-    // permutes, a loop without branches inside)
-    static __m512i idx_lanes(const std::int32_t* p) { return _mm512_load_si512(p); }
-    __attribute__((always_inline)) static reg masked(__m512i idx, const reg* v, std::size_t n,
-                                                     const std::uint32_t* masks) {
-        reg acc = _mm512_permutexvar_ps(idx, v[0]);
-        for (std::size_t k = 1; k < n; ++k)
-            acc = _mm512_mask_permutexvar_ps(acc, static_cast<mask>(masks[k]), idx, v[k]);
-        return acc;
-    }
-    // The lanes of v[0 .. n) that `pairs` (ShortTransposeTables::pair_col,
-    // pair_row) and `masks` (col_mask, row_mask) name: one two-source permute
-    // per pair of vectors, merged by masks (the last vector of an odd n alone).
-    __attribute__((always_inline)) static reg from_pairs(const reg* v, std::size_t n,
-                                                         const std::int32_t* pairs,
-                                                         const std::uint32_t* masks) {
-        const __m512i idx = _mm512_load_si512(pairs);
-        if (n == 1) return _mm512_permutexvar_ps(idx, v[0]);
-        reg acc = _mm512_permutex2var_ps(v[0], idx, v[1]);
-        for (std::size_t k = 2; k < n; k += 2) {
-            const auto m = static_cast<mask>(masks[k] | (k + 1 < n ? masks[k + 1] : 0));
-            if (m == 0) continue;
-            acc = _mm512_mask_mov_ps(acc, m,
-                                     k + 1 < n ? _mm512_permutex2var_ps(v[k], idx, v[k + 1])
-                                               : _mm512_permutexvar_ps(idx, v[k]));
-        }
-        return acc;
-    }
     // Integer class labels as lanes (the cross-entropy's label vector): lane l
     // is p[l] as a float, `ignored` where p[l] == ignore or l >= w, `unusable`
     // where p[l] is outside [0, n). The comparisons are made in int64.
@@ -208,7 +236,7 @@ struct F32 {
     }
 };
 
-struct F64 : NeumaierLanes<F64> {
+struct F64 : NeumaierLanes<F64>, ShortTransposes<8, std::int64_t, __mmask8> {
     using T = double;     // compute type (registers, scalars, scratch)
     using S = double;     // storage type (the caller's arrays)
     using Compute = F64;  // the wrapper for arrays of T
@@ -273,48 +301,6 @@ struct F64 : NeumaierLanes<F64> {
             ~skip & ~_mm512_cmplt_epu64_mask(y, _mm512_set1_epi64(static_cast<long long>(n))));
         reg v = _mm512_mask_mov_pd(_mm512_cvtepi64_pd(y), bad, _mm512_set1_pd(unusable));
         return _mm512_mask_mov_pd(v, skip, _mm512_set1_pd(ignored));
-    }
-    // The short transposes (as F32's), n < 8
-    static constexpr ShortTransposeTables<8, std::int64_t> kShort{};
-    __attribute__((always_inline)) static reg column_of(const reg* rows, std::size_t n,
-                                                        std::size_t j) {
-        if (__builtin_constant_p(n))
-            return from_pairs(rows, n, kShort.pair_col[n][j], kShort.col_mask[n][j]);
-        return masked(idx_lanes(kShort.col_lane[n][j]), rows, n, kShort.col_mask[n][j]);
-    }
-    __attribute__((always_inline)) static reg block_of(const reg* cols, std::size_t n,
-                                                       std::size_t k) {
-        if (__builtin_constant_p(n))
-            return from_pairs(cols, n, kShort.pair_row[n][k], kShort.row_mask[n][k]);
-        return masked(idx_lanes(kShort.row_lane[n][k]), cols, n, kShort.row_mask[n][k]);
-    }
-    // (a row length known only at run time, as the tiles have it: n masked
-    // permutes, a loop without branches inside)
-    static __m512i idx_lanes(const std::int64_t* p) { return _mm512_load_si512(p); }
-    __attribute__((always_inline)) static reg masked(__m512i idx, const reg* v, std::size_t n,
-                                                     const std::uint32_t* masks) {
-        reg acc = _mm512_permutexvar_pd(idx, v[0]);
-        for (std::size_t k = 1; k < n; ++k)
-            acc = _mm512_mask_permutexvar_pd(acc, static_cast<mask>(masks[k]), idx, v[k]);
-        return acc;
-    }
-    // The lanes of v[0 .. n) that `pairs` (ShortTransposeTables::pair_col,
-    // pair_row) and `masks` (col_mask, row_mask) name: one two-source permute
-    // per pair of vectors, merged by masks (the last vector of an odd n alone).
-    __attribute__((always_inline)) static reg from_pairs(const reg* v, std::size_t n,
-                                                         const std::int64_t* pairs,
-                                                         const std::uint32_t* masks) {
-        const __m512i idx = _mm512_load_si512(pairs);
-        if (n == 1) return _mm512_permutexvar_pd(idx, v[0]);
-        reg acc = _mm512_permutex2var_pd(v[0], idx, v[1]);
-        for (std::size_t k = 2; k < n; k += 2) {
-            const auto m = static_cast<mask>(masks[k] | (k + 1 < n ? masks[k + 1] : 0));
-            if (m == 0) continue;
-            acc = _mm512_mask_mov_pd(acc, m,
-                                     k + 1 < n ? _mm512_permutex2var_pd(v[k], idx, v[k + 1])
-                                               : _mm512_permutexvar_pd(idx, v[k]));
-        }
-        return acc;
     }
     // dst[j * ds + i] = src[i * ss + j] for i, j < 8: 8 loads, 24 shuffles, 8 stores
     static void transpose(const T* src, std::ptrdiff_t ss, T* dst, std::ptrdiff_t ds) {
