@@ -1619,6 +1619,77 @@ def math_cases() -> Iterator[Case]:
                 yield math_case(f"{fn} tails {dtype} [3:{3 + n}]", fn, x[part], check)
 
 
+# ---- rows of few classes (test_few_classes)
+
+
+def same_gradient_bits(other: str, back: Callable[[np.ndarray], np.ndarray]) -> Check:
+    """The cross-entropy's gradient and per-example losses, bit for bit the other case's."""
+
+    def check(res: Result, lookup: Lookup) -> None:
+        want = lookup(other)
+        np.testing.assert_array_equal(back(res.out), want.out, "gradient")
+        np.testing.assert_array_equal(back(res.loss), want.loss, "losses")
+
+    return check
+
+
+def few_class_cases() -> Iterator[Case]:
+    """Rows of 1 to 9 classes, and around NEON's tile limits (softmax to 7, the rest to 32
+    classes): laid end to end they go by the short transposes (register tiles, n < 4) or
+    by tiles of 4 x 4 blocks; reversed or apart, by the blocks or element by element. A
+    row's bits must not depend on that, on its lane or on its batch: each case is bit for
+    bit the contiguous rows' answer, which is held to the references."""
+    rng = seeded("few classes")
+    views: dict[str, tuple[Callable[[np.ndarray], np.ndarray], Any, Any]] = {
+        # name: (the view of an operand, how its output goes back, which rows it holds)
+        "reversed": (lambda a: a[::-1], lambda a: a[::-1], ...),
+        "apart": (lambda a: np.repeat(a, 2, axis=-1)[:, ::2], lambda a: a, ...),
+        "rows 5:16": (lambda a: a[5:16], lambda a: a, slice(5, 16)),
+        "row 7": (lambda a: a[7:8], lambda a: a, slice(7, 8)),
+    }
+    for dtype in (F32, F64, F16):
+        for n in (*range(1, 10), 16, 32, 33):
+            clean = (rng.standard_normal((45, n)) * 3).astype(dtype)
+            special = clean.copy()
+            special[3, 0], special[9, n - 1], special[20] = NAN, INF, -INF
+            special[30, 0] = -INF
+            for kind, x in (("clean", clean), ("special", special)):
+                tag = f"few classes {dtype} {n} {kind}"
+                for op in (*FORWARD, *BACKWARD):
+                    grad = y = None
+                    if op in BACKWARD:
+                        grad, y = grad_and_y(rng, x.shape, dtype, op)
+                        if kind == "special":
+                            y = y.copy()
+                            y[3, 0] = NAN
+                        check = backward_check(op, grad, y) if kind == "clean" else no_check
+                        yield family(f"{tag} {op}", op, grad, check, y=y)
+                    else:
+                        check = forward_check(op, x) if kind == "clean" else no_check
+                        yield family(f"{tag} {op}", op, x, check)
+                    for view, (see, back, part) in views.items():
+                        same = same_bits_as(f"{tag} {op}", back, part)
+                        if op in BACKWARD:
+                            yield family(f"{tag} {op} {view}", op, see(grad), same, y=see(y))
+                        else:
+                            yield family(f"{tag} {op} {view}", op, see(x), same)
+                labels = rng.integers(0, n, 45)
+                labels[11] = -100
+                check = ce_check(x, labels, reduction="none") if kind == "clean" else no_check
+                yield cross_entropy(f"{tag} ce", x, labels, check, reduction="none")
+                for view, (see, back, part) in views.items():
+                    if part is not ...:
+                        continue
+                    same = same_gradient_bits(f"{tag} ce", back)
+                    yield cross_entropy(
+                        f"{tag} ce {view}",
+                        see(x),
+                        see(labels[:, None])[:, 0],
+                        same,
+                        reduction="none",
+                    )
+
+
 def all_cases() -> list[Case]:
     cases = [
         *row_cases(),
@@ -1628,6 +1699,7 @@ def all_cases() -> list[Case]:
         *mask_cases(),
         *ce_cases(),
         *math_cases(),
+        *few_class_cases(),
     ]
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "case names must be unique"

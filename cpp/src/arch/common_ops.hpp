@@ -16,10 +16,10 @@
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
-// Partial loads and stores through a stack buffer, so that nothing past
-// p + n is touched: for targets without masked memory operations (NEON), or
-// whose masked stores are slow (AVX2's vmaskmov is microcoded on AMD cores).
-// (for arrays of the wrapper's own T only: a converting wrapper has its own)
+// Partial stores through a stack buffer, so that nothing past p + n is
+// written: for targets whose masked stores are slow (AVX2's vmaskmov is
+// microcoded on AMD cores). (for arrays of the wrapper's own T only: a
+// converting wrapper has its own)
 template <class V>
 struct BufferedPartialStore {
     template <class S, class R, class V2 = V,
@@ -30,19 +30,6 @@ struct BufferedPartialStore {
         // (n < V::N: the bound tells GCC, which otherwise warns of sizes it
         // cannot rule out where the caller's loops are inlined)
         std::memcpy(p, buf, (n < V::N ? n : V::N) * sizeof(S));
-    }
-};
-
-template <class V>
-struct BufferedPartialLoad {
-    // (fill: any arithmetic value, converted as the wrapper's own would be)
-    template <class S, class Fill, class V2 = V,
-              std::enable_if_t<std::is_same_v<S, typename V2::T>, int> = 0>
-    static auto load_partial(const S* p, std::size_t n, Fill fill) {
-        alignas(64) S buf[V::N];
-        for (std::size_t i = 0; i < V::N; ++i) buf[i] = static_cast<S>(fill);
-        std::memcpy(buf, p, n * sizeof(S));
-        return V::load(buf);
     }
 };
 

@@ -50,7 +50,8 @@ namespace fastsoftmax::FASTSOFTMAX_TARGET {
 // of 64 classes 144 by rows and 158 by tiles; float64 logsumexp of 10
 // classes 183 -> 58 us, of 128 classes 506 -> 466 us (bench/RESULTS.md).
 template <class V>
-constexpr std::size_t kSoftmaxTileLimit = sizeof(typename V::T) == 4 ? 48 : 64;
+constexpr std::size_t kSoftmaxTileLimit =
+    std::min<std::size_t>(sizeof(typename V::T) == 4 ? 48 : 64, SoftmaxTileRowsMax<V>::value);
 template <class V>
 constexpr std::size_t kLogSoftmaxTileLimit = 64;
 template <class V>

@@ -39,13 +39,30 @@ struct HasTranspose<
                                          std::declval<typename V::T*>(), std::ptrdiff_t{}))>>
     : std::true_type {};
 
+// The longest rows a target sends by tiles, whatever the op:
+// V::kTileRowsMax where the wrapper has one, else each op's own limit; and
+// V::kSoftmaxTileRowsMax, softmax's. (NEON: its horizontal reductions are
+// single instructions, so its row paths cost fewer instructions than the
+// tiles' transposes from 33 elements on, and softmax's, which takes no log
+// per row, from 8; bench/RESULTS.md.)
+template <class V, class = void>
+struct TileRowsMax : std::integral_constant<std::size_t, std::size_t(-1)> {};
+template <class V>
+struct TileRowsMax<V, std::void_t<decltype(V::kTileRowsMax)>>
+    : std::integral_constant<std::size_t, V::kTileRowsMax> {};
+template <class V, class = void>
+struct SoftmaxTileRowsMax : TileRowsMax<V> {};
+template <class V>
+struct SoftmaxTileRowsMax<V, std::void_t<decltype(V::kSoftmaxTileRowsMax)>>
+    : std::integral_constant<std::size_t, V::kSoftmaxTileRowsMax> {};
+
 // Whether rows of n go by tiles: on targets with a vector transpose (moved
 // element by element, the tiles were slower), by n (and the op, the type and
 // the target) only, so that a row gets the same answer in any batch.
 template <class V>
 bool tiles_pay(std::size_t n, std::size_t limit) {
     return HasTranspose<V>::value && V::N >= 4 && n >= 2 && n <= limit &&
-           n * V::N * sizeof(typename V::T) <= kTileBytes;
+           n <= TileRowsMax<V>::value && n * V::N * sizeof(typename V::T) <= kTileBytes;
 }
 
 // Whether V has column_of and block_of (the short transposes, for rows of

@@ -30,9 +30,32 @@ inline uint64x2_t not64(uint64x2_t m) {
     return vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(m)));
 }
 
-// No masked loads or stores in NEON: partial ones go through the stack, so
-// nothing past p + n is read or written.
-struct F32 : BufferedPartialLoad<F32>, BufferedPartialStore<F32>, ScaleOrZero<F32> {
+// The byte indices of F32's short transposes (TBL): byte b of lane l of
+// column j (col) or block k (row) of rows of n, for ShortTransposeTables'
+// lane l: 16 * (its vector) + 4 * (its lane) + b.
+struct ShortBytes {
+    alignas(16) std::uint8_t col[4][4][16] = {};
+    alignas(16) std::uint8_t row[4][4][16] = {};
+    constexpr ShortBytes() {
+        constexpr ShortTransposeTables<4, std::int32_t> t{};
+        for (std::size_t n = 1; n < 4; ++n)
+            for (std::size_t j = 0; j < n; ++j)
+                for (std::size_t l = 0; l < 4; ++l)
+                    for (std::size_t b = 0; b < 4; ++b) {
+                        col[n][j][4 * l + b] = static_cast<std::uint8_t>(
+                            16 * t.col_src[n][j][l] + 4 * t.col_lane[n][j][l] + b);
+                        row[n][j][4 * l + b] = static_cast<std::uint8_t>(
+                            16 * t.row_src[n][j][l] + 4 * t.row_lane[n][j][l] + b);
+                    }
+    }
+};
+
+// No masked loads or stores in NEON: partial ones go lane by lane (LD1 / ST1
+// of one lane), so nothing past p + n is read or written. (Through a stack
+// buffer and memcpy, as on x86, the call in the kernels' loops made GCC
+// reload every constant of vexp after it, in every iteration: no vector
+// register survives a call.)
+struct F32 : ScaleOrZero<F32> {
     using T = float;      // compute type (registers, scalars, scratch)
     using S = float;      // storage type (the caller's arrays)
     using Compute = F32;  // the wrapper for arrays of T
@@ -41,9 +64,27 @@ struct F32 : BufferedPartialLoad<F32>, BufferedPartialStore<F32>, ScaleOrZero<F3
     static constexpr std::size_t N = 4;
     // subnormal results cost nothing extra on AArch64 cores (see vexp)
     static constexpr bool kSlowSubnormals = false;
+    // rows of up to this many elements by tiles, softmax's up to 7
+    // (generic/tiles.hpp)
+    static constexpr std::size_t kTileRowsMax = 32;
+    static constexpr std::size_t kSoftmaxTileRowsMax = 7;
 
     static reg load(const T* p) { return vld1q_f32(p); }
     static void store(T* p, reg v) { vst1q_f32(p, v); }
+    static reg load_partial(const T* p, std::size_t n, T fill) {
+        reg v = vdupq_n_f32(fill);
+        if (n > 0) v = vld1q_lane_f32(p, v, 0);
+        if (n > 1) v = vld1q_lane_f32(p + 1, v, 1);
+        if (n > 2) v = vld1q_lane_f32(p + 2, v, 2);
+        if (n > 3) v = vld1q_lane_f32(p + 3, v, 3);
+        return v;
+    }
+    static void store_partial(T* p, std::size_t n, reg v) {
+        if (n > 0) vst1q_lane_f32(p, v, 0);
+        if (n > 1) vst1q_lane_f32(p + 1, v, 1);
+        if (n > 2) vst1q_lane_f32(p + 2, v, 2);
+        if (n > 3) vst1q_lane_f32(p + 3, v, 3);
+    }
     // A plain store: NEON's only non-temporal store (STNP) is a pair-store
     // hint; no fence is needed.
     static void stream(T* p, reg v) { vst1q_f32(p, v); }
@@ -105,6 +146,42 @@ struct F32 : BufferedPartialLoad<F32>, BufferedPartialStore<F32>, ScaleOrZero<F3
     static reg select(mask m, reg a, reg b) { return vbslq_f32(m, a, b); }  // m ? a : b
     static T hmax(reg v) { return vmaxvq_f32(v); }  // NaN if any lane is NaN
 
+    // dst[j * ds + i] = src[i * ss + j] for i, j < 4: 4 loads, 8 permutes
+    // (TRN1/TRN2 of 32-bit lanes, then of their 64-bit pairs), 4 stores.
+    static void transpose(const T* src, std::ptrdiff_t ss, T* dst, std::ptrdiff_t ds) {
+        const reg r0 = load(src), r1 = load(src + ss), r2 = load(src + 2 * ss),
+                  r3 = load(src + 3 * ss);
+        // t0 = (r0[0], r1[0], r0[2], r1[2]), t1 = (r0[1], r1[1], r0[3], r1[3]); t2, t3 of r2, r3
+        const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1));
+        const float64x2_t t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));
+        const float64x2_t t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3));
+        const float64x2_t t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
+        store(dst, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
+        store(dst + ds, vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
+        store(dst + 2 * ds, vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
+        store(dst + 3 * ds, vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
+    }
+    // The short transposes (arch/README.md), n < 4: rows[k] holds elements
+    // 4k .. 4k + 3 of 4 rows of n laid end to end; column_of gives lane l =
+    // element j of row l, block_of the inverse. n = 2 by UZP / ZIP; n = 3
+    // by one table lookup over the three vectors (TBL, ShortBytes).
+    static constexpr ShortBytes kShortBytes{};
+    static reg lookup3(const reg* v, const std::uint8_t* bytes) {
+        const uint8x16x3_t t = {
+            {vreinterpretq_u8_f32(v[0]), vreinterpretq_u8_f32(v[1]), vreinterpretq_u8_f32(v[2])}};
+        return vreinterpretq_f32_u8(vqtbl3q_u8(t, vld1q_u8(bytes)));
+    }
+    static reg column_of(const reg* rows, std::size_t n, std::size_t j) {
+        if (n == 1) return rows[0];
+        if (n == 2) return j == 0 ? vuzp1q_f32(rows[0], rows[1]) : vuzp2q_f32(rows[0], rows[1]);
+        return lookup3(rows, kShortBytes.col[3][j]);  // (n == 3)
+    }
+    static reg block_of(const reg* cols, std::size_t n, std::size_t k) {
+        if (n == 1) return cols[0];
+        if (n == 2) return k == 0 ? vzip1q_f32(cols[0], cols[1]) : vzip2q_f32(cols[0], cols[1]);
+        return lookup3(cols, kShortBytes.row[3][k]);  // (n == 3)
+    }
+
     // Float sums are accumulated in double: two lanes of double per half.
     struct Wide {
         float64x2_t lo, hi;
@@ -132,10 +209,7 @@ struct F32 : BufferedPartialLoad<F32>, BufferedPartialStore<F32>, ScaleOrZero<F3
     }
 };
 
-struct F64 : BufferedPartialLoad<F64>,
-             BufferedPartialStore<F64>,
-             ScaleOrZero<F64>,
-             NeumaierLanes<F64> {
+struct F64 : ScaleOrZero<F64>, NeumaierLanes<F64> {
     using T = double;     // compute type (registers, scalars, scratch)
     using S = double;     // storage type (the caller's arrays)
     using Compute = F64;  // the wrapper for arrays of T
@@ -147,6 +221,17 @@ struct F64 : BufferedPartialLoad<F64>,
 
     static reg load(const T* p) { return vld1q_f64(p); }
     static void store(T* p, reg v) { vst1q_f64(p, v); }
+    // (lane by lane, as F32's)
+    static reg load_partial(const T* p, std::size_t n, T fill) {
+        reg v = vdupq_n_f64(fill);
+        if (n > 0) v = vld1q_lane_f64(p, v, 0);
+        if (n > 1) v = vld1q_lane_f64(p + 1, v, 1);
+        return v;
+    }
+    static void store_partial(T* p, std::size_t n, reg v) {
+        if (n > 0) vst1q_lane_f64(p, v, 0);
+        if (n > 1) vst1q_lane_f64(p + 1, v, 1);
+    }
     static void stream(T* p, reg v) { vst1q_f64(p, v); }
     static void stream_fence() {}
     static reg set1(T v) { return vdupq_n_f64(v); }
@@ -205,32 +290,63 @@ struct F64 : BufferedPartialLoad<F64>,
 };
 
 // Half-precision storage (Converting, common_ops.hpp): 4 elements of 16 bits
-// per float vector; partial loads and stores go through the stack.
+// per float vector; partial loads and stores lane by lane, as F32's.
 inline const std::uint16_t* bits16(const void* p) { return static_cast<const std::uint16_t*>(p); }
 inline std::uint16_t* bits16(void* p) { return static_cast<std::uint16_t*>(p); }
+// lanes [0, n) of p, 0 past them
+inline uint16x4_t load16_lanes(const std::uint16_t* p, std::size_t n) {
+    uint16x4_t h = vdup_n_u16(0);
+    if (n > 0) h = vld1_lane_u16(p, h, 0);
+    if (n > 1) h = vld1_lane_u16(p + 1, h, 1);
+    if (n > 2) h = vld1_lane_u16(p + 2, h, 2);
+    if (n > 3) h = vld1_lane_u16(p + 3, h, 3);
+    return h;
+}
+inline void store16_lanes(std::uint16_t* p, std::size_t n, uint16x4_t h) {
+    if (n > 0) vst1_lane_u16(p, h, 0);
+    if (n > 1) vst1_lane_u16(p + 1, h, 1);
+    if (n > 2) vst1_lane_u16(p + 2, h, 2);
+    if (n > 3) vst1_lane_u16(p + 3, h, 3);
+}
+// v in lanes [0, n), fill past them
+inline float32x4_t fill_past(float32x4_t v, std::size_t n, float fill) {
+    const uint32x4_t lane = {0, 1, 2, 3};
+    return vbslq_f32(vcltq_u32(lane, vdupq_n_u32(static_cast<std::uint32_t>(n))), v,
+                     vdupq_n_f32(fill));
+}
 
 // bfloat16: the top half of a float; narrowing rounds to nearest even.
 struct Bf16Cvt {
-    static float32x4_t load(const bfloat16* p) {
-        return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(bits16(p)), 16));
-    }
-    static void store(bfloat16* p, float32x4_t v) {
+    static float32x4_t widen(uint16x4_t h) { return vreinterpretq_f32_u32(vshll_n_u16(h, 16)); }
+    static uint16x4_t narrow(float32x4_t v) {
         const uint32x4_t u = vreinterpretq_u32_f32(v);
         const uint32x4_t lsb = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1));
         uint32x4_t r = vaddq_u32(vaddq_u32(u, vdupq_n_u32(0x7fff)), lsb);
         const uint32x4_t nan = vmvnq_u32(vceqq_f32(v, v));
         r = vbslq_u32(nan, vorrq_u32(u, vdupq_n_u32(0x00400000)), r);
-        vst1_u16(bits16(p), vshrn_n_u32(r, 16));
+        return vshrn_n_u32(r, 16);
+    }
+    static float32x4_t load(const bfloat16* p) { return widen(vld1_u16(bits16(p))); }
+    static void store(bfloat16* p, float32x4_t v) { vst1_u16(bits16(p), narrow(v)); }
+    static float32x4_t load_partial(const bfloat16* p, std::size_t n, float fill) {
+        return fill_past(widen(load16_lanes(bits16(p), n)), n, fill);
+    }
+    static void store_partial(bfloat16* p, std::size_t n, float32x4_t v) {
+        store16_lanes(bits16(p), n, narrow(v));
     }
 };
 
 // float16: FCVTL / FCVTN (round to nearest even, the default FPCR mode).
 struct F16Cvt {
-    static float32x4_t load(const float16* p) {
-        return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(bits16(p))));
+    static float32x4_t widen(uint16x4_t h) { return vcvt_f32_f16(vreinterpret_f16_u16(h)); }
+    static uint16x4_t narrow(float32x4_t v) { return vreinterpret_u16_f16(vcvt_f16_f32(v)); }
+    static float32x4_t load(const float16* p) { return widen(vld1_u16(bits16(p))); }
+    static void store(float16* p, float32x4_t v) { vst1_u16(bits16(p), narrow(v)); }
+    static float32x4_t load_partial(const float16* p, std::size_t n, float fill) {
+        return fill_past(widen(load16_lanes(bits16(p), n)), n, fill);
     }
-    static void store(float16* p, float32x4_t v) {
-        vst1_u16(bits16(p), vreinterpret_u16_f16(vcvt_f16_f32(v)));
+    static void store_partial(float16* p, std::size_t n, float32x4_t v) {
+        store16_lanes(bits16(p), n, narrow(v));
     }
 };
 
