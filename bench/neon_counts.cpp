@@ -1,12 +1,14 @@
 // neon_counts OP C ELEMENTS REPEATS: runs OP (softmax, log_softmax, logsumexp with out=;
 // ce: the cross-entropy, mean, integer labels, its gradient in place on a copy of the
-// logits) on a contiguous (ELEMENTS / C, C) float32 array REPEATS times, one thread, on
+// logits; copy: that copy alone) on a contiguous (ELEMENTS / C, C) float32 array REPEATS
+// times, one thread, on
 // the active target (FASTSOFTMAX_SIMD), through the C++ API. bench/neon_counts.py counts
 // its instructions under qemu-aarch64; REPEATS = 0 gives the setup's count.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "fastsoftmax/cross_entropy.hpp"
@@ -34,8 +36,10 @@ int main(int argc, char** argv) {
     fastsoftmax::Strided<const float> in{x.data(), st};
     double acc = 0;
     for (int i = 0; i < reps; ++i) {
-        if (op == "ce") {
-            std::memcpy(scratch.data(), x.data(), x.size() * sizeof(float));
+        std::memcpy(scratch.data(), x.data(), x.size() * sizeof(float));
+        if (op == "copy") {
+            acc += scratch[0];
+        } else if (op == "ce") {
             fastsoftmax::CeOptions<float> o;
             o.weight_sum = static_cast<double>(c);
             fastsoftmax::Strided<const float> xs{scratch.data(), st};

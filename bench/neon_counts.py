@@ -7,8 +7,10 @@ Builds the C++ core and the neon and baseline targets for AArch64 as
 tests/native/neon_check.py does (into build/neon-check, reused while nothing changed),
 links bench/neon_counts.cpp's driver with them, and builds bench/qemu_insn_count.c, a
 qemu plugin, with the host's cc. For each op and number of classes C it runs the driver
-under qemu-aarch64 with 0 and 10 calls on a contiguous (131072 / C, C) float32 array:
-the difference over 10 * 131,072 is the guest instructions per element. Counts, not
+under qemu-aarch64 with 0 and 10 calls on a contiguous (131072 // C, C) float32 array:
+the difference over 10 times the array's size is the guest instructions per element
+(the driver copies the logits before each call, for the cross-entropy's gradient in
+place: that copy's own count is subtracted, as bench/few_classes.py subtracts its time). Counts, not
 times: the same on every run, but blind to latencies and to which instructions a core
 runs in parallel (a division counts as one).
 
@@ -80,9 +82,8 @@ def count(plugin: Path, driver: Path, op: str, c: int, repeats: int) -> int:
 
 
 def per_element(plugin: Path, driver: Path, op: str, c: int) -> float:
-    return (count(plugin, driver, op, c, REPEATS) - count(plugin, driver, op, c, 0)) / (
-        REPEATS * ELEMENTS
-    )
+    calls = count(plugin, driver, op, c, REPEATS) - count(plugin, driver, "copy", c, REPEATS)
+    return calls / (REPEATS * (ELEMENTS // c) * c)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ constexpr std::size_t kTileBytes = 8192;
 // (bench/RESULTS.md); every limit also keeps a tile within kTileBytes.
 
 // Whether V has transpose(src, ss, dst, ds): dst[j * ds + i] = src[i * ss + j]
-// for i, j < V::N (the x86 targets).
+// for i, j < V::N (the x86 targets and NEON's float32).
 template <class V, class = void>
 struct HasTranspose : std::false_type {};
 template <class V>
@@ -42,9 +42,9 @@ struct HasTranspose<
 // The longest rows a target sends by tiles, whatever the op:
 // V::kTileRowsMax where the wrapper has one, else each op's own limit; and
 // V::kSoftmaxTileRowsMax, softmax's. (NEON: its horizontal reductions are
-// single instructions, so its row paths cost fewer instructions than the
-// tiles' transposes from 33 elements on, and softmax's, which takes no log
-// per row, from 8; bench/RESULTS.md.)
+// single instructions, so its row paths cost no more instructions than the
+// tiles from 33 elements on, and softmax's, which takes no log per row,
+// fewer from 8; bench/RESULTS.md.)
 template <class V, class = void>
 struct TileRowsMax : std::integral_constant<std::size_t, std::size_t(-1)> {};
 template <class V>

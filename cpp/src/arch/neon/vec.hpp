@@ -315,8 +315,23 @@ inline float32x4_t fill_past(float32x4_t v, std::size_t n, float fill) {
                      vdupq_n_f32(fill));
 }
 
+// The loads and stores of Converting's Cvt for 16-bit storage H, from
+// C::widen (4 elements' bits to floats, exactly) and C::narrow (floats to
+// bits, rounded).
+template <class C, class H>
+struct Bits16Cvt {
+    static float32x4_t load(const H* p) { return C::widen(vld1_u16(bits16(p))); }
+    static void store(H* p, float32x4_t v) { vst1_u16(bits16(p), C::narrow(v)); }
+    static float32x4_t load_partial(const H* p, std::size_t n, float fill) {
+        return fill_past(C::widen(load16_lanes(bits16(p), n)), n, fill);
+    }
+    static void store_partial(H* p, std::size_t n, float32x4_t v) {
+        store16_lanes(bits16(p), n, C::narrow(v));
+    }
+};
+
 // bfloat16: the top half of a float; narrowing rounds to nearest even.
-struct Bf16Cvt {
+struct Bf16Cvt : Bits16Cvt<Bf16Cvt, bfloat16> {
     static float32x4_t widen(uint16x4_t h) { return vreinterpretq_f32_u32(vshll_n_u16(h, 16)); }
     static uint16x4_t narrow(float32x4_t v) {
         const uint32x4_t u = vreinterpretq_u32_f32(v);
@@ -326,28 +341,12 @@ struct Bf16Cvt {
         r = vbslq_u32(nan, vorrq_u32(u, vdupq_n_u32(0x00400000)), r);
         return vshrn_n_u32(r, 16);
     }
-    static float32x4_t load(const bfloat16* p) { return widen(vld1_u16(bits16(p))); }
-    static void store(bfloat16* p, float32x4_t v) { vst1_u16(bits16(p), narrow(v)); }
-    static float32x4_t load_partial(const bfloat16* p, std::size_t n, float fill) {
-        return fill_past(widen(load16_lanes(bits16(p), n)), n, fill);
-    }
-    static void store_partial(bfloat16* p, std::size_t n, float32x4_t v) {
-        store16_lanes(bits16(p), n, narrow(v));
-    }
 };
 
 // float16: FCVTL / FCVTN (round to nearest even, the default FPCR mode).
-struct F16Cvt {
+struct F16Cvt : Bits16Cvt<F16Cvt, float16> {
     static float32x4_t widen(uint16x4_t h) { return vcvt_f32_f16(vreinterpret_f16_u16(h)); }
     static uint16x4_t narrow(float32x4_t v) { return vreinterpret_u16_f16(vcvt_f16_f32(v)); }
-    static float32x4_t load(const float16* p) { return widen(vld1_u16(bits16(p))); }
-    static void store(float16* p, float32x4_t v) { vst1_u16(bits16(p), narrow(v)); }
-    static float32x4_t load_partial(const float16* p, std::size_t n, float fill) {
-        return fill_past(widen(load16_lanes(bits16(p), n)), n, fill);
-    }
-    static void store_partial(float16* p, std::size_t n, float32x4_t v) {
-        store16_lanes(bits16(p), n, narrow(v));
-    }
 };
 
 struct BF16 : Converting<F32, bfloat16, Bf16Cvt> {};
