@@ -22,6 +22,7 @@ this / before.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -69,6 +70,7 @@ def build_plugin(build_dir: Path) -> Path:
     return plugin
 
 
+@functools.cache  # (the copy's count serves every op of a C)
 def count(plugin: Path, driver: Path, op: str, c: int, repeats: int) -> int:
     env = dict(os.environ, FASTSOFTMAX_SIMD="neon")
     cmd = ["qemu-aarch64", "-plugin", str(plugin), "-d", "plugin", str(driver), op, str(c)]
