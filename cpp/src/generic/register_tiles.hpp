@@ -29,23 +29,46 @@ constexpr std::size_t kRegisterGroups = 2;
 template <class V>
 constexpr bool kHasRegisterTiles = HasShortTranspose<V>::value;
 
-// f(std::integral_constant<std::size_t, n>{}) for n in [1, sizeof...(K)].
+// f(Const<n>{}) for n in [1, sizeof...(K)].
 template <class F, std::size_t... K>
 void call_with_constant(std::size_t n, F& f, std::index_sequence<K...>) {
-    ((n == K + 1 ? f(std::integral_constant<std::size_t, K + 1>{}) : void()), ...);
+    ((n == K + 1 ? f(Const<K + 1>{}) : void()), ...);
 }
 
+// Whether V transposes a whole group at once where n is a compile-time
+// constant: V::columns_of(rows, Const<n>{}, cols) and V::blocks_of(cols,
+// Const<n>{}, rows), every column_of (block_of) in one call, so that the work
+// they share is done once whatever the compiler sees; then n may be V::N where
+// V::kConstTransposeMax says so (avx2: its 8 x 8 transpose).
+template <class V, class = void>
+struct HasGroupTranspose : std::false_type {};
+template <class V>
+struct HasGroupTranspose<
+    V, std::void_t<decltype(V::columns_of(static_cast<const typename V::reg*>(nullptr), Const<2>{},
+                                          static_cast<typename V::reg*>(nullptr))),
+                   decltype(V::blocks_of(static_cast<const typename V::reg*>(nullptr), Const<2>{},
+                                         static_cast<typename V::reg*>(nullptr)))>>
+    : std::true_type {};
+
+// The longest rows of the register tiles on V: V::kConstTransposeMax where
+// the wrapper has one, else V::N - 1 (the short transposes' tables stop there).
+template <class V, class = void>
+struct ConstTransposeMax : Const<V::N - 1> {};
+template <class V>
+struct ConstTransposeMax<V, std::void_t<decltype(V::kConstTransposeMax)>>
+    : Const<V::kConstTransposeMax> {};
+
 // Whether V does rows of n by register tiles: n in [lo, kRegisterTileMax],
-// below V::N (the tables stop at V::N - 1), the rows laid end to end; then
-// f(std::integral_constant<std::size_t, n>{}) runs (the kernels below for the
-// row length as a compile-time constant: their loops unroll, their tiles
-// stay in registers).
+// up to ConstTransposeMax, the rows laid end to end; then f(Const<n>{}) runs
+// (the kernels below for the row length as a compile-time constant: their
+// loops unroll, their tiles stay in registers).
 template <class V, class F>
 bool try_register_tiles(std::size_t n, std::size_t lo, bool end_to_end, F f) {
     if constexpr (kHasRegisterTiles<V>) {
-        if (!end_to_end || n < lo || n >= V::N || n > kRegisterTileMax) return false;
+        constexpr std::size_t most = ConstTransposeMax<V>::value;
+        if (!end_to_end || n < lo || n > most || n > kRegisterTileMax) return false;
         const auto fixed = [&f](auto k) {
-            if constexpr (k < V::N) f(k);
+            if constexpr (k <= most) f(k);
         };
         call_with_constant(n, fixed, std::make_index_sequence<kRegisterTileMax>{});
         return true;
@@ -64,29 +87,49 @@ struct RegisterTile {
 
     void load(const typename V::S* x, std::size_t rows) {
         const std::size_t total = rows * kN;
-        for (std::size_t g = 0; g < G; ++g) {
-            reg v[kN];
-            for (std::size_t k = 0; k < kN; ++k) {
-                const std::size_t at = (g * kN + k) * N;
-                v[k] = at + N <= total ? V::load(x + at)
-                                       : V::load_partial(x + at, at < total ? total - at : 0, 0);
+        // (always_inline: called once a block, GCC left these out of line)
+        const auto block = [&](std::size_t g, std::size_t k) __attribute__((always_inline)) {
+            const std::size_t at = (g * kN + k) * N;
+            return at + N <= total ? V::load(x + at)
+                                   : V::load_partial(x + at, at < total ? total - at : 0, 0);
+        };
+        if constexpr (HasGroupTranspose<V>::value) {  // (unrolled: see for_constants)
+            for_constants<G>([&](auto g) {
+                reg v[kN];
+                for_constants<kN>([&](auto k) { v[k] = block(g, k); });
+                V::columns_of(v, Const<kN>{}, c[g]);
+            });
+        } else {
+            for (std::size_t g = 0; g < G; ++g) {
+                reg v[kN];
+                for (std::size_t k = 0; k < kN; ++k) v[k] = block(g, k);
+                for (std::size_t j = 0; j < kN; ++j) c[g][j] = V::column_of(v, kN, j);
             }
-            for (std::size_t j = 0; j < kN; ++j) c[g][j] = V::column_of(v, kN, j);
         }
     }
     // out[g][j] back to `rows` rows of kN at y
     static void store(const reg (&out)[G][kN], typename V::S* y, std::size_t rows) {
         const std::size_t total = rows * kN;
-        for (std::size_t g = 0; g < G; ++g)
-            for (std::size_t k = 0; k < kN; ++k) {
-                const std::size_t at = (g * kN + k) * N;
-                if (at >= total) return;
-                const reg b = V::block_of(out[g], kN, k);
-                if (at + N <= total)
-                    V::store(y + at, b);
-                else
-                    V::store_partial(y + at, total - at, b);
-            }
+        const auto put = [&](std::size_t g, std::size_t k, reg b) __attribute__((always_inline)) {
+            const std::size_t at = (g * kN + k) * N;
+            if (at + N <= total)
+                V::store(y + at, b);
+            else if (at < total)
+                V::store_partial(y + at, total - at, b);
+        };
+        if constexpr (HasGroupTranspose<V>::value) {
+            for_constants<G>([&](auto g) {
+                reg b[kN];
+                V::blocks_of(out[g], Const<kN>{}, b);
+                for_constants<kN>([&](auto k) { put(g, k, b[k]); });
+            });
+        } else {
+            for (std::size_t g = 0; g < G; ++g)
+                for (std::size_t k = 0; k < kN; ++k) {
+                    if ((g * kN + k) * N >= total) return;
+                    put(g, k, V::block_of(out[g], kN, k));
+                }
+        }
     }
     // the column maximum, as col_max takes it (the same NaN answers: its first
     // max(-inf, x) is x itself, a NaN included)
@@ -136,7 +179,10 @@ struct RegisterTile {
     }
 };
 
-// Runs op(tile, rows) over the rows, G * V::N at a time.
+// Runs op(tile, rows) over the rows, G * V::N at a time. (log_softmax's and
+// logsumexp's ops below are always inlined: GCC otherwise left some of them
+// out of line, their constants rebuilt on every step; softmax's inlined so
+// took 1.4x the instructions on NEON at 2 classes.)
 template <class V, std::size_t kN, class Op>
 void by_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows, Op op) {
     constexpr std::size_t step = kRegisterGroups * V::N;
@@ -183,18 +229,20 @@ void log_softmax_register_tiles(const typename V::S* x, typename V::S* y, std::s
     using reg = typename V::reg;
     constexpr std::size_t G = kRegisterGroups;
     by_register_tiles<V, kN>(
-        x, y, rows, [&z](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w) {
-            reg o[G][kN];
-            for (std::size_t g = 0; g < G; ++g) {  // (log_softmax_cols, lane by lane)
-                const reg m = t.max(g);
-                const reg ref = V::select(V::not_finite(m), V::zero(), m);
-                reg e[kN];
-                t.template exps<false>(g, ref, ref, e, z);
-                const reg ls = vlog<V>(RegisterTile<V, kN>::log_sum(e));
-                for (std::size_t j = 0; j < kN; ++j) o[g][j] = z.shifted(t.c[g][j], m, ls);
-            }
-            RegisterTile<V, kN>::store(o, out + r * kN, w);
-        });
+        x, y, rows,
+        [&z](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w)
+            __attribute__((always_inline)) {
+                reg o[G][kN];
+                for (std::size_t g = 0; g < G; ++g) {  // (log_softmax_cols, lane by lane)
+                    const reg m = t.max(g);
+                    const reg ref = V::select(V::not_finite(m), V::zero(), m);
+                    reg e[kN];
+                    t.template exps<false>(g, ref, ref, e, z);
+                    const reg ls = vlog<V>(RegisterTile<V, kN>::log_sum(e));
+                    for (std::size_t j = 0; j < kN; ++j) o[g][j] = z.shifted(t.c[g][j], m, ls);
+                }
+                RegisterTile<V, kN>::store(o, out + r * kN, w);
+            });
 }
 
 template <class V, std::size_t kN, class Z>
@@ -203,25 +251,27 @@ void logsumexp_register_tiles(const typename V::S* x, typename V::S* out, std::s
     using reg = typename V::reg;
     constexpr std::size_t G = kRegisterGroups;
     by_register_tiles<V, kN>(
-        x, out, rows, [&z](RegisterTile<V, kN>& t, typename V::S* o, std::size_t r, std::size_t w) {
-            for (std::size_t g = 0; g < G; ++g) {  // (logsumexp_cols, lane by lane)
-                const std::size_t at = r + g * V::N;
-                if (at >= r + w) return;
-                const reg m = t.max(g);
-                const auto bad = V::not_finite(m);
-                const reg ref = V::select(bad, V::zero(), m);
-                reg e[kN];
-                t.template exps<false>(g, ref, ref, e, z);
-                const reg sr = RegisterTile<V, kN>::log_sum(e);
-                const reg special = V::select(V::isnan(sr), sr, m);
-                const reg v = V::select(bad, special, z.top(m, vlog<V>(sr)));
-                const std::size_t left = r + w - at;
-                if (left >= V::N)
-                    V::store(o + at, v);
-                else
-                    V::store_partial(o + at, left, v);
-            }
-        });
+        x, out, rows,
+        [&z](RegisterTile<V, kN>& t, typename V::S* o, std::size_t r, std::size_t w)
+            __attribute__((always_inline)) {
+                for (std::size_t g = 0; g < G; ++g) {  // (logsumexp_cols, lane by lane)
+                    const std::size_t at = r + g * V::N;
+                    if (at >= r + w) return;
+                    const reg m = t.max(g);
+                    const auto bad = V::not_finite(m);
+                    const reg ref = V::select(bad, V::zero(), m);
+                    reg e[kN];
+                    t.template exps<false>(g, ref, ref, e, z);
+                    const reg sr = RegisterTile<V, kN>::log_sum(e);
+                    const reg special = V::select(V::isnan(sr), sr, m);
+                    const reg v = V::select(bad, special, z.top(m, vlog<V>(sr)));
+                    const std::size_t left = r + w - at;
+                    if (left >= V::N)
+                        V::store(o + at, v);
+                    else
+                        V::store_partial(o + at, left, v);
+                }
+            });
 }
 
 }  // namespace fastsoftmax::FASTSOFTMAX_TARGET
