@@ -83,6 +83,8 @@ template <class V, std::size_t kN, std::size_t G = kRegisterGroups>
 struct RegisterTile {
     using reg = typename V::reg;
     static constexpr std::size_t N = V::N;
+    static_assert(kN < N || HasGroupTranspose<V>::value,
+                  "rows of V::N take the group transposes (column_of's tables stop at N - 1)");
     reg c[G][kN];
 
     void load(const typename V::S* x, std::size_t rows) {
@@ -119,6 +121,9 @@ struct RegisterTile {
         };
         if constexpr (HasGroupTranspose<V>::value) {
             for_constants<G>([&](auto g) {
+                // (a group past the rows is left alone: ce_register_tiles
+                // writes no gradient there)
+                if (g * kN * N >= total) return;
                 reg b[kN];
                 V::blocks_of(out[g], Const<kN>{}, b);
                 for_constants<kN>([&](auto k) { put(g, k, b[k]); });
