@@ -20,7 +20,6 @@ way, whose counts join the table with the ratio this / before.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import functools
 import os
@@ -29,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from neon_counts import CLASSES, ELEMENTS, OPS, REPEATS  # (beside this script)
+from neon_counts import ELEMENTS, REPEATS, arguments, print_table  # (beside this script)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -90,25 +89,12 @@ def per_element(driver: Path, op: str, c: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", type=Path, help="another checkout's root")
-    parser.add_argument("--classes", default=",".join(map(str, CLASSES)))
-    parser.add_argument("--ops", default=",".join(OPS))
-    args = parser.parse_args()
-    classes = [int(c) for c in args.classes.split(",")]
-    ops = args.ops.split(",")
+    args = arguments(__doc__)
     drivers = {"this": build_driver(ROOT)}
     if args.before:
         drivers["before"] = build_driver(args.before.resolve())
     print(f"avx2 (valgrind), float32, {ELEMENTS} elements: instructions per element")
-    print(f"{'op':<12}" + "".join(f"{c:>8}" for c in classes))
-    for op in ops:
-        counts = {k: [per_element(d, op, c) for c in classes] for k, d in drivers.items()}
-        print(f"{op:<12}" + "".join(f"{v:8.2f}" for v in counts["this"]))
-        if "before" in counts:
-            print(f"{'  before':<12}" + "".join(f"{v:8.2f}" for v in counts["before"]))
-            ratios = [a / b for a, b in zip(counts["this"], counts["before"])]
-            print(f"{'  this/before':<12}" + "".join(f"{r:8.2f}" for r in ratios))
+    print_table(args, drivers, per_element)
 
 
 if __name__ == "__main__":

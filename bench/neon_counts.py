@@ -26,6 +26,7 @@ import functools
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -88,29 +89,38 @@ def per_element(plugin: Path, driver: Path, op: str, c: int) -> float:
     return calls / (REPEATS * (ELEMENTS // c) * c)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(doc: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--before", type=Path, help="another checkout's root")
     parser.add_argument("--classes", default=",".join(map(str, CLASSES)))
     parser.add_argument("--ops", default=",".join(OPS))
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def print_table(
+    args: argparse.Namespace, drivers: dict[str, Path], per_op: Callable[[Path, str, int], float]
+) -> None:
+    """Each op's count per element (per_op(driver, op, C)) for this build, and with
+    --before, the other build's and the ratio this / before."""
     classes = [int(c) for c in args.classes.split(",")]
-    ops = args.ops.split(",")
-    drivers = {"this": build_driver(ROOT)}
-    if args.before:
-        drivers["before"] = build_driver(args.before.resolve())
-    plugin = build_plugin(drivers["this"].parent)
-    print(f"NEON (qemu-aarch64), float32, {ELEMENTS} elements: guest instructions per element")
-    header = f"{'op':<12}" + "".join(f"{c:>8}" for c in classes)
-    for op in ops:
-        counts = {k: [per_element(plugin, d, op, c) for c in classes] for k, d in drivers.items()}
-        if op == ops[0]:
-            print(header)
+    print(f"{'op':<12}" + "".join(f"{c:>8}" for c in classes))
+    for op in args.ops.split(","):
+        counts = {k: [per_op(d, op, c) for c in classes] for k, d in drivers.items()}
         print(f"{op:<12}" + "".join(f"{v:8.2f}" for v in counts["this"]))
         if "before" in counts:
             print(f"{'  before':<12}" + "".join(f"{v:8.2f}" for v in counts["before"]))
             ratios = [a / b for a, b in zip(counts["this"], counts["before"])]
             print(f"{'  this/before':<12}" + "".join(f"{r:8.2f}" for r in ratios))
+
+
+def main() -> None:
+    args = arguments(__doc__)
+    drivers = {"this": build_driver(ROOT)}
+    if args.before:
+        drivers["before"] = build_driver(args.before.resolve())
+    plugin = build_plugin(drivers["this"].parent)
+    print(f"NEON (qemu-aarch64), float32, {ELEMENTS} elements: guest instructions per element")
+    print_table(args, drivers, functools.partial(per_element, plugin))
 
 
 if __name__ == "__main__":

@@ -133,15 +133,8 @@ struct F32 : BufferedPartialStore<F32>, ScaleOrZero<F32> {
     // to 64 classes took 1.11x to 1.17x the instructions.)
     static void transpose8(const reg* in, reg* out) {
         reg u[8];  // u[4q + j]: lane k holds element 4k + j of rows 4q .. 4q + 3
-        for (int q = 0; q < 2; ++q) {
-            const reg r0 = in[4 * q], r1 = in[4 * q + 1], r2 = in[4 * q + 2], r3 = in[4 * q + 3];
-            const reg t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-            const reg t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-            u[4 * q + 0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-            u[4 * q + 1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-            u[4 * q + 2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-            u[4 * q + 3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-        }
+        transpose_halves(in[0], in[1], in[2], in[3], u);
+        transpose_halves(in[4], in[5], in[6], in[7], u + 4);
         for (int j = 0; j < 4; ++j) {  // column 4k + j: lane k of u[j], u[4 + j]
             out[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
             out[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
@@ -284,17 +277,8 @@ struct F32 : BufferedPartialStore<F32>, ScaleOrZero<F32> {
                 cols[j] = _mm256_permutevar8x32_ps(u, lanes(kShort.col_lane[n][j]));
             });
         } else {  // (6) each vector's share permuted, blended
-            for_constants<n>([&](auto j) {
-                const __m256i idx = lanes(kShort.col_lane[n][j]);
-                reg acc = _mm256_permutevar8x32_ps(rows[0], idx);
-                for_constants<n - 1>([&](auto i) {
-                    constexpr std::size_t k = decltype(i)::value + 1;
-                    acc = _mm256_blend_ps(
-                        acc, _mm256_permutevar8x32_ps(rows[k], idx),
-                        static_cast<int>(kShort.col_mask[n][decltype(j)::value][k]));
-                });
-                cols[j] = acc;
-            });
+            for_constants<n>(
+                [&](auto j) { cols[j] = by_lanes<n, true, decltype(j)::value>(rows); });
         }
     }
     template <std::size_t n>
@@ -329,18 +313,23 @@ struct F32 : BufferedPartialStore<F32>, ScaleOrZero<F32> {
                 rows[k] = acc;
             });
         } else {
-            for_constants<n>([&](auto k) {
-                const __m256i idx = lanes(kShort.row_lane[n][k]);
-                reg acc = _mm256_permutevar8x32_ps(cols[0], idx);
-                for_constants<n - 1>([&](auto i) {
-                    constexpr std::size_t j = decltype(i)::value + 1;
-                    acc = _mm256_blend_ps(
-                        acc, _mm256_permutevar8x32_ps(cols[j], idx),
-                        static_cast<int>(kShort.row_mask[n][decltype(k)::value][j]));
-                });
-                rows[k] = acc;
-            });
+            for_constants<n>(
+                [&](auto k) { rows[k] = by_lanes<n, false, decltype(k)::value>(cols); });
         }
+    }
+    // For even n: column `at` of the row vectors (kColumn) or block `at` of
+    // the columns: every vector permuted by the same lanes, then blended.
+    template <std::size_t n, bool kColumn, std::size_t at>
+    static reg by_lanes(const reg* v) {
+        const __m256i idx = lanes(kColumn ? kShort.col_lane[n][at] : kShort.row_lane[n][at]);
+        reg acc = _mm256_permutevar8x32_ps(v[0], idx);
+        for_constants<n - 1>([&](auto i) {
+            constexpr std::size_t k = decltype(i)::value + 1;
+            constexpr std::uint32_t mask =
+                kColumn ? kShort.col_mask[n][at][k] : kShort.row_mask[n][at][k];
+            acc = _mm256_blend_ps(acc, _mm256_permutevar8x32_ps(v[k], idx), static_cast<int>(mask));
+        });
+        return acc;
     }
     static T hmax(reg v) {
         __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
