@@ -75,18 +75,26 @@ def test_one_class_rows_in_every_layout(name, dtype, rows):
         assert np.array_equal(y.reshape(-1), want, equal_nan=True), "in place"
 
 
-@pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 7, 8, 9])
+# (10-33: rows by tiles whose last columns are not a whole block, 1 to 4 of them)
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 17, 33])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", OPS)
 def test_contiguous_rows_match_strided_rows_bitwise(rng, name, dtype, n):
     op = getattr(fs, name)
     with np.errstate(over="ignore"):  # (float32's large rows become inf in half precision)
         x = make_batch(rng, 77, n, np.float32).astype(dtype)  # 2 groups of 32, then 13 rows
-    padded = np.zeros((77, n + 3), dtype)  # the same rows, n + 3 apart
+    # the same rows, n + 3 apart, NaN between them: a kernel that reads past a
+    # row (whole vectors where the rows lie far enough apart) must not use it
+    padded = np.full((77, n + 3), np.nan, dtype)
     padded[:, :n] = x
     whole = op(x)
     strided = op(padded[:, :n])
     assert np.array_equal(whole, strided, equal_nan=True), "contiguous vs strided rows"
+    if name != "logsumexp":  # into strided rows: nothing written between them
+        out = np.full((77, n + 3), 7, dtype)
+        op(x, out=out[:, :n])
+        assert np.array_equal(whole, out[:, :n], equal_nan=True), "into strided rows"
+        assert np.all(out[:, n:] == 7), "written between the rows of out="
     for start, stop in [(0, 1), (5, 6), (31, 33), (3, 77), (40, 77), (64, 77)]:
         part = op(x[start:stop])
         assert np.array_equal(whole[start:stop], part, equal_nan=True), f"rows {start}:{stop}"

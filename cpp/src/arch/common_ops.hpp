@@ -16,23 +16,6 @@
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
-// Partial stores through a stack buffer, so that nothing past p + n is
-// written: for targets whose masked stores are slow (AVX2's vmaskmov is
-// microcoded on AMD cores). (for arrays of the wrapper's own T only: a
-// converting wrapper has its own)
-template <class V>
-struct BufferedPartialStore {
-    template <class S, class R, class V2 = V,
-              std::enable_if_t<std::is_same_v<S, typename V2::T>, int> = 0>
-    static void store_partial(S* p, std::size_t n, R v) {
-        alignas(64) S buf[V::N];
-        V::store(buf, v);
-        // (n < V::N: the bound tells GCC, which otherwise warns of sizes it
-        // cannot rule out where the caller's loops are inlined)
-        std::memcpy(p, buf, (n < V::N ? n : V::N) * sizeof(S));
-    }
-};
-
 // p * 2^n, 0 in the lanes of `zero_lanes`, from the target's scale_pow2 (two
 // exact power-of-two factors): for targets without a scaling instruction.
 template <class V>
@@ -178,7 +161,9 @@ struct Converting : F {
         } else {
             alignas(64) S buf[F::N];
             Cvt::store(buf, v);
-            std::memcpy(p, buf, n * sizeof(S));
+            // (the bound tells GCC, which otherwise warns of sizes it cannot
+            // rule out where the caller's loops are inlined)
+            std::memcpy(p, buf, (n < F::N ? n : F::N) * sizeof(S));
         }
     }
     static void stream(S* p, reg v) {

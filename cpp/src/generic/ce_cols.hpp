@@ -29,8 +29,8 @@ namespace fastsoftmax::FASTSOFTMAX_TARGET {
 // The gradient pass's exp(x[i] - ref) of a chunk: the exponential the read
 // pass left in the gradient g (at gi), or, for half-precision storage (see
 // kExpInOutput), the same exponential again from x.
-template <class V>
-auto ce_col_exp(Chunk<V> ch, typename V::reg ref, std::ptrdiff_t xs) {
+template <class V, class Ch>
+auto ce_col_exp(Ch ch, typename V::reg ref, std::ptrdiff_t xs) {
     using T = typename V::T;
     return [ch, ref, xs](const typename V::S* x, const typename V::S* gi, std::size_t i) {
         if constexpr (kExpInOutput<V>) {
@@ -575,28 +575,28 @@ template <class V>
 CeSums ce_cols_labels(const CeCols<typename V::S>& a, const CeOptions<typename V::S>& o) {
     using T = typename V::T;
     using reg = typename V::reg;
-    constexpr std::size_t N = V::N;
     constexpr T inf = std::numeric_limits<T>::infinity();
     const auto at = [](auto* p, std::ptrdiff_t stride, std::size_t i) {
         return p + static_cast<std::ptrdiff_t>(i) * stride;
     };
     CeLabelsChunks<V> k(a, o);
+    // (the strides as locals: read through `a`, GCC reloaded them after every
+    // store, which may alias them)
+    const std::ptrdiff_t xs = a.xs, gs = a.gs;
     const auto chunks = [&](auto scaled) {
-        for (std::size_t c0 = 0; c0 < a.inner; c0 += N) {
-            const Chunk<V> ch{(a.inner - c0 < N) ? a.inner - c0 : N};
+        for_chunks<V>(a.inner, [&](std::size_t c0, auto ch) {
             const typename V::S* x = a.x + c0;
             typename V::S* g = a.grad ? a.grad + c0 : nullptr;
             k.template chunk<decltype(scaled)::value>(
-                c0, ch.w, [&](std::size_t i) { return ch.load(at(x, a.xs, i), -inf); },
-                g != nullptr,
+                c0, ch.w, [&](std::size_t i) { return ch.load(at(x, xs, i), -inf); }, g != nullptr,
                 [&](std::size_t i, reg e) {
-                    if constexpr (kExpInOutput<V>) ch.store(at(g, a.gs, i), e);
+                    if constexpr (kExpInOutput<V>) ch.store(at(g, gs, i), e);
                 },
                 [&](std::size_t i, reg ref) {
-                    return ce_col_exp<V>(ch, ref, a.xs)(x, at(g, a.gs, i), i);
+                    return ce_col_exp<V>(ch, ref, xs)(x, at(g, gs, i), i);
                 },
-                [&](std::size_t i, reg v) { ch.store(at(g, a.gs, i), v); }, V::set1(o.scale));
-        }
+                [&](std::size_t i, reg v) { ch.store(at(g, gs, i), v); }, V::set1(o.scale));
+        });
     };
     // A temperature on the caller's tile: the logits read as they are (float
     // storage only, where the second pass reads the stored exponentials, not

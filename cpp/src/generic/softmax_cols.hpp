@@ -18,8 +18,9 @@ template <class V, class Z>
 void softmax_cols_at(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, std::ptrdiff_t ys,
                      std::size_t n, std::size_t inner, const Z& z) {
     using T = typename V::T;
-    for (std::size_t c = 0; c < inner; c += V::N) {
-        const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
+    // (captures by value: through references, GCC reloaded n and ys after
+    // every store of the scaling loop, which may alias them)
+    for_chunks<V>(inner, [x, xs, y, ys, n, &z](std::size_t c, auto ch) {
         const auto m = col_max<V>(x + c, xs, n, ch);
         const auto bad = V::not_finite(m);
         const auto ref = V::select(bad, V::zero(), m);
@@ -31,20 +32,16 @@ void softmax_cols_at(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y
         V::wide_reciprocal(wide, hi, lo);
         const auto nan = V::set1(std::numeric_limits<T>::quiet_NaN());
         const Factor<V> inv{V::select(bad, nan, hi), V::select(bad, nan, lo)};
+        typename V::S* p = y + c;
         if constexpr (kExpInOutput<V>) {
-            for (std::size_t i = 0; i < n; ++i) {
-                typename V::S* p = y + c + static_cast<std::ptrdiff_t>(i) * ys;
-                ch.store(p, inv.apply(ch.load(p, 0)));
-            }
+            for (std::size_t i = 0; i < n; ++i, p += ys) ch.store(p, inv.apply(ch.load(p, 0)));
         } else {
             const auto ref_lo = z.floor(ref);
-            for (std::size_t i = 0; i < n; ++i) {
-                const auto at = static_cast<std::ptrdiff_t>(i);
-                const auto e = z.exp_sub(ch.load(x + c + at * xs, neg_inf<T>()), ref, ref_lo);
-                ch.store(y + c + at * ys, inv.apply(e));
-            }
+            const typename V::S* q = x + c;
+            for (std::size_t i = 0; i < n; ++i, p += ys, q += xs)
+                ch.store(p, inv.apply(z.exp_sub(ch.load(q, neg_inf<T>()), ref, ref_lo)));
         }
-    }
+    });
 }
 
 template <class V>
@@ -59,8 +56,7 @@ template <class V, class Z>
 void log_softmax_cols_at(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
                          std::ptrdiff_t ys, std::size_t n, std::size_t inner, bool narrow,
                          const Z& z) {
-    for (std::size_t c = 0; c < inner; c += V::N) {
-        const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
+    for_chunks<V>(inner, [x, xs, y, ys, n, narrow, &z](std::size_t c, auto ch) {
         const auto m = col_max<V>(x + c, xs, n, ch);
         const auto ref = V::select(V::not_finite(m), V::zero(), m);
         // max = +inf: s = +inf, so (x - max) - log(s) is NaN at +inf, -inf elsewhere;
@@ -74,21 +70,20 @@ void log_softmax_cols_at(const typename V::S* x, std::ptrdiff_t xs, typename V::
             // maximum's 1 rounds the small terms), then log1p(s - 1)
             using T = typename V::T;
             auto wide = V::wide_zero();
-            for (std::size_t i = 0; i < n; ++i)
-                V::wide_add(wide, z.exp_diff(ch.load(x + c + static_cast<std::ptrdiff_t>(i) * xs,
-                                                     neg_inf<T>()),
-                                             ref));
+            const typename V::S* q = x + c;
+            for (std::size_t i = 0; i < n; ++i, q += xs)
+                V::wide_add(wide, z.exp_diff(ch.load(q, neg_inf<T>()), ref));
             double sums[V::N];
             T logs[V::N];
             V::wide_store(wide, sums);
             logs_near_one<V>(sums, logs, V::N);
             ls = V::load(logs);
         }
-        for (std::size_t i = 0; i < n; ++i) {
-            const auto xv = ch.load(x + c + static_cast<std::ptrdiff_t>(i) * xs, 0);
-            ch.store(y + c + static_cast<std::ptrdiff_t>(i) * ys, z.shifted(xv, m, ls));
-        }
-    }
+        const typename V::S* q = x + c;
+        typename V::S* p = y + c;
+        for (std::size_t i = 0; i < n; ++i, q += xs, p += ys)
+            ch.store(p, z.shifted(ch.load(q, 0), m, ls));
+    });
 }
 
 template <class V>
@@ -105,11 +100,10 @@ template <class V, class Z>
 void logsumexp_cols_at(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out, std::size_t n,
                        std::size_t inner, const Z& z) {
     using T = typename V::T;
-    for (std::size_t c = 0; c < inner; c += V::N) {
-        const Chunk<V> ch{(inner - c < V::N) ? inner - c : V::N};
+    for_chunks<V>(inner, [x, xs, out, n, &z](std::size_t c, auto ch) {
         if (n == 0) {
             ch.store(out + c, V::set1(neg_inf<T>()));
-            continue;
+            return;
         }
         const auto m = col_max<V>(x + c, xs, n, ch);
         const auto bad = V::not_finite(m);
@@ -118,7 +112,7 @@ void logsumexp_cols_at(const typename V::S* x, std::ptrdiff_t xs, typename V::S*
         // non-finite max: the max itself (+-inf), or NaN if a NaN was seen
         const auto special = V::select(V::isnan(s), s, m);
         ch.store(out + c, V::select(bad, special, z.top(m, vlog<V>(s))));
-    }
+    });
 }
 
 template <class V>
