@@ -44,14 +44,20 @@ SHAPES = [(8192, 1024), (256, 32000), (32, 128256), (64, 1024)]
 BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
-def compile_floor(stem: str, folder: Path) -> ctypes.CDLL:
-    """bench/<stem>.cpp as a shared library in folder, with the library's AVX-512 flags."""
+TARGET_FLAGS = {
+    "avx512": ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mfma"],
+    "avx2": ["-mavx2", "-mfma", "-mf16c"],
+}
+
+
+def compile_floor(stem: str, folder: Path, target: str = "avx512") -> ctypes.CDLL:
+    """bench/<stem>.cpp as a shared library in folder, with the library's flags for target."""
     lib = folder / f"lib{stem}.so"
     subprocess.run(
         [
             "g++", "-std=c++17", "-O3", "-fPIC", "-shared", "-ffp-contract=off",
-            "-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mfma",
-            "-DFASTSOFTMAX_TARGET=avx512", f"-I{ROOT / 'cpp' / 'include'}",
+            *TARGET_FLAGS[target],
+            f"-DFASTSOFTMAX_TARGET={target}", f"-I{ROOT / 'cpp' / 'include'}",
             f"-I{ROOT / 'cpp' / 'src'}", str(ROOT / "bench" / f"{stem}.cpp"), "-o", str(lib),
         ],
         check=True,
