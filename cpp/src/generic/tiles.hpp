@@ -85,21 +85,25 @@ struct HasShortTranspose<
 // 0.53 ns an element by the blocks).
 constexpr std::size_t kShortTransposeMax = 4;
 
-// Whether the last k < V::N columns of whole tiles move element by element
-// rather than through a staging block and a transpose: up to 24 elements
-// (avx2, float32: 9 classes by tiles took 5.3 instructions an element in
-// tile_in and tile_out, most of it the tail's block for its one column).
+// Whether the last k < V::N columns of a group of V::N rows (all of them,
+// for rows shorter than V::N) move element by element rather than through a
+// staging block and a transpose: up to 24 elements, of arrays of the compute
+// type (avx2, float32: 9 classes by tiles took 5.3 instructions an element
+// in tile_in and tile_out, most of it the tail's block for its one column).
+// Half-precision storage keeps the block, whose conversions are the vector
+// ones.
 template <class V>
 constexpr bool scalar_tail(std::size_t k) {
-    return k * V::N <= 24;
+    return std::is_same_v<typename V::S, typename V::T> && k * V::N <= 24;
 }
 
 // Rows [0, w) of x (n elements each, w <= V::N) into lanes [0, w) of a tile
 // whose rows are ts apart: tile[i * ts + l] = x[l * xs + i]. Rows laid end
 // to end and shorter than a vector go by the short transposes where V has
-// them; whole tiles by blocks of V::N x V::N (the last one through a staging
-// block, so that nothing past a row is read), which may fill the tile's rows
-// past n, up to the next multiple of V::N, with anything.
+// them; whole tiles by blocks of V::N x V::N, the last columns element by
+// element (scalar_tail) or through a staging block, which may fill the
+// tile's rows past n, up to the next multiple of V::N, with anything:
+// nothing outside the group's rows is read.
 template <class V>
 void tile_in(const typename V::S* x, std::ptrdiff_t xs, typename V::T* tile, std::size_t ts,
              std::size_t w, std::size_t n) {
@@ -134,11 +138,11 @@ void tile_in(const typename V::S* x, std::ptrdiff_t xs, typename V::T* tile, std
                                                         static_cast<std::ptrdiff_t>(i)]);
             } else if (i < n) {
                 alignas(64) T block[N * N];
-                // rows after the first lie at least N elements on (xs >= N):
-                // a whole vector from a row but the last reads only elements of
-                // the rows in between (into the tile's rows past n); the last
-                // row's is partial
-                const std::size_t whole = xs >= static_cast<std::ptrdiff_t>(N) ? N - 1 : 0;
+                // rows of at least N elements laid end to end: a whole vector
+                // from a row but the last reads the next row's first elements
+                // (into the tile's rows past n); the last row's is partial
+                const std::size_t whole =
+                    (n >= N && xs == static_cast<std::ptrdiff_t>(n)) ? N - 1 : 0;
                 for (std::size_t l = 0; l < whole; ++l)
                     V::store(block + l * N, V::load(x + static_cast<std::ptrdiff_t>(l) * xs + i));
                 for (std::size_t l = whole; l < N; ++l)
@@ -155,7 +159,11 @@ void tile_in(const typename V::S* x, std::ptrdiff_t xs, typename V::T* tile, std
 }
 
 // Lanes [0, w) of the tile's first n rows (ts apart) back into rows [0, w)
-// of y: y[l * ys + i] = tile[i * ts + l].
+// of y: y[l * ys + i] = tile[i * ts + l]. Where whole groups of rows of at
+// least V::N elements lie end to end, the last columns go first as whole
+// vectors, whose lanes past a row land on the next row's first columns
+// until the whole blocks write them: a caller in place (y == x) must have
+// read the group's rows already.
 template <class V>
 void tile_out(const typename V::T* tile, std::size_t ts, typename V::S* y, std::ptrdiff_t ys,
               std::size_t w, std::size_t n) {

@@ -22,8 +22,8 @@ inline __m256i mask64(std::size_t n) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + 4 - n));
 }
 
-// Bytes [0, b) of v at p, b < 32, by pieces of 16, 8, 4 and 2 bytes: the
-// partial stores. vmaskmov stores are microcoded and slow on AMD cores, and a
+// Bytes [0, b) of v at p, b < 32 a multiple of 4, by pieces of 16, 8 and 4
+// bytes: the partial stores. vmaskmov stores are microcoded and slow on AMD cores, and a
 // store through a stack buffer and a memcpy of run-time length took a
 // library call (at 10 classes, softmax's tiles spent 2.5 instructions an
 // element in those calls).
@@ -40,12 +40,9 @@ inline void store_bytes(void* p, std::size_t b, __m256i v) {
         h = _mm_unpackhi_epi64(h, h);
         q += 8;
     }
-    if (b & 4) {
-        _mm_storeu_si32(q, h);
-        h = _mm_srli_si128(h, 4);
-        q += 4;
-    }
-    if (b & 2) _mm_storeu_si16(q, h);
+    // (float lanes only come in fours of bytes; not _mm_storeu_si32, which
+    // GCC has from 11 on)
+    if (b & 4) _mm_store_ss(reinterpret_cast<float*>(q), _mm_castsi128_ps(h));
 }
 
 struct F32 : ScaleOrZero<F32> {
