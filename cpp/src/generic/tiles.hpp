@@ -97,6 +97,37 @@ constexpr bool scalar_tail(std::size_t k) {
     return std::is_same_v<typename V::S, typename V::T> && k * V::N <= 24;
 }
 
+// Elements [k0, n) of rows [0, w) of x into lanes [0, w) of the tile's rows
+// k0 to n, and back: the tiles' moves element by element. (A column at a
+// time: for a tail of one or two columns, the inner loop then runs over the
+// lanes, not over one or two elements; 9 classes 1.2x the instructions the
+// other way round.)
+template <class V>
+void elements_in(const typename V::S* x, std::ptrdiff_t xs, typename V::T* tile, std::size_t ts,
+                 std::size_t w, std::size_t k0, std::size_t n) {
+    for (std::size_t k = k0; k < n; ++k)
+        for (std::size_t l = 0; l < w; ++l)
+            tile[k * ts + l] =
+                to_compute(x[static_cast<std::ptrdiff_t>(l) * xs + static_cast<std::ptrdiff_t>(k)]);
+}
+template <class V>
+void elements_out(const typename V::T* tile, std::size_t ts, typename V::S* y, std::ptrdiff_t ys,
+                  std::size_t w, std::size_t k0, std::size_t n) {
+    for (std::size_t k = k0; k < n; ++k)
+        for (std::size_t l = 0; l < w; ++l)
+            y[static_cast<std::ptrdiff_t>(l) * ys + static_cast<std::ptrdiff_t>(k)] =
+                to_storage<typename V::S>(tile[k * ts + l]);
+}
+
+// How many of a staging block's V::N rows (of n elements, `stride` apart)
+// move as whole vectors: all but the last where rows of at least V::N
+// elements lie end to end (a row's lanes past its end are the next row's
+// first elements), else none.
+template <class V>
+std::size_t whole_rows(std::size_t n, std::ptrdiff_t stride) {
+    return (n >= V::N && stride == static_cast<std::ptrdiff_t>(n)) ? V::N - 1 : 0;
+}
+
 // Rows [0, w) of x (n elements each, w <= V::N) into lanes [0, w) of a tile
 // whose rows are ts apart: tile[i * ts + l] = x[l * xs + i]. Rows laid end
 // to end and shorter than a vector go by the short transposes where V has
@@ -132,17 +163,11 @@ void tile_in(const typename V::S* x, std::ptrdiff_t xs, typename V::T* tile, std
                 for (; i + N <= n; i += N) V::transpose(x + i, xs, tile + i * N, N);
             for (; i + N <= n; i += N) V::transpose(x + i, xs, tile + i * ts, its);
             if (i < n && scalar_tail<V>(n - i)) {
-                for (; i < n; ++i)
-                    for (std::size_t l = 0; l < N; ++l)
-                        tile[i * ts + l] = to_compute(x[static_cast<std::ptrdiff_t>(l) * xs +
-                                                        static_cast<std::ptrdiff_t>(i)]);
+                elements_in<V>(x, xs, tile, ts, N, i, n);
             } else if (i < n) {
                 alignas(64) T block[N * N];
-                // rows of at least N elements laid end to end: a whole vector
-                // from a row but the last reads the next row's first elements
-                // (into the tile's rows past n); the last row's is partial
-                const std::size_t whole =
-                    (n >= N && xs == static_cast<std::ptrdiff_t>(n)) ? N - 1 : 0;
+                // (a whole row's lanes past n land in the tile's rows past n)
+                const std::size_t whole = whole_rows<V>(n, xs);
                 for (std::size_t l = 0; l < whole; ++l)
                     V::store(block + l * N, V::load(x + static_cast<std::ptrdiff_t>(l) * xs + i));
                 for (std::size_t l = whole; l < N; ++l)
@@ -154,8 +179,7 @@ void tile_in(const typename V::S* x, std::ptrdiff_t xs, typename V::T* tile, std
             return;
         }
     }
-    for (std::size_t l = 0; l < w; ++l, x += xs)
-        for (std::size_t k = 0; k < n; ++k) tile[k * ts + l] = to_compute(x[k]);
+    elements_in<V>(x, xs, tile, ts, w, 0, n);
 }
 
 // Lanes [0, w) of the tile's first n rows (ts apart) back into rows [0, w)
@@ -190,19 +214,14 @@ void tile_out(const typename V::T* tile, std::size_t ts, typename V::S* y, std::
         if (w == N && n > 1) {
             const std::size_t whole_n = n / N * N;
             if (whole_n < n && scalar_tail<V>(n - whole_n)) {
-                for (std::size_t i = whole_n; i < n; ++i)
-                    for (std::size_t l = 0; l < N; ++l)
-                        y[static_cast<std::ptrdiff_t>(l) * ys + static_cast<std::ptrdiff_t>(i)] =
-                            to_storage<typename V::S>(tile[i * ts + l]);
+                elements_out<V>(tile, ts, y, ys, N, whole_n, n);
             } else if (whole_n < n) {
                 alignas(64) T block[N * N];
                 V::transpose(tile + whole_n * ts, its, block, N);
-                // rows laid end to end, of at least N elements: the partial
-                // columns first, a whole vector for each row but the last,
-                // whose lanes past the row land in the next row's first
-                // columns, which the whole blocks below then write
-                const std::size_t whole =
-                    (n >= N && ys == static_cast<std::ptrdiff_t>(n)) ? N - 1 : 0;
+                // the partial columns first: a whole row's lanes past n land in
+                // the next row's first columns, which the whole blocks below
+                // then write
+                const std::size_t whole = whole_rows<V>(n, ys);
                 for (std::size_t l = 0; l < whole; ++l)
                     V::store(y + static_cast<std::ptrdiff_t>(l) * ys + whole_n,
                              V::load(block + l * N));
@@ -217,8 +236,7 @@ void tile_out(const typename V::T* tile, std::size_t ts, typename V::S* y, std::
             return;
         }
     }
-    for (std::size_t l = 0; l < w; ++l, y += ys)
-        for (std::size_t k = 0; k < n; ++k) y[k] = to_storage<typename V::S>(tile[k * ts + l]);
+    elements_out<V>(tile, ts, y, ys, w, 0, n);
 }
 
 // How many groups of V::N rows one tile takes (kTileBytes, at most
