@@ -365,7 +365,7 @@ CeSums ce_register_tiles(const CeRows<typename V::S>& a, const CeOptions<typenam
     using T = typename V::T;
     using reg = typename V::reg;
     using C = typename V::Compute;
-    constexpr std::size_t N = V::N, G = kRegisterGroups;
+    constexpr std::size_t N = V::N, G = RegisterTile<V, kN>::kGroups;
     const CeOptions<T> co = compute_options(o);
     const CeCols<T> c = examples_of(a, 0);  // (the logits and gradient are the tiles')
     CeLabelsChunks<C, kN> k(c, co);
@@ -411,8 +411,8 @@ CeSums ce_register_tiles(const CeRows<typename V::S>& a, const CeOptions<typenam
                 RegisterTile<V, kN, kG> t;
                 t.load(a.x + r * kN, w);
                 reg grad[kG][kN];
-                double sums[kG];
-                bool far[kG];
+                double sums[kG] = {};  // (GCC 12 saw sums[0] unset with kG = 1)
+                bool far[kG] = {};
                 k.template groups<kG>(
                     r, w, [&](std::size_t g, std::size_t i) { return t.c[g][i]; },
                     a.grad != nullptr, [&](std::size_t g, std::size_t i, reg v) { grad[g][i] = v; },

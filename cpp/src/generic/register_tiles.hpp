@@ -6,6 +6,10 @@
 // tiles, tiles.hpp), and transposed back, with no tile in memory. Two groups
 // of V::N rows go through each step together: one group's chain (max -> exp
 // -> sum -> 1/sum -> scale) is too short for the core to overlap the next.
+// Rows longer than a vector (where V::kWideRegisterTileMax allows them: avx2,
+// float32, 9 to 16 elements) go one group at a time, by V::N x V::N
+// transposes through a block on the stack, their length still a
+// compile-time constant.
 #pragma once
 
 #include <cstddef>
@@ -21,9 +25,10 @@
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
-// (longer rows: n masked permutes per vector each way grow as n^2, and the
-// tiles' V::N x V::N transposes measured faster from 9 elements on)
-constexpr std::size_t kRegisterTileMax = 8;
+// (by the short transposes: n masked permutes per vector each way grow as
+// n^2, and the tiles' V::N x V::N transposes measured faster from 9 elements
+// on; past V::N, by those transposes, see WideRegisterTileMax)
+constexpr std::size_t kRegisterTileMax = 16;
 constexpr std::size_t kRegisterGroups = 2;
 
 template <class V>
@@ -58,14 +63,29 @@ template <class V>
 struct ConstTransposeMax<V, std::void_t<decltype(V::kConstTransposeMax)>>
     : Const<V::kConstTransposeMax> {};
 
+// The longest rows past V::N the register tiles take, by V::N x V::N blocks:
+// V::kWideRegisterTileMax where the wrapper has one (avx2, float32: softmax
+// of 9 to 16 classes 7.9-8.8 instructions an element, against 10.1-12.3 by
+// the tiles of tiles.hpp, whose kernels' loops run over a run-time n), else
+// none.
+template <class V, class = void>
+struct WideRegisterTileMax : Const<0> {};
+template <class V>
+struct WideRegisterTileMax<V, std::void_t<decltype(V::kWideRegisterTileMax)>>
+    : Const<V::kWideRegisterTileMax> {};
+template <class V>
+constexpr std::size_t kRegisterTileMost =
+    WideRegisterTileMax<V>::value > V::N ? WideRegisterTileMax<V>::value
+                                         : ConstTransposeMax<V>::value;
+
 // Whether V does rows of n by register tiles: n in [lo, kRegisterTileMax],
-// up to ConstTransposeMax, the rows laid end to end; then f(Const<n>{}) runs
+// up to kRegisterTileMost, the rows laid end to end; then f(Const<n>{}) runs
 // (the kernels below for the row length as a compile-time constant: their
 // loops unroll, their tiles stay in registers).
 template <class V, class F>
 bool try_register_tiles(std::size_t n, std::size_t lo, bool end_to_end, F f) {
     if constexpr (kHasRegisterTiles<V>) {
-        constexpr std::size_t most = ConstTransposeMax<V>::value;
+        constexpr std::size_t most = kRegisterTileMost<V>;
         if (!end_to_end || n < lo || n > most || n > kRegisterTileMax) return false;
         const auto fixed = [&f](auto k) {
             if constexpr (k <= most) f(k);
@@ -77,17 +97,55 @@ bool try_register_tiles(std::size_t n, std::size_t lo, bool end_to_end, F f) {
     return false;
 }
 
+// How many groups of V::N rows a register tile of rows of kN takes by
+// default: one past V::N (its columns would not fit the registers twice).
+template <class V, std::size_t kN>
+constexpr std::size_t kRegisterGroupsOf = kN > V::N ? 1 : kRegisterGroups;
+
 // G groups of V::N rows of kN elements each: cols[g][j], lane l = element j
 // of row l of group g; `rows` of them are real (the rest read as 0).
-template <class V, std::size_t kN, std::size_t G = kRegisterGroups>
+template <class V, std::size_t kN, std::size_t G = kRegisterGroupsOf<V, kN>>
 struct RegisterTile {
     using reg = typename V::reg;
+    using T = typename V::T;
     static constexpr std::size_t N = V::N;
-    static_assert(kN < N || HasGroupTranspose<V>::value,
+    static constexpr std::size_t kGroups = G;
+    // rows longer than a vector: by V::N x V::N blocks through the stack (a
+    // group short of V::N rows by tile_in and tile_out)
+    static constexpr bool kByBlocks = kN > N;
+    static_assert(kN < N || HasGroupTranspose<V>::value || kByBlocks,
                   "rows of V::N take the group transposes (column_of's tables stop at N - 1)");
+    static_assert(!kByBlocks || HasTranspose<V>::value, "rows past V::N take V::transpose");
+    // A whole group's V::N x V::N blocks: at 0, V::N, ..., and where kN is not
+    // a multiple of V::N, the last V::N columns, overlapping the block before
+    // (their shared columns moved twice, the same values: see tile_in).
+    static constexpr std::size_t kBlocks = (kN + N - 1) / N;
+    static constexpr std::size_t block_at(std::size_t b) {
+        return (b + 1) * N > kN ? kN - N : b * N;
+    }
     reg c[G][kN];
 
     void load(const typename V::S* x, std::size_t rows) {
+        if constexpr (kByBlocks) {
+            for (std::size_t g = 0; g < G; ++g) {
+                const std::size_t w = g * N < rows ? (rows - g * N < N ? rows - g * N : N) : 0;
+                alignas(64) T block[kN * N];
+                if (w == N) {
+                    for_constants<kBlocks>([&](auto b) {
+                        constexpr std::size_t at = block_at(b);
+                        V::transpose(x + g * N * kN + at, kN, block + at * N, N);
+                    });
+                } else {  // (the lanes past the rows: 0)
+                    for (std::size_t i = 0; i < kN * N; ++i) block[i] = T(0);
+                    if (w > 0) tile_in<V>(x + g * N * kN, kN, block, N, w, kN);
+                }
+                for (std::size_t j = 0; j < kN; ++j) c[g][j] = V::Compute::load(block + j * N);
+            }
+        } else {
+            load_short(x, rows);
+        }
+    }
+    void load_short(const typename V::S* x, std::size_t rows) {
         const std::size_t total = rows * kN;
         // (always_inline: called once a block, GCC left these out of line)
         const auto block = [&](std::size_t g, std::size_t k) __attribute__((always_inline)) {
@@ -111,6 +169,24 @@ struct RegisterTile {
     }
     // out[g][j] back to `rows` rows of kN at y
     static void store(const reg (&out)[G][kN], typename V::S* y, std::size_t rows) {
+        if constexpr (kByBlocks) {
+            for (std::size_t g = 0; g < G && g * N < rows; ++g) {
+                alignas(64) T block[kN * N];
+                for (std::size_t j = 0; j < kN; ++j) V::Compute::store(block + j * N, out[g][j]);
+                if (rows - g * N >= N) {
+                    for_constants<kBlocks>([&](auto b) {
+                        constexpr std::size_t at = block_at(b);
+                        V::transpose(block + at * N, N, y + g * N * kN + at, kN);
+                    });
+                } else {
+                    tile_out<V>(block, N, y + g * N * kN, kN, rows - g * N, kN);
+                }
+            }
+        } else {
+            store_short(out, y, rows);
+        }
+    }
+    static void store_short(const reg (&out)[G][kN], typename V::S* y, std::size_t rows) {
         const std::size_t total = rows * kN;
         const auto put = [&](std::size_t g, std::size_t k, reg b) __attribute__((always_inline)) {
             const std::size_t at = (g * kN + k) * N;
@@ -190,7 +266,7 @@ struct RegisterTile {
 // took 1.4x the instructions on NEON at 2 classes.)
 template <class V, std::size_t kN, class Op>
 void by_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows, Op op) {
-    constexpr std::size_t step = kRegisterGroups * V::N;
+    constexpr std::size_t step = RegisterTile<V, kN>::kGroups * V::N;
     for (std::size_t r = 0; r < rows; r += step) {
         const std::size_t w = (rows - r < step) ? rows - r : step;
         RegisterTile<V, kN> t;
@@ -204,7 +280,7 @@ void softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_
                             const Z& z) {
     using T = typename V::T;
     using reg = typename V::reg;
-    constexpr std::size_t G = kRegisterGroups;
+    constexpr std::size_t G = RegisterTile<V, kN>::kGroups;
     by_register_tiles<V, kN>(
         x, y, rows, [&z](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w) {
             using C = typename V::Compute;  // (the tiles' arithmetic: float for half precision)
@@ -232,7 +308,7 @@ template <class V, std::size_t kN, class Z>
 void log_softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows,
                                 const Z& z) {
     using reg = typename V::reg;
-    constexpr std::size_t G = kRegisterGroups;
+    constexpr std::size_t G = RegisterTile<V, kN>::kGroups;
     by_register_tiles<V, kN>(
         x, y, rows,
         [&z](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w)
@@ -254,7 +330,7 @@ template <class V, std::size_t kN, class Z>
 void logsumexp_register_tiles(const typename V::S* x, typename V::S* out, std::size_t rows,
                               const Z& z) {
     using reg = typename V::reg;
-    constexpr std::size_t G = kRegisterGroups;
+    constexpr std::size_t G = RegisterTile<V, kN>::kGroups;
     by_register_tiles<V, kN>(
         x, out, rows,
         [&z](RegisterTile<V, kN>& t, typename V::S* o, std::size_t r, std::size_t w)

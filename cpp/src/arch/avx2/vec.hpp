@@ -278,6 +278,8 @@ struct F32 : ScaleOrZero<F32> {
     // stayed rolled in GCC's code, rebuilding every mask and permute per
     // vector: 14.3 instructions an element for softmax of 7 classes.)
     static constexpr std::size_t kConstTransposeMax = 8;
+    // ... and rows of 9 to 16 by 8 x 8 blocks (register_tiles.hpp)
+    static constexpr std::size_t kWideRegisterTileMax = 16;
     template <std::size_t n>
     static void columns_of(const reg* rows, Const<n>, reg* cols) {
         static_assert(n >= 1 && n <= 8);
