@@ -1,15 +1,16 @@
-"""The floor of issue 17 part 1's AVX2 target at 16 to 64 classes: softmax against np.exp.
+"""The floor of issue 17 part 1's AVX2 target at 6 to 64 classes: softmax against np.exp.
 
-    taskset -c 1 python bench/floor_cols.py [--before PKG] [--rounds 21] [--classes 16,64]
+    taskset -c 1 python bench/floor_cols.py [--before PKG] [--rounds 21] [--classes 6,16,64]
 
 One thread, float32, about 131,072 elements per array (as bench/few_classes.py; here a
 whole number of groups of 8 rows), `out=`: the median time per element of
 `np.exp(x, out=o)`, of fastsoftmax's softmax on the avx2 target, of bench/floor_cols.cpp's
-kernel for the same call by tiles of 8 rows and row by row, and with --before, of
-another installed fastsoftmax package (the issue's "today", 81c4564) on avx2 too, all in
-the same interleaved rounds. The floor's outputs are checked first: within 2 ulp of the
-correctly rounded softmax, and the floor of the library's path (tiles up to 48 classes,
-rows beyond) bit for bit fastsoftmax's. The issue's AVX2 target: 2x faster than 81c4564.
+kernel for the same call by tiles of 8 rows and row by row (8, 16, ... classes only),
+and with --before, of another installed fastsoftmax package (the issue's "today",
+81c4564) on avx2 too, all in the same interleaved rounds. The floor's outputs are checked
+first: within 2.5 ulp of the exact softmax (the README's "about 2.4 ulp"), and the floor
+of the library's path (tiles up to 48 classes, rows beyond) bit for bit fastsoftmax's.
+The issue's AVX2 target: 2x faster than 81c4564.
 """
 
 from __future__ import annotations
@@ -28,21 +29,32 @@ from interleave_builds import builds_of
 ELEMENTS = 131072
 
 
+def padded(rows: int, n: int) -> np.ndarray:
+    """A float32 (rows, n) array with 8 elements of room after it."""
+    return np.empty(rows * n + 8, np.float32)[: rows * n].reshape(rows, n)
+
+
 def one_count(c: ctypes.CDLL, builds: dict, n: int, rounds: int, min_time: float) -> str:
     """The table's line for rows of n classes."""
     rows = ELEMENTS // n // 8 * 8
     rng = np.random.default_rng(n)
-    x = (rng.standard_normal((rows, n)) * 3).astype(np.float32)
-    o, f = np.empty_like(x), np.empty_like(x)
+    # (8 elements past each array: the floor's tiles below 8 classes read and write there)
+    x = padded(rows, n)
+    x[...] = rng.standard_normal((rows, n)) * 3
+    o, f = np.empty_like(x), padded(rows, n)
     px, pf = x.ctypes.data, f.ctypes.data
     e = np.exp(x.astype(np.float64) - x.max(axis=-1, keepdims=True))
-    exact = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    exact = e / e.sum(axis=-1, keepdims=True)
+    ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
     want = builds["after"].softmax(x, axis=-1)
-    same = []
-    for tiles in (1, 0):
+    kinds, same = [], []
+    for tiles in (1, 0):  # (by rows: whole vectors only, 8, 16, ... classes)
         f.fill(np.nan)
-        assert c.softmax_cols_f32(px, pf, rows, n, tiles) == 0, n
-        np.testing.assert_array_max_ulp(f, exact, 2)
+        if c.softmax_cols_f32(px, pf, rows, n, tiles) != 0:
+            continue
+        err = float(np.max(np.abs(f - exact) / ulp))
+        assert err <= 2.5, (n, tiles, err)  # (the README's "about 2.4 ulp")
+        kinds.append(tiles)
         same.append(np.array_equal(f, want))
     assert any(same), n  # (the library's own path, bit for bit)
 
@@ -51,12 +63,13 @@ def one_count(c: ctypes.CDLL, builds: dict, n: int, rounds: int, min_time: float
 
     fns: list[Callable[[], object]] = [lambda: np.exp(x, out=o)]
     fns += [lambda fs=fs: fs.softmax(x, axis=-1, out=o) for fs in builds.values()]
-    fns += [floor(1), floor(0)]
+    fns += [floor(tiles) for tiles in kinds]
     samples = time_interleaved_samples(fns, rounds, min_time)
     med = [float(np.median(s)) / x.size * 1e9 for s in samples]
+    med += [float("nan")] * (2 - len(kinds))
     cells = [f"{med[0]:8.3f}"] + [f"{t:6.3f} ({t / med[0]:4.2f})" for t in med[1:]]
     if "before" in builds:
-        cells.append(f"{med[2] / med[1]:8.2f} {med[2] / min(med[3:]):8.2f}")
+        cells.append(f"{med[2] / med[1]:8.2f} {med[2] / np.nanmin(med[3:]):8.2f}")
     return f"{n:>3} " + " ".join(cells)
 
 
