@@ -8,7 +8,7 @@ templates under cpp/, every source and header the compiler read (the build tree'
 dependency log, BUILD_DIR being the build of this checkout that the README's
 ``pip install .`` left, plus the headers of the targets that this machine does not build,
 found by the preprocessor), and the Python package. That it is also enough is shown by
-``python -m build``, which builds the wheel from the sdist.
+.ci/run's sanitizer step, which builds the package from the sdist.
 
 The wheel must hold the Python package and the extension, no library grafted by auditwheel
 (``fastsoftmax.libs/``: the extension needs nothing outside the manylinux policy), and a
