@@ -236,7 +236,10 @@ template <class V>
 std::size_t tile_groups(std::size_t n) {
     constexpr std::size_t N = V::N;
     if (n > kWideTileMax) return 1;
-    const std::size_t rows_held = (n + N - 1) / N * N;  // (the blocks' rows past n)
+    // (rounded up to V::N: below V::N the staging block fills rows past n;
+    // past V::N nothing does since the overlapping last block, but the tile
+    // widths were measured with the rounding, which stays until remeasured)
+    const std::size_t rows_held = (n + N - 1) / N * N;
     const std::size_t k = kTileBytes / (rows_held * N * sizeof(typename V::T));
     return k < 1 ? 1 : (k > kTileGroups ? kTileGroups : k);
 }
