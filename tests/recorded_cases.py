@@ -29,8 +29,8 @@ the largest difference in units in the last place, and the NaN / inf mismatches.
 Outputs are compared bit for bit, but for the sign and payload bits of NaNs (every NaN
 counts as ``np.nan``). Those bits follow from the order of operands in the machine code
 (x86's invalid operations make a negative NaN, a NaN operand passes its own on), not from
-the source alone: the recorded commit itself, built with ``--coverage`` or as CI's
-sanitizer build (``-O2``, ASan + UBSan), gave other NaN bits in 7 and 125 cases (values
+the source alone: the recorded commit itself, built with ``--coverage`` or with the
+sanitizers at ``-O2`` (ASan + UBSan), gave other NaN bits in 7 and 125 cases (values
 bitwise the same in every case). The recording also holds, where they differ, the digest
 with the NaNs' bits, which ``FASTSOFTMAX_TEST_NAN_BITS=1`` makes the test compare too.
 
