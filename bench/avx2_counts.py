@@ -32,7 +32,7 @@ from neon_counts import ELEMENTS, REPEATS, arguments, print_table  # (beside thi
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-FLAGS = ["-std=c++17", "-O3", "-DNDEBUG", "-ffp-contract=off"]
+FLAGS = ["-std=c++17", "-O3", "-DNDEBUG", "-ffp-contract=off", "--param=inline-unit-growth=100"]
 TARGETS = {"avx2": ["-mavx2", "-mfma", "-mf16c"], "baseline": []}
 
 

@@ -411,6 +411,12 @@ CeSums ce_register_tiles(const CeRows<typename V::S>& a, const CeOptions<typenam
                 RegisterTile<V, kN, kG> t;
                 t.load(a.x + r * kN, w);
                 reg grad[kG][kN];
+                // (zeros past V::N, where GCC 12 saw them unset with inline-unit-growth
+                // at 100: groups writes them all where a.grad is set; below, zeros
+                // cost the cross-entropy 0.5 instructions an element at 2 to 8 classes)
+                if constexpr (kN > N)
+                    for (auto& row : grad)
+                        for (reg& v : row) v = reg{};
                 double sums[kG] = {};  // (GCC 12 saw sums[0] unset with kG = 1)
                 bool far[kG] = {};
                 k.template groups<kG>(
