@@ -408,6 +408,36 @@ def test_threads_give_the_same_bits(rng, op):
     np.testing.assert_array_equal(one, four)
 
 
+@pytest.mark.parametrize("n", [100, 1027, 7001, 9001])
+@pytest.mark.parametrize("kind", ["full", "(1, C)"])
+def test_rows_past_the_streaming_threshold_are_the_rows_alone(rng, kind, n):
+    """Arrays past 8 MiB (softmax's rows streamed through a scratch row, the outputs
+    written with non-temporal stores; the gradients likewise): each row gets the bits it
+    gets alone, in cache, special rows among them (a NaN and a +inf included, only -inf
+    included, nothing included)."""
+    shape = ((8 << 20) // (4 * n) + 3, n)
+    x = rng.normal(0, 3, shape).astype(np.float32)
+    g = rng.normal(0, 1, shape).astype(np.float32)
+    w = make_mask(kind, shape, rng)
+    wb = np.broadcast_to(w, shape)
+    first = int(np.argmax(wb[0]))  # (an included entry of every row: (1, C) too)
+    x[1, first], x[2, first], x[3] = NAN, INF, -INF
+    x[4, ~wb[4]] = NAN  # (excluded)
+    if kind == "full":
+        w[5] = False
+    rows = [0, 1, 2, 3, 4, 5, 6, 7, shape[0] // 2, shape[0] - 2, shape[0] - 1]
+    wr = (lambda r: w[r : r + 1]) if kind == "full" else (lambda r: w)
+    y = fs.softmax(x, where=w)
+    for r in rows:
+        np.testing.assert_array_equal(y[r : r + 1], fs.softmax(x[r : r + 1], where=wr(r)))
+    for op in BACKWARD:
+        yy = getattr(fs, OF[op])(x, where=w)
+        got = getattr(fs, op)(g, yy, where=w)
+        for r in rows:
+            alone = getattr(fs, op)(g[r : r + 1], yy[r : r + 1], where=wr(r))
+            np.testing.assert_array_equal(got[r : r + 1], alone, err_msg=f"{op} row {r}")
+
+
 # -------------------------------------------------------------------------- errors --
 
 

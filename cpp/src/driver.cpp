@@ -165,16 +165,27 @@ MaskFills<T> mask_fills(Op op) {
 // that the buffers stay in L1/L2 between the copy and the kernel.
 constexpr std::size_t kMaskedBatch = 8192;
 
-// Which rows (float32 and float64, their masks contiguous along them) go to
-// Kernels::masked_row, which reads the mask in its passes, instead of the
-// buffers. As measured (bench/masks.py, float32, time against the plain
-// call, mask copied / read in the passes): logsumexp 1.49 / 1.31 at
-// (1024, 1000), 1.64 / 1.19 at (256, 32000), 1.50 / 1.23 at (8192, 1024);
-// softmax 1.59 / 1.55, 1.44 / 1.14, 1.70 / 2.00: read in the passes only
-// for rows past L1. log_softmax stays with the buffers (1.40-1.51 against
-// 1.48-1.77). The (N, 1) masks' runs of rows likewise start at kMaskedRowMin
-// (shorter rows: many short kernel calls, 3.3x at (8192, 10)).
+// Which rows (float32 and float64, their masks contiguous along them) read
+// the mask in their kernels' passes instead of going through the buffers
+// (bench/masks.py, float32, time against the plain call, mask copied / read
+// in the passes). logsumexp from kMaskedRowMin classes (Kernels::masked_row):
+// 1.49 / 1.31 at (1024, 1000), 1.64 / 1.19 at (256, 32000), 1.50 / 1.23 at
+// (8192, 1024) (avx512). softmax from kMaskedSoftmaxRowMin classes, the rows
+// the plain kernels pipeline or stream (Kernels::masked_softmax_rows; avx2,
+// 2026-12-07): 1.50 / 1.23 at (4096, 100), 1.40 / 1.23 at (4096, 64), 1.63 /
+// 1.14 at (1024, 1000), 1.44 / 1.36 at (8192, 1024); the rows the plain
+// kernels do by tiles stay with the buffers, whose kernels' bits they are
+// (pipelined with the mask read in the passes: 1.28 against 1.35 at (8192,
+// 33), 2.71 against 1.85 at (8192, 10), 1.86 against 1.31 at (8192, 17)). Past
+// kLongRowBytes, from kMaskedSoftmaxMin (Kernels::masked_row): 1.44 / 1.14 at
+// (256, 32000) (avx512). log_softmax stays with the buffers (masked_row's
+// passes measured 1.48-1.77 against 1.40-1.51, avx512). The gradients read
+// it at every row length (Kernels::masked_*_backward_rows; avx2: 2.01-5.30
+// / 1.07-1.49 over bench/masks.py's five shapes). The (N, 1) masks' runs of
+// rows start at kMaskedRowMin (shorter rows: many short kernel calls, 3.3x
+// at (8192, 10)).
 constexpr std::size_t kMaskedRowMin = 128;
+constexpr std::size_t kMaskedSoftmaxRowMin = 32;
 constexpr std::size_t kMaskedSoftmaxMin = 8192;
 
 // Whether a gradient line's first excluded entry (mask bytes ms apart) is
@@ -218,7 +229,9 @@ bool line_any(const unsigned char* m, std::size_t n) {
 // kernels run on the buffers; then `finish` rewrites the excluded entries of
 // the lines where the kernels may have put NaN there. A mask constant along the axis of contiguous
 // rows (ms = 0: an (N, 1) mask) copies nothing: the kernels run on the runs of included rows
-// themselves, and the excluded rows are filled.
+// themselves, and the excluded rows are filled. Rows whose mask is contiguous along them
+// copy nothing either where their kernels read the mask in their passes: the gradients
+// (any row length) and masked_row (below).
 template <class T>
 void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T* a, const T* b,
                   T* y, std::size_t o, const unsigned char* mask, std::size_t mi, std::ptrdiff_t ms,
@@ -261,6 +274,30 @@ void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T*
                         ++r;
                     }
                 }
+            });
+        });
+        return;
+    }
+    if (rows && ms == 1 && op == Op::softmax && k.masked_softmax_rows &&
+        n >= kMaskedSoftmaxRowMin &&  // the mask read in the pipelined or streamed rows' passes
+        k.masked_softmax_rows(a, 0, y, 0, mask, 0, 0, n, params)) {
+        parallel_for(plan.tasks(), [&](std::size_t t) {
+            layout::for_each_batch(plan, t, [&](const layout::Batch& batch) {
+                const std::ptrdiff_t* off = batch.offsets;
+                k.masked_softmax_rows(a + off[0], rs[0], y + off[o], rs[o], mask + off[mi], rs[mi],
+                                      batch.count, n, params);
+            });
+        });
+        return;
+    }
+    if (rows && ms == 1 && b) {  // gradients: the mask read in the kernels' passes
+        const auto kernel = op == Op::softmax_backward ? k.masked_softmax_backward_rows
+                                                       : k.masked_log_softmax_backward_rows;
+        parallel_for(plan.tasks(), [&](std::size_t t) {
+            layout::for_each_batch(plan, t, [&](const layout::Batch& batch) {
+                const std::ptrdiff_t* off = batch.offsets;
+                kernel(a + off[0], rs[0], b + off[1], rs[1], y + off[o], rs[o], mask + off[mi],
+                       rs[mi], batch.count, n, params);
             });
         });
         return;

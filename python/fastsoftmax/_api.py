@@ -540,7 +540,7 @@ def softmax_backward(
     >>> w = [True, True, False]
     >>> y = fs.softmax(np.zeros(3), where=w)
     >>> fs.softmax_backward(np.array([1.0, 0.0, np.nan]), y, where=w)  # (0 may be -0.0)
-    array([ 0.25, -0.25, -0.  ])
+    array([ 0.25, -0.25,  0.  ])
     """
     return _backward(_core.softmax_backward, grad, y, axis, out, temperature, where)
 

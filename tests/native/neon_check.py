@@ -24,7 +24,8 @@ of 2-d, axis 1 of 3-d), gathered rows of negative-stride views, Fortran order, o
 and in place, temperature; NaN and +-inf at the ends, in vector tails and at block edges,
 +-1e30, tiny and huge finite logits, all-equal and all -inf rows, one-element and empty
 axes; where= masks (full, (1, C), (N, 1), rows with nothing included, NaN and inf under
-the mask; the mask read in the kernels' passes with bytes_nonzero from 128 and 8192
+the mask; the mask read in the kernels' passes with bytes_nonzero: the gradients at every
+length, softmax's pipelined rows from 33 classes, logsumexp from 128 and softmax from 8192
 classes) bit for bit against the plain call on the filled input and against the wide
 reference; the fused cross-entropy with integer labels and probabilities, ignore_index,
 class weights, label smoothing, the three reductions, scalar and per-example grad_out,

@@ -25,6 +25,11 @@ using std::size_t;
 // SoftmaxParams::from_memory).
 constexpr std::size_t kStreamBytes = std::size_t(8) << 20;
 
+// Rows longer than this do not stay in L1 between two passes over them
+// (segments.hpp: softmax's long rows; ce_rows.hpp: the half-precision
+// gradient's non-temporal stores; Kernels::masked_softmax_rows).
+constexpr std::size_t kLongRowBytes = std::size_t(32) << 10;
+
 // A row's maximum and sum(exp(x - max)), from one read pass.
 struct MaxSum {
     double max;    // the row maximum (exact: a value of the row)
@@ -144,6 +149,27 @@ struct Kernels {
     // where=); returns kMaskAny | kMaskNonFinite flags.
     unsigned (*masked_copy)(const S* x, ptrdiff_t xs, const unsigned char* m, ptrdiff_t ms, S* to,
                             size_t n, S fill);
+
+    // softmax_backward_rows and log_softmax_backward_rows with a where= mask:
+    // one byte per entry, contiguous along the row, mask rows mrs apart (0:
+    // one row for all); the excluded entries add nothing to the sums and are
+    // written 0 (generic/backward.hpp).
+    void (*masked_softmax_backward_rows)(const S* g, ptrdiff_t gs, const S* y, ptrdiff_t ys, S* o,
+                                         ptrdiff_t os, const unsigned char* m, ptrdiff_t mrs,
+                                         size_t rows, size_t n, Params params);
+    void (*masked_log_softmax_backward_rows)(const S* g, ptrdiff_t gs, const S* y, ptrdiff_t ys,
+                                             S* o, ptrdiff_t os, const unsigned char* m,
+                                             ptrdiff_t mrs, size_t rows, size_t n, Params params);
+
+    // softmax_rows with a where= mask as above, for the rows softmax_rows
+    // pipelines or streams (generic/softmax_rows.hpp): an excluded entry gives
+    // 0; a row with nothing included 0; one whose included entries make the
+    // plain rows' special case NaN at those and 0 at the others. False,
+    // having written nothing, for other row lengths (rows = 0 asks). Null
+    // for half-precision storage.
+    bool (*masked_softmax_rows)(const S* x, ptrdiff_t xs, S* y, ptrdiff_t ys,
+                                const unsigned char* m, ptrdiff_t mrs, size_t rows, size_t n,
+                                Params params);
 
     // softmax or logsumexp (one value at y) of the entries of the
     // contiguous row x (n elements) whose mask byte is nonzero, the mask

@@ -50,7 +50,12 @@ constexpr Kernels<typename V::S> make_kernels() {
     k.entropy_row = &entropy_row<V>;
     k.kl_div_row = &kl_div_row<V>;
     k.masked_copy = &masked_copy<typename V::S>;
-    if constexpr (kExpInOutput<V>) k.masked_row = &masked_row<V>;
+    k.masked_softmax_backward_rows = &masked_backward_rows<V, SoftmaxGrad<V>>;
+    k.masked_log_softmax_backward_rows = &masked_backward_rows<V, LogSoftmaxGrad<V>>;
+    if constexpr (kExpInOutput<V>) {
+        k.masked_softmax_rows = &masked_softmax_rows<V>;
+        k.masked_row = &masked_row<V>;
+    }
     k.exp = &exp_array<V>;
     k.log = &log_array<V>;
     k.log1p = &log1p_array<V>;

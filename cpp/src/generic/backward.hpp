@@ -2,9 +2,11 @@
 #pragma once
 
 #include <cstddef>
+#include <type_traits>
 
 #include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
+#include "generic/row_mask.hpp"
 #include "generic/target.hpp"
 #include "generic/temperature.hpp"
 #include "generic/vec_math.hpp"
@@ -36,47 +38,73 @@ struct LogSoftmaxGrad {  // o = g - exp(y) * sum(g)
 };
 
 // At a temperature (y the softmax or log_softmax of x * s), the gradient
-// with respect to x: Op::out times s (z.times).
-template <class V, class Op, class Z>
+// with respect to x: Op::out times s (z.times). With a where= mask (M: a
+// RowMask), the excluded entries add nothing to the sum (the partial sums
+// keep their value there, so the sums are those of the plain rows with g = 0
+// at those entries, bit for bit) and are written 0: what is under the mask,
+// NaN included, is never used.
+template <class V, class Op, class Z, class M = NoRowMask>
 void backward_rows_at(const typename V::S* g, std::ptrdiff_t gs, const typename V::S* y,
                       std::ptrdiff_t ys, typename V::S* o, std::ptrdiff_t os, std::size_t rows,
-                      std::size_t n, const SoftmaxParams& params, const Z& z) {
+                      std::size_t n, const SoftmaxParams& params, const Z& z, const M& mask = {}) {
     using T = typename V::T;
+    using reg = typename V::reg;
     constexpr std::size_t N = V::N;
+    constexpr bool kMasked = !std::is_same_v<M, NoRowMask>;
     StreamedRows<V> out;
     const bool stream =
         params.from_memory && (Op::kStreamLongRows || n * sizeof(T) <= kLongRowBytes);
     for (std::size_t r = 0; r < rows; ++r, g += gs, y += ys, o += os) {
+        const auto lanes = mask.row(r);
+        // (the lanes of the row's last, partial vector)
+        [[maybe_unused]] const auto tail = lanes.last(n);
+        // the sum's term at i, w lanes (w < N: zero-filled, the row's last)
+        const auto acc = [&](reg s, std::size_t i, std::size_t w) {
+            const bool whole = w == N;
+            const reg t = Op::acc(s, whole ? V::load(g + i) : V::load_partial(g + i, w, 0),
+                                  whole ? V::load(y + i) : V::load_partial(y + i, w, 0));
+            if constexpr (kMasked)
+                return V::select(whole ? lanes.at(i) : tail, t, s);
+            else
+                return t;
+        };
+        // the output at k, w lanes (w < N: the row's first or last)
+        const auto part = [&](std::size_t k, std::size_t w, reg vs) {
+            const reg v =
+                z.times(Op::out(w == N ? V::load(g + k) : V::load_partial(g + k, w, 0),
+                                w == N ? V::load(y + k) : V::load_partial(y + k, w, 0), vs));
+            if constexpr (kMasked)
+                return V::select(w == N                     ? lanes.at(k)
+                                 : k + w == n && w == n % N ? tail
+                                                            : lanes.range(n, k, w),
+                                 v, V::zero());
+            else
+                return v;
+        };
         auto wide = V::wide_zero();
         std::size_t i = 0;
         while (i + N <= n) {
             const std::size_t end = (n - i >= kBlock * N) ? i + kBlock * N : n;
             auto s0 = V::zero(), s1 = V::zero();
             for (; i + 2 * N <= end; i += 2 * N) {
-                s0 = Op::acc(s0, V::load(g + i), V::load(y + i));
-                s1 = Op::acc(s1, V::load(g + i + N), V::load(y + i + N));
+                s0 = acc(s0, i, N);
+                s1 = acc(s1, i + N, N);
             }
-            for (; i + N <= end; i += N) s0 = Op::acc(s0, V::load(g + i), V::load(y + i));
+            for (; i + N <= end; i += N) s0 = acc(s0, i, N);
             V::wide_add(wide, V::add(s0, s1));
         }
         if (i < n)  // zero fill: the missing lanes add nothing
-            V::wide_add(wide, Op::acc(V::zero(), V::load_partial(g + i, n - i, 0),
-                                      V::load_partial(y + i, n - i, 0)));
+            V::wide_add(wide, acc(V::zero(), i, n - i));
         const auto vs = V::set1(static_cast<T>(V::wide_hsum(wide)));
-        const auto part = [&](std::size_t k, std::size_t w) {
-            return z.times(Op::out(V::load_partial(g + k, w, 0), V::load_partial(y + k, w, 0), vs));
-        };
         if (stream) {
             const std::size_t head = StreamedRows<V>::head(o, n);
-            out.begin(o, head, [&] { return part(0, head); });
-            for (i = head; i + N <= n; i += N)
-                V::stream(o + i, z.times(Op::out(V::load(g + i), V::load(y + i), vs)));
-            out.end(o + n, n - i, [&] { return part(i, n - i); });
-            continue;
+            out.begin(o, head, [&] { return part(0, head, vs); });
+            for (i = head; i + N <= n; i += N) V::stream(o + i, part(i, N, vs));
+            out.end(o + n, n - i, [&] { return part(i, n - i, vs); });
+        } else {
+            for (i = 0; i + N <= n; i += N) V::store(o + i, part(i, N, vs));
+            if (i < n) V::store_partial(o + i, n - i, part(i, n - i, vs));
         }
-        for (i = 0; i + N <= n; i += N)
-            V::store(o + i, z.times(Op::out(V::load(g + i), V::load(y + i), vs)));
-        if (i < n) V::store_partial(o + i, n - i, part(i, n - i));
     }
     if (stream) out.finish();
 }
@@ -87,6 +115,18 @@ void backward_rows(const typename V::S* g, std::ptrdiff_t gs, const typename V::
                    std::size_t n, const SoftmaxParams& params) {
     with_temperature<V>(params, [&](const auto& z) {
         backward_rows_at<V, Op>(g, gs, y, ys, o, os, rows, n, params, z);
+    });
+}
+
+// backward_rows with a where= mask (RowMask): contiguous rows, their mask
+// bytes contiguous along them, mask rows `mrs` apart (0: one for all).
+template <class V, class Op>
+void masked_backward_rows(const typename V::S* g, std::ptrdiff_t gs, const typename V::S* y,
+                          std::ptrdiff_t ys, typename V::S* o, std::ptrdiff_t os,
+                          const unsigned char* m, std::ptrdiff_t mrs, std::size_t rows,
+                          std::size_t n, const SoftmaxParams& params) {
+    with_temperature<V>(params, [&](const auto& z) {
+        backward_rows_at<V, Op>(g, gs, y, ys, o, os, rows, n, params, z, RowMask<V>{m, mrs});
     });
 }
 

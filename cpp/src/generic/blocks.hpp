@@ -141,11 +141,6 @@ double row_store_exp_sum(const typename V::S* x, Y* y, std::size_t n, typename V
 template <class V>
 constexpr bool kExpInOutput = std::is_same_v<typename V::S, typename V::T>;
 
-// Rows longer than this do not stay in L1 between two passes over them
-// (segments.hpp: softmax's long rows; ce_rows.hpp: the half-precision
-// gradient's non-temporal stores).
-constexpr std::size_t kLongRowBytes = std::size_t(32) << 10;
-
 // Half-precision rows up to this many bytes of float exponentials keep them
 // in a scratch row (L2: 1 MiB on Zen 4, with the row of x beside it) between
 // the exp pass and the scaling pass; longer rows compute them twice rather

@@ -30,10 +30,12 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <type_traits>
 
 #include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
 #include "generic/register_tiles.hpp"
+#include "generic/row_mask.hpp"
 #include "generic/segments.hpp"
 #include "generic/short_rows.hpp"
 #include "generic/softmax_cols.hpp"
@@ -57,15 +59,62 @@ constexpr std::size_t kLogSoftmaxTileLimit = 64;
 template <class V>
 constexpr std::size_t kLogSumExpTileLimit = 128;
 
+// The pipelined rows' loads (M: NoRowMask, or a where= mask's RowMask): the
+// w lanes of row x from i (w < N: the row's last, -inf after), -inf where
+// excluded; `last`: the lanes of the row's last vector (MaskRow::last).
+template <class V, class L, class K>
+typename V::reg masked_load(const typename V::S* x, std::size_t i, const L& lanes, std::size_t w,
+                            const K& last) {
+    using T = typename V::T;
+    const auto v = w == V::N ? V::load(x + i) : V::load_partial(x + i, w, neg_inf<T>());
+    if constexpr (std::is_same_v<L, NoRowMask::Row>)
+        return v;
+    else
+        return V::select(w == V::N ? lanes.at(i) : last, v, V::set1(neg_inf<T>()));
+}
+
+// row_max over the included entries
+template <class V, class L>
+typename V::T masked_row_max(const typename V::S* x, std::size_t n, const L& lanes) {
+    if constexpr (std::is_same_v<L, NoRowMask::Row>) {
+        return row_max<V>(x, n);
+    } else {
+        auto m0 = V::set1(neg_inf<typename V::T>()), m1 = m0;
+        const auto last = lanes.last(n);
+        std::size_t i = 0;
+        for (; i + 2 * V::N <= n; i += 2 * V::N) {
+            m0 = V::max(m0, masked_load<V>(x, i, lanes, V::N, last));
+            m1 = V::max(m1, masked_load<V>(x, i + V::N, lanes, V::N, last));
+        }
+        for (; i < n; i += V::N)
+            m0 = V::max(m0, masked_load<V>(x, i, lanes, n - i < V::N ? n - i : V::N, last));
+        return V::hmax(V::max(m0, m1));
+    }
+}
+
+// softmax_special of a row: NaN (a masked row: at its included entries, 0
+// at the others: where= gives 0 there whatever the included ones give).
+template <class V, class L>
+void masked_softmax_special(typename V::S* y, std::size_t n, const L& lanes) {
+    if constexpr (std::is_same_v<L, NoRowMask::Row>) {
+        softmax_special(y, 1, n);
+    } else {
+        using T = typename V::T;
+        for (std::size_t i = 0; i < n; ++i)
+            y[i] = lanes.m[i] ? std::numeric_limits<T>::quiet_NaN() : T(0);
+    }
+}
+
 // Rows that fit in L1, in arrays that fit in cache, software-pipelined: one loop over the columns
 // does the exp-store-sum pass of row r (bound by the FMA units) together with the max pass of row
 // r+1 and the scale pass of row r-1 (bound by loads and stores), so the two kinds of work overlap
 // instead of taking turns. The exponentials go to y itself, or for half precision (see
 // kExpInOutput) to two float scratch rows taking turns, from which the scale pass rounds each
 // output once (bfloat16 of 4096 x 128: 342 -> 270 us against three passes a row).
-template <class V, class Z>
+template <class V, class Z, class M = NoRowMask>
 void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
-                            std::ptrdiff_t ys, std::size_t rows, std::size_t n, const Z& z) {
+                            std::ptrdiff_t ys, std::size_t rows, std::size_t n, const Z& z,
+                            const M& mask = {}) {
     using T = typename V::T;
     using C = typename V::Compute;  // (the exponentials' rows: of T)
     using reg = typename V::reg;
@@ -73,9 +122,9 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
     const std::size_t tail = n % N;
     const std::size_t full = n - tail;
     T* const scratch = kExpInOutput<V> ? nullptr : thread_scratch<T>(2 * n);
-    T m = row_max<V>(x, n);         // of the current row
-    typename V::S* prev = nullptr;  // the previous row, still to be scaled by inv_prev
-    const T* prev_e = nullptr;      // its exponentials (prev itself, but for half precision)
+    T m = masked_row_max<V>(x, n, mask.row(0));  // of the current row
+    typename V::S* prev = nullptr;               // the previous row, still to be scaled by inv_prev
+    const T* prev_e = nullptr;  // its exponentials (prev itself, but for half precision)
     Factor<V> inv_prev{V::zero(), V::zero()};
     for (std::size_t r = 0; r < rows; ++r) {
         const typename V::S* xr = x + static_cast<std::ptrdiff_t>(r) * xs;
@@ -85,8 +134,10 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
             er = yr;
         else
             er = scratch + (r & 1) * n;
-        const typename V::S* xn =
-            (r + 1 < rows) ? xr + xs : xr;  // the next row (the last row re-reads itself)
+        const std::size_t rn = (r + 1 < rows) ? r + 1 : r;
+        const typename V::S* xn = x + static_cast<std::ptrdiff_t>(rn) * xs;  // the next row
+        const auto lr = mask.row(r), ln = mask.row(rn);  // (the last row re-reads itself)
+        const auto lr_last = lr.last(n), ln_last = ln.last(n);
         const bool ok = std::isfinite(m);
         const reg vm = V::set1(ok ? m : T(0));
         const reg vlo = V::set1(z.floor(ok ? m : T(0)));
@@ -94,11 +145,11 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
         ExpSum<V> s0;
         std::size_t i = 0;
         for (; i + 2 * N <= full; i += 2 * N) {
-            mx0 = V::max(mx0, V::load(xn + i));
-            mx1 = V::max(mx1, V::load(xn + i + N));
+            mx0 = V::max(mx0, masked_load<V>(xn, i, ln, N, ln_last));
+            mx1 = V::max(mx1, masked_load<V>(xn, i + N, ln, N, ln_last));
             if (ok) {
-                const reg e0 = z.exp_sub(V::load(xr + i), vm, vlo);
-                const reg e1 = z.exp_sub(V::load(xr + i + N), vm, vlo);
+                const reg e0 = z.exp_sub(masked_load<V>(xr, i, lr, N, lr_last), vm, vlo);
+                const reg e1 = z.exp_sub(masked_load<V>(xr, i + N, lr, N, lr_last), vm, vlo);
                 C::store(er + i, e0);
                 C::store(er + i + N, e1);
                 s0.add2(e0, e1);
@@ -110,9 +161,9 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
         }
         for (; i < n; i += N) {
             const std::size_t w = (n - i < N) ? n - i : N;
-            mx0 = V::max(mx0, V::load_partial(xn + i, w, neg_inf<T>()));
+            mx0 = V::max(mx0, masked_load<V>(xn, i, ln, w, ln_last));
             if (ok) {
-                const reg e = z.exp_sub(V::load_partial(xr + i, w, neg_inf<T>()), vm, vlo);
+                const reg e = z.exp_sub(masked_load<V>(xr, i, lr, w, lr_last), vm, vlo);
                 C::store_partial(er + i, w, e);
                 s0.add(e);
             }
@@ -121,7 +172,7 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
         }
         const double sum = s0.total();
         if (!ok || sum != sum) {  // max not finite, or a NaN in the row
-            softmax_special(yr, 1, n);
+            masked_softmax_special<V>(yr, n, lr);
             prev = nullptr;
         } else {
             prev = yr;
@@ -139,9 +190,10 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
 // row r-1 = its scratch row * (1 / sum), written with non-temporal stores
 // (StreamedRows). Reading, computing and writing overlap, and y's lines are
 // never read.
-template <class V, class Z>
+template <class V, class Z, class M = NoRowMask>
 void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
-                           std::ptrdiff_t ys, std::size_t rows, std::size_t n, const Z& z) {
+                           std::ptrdiff_t ys, std::size_t rows, std::size_t n, const Z& z,
+                           const M& mask = {}) {
     using T = typename V::T;
     using S = typename V::S;
     using reg = typename V::reg;
@@ -149,14 +201,17 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
     const std::size_t full = n - n % N;
     T* const scratch = thread_scratch<T>(2 * n);
     StreamedRows<V> out;
-    T m = row_max<V>(x, n);  // of the current row
+    T m = masked_row_max<V>(x, n, mask.row(0));  // of the current row
     // the previous row, still to be written (if any)
     RowStream<V, ScaledBy<V>> prev(y, n, {scratch, Factor<V>::of(1.0)});
     bool have_prev = false;
     for (std::size_t r = 0; r < rows; ++r) {
         const S* xr = x + static_cast<std::ptrdiff_t>(r) * xs;
         S* yr = y + static_cast<std::ptrdiff_t>(r) * ys;
-        const S* xn = (r + 1 < rows) ? xr + xs : xr;  // the next row (the last re-reads itself)
+        const std::size_t rn = (r + 1 < rows) ? r + 1 : r;
+        const S* xn = x + static_cast<std::ptrdiff_t>(rn) * xs;  // the next row
+        const auto lr = mask.row(r), ln = mask.row(rn);          // (the last re-reads itself)
+        const auto lr_last = lr.last(n), ln_last = ln.last(n);
         T* const e = scratch + (r & 1) * n;
         const bool ok = std::isfinite(m);
         const reg vm = V::set1(ok ? m : T(0));
@@ -166,11 +221,11 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
         if (have_prev) prev.begin(out);
         std::size_t i = 0;
         for (; i + 2 * N <= full; i += 2 * N) {
-            mx0 = V::max(mx0, V::load(xn + i));
-            mx1 = V::max(mx1, V::load(xn + i + N));
+            mx0 = V::max(mx0, masked_load<V>(xn, i, ln, N, ln_last));
+            mx1 = V::max(mx1, masked_load<V>(xn, i + N, ln, N, ln_last));
             if (ok) {
-                const reg e0 = z.exp_sub(V::load(xr + i), vm, vlo);
-                const reg e1 = z.exp_sub(V::load(xr + i + N), vm, vlo);
+                const reg e0 = z.exp_sub(masked_load<V>(xr, i, lr, N, lr_last), vm, vlo);
+                const reg e1 = z.exp_sub(masked_load<V>(xr, i + N, lr, N, lr_last), vm, vlo);
                 V::store(e + i, e0);
                 V::store(e + i + N, e1);
                 s0.add2(e0, e1);
@@ -179,9 +234,9 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
         }
         for (; i < n; i += N) {
             const std::size_t w = (n - i < N) ? n - i : N;
-            mx0 = V::max(mx0, V::load_partial(xn + i, w, neg_inf<T>()));
+            mx0 = V::max(mx0, masked_load<V>(xn, i, ln, w, ln_last));
             if (ok) {
-                const reg e0 = z.exp_sub(V::load_partial(xr + i, w, neg_inf<T>()), vm, vlo);
+                const reg e0 = z.exp_sub(masked_load<V>(xr, i, lr, w, lr_last), vm, vlo);
                 V::store_partial(e + i, w, e0);
                 s0.add(e0);
             }
@@ -192,7 +247,7 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
         if (have_prev)
             prev = RowStream<V, ScaledBy<V>>(yr, n, {e, Factor<V>::reciprocal(sum)});
         else  // max not finite, or a NaN in the row
-            softmax_special(yr, 1, n);
+            masked_softmax_special<V>(yr, n, lr);
         m = V::hmax(V::max(mx0, mx1));
     }
     if (have_prev) {
@@ -426,6 +481,34 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
         }
         softmax_rows_pipelined<V>(x, xs, y, ys, rows, n, z);
     });
+}
+
+// softmax_rows with a where= mask (row_mask.hpp: one byte per entry,
+// contiguous along the row, mask rows mrs apart, 0: one for all) for the
+// rows that softmax_rows pipelines or streams (more than a vector, not by
+// tiles, at most kLongRowBytes): their passes reading the mask, an excluded
+// entry as -inf (0 out). A row with nothing included gives 0; one whose
+// included entries are softmax_special's case, NaN at those and 0 at the
+// others: the bits of the plain rows with -inf at the excluded entries and
+// the driver's fills (the rows it copies). False, having written nothing,
+// for other row lengths (rows = 0 asks). Float32 and float64.
+template <class V>
+bool masked_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
+                         std::ptrdiff_t ys, const unsigned char* m, std::ptrdiff_t mrs,
+                         std::size_t rows, std::size_t n, const SoftmaxParams& params) {
+    using T = typename V::T;
+    static_assert(kExpInOutput<V>, "float32 and float64 rows only");
+    if (n <= V::N || n * sizeof(T) > kLongRowBytes || tiles_pay<V>(n, kSoftmaxTileLimit<V>) ||
+        (kHasRegisterTiles<V> && n <= kRegisterTileMax))
+        return false;
+    const RowMask<V> mask{m, mrs};
+    with_temperature<V>(params, [&](const auto& z) {
+        if (params.from_memory)
+            softmax_rows_streamed<V>(x, xs, y, ys, rows, n, z, mask);
+        else
+            softmax_rows_pipelined<V>(x, xs, y, ys, rows, n, z, mask);
+    });
+    return true;
 }
 
 // Rows of at most this many bytes (more than one vector, at most one block):
