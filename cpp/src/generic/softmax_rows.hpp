@@ -501,6 +501,7 @@ bool masked_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::
     if (n <= V::N || n * sizeof(T) > kLongRowBytes || tiles_pay<V>(n, kSoftmaxTileLimit<V>) ||
         (kHasRegisterTiles<V> && n <= kRegisterTileMax))
         return false;
+    if (rows == 0) return true;  // (the kernels read a row before their loop)
     const RowMask<V> mask{m, mrs};
     with_temperature<V>(params, [&](const auto& z) {
         if (params.from_memory)
