@@ -10,7 +10,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 
 #include "generic/target.hpp"
 
@@ -73,14 +72,6 @@ struct MaskRow {
     // The lanes of the row's last vector when partial (n % N of them), else
     // any (unused).
     mask last(std::size_t n) const { return n % V::N ? range(n, n - n % V::N, n % V::N) : at(0); }
-    // The row's vector at i, -inf where excluded (w < N: the row's first or
-    // last lanes, -inf after).
-    typename V::reg logits(const typename V::S* x, std::size_t n, std::size_t i,
-                           std::size_t w) const {
-        const auto ninf = V::set1(-std::numeric_limits<typename V::T>::infinity());
-        if (w == V::N) return V::select(at(i), V::load(x + i), ninf);
-        return V::select(range(n, i, w), V::load_partial(x + i, w, 0), ninf);
-    }
 };
 
 template <class V>
