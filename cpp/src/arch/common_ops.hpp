@@ -16,6 +16,27 @@
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
+// The w <= 8 bytes at p as the low bytes of an integer, zeros above (the
+// order of a little-endian load), reading [p, p + w) only: two overlapping
+// loads rather than a byte loop (bytes stored one by one and then loaded as
+// a vector wait for the stores: no store forwarding).
+inline std::uint64_t low_bytes(const unsigned char* p, std::size_t w) {
+    static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "little-endian targets");
+    if (w >= 4) {
+        std::uint32_t a, b;
+        std::memcpy(&a, p, 4);
+        std::memcpy(&b, p + w - 4, 4);
+        return a | (std::uint64_t{b} << (8 * (w - 4)));
+    }
+    if (w >= 2) {
+        std::uint16_t a, b;
+        std::memcpy(&a, p, 2);
+        std::memcpy(&b, p + w - 2, 2);
+        return a | (std::uint64_t{b} << (8 * (w - 2)));
+    }
+    return w ? p[0] : 0;
+}
+
 // p * 2^n, 0 in the lanes of `zero_lanes`, from the target's scale_pow2 (two
 // exact power-of-two factors): for targets without a scaling instruction.
 template <class V>

@@ -79,6 +79,8 @@ FASTSOFTMAX_REQUIRE(HasMaskOr, typename V::mask,
                     V::mask_or(val<typename V::mask>(), val<typename V::mask>()))
 FASTSOFTMAX_REQUIRE(HasBytesNonzero, typename V::mask,
                     V::bytes_nonzero(val<const unsigned char*>()))
+FASTSOFTMAX_REQUIRE(HasBytesNonzeroPartial, typename V::mask,
+                    V::bytes_nonzero_partial(val<const unsigned char*>(), val<std::size_t>()))
 FASTSOFTMAX_REQUIRE(HasSelect, typename V::reg,
                     V::select(val<typename V::mask>(), val<typename V::reg>(),
                               val<typename V::reg>()))
@@ -119,6 +121,8 @@ struct VecContract {
     static_assert(contract::HasTypes<V>::value, "types T, S, Compute, reg, mask, Wide; N <= 16");
     static_assert(contract::HasLoad<V>::value, "reg load(const S*)");
     static_assert(contract::HasBytesNonzero<V>::value, "mask bytes_nonzero(const unsigned char*)");
+    static_assert(contract::HasBytesNonzeroPartial<V>::value,
+                  "mask bytes_nonzero_partial(const unsigned char*, size_t)");
     static_assert(contract::HasLoadPartial<V>::value, "reg load_partial(const S*, size_t, T)");
     static_assert(contract::HasStore<V>::value, "void store(S*, reg)");
     static_assert(contract::HasStorePartial<V>::value, "void store_partial(S*, size_t, reg)");

@@ -76,7 +76,7 @@ void backward_rows_at(const typename V::S* g, std::ptrdiff_t gs, const typename 
             if constexpr (kMasked)
                 return V::select(w == N                     ? lanes.at(k)
                                  : k + w == n && w == n % N ? tail
-                                                            : lanes.range(n, k, w),
+                                                            : lanes.range(k, w),
                                  v, V::zero());
             else
                 return v;

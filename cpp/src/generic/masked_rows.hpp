@@ -24,9 +24,7 @@ typename V::reg load_where(const typename V::S* x, const unsigned char* m, std::
     using T = typename V::T;
     const auto ninf = V::set1(neg_inf<T>());
     if (w == V::N) return V::select(V::bytes_nonzero(m), V::load(x), ninf);
-    unsigned char b[V::N] = {};
-    for (std::size_t k = 0; k < w && k < V::N; ++k) b[k] = m[k];
-    return V::select(V::bytes_nonzero(b), V::load_partial(x, w, neg_inf<T>()), ninf);
+    return V::select(V::bytes_nonzero_partial(m, w), V::load_partial(x, w, neg_inf<T>()), ninf);
 }
 
 // f(lanes, i, w) for each vector of [0, n): w lanes from i.

@@ -115,8 +115,15 @@ struct F32 : ScaleOrZero<F32> {
     }
     static mask mask_or(mask a, mask b) { return _mm256_or_ps(a, b); }
     static mask bytes_nonzero(const unsigned char* m) {  // (8 bytes)
-        const __m256i w =
-            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)));
+        std::uint64_t v;
+        std::memcpy(&v, m, sizeof v);
+        return lanes_of_bytes(v);
+    }
+    static mask bytes_nonzero_partial(const unsigned char* m, std::size_t n) {  // (n < 8)
+        return lanes_of_bytes(low_bytes(m, n));
+    }
+    static mask lanes_of_bytes(std::uint64_t v) {  // lane k: byte k of v
+        const __m256i w = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(v)));
         return _mm256_castsi256_ps(_mm256_cmpgt_epi32(w, _mm256_setzero_si256()));
     }
     static reg select(mask m, reg a, reg b) { return _mm256_blendv_ps(b, a, m); }
@@ -474,9 +481,15 @@ struct F64 : ScaleOrZero<F64>, NeumaierLanes<F64> {
     }
     static mask mask_or(mask a, mask b) { return _mm256_or_pd(a, b); }
     static mask bytes_nonzero(const unsigned char* m) {  // (4 bytes)
-        int v;
+        std::uint32_t v;
         std::memcpy(&v, m, sizeof v);
-        const __m256i w = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(v));
+        return lanes_of_bytes(v);
+    }
+    static mask bytes_nonzero_partial(const unsigned char* m, std::size_t n) {  // (n < 4)
+        return lanes_of_bytes(static_cast<std::uint32_t>(low_bytes(m, n)));
+    }
+    static mask lanes_of_bytes(std::uint32_t v) {  // lane k: byte k of v
+        const __m256i w = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(static_cast<int>(v)));
         return _mm256_castsi256_pd(_mm256_cmpgt_epi64(w, _mm256_setzero_si256()));
     }
     static reg select(mask m, reg a, reg b) { return _mm256_blendv_pd(b, a, m); }

@@ -153,6 +153,10 @@ struct F32 : ShortTransposes<16, std::int32_t, __mmask16> {
         const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(m));
         return _mm_test_epi8_mask(b, b);
     }
+    static mask bytes_nonzero_partial(const unsigned char* m, std::size_t w) {  // (w < 16)
+        const __m128i b = _mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << w) - 1u), m);
+        return _mm_test_epi8_mask(b, b);
+    }
     static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_ps(m, b, a); }  // m ? a : b
     static T hmax(reg v) { return _mm512_reduce_max_ps(v); }
     // Integer class labels as lanes (the cross-entropy's label vector): lane l
@@ -286,6 +290,10 @@ struct F64 : NeumaierLanes<F64>, ShortTransposes<8, std::int64_t, __mmask8> {
     static mask mask_or(mask a, mask b) { return static_cast<mask>(a | b); }
     static mask bytes_nonzero(const unsigned char* m) {  // (8 bytes)
         const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m));
+        return static_cast<mask>(_mm_test_epi8_mask(b, b));
+    }
+    static mask bytes_nonzero_partial(const unsigned char* m, std::size_t w) {  // (w < 8)
+        const __m128i b = _mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << w) - 1u), m);
         return static_cast<mask>(_mm_test_epi8_mask(b, b));
     }
     static reg select(mask m, reg a, reg b) { return _mm512_mask_blend_pd(m, b, a); }

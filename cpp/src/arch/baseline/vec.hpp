@@ -70,6 +70,9 @@ struct Scalar : ScaleOrZero<Scalar<T_, Bits, MantBits, Bias>> {
     static mask not_finite(reg a) { return !std::isfinite(a); }
     static mask mask_or(mask a, mask b) { return a || b; }
     static mask bytes_nonzero(const unsigned char* m) { return m[0] != 0; }
+    static mask bytes_nonzero_partial(const unsigned char* m, std::size_t w) {
+        return w != 0 && m[0] != 0;
+    }
     static reg select(mask m, reg a, reg b) { return m ? a : b; }
     static T hmax(reg v) { return v; }
 };

@@ -140,6 +140,12 @@ struct F32 : ScaleOrZero<F32> {
     static mask bytes_nonzero(const unsigned char* m) {  // (4 bytes)
         std::uint32_t v;
         std::memcpy(&v, m, sizeof v);
+        return lanes_of_bytes(v);
+    }
+    static mask bytes_nonzero_partial(const unsigned char* m, std::size_t w) {  // (w < 4)
+        return lanes_of_bytes(static_cast<std::uint32_t>(low_bytes(m, w)));
+    }
+    static mask lanes_of_bytes(std::uint32_t v) {  // lane k: byte k of v
         const uint16x8_t h = vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(v)));
         return vcgtq_u32(vmovl_u16(vget_low_u16(h)), vdupq_n_u32(0));
     }
@@ -276,6 +282,12 @@ struct F64 : ScaleOrZero<F64>, NeumaierLanes<F64> {
     static mask bytes_nonzero(const unsigned char* m) {  // (2 bytes)
         std::uint16_t v;
         std::memcpy(&v, m, sizeof v);
+        return lanes_of_bytes(v);
+    }
+    static mask bytes_nonzero_partial(const unsigned char* m, std::size_t n) {  // (n < 2)
+        return lanes_of_bytes(static_cast<std::uint16_t>(low_bytes(m, n)));
+    }
+    static mask lanes_of_bytes(std::uint16_t v) {  // lane k: byte k of v
         const uint16x8_t h = vmovl_u8(vreinterpret_u8_u16(vdup_n_u16(v)));
         const uint32x4_t w = vmovl_u16(vget_low_u16(h));
         return vcgtq_u64(vmovl_u32(vget_low_u32(w)), vdupq_n_u64(0));
