@@ -34,8 +34,8 @@ BACKWARD = ("softmax_backward", "log_softmax_backward")
 # the forward op whose output each gradient takes
 OF = {"softmax_backward": "softmax", "log_softmax_backward": "log_softmax"}
 # Row lengths crossing the row kernels (one element, register tiles, tiles, one vector,
-# grouped rows, pipelined rows, long rows past L1): as test_temperature's
-LENGTHS = [1, 2, 3, 5, 8, 10, 16, 33, 64, 100, 1000, 5000, 40000]
+# grouped rows (log_softmax at 100, logsumexp at 200), pipelined rows, long rows past L1)
+LENGTHS = [1, 2, 3, 5, 8, 10, 16, 33, 64, 100, 200, 1000, 5000, 40000]
 MASKS = ("full", "(1, C)", "(N, 1)", "empty rows")
 
 
@@ -239,7 +239,7 @@ def test_nan_and_inf_under_the_mask_do_not_leak(rng, dtype, n):
         )
 
 
-@pytest.mark.parametrize("n", [1, 2, 7, 64, 1000, 9000])
+@pytest.mark.parametrize("n", [1, 2, 7, 64, 200, 1000, 9000])
 @pytest.mark.parametrize("dtype", [F32, F64, F16, BF16], ids=str)
 @pytest.mark.parametrize("kind", ["full", "(N, 1)"])
 def test_slices_with_nothing_included(dtype, kind, n):
@@ -269,7 +269,7 @@ def special_masked_rows(dtype, n: int) -> tuple[np.ndarray, np.ndarray]:
     return x, w
 
 
-@pytest.mark.parametrize("n", [4, 33, 1000, 9000])
+@pytest.mark.parametrize("n", [4, 33, 100, 200, 1000, 9000])
 @pytest.mark.parametrize("dtype", [F32, F64])
 def test_special_values_among_the_included_entries(dtype, n):
     """SciPy's rules on the included entries; the excluded ones keep their values."""

@@ -290,6 +290,20 @@ void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T*
         });
         return;
     }
+    if (rows && ms == 1 && (op == Op::log_softmax || op == Op::logsumexp) && k.masked_log_rows) {
+        // the mask read in the row groups' passes
+        const MaskedOp mop = op == Op::log_softmax ? MaskedOp::log_softmax : MaskedOp::logsumexp;
+        if (k.masked_log_rows(mop, a, 0, y, 0, mask, 0, 0, n, params)) {
+            parallel_for(plan.tasks(), [&](std::size_t t) {
+                layout::for_each_batch(plan, t, [&](const layout::Batch& batch) {
+                    const std::ptrdiff_t* off = batch.offsets;
+                    k.masked_log_rows(mop, a + off[0], rs[0], y + off[o], rs[o], mask + off[mi],
+                                      rs[mi], batch.count, n, params);
+                });
+            });
+            return;
+        }
+    }
     if (rows && ms == 1 && b) {  // gradients: the mask read in the kernels' passes
         const auto kernel = op == Op::softmax_backward ? k.masked_softmax_backward_rows
                                                        : k.masked_log_softmax_backward_rows;

@@ -40,8 +40,8 @@ struct MaxSum {
 // The segment kernels keep one `ref` per block of at least this many elements.
 constexpr std::size_t kMinSegmentBlock = 64;
 
-// The forward ops of Kernels::masked_row.
-enum class MaskedOp { softmax, logsumexp };
+// The forward ops of Kernels::masked_row and Kernels::masked_log_rows.
+enum class MaskedOp { softmax, log_softmax, logsumexp };
 
 // masked_copy's flags: some entry of the line is included; an included entry
 // is +-inf or NaN.
@@ -171,7 +171,18 @@ struct Kernels {
                                 const unsigned char* m, ptrdiff_t mrs, size_t rows, size_t n,
                                 Params params);
 
-    // softmax or logsumexp (one value at y) of the entries of the
+    // log_softmax or logsumexp (MaskedOp; logsumexp's rows of one value, ys
+    // apart) with a where= mask as above, for the rows that log_softmax_rows
+    // and logsumexp_rows take by groups (generic/softmax_rows.hpp): an
+    // excluded entry gives -inf; a row whose included entries (or none) make
+    // the plain rows' special case their special answer. False, having
+    // written nothing, for other row lengths (rows = 0 asks). Null for
+    // half-precision storage.
+    bool (*masked_log_rows)(MaskedOp op, const S* x, ptrdiff_t xs, S* y, ptrdiff_t ys,
+                            const unsigned char* m, ptrdiff_t mrs, size_t rows, size_t n,
+                            Params params);
+
+    // softmax or logsumexp (one value at y; not log_softmax) of the entries of the
     // contiguous row x (n elements) whose mask byte is nonzero, the mask
     // contiguous along the row (generic/masked_rows.hpp); false for a row the
     // plain kernels must answer (nothing included, a NaN or +inf included,

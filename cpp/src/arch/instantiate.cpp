@@ -54,6 +54,7 @@ constexpr Kernels<typename V::S> make_kernels() {
     k.masked_log_softmax_backward_rows = &masked_backward_rows<V, LogSoftmaxGrad<V>>;
     if constexpr (kExpInOutput<V>) {
         k.masked_softmax_rows = &masked_softmax_rows<V>;
+        k.masked_log_rows = &masked_log_rows<V>;
         k.masked_row = &masked_row<V>;
     }
     k.exp = &exp_array<V>;

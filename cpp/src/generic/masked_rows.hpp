@@ -131,6 +131,7 @@ bool masked_row(MaskedOp op, const typename V::S* x, const unsigned char* m, typ
     static_assert(kExpInOutput<V>, "float32 and float64 rows only");
     return with_temperature<V>(params, [&](const auto& z) {
         if (op == MaskedOp::softmax) return masked_softmax_row<V>(x, m, y, n, z);
+        if (op != MaskedOp::logsumexp) return false;
         const MaxSum ms = masked_max_sum<V>(x, m, n, z);
         if (ms.special) return false;
         *y = static_cast<T>(z.top(ms.max, std::log(ms.sum)));

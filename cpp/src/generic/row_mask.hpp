@@ -4,7 +4,8 @@
 // row for all, a (1, C) mask). A kernel takes M = NoRowMask (the plain rows,
 // every lane included) or RowMask<V>, and per row the lanes of its vectors:
 // `at(i)`, the N lanes from i; `range(k, w)`, the w < N lanes from k;
-// `last(n)`, those of the last, partial vector of a row of n.
+// `last(n)`, those of the last, partial vector of a row of n; `m`, the row's
+// bytes (null for NoRowMask). `from(r)`: the mask of the rows from r.
 #pragma once
 
 #include <cstddef>
@@ -17,9 +18,11 @@ namespace fastsoftmax::FASTSOFTMAX_TARGET {
 // using them).
 struct NoRowMask {
     struct Row {
+        static constexpr const unsigned char* m = nullptr;
         int last(std::size_t) const { return 0; }
     };
     Row row(std::size_t) const { return {}; }
+    NoRowMask from(std::size_t) const { return {}; }
 };
 
 template <class V>
@@ -41,6 +44,7 @@ struct RowMask {
     MaskRow<V> row(std::size_t r) const {
         return {m + static_cast<std::ptrdiff_t>(r) * rows_apart};
     }
+    RowMask from(std::size_t r) const { return {row(r).m, rows_apart}; }  // rows from r
 };
 
 }  // namespace fastsoftmax::FASTSOFTMAX_TARGET

@@ -520,18 +520,98 @@ bool masked_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::
 constexpr std::size_t kGroupedLogRowBytes = 2048;
 constexpr std::size_t kLogGroup = 8;
 
-// The (max, sum) of kLogGroup rows of one block each, and the logs of their
-// sums in one vector (a sum of 1 for the special rows).
-template <class V, class Z>
-void row_group_stats(const typename V::S* x, std::ptrdiff_t xs, std::size_t g, std::size_t n,
-                     MaxSum* ms, typename V::T* logs, const Z& z) {
+// stretch_exp_lanes over the included entries (lanes: a MaskRow, or
+// NoRowMask::Row for all): the same sums, an excluded entry read as -inf.
+template <class V, class Z, class L>
+typename V::reg masked_exp_lanes(const typename V::S* x, std::size_t len, typename V::T m,
+                                 const Z& z, const L& lanes) {
+    if constexpr (std::is_same_v<L, NoRowMask::Row>) {
+        return stretch_exp_lanes<V>(x, len, m, z);
+    } else {
+        constexpr std::size_t N = V::N;
+        const auto vm = V::set1(m);
+        const auto last = lanes.last(len);
+        const auto at = [&](std::size_t i) { return masked_load<V>(x, i, lanes, N, last); };
+        auto s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
+        std::size_t i = 0;
+        for (; i + 4 * N <= len; i += 4 * N) {
+            s0 = V::add(s0, z.exp_diff(at(i), vm));
+            s1 = V::add(s1, z.exp_diff(at(i + N), vm));
+            s2 = V::add(s2, z.exp_diff(at(i + 2 * N), vm));
+            s3 = V::add(s3, z.exp_diff(at(i + 3 * N), vm));
+        }
+        for (; i + N <= len; i += N) s0 = V::add(s0, z.exp_diff(at(i), vm));
+        if (i < len) s1 = V::add(s1, z.exp_diff(masked_load<V>(x, i, lanes, len - i, last), vm));
+        return V::add(V::add(s0, s1), V::add(s2, s3));
+    }
+}
+
+// y = f(x) over a row, as map_row writes it (stream: non-temporal stores),
+// an excluded entry read as -inf (lanes: a MaskRow).
+template <class V, class L, class F>
+void masked_map_row(const typename V::S* x, typename V::S* y, std::size_t n, const L& lanes, F f,
+                    StreamedRows<V>* stream) {
     using T = typename V::T;
+    constexpr std::size_t N = V::N;
+    const auto ninf = V::set1(neg_inf<T>());
+    const auto at = [&](std::size_t k, std::size_t w) {
+        return w == N ? f(V::select(lanes.at(k), V::load(x + k), ninf))
+                      : f(V::select(lanes.range(k, w), V::load_partial(x + k, w, neg_inf<T>()),
+                                    ninf));
+    };
+    std::size_t i = 0;
+    if (stream && !stream->joins_rows()) {
+        const std::size_t head = StreamedRows<V>::head(y, n);
+        if (head > 0) V::store_partial(y, head, at(0, head));
+        for (i = head; i + N <= n; i += N) V::stream(y + i, at(i, N));
+    } else if (stream) {
+        RowStream<V, decltype(at)> row(y, n, at);
+        row.begin(*stream);
+        row.end(*stream);
+        return;
+    } else {
+        for (; i + N <= n; i += N) V::store(y + i, at(i, N));
+    }
+    if (i < n) V::store_partial(y + i, n - i, at(i, n - i));
+}
+
+// shift_row over the included entries (lanes: a MaskRow, or NoRowMask::Row),
+// -inf at the others ((-inf - max) * s - log_sum).
+template <class V, class Z, class L>
+void masked_shift_row(const typename V::S* x, typename V::S* y, std::size_t n, typename V::T max,
+                      typename V::T log_sum, StreamedRows<V>* stream, const Z& z, const L& lanes) {
+    if constexpr (std::is_same_v<L, NoRowMask::Row>) {
+        shift_row<V>(x, y, n, max, log_sum, stream, z);
+    } else {
+        const auto vm = V::set1(max);
+        const auto vl = V::set1(log_sum);
+        if (z.halves())
+            return masked_map_row<V>(
+                x, y, n, lanes,
+                [vm, vl, &z](typename V::reg v) { return z.template shifted_as<true>(v, vm, vl); },
+                stream);
+        masked_map_row<V>(
+            x, y, n, lanes,
+            [vm, vl, &z](typename V::reg v) { return z.template shifted_as<false>(v, vm, vl); },
+            stream);
+    }
+}
+
+// The (max, sum) of kLogGroup rows of one block each, and the logs of their
+// sums in one vector (a sum of 1 for the special rows). With a where= mask
+// (M: a RowMask of the group's rows; float32 and float64), of the included
+// entries.
+template <class V, class Z, class M = NoRowMask>
+void row_group_stats(const typename V::S* x, std::ptrdiff_t xs, std::size_t g, std::size_t n,
+                     MaxSum* ms, typename V::T* logs, const Z& z, const M& mask = {}) {
+    using T = typename V::T;
+    static_assert(kExpInOutput<V> || std::is_same_v<M, NoRowMask>, "masks: float32 and float64");
     double sums[kLogGroup];
     T m[kLogGroup];
     // the maxima first: each row's exponentials wait for its maximum's
     // reduction, which is then ready, not on the row's critical path
     for (std::size_t k = 0; k < g; ++k)
-        m[k] = row_max<V>(x + static_cast<std::ptrdiff_t>(k) * xs, n);
+        m[k] = masked_row_max<V>(x + static_cast<std::ptrdiff_t>(k) * xs, n, mask.row(k));
     // then the exponentials' per-lane sums of every row, and only then their
     // reductions, so that no row's reduction holds up the next row's work
     // (half precision: each row's sum straight into the wide type, see
@@ -539,10 +619,10 @@ void row_group_stats(const typename V::S* x, std::ptrdiff_t xs, std::size_t g, s
     typename V::reg lanes[kLogGroup];
     if constexpr (kExpInOutput<V>) {
         for (std::size_t k = 0; k < g; ++k)  // one block: no running maximum needed
-            lanes[k] =
-                std::isfinite(m[k])
-                    ? stretch_exp_lanes<V>(x + static_cast<std::ptrdiff_t>(k) * xs, n, m[k], z)
-                    : V::zero();
+            lanes[k] = std::isfinite(m[k])
+                           ? masked_exp_lanes<V>(x + static_cast<std::ptrdiff_t>(k) * xs, n, m[k],
+                                                 z, mask.row(k))
+                           : V::zero();
     }
     for (std::size_t k = 0; k < g; ++k) {
         double sum;
@@ -558,29 +638,31 @@ void row_group_stats(const typename V::S* x, std::ptrdiff_t xs, std::size_t g, s
     logs_of<V>(sums, logs, g);
 }
 
-template <class V, class Z>
+template <class V, class Z, class M = NoRowMask>
 void logsumexp_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename V::S* out,
-                          std::ptrdiff_t os, std::size_t rows, std::size_t n, const Z& z) {
+                          std::ptrdiff_t os, std::size_t rows, std::size_t n, const Z& z,
+                          const M& mask = {}) {
     using T = typename V::T;
     for (std::size_t r = 0; r < rows; r += kLogGroup) {
         const std::size_t g = std::min(kLogGroup, rows - r);
         const typename V::S* xg = x + static_cast<std::ptrdiff_t>(r) * xs;
         MaxSum ms[kLogGroup];
         T logs[kLogGroup];
-        row_group_stats<V>(xg, xs, g, n, ms, logs, z);
+        row_group_stats<V>(xg, xs, g, n, ms, logs, z, mask.from(r));
         for (std::size_t k = 0; k < g; ++k) {
             typename V::S* o = out + static_cast<std::ptrdiff_t>(r + k) * os;
             *o = to_storage<typename V::S>(
-                ms[k].special ? logsumexp_special(xg + static_cast<std::ptrdiff_t>(k) * xs, 1, n)
+                ms[k].special ? logsumexp_special(xg + static_cast<std::ptrdiff_t>(k) * xs, 1, n,
+                                                  mask.row(r + k).m)
                               : static_cast<T>(z.top(ms[k].max, static_cast<double>(logs[k]))));
         }
     }
 }
 
-template <class V, class Z>
+template <class V, class Z, class M = NoRowMask>
 void log_softmax_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
                             std::ptrdiff_t ys, std::size_t rows, std::size_t n,
-                            StreamedRows<V>* stream, const Z& z) {
+                            StreamedRows<V>* stream, const Z& z, const M& mask = {}) {
     using T = typename V::T;
     for (std::size_t r = 0; r < rows; r += kLogGroup) {
         const std::size_t g = std::min(kLogGroup, rows - r);
@@ -588,17 +670,55 @@ void log_softmax_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename 
         typename V::S* yg = y + static_cast<std::ptrdiff_t>(r) * ys;
         MaxSum ms[kLogGroup];
         T logs[kLogGroup];
-        row_group_stats<V>(xg, xs, g, n, ms, logs, z);
+        row_group_stats<V>(xg, xs, g, n, ms, logs, z, mask.from(r));
         for (std::size_t k = 0; k < g; ++k) {
             const typename V::S* xk = xg + static_cast<std::ptrdiff_t>(k) * xs;
             typename V::S* yk = yg + static_cast<std::ptrdiff_t>(k) * ys;
+            const auto lanes = mask.row(r + k);
             if (ms[k].special) {
-                log_softmax_special(xk, 1, yk, 1, n);
+                log_softmax_special(xk, 1, yk, 1, n, lanes.m);
                 continue;
             }
-            shift_row<V>(xk, yk, n, static_cast<T>(ms[k].max), logs[k], stream, z);
+            masked_shift_row<V>(xk, yk, n, static_cast<T>(ms[k].max), logs[k], stream, z, lanes);
         }
     }
+}
+
+// Whether log_softmax_rows (log_softmax) or logsumexp_rows takes rows of n
+// by groups (row_group_stats), for a contiguous row of float32 or float64.
+template <class V>
+bool rows_by_groups(bool log_softmax, std::size_t n) {
+    using T = typename V::T;
+    if (n <= V::N || n * sizeof(T) > kGroupedLogRowBytes || n > kBlock * V::N) return false;
+    if (kHasRegisterTiles<V> && n <= kRegisterTileMax) return false;
+    return !tiles_pay<V>(n, log_softmax ? kLogSoftmaxTileLimit<V> : kLogSumExpTileLimit<V>);
+}
+
+// log_softmax or logsumexp (MaskedOp) with a where= mask (row_mask.hpp, as
+// masked_softmax_rows takes it) for the rows that their plain kernels take
+// by groups: the same passes reading the mask, an excluded entry as -inf
+// (log_softmax: -inf out); a row whose included entries are the special
+// case, or with none, as special_rows.hpp gives it the included entries.
+// The bits of the plain rows with -inf at the excluded entries and the
+// driver's fills. False, having written nothing, for other row lengths
+// (rows = 0 asks). Float32 and float64.
+template <class V>
+bool masked_log_rows(MaskedOp op, const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
+                     std::ptrdiff_t ys, const unsigned char* m, std::ptrdiff_t mrs,
+                     std::size_t rows, std::size_t n, const SoftmaxParams& params) {
+    static_assert(kExpInOutput<V>, "float32 and float64 rows only");
+    const bool log_softmax = op == MaskedOp::log_softmax;
+    if (op == MaskedOp::softmax || !rows_by_groups<V>(log_softmax, n)) return false;
+    if (rows == 0) return true;
+    const RowMask<V> mask{m, mrs};
+    with_temperature<V>(params, [&](const auto& z) {
+        if (!log_softmax) return logsumexp_row_groups<V>(x, xs, y, ys, rows, n, z, mask);
+        StreamedRows<V> out(false);
+        StreamedRows<V>* const stream = params.from_memory ? &out : nullptr;
+        log_softmax_row_groups<V>(x, xs, y, ys, rows, n, stream, z, mask);
+        if (stream) out.finish();
+    });
+    return true;
 }
 
 template <class V>
