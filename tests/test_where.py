@@ -107,14 +107,10 @@ def reference_gradient(op: str, g: np.ndarray, y: np.ndarray, w: np.ndarray, t: 
 
 
 def reads_mask_in_passes(op: str, dtype: np.dtype, kind: str, n: int) -> bool:
-    """Whether driver.cpp gives these rows to Kernels::masked_row (float32 / float64, the
-    mask contiguous along the rows: logsumexp from 128 classes, softmax from 8192), whose
-    passes are not the plain kernels' for the row length (the same accuracy, other bits)."""
-    return (
-        dtype in (F32, F64)
-        and kind != "(N, 1)"
-        and ((op == "logsumexp" and n >= 128) or (op == "softmax" and n >= 8192))
-    )
+    """Whether driver.cpp gives these rows to Kernels::masked_softmax_long_row (float32 /
+    float64, the mask contiguous along the rows, softmax from 8192 classes), whose passes
+    are not the plain kernels' for the row length (the same accuracy, other bits)."""
+    return dtype in (F32, F64) and kind != "(N, 1)" and op == "softmax" and n >= 8192
 
 
 @pytest.mark.parametrize("n", LENGTHS)

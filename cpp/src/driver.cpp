@@ -168,19 +168,19 @@ constexpr std::size_t kMaskedBatch = 8192;
 // Which rows (float32 and float64, their masks contiguous along them) read
 // the mask in their kernels' passes instead of going through the buffers
 // (bench/masks.py, float32, time against the plain call, mask copied / read
-// in the passes). logsumexp from kMaskedRowMin classes (Kernels::masked_row):
-// 1.49 / 1.31 at (1024, 1000), 1.64 / 1.19 at (256, 32000), 1.50 / 1.23 at
-// (8192, 1024) (avx512). softmax from kMaskedSoftmaxRowMin classes, the rows
-// the plain kernels pipeline or stream (Kernels::masked_softmax_rows; avx2,
-// 2026-12-07): 1.50 / 1.23 at (4096, 100), 1.40 / 1.23 at (4096, 64), 1.63 /
-// 1.14 at (1024, 1000), 1.44 / 1.36 at (8192, 1024); the rows the plain
-// kernels do by tiles stay with the buffers, whose kernels' bits they are
-// (pipelined with the mask read in the passes: 1.28 against 1.35 at (8192,
-// 33), 2.71 against 1.85 at (8192, 10), 1.86 against 1.31 at (8192, 17)). Past
-// kLongRowBytes, from kMaskedSoftmaxMin (Kernels::masked_row): 1.44 / 1.14 at
-// (256, 32000) (avx512). log_softmax stays with the buffers (masked_row's
-// passes measured 1.48-1.77 against 1.40-1.51, avx512). The gradients read
-// it at every row length (Kernels::masked_*_backward_rows; avx2: 2.01-5.30
+// in the passes). log_softmax and logsumexp at the row lengths their plain
+// kernels take by groups or one by one (Kernels::masked_log_rows; avx512,
+// 2026-12-07, log_softmax): 1.48 / 1.15 at (4096, 100), 1.59 / 1.22 at
+// (1024, 1000), 1.94 / 1.12 at (256, 32000), 2.26 / 1.22 at (8192, 1024);
+// logsumexp, against the one-by-one rows' earlier version (Kernels::masked_row's,
+// from 128 classes): 1.30 / 1.20 at (1024, 1000). softmax from kMaskedSoftmaxRowMin classes, the
+// rows the plain kernels pipeline or stream (Kernels::masked_softmax_rows; avx2, 2026-12-07): 1.50
+// / 1.23 at (4096, 100), 1.40 / 1.23 at (4096, 64), 1.63 / 1.14 at (1024, 1000), 1.44 / 1.36 at
+// (8192, 1024); the rows the plain kernels do by tiles stay with the buffers, whose kernels' bits
+// they are (pipelined with the mask read in the passes: 1.28 against 1.35 at (8192, 33), 2.71
+// against 1.85 at (8192, 10), 1.86 against 1.31 at (8192, 17)). Past kLongRowBytes, from
+// kMaskedSoftmaxMin (Kernels::masked_softmax_long_row): 1.44 / 1.14 at (256, 32000) (avx512). The
+// gradients read it at every row length (Kernels::masked_*_backward_rows; avx2: 2.01-5.30
 // / 1.07-1.49 over bench/masks.py's five shapes). The (N, 1) masks' runs of
 // rows start at kMaskedRowMin (shorter rows: many short kernel calls, 3.3x
 // at (8192, 10)).
@@ -231,7 +231,8 @@ bool line_any(const unsigned char* m, std::size_t n) {
 // rows (ms = 0: an (N, 1) mask) copies nothing: the kernels run on the runs of included rows
 // themselves, and the excluded rows are filled. Rows whose mask is contiguous along them
 // copy nothing either where their kernels read the mask in their passes: the gradients
-// (any row length) and masked_row (below).
+// (any row length), log_softmax and logsumexp (masked_log_rows) and long
+// softmax rows (masked_softmax_long_row, below).
 template <class T>
 void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T* a, const T* b,
                   T* y, std::size_t o, const unsigned char* mask, std::size_t mi, std::ptrdiff_t ms,
@@ -291,7 +292,7 @@ void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T*
         return;
     }
     if (rows && ms == 1 && (op == Op::log_softmax || op == Op::logsumexp) && k.masked_log_rows) {
-        // the mask read in the row groups' passes
+        // the mask read in the row kernels' passes
         const MaskedOp mop = op == Op::log_softmax ? MaskedOp::log_softmax : MaskedOp::logsumexp;
         if (k.masked_log_rows(mop, a, 0, y, 0, mask, 0, 0, n, params)) {
             parallel_for(plan.tasks(), [&](std::size_t t) {
@@ -327,10 +328,8 @@ void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T*
             (empty || (flags & kMaskNonFinite) || (b && nan_at_first_excluded(line, m, ms, n))))
             k.masked_copy(line, 1, m, ms, line, n, fill.out);
     };
-    if (rows && ms == 1 && k.masked_row &&
-        ((op == Op::logsumexp && n >= kMaskedRowMin) ||
-         (op == Op::softmax && n >= kMaskedSoftmaxMin))) {  // the mask in the passes
-        const MaskedOp mop = op == Op::softmax ? MaskedOp::softmax : MaskedOp::logsumexp;
+    if (rows && ms == 1 && k.masked_softmax_long_row && op == Op::softmax &&
+        n >= kMaskedSoftmaxMin) {  // the mask in the passes
         parallel_for(plan.tasks(), [&](std::size_t t) {
             std::vector<T> buf;  // (the rows left to the plain kernels)
             layout::for_each_batch(plan, t, [&](const layout::Batch& batch) {
@@ -341,7 +340,7 @@ void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T*
                     const T* const x = a + at(0);
                     const unsigned char* const m = mask + at(mi);
                     T* const line = y + at(o);
-                    if (k.masked_row(mop, x, m, line, n, params)) continue;
+                    if (k.masked_softmax_long_row(x, m, line, n, params)) continue;
                     buf.resize(n);
                     const unsigned f = k.masked_copy(x, 1, m, 1, buf.data(), n, fill.in0);
                     call_rows<T>(k, op, buf.data(), 0, nullptr, 0, line, 0, 1, n, params);

@@ -40,8 +40,8 @@ struct MaxSum {
 // The segment kernels keep one `ref` per block of at least this many elements.
 constexpr std::size_t kMinSegmentBlock = 64;
 
-// The forward ops of Kernels::masked_row and Kernels::masked_log_rows.
-enum class MaskedOp { softmax, log_softmax, logsumexp };
+// The forward ops of Kernels::masked_log_rows.
+enum class MaskedOp { log_softmax, logsumexp };
 
 // masked_copy's flags: some entry of the line is included; an included entry
 // is +-inf or NaN.
@@ -182,14 +182,13 @@ struct Kernels {
                             const unsigned char* m, ptrdiff_t mrs, size_t rows, size_t n,
                             Params params);
 
-    // softmax or logsumexp (one value at y; not log_softmax) of the entries of the
-    // contiguous row x (n elements) whose mask byte is nonzero, the mask
-    // contiguous along the row (generic/masked_rows.hpp); false for a row the
-    // plain kernels must answer (nothing included, a NaN or +inf included,
-    // only -inf), which may have written y's n outputs. Null for
-    // half-precision storage.
-    bool (*masked_row)(MaskedOp op, const S* x, const unsigned char* m, S* y, size_t n,
-                       Params params);
+    // softmax of the entries of the contiguous row x (n elements, past
+    // kLongRowBytes) whose mask byte is nonzero, the mask contiguous along
+    // the row (generic/masked_rows.hpp); false for a row the plain kernels
+    // must answer (nothing included, a NaN or +inf included, only -inf),
+    // which may have written y's n outputs. Null for half-precision storage.
+    bool (*masked_softmax_long_row)(const S* x, const unsigned char* m, S* y, size_t n,
+                                    Params params);
 
     // Element-wise vector math on contiguous arrays (exposed for the ULP tests).
     void (*exp)(const S* x, S* y, size_t n);

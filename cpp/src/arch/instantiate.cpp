@@ -55,7 +55,7 @@ constexpr Kernels<typename V::S> make_kernels() {
     if constexpr (kExpInOutput<V>) {
         k.masked_softmax_rows = &masked_softmax_rows<V>;
         k.masked_log_rows = &masked_log_rows<V>;
-        k.masked_row = &masked_row<V>;
+        k.masked_softmax_long_row = &masked_softmax_long_row<V>;
     }
     k.exp = &exp_array<V>;
     k.log = &log_array<V>;

@@ -34,6 +34,7 @@
 
 #include "fastsoftmax/kernels.hpp"
 #include "generic/blocks.hpp"
+#include "generic/masked_rows.hpp"
 #include "generic/register_tiles.hpp"
 #include "generic/row_mask.hpp"
 #include "generic/segments.hpp"
@@ -58,39 +59,6 @@ template <class V>
 constexpr std::size_t kLogSoftmaxTileLimit = 64;
 template <class V>
 constexpr std::size_t kLogSumExpTileLimit = 128;
-
-// The pipelined rows' loads (M: NoRowMask, or a where= mask's RowMask): the
-// w lanes of row x from i (w < N: the row's last, -inf after), -inf where
-// excluded; `last`: the lanes of the row's last vector (MaskRow::last).
-template <class V, class L, class K>
-typename V::reg masked_load(const typename V::S* x, std::size_t i, const L& lanes, std::size_t w,
-                            const K& last) {
-    using T = typename V::T;
-    const auto v = w == V::N ? V::load(x + i) : V::load_partial(x + i, w, neg_inf<T>());
-    if constexpr (std::is_same_v<L, NoRowMask::Row>)
-        return v;
-    else
-        return V::select(w == V::N ? lanes.at(i) : last, v, V::set1(neg_inf<T>()));
-}
-
-// row_max over the included entries
-template <class V, class L>
-typename V::T masked_row_max(const typename V::S* x, std::size_t n, const L& lanes) {
-    if constexpr (std::is_same_v<L, NoRowMask::Row>) {
-        return row_max<V>(x, n);
-    } else {
-        auto m0 = V::set1(neg_inf<typename V::T>()), m1 = m0;
-        const auto last = lanes.last(n);
-        std::size_t i = 0;
-        for (; i + 2 * V::N <= n; i += 2 * V::N) {
-            m0 = V::max(m0, masked_load<V>(x, i, lanes, V::N, last));
-            m1 = V::max(m1, masked_load<V>(x, i + V::N, lanes, V::N, last));
-        }
-        for (; i < n; i += V::N)
-            m0 = V::max(m0, masked_load<V>(x, i, lanes, n - i < V::N ? n - i : V::N, last));
-        return V::hmax(V::max(m0, m1));
-    }
-}
 
 // softmax_special of a row: NaN (a masked row: at its included entries, 0
 // at the others: where= gives 0 there whatever the included ones give).
@@ -520,83 +488,6 @@ bool masked_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::
 constexpr std::size_t kGroupedLogRowBytes = 2048;
 constexpr std::size_t kLogGroup = 8;
 
-// stretch_exp_lanes over the included entries (lanes: a MaskRow, or
-// NoRowMask::Row for all): the same sums, an excluded entry read as -inf.
-template <class V, class Z, class L>
-typename V::reg masked_exp_lanes(const typename V::S* x, std::size_t len, typename V::T m,
-                                 const Z& z, const L& lanes) {
-    if constexpr (std::is_same_v<L, NoRowMask::Row>) {
-        return stretch_exp_lanes<V>(x, len, m, z);
-    } else {
-        constexpr std::size_t N = V::N;
-        const auto vm = V::set1(m);
-        const auto last = lanes.last(len);
-        const auto at = [&](std::size_t i) { return masked_load<V>(x, i, lanes, N, last); };
-        auto s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
-        std::size_t i = 0;
-        for (; i + 4 * N <= len; i += 4 * N) {
-            s0 = V::add(s0, z.exp_diff(at(i), vm));
-            s1 = V::add(s1, z.exp_diff(at(i + N), vm));
-            s2 = V::add(s2, z.exp_diff(at(i + 2 * N), vm));
-            s3 = V::add(s3, z.exp_diff(at(i + 3 * N), vm));
-        }
-        for (; i + N <= len; i += N) s0 = V::add(s0, z.exp_diff(at(i), vm));
-        if (i < len) s1 = V::add(s1, z.exp_diff(masked_load<V>(x, i, lanes, len - i, last), vm));
-        return V::add(V::add(s0, s1), V::add(s2, s3));
-    }
-}
-
-// y = f(x) over a row, as map_row writes it (stream: non-temporal stores),
-// an excluded entry read as -inf (lanes: a MaskRow).
-template <class V, class L, class F>
-void masked_map_row(const typename V::S* x, typename V::S* y, std::size_t n, const L& lanes, F f,
-                    StreamedRows<V>* stream) {
-    using T = typename V::T;
-    constexpr std::size_t N = V::N;
-    const auto ninf = V::set1(neg_inf<T>());
-    const auto at = [&](std::size_t k, std::size_t w) {
-        return w == N ? f(V::select(lanes.at(k), V::load(x + k), ninf))
-                      : f(V::select(lanes.range(k, w), V::load_partial(x + k, w, neg_inf<T>()),
-                                    ninf));
-    };
-    std::size_t i = 0;
-    if (stream && !stream->joins_rows()) {
-        const std::size_t head = StreamedRows<V>::head(y, n);
-        if (head > 0) V::store_partial(y, head, at(0, head));
-        for (i = head; i + N <= n; i += N) V::stream(y + i, at(i, N));
-    } else if (stream) {
-        RowStream<V, decltype(at)> row(y, n, at);
-        row.begin(*stream);
-        row.end(*stream);
-        return;
-    } else {
-        for (; i + N <= n; i += N) V::store(y + i, at(i, N));
-    }
-    if (i < n) V::store_partial(y + i, n - i, at(i, n - i));
-}
-
-// shift_row over the included entries (lanes: a MaskRow, or NoRowMask::Row),
-// -inf at the others ((-inf - max) * s - log_sum).
-template <class V, class Z, class L>
-void masked_shift_row(const typename V::S* x, typename V::S* y, std::size_t n, typename V::T max,
-                      typename V::T log_sum, StreamedRows<V>* stream, const Z& z, const L& lanes) {
-    if constexpr (std::is_same_v<L, NoRowMask::Row>) {
-        shift_row<V>(x, y, n, max, log_sum, stream, z);
-    } else {
-        const auto vm = V::set1(max);
-        const auto vl = V::set1(log_sum);
-        if (z.halves())
-            return masked_map_row<V>(
-                x, y, n, lanes,
-                [vm, vl, &z](typename V::reg v) { return z.template shifted_as<true>(v, vm, vl); },
-                stream);
-        masked_map_row<V>(
-            x, y, n, lanes,
-            [vm, vl, &z](typename V::reg v) { return z.template shifted_as<false>(v, vm, vl); },
-            stream);
-    }
-}
-
 // The (max, sum) of kLogGroup rows of one block each, and the logs of their
 // sums in one vector (a sum of 1 for the special rows). With a where= mask
 // (M: a RowMask of the group's rows; float32 and float64), of the included
@@ -684,19 +575,10 @@ void log_softmax_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename 
     }
 }
 
-// Whether log_softmax_rows (log_softmax) or logsumexp_rows takes rows of n
-// by groups (row_group_stats), for a contiguous row of float32 or float64.
-template <class V>
-bool rows_by_groups(bool log_softmax, std::size_t n) {
-    using T = typename V::T;
-    if (n <= V::N || n * sizeof(T) > kGroupedLogRowBytes || n > kBlock * V::N) return false;
-    if (kHasRegisterTiles<V> && n <= kRegisterTileMax) return false;
-    return !tiles_pay<V>(n, log_softmax ? kLogSoftmaxTileLimit<V> : kLogSumExpTileLimit<V>);
-}
-
 // log_softmax or logsumexp (MaskedOp) with a where= mask (row_mask.hpp, as
 // masked_softmax_rows takes it) for the rows that their plain kernels take
-// by groups: the same passes reading the mask, an excluded entry as -inf
+// by groups or one by one (more than a vector, not by tiles): the same
+// passes reading the mask (masked_rows.hpp), an excluded entry as -inf
 // (log_softmax: -inf out); a row whose included entries are the special
 // case, or with none, as special_rows.hpp gives it the included entries.
 // The bits of the plain rows with -inf at the excluded entries and the
@@ -706,18 +588,39 @@ template <class V>
 bool masked_log_rows(MaskedOp op, const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
                      std::ptrdiff_t ys, const unsigned char* m, std::ptrdiff_t mrs,
                      std::size_t rows, std::size_t n, const SoftmaxParams& params) {
+    using T = typename V::T;
     static_assert(kExpInOutput<V>, "float32 and float64 rows only");
     const bool log_softmax = op == MaskedOp::log_softmax;
-    if (op == MaskedOp::softmax || !rows_by_groups<V>(log_softmax, n)) return false;
+    if (n <= V::N || (kHasRegisterTiles<V> && n <= kRegisterTileMax) ||
+        tiles_pay<V>(n, log_softmax ? kLogSoftmaxTileLimit<V> : kLogSumExpTileLimit<V>))
+        return false;
     if (rows == 0) return true;
     const RowMask<V> mask{m, mrs};
+    StreamedRows<V> out(false);
+    StreamedRows<V>* const stream = log_softmax && params.from_memory ? &out : nullptr;
     with_temperature<V>(params, [&](const auto& z) {
-        if (!log_softmax) return logsumexp_row_groups<V>(x, xs, y, ys, rows, n, z, mask);
-        StreamedRows<V> out(false);
-        StreamedRows<V>* const stream = params.from_memory ? &out : nullptr;
-        log_softmax_row_groups<V>(x, xs, y, ys, rows, n, stream, z, mask);
-        if (stream) out.finish();
+        if (n * sizeof(T) <= kGroupedLogRowBytes && n <= kBlock * V::N) {
+            if (log_softmax)
+                return log_softmax_row_groups<V>(x, xs, y, ys, rows, n, stream, z, mask);
+            return logsumexp_row_groups<V>(x, xs, y, ys, rows, n, z, mask);
+        }
+        for (std::size_t r = 0; r < rows; ++r) {  // (log_softmax_rows' and logsumexp_rows' own)
+            const typename V::S* xr = x + static_cast<std::ptrdiff_t>(r) * xs;
+            typename V::S* yr = y + static_cast<std::ptrdiff_t>(r) * ys;
+            const auto lanes = mask.row(r);
+            const MaxSum ms = masked_max_sum<V>(xr, lanes.m, n, z);
+            if (!log_softmax) {
+                *yr = ms.special ? logsumexp_special(xr, 1, n, lanes.m)
+                                 : static_cast<T>(z.top(ms.max, std::log(ms.sum)));
+            } else if (ms.special) {
+                log_softmax_special(xr, 1, yr, 1, n, lanes.m);
+            } else {
+                masked_shift_row<V>(xr, yr, n, static_cast<T>(ms.max),
+                                    static_cast<T>(std::log(ms.sum)), stream, z, lanes);
+            }
+        }
     });
+    if (stream) out.finish();
     return true;
 }
 

@@ -66,8 +66,9 @@ void log_softmax_special(const S* x, std::ptrdiff_t xs, S* y, std::ptrdiff_t ys,
     }
     for (std::size_t i = 0; i < n; ++i) {
         const T v = to_compute(x[static_cast<std::ptrdiff_t>(i) * xs]);
-        y[static_cast<std::ptrdiff_t>(i) * ys] =
-            to_storage<S>(m && !m[i] ? -inf : (all_nan || v == inf) ? nan : -inf);
+        y[static_cast<std::ptrdiff_t>(i) * ys] = to_storage<S>(m && !m[i]              ? -inf
+                                                               : (all_nan || v == inf) ? nan
+                                                                                       : -inf);
     }
 }
 
