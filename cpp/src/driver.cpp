@@ -173,19 +173,17 @@ constexpr std::size_t kMaskedBatch = 8192;
 // 2026-12-07, log_softmax): 1.48 / 1.15 at (4096, 100), 1.59 / 1.22 at
 // (1024, 1000), 1.94 / 1.12 at (256, 32000), 2.26 / 1.22 at (8192, 1024);
 // logsumexp, against the one-by-one rows' earlier version (Kernels::masked_row's,
-// from 128 classes): 1.30 / 1.20 at (1024, 1000). softmax from kMaskedSoftmaxRowMin classes, the
-// rows the plain kernels pipeline or stream (Kernels::masked_softmax_rows; avx2, 2026-12-07): 1.50
-// / 1.23 at (4096, 100), 1.40 / 1.23 at (4096, 64), 1.63 / 1.14 at (1024, 1000), 1.44 / 1.36 at
-// (8192, 1024); the rows the plain kernels do by tiles stay with the buffers, whose kernels' bits
-// they are (pipelined with the mask read in the passes: 1.28 against 1.35 at (8192, 33), 2.71
-// against 1.85 at (8192, 10), 1.86 against 1.31 at (8192, 17)). Past kLongRowBytes, from
-// kMaskedSoftmaxMin (Kernels::masked_softmax_long_row): 1.44 / 1.14 at (256, 32000) (avx512). The
-// gradients read it at every row length (Kernels::masked_*_backward_rows; avx2: 2.01-5.30
-// / 1.07-1.49 over bench/masks.py's five shapes). The (N, 1) masks' runs of
-// rows start at kMaskedRowMin (shorter rows: many short kernel calls, 3.3x
-// at (8192, 10)).
+// from 128 classes): 1.30 / 1.20 at (1024, 1000). softmax from kMaskedPipelinedRowMin classes
+// (softmax_rows.hpp), the rows the plain kernels pipeline or stream (Kernels::masked_softmax_rows;
+// avx2, 2026-12-07): 1.50 / 1.23 at (4096, 100), 1.40 / 1.23 at (4096, 64), 1.63 / 1.14 at (1024,
+// 1000), 1.44 / 1.36 at (8192, 1024); the rows the plain kernels do by tiles stay with the buffers,
+// whose kernels' bits they are (pipelined with the mask read in the passes: 1.28 against 1.35 at
+// (8192, 33), 2.71 against 1.85 at (8192, 10), 1.86 against 1.31 at (8192, 17)). Past
+// kLongRowBytes, from kMaskedSoftmaxMin (Kernels::masked_softmax_long_row): 1.44 / 1.14 at (256,
+// 32000) (avx512). The gradients read it at every row length (Kernels::masked_*_backward_rows;
+// avx2: 2.01-5.30 / 1.07-1.49 over bench/masks.py's five shapes). The (N, 1) masks' runs of rows
+// start at kMaskedRowMin (shorter rows: many short kernel calls, 3.3x at (8192, 10)).
 constexpr std::size_t kMaskedRowMin = 128;
-constexpr std::size_t kMaskedSoftmaxRowMin = 32;
 constexpr std::size_t kMaskedSoftmaxMin = 8192;
 
 // Whether a gradient line's first excluded entry (mask bytes ms apart) is
@@ -280,8 +278,8 @@ void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T*
         return;
     }
     if (rows && ms == 1 && op == Op::softmax && k.masked_softmax_rows &&
-        n >= kMaskedSoftmaxRowMin &&  // the mask read in the pipelined or streamed rows' passes
-        k.masked_softmax_rows(a, 0, y, 0, mask, 0, 0, n, params)) {
+        // the mask read in the register tiles', pipelined or streamed rows' passes
+        k.masked_softmax_rows(a, rs[0], y, rs[o], mask, rs[mi], 0, n, params)) {
         parallel_for(plan.tasks(), [&](std::size_t t) {
             layout::for_each_batch(plan, t, [&](const layout::Batch& batch) {
                 const std::ptrdiff_t* off = batch.offsets;
@@ -294,7 +292,7 @@ void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T*
     if (rows && ms == 1 && (op == Op::log_softmax || op == Op::logsumexp) && k.masked_log_rows) {
         // the mask read in the row kernels' passes
         const MaskedOp mop = op == Op::log_softmax ? MaskedOp::log_softmax : MaskedOp::logsumexp;
-        if (k.masked_log_rows(mop, a, 0, y, 0, mask, 0, 0, n, params)) {
+        if (k.masked_log_rows(mop, a, rs[0], y, rs[o], mask, rs[mi], 0, n, params)) {
             parallel_for(plan.tasks(), [&](std::size_t t) {
                 layout::for_each_batch(plan, t, [&](const layout::Batch& batch) {
                     const std::ptrdiff_t* off = batch.offsets;

@@ -107,6 +107,26 @@ struct HasTranspose8<
                                           static_cast<typename V::reg*>(nullptr)))>>
     : std::true_type {};
 
+// where= in the register tiles: one byte per element of the rows laid end to
+// end as x is, from m, advancing with the rows; or (`repeats`, a (1, C) mask
+// laid out V::N times) one group's bytes that every group repeats. Null m:
+// none. An excluded element is read as -inf, and its output written as
+// `fill` (0 for softmax, -inf for log_softmax): the bits of the plain rows
+// on the input with -inf there and the driver's fills, special rows
+// included.
+template <class T>
+struct TileMask {
+    const unsigned char* m = nullptr;
+    bool repeats = false;
+    T fill = T(0);
+    // the mask of the tile from element e
+    TileMask at(std::size_t e) const { return {m && !repeats ? m + e : m, repeats, fill}; }
+    // the bytes of the tile's elements from `at`, a multiple of `group`
+    const unsigned char* bytes(std::size_t at, std::size_t group) const {
+        return m + (repeats ? at % group : at);
+    }
+};
+
 // How many groups of V::N rows a register tile of rows of kN takes by
 // default: one past V::N (its columns would not fit the registers twice).
 template <class V, std::size_t kN>
@@ -137,12 +157,16 @@ struct RegisterTile {
     // the time of the short transposes; 7 classes 1.04-1.08x, though 0.96x the
     // instructions; 4 and 5 classes 1.28 and 1.13x the instructions.)
     static constexpr bool kByRows = kN == 6 && N == 8 && HasTranspose8<V>::value;
+    // Whether the tile takes a TileMask (the loads and stores of load_short
+    // and store_short: not the blocks', not kByRows').
+    static constexpr bool kMaskable = !kByBlocks && !kByRows;
+    using Mask = TileMask<T>;
     static constexpr std::size_t block_at(std::size_t b) {
         return (b + 1) * N > kN ? kN - N : b * N;
     }
     reg c[G][kN];
 
-    void load(const typename V::S* x, std::size_t rows) {
+    void load(const typename V::S* x, std::size_t rows, const Mask& mask = {}) {
         if constexpr (kByBlocks) {
             for (std::size_t g = 0; g < G; ++g) {
                 const std::size_t w = g * N < rows ? (rows - g * N < N ? rows - g * N : N) : 0;
@@ -164,7 +188,7 @@ struct RegisterTile {
             else
                 load_part(x, rows);
         } else {
-            load_short(x, rows);
+            load_short(x, rows, mask);
         }
     }
     // (kByRows: a whole tile row by row; the batch's last, partial one out of
@@ -184,13 +208,22 @@ struct RegisterTile {
     __attribute__((noinline)) void load_part(const typename V::S* x, std::size_t rows) {
         load_short(x, rows);
     }
-    void load_short(const typename V::S* x, std::size_t rows) {
+    void load_short(const typename V::S* x, std::size_t rows, const Mask& mask = {}) {
         const std::size_t total = rows * kN;
         // (always_inline: called once a block, GCC left these out of line)
         const auto block = [&](std::size_t g, std::size_t k) __attribute__((always_inline)) {
             const std::size_t at = (g * kN + k) * N;
-            return at + N <= total ? V::load(x + at)
-                                   : V::load_partial(x + at, at < total ? total - at : 0, 0);
+            const std::size_t w = at + N <= total ? N : at < total ? total - at : 0;
+            const reg v = w == N ? V::load(x + at) : V::load_partial(x + at, w, 0);
+            if (!mask.m) return v;
+            // (-inf at the excluded elements; the lanes past the rows stay 0)
+            const unsigned char* const b = mask.bytes(at, N * kN);
+            const reg ninf = V::set1(neg_inf<T>());
+            if (w == N) return V::select(V::bytes_nonzero(b), v, ninf);
+            static constexpr unsigned char kOnes[16] = {1, 1, 1, 1, 1, 1, 1, 1,
+                                                        1, 1, 1, 1, 1, 1, 1, 1};
+            return V::select(V::bytes_nonzero_partial(b, w), v,
+                             V::select(V::bytes_nonzero_partial(kOnes, w), ninf, V::zero()));
         };
         if constexpr (HasGroupTranspose<V>::value) {  // (unrolled: see for_constants)
             for_constants<G>([&](auto g) {
@@ -207,7 +240,8 @@ struct RegisterTile {
         }
     }
     // out[g][j] back to `rows` rows of kN at y
-    static void store(const reg (&out)[G][kN], typename V::S* y, std::size_t rows) {
+    static void store(const reg (&out)[G][kN], typename V::S* y, std::size_t rows,
+                      const Mask& mask = {}) {
         if constexpr (kByBlocks) {
             for (std::size_t g = 0; g < G && g * N < rows; ++g) {
                 alignas(64) T block[kN * N];
@@ -227,7 +261,7 @@ struct RegisterTile {
             else
                 store_part(out, y, rows);
         } else {
-            store_short(out, y, rows);
+            store_short(out, y, rows, mask);
         }
     }
     // (kByRows: in row order, each row's store running into the next row's
@@ -246,14 +280,21 @@ struct RegisterTile {
                                                      std::size_t rows) {
         store_short(out, y, rows);
     }
-    static void store_short(const reg (&out)[G][kN], typename V::S* y, std::size_t rows) {
+    static void store_short(const reg (&out)[G][kN], typename V::S* y, std::size_t rows,
+                            const Mask& mask = {}) {
         const std::size_t total = rows * kN;
         const auto put = [&](std::size_t g, std::size_t k, reg b) __attribute__((always_inline)) {
             const std::size_t at = (g * kN + k) * N;
-            if (at + N <= total)
+            const std::size_t w = at + N <= total ? N : at < total ? total - at : 0;
+            if (mask.m && w > 0) {  // (the fill at the excluded elements)
+                const unsigned char* const m = mask.bytes(at, N * kN);
+                b = V::select(w == N ? V::bytes_nonzero(m) : V::bytes_nonzero_partial(m, w), b,
+                              V::set1(mask.fill));
+            }
+            if (w == N)
                 V::store(y + at, b);
-            else if (at < total)
-                V::store_partial(y + at, total - at, b);
+            else if (w > 0)
+                V::store_partial(y + at, w, b);
         };
         if constexpr (HasGroupTranspose<V>::value) {
             for_constants<G>([&](auto g) {
@@ -324,25 +365,31 @@ struct RegisterTile {
 // logsumexp's ops below are always inlined: GCC otherwise left some of them
 // out of line, their constants rebuilt on every step; softmax's inlined so
 // took 1.4x the instructions on NEON at 2 classes.)
+// With a mask (TileMask), op(tile, rows, the tile's mask).
 template <class V, std::size_t kN, class Op>
-void by_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows, Op op) {
+void by_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows, Op op,
+                       const TileMask<typename V::T>& mask = {}) {
     constexpr std::size_t step = RegisterTile<V, kN>::kGroups * V::N;
     for (std::size_t r = 0; r < rows; r += step) {
         const std::size_t w = (rows - r < step) ? rows - r : step;
         RegisterTile<V, kN> t;
-        t.load(x + r * kN, w);
-        op(t, y, r, w);
+        const auto tm = mask.at(r * kN);
+        t.load(x + r * kN, w, tm);
+        op(t, y, r, w, tm);
     }
 }
 
 template <class V, std::size_t kN, class Z>
-void softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows,
-                            const Z& z) {
+void softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows, const Z& z,
+                            const TileMask<typename V::T>& mask = {}) {
     using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t G = RegisterTile<V, kN>::kGroups;
+    using Tile = RegisterTile<V, kN>;
     by_register_tiles<V, kN>(
-        x, y, rows, [&z](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w) {
+        x, y, rows,
+        [&z](Tile& t, typename V::S* out, std::size_t r, std::size_t w,
+             const typename Tile::Mask& tm) {
             using C = typename V::Compute;  // (the tiles' arithmetic: float for half precision)
             reg e[G][kN];
             for (std::size_t g = 0; g < G; ++g) {  // (softmax_cols, lane by lane)
@@ -360,40 +407,44 @@ void softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_
                 const Factor<C> inv{C::select(bad, nan, hi), C::select(bad, nan, lo)};
                 for (std::size_t j = 0; j < kN; ++j) e[g][j] = inv.apply(e[g][j]);
             }
-            RegisterTile<V, kN>::store(e, out + r * kN, w);
-        });
+            Tile::store(e, out + r * kN, w, tm);
+        },
+        mask);
 }
 
 template <class V, std::size_t kN, class Z>
 void log_softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows,
-                                const Z& z) {
+                                const Z& z, const TileMask<typename V::T>& mask = {}) {
     using reg = typename V::reg;
     constexpr std::size_t G = RegisterTile<V, kN>::kGroups;
+    using Tile = RegisterTile<V, kN>;
     by_register_tiles<V, kN>(
         x, y, rows,
-        [&z](RegisterTile<V, kN>& t, typename V::S* out, std::size_t r, std::size_t w)
-            __attribute__((always_inline)) {
-                reg o[G][kN];
-                for (std::size_t g = 0; g < G; ++g) {  // (log_softmax_cols, lane by lane)
-                    const reg m = t.max(g);
-                    const reg ref = V::select(V::not_finite(m), V::zero(), m);
-                    reg e[kN];
-                    t.template exps<false>(g, ref, ref, e, z);
-                    const reg ls = vlog<V>(RegisterTile<V, kN>::log_sum(e));
-                    for (std::size_t j = 0; j < kN; ++j) o[g][j] = z.shifted(t.c[g][j], m, ls);
-                }
-                RegisterTile<V, kN>::store(o, out + r * kN, w);
-            });
+        [&z](Tile& t, typename V::S* out, std::size_t r, std::size_t w,
+             const typename Tile::Mask& tm) __attribute__((always_inline)) {
+            reg o[G][kN];
+            for (std::size_t g = 0; g < G; ++g) {  // (log_softmax_cols, lane by lane)
+                const reg m = t.max(g);
+                const reg ref = V::select(V::not_finite(m), V::zero(), m);
+                reg e[kN];
+                t.template exps<false>(g, ref, ref, e, z);
+                const reg ls = vlog<V>(RegisterTile<V, kN>::log_sum(e));
+                for (std::size_t j = 0; j < kN; ++j) o[g][j] = z.shifted(t.c[g][j], m, ls);
+            }
+            Tile::store(o, out + r * kN, w, tm);
+        },
+        mask);
 }
 
 template <class V, std::size_t kN, class Z>
 void logsumexp_register_tiles(const typename V::S* x, typename V::S* out, std::size_t rows,
-                              const Z& z) {
+                              const Z& z, const TileMask<typename V::T>& mask = {}) {
     using reg = typename V::reg;
     constexpr std::size_t G = RegisterTile<V, kN>::kGroups;
+    using Tile = RegisterTile<V, kN>;
     by_register_tiles<V, kN>(
         x, out, rows,
-        [&z](RegisterTile<V, kN>& t, typename V::S* o, std::size_t r, std::size_t w)
+        [&z](Tile& t, typename V::S* o, std::size_t r, std::size_t w, const typename Tile::Mask&)
             __attribute__((always_inline)) {
                 for (std::size_t g = 0; g < G; ++g) {  // (logsumexp_cols, lane by lane)
                     const std::size_t at = r + g * V::N;
@@ -412,7 +463,8 @@ void logsumexp_register_tiles(const typename V::S* x, typename V::S* out, std::s
                     else
                         V::store_partial(o + at, left, v);
                 }
-            });
+            },
+        mask);
 }
 
 }  // namespace fastsoftmax::FASTSOFTMAX_TARGET

@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -453,21 +454,62 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
 
 // softmax_rows with a where= mask (row_mask.hpp: one byte per entry,
 // contiguous along the row, mask rows mrs apart, 0: one for all) for the
-// rows that softmax_rows pipelines or streams (more than a vector, not by
-// tiles, at most kLongRowBytes): their passes reading the mask, an excluded
+// rows that softmax_rows takes by register tiles (try_masked_register_tiles)
+// or pipelines or streams (from kMaskedPipelinedRowMin, more than a vector,
+// not by tiles, at most kLongRowBytes): their passes reading the mask, an excluded
 // entry as -inf (0 out). A row with nothing included gives 0; one whose
 // included entries are softmax_special's case, NaN at those and 0 at the
 // others: the bits of the plain rows with -inf at the excluded entries and
 // the driver's fills (the rows it copies). False, having written nothing,
 // for other row lengths (rows = 0 asks). Float32 and float64.
+// The register tiles with a where= mask (TileMask) for the rows of n that the
+// plain kernels take by them (fill: the output at an excluded element):
+// f(Const<n>{}, mask) where the rows lie end to end (end_to_end: x's and the
+// output's) and their mask too (mrs = n) or one row for all (mrs = 0, laid
+// out V::N times on the stack for the tile); false for other rows, and where
+// the tile's loads take no mask (RegisterTile::kMaskable). rows = 0 asks.
+template <class V, class F>
+bool try_masked_register_tiles(std::size_t n, bool end_to_end, const unsigned char* m,
+                               std::ptrdiff_t mrs, std::size_t rows, typename V::T fill, F f) {
+    if (mrs != 0 && mrs != static_cast<std::ptrdiff_t>(n)) return false;
+    bool taken = false;
+    try_register_tiles<V>(n, 2, end_to_end, [&](auto k) {
+        if constexpr (RegisterTile<V, k>::kMaskable) {
+            taken = true;
+            if (rows == 0) return;
+            TileMask<typename V::T> mask{m, mrs == 0, fill};
+            unsigned char group[V::N * k];
+            if (mask.repeats) {
+                for (std::size_t l = 0; l < V::N; ++l) std::memcpy(group + l * k, m, k);
+                mask.m = group;
+            }
+            f(k, mask);
+        }
+    });
+    return taken;
+}
+
+// The shortest rows that softmax's pipelined and streamed rows take with a
+// mask, past the register tiles and tiles (driver.cpp has the figures:
+// shorter rows went faster through the buffers).
+constexpr std::size_t kMaskedPipelinedRowMin = 32;
+
 template <class V>
 bool masked_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
                          std::ptrdiff_t ys, const unsigned char* m, std::ptrdiff_t mrs,
                          std::size_t rows, std::size_t n, const SoftmaxParams& params) {
     using T = typename V::T;
     static_assert(kExpInOutput<V>, "float32 and float64 rows only");
-    if (n <= V::N || n * sizeof(T) > kLongRowBytes || tiles_pay<V>(n, kSoftmaxTileLimit<V>) ||
-        (kHasRegisterTiles<V> && n <= kRegisterTileMax))
+    const auto sn = static_cast<std::ptrdiff_t>(n);
+    if (try_masked_register_tiles<V>(n, xs == sn && ys == sn, m, mrs, rows, T(0),
+                                     [&](auto k, const TileMask<T>& tm) {
+                                         with_temperature<V>(params, [&](const auto& z) {
+                                             softmax_register_tiles<V, k>(x, y, rows, z, tm);
+                                         });
+                                     }))
+        return true;
+    if (n < kMaskedPipelinedRowMin || n <= V::N || n * sizeof(T) > kLongRowBytes ||
+        tiles_pay<V>(n, kSoftmaxTileLimit<V>) || (kHasRegisterTiles<V> && n <= kRegisterTileMax))
         return false;
     if (rows == 0) return true;  // (the kernels read a row before their loop)
     const RowMask<V> mask{m, mrs};
@@ -577,7 +619,8 @@ void log_softmax_row_groups(const typename V::S* x, std::ptrdiff_t xs, typename 
 
 // log_softmax or logsumexp (MaskedOp) with a where= mask (row_mask.hpp, as
 // masked_softmax_rows takes it) for the rows that their plain kernels take
-// by groups or one by one (more than a vector, not by tiles): the same
+// by register tiles (as masked_softmax_rows), by groups or one by one (more
+// than a vector, not by tiles): the same
 // passes reading the mask (masked_rows.hpp), an excluded entry as -inf
 // (log_softmax: -inf out); a row whose included entries are the special
 // case, or with none, as special_rows.hpp gives it the included entries.
@@ -591,6 +634,18 @@ bool masked_log_rows(MaskedOp op, const typename V::S* x, std::ptrdiff_t xs, typ
     using T = typename V::T;
     static_assert(kExpInOutput<V>, "float32 and float64 rows only");
     const bool log_softmax = op == MaskedOp::log_softmax;
+    const auto sn = static_cast<std::ptrdiff_t>(n);
+    if (try_masked_register_tiles<V>(
+            n, xs == sn && ys == (log_softmax ? sn : 1), m, mrs, rows,
+            log_softmax ? neg_inf<T>() : T(0), [&](auto k, const TileMask<T>& tm) {
+                with_temperature<V>(params, [&](const auto& z) {
+                    if (log_softmax)
+                        log_softmax_register_tiles<V, k>(x, y, rows, z, tm);
+                    else
+                        logsumexp_register_tiles<V, k>(x, y, rows, z, tm);
+                });
+            }))
+        return true;
     if (n <= V::N || (kHasRegisterTiles<V> && n <= kRegisterTileMax) ||
         tiles_pay<V>(n, log_softmax ? kLogSoftmaxTileLimit<V> : kLogSumExpTileLimit<V>))
         return false;
