@@ -109,18 +109,20 @@ struct HasTranspose8<
 
 // where= in the register tiles: one byte per element of the rows laid end to
 // end as x is, from m, advancing with the rows; or (`repeats`, a (1, C) mask
-// laid out V::N times) one group's bytes that every group repeats. Null m:
-// none. An excluded element is read as -inf, and its output written as
-// `fill` (0 for softmax, -inf for log_softmax): the bits of the plain rows
-// on the input with -inf there and the driver's fills, special rows
-// included.
+// laid out V::N times) one group's bytes that every group repeats. An excluded element is read as
+// -inf, and its output written as `fill` (0 for softmax, -inf for log_softmax): the bits of the
+// plain rows on the input with -inf there and the driver's fills, special rows included.
+// NoTileMask: the plain tiles (their code as it was without masks).
+struct NoTileMask {
+    NoTileMask at(std::size_t) const { return {}; }
+};
 template <class T>
 struct TileMask {
     const unsigned char* m = nullptr;
     bool repeats = false;
     T fill = T(0);
     // the mask of the tile from element e
-    TileMask at(std::size_t e) const { return {m && !repeats ? m + e : m, repeats, fill}; }
+    TileMask at(std::size_t e) const { return {repeats ? m : m + e, repeats, fill}; }
     // the bytes of the tile's elements from `at`, a multiple of `group`
     const unsigned char* bytes(std::size_t at, std::size_t group) const {
         return m + (repeats ? at % group : at);
@@ -160,13 +162,16 @@ struct RegisterTile {
     // Whether the tile takes a TileMask (the loads and stores of load_short
     // and store_short: not the blocks', not kByRows').
     static constexpr bool kMaskable = !kByBlocks && !kByRows;
-    using Mask = TileMask<T>;
+    template <class M>
+    static constexpr bool kMasked = !std::is_same_v<M, NoTileMask>;
     static constexpr std::size_t block_at(std::size_t b) {
         return (b + 1) * N > kN ? kN - N : b * N;
     }
     reg c[G][kN];
 
-    void load(const typename V::S* x, std::size_t rows, const Mask& mask = {}) {
+    template <class M = NoTileMask>
+    void load(const typename V::S* x, std::size_t rows, const M& mask = {}) {
+        static_assert(kMaskable || !kMasked<M>, "kMaskable tiles only");
         if constexpr (kByBlocks) {
             for (std::size_t g = 0; g < G; ++g) {
                 const std::size_t w = g * N < rows ? (rows - g * N < N ? rows - g * N : N) : 0;
@@ -208,22 +213,26 @@ struct RegisterTile {
     __attribute__((noinline)) void load_part(const typename V::S* x, std::size_t rows) {
         load_short(x, rows);
     }
-    void load_short(const typename V::S* x, std::size_t rows, const Mask& mask = {}) {
+    template <class M = NoTileMask>
+    void load_short(const typename V::S* x, std::size_t rows, const M& mask = {}) {
         const std::size_t total = rows * kN;
         // (always_inline: called once a block, GCC left these out of line)
         const auto block = [&](std::size_t g, std::size_t k) __attribute__((always_inline)) {
             const std::size_t at = (g * kN + k) * N;
-            const std::size_t w = at + N <= total ? N : at < total ? total - at : 0;
-            const reg v = w == N ? V::load(x + at) : V::load_partial(x + at, w, 0);
-            if (!mask.m) return v;
-            // (-inf at the excluded elements; the lanes past the rows stay 0)
-            const unsigned char* const b = mask.bytes(at, N * kN);
-            const reg ninf = V::set1(neg_inf<T>());
-            if (w == N) return V::select(V::bytes_nonzero(b), v, ninf);
-            static constexpr unsigned char kOnes[16] = {1, 1, 1, 1, 1, 1, 1, 1,
-                                                        1, 1, 1, 1, 1, 1, 1, 1};
-            return V::select(V::bytes_nonzero_partial(b, w), v,
-                             V::select(V::bytes_nonzero_partial(kOnes, w), ninf, V::zero()));
+            if constexpr (!kMasked<M>) {
+                return at + N <= total ? V::load(x + at)
+                                       : V::load_partial(x + at, at < total ? total - at : 0, 0);
+            } else {  // (-inf at the excluded elements; the lanes past the rows stay 0)
+                const std::size_t w = at + N <= total ? N : at < total ? total - at : 0;
+                const reg v = w == N ? V::load(x + at) : V::load_partial(x + at, w, 0);
+                const unsigned char* const b = mask.bytes(at, N * kN);
+                const reg ninf = V::set1(neg_inf<T>());
+                if (w == N) return V::select(V::bytes_nonzero(b), v, ninf);
+                static constexpr unsigned char kOnes[16] = {1, 1, 1, 1, 1, 1, 1, 1,
+                                                            1, 1, 1, 1, 1, 1, 1, 1};
+                return V::select(V::bytes_nonzero_partial(b, w), v,
+                                 V::select(V::bytes_nonzero_partial(kOnes, w), ninf, V::zero()));
+            }
         };
         if constexpr (HasGroupTranspose<V>::value) {  // (unrolled: see for_constants)
             for_constants<G>([&](auto g) {
@@ -240,8 +249,10 @@ struct RegisterTile {
         }
     }
     // out[g][j] back to `rows` rows of kN at y
+    template <class M = NoTileMask>
     static void store(const reg (&out)[G][kN], typename V::S* y, std::size_t rows,
-                      const Mask& mask = {}) {
+                      const M& mask = {}) {
+        static_assert(kMaskable || !kMasked<M>, "kMaskable tiles only");
         if constexpr (kByBlocks) {
             for (std::size_t g = 0; g < G && g * N < rows; ++g) {
                 alignas(64) T block[kN * N];
@@ -280,21 +291,24 @@ struct RegisterTile {
                                                      std::size_t rows) {
         store_short(out, y, rows);
     }
+    template <class M = NoTileMask>
     static void store_short(const reg (&out)[G][kN], typename V::S* y, std::size_t rows,
-                            const Mask& mask = {}) {
+                            const M& mask = {}) {
         const std::size_t total = rows * kN;
         const auto put = [&](std::size_t g, std::size_t k, reg b) __attribute__((always_inline)) {
             const std::size_t at = (g * kN + k) * N;
-            const std::size_t w = at + N <= total ? N : at < total ? total - at : 0;
-            if (mask.m && w > 0) {  // (the fill at the excluded elements)
-                const unsigned char* const m = mask.bytes(at, N * kN);
-                b = V::select(w == N ? V::bytes_nonzero(m) : V::bytes_nonzero_partial(m, w), b,
-                              V::set1(mask.fill));
+            if constexpr (kMasked<M>) {  // (the fill at the excluded elements)
+                const std::size_t w = at + N <= total ? N : at < total ? total - at : 0;
+                if (w > 0) {
+                    const unsigned char* const m = mask.bytes(at, N * kN);
+                    b = V::select(w == N ? V::bytes_nonzero(m) : V::bytes_nonzero_partial(m, w), b,
+                                  V::set1(mask.fill));
+                }
             }
-            if (w == N)
+            if (at + N <= total)
                 V::store(y + at, b);
-            else if (w > 0)
-                V::store_partial(y + at, w, b);
+            else if (at < total)
+                V::store_partial(y + at, total - at, b);
         };
         if constexpr (HasGroupTranspose<V>::value) {
             for_constants<G>([&](auto g) {
@@ -365,10 +379,10 @@ struct RegisterTile {
 // logsumexp's ops below are always inlined: GCC otherwise left some of them
 // out of line, their constants rebuilt on every step; softmax's inlined so
 // took 1.4x the instructions on NEON at 2 classes.)
-// With a mask (TileMask), op(tile, rows, the tile's mask).
-template <class V, std::size_t kN, class Op>
+// With a mask (M: a TileMask, or NoTileMask), op(tile, rows, the tile's mask).
+template <class V, std::size_t kN, class Op, class M = NoTileMask>
 void by_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows, Op op,
-                       const TileMask<typename V::T>& mask = {}) {
+                       const M& mask = {}) {
     constexpr std::size_t step = RegisterTile<V, kN>::kGroups * V::N;
     for (std::size_t r = 0; r < rows; r += step) {
         const std::size_t w = (rows - r < step) ? rows - r : step;
@@ -379,17 +393,16 @@ void by_register_tiles(const typename V::S* x, typename V::S* y, std::size_t row
     }
 }
 
-template <class V, std::size_t kN, class Z>
+template <class V, std::size_t kN, class Z, class M = NoTileMask>
 void softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows, const Z& z,
-                            const TileMask<typename V::T>& mask = {}) {
+                            const M& mask = {}) {
     using T = typename V::T;
     using reg = typename V::reg;
     constexpr std::size_t G = RegisterTile<V, kN>::kGroups;
     using Tile = RegisterTile<V, kN>;
     by_register_tiles<V, kN>(
         x, y, rows,
-        [&z](Tile& t, typename V::S* out, std::size_t r, std::size_t w,
-             const typename Tile::Mask& tm) {
+        [&z](Tile& t, typename V::S* out, std::size_t r, std::size_t w, const M& tm) {
             using C = typename V::Compute;  // (the tiles' arithmetic: float for half precision)
             reg e[G][kN];
             for (std::size_t g = 0; g < G; ++g) {  // (softmax_cols, lane by lane)
@@ -412,39 +425,39 @@ void softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_
         mask);
 }
 
-template <class V, std::size_t kN, class Z>
+template <class V, std::size_t kN, class Z, class M = NoTileMask>
 void log_softmax_register_tiles(const typename V::S* x, typename V::S* y, std::size_t rows,
-                                const Z& z, const TileMask<typename V::T>& mask = {}) {
+                                const Z& z, const M& mask = {}) {
     using reg = typename V::reg;
     constexpr std::size_t G = RegisterTile<V, kN>::kGroups;
     using Tile = RegisterTile<V, kN>;
     by_register_tiles<V, kN>(
         x, y, rows,
-        [&z](Tile& t, typename V::S* out, std::size_t r, std::size_t w,
-             const typename Tile::Mask& tm) __attribute__((always_inline)) {
-            reg o[G][kN];
-            for (std::size_t g = 0; g < G; ++g) {  // (log_softmax_cols, lane by lane)
-                const reg m = t.max(g);
-                const reg ref = V::select(V::not_finite(m), V::zero(), m);
-                reg e[kN];
-                t.template exps<false>(g, ref, ref, e, z);
-                const reg ls = vlog<V>(RegisterTile<V, kN>::log_sum(e));
-                for (std::size_t j = 0; j < kN; ++j) o[g][j] = z.shifted(t.c[g][j], m, ls);
-            }
-            Tile::store(o, out + r * kN, w, tm);
-        },
+        [&z](Tile& t, typename V::S* out, std::size_t r, std::size_t w, const M& tm)
+            __attribute__((always_inline)) {
+                reg o[G][kN];
+                for (std::size_t g = 0; g < G; ++g) {  // (log_softmax_cols, lane by lane)
+                    const reg m = t.max(g);
+                    const reg ref = V::select(V::not_finite(m), V::zero(), m);
+                    reg e[kN];
+                    t.template exps<false>(g, ref, ref, e, z);
+                    const reg ls = vlog<V>(RegisterTile<V, kN>::log_sum(e));
+                    for (std::size_t j = 0; j < kN; ++j) o[g][j] = z.shifted(t.c[g][j], m, ls);
+                }
+                Tile::store(o, out + r * kN, w, tm);
+            },
         mask);
 }
 
-template <class V, std::size_t kN, class Z>
+template <class V, std::size_t kN, class Z, class M = NoTileMask>
 void logsumexp_register_tiles(const typename V::S* x, typename V::S* out, std::size_t rows,
-                              const Z& z, const TileMask<typename V::T>& mask = {}) {
+                              const Z& z, const M& mask = {}) {
     using reg = typename V::reg;
     constexpr std::size_t G = RegisterTile<V, kN>::kGroups;
     using Tile = RegisterTile<V, kN>;
     by_register_tiles<V, kN>(
         x, out, rows,
-        [&z](Tile& t, typename V::S* o, std::size_t r, std::size_t w, const typename Tile::Mask&)
+        [&z](Tile& t, typename V::S* o, std::size_t r, std::size_t w, const M&)
             __attribute__((always_inline)) {
                 for (std::size_t g = 0; g < G; ++g) {  // (logsumexp_cols, lane by lane)
                     const std::size_t at = r + g * V::N;
