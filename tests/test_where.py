@@ -286,6 +286,66 @@ def test_special_values_among_the_included_entries(dtype, n):
     assert lsm[4, 0] == -INF
 
 
+@pytest.mark.parametrize("n", [3, 4, 10, 15, 33, 100, 200, 1000, 9000])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_special_rows_are_the_plain_call_on_the_filled_input(dtype, n):
+    """The special rows (a NaN, a +inf or only -inf included, nothing included) beside
+    ordinary ones, in every path that reads the mask (register tiles, groups, rows one by
+    one): the plain call's bits on the filled input, with the fill (0, or -inf) at every
+    excluded entry as the documented semantics say, but softmax from 8192 classes (its own
+    passes): the same NaN, -inf and 0 entries there."""
+    x, w = special_masked_rows(dtype, n)
+    w = np.concatenate([w, np.zeros((1, n), bool), w])  # (nothing included: row 5)
+    x = np.concatenate([x, x[:1], x[::-1]])
+    for op in FORWARD:
+        got = getattr(fs, op)(x, where=w)
+        want = plain_equivalent(op, x, w)
+        if op != "logsumexp":
+            want = np.where(w, want, 0 if op == "softmax" else -INF).astype(dtype)
+        if reads_mask_in_passes(op, dtype, "full", n):
+            special = ~np.isfinite(want) | (want == 0)
+            np.testing.assert_array_equal(got[special], want[special], err_msg=op)
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=op)
+
+
+@pytest.mark.parametrize("t", [0.7, 3.0])
+@pytest.mark.parametrize("n", [3, 10, 15, 100, 200, 1000, 5000])
+@pytest.mark.parametrize("kind", ["full", "(1, C)"])
+def test_a_temperature_reads_the_mask_as_the_plain_call(rng, kind, n, t):
+    """temperature= through the paths that read the mask: the plain call's bits on the
+    filled input at the same temperature."""
+    shape = (37, n)
+    x = rng.normal(0, 3, shape).astype(np.float32)
+    w = make_mask(kind, shape, rng)
+    for op in FORWARD:
+        got = getattr(fs, op)(x, where=w, temperature=t)
+        np.testing.assert_array_equal(got, plain_equivalent(op, x, w, temperature=t), err_msg=op)
+    g = rng.normal(0, 1, shape).astype(np.float32)
+    for op in BACKWARD:
+        y = getattr(fs, OF[op])(x, where=w, temperature=t)
+        got = getattr(fs, op)(g, y, where=w, temperature=t)
+        np.testing.assert_array_equal(got, plain_gradient(op, g, y, w, temperature=t), err_msg=op)
+
+
+@pytest.mark.parametrize("n", [3, 10, 100, 200, 1000])
+def test_rows_that_do_not_lie_end_to_end(rng, n):
+    """Rows contiguous along the axis but apart (a slice of wider rows), and a mask whose
+    rows are apart too: the paths that need rows end to end refuse them, the others read
+    the mask with its own distance between rows; the plain call's bits on the filled
+    input either way."""
+    x = rng.normal(0, 3, (37, n + 5)).astype(np.float32)[:, :n]
+    wide = make_mask("full", (37, n + 3), rng)
+    for w in (wide[:, :n], np.ascontiguousarray(wide[:, :n])):
+        for op in FORWARD:
+            got = getattr(fs, op)(x, where=w)
+            np.testing.assert_array_equal(got, plain_equivalent(op, x, w), err_msg=op)
+            out = np.full((37, n + 2), 7, np.float32)[:, :n]  # (out= rows apart as well)
+            if op != "logsumexp":
+                getattr(fs, op)(x, where=w, out=out)
+                np.testing.assert_array_equal(out, got, err_msg=op)
+
+
 # --------------------------------------------------------------- axes and layouts --
 
 
@@ -408,7 +468,8 @@ def test_threads_give_the_same_bits(rng, op):
 @pytest.mark.parametrize("kind", ["full", "(1, C)"])
 def test_rows_past_the_streaming_threshold_are_the_rows_alone(rng, kind, n):
     """Arrays past 8 MiB (softmax's rows streamed through a scratch row, the outputs
-    written with non-temporal stores; the gradients likewise): each row gets the bits it
+    written with non-temporal stores; log_softmax and the gradients likewise; logsumexp
+    alongside): each row gets the bits it
     gets alone, in cache, special rows among them (a NaN and a +inf included, only -inf
     included, nothing included)."""
     shape = ((8 << 20) // (4 * n) + 3, n)
@@ -423,9 +484,11 @@ def test_rows_past_the_streaming_threshold_are_the_rows_alone(rng, kind, n):
         w[5] = False
     rows = [0, 1, 2, 3, 4, 5, 6, 7, shape[0] // 2, shape[0] - 2, shape[0] - 1]
     wr = (lambda r: w[r : r + 1]) if kind == "full" else (lambda r: w)
-    y = fs.softmax(x, where=w)
-    for r in rows:
-        np.testing.assert_array_equal(y[r : r + 1], fs.softmax(x[r : r + 1], where=wr(r)))
+    for op in FORWARD:  # (log_softmax: its rows' streamed stores too)
+        y = getattr(fs, op)(x, where=w)
+        for r in rows:
+            alone = getattr(fs, op)(x[r : r + 1], where=wr(r))
+            np.testing.assert_array_equal(y[r : r + 1], alone, err_msg=f"{op} row {r}")
     for op in BACKWARD:
         yy = getattr(fs, OF[op])(x, where=w)
         got = getattr(fs, op)(g, yy, where=w)

@@ -176,9 +176,12 @@ constexpr std::size_t kMaskedBatch = 8192;
 // from 128 classes): 1.30 / 1.20 at (1024, 1000). softmax from kMaskedPipelinedRowMin classes
 // (softmax_rows.hpp), the rows the plain kernels pipeline or stream (Kernels::masked_softmax_rows;
 // avx2, 2026-12-07): 1.50 / 1.23 at (4096, 100), 1.40 / 1.23 at (4096, 64), 1.63 / 1.14 at (1024,
-// 1000), 1.44 / 1.36 at (8192, 1024); the rows the plain kernels do by tiles stay with the buffers,
-// whose kernels' bits they are (pipelined with the mask read in the passes: 1.28 against 1.35 at
-// (8192, 33), 2.71 against 1.85 at (8192, 10), 1.86 against 1.31 at (8192, 17)). Past
+// 1000), 1.44 / 1.36 at (8192, 1024); the rows the plain kernels do by tiles in memory stay with
+// the buffers, whose kernels' bits they are (pipelined with the mask read in the passes: 1.28
+// against 1.35 at (8192, 33), 2.71 against 1.85 at (8192, 10), 1.86 against 1.31 at (8192, 17)).
+// The register tiles read it (all three ops, the rows and a full or (1, C) mask end to end;
+// avx512, 2026-12-07, (8192, 10): softmax 1.78 / 1.16, log_softmax 1.86 / 1.27, logsumexp 1.73 /
+// 1.14). Past
 // kLongRowBytes, from kMaskedSoftmaxMin (Kernels::masked_softmax_long_row): 1.44 / 1.14 at (256,
 // 32000) (avx512). The gradients read it at every row length (Kernels::masked_*_backward_rows;
 // avx2: 2.01-5.30 / 1.07-1.49 over bench/masks.py's five shapes). The (N, 1) masks' runs of rows
@@ -229,7 +232,8 @@ bool line_any(const unsigned char* m, std::size_t n) {
 // rows (ms = 0: an (N, 1) mask) copies nothing: the kernels run on the runs of included rows
 // themselves, and the excluded rows are filled. Rows whose mask is contiguous along them
 // copy nothing either where their kernels read the mask in their passes: the gradients
-// (any row length), log_softmax and logsumexp (masked_log_rows) and long
+// (any row length), softmax's register tiles, pipelined and streamed rows
+// (masked_softmax_rows), log_softmax and logsumexp (masked_log_rows) and long
 // softmax rows (masked_softmax_long_row, below).
 template <class T>
 void masked_lines(const Kernels<T>& k, Op op, const layout::Plan& plan, const T* a, const T* b,

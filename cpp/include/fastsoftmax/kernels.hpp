@@ -162,22 +162,25 @@ struct Kernels {
                                              ptrdiff_t mrs, size_t rows, size_t n, Params params);
 
     // softmax_rows with a where= mask as above, for the rows softmax_rows
-    // pipelines or streams (generic/softmax_rows.hpp): an excluded entry gives
-    // 0; a row with nothing included 0; one whose included entries make the
-    // plain rows' special case NaN at those and 0 at the others. False,
-    // having written nothing, for other row lengths (rows = 0 asks). Null
-    // for half-precision storage.
+    // takes by register tiles (the rows and their mask end to end, or the
+    // mask one row for all) or pipelines or streams (generic/softmax_rows.hpp):
+    // an excluded entry gives 0; a row with nothing included 0; one whose
+    // included entries make the plain rows' special case NaN at those and 0
+    // at the others. False, having written nothing, for other row lengths and
+    // layouts (rows = 0 asks, with the batches' strides). Null for
+    // half-precision storage.
     bool (*masked_softmax_rows)(const S* x, ptrdiff_t xs, S* y, ptrdiff_t ys,
                                 const unsigned char* m, ptrdiff_t mrs, size_t rows, size_t n,
                                 Params params);
 
     // log_softmax or logsumexp (MaskedOp; logsumexp's rows of one value, ys
     // apart) with a where= mask as above, for the rows that log_softmax_rows
-    // and logsumexp_rows take by groups (generic/softmax_rows.hpp): an
-    // excluded entry gives -inf; a row whose included entries (or none) make
-    // the plain rows' special case their special answer. False, having
-    // written nothing, for other row lengths (rows = 0 asks). Null for
-    // half-precision storage.
+    // and logsumexp_rows take by register tiles (as masked_softmax_rows), by
+    // groups or one by one (generic/softmax_rows.hpp): an excluded entry
+    // gives -inf; a row whose included entries (or none) make the plain
+    // rows' special case their special answer. False, having written
+    // nothing, for other row lengths and layouts (rows = 0 asks, with the
+    // batches' strides). Null for half-precision storage.
     bool (*masked_log_rows)(MaskedOp op, const S* x, ptrdiff_t xs, S* y, ptrdiff_t ys,
                             const unsigned char* m, ptrdiff_t mrs, size_t rows, size_t n,
                             Params params);

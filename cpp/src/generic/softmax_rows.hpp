@@ -452,16 +452,6 @@ void softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y, s
     });
 }
 
-// softmax_rows with a where= mask (row_mask.hpp: one byte per entry,
-// contiguous along the row, mask rows mrs apart, 0: one for all) for the
-// rows that softmax_rows takes by register tiles (try_masked_register_tiles)
-// or pipelines or streams (from kMaskedPipelinedRowMin, more than a vector,
-// not by tiles, at most kLongRowBytes): their passes reading the mask, an excluded
-// entry as -inf (0 out). A row with nothing included gives 0; one whose
-// included entries are softmax_special's case, NaN at those and 0 at the
-// others: the bits of the plain rows with -inf at the excluded entries and
-// the driver's fills (the rows it copies). False, having written nothing,
-// for other row lengths (rows = 0 asks). Float32 and float64.
 // The register tiles with a where= mask (TileMask) for the rows of n that the
 // plain kernels take by them (fill: the output at an excluded element):
 // f(Const<n>{}, mask) where the rows lie end to end (end_to_end: x's and the
@@ -494,6 +484,16 @@ bool try_masked_register_tiles(std::size_t n, bool end_to_end, const unsigned ch
 // shorter rows went faster through the buffers).
 constexpr std::size_t kMaskedPipelinedRowMin = 32;
 
+// softmax_rows with a where= mask (row_mask.hpp: one byte per entry,
+// contiguous along the row, mask rows mrs apart, 0: one for all) for the
+// rows that softmax_rows takes by register tiles (try_masked_register_tiles)
+// or pipelines or streams (from kMaskedPipelinedRowMin, more than a vector,
+// not by tiles, at most kLongRowBytes): their passes reading the mask, an excluded
+// entry as -inf (0 out). A row with nothing included gives 0; one whose
+// included entries are softmax_special's case, NaN at those and 0 at the
+// others: the bits of the plain rows with -inf at the excluded entries and
+// the driver's fills (the rows it copies). False, having written nothing,
+// for other row lengths and layouts (rows = 0 asks). Float32 and float64.
 template <class V>
 bool masked_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* y,
                          std::ptrdiff_t ys, const unsigned char* m, std::ptrdiff_t mrs,
