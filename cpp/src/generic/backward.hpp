@@ -55,16 +55,14 @@ void backward_rows_at(const typename V::S* g, std::ptrdiff_t gs, const typename 
     const bool stream =
         params.from_memory && (Op::kStreamLongRows || n * sizeof(T) <= kLongRowBytes);
     for (std::size_t r = 0; r < rows; ++r, g += gs, y += ys, o += os) {
-        const auto lanes = mask.row(r);
-        // (the lanes of the row's last, partial vector)
-        [[maybe_unused]] const auto tail = lanes.last(n);
+        [[maybe_unused]] const auto lanes = mask.row(r);
         // the sum's term at i, w lanes (w < N: zero-filled, the row's last)
         const auto acc = [&](reg s, std::size_t i, std::size_t w) {
             const bool whole = w == N;
             const reg t = Op::acc(s, whole ? V::load(g + i) : V::load_partial(g + i, w, 0),
                                   whole ? V::load(y + i) : V::load_partial(y + i, w, 0));
             if constexpr (kMasked)
-                return V::select(whole ? lanes.at(i) : tail, t, s);
+                return V::select(whole ? lanes.at(i) : lanes.range(i, w), t, s);
             else
                 return t;
         };
@@ -74,10 +72,7 @@ void backward_rows_at(const typename V::S* g, std::ptrdiff_t gs, const typename 
                 z.times(Op::out(w == N ? V::load(g + k) : V::load_partial(g + k, w, 0),
                                 w == N ? V::load(y + k) : V::load_partial(y + k, w, 0), vs));
             if constexpr (kMasked)
-                return V::select(w == N                     ? lanes.at(k)
-                                 : k + w == n && w == n % N ? tail
-                                                            : lanes.range(k, w),
-                                 v, V::zero());
+                return V::select(w == N ? lanes.at(k) : lanes.range(k, w), v, V::zero());
             else
                 return v;
         };

@@ -26,17 +26,15 @@
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
 // The masked rows' loads (L: a MaskRow, or NoRowMask::Row for all): the
-// w lanes of row x from i (w < N: the row's last, -inf after), -inf where
-// excluded; `last`: the lanes of the row's last vector (MaskRow::last).
-template <class V, class L, class K>
-typename V::reg masked_load(const typename V::S* x, std::size_t i, const L& lanes, std::size_t w,
-                            const K& last) {
+// w lanes of row x from i (w < N: -inf after), -inf where excluded.
+template <class V, class L>
+typename V::reg masked_load(const typename V::S* x, std::size_t i, const L& lanes, std::size_t w) {
     using T = typename V::T;
     const auto v = w == V::N ? V::load(x + i) : V::load_partial(x + i, w, neg_inf<T>());
     if constexpr (std::is_same_v<L, NoRowMask::Row>)
         return v;
     else
-        return V::select(w == V::N ? lanes.at(i) : last, v, V::set1(neg_inf<T>()));
+        return V::select(w == V::N ? lanes.at(i) : lanes.range(i, w), v, V::set1(neg_inf<T>()));
 }
 
 // row_max over the included entries
@@ -46,14 +44,13 @@ typename V::T masked_row_max(const typename V::S* x, std::size_t n, const L& lan
         return row_max<V>(x, n);
     } else {
         auto m0 = V::set1(neg_inf<typename V::T>()), m1 = m0;
-        const auto last = lanes.last(n);
         std::size_t i = 0;
         for (; i + 2 * V::N <= n; i += 2 * V::N) {
-            m0 = V::max(m0, masked_load<V>(x, i, lanes, V::N, last));
-            m1 = V::max(m1, masked_load<V>(x, i + V::N, lanes, V::N, last));
+            m0 = V::max(m0, masked_load<V>(x, i, lanes, V::N));
+            m1 = V::max(m1, masked_load<V>(x, i + V::N, lanes, V::N));
         }
         for (; i < n; i += V::N)
-            m0 = V::max(m0, masked_load<V>(x, i, lanes, n - i < V::N ? n - i : V::N, last));
+            m0 = V::max(m0, masked_load<V>(x, i, lanes, n - i < V::N ? n - i : V::N));
         return V::hmax(V::max(m0, m1));
     }
 }
@@ -68,8 +65,7 @@ typename V::reg masked_exp_lanes(const typename V::S* x, std::size_t len, typena
     } else {
         constexpr std::size_t N = V::N;
         const auto vm = V::set1(m);
-        const auto last = lanes.last(len);
-        const auto at = [&](std::size_t i) { return masked_load<V>(x, i, lanes, N, last); };
+        const auto at = [&](std::size_t i) { return masked_load<V>(x, i, lanes, N); };
         auto s0 = V::zero(), s1 = V::zero(), s2 = V::zero(), s3 = V::zero();
         std::size_t i = 0;
         for (; i + 4 * N <= len; i += 4 * N) {
@@ -79,7 +75,7 @@ typename V::reg masked_exp_lanes(const typename V::S* x, std::size_t len, typena
             s3 = V::add(s3, z.exp_diff(at(i + 3 * N), vm));
         }
         for (; i + N <= len; i += N) s0 = V::add(s0, z.exp_diff(at(i), vm));
-        if (i < len) s1 = V::add(s1, z.exp_diff(masked_load<V>(x, i, lanes, len - i, last), vm));
+        if (i < len) s1 = V::add(s1, z.exp_diff(masked_load<V>(x, i, lanes, len - i), vm));
         return V::add(V::add(s0, s1), V::add(s2, s3));
     }
 }
@@ -89,14 +85,8 @@ typename V::reg masked_exp_lanes(const typename V::S* x, std::size_t len, typena
 template <class V, class L, class F>
 void masked_map_row(const typename V::S* x, typename V::S* y, std::size_t n, const L& lanes, F f,
                     StreamedRows<V>* stream) {
-    using T = typename V::T;
     constexpr std::size_t N = V::N;
-    const auto ninf = V::set1(neg_inf<T>());
-    const auto at = [&](std::size_t k, std::size_t w) {
-        return w == N
-                   ? f(V::select(lanes.at(k), V::load(x + k), ninf))
-                   : f(V::select(lanes.range(k, w), V::load_partial(x + k, w, neg_inf<T>()), ninf));
-    };
+    const auto at = [&](std::size_t k, std::size_t w) { return f(masked_load<V>(x, k, lanes, w)); };
     std::size_t i = 0;
     if (stream && !stream->joins_rows()) {
         const std::size_t head = StreamedRows<V>::head(y, n);
@@ -178,19 +168,18 @@ bool masked_softmax_row(const typename V::S* x, const unsigned char* m, typename
     const T mx = masked_row_max<V>(x, n, lanes);
     if (!std::isfinite(mx)) return false;  // (nothing included, only -inf, +inf, or NaN)
     const auto vm = V::set1(mx), lo = V::set1(z.floor(mx));
-    const auto last = lanes.last(n);
     ExpSum<V> sum;
     std::size_t i = 0;
     for (; i + 2 * N <= n; i += 2 * N) {
-        const auto e0 = z.exp_sub(masked_load<V>(x, i, lanes, N, last), vm, lo);
-        const auto e1 = z.exp_sub(masked_load<V>(x, i + N, lanes, N, last), vm, lo);
+        const auto e0 = z.exp_sub(masked_load<V>(x, i, lanes, N), vm, lo);
+        const auto e1 = z.exp_sub(masked_load<V>(x, i + N, lanes, N), vm, lo);
         V::store(y + i, e0);
         V::store(y + i + N, e1);
         sum.add2(e0, e1);
     }
     for (; i < n; i += N) {
         const std::size_t w = n - i < N ? n - i : N;
-        const auto e = z.exp_sub(masked_load<V>(x, i, lanes, w, last), vm, lo);
+        const auto e = z.exp_sub(masked_load<V>(x, i, lanes, w), vm, lo);
         V::store_partial(y + i, w, e);
         sum.add(e);
     }

@@ -3,9 +3,9 @@
 // entry, contiguous along the row, mask rows a fixed distance apart (0: one
 // row for all, a (1, C) mask). A kernel takes M = NoRowMask (the plain rows,
 // every lane included) or RowMask<V>, and per row the lanes of its vectors:
-// `at(i)`, the N lanes from i; `range(k, w)`, the w < N lanes from k;
-// `last(n)`, those of the last, partial vector of a row of n; `m`, the row's
-// bytes (null for NoRowMask). `from(r)`: the mask of the rows from r.
+// `at(i)`, the N lanes from i; `range(k, w)`, the w < N lanes from k; `m`,
+// the row's bytes (null for NoRowMask). `from(r)`: the mask of the rows
+// from r.
 #pragma once
 
 #include <cstddef>
@@ -14,12 +14,11 @@
 
 namespace fastsoftmax::FASTSOFTMAX_TARGET {
 
-// The plain rows: no lanes to compute (a kernel tests `kMasked` before
-// using them).
+// The plain rows: no lanes to compute (a kernel tests `kMasked`, or the
+// type, before using them).
 struct NoRowMask {
     struct Row {
         static constexpr const unsigned char* m = nullptr;
-        int last(std::size_t) const { return 0; }
     };
     Row row(std::size_t) const { return {}; }
     NoRowMask from(std::size_t) const { return {}; }
@@ -32,9 +31,6 @@ struct MaskRow {
     mask at(std::size_t i) const { return V::bytes_nonzero(m + i); }
     // The w < N lanes from k, the rest clear (reads m[k, k + w) only).
     mask range(std::size_t k, std::size_t w) const { return V::bytes_nonzero_partial(m + k, w); }
-    // The lanes of the row's last vector when partial (n % N of them), else
-    // none (unused).
-    mask last(std::size_t n) const { return range(n - n % V::N, n % V::N); }
 };
 
 template <class V>

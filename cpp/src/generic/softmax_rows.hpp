@@ -61,19 +61,6 @@ constexpr std::size_t kLogSoftmaxTileLimit = 64;
 template <class V>
 constexpr std::size_t kLogSumExpTileLimit = 128;
 
-// softmax_special of a row: NaN (a masked row: at its included entries, 0
-// at the others: where= gives 0 there whatever the included ones give).
-template <class V, class L>
-void masked_softmax_special(typename V::S* y, std::size_t n, const L& lanes) {
-    if constexpr (std::is_same_v<L, NoRowMask::Row>) {
-        softmax_special(y, 1, n);
-    } else {
-        using T = typename V::T;
-        for (std::size_t i = 0; i < n; ++i)
-            y[i] = lanes.m[i] ? std::numeric_limits<T>::quiet_NaN() : T(0);
-    }
-}
-
 // Rows that fit in L1, in arrays that fit in cache, software-pipelined: one loop over the columns
 // does the exp-store-sum pass of row r (bound by the FMA units) together with the max pass of row
 // r+1 and the scale pass of row r-1 (bound by loads and stores), so the two kinds of work overlap
@@ -106,7 +93,6 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
         const std::size_t rn = (r + 1 < rows) ? r + 1 : r;
         const typename V::S* xn = x + static_cast<std::ptrdiff_t>(rn) * xs;  // the next row
         const auto lr = mask.row(r), ln = mask.row(rn);  // (the last row re-reads itself)
-        const auto lr_last = lr.last(n), ln_last = ln.last(n);
         const bool ok = std::isfinite(m);
         const reg vm = V::set1(ok ? m : T(0));
         const reg vlo = V::set1(z.floor(ok ? m : T(0)));
@@ -114,11 +100,11 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
         ExpSum<V> s0;
         std::size_t i = 0;
         for (; i + 2 * N <= full; i += 2 * N) {
-            mx0 = V::max(mx0, masked_load<V>(xn, i, ln, N, ln_last));
-            mx1 = V::max(mx1, masked_load<V>(xn, i + N, ln, N, ln_last));
+            mx0 = V::max(mx0, masked_load<V>(xn, i, ln, N));
+            mx1 = V::max(mx1, masked_load<V>(xn, i + N, ln, N));
             if (ok) {
-                const reg e0 = z.exp_sub(masked_load<V>(xr, i, lr, N, lr_last), vm, vlo);
-                const reg e1 = z.exp_sub(masked_load<V>(xr, i + N, lr, N, lr_last), vm, vlo);
+                const reg e0 = z.exp_sub(masked_load<V>(xr, i, lr, N), vm, vlo);
+                const reg e1 = z.exp_sub(masked_load<V>(xr, i + N, lr, N), vm, vlo);
                 C::store(er + i, e0);
                 C::store(er + i + N, e1);
                 s0.add2(e0, e1);
@@ -130,9 +116,9 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
         }
         for (; i < n; i += N) {
             const std::size_t w = (n - i < N) ? n - i : N;
-            mx0 = V::max(mx0, masked_load<V>(xn, i, ln, w, ln_last));
+            mx0 = V::max(mx0, masked_load<V>(xn, i, ln, w));
             if (ok) {
-                const reg e = z.exp_sub(masked_load<V>(xr, i, lr, w, lr_last), vm, vlo);
+                const reg e = z.exp_sub(masked_load<V>(xr, i, lr, w), vm, vlo);
                 C::store_partial(er + i, w, e);
                 s0.add(e);
             }
@@ -141,7 +127,7 @@ void softmax_rows_pipelined(const typename V::S* x, std::ptrdiff_t xs, typename 
         }
         const double sum = s0.total();
         if (!ok || sum != sum) {  // max not finite, or a NaN in the row
-            masked_softmax_special<V>(yr, n, lr);
+            softmax_special(yr, 1, n, lr.m);
             prev = nullptr;
         } else {
             prev = yr;
@@ -180,7 +166,6 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
         const std::size_t rn = (r + 1 < rows) ? r + 1 : r;
         const S* xn = x + static_cast<std::ptrdiff_t>(rn) * xs;  // the next row
         const auto lr = mask.row(r), ln = mask.row(rn);          // (the last re-reads itself)
-        const auto lr_last = lr.last(n), ln_last = ln.last(n);
         T* const e = scratch + (r & 1) * n;
         const bool ok = std::isfinite(m);
         const reg vm = V::set1(ok ? m : T(0));
@@ -190,11 +175,11 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
         if (have_prev) prev.begin(out);
         std::size_t i = 0;
         for (; i + 2 * N <= full; i += 2 * N) {
-            mx0 = V::max(mx0, masked_load<V>(xn, i, ln, N, ln_last));
-            mx1 = V::max(mx1, masked_load<V>(xn, i + N, ln, N, ln_last));
+            mx0 = V::max(mx0, masked_load<V>(xn, i, ln, N));
+            mx1 = V::max(mx1, masked_load<V>(xn, i + N, ln, N));
             if (ok) {
-                const reg e0 = z.exp_sub(masked_load<V>(xr, i, lr, N, lr_last), vm, vlo);
-                const reg e1 = z.exp_sub(masked_load<V>(xr, i + N, lr, N, lr_last), vm, vlo);
+                const reg e0 = z.exp_sub(masked_load<V>(xr, i, lr, N), vm, vlo);
+                const reg e1 = z.exp_sub(masked_load<V>(xr, i + N, lr, N), vm, vlo);
                 V::store(e + i, e0);
                 V::store(e + i + N, e1);
                 s0.add2(e0, e1);
@@ -203,9 +188,9 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
         }
         for (; i < n; i += N) {
             const std::size_t w = (n - i < N) ? n - i : N;
-            mx0 = V::max(mx0, masked_load<V>(xn, i, ln, w, ln_last));
+            mx0 = V::max(mx0, masked_load<V>(xn, i, ln, w));
             if (ok) {
-                const reg e0 = z.exp_sub(masked_load<V>(xr, i, lr, w, lr_last), vm, vlo);
+                const reg e0 = z.exp_sub(masked_load<V>(xr, i, lr, w), vm, vlo);
                 V::store_partial(e + i, w, e0);
                 s0.add(e0);
             }
@@ -216,7 +201,7 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
         if (have_prev)
             prev = RowStream<V, ScaledBy<V>>(yr, n, {e, Factor<V>::reciprocal(sum)});
         else  // max not finite, or a NaN in the row
-            masked_softmax_special<V>(yr, n, lr);
+            softmax_special(yr, 1, n, lr.m);
         m = V::hmax(V::max(mx0, mx1));
     }
     if (have_prev) {

@@ -7,7 +7,7 @@
 // Strides are in elements; S is the storage type (its values are compared and
 // written in the compute type, compute_t<S>). With a where= mask m (one byte
 // per entry, contiguous), the included entries alone are the row, and
-// log_softmax writes -inf at the others.
+// softmax writes 0 at the others, log_softmax -inf.
 #pragma once
 
 #include <cstddef>
@@ -46,9 +46,14 @@ void fill_strided(S* y, std::ptrdiff_t ys, std::size_t n, compute_t<S> value) {
     for (std::size_t i = 0; i < n; ++i) y[static_cast<std::ptrdiff_t>(i) * ys] = v;
 }
 
+// (with a mask: NaN at the included entries, 0 at the others)
 template <class S>
-void softmax_special(S* y, std::ptrdiff_t ys, std::size_t n) {
-    fill_strided(y, ys, n, std::numeric_limits<compute_t<S>>::quiet_NaN());
+void softmax_special(S* y, std::ptrdiff_t ys, std::size_t n, const unsigned char* m = nullptr) {
+    using T = compute_t<S>;
+    if (!m) return fill_strided(y, ys, n, std::numeric_limits<T>::quiet_NaN());
+    for (std::size_t i = 0; i < n; ++i)
+        y[static_cast<std::ptrdiff_t>(i) * ys] =
+            to_storage<S>(m[i] ? std::numeric_limits<T>::quiet_NaN() : T(0));
 }
 
 // x is read before y is written, element by element, so y may alias x.
