@@ -196,6 +196,47 @@ def test_cross_entropy_labels_far_below_the_maximum(rng, reduction, dtype, n):
     assert abs(float(lp) - ref.sum()) <= tol * ref.sum(), (float(lp), ref.sum())
 
 
+@pytest.mark.parametrize("rows", [1, 15, 16, 17, 33, 100, 5000])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_of_one_class(rng, dtype, rows):
+    """One class: every counted row's loss is +0 and its gradient +0, NaN where its logit
+    is not finite, 0 where its label is ignored (a NaN or inf there included); the sum or
+    mean is +0, or NaN if any counted row's is. The same bits as the strided rows', in
+    place and for any scalar grad_out (a negative one too: -(g * 0) + 0 is +0)."""
+    x = (rng.standard_normal((rows, 1)) * 30).astype(dtype)
+    labels = np.zeros(rows, np.int64)
+    labels[rng.random(rows) < 0.3] = -100
+    special = [np.inf, -np.inf, np.nan]
+    where = rng.choice(rows, size=min(rows, 3), replace=False)
+    x[where, 0] = np.array(special[: len(where)], dtype)
+    padded = np.zeros((rows, 4), dtype)
+    padded[:, :1] = x
+    counted = labels != -100
+    bad = counted & ~np.isfinite(x[:, 0].astype(np.float64))
+    for ignored_specials in (False, True):
+        lab = labels.copy()
+        if ignored_specials:
+            lab[where] = -100  # special logits, ignored: no NaN anywhere
+        bad_now = bad & (lab != -100)
+        for kw in ({"reduction": "mean"}, {"reduction": "sum", "grad_out": -2.5}):
+            loss, grad = fs.cross_entropy(x, lab, return_grad=True, **kw)
+            loss_s, grad_s = fs.cross_entropy(padded[:, :1], lab, return_grad=True, **kw)
+            if bad_now.any():
+                assert np.isnan(loss)
+            elif kw["reduction"] == "sum" or (lab != -100).any():
+                assert loss == 0, loss
+                assert not np.signbit(loss)
+            assert np.array_equal(loss, loss_s, equal_nan=True), "loss: contiguous vs strided"
+            assert np.array_equal(np.isnan(grad[:, 0]), bad_now)
+            assert np.all(grad[~bad_now] == 0)
+            assert not np.signbit(grad[~bad_now]).any()
+            assert np.array_equal(grad, grad_s, equal_nan=True), "gradient vs strided"
+            xi = x.copy()
+            loss_i = fs.cross_entropy(xi, lab, return_grad=True, inplace_grad=True, **kw)[0]
+            assert np.array_equal(loss, loss_i, equal_nan=True), "loss in place"
+            assert np.array_equal(grad, xi, equal_nan=True), "gradient in place"
+
+
 @pytest.mark.parametrize("n", [2, 3, 8])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cross_entropy_special_logits_two_chunks_at_a_time(rng, dtype, n):

@@ -483,11 +483,9 @@ struct CeLabelsChunks {
         }
     }
 
-    // Whether groups() takes the call (the usual one): kN >= 2 classes, no
-    // weights, per-example scales or losses, no lse output, no temperature.
-    bool plain(bool scaled) const {
-        return kN >= 2 && t_factor && !scaled && !a.loss && !a.lse_out;
-    }
+    // The usual call: no weights, per-example scales or losses, no lse
+    // output, no temperature (for kN >= 2, groups() takes it).
+    bool plain(bool scaled) const { return t_factor && !scaled && !a.loss && !a.lse_out; }
     // G chunks at once, for plain() calls: chunk g's lanes are examples
     // c0 + g * N + l, l < w - g * N (chunks past w: none), its logits
     // x_at(g, i), its gradient put(g, i, v). Each chunk's steps are chunk's,

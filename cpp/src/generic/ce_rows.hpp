@@ -393,6 +393,38 @@ CeSums ce_register_tiles(const CeRows<typename V::S>& a, const CeOptions<typenam
         for (std::size_t r = 0; r < a.rows; r += G * N)
             step(r, (a.rows - r < G * N) ? a.rows - r : G * N, scaled);
     };
+    // One class, the usual call: a lane that counts has x[y] = max, so chunk
+    // finds a loss of +0 and a gradient of -(s_ce * 0) + 0 = +0 (s_ce finite
+    // in a plain call), unless its logit is not finite or its label unusable:
+    // NaN for both; an ignored lane, 0 for both. Those answers, without
+    // chunk's steps (which took 2.4x the time of these on Zen 5). The loss's
+    // sum is +0 or that NaN (the same bits in any order of summation).
+    if constexpr (kN == 1) {
+        if (k.plain(co.scale != 1)) {
+            const reg zero = C::zero(), one = C::set1(T(1)),
+                      nan = C::set1(std::numeric_limits<T>::quiet_NaN());
+            reg nan_lanes = zero;
+            for (std::size_t r = 0; r < a.rows; r += G * N) {
+                const std::size_t w = (a.rows - r < G * N) ? a.rows - r : G * N;
+                RegisterTile<V, 1> t;
+                t.load(a.x + r, w);
+                reg grad[G][1];
+                for (std::size_t g = 0; g < G; ++g) {
+                    const std::size_t at = g * N, wg = w > at ? (w - at < N ? w - at : N) : 0;
+                    T label_lanes[N];
+                    const reg vy = k.labels(r + at, wg, 1, label_lanes);
+                    const auto skip = C::eq(vy, C::set1(decltype(k)::kIgnored));
+                    const auto special = C::mask_or(C::not_finite(t.c[g][0]),
+                                                    C::eq(vy, C::set1(decltype(k)::kUnusable)));
+                    nan_lanes = C::select(skip, nan_lanes, C::select(special, one, nan_lanes));
+                    grad[g][0] = C::select(skip, zero, C::select(special, nan, zero));
+                }
+                if (a.grad) RegisterTile<V, 1>::store(grad, a.grad + r, w);
+            }
+            if (C::hmax(nan_lanes) > 0) total.ce = std::numeric_limits<double>::quiet_NaN();
+            return total;
+        }
+    }
     // The usual call: the chunks G at a time (CeLabelsChunks::groups). Where a
     // label lies far below its row's maximum, the step is taken again, chunk
     // by chunk (before anything of it is stored or added), out of line: the
