@@ -286,8 +286,8 @@ void softmax_long_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typen
         T* const e = scratch + (r & 1) * stride;
         double* const f = factors.data + (r & 1) * nb;
         if (have_prev) prev.begin(out);
-        const MaxSum ms = online_max_sum<V>(
-            xr, n,
+        const MaxSum ms = online_walk<V>(
+            AheadRowView<V>{xr}, n,
             [&](std::size_t b, std::size_t i0, std::size_t len, T ref) {
                 f[b] = static_cast<double>(ref);
                 ExpSum<V> s0;  // (as row_store_exp_sum)
@@ -703,7 +703,7 @@ void log_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
         const typename V::S* xr = x;
         typename V::S* yr = y;
         for (std::size_t r = 0; r < rows; ++r, xr += xs, yr += ys) {
-            const MaxSum ms = row_online_max_sum<V>(xr, n, z);
+            const MaxSum ms = row_online_max_sum<V>(xr, n, z, params.from_memory);
             if (ms.special) {
                 log_softmax_special(xr, 1, yr, 1, n);
                 continue;
