@@ -160,12 +160,19 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
     // the previous row, still to be written (if any)
     RowStream<V, ScaledBy<V>> prev(y, n, {scratch, Factor<V>::of(1.0)});
     bool have_prev = false;
+    // the row kPrefetchAhead bytes past the next one, asked for at each row's
+    // start (Zen 5, float32 out=, against the build without, four runs:
+    // 0.82-1.01x the time at (8192, 1024), 0.72-0.90x at (2048, 2048),
+    // 0.61-0.68x at (512, 8192); the same in log_softmax's groups measured
+    // 0.96-1.08x, in the backward rows 1.06-1.38x: not there)
+    const std::size_t ahead = std::max<std::size_t>(1, kPrefetchAhead / (n * sizeof(S) + 1));
     for (std::size_t r = 0; r < rows; ++r) {
         const S* xr = x + static_cast<std::ptrdiff_t>(r) * xs;
         S* yr = y + static_cast<std::ptrdiff_t>(r) * ys;
         const std::size_t rn = (r + 1 < rows) ? r + 1 : r;
         const S* xn = x + static_cast<std::ptrdiff_t>(rn) * xs;  // the next row
-        const auto lr = mask.row(r), ln = mask.row(rn);          // (the last re-reads itself)
+        prefetch_ahead(xn, xs, rn, rows, n, ahead);
+        const auto lr = mask.row(r), ln = mask.row(rn);  // (the last re-reads itself)
         T* const e = scratch + (r & 1) * n;
         const bool ok = std::isfinite(m);
         const reg vm = V::set1(ok ? m : T(0));
