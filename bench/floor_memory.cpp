@@ -117,13 +117,52 @@ inline void row_pass(const float* x, float* e, std::size_t n, double* refs, doub
     sum_out = s;
 }
 
+// log_softmax's structure for softmax: a read pass of the row block by block
+// (the block's maximum, then the double sum of its exponentials against the
+// running maximum, nothing stored; the sums rescaled when the maximum grows),
+// then a second pass over the row, now in L2, that takes exp(x - max) again
+// and writes it times the two-float 1 / sum: each output rounded as
+// exp(x - max) / sum is, with two exponentials per element.
+inline void two_pass_row(const float* x, float* y, std::size_t n, std::size_t prefetch,
+                         int stream) {
+    float run = -INFINITY;
+    double sum = 0;
+    for (std::size_t i = 0; i < n; i += kB) {
+        const std::size_t len = n - i < kB ? n - i : kB;
+        if (prefetch)
+            for (std::size_t k = 0; k < len; k += 16)
+                _mm_prefetch(reinterpret_cast<const char*>(x + i + k + prefetch), _MM_HINT_T0);
+        const float bm = block_max(x + i, len);
+        if (bm > run) {
+            sum *= std::exp(static_cast<double>(run) - static_cast<double>(bm));
+            run = bm;
+        }
+        const __m512 vm = _mm512_set1_ps(run), vlo = _mm512_set1_ps(exp_floor(run));
+        __m512d a0 = _mm512_setzero_pd(), a1 = a0;
+        for (std::size_t k = 0; k < len; k += 32)
+            add_pair(a0, a1, vexp_sub<V>(_mm512_loadu_ps(x + i + k), vm, vlo),
+                     vexp_sub<V>(_mm512_loadu_ps(x + i + k + 16), vm, vlo));
+        sum += _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+    }
+    const Two f = Two::of(1.0 / sum);
+    const __m512 vm = _mm512_set1_ps(run), vlo = _mm512_set1_ps(exp_floor(run));
+    for (std::size_t i = 0; i < n; i += 16) {
+        const __m512 v = f.apply(vexp_sub<V>(_mm512_loadu_ps(x + i), vm, vlo));
+        if (stream)
+            _mm512_stream_ps(y + i, v);
+        else
+            _mm512_storeu_ps(y + i, v);
+    }
+}
+
 }  // namespace
 
 // Softmax of rows (n a multiple of 32) of an array from memory:
 // mode 0: the row's exponentials into a scratch row, then scaled into y (stream:
 //         non-temporal stores);
 // mode 1: as 0, but row r-1's scaling is done inside row r's exp loop (two
-//         scratch rows taking turns), so the stores overlap the arithmetic.
+//         scratch rows taking turns), so the stores overlap the arithmetic;
+// mode 2: two passes per row (two_pass_row), the second from L2.
 // prefetch: elements ahead (0: none).
 extern "C" void softmax_f32(const float* x, float* y, std::size_t rows, std::size_t n, int mode,
                             int stream, std::size_t prefetch) {
@@ -143,7 +182,10 @@ extern "C" void softmax_f32(const float* x, float* y, std::size_t rows, std::siz
     };
     float m;
     double s;
-    if (mode == 0) {
+    if (mode == 2) {
+        for (std::size_t r = 0; r < rows; ++r)
+            two_pass_row(x + r * n, y + r * n, n, prefetch, stream);
+    } else if (mode == 0) {
         NoEmit none;
         for (std::size_t r = 0; r < rows; ++r) {
             const float* xr = x + r * n;

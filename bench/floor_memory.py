@@ -18,8 +18,10 @@ rounds (the order rotating), medians, as ratios to ``np.copyto``:
   maximum, then its exponentials against the running maximum); softmax: the exponentials
   into a scratch row, then scaled into y with non-temporal stores, either after the row
   (``rows``) or inside the next row's loop (``interleaved``, two scratch rows taking turns);
-  ``+pf``: software prefetch 32 KiB ahead; the cross-entropy: the exponentials in place, then
-  the row scaled in place while in L1/L2.
+  ``+pf``: software prefetch 32 KiB ahead; ``two passes``: log_softmax's structure, a read
+  pass (block maxima and the sum of the exponentials, nothing stored), then exp(x - max) again
+  times 1 / sum from L2, two exponentials an element; the cross-entropy: the exponentials in
+  place, then the row scaled in place while in L1/L2.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ def run_shape(c: ctypes.CDLL, shape: tuple[int, int], rounds: int) -> None:
         "interleaved": (1, 1, 0),
         "interleaved+pf": (1, 1, AHEAD),
         "interleaved, stores": (1, 0, 0),
+        "two passes+pf": (2, 1, AHEAD),
     }
     for name, (mode, stream, ahead) in variants.items():
         y.fill(np.nan)
