@@ -159,13 +159,29 @@ constexpr std::size_t kHalfScratchBytes = std::size_t(768) << 10;
 // in log_softmax the same.
 constexpr std::size_t kPrefetchAheadBytes = 4096;
 
-// How many rows of n elements of S ahead prefetch_ahead asks for: 0 (none)
-// for rows past kLongRowBytes.
+// How far ahead softmax's rows from memory ask for theirs: the rows up to
+// kLongRowBytes (softmax_rows_streamed, with prefetch_ahead) and the blocks of
+// longer rows (AheadRowView). Zen 5, one thread, float32 out=
+// (bench/out_of_cache.py against the build without): 0.82-1.01x the time at
+// (8192, 1024), 0.72-0.90x at (2048, 2048), 0.61-0.68x at (512, 8192),
+// softmax_long_rows_streamed 0.71-0.83x at (256, 32000) and (32, 128256),
+// log_softmax's long rows 0.85-0.96x and 0.88-1.10x. Measured and not used:
+// log_softmax's row groups 0.96-1.08x, the backward rows 1.06-1.38x,
+// logsumexp's long rows (they store nothing) 0.90-1.21x.
+constexpr std::size_t kStreamPrefetchBytes = std::size_t(32) << 10;
+
+// How many rows of n elements of S ahead prefetch_ahead asks for, about
+// `ahead_bytes` on: 0 (none) for rows past kLongRowBytes.
 template <class S>
-std::size_t rows_ahead(std::size_t n) {
+std::size_t rows_ahead(std::size_t n, std::size_t ahead_bytes = kPrefetchAheadBytes) {
     const std::size_t bytes = n * sizeof(S);
     if (bytes == 0 || bytes > kLongRowBytes) return 0;
-    return std::max<std::size_t>(1, kPrefetchAheadBytes / bytes);
+    return std::max<std::size_t>(1, ahead_bytes / bytes);
+}
+
+// Asks for the `bytes` at p into cache, a 64-byte line at a time.
+inline void prefetch_lines(const char* p, std::size_t bytes) {
+    for (std::size_t k = 0; k < bytes; k += 64) __builtin_prefetch(p + k);
 }
 
 // Asks for the lines of row r + ahead (of `rows`, `stride` apart) into cache.
@@ -175,9 +191,9 @@ void prefetch_ahead(const S* row, std::ptrdiff_t stride, std::size_t r, std::siz
     // (no early return: GCC 12 then dropped the loop of prefetches as if it
     // did nothing)
     const std::size_t bytes = (ahead > 0 && r + ahead < rows) ? n * sizeof(S) : 0;
-    const char* p = reinterpret_cast<const char*>(row) +
-                    static_cast<std::ptrdiff_t>(ahead * sizeof(S)) * stride;
-    for (std::size_t k = 0; k < bytes; k += 64) __builtin_prefetch(p + k);
+    prefetch_lines(reinterpret_cast<const char*>(row) +
+                       static_cast<std::ptrdiff_t>(ahead * sizeof(S)) * stride,
+                   bytes);
 }
 
 // A heap buffer. Not std::vector: its out-of-line members would be compiled
@@ -478,25 +494,16 @@ struct RowView {
 };
 
 // RowView of a row from memory: before each block's maximum, the lines
-// kPrefetchAhead bytes past it are prefetched (the addresses formed as
-// integers: past the array's end they are never read, and prefetches do not
-// fault). The hardware prefetchers alone left the block's maximum waiting on
-// memory. Zen 5, one thread, float32 out= (bench/out_of_cache.py against the
-// build without it): softmax_long_rows_streamed 0.71-0.83x the time at
-// (256, 32000) and (32, 128256), log_softmax's long rows 0.85-0.96x and
-// 0.88-1.10x; logsumexp's, which store nothing, 0.90-1.21x: not used there.
-constexpr std::size_t kPrefetchAhead = 32 * 1024;
+// kStreamPrefetchBytes past it are asked for (the address formed as an
+// integer: past the array's end those lines are never read, and prefetches
+// do not fault). The hardware prefetchers alone left the block's maximum
+// waiting on memory.
 template <class V>
-struct AheadRowView {
-    const typename V::S* x;
+struct AheadRowView : RowView<V> {
     typename V::T max(std::size_t i, std::size_t len) const {
-        const auto at = reinterpret_cast<std::uintptr_t>(x + i) + kPrefetchAhead;
-        for (std::size_t k = 0; k < len * sizeof(typename V::S); k += 64)
-            __builtin_prefetch(reinterpret_cast<const void*>(at + k));
-        return row_max<V>(x + i, len);
-    }
-    bool has_nan(std::size_t i, std::size_t len) const {
-        return fastsoftmax::FASTSOFTMAX_TARGET::has_nan(x + i, len);
+        const auto at = reinterpret_cast<std::uintptr_t>(this->x + i) + kStreamPrefetchBytes;
+        prefetch_lines(reinterpret_cast<const char*>(at), len * sizeof(typename V::S));
+        return RowView<V>::max(i, len);
     }
 };
 
@@ -555,14 +562,16 @@ __attribute__((always_inline)) inline MaxSum online_max_sum(const typename V::S*
     return online_walk<V>(RowView<V>{x}, n, block, map_max, scale);
 }
 
-// (ahead: a row from memory, its blocks read through AheadRowView)
-template <class V, class Z>
-MaxSum row_online_max_sum(const typename V::S* x, std::size_t n, const Z& z, bool ahead = false) {
-    const auto block = [x, &z](std::size_t, std::size_t i, std::size_t len, typename V::T ref) {
-        return ref == neg_inf<typename V::T>() ? 0.0 : stretch_sum_exp<V>(x + i, len, ref, z);
-    };
-    if (ahead) return online_walk<V>(AheadRowView<V>{x}, n, block, SameMax{}, z.scale());
-    return online_max_sum<V>(x, n, block, SameMax{}, z.scale());
+// (View: how the row's blocks are read, RowView or, for a row from memory,
+// AheadRowView)
+template <class V, template <class> class View = RowView, class Z>
+MaxSum row_online_max_sum(const typename V::S* x, std::size_t n, const Z& z) {
+    return online_walk<V>(
+        View<V>{{x}}, n,
+        [x, &z](std::size_t, std::size_t i, std::size_t len, typename V::T ref) {
+            return ref == neg_inf<typename V::T>() ? 0.0 : stretch_sum_exp<V>(x + i, len, ref, z);
+        },
+        SameMax{}, z.scale());
 }
 
 // log(s[i]) for i < g as log1p(s[i] - 1), s - 1 formed in double: a log near 0

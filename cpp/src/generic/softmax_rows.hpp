@@ -160,12 +160,8 @@ void softmax_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typename V
     // the previous row, still to be written (if any)
     RowStream<V, ScaledBy<V>> prev(y, n, {scratch, Factor<V>::of(1.0)});
     bool have_prev = false;
-    // the row kPrefetchAhead bytes past the next one, asked for at each row's
-    // start (Zen 5, float32 out=, against the build without, four runs:
-    // 0.82-1.01x the time at (8192, 1024), 0.72-0.90x at (2048, 2048),
-    // 0.61-0.68x at (512, 8192); the same in log_softmax's groups measured
-    // 0.96-1.08x, in the backward rows 1.06-1.38x: not there)
-    const std::size_t ahead = std::max<std::size_t>(1, kPrefetchAhead / (n * sizeof(S) + 1));
+    // (the row kStreamPrefetchBytes past the next one, asked for at each row's start)
+    const std::size_t ahead = rows_ahead<S>(n, kStreamPrefetchBytes);
     for (std::size_t r = 0; r < rows; ++r) {
         const S* xr = x + static_cast<std::ptrdiff_t>(r) * xs;
         S* yr = y + static_cast<std::ptrdiff_t>(r) * ys;
@@ -294,7 +290,7 @@ void softmax_long_rows_streamed(const typename V::S* x, std::ptrdiff_t xs, typen
         double* const f = factors.data + (r & 1) * nb;
         if (have_prev) prev.begin(out);
         const MaxSum ms = online_walk<V>(
-            AheadRowView<V>{xr}, n,
+            AheadRowView<V>{{xr}}, n,
             [&](std::size_t b, std::size_t i0, std::size_t len, T ref) {
                 f[b] = static_cast<double>(ref);
                 ExpSum<V> s0;  // (as row_store_exp_sum)
@@ -710,7 +706,8 @@ void log_softmax_rows(const typename V::S* x, std::ptrdiff_t xs, typename V::S* 
         const typename V::S* xr = x;
         typename V::S* yr = y;
         for (std::size_t r = 0; r < rows; ++r, xr += xs, yr += ys) {
-            const MaxSum ms = row_online_max_sum<V>(xr, n, z, params.from_memory);
+            const MaxSum ms = params.from_memory ? row_online_max_sum<V, AheadRowView>(xr, n, z)
+                                                 : row_online_max_sum<V>(xr, n, z);
             if (ms.special) {
                 log_softmax_special(xr, 1, yr, 1, n);
                 continue;
